@@ -1,0 +1,102 @@
+/**
+ * The `tws` command line: flags → partial config. No tunnel logic here;
+ * run.ts starts the server or client from the resolved config.
+ */
+import { Command, Option } from 'commander';
+import { readConfigFile, resolveConfig, Layer } from '../config/load';
+import { Mode, settingsFor } from '../config/schema';
+import { engineSummary } from '../engine/select';
+import { errorLine } from '../util/errors';
+import { runClient, runServer } from './run';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const VERSION: string = require('../../package.json').version;
+
+/** tws-rust spells some long flags with underscores, and takes -v before the subcommand. */
+export function normalizeArgv(args: string[]): string[] {
+  const renamed = args.map((a) => a.replace(/^--(retry_timeout|udp_timeout|no_udp|passwd_file|log_level|connect_timeout|drain_timeout)(?==|$)/,
+    (_m, name: string) => `--${name.replace(/_/g, '-')}`));
+  const sub = renamed.findIndex((a) => a === 'server' || a === 'client');
+  if (sub > 0 && renamed.slice(0, sub).includes('-v')) {
+    const before = renamed.slice(0, sub).filter((a) => a !== '-v');
+    return [...before, renamed[sub]!, '-v', ...renamed.slice(sub + 1)];
+  }
+  return renamed;
+}
+
+function describe(mode: Mode, cmd: Command): void {
+  for (const s of settingsFor(mode)) {
+    if (!s.flag) continue;
+    const extra = [s.default !== undefined && s.kind.type !== 'bool' ? `default: ${s.default}` : '', `config: ${s.key}`, s.env ? `env: ${s.env}` : '']
+      .filter(Boolean).join(', ');
+    cmd.addOption(new Option(s.flag, `${s.help} [${extra}]`));
+  }
+  cmd.option('--config <file>', 'YAML config file with the keys shown in [config: ...]; flags given explicitly override it');
+  cmd.option('-v, --verbose', 'debug logging (same as --log-level debug)');
+}
+
+/** Collects only the options the user actually typed, so they override the file. */
+function explicitFlags(mode: Mode, cmd: Command): Layer {
+  const opts = cmd.opts();
+  const layer: Layer = {};
+  for (const s of settingsFor(mode)) {
+    if (s.name === 'noUdp') {
+      if (cmd.getOptionValueSource('udp') === 'cli') layer.noUdp = !opts.udp;
+      continue;
+    }
+    if (cmd.getOptionValueSource(s.name) === 'cli') layer[s.name] = opts[s.name];
+  }
+  if (opts.verbose) layer.logLevel = 'debug';
+  return layer;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('tws')
+    .description('TCP over WebSocket: tunnel any TCP service through a WebSocket (tws-rust compatible)')
+    .version(`tws-native ${VERSION} (${engineSummary()}, ${process.platform}-${process.arch})`, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)');
+
+  const server = program.command('server')
+    .description('accept tunnel sessions over WebSocket and connect each stream to its target')
+    .addHelpText('after', '\nExample:\n  TWS_PASSWD=secret tws server -l 127.0.0.1:5202\n  tws server --config /etc/tws/server.yaml');
+  describe('server', server);
+  server.action(async () => {
+    process.title = 'tws server';
+    const cfg = resolveConfig('server', layers('server', server));
+    await runServer(cfg);
+  });
+
+  const client = program.command('client')
+    .description('listen for local TCP connections and tunnel each to --remote through the server')
+    .addHelpText('after', '\nExample:\n  TWS_PASSWD=secret tws client -l 127.0.0.1:2222 -s wss://example.com/tws -r 127.0.0.1:22\n  tws client --config /etc/tws/client.yaml');
+  describe('client', client);
+  client.action(async () => {
+    process.title = 'tws client';
+    const cfg = resolveConfig('client', layers('client', client));
+    await runClient(cfg);
+  });
+  return program;
+}
+
+function layers(mode: Mode, cmd: Command): Parameters<typeof resolveConfig>[1] {
+  const file: string | undefined = cmd.opts().config;
+  return {
+    file: file ? readConfigFile(file, mode) : undefined,
+    fileName: file,
+    env: process.env,
+    flags: explicitFlags(mode, cmd),
+  };
+}
+
+/** Runs the CLI; any error becomes one line on stderr and exit code 1. */
+export async function main(argv: string[]): Promise<void> {
+  // Hide the arguments (which may hold -p SECRET) from ps as early as possible.
+  const sub = argv.slice(2).find((a) => a === 'server' || a === 'client');
+  if (sub) process.title = `tws ${sub}`;
+  try {
+    await buildProgram().parseAsync(normalizeArgv(argv.slice(2)), { from: 'user' });
+  } catch (err) {
+    process.stderr.write(`tws: error: ${errorLine(err)}\n`);
+    process.exit(1);
+  }
+}

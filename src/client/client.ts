@@ -1,0 +1,166 @@
+/**
+ * `tws client`: accepts local TCP connections and carries each as a stream
+ * over the least-loaded of `connections` sessions to the server.
+ */
+import { EventEmitter } from 'node:events';
+import { AddressInfo, createServer, Server, Socket } from 'node:net';
+import type { Engine, EngineSession } from '../engine/types';
+import { CloseCode, ResetCode } from '../protocol/constants';
+import { formatHostPort, HostPort } from '../util/address';
+import { TwsError } from '../util/errors';
+import type { Logger } from '../util/log';
+import { SessionSlot } from './session-slot';
+
+export interface TwsClientOptions {
+  listen: HostPort;
+  server: URL;
+  /** Target the server connects to, `host:port`. */
+  remote: string;
+  passwd: string;
+  /** Sessions to keep open; default 2. */
+  connections?: number;
+  /** Liveness timeout and how long a new connection waits for a session (ms); default 5000. */
+  timeout?: number;
+  /** Base reconnect delay in ms; default 1000. */
+  retryTimeout?: number;
+  engine: Engine;
+  logger: Logger;
+}
+
+interface Waiting {
+  socket: Socket;
+  timer: NodeJS.Timeout;
+  peer: string;
+}
+
+export class TwsClient extends EventEmitter {
+  private readonly listener: Server;
+  private readonly slots: SessionSlot[] = [];
+  /** Sessions still carrying streams after their slot moved on (GOAWAY). */
+  private readonly draining = new Set<EngineSession>();
+  private readonly waiting: Waiting[] = [];
+  private readonly timeout: number;
+
+  constructor(private readonly opts: TwsClientOptions) {
+    super();
+    this.timeout = opts.timeout ?? 5000;
+    this.listener = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onLocal(s));
+    const n = opts.connections ?? 2;
+    for (let i = 1; i <= n; i++) {
+      const slot = new SessionSlot(i, {
+        server: opts.server,
+        passwd: opts.passwd,
+        timeout: this.timeout,
+        retryTimeout: opts.retryTimeout ?? 1000,
+        engine: opts.engine,
+        logger: opts.logger,
+      });
+      slot.on('up', (session: EngineSession) => {
+        session.on('goaway', () => this.draining.add(session));
+        session.on('close', () => this.draining.delete(session));
+        this.emit('session', session);
+        this.flushWaiting();
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  /** Listens locally and starts the sessions; resolves with the bound address. */
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new TwsError('TWS_ERR_LISTEN', `cannot listen on ${formatHostPort(this.opts.listen.host, this.opts.listen.port)}: ${err.code ?? err.message}`));
+      };
+      this.listener.once('error', onError);
+      this.listener.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        this.listener.off('error', onError);
+        const addr = this.listener.address() as AddressInfo;
+        this.opts.logger.info(
+          `listening on ${formatHostPort(addr.address, addr.port)} → ${this.opts.remote} via ${this.slots.length} session(s) (engine ${this.opts.engine.name})`,
+        );
+        for (const slot of this.slots) slot.start();
+        resolve(addr);
+      });
+    });
+  }
+
+  /** Live sessions, for tests and metrics. */
+  get liveSessions(): EngineSession[] {
+    return this.slots.map((s) => s.session).filter((s): s is EngineSession => !!s && !s.closed && !s.peerDraining);
+  }
+
+  private pick(): EngineSession | undefined {
+    let best: EngineSession | undefined;
+    for (const s of this.liveSessions) {
+      if (!best || s.streamCount < best.streamCount) best = s;
+    }
+    return best;
+  }
+
+  private onLocal(socket: Socket): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const session = this.pick();
+    if (session) {
+      this.open(session, socket, peer);
+      return;
+    }
+    const w: Waiting = {
+      socket,
+      peer,
+      timer: setTimeout(() => {
+        this.unwait(w);
+        this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}`);
+        socket.destroy();
+      }, this.timeout),
+    };
+    socket.on('error', () => this.unwait(w));
+    socket.on('close', () => this.unwait(w));
+    this.waiting.push(w);
+    this.opts.logger.debug(`connection from ${peer} waits for a session`);
+  }
+
+  private unwait(w: Waiting): void {
+    const i = this.waiting.indexOf(w);
+    if (i >= 0) this.waiting.splice(i, 1);
+    clearTimeout(w.timer);
+  }
+
+  private flushWaiting(): void {
+    while (this.waiting.length > 0) {
+      const session = this.pick();
+      if (!session) return;
+      const w = this.waiting.shift()!;
+      clearTimeout(w.timer);
+      w.socket.removeAllListeners('error');
+      w.socket.removeAllListeners('close');
+      this.open(session, w.socket, w.peer);
+    }
+  }
+
+  private open(session: EngineSession, socket: Socket, peer: string): void {
+    const id = session.openStream(socket, this.opts.remote);
+    this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${this.opts.remote}`);
+    socket.resume();
+  }
+
+  /**
+   * Graceful stop: stop accepting, let open streams finish for `drainMs`,
+   * then close every session with 1001.
+   */
+  async shutdown(drainMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    for (const w of this.waiting.splice(0)) {
+      clearTimeout(w.timer);
+      w.socket.destroy();
+    }
+    const sessions = [...this.slots.map((s) => s.session).filter((s): s is EngineSession => !!s), ...this.draining];
+    for (const slot of this.slots) slot.stop();
+    for (const s of sessions) s.goaway(ResetCode.GOING_AWAY, 'client shutting down');
+    const deadline = Date.now() + drainMs;
+    while (sessions.some((s) => !s.closed && s.streamCount > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const s of sessions) s.close(CloseCode.GOING_AWAY, 'client shutting down');
+    await closed;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * One of the client's `connections` slots: keeps one TWS2 session to the
+ * server up, reconnecting with jittered backoff whenever it drops.
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import { WebSocket } from 'ws';
+import { buildAuthHeader } from '../auth/tws-auth';
+import type { Engine, EngineSession } from '../engine/types';
+import { DEFAULT_SESSION_OPTIONS } from '../engine/types';
+import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
+import type { Logger } from '../util/log';
+import { Backoff } from './backoff';
+
+export interface SlotOptions {
+  server: URL;
+  passwd: string;
+  user?: string;
+  timeout: number;
+  retryTimeout: number;
+  engine: Engine;
+  logger: Logger;
+}
+
+/** Redacts anything secret-looking from a URL before it is logged. */
+function showUrl(url: URL): string {
+  const u = new URL(url.href);
+  u.username = '';
+  u.password = '';
+  u.search = u.search ? '?…' : '';
+  return u.href;
+}
+
+export class SessionSlot extends EventEmitter {
+  /** The live session, if any; a session draining for GOAWAY is no longer here. */
+  session: EngineSession | undefined;
+  private readonly backoff: Backoff;
+  private timer: NodeJS.Timeout | undefined;
+  private ws: WebSocket | undefined;
+  private stopped = false;
+  private lastError = '';
+
+  constructor(readonly index: number, private readonly opts: SlotOptions) {
+    super();
+    this.backoff = new Backoff(opts.retryTimeout);
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** Stops reconnecting; the live session is left to the caller to drain. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws && !this.session) this.ws.terminate();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { opts } = this;
+    const log = opts.logger;
+    const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
+      perMessageDeflate: false,
+      maxPayload: MAX_MESSAGE,
+      handshakeTimeout: opts.timeout,
+      followRedirects: false,
+      headers: { 'Tws-Auth': buildAuthHeader(opts.passwd, opts.user) },
+    });
+    this.ws = ws;
+    let failed = false;
+    const fail = (why: string): void => {
+      if (failed) return;
+      failed = true;
+      this.ws = undefined;
+      const delay = this.backoff.next();
+      // Repeated identical failures are logged once at warn, then at debug.
+      const level = why === this.lastError ? 'debug' : 'warn';
+      this.lastError = why;
+      log[level](`slot ${this.index}: cannot connect to ${showUrl(opts.server)}: ${why}; retrying in ${delay} ms`);
+      this.schedule(delay);
+    };
+    ws.on('unexpected-response', (req, res: IncomingMessage) => {
+      const hint = res.statusCode === 404 ? ' (wrong password, path or clock, or not a tws server)' : '';
+      res.resume();
+      req.destroy();
+      fail(`server answered HTTP ${res.statusCode}${hint}`);
+    });
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.session) fail(err.code ?? err.message);
+    });
+    ws.on('close', () => {
+      if (!this.session && !failed) fail('connection closed during handshake');
+    });
+    ws.on('open', () => {
+      if (this.stopped) {
+        ws.close(1001, 'client stopping');
+        return;
+      }
+      this.lastError = '';
+      const session = opts.engine.adopt(ws, {
+        role: 'client',
+        timeoutMs: opts.timeout,
+        initialWindow: DEFAULT_SESSION_OPTIONS.initialWindow,
+        maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
+        maxStreams: DEFAULT_SESSION_OPTIONS.maxStreams,
+        logger: log,
+      });
+      this.attach(session);
+    });
+  }
+
+  private attach(session: EngineSession): void {
+    const log = this.opts.logger.child(`session#${session.id}`);
+    const started = Date.now();
+    this.session = session;
+    log.info(`up → ${showUrl(this.opts.server)} (slot ${this.index})`);
+    const detach = (): void => {
+      if (this.session !== session) return;
+      this.session = undefined;
+      this.ws = undefined;
+      this.backoff.sessionEnded(Date.now() - started);
+      if (!this.stopped) this.schedule(this.backoff.next());
+    };
+    session.on('goaway', () => {
+      // The server is draining this session: let it finish its streams and
+      // bring up a replacement now, so new connections have somewhere to go.
+      detach();
+    });
+    session.on('idle', () => {
+      if (session.peerDraining) session.close(1000, 'drained');
+    });
+    session.on('close', (code: number, reason: string) => {
+      const st = session.stats();
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      const level = code === 1000 || code === 1001 ? 'info' : 'warn';
+      log[level](`down (${code}${reason ? ` ${reason}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
+      detach();
+      this.emit('down', session);
+    });
+    this.emit('up', session);
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Resolves a config from defaults < YAML file < environment < flags and
+ * validates it. Every error is one line naming where the bad value came from
+ * (`config key "timeout"`, `flag -t/--timeout`).
+ */
+import { readFileSync } from 'node:fs';
+import * as yaml from 'js-yaml';
+import { TwsError } from '../util/errors';
+import { HostPort, parseHostPort } from '../util/address';
+import type { LogLevel } from '../util/log';
+import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
+
+export interface CommonConfig {
+  listen: HostPort;
+  passwd: string;
+  timeout: number;
+  drainTimeout: number;
+  udpTimeout: number;
+  noUdp: boolean;
+  engine: 'auto' | 'js' | 'native';
+  logLevel: LogLevel;
+}
+
+export interface ServerConfig extends CommonConfig {
+  path: string;
+  connectTimeout: number;
+}
+
+export interface ClientConfig extends CommonConfig {
+  server: URL;
+  remote: string;
+  connections: number;
+  retryTimeout: number;
+}
+
+/** Raw values from one layer, keyed by setting name; strings from flags/env, any type from YAML. */
+export type Layer = Record<string, unknown>;
+
+interface Sourced {
+  value: unknown;
+  where: string;
+}
+
+function fail(message: string): never {
+  throw new TwsError('TWS_ERR_CONFIG', message);
+}
+
+/** Reads and parses a YAML config file into a layer, rejecting unknown keys. */
+export function readConfigFile(file: string, mode: Mode): Layer {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = yaml.load(text, { filename: file });
+  } catch (err) {
+    fail(`config file ${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === undefined || doc === null) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) fail(`config file ${file}: expected a mapping of keys to values`);
+  const byKey = new Map(settingsFor(mode).map((s) => [s.key, s]));
+  const layer: Layer = {};
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const setting = byKey.get(key);
+    if (!setting) {
+      const known = [...byKey.keys()].join(', ');
+      fail(`config file ${file}: unknown key "${key}" for tws ${mode} (known: ${known})`);
+    }
+    layer[setting.name] = value;
+  }
+  return layer;
+}
+
+function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
+  const { value, where } = src;
+  const bad = (expected: string): never => {
+    const shown = s.kind.type === 'secret' ? '' : `, got ${JSON.stringify(value)}`;
+    return fail(`${where}: expected ${expected}${shown}`);
+  };
+  switch (kind.type) {
+    case 'int': {
+      const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+      if (!Number.isInteger(n) || n < kind.min || n > kind.max) {
+        bad(`a whole number from ${kind.min} to ${kind.max}${kind.unit ? ` (${kind.unit})` : ''}`);
+      }
+      return n;
+    }
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (value === 'true' || value === 'false') return value === 'true';
+      return bad('true or false');
+    case 'enum':
+      if (typeof value === 'string' && kind.values.includes(value)) return value;
+      return bad(`one of ${kind.values.join(', ')}`);
+    case 'listen':
+    case 'target': {
+      if (typeof value !== 'string') return bad('host:port');
+      const hp = parseHostPort(value.trim(), kind.type === 'listen');
+      if (typeof hp === 'string') fail(`${where}: ${hp} in ${JSON.stringify(value)}`);
+      return kind.type === 'listen' ? hp : value.trim();
+    }
+    case 'url': {
+      if (typeof value !== 'string') return bad('a ws:// or wss:// URL');
+      let url: URL;
+      try {
+        url = new URL(value.trim());
+      } catch {
+        return bad('a ws:// or wss:// URL');
+      }
+      if (url.protocol !== 'ws:' && url.protocol !== 'wss:') bad('a ws:// or wss:// URL');
+      if (url.username || url.password) fail(`${where}: put the password in passwd, not in the URL`);
+      return url;
+    }
+    case 'path':
+      if (typeof value !== 'string' || !value.startsWith('/') || /[\s?#]/.test(value)) bad('a URL path starting with /');
+      return value;
+    case 'secret':
+    case 'file':
+      if (typeof value !== 'string' && typeof value !== 'number') return bad('a string');
+      if (String(value).length === 0) fail(`${where}: must not be empty`);
+      return String(value);
+  }
+}
+
+/**
+ * Merges the layers and validates every value. `flags` holds only flags the
+ * user actually gave, so a flag overrides the file and a default never does.
+ */
+export function resolveConfig(mode: 'server', layers: { file?: Layer; fileName?: string; env: NodeJS.ProcessEnv; flags: Layer }): ServerConfig;
+export function resolveConfig(mode: 'client', layers: { file?: Layer; fileName?: string; env: NodeJS.ProcessEnv; flags: Layer }): ClientConfig;
+export function resolveConfig(
+  mode: Mode,
+  layers: { file?: Layer; fileName?: string; env: NodeJS.ProcessEnv; flags: Layer },
+): ServerConfig | ClientConfig {
+  const out: Record<string, unknown> = {};
+  const missing: string[] = [];
+  for (const s of settingsFor(mode)) {
+    let src: Sourced | undefined;
+    if (s.default !== undefined) src = { value: s.default, where: `default of ${s.key}` };
+    if (layers.file && layers.file[s.name] !== undefined) {
+      src = { value: layers.file[s.name], where: `config key "${s.key}"${layers.fileName ? ` in ${layers.fileName}` : ''}` };
+    }
+    if (s.env && layers.env[s.env] !== undefined && layers.env[s.env] !== '') {
+      src = { value: layers.env[s.env], where: `environment variable ${s.env}` };
+    }
+    if (layers.flags[s.name] !== undefined) src = { value: layers.flags[s.name], where: `flag ${flagName(s)}` };
+    if (!src) {
+      if (s.required) missing.push(`${flagName(s)} (config key "${s.key}")`);
+      continue;
+    }
+    out[s.name] = validate(s, s.kind, src);
+  }
+  if (out.passwdFile !== undefined) {
+    const fromFile = readPasswordFile(out.passwdFile as string);
+    // Two sources for the secret are more likely a mistake than a wish; refuse rather than guess.
+    if (out.passwd !== undefined) fail('give either passwd (-p/--passwd, TWS_PASSWD) or passwd_file (--passwd-file), not both');
+    out.passwd = fromFile;
+  }
+  if (out.passwd === undefined) missing.push('-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")');
+  if (missing.length > 0) fail(`missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
+  delete out.passwdFile;
+  return out as unknown as ServerConfig | ClientConfig;
+}
+
+function readPasswordFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const line = text.split(/\r?\n/)[0] ?? '';
+  if (line.length === 0) fail(`password file ${file} is empty`);
+  return line;
+}

@@ -1,0 +1,84 @@
+/**
+ * Every setting of `tws server` / `tws client`: its YAML key (tws-rust's
+ * names where tws-rust had it), its flag, default and type. The CLI declares
+ * its flags from this table and the loader validates against it, so the two
+ * cannot drift apart.
+ */
+import { LOG_LEVELS } from '../util/log';
+
+export type Mode = 'server' | 'client';
+
+export type ValueKind =
+  | { type: 'listen' }
+  | { type: 'target' }
+  | { type: 'url' }
+  | { type: 'path' }
+  | { type: 'int'; min: number; max: number; unit?: string }
+  | { type: 'bool' }
+  | { type: 'secret' }
+  | { type: 'file' }
+  | { type: 'enum'; values: readonly string[] };
+
+export interface Setting {
+  /** Property name in the resolved config. */
+  name: string;
+  /** YAML key. */
+  key: string;
+  /** Commander flag spelling, e.g. `-t, --timeout <ms>`; undefined = file only. */
+  flag?: string;
+  /** Environment variable read between the file and the flags. */
+  env?: string;
+  kind: ValueKind;
+  modes: readonly Mode[];
+  default?: string | number | boolean;
+  required?: boolean;
+  help: string;
+}
+
+const both = ['server', 'client'] as const;
+
+export const SETTINGS: readonly Setting[] = [
+  { name: 'listen', key: 'listen', flag: '-l, --listen <addr>', kind: { type: 'listen' }, modes: both, required: true,
+    help: 'address to listen on: host:port, [v6]:port or name:port (server: the WebSocket port; client: the local TCP port)' },
+  { name: 'server', key: 'server', flag: '-s, --server <url>', kind: { type: 'url' }, modes: ['client'], required: true,
+    help: 'URL of the tws server, e.g. ws://example.com:8080/ or ws://127.0.0.1:5202/some/path' },
+  { name: 'remote', key: 'remote', flag: '-r, --remote <addr>', kind: { type: 'target' }, modes: ['client'], required: true,
+    help: 'target the server connects each tunnelled connection to, as seen from the server (e.g. 127.0.0.1:22)' },
+  { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
+    help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
+  { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,
+    help: 'read the password from this file (first line)' },
+  { name: 'path', key: 'path', flag: '--path <path>', kind: { type: 'path' }, modes: ['server'], default: '/',
+    help: 'URL path the server accepts upgrades on; anything else gets 404' },
+  { name: 'connections', key: 'connections', flag: '-c, --connections <n>', kind: { type: 'int', min: 1, max: 64 },
+    modes: ['client'], default: 2, help: 'WebSocket connections to keep open; streams are spread over them' },
+  { name: 'timeout', key: 'timeout', flag: '-t, --timeout <ms>', kind: { type: 'int', min: 100, max: 3_600_000, unit: 'ms' },
+    modes: both, default: 5000,
+    help: 'peer declared dead after this long without traffic (pings after half); client: how long a new connection waits for a session' },
+  { name: 'retryTimeout', key: 'retry_timeout', flag: '-e, --retry-timeout <ms>', kind: { type: 'int', min: 10, max: 600_000, unit: 'ms' },
+    modes: ['client'], default: 1000, help: 'base reconnect delay; doubles per failure (full jitter), capped at 30 s' },
+  { name: 'connectTimeout', key: 'connect_timeout', flag: '--connect-timeout <ms>', kind: { type: 'int', min: 100, max: 600_000, unit: 'ms' },
+    modes: ['server'], default: 10000, help: 'how long the server tries to connect a target before RESET (timeout)' },
+  { name: 'drainTimeout', key: 'drain_timeout', flag: '--drain-timeout <ms>', kind: { type: 'int', min: 0, max: 3_600_000, unit: 'ms' },
+    modes: both, default: 10000, help: 'on SIGTERM/SIGINT, how long open streams may finish before sessions close' },
+  { name: 'udpTimeout', key: 'udp_timeout', flag: '--udp-timeout <ms>', kind: { type: 'int', min: 100, max: 3_600_000, unit: 'ms' },
+    modes: both, default: 60000, help: 'idle time before a UDP association is closed (accepted for tws-rust compatibility)' },
+  { name: 'noUdp', key: 'no_udp', flag: '--no-udp', kind: { type: 'bool' }, modes: both, default: false,
+    help: 'disable UDP (accepted for tws-rust compatibility; UDP is not carried yet)' },
+  { name: 'engine', key: 'engine', flag: '--engine <name>', env: 'TWS_ENGINE', kind: { type: 'enum', values: ['auto', 'js', 'native'] },
+    modes: both, default: 'auto', help: 'data plane: auto (native when it loads, else js), js or native' },
+  { name: 'logLevel', key: 'log_level', flag: '--log-level <level>', kind: { type: 'enum', values: LOG_LEVELS },
+    modes: both, default: 'info', help: 'error, warn, info or debug (-v = debug)' },
+];
+
+/** The settings a mode accepts. */
+export function settingsFor(mode: Mode): Setting[] {
+  return SETTINGS.filter((s) => s.modes.includes(mode));
+}
+
+/** The long flag of a setting, e.g. `--timeout`, for messages. */
+export function flagName(s: Setting): string {
+  const m = /(?:^|\s)(-[a-z])?,?\s*(--[a-z-]+)/.exec(s.flag ?? '');
+  if (!m) return '';
+  return m[1] ? `${m[1]}/${m[2]}` : m[2]!;
+}

@@ -1,0 +1,460 @@
+/**
+ * One TWS2 session of the js engine: the multiplexer over one WebSocket.
+ * Reads frames, keeps every stream's state, schedules DATA round-robin and
+ * watches liveness. Pure TypeScript on `ws`; the reference implementation.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { RawData, WebSocket } from 'ws';
+import {
+  CloseCode, EARLY_DATA_LIMIT, HEADER_LEN, MAX_DATA, MAX_U32, RESET_NAMES, ResetCode, StreamKind,
+} from '../../protocol/constants';
+import * as codec from '../../protocol/frames';
+import { ProtocolError } from '../../util/errors';
+import type { Logger } from '../../util/log';
+import type { EngineSession, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from '../types';
+import { JsStream, STREAM_QUEUE_LIMIT } from './stream';
+
+/** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
+const SEND_HIGH_WATER = 512 * 1024;
+/** When several streams have data, each turn sends at most this much. */
+const TURN_BYTES = 64 * 1024;
+/** Closed stream ids remembered to tell late frames from id reuse. */
+const RECENT_CLOSED = 4096;
+/** How often an RTT probe ping goes out when the link is busy (ms). */
+const RTT_PROBE_MS = 2000;
+/** How long we wait for the peer's close frame before dropping the TCP connection (ms). */
+const CLOSE_GRACE_MS = 2000;
+
+let nextSessionId = 1;
+
+export class JsSession extends EventEmitter implements EngineSession {
+  readonly id = nextSessionId++;
+  peerDraining = false;
+  closed = false;
+
+  private readonly log: Logger;
+  private readonly streams = new Map<number, JsStream>();
+  private readonly recentClosed = new Set<number>();
+  private nextStreamId: number;
+  private readonly ready: JsStream[] = [];
+  private congested = false;
+  private pumping = false;
+  private draining = false;
+  private lastRecv = Date.now();
+  private lastPingAt = 0;
+  private pingSentAt = 0n;
+  /** Smoothed round-trip time in ms, from ping/pong; 0 until measured. */
+  private srtt = 0;
+  private readonly timer: NodeJS.Timeout;
+  private bytesIn = 0;
+  private bytesOut = 0;
+
+  constructor(private readonly ws: WebSocket, private readonly opts: SessionOptions) {
+    super();
+    this.log = opts.logger.child(`session#${this.id}`);
+    this.nextStreamId = opts.role === 'client' ? 1 : 2;
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data as Buffer, isBinary));
+    ws.on('ping', () => { this.lastRecv = Date.now(); });
+    ws.on('pong', (data: Buffer) => this.onPong(data));
+    ws.on('error', (err: Error) => this.log.debug(`websocket error: ${err.message}`));
+    ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
+    const tick = Math.max(10, Math.min(1000, Math.floor(opts.timeoutMs / 4)));
+    this.timer = setInterval(() => this.checkLiveness(), tick);
+    this.timer.unref();
+    this.ping();
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  stats(): SessionStats {
+    return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut };
+  }
+
+  // ---- commands from the control plane ----
+
+  openStream(local: Socket, target: string): number {
+    if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) {
+      local.resetAndDestroy();
+      return 0;
+    }
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const s = new JsStream(id, target, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.opts.initialWindow });
+    this.streams.set(id, s);
+    this.send(codec.encodeOpen(id, s.recvWindow, StreamKind.TCP, target));
+    this.attach(s, local);
+    return id;
+  }
+
+  goaway(code: number, reason: string): void {
+    if (this.closed || this.draining) return;
+    this.draining = true;
+    this.send(codec.encodeGoaway(code, reason));
+    this.log.debug(`sent GOAWAY (${reason}); ${this.streams.size} streams draining`);
+    if (this.streams.size === 0) this.close(CloseCode.GOING_AWAY, reason);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.resetAllLocally(reason);
+    try {
+      this.ws.close(code, reason.slice(0, 120));
+    } catch {
+      this.ws.terminate();
+    }
+    // A peer that never answers our close frame must not hold the socket open.
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  // ---- frames in ----
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    this.lastRecv = Date.now();
+    if (this.closed) return;
+    try {
+      if (!isBinary) throw new ProtocolError('text message');
+      this.dispatch(codec.decodeFrame(data));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.log.warn(`protocol error from peer: ${err.message}; closing session`);
+      this.close(err.closeCode ?? CloseCode.PROTOCOL_ERROR, err.message);
+    }
+  }
+
+  private dispatch(f: codec.Frame): void {
+    if (f.type === 'goaway') {
+      this.peerDraining = true;
+      this.log.info(`peer is going away (${f.reason || RESET_NAMES[f.code] || f.code})`);
+      this.emit('goaway', f.code, f.reason);
+      if (this.streams.size === 0) this.emit('idle');
+      return;
+    }
+    if (f.type === 'open') return this.onOpen(f);
+    if (f.type === 'unknown') return;
+    const s = this.streams.get(f.stream);
+    if (!s) {
+      // Late frames for a stream we already closed are expected; frames for
+      // ids never opened are not, but are harmless, so both are ignored.
+      return;
+    }
+    switch (f.type) {
+      case 'open-ok': return this.onOpenOk(s, f.window);
+      case 'data': return this.onData(s, f.payload);
+      case 'window': return this.onWindow(s, f.increment);
+      case 'fin': return this.onFin(s);
+      case 'reset': return this.onReset(s, f.code, f.reason);
+      case 'datagram': throw new ProtocolError(`DATAGRAM on tcp stream ${s.id}`);
+    }
+  }
+
+  private onOpen(f: { stream: number; window: number; kind: number; target: string }): void {
+    const peerParity = this.opts.role === 'server' ? 1 : 0;
+    if (f.stream % 2 !== peerParity) throw new ProtocolError(`OPEN with id ${f.stream} of the wrong parity`);
+    if (this.streams.has(f.stream) || this.recentClosed.has(f.stream)) {
+      throw new ProtocolError(`OPEN for stream ${f.stream} already in use`);
+    }
+    const refuse = (code: number, reason: string): void => {
+      this.rememberClosed(f.stream);
+      this.send(codec.encodeReset(f.stream, code, reason));
+      this.log.info(`stream#${f.stream} refused → ${f.target || '(pinned)'}: ${reason}`);
+    };
+    if (this.draining) return refuse(ResetCode.GOING_AWAY, 'going away');
+    if (this.opts.role === 'client') return refuse(ResetCode.DENIED, 'client accepts no streams');
+    if (f.kind !== StreamKind.TCP) return refuse(ResetCode.DENIED, 'udp streams are not supported');
+    if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
+    if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
+
+    const s = new JsStream(f.stream, f.target, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
+    s.abort = new AbortController();
+    this.streams.set(s.id, s);
+    let answered = false;
+    const req: OpenRequest = {
+      stream: s.id,
+      kind: f.kind,
+      target: f.target,
+      signal: s.abort.signal,
+      accept: (socket) => {
+        if (answered) throw new Error('open request answered twice');
+        answered = true;
+        if (s.done) { socket.destroy(); return; }
+        this.onAccepted(s, socket);
+      },
+      reject: (code, reason) => {
+        if (answered) throw new Error('open request answered twice');
+        answered = true;
+        if (s.done) return;
+        this.send(codec.encodeReset(s.id, code, reason));
+        this.finish(s, `refused: ${reason}`, 'info');
+      },
+    };
+    this.emit('open-request', req);
+  }
+
+  private onAccepted(s: JsStream, socket: Socket): void {
+    s.state = 'open';
+    s.abort = undefined;
+    s.recvGranted = s.recvWindow;
+    s.lastWindowAt = Date.now();
+    this.send(codec.encodeOpenOk(s.id, s.recvWindow));
+    this.attach(s, socket);
+    for (const chunk of s.early.splice(0)) this.deliver(s, chunk);
+    if (s.finRecv) socket.end();
+    this.log.debug(`stream#${s.id} accepted → ${s.target}`);
+  }
+
+  private onOpenOk(s: JsStream, window: number): void {
+    if (s.state !== 'opening') throw new ProtocolError(`unexpected OPEN_OK for stream ${s.id}`);
+    s.state = 'open';
+    s.sendCredit = window - s.bytesOut;
+    s.lastWindowAt = Date.now();
+    if (s.sendable() > 0) this.markReady(s);
+    this.pump();
+  }
+
+  private onData(s: JsStream, payload: Buffer): void {
+    if (s.state === 'opening') throw new ProtocolError(`DATA before OPEN_OK on stream ${s.id}`);
+    if (s.finRecv) throw new ProtocolError(`DATA after FIN on stream ${s.id}`);
+    s.recvd += payload.length;
+    if (s.recvd > s.recvGranted) throw new ProtocolError(`stream ${s.id} exceeded its flow-control window`);
+    if (s.state === 'accepting') {
+      s.early.push(payload);
+      return;
+    }
+    this.deliver(s, payload);
+  }
+
+  /** Writes peer bytes to the local socket; credit goes back only once the kernel has them. */
+  private deliver(s: JsStream, payload: Buffer): void {
+    const local = s.local!;
+    if (local.destroyed) return;
+    local.write(payload, (err) => {
+      if (err || s.done) return;
+      s.bytesIn += payload.length;
+      this.bytesIn += payload.length;
+      s.unreturned += payload.length;
+      this.maybeReturnCredit(s);
+    });
+  }
+
+  private maybeReturnCredit(s: JsStream): void {
+    if (s.finRecv || s.unreturned < s.recvWindow / 4) return;
+    let increment = s.unreturned;
+    const now = Date.now();
+    // Auto-tuning: a quarter window consumed in under two round trips means the
+    // sender is limited by our window, not by our consumer, so double it.
+    const rtt = Math.max(this.srtt, 1);
+    if (s.recvWindow < this.opts.maxWindow && now - s.lastWindowAt < 2 * rtt) {
+      const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
+      s.recvWindow += grow;
+      increment += grow;
+    }
+    s.lastWindowAt = now;
+    s.unreturned = 0;
+    s.recvGranted += increment;
+    this.send(codec.encodeWindow(s.id, increment));
+  }
+
+  private onWindow(s: JsStream, increment: number): void {
+    s.sendCredit += increment;
+    if (s.sendCredit > MAX_U32) throw new ProtocolError(`stream ${s.id} window overflow`);
+    if (s.state !== 'accepting' && s.sendable() > 0) {
+      this.markReady(s);
+      this.pump();
+    }
+  }
+
+  private onFin(s: JsStream): void {
+    if (s.finRecv) throw new ProtocolError(`second FIN on stream ${s.id}`);
+    if (s.state === 'opening') throw new ProtocolError(`FIN before OPEN_OK on stream ${s.id}`);
+    s.finRecv = true;
+    if (s.state === 'open') {
+      s.local!.end();
+    }
+  }
+
+  private onReset(s: JsStream, code: number, reason: string): void {
+    const what = `peer reset: ${RESET_NAMES[code] ?? `code ${code}`}${reason ? ` (${reason})` : ''}`;
+    s.abort?.abort();
+    this.finish(s, what, code === ResetCode.CANCELLED ? 'debug' : 'info', true);
+  }
+
+  // ---- local sockets ----
+
+  private attach(s: JsStream, local: Socket): void {
+    s.local = local;
+    local.setNoDelay(true);
+    local.on('data', (chunk: Buffer) => {
+      s.outQueue.push(chunk);
+      s.outQueued += chunk.length;
+      if (s.outQueued >= STREAM_QUEUE_LIMIT && !s.localPaused) {
+        s.localPaused = true;
+        local.pause();
+      }
+      if (s.sendable() > 0) {
+        this.markReady(s);
+        this.pump();
+      }
+    });
+    local.on('end', () => {
+      s.localEnded = true;
+      this.maybeFin(s);
+    });
+    local.on('error', (err: NodeJS.ErrnoException) => {
+      if (s.done) return;
+      this.send(codec.encodeReset(s.id, ResetCode.CANCELLED, 'local socket error'));
+      this.finish(s, `local error: ${err.code ?? err.message}`, 'info', true);
+    });
+    local.on('close', () => {
+      if (s.done) return;
+      if (s.finSent && s.finRecv) {
+        this.finish(s, 'fin', 'info');
+      } else {
+        this.send(codec.encodeReset(s.id, ResetCode.CANCELLED, 'local socket closed'));
+        this.finish(s, 'local socket closed', 'info');
+      }
+    });
+  }
+
+  private maybeFin(s: JsStream): void {
+    if (!s.finDue() || this.closed) return;
+    s.finSent = true;
+    this.send(codec.encodeFin(s.id));
+  }
+
+  // ---- scheduling ----
+
+  private markReady(s: JsStream): void {
+    if (!this.ready.includes(s)) this.ready.push(s);
+  }
+
+  /** Sends queued DATA round-robin while the WebSocket's send buffer has room. */
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    try {
+      while (!this.congested && this.ready.length > 0) {
+        const s = this.ready.shift()!;
+        if (s.done) continue;
+        const turn = this.ready.length > 0 ? TURN_BYTES : MAX_DATA;
+        const n = Math.min(s.sendable(), turn);
+        if (n <= 0) continue;
+        const payload = s.take(n);
+        const frame = Buffer.allocUnsafe(HEADER_LEN + n);
+        codec.encodeDataHeader(s.id).copy(frame, 0);
+        payload.copy(frame, HEADER_LEN);
+        s.sendCredit -= n;
+        s.bytesOut += n;
+        this.bytesOut += n;
+        this.send(frame);
+        if (s.localPaused && s.outQueued < STREAM_QUEUE_LIMIT / 2) {
+          s.localPaused = false;
+          s.local?.resume();
+        }
+        if (s.sendable() > 0) this.ready.push(s);
+        else this.maybeFin(s);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private send(frame: Buffer): void {
+    if (this.ws.readyState !== 1) return;
+    if (this.ws.bufferedAmount + frame.length < SEND_HIGH_WATER || this.congested) {
+      this.ws.send(frame);
+      return;
+    }
+    // The WebSocket's send buffer is full: stop pumping until this frame is written.
+    this.congested = true;
+    this.ws.send(frame, () => {
+      this.congested = false;
+      this.pump();
+    });
+  }
+
+  // ---- liveness ----
+
+  private ping(): void {
+    if (this.ws.readyState !== 1) return;
+    this.lastPingAt = Date.now();
+    this.pingSentAt = process.hrtime.bigint();
+    const payload = Buffer.allocUnsafe(8);
+    payload.writeBigUInt64BE(this.pingSentAt);
+    this.ws.ping(payload);
+  }
+
+  private onPong(data: Buffer): void {
+    this.lastRecv = Date.now();
+    if (data.length !== 8 || data.readBigUInt64BE(0) !== this.pingSentAt) return;
+    const rtt = Number(process.hrtime.bigint() - this.pingSentAt) / 1e6;
+    this.srtt = this.srtt === 0 ? rtt : 0.875 * this.srtt + 0.125 * rtt;
+  }
+
+  private checkLiveness(): void {
+    const now = Date.now();
+    const quiet = now - this.lastRecv;
+    if (quiet > this.opts.timeoutMs) {
+      this.log.warn(`peer silent for ${quiet} ms (timeout ${this.opts.timeoutMs} ms); closing session`);
+      this.closed = true;
+      clearInterval(this.timer);
+      this.resetAllLocally('session timed out');
+      this.ws.terminate();
+      return;
+    }
+    const sincePing = now - this.lastPingAt;
+    if ((quiet >= this.opts.timeoutMs / 2 && sincePing >= this.opts.timeoutMs / 2) || sincePing >= RTT_PROBE_MS) {
+      this.ping();
+    }
+  }
+
+  // ---- teardown ----
+
+  private onClose(code: number, reason: string): void {
+    clearInterval(this.timer);
+    this.closed = true;
+    this.resetAllLocally('session closed');
+    this.emit('close', code, reason);
+  }
+
+  private resetAllLocally(why: string): void {
+    for (const s of [...this.streams.values()]) {
+      s.abort?.abort();
+      this.finish(s, why, 'debug', true);
+    }
+  }
+
+  /** Frees a stream exactly once: logs its close line with bytes each way. */
+  private finish(s: JsStream, how: string, level: 'info' | 'debug', abortive = false): void {
+    if (s.done) return;
+    s.done = true;
+    this.streams.delete(s.id);
+    this.rememberClosed(s.id);
+    const i = this.ready.indexOf(s);
+    if (i >= 0) this.ready.splice(i, 1);
+    if (s.local && !s.local.destroyed) {
+      if (abortive) s.local.resetAndDestroy();
+      else s.local.destroy();
+    }
+    const secs = ((Date.now() - s.openedAt) / 1000).toFixed(1);
+    this.log[level](`stream#${s.id} closed (${how}) → ${s.target || '(pinned)'} in=${s.bytesIn} out=${s.bytesOut} ${secs}s`);
+    const info: StreamClosedInfo = { stream: s.id, target: s.target, bytesIn: s.bytesIn, bytesOut: s.bytesOut, how };
+    this.emit('stream-closed', info);
+    if (this.streams.size === 0) {
+      if (this.draining && !this.closed) this.close(CloseCode.GOING_AWAY, 'drained');
+      else if (this.peerDraining) this.emit('idle');
+    }
+  }
+
+  private rememberClosed(id: number): void {
+    this.recentClosed.add(id);
+    if (this.recentClosed.size > RECENT_CLOSED) {
+      this.recentClosed.delete(this.recentClosed.values().next().value as number);
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * One TWS2 stream of the js engine: a local socket on one side, the session
+ * on the other. Owns the stream's flow-control state in both directions.
+ * The session drives it; it never touches the WebSocket itself.
+ */
+import type { Socket } from 'node:net';
+import { EARLY_DATA_LIMIT } from '../../protocol/constants';
+
+/** Local bytes queued beyond this pause the local socket (per stream). */
+export const STREAM_QUEUE_LIMIT = 256 * 1024;
+
+export type StreamState = 'opening' | 'accepting' | 'open';
+
+export class JsStream {
+  state: StreamState;
+  local: Socket | undefined;
+
+  /** Bytes we may still send (peer's window minus what we sent). */
+  sendCredit: number;
+  /** Local bytes waiting to go out, oldest first. */
+  readonly outQueue: Buffer[] = [];
+  outQueued = 0;
+  localEnded = false;
+  finSent = false;
+  localPaused = false;
+
+  /** Total bytes the peer may send us (all windows granted). */
+  recvGranted: number;
+  /** Bytes the peer sent us. */
+  recvd = 0;
+  /** Received bytes written locally but not yet returned with WINDOW. */
+  unreturned = 0;
+  /** The current window size (grows with auto-tuning). */
+  recvWindow: number;
+  lastWindowAt = 0;
+  finRecv = false;
+  /** Data (and FIN) that arrived before the acceptor had a socket. */
+  readonly early: Buffer[] = [];
+
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly openedAt = Date.now();
+  abort: AbortController | undefined;
+  done = false;
+
+  constructor(
+    readonly id: number,
+    readonly target: string,
+    state: StreamState,
+    opts: { sendCredit: number; recvWindow: number },
+  ) {
+    this.state = state;
+    this.sendCredit = opts.sendCredit;
+    this.recvWindow = opts.recvWindow;
+    // An acceptor has granted nothing yet but must take the opener's early data.
+    this.recvGranted = state === 'accepting' ? EARLY_DATA_LIMIT : opts.recvWindow;
+  }
+
+  /** Bytes that could go out now. */
+  sendable(): number {
+    return Math.min(this.outQueued, this.sendCredit);
+  }
+
+  /** Removes up to `max` bytes from the queue as one buffer (one copy when it spans chunks). */
+  take(max: number): Buffer {
+    const first = this.outQueue[0]!;
+    if (first.length >= max) {
+      if (first.length === max) this.outQueue.shift();
+      else this.outQueue[0] = first.subarray(max);
+      this.outQueued -= max;
+      return first.subarray(0, max);
+    }
+    const n = Math.min(max, this.outQueued);
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const chunk = this.outQueue[0]!;
+      const k = Math.min(chunk.length, n - off);
+      chunk.copy(out, off, 0, k);
+      off += k;
+      if (k === chunk.length) this.outQueue.shift();
+      else this.outQueue[0] = chunk.subarray(k);
+    }
+    this.outQueued -= n;
+    return out;
+  }
+
+  /** A FIN is owed once the local side ended and everything queued went out. */
+  finDue(): boolean {
+    return this.localEnded && !this.finSent && this.outQueued === 0 && this.state !== 'accepting';
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The engine boundary. The control plane (server/, client/) completes the
+ * WebSocket handshake and decides policy; an engine moves the bytes. Every
+ * method returns at once; results come back as events. Payload bytes never
+ * need to pass through the control plane, so a native engine can implement
+ * this by taking over the sockets' file descriptors.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { Logger } from '../util/log';
+
+export type Role = 'client' | 'server';
+export type EngineName = 'js' | 'native';
+
+/** Per-session tuning; defaults in DEFAULT_SESSION_OPTIONS. */
+export interface SessionOptions {
+  role: Role;
+  /** Peer declared dead after this many ms without receiving anything; pings after half of it. */
+  timeoutMs: number;
+  /** Window (bytes) granted to the peer for each new stream. */
+  initialWindow: number;
+  /** Auto-tuning grows a stream's window up to this many bytes. */
+  maxWindow: number;
+  /** Streams the peer may have open at once; more get RESET 5. */
+  maxStreams: number;
+  logger: Logger;
+}
+
+export const DEFAULT_SESSION_OPTIONS = {
+  timeoutMs: 5000,
+  initialWindow: 256 * 1024,
+  maxWindow: 16 * 1024 * 1024,
+  maxStreams: 16384,
+} as const;
+
+/** A stream the peer wants opened; the control plane answers with accept or reject exactly once. */
+export interface OpenRequest {
+  readonly stream: number;
+  readonly kind: number;
+  readonly target: string;
+  /** Aborted when the peer cancels (RESET) or the session dies before an answer. */
+  readonly signal: AbortSignal;
+  /** Hands over a connected socket; bytes buffered so far (early data) are delivered first. */
+  accept(socket: Socket): void;
+  /** Answers with RESET `code`. */
+  reject(code: number, reason: string): void;
+}
+
+export interface StreamClosedInfo {
+  stream: number;
+  target: string;
+  /** Bytes received from the peer and written locally. */
+  bytesIn: number;
+  /** Bytes read locally and sent to the peer. */
+  bytesOut: number;
+  /** `fin` for a clean close, otherwise why it was reset. */
+  how: string;
+}
+
+export interface SessionStats {
+  streams: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface EngineSession extends EventEmitter {
+  readonly id: number;
+  readonly streamCount: number;
+  /** The peer sent GOAWAY: open no new streams here. */
+  readonly peerDraining: boolean;
+  readonly closed: boolean;
+  /** Opens a stream to `target` carrying `local`; returns the stream id. */
+  openStream(local: Socket, target: string): number;
+  /** Sends GOAWAY and refuses new streams; the session closes with 1001 once idle. */
+  goaway(code: number, reason: string): void;
+  close(code: number, reason: string): void;
+  stats(): SessionStats;
+  on(event: 'open-request', listener: (req: OpenRequest) => void): this;
+  on(event: 'stream-closed', listener: (info: StreamClosedInfo) => void): this;
+  on(event: 'goaway', listener: (code: number, reason: string) => void): this;
+  on(event: 'idle', listener: () => void): this;
+  on(event: 'close', listener: (code: number, reason: string) => void): this;
+}
+
+export interface Engine {
+  readonly name: EngineName;
+  /** Takes over a WebSocket whose handshake (with subprotocol tws2) has completed. */
+  adopt(ws: WebSocket, options: SessionOptions): EngineSession;
+}

@@ -1,0 +1,57 @@
+/** TWS2 wire constants (see docs/protocol.md). */
+export const SUBPROTOCOL = 'tws2';
+export const AUTH_HEADER = 'tws-auth';
+
+export const FrameType = {
+  OPEN: 0x01,
+  OPEN_OK: 0x02,
+  DATA: 0x03,
+  WINDOW: 0x04,
+  FIN: 0x05,
+  RESET: 0x06,
+  DATAGRAM: 0x07,
+  GOAWAY: 0x08,
+} as const;
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+export const StreamKind = { TCP: 1, UDP: 2 } as const;
+export type StreamKindValue = (typeof StreamKind)[keyof typeof StreamKind];
+
+/** RESET / GOAWAY codes. */
+export const ResetCode = {
+  DENIED: 1,
+  CONNECT_FAILED: 2,
+  TIMEOUT: 3,
+  PROTOCOL_ERROR: 4,
+  TOO_MANY_STREAMS: 5,
+  CANCELLED: 6,
+  IDLE: 7,
+  INTERNAL: 8,
+  GOING_AWAY: 9,
+} as const;
+
+export const RESET_NAMES: Record<number, string> = {
+  1: 'denied', 2: 'connect failed', 3: 'timeout', 4: 'protocol error', 5: 'too many streams',
+  6: 'cancelled', 7: 'idle', 8: 'internal', 9: 'going away',
+};
+
+export const HEADER_LEN = 5;
+/** Largest DATA payload. */
+export const MAX_DATA = 262144;
+/** Largest WebSocket message we accept (DATA payload + header room). */
+export const MAX_MESSAGE = MAX_DATA + 16;
+/** Largest RESET / GOAWAY reason in bytes. */
+export const MAX_REASON = 120;
+/** Data an opener may send before OPEN_OK; also the smallest window an acceptor may grant. */
+export const EARLY_DATA_LIMIT = 65536;
+export const MAX_U32 = 0xffffffff;
+
+/** WebSocket close codes used by TWS2. */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  TOO_BIG: 1009,
+  INTERNAL: 1011,
+} as const;

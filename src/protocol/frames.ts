@@ -1,0 +1,175 @@
+/**
+ * TWS2 frame codec: every frame is one binary WebSocket message,
+ * `type u8 | stream id u32 | body`. Pure functions, shared by the js engine
+ * and the tests. Decoding a malformed frame of a known type throws
+ * ProtocolError; an unknown type decodes to `{ type: 'unknown' }`.
+ */
+import { ProtocolError } from '../util/errors';
+import {
+  EARLY_DATA_LIMIT, FrameType, HEADER_LEN, MAX_DATA, MAX_REASON, MAX_U32, StreamKind, StreamKindValue,
+} from './constants';
+
+export type Frame =
+  | { type: 'open'; stream: number; window: number; kind: StreamKindValue; target: string }
+  | { type: 'open-ok'; stream: number; window: number }
+  | { type: 'data'; stream: number; payload: Buffer }
+  | { type: 'window'; stream: number; increment: number }
+  | { type: 'fin'; stream: number }
+  | { type: 'reset'; stream: number; code: number; reason: string }
+  | { type: 'datagram'; stream: number; payload: Buffer }
+  | { type: 'goaway'; stream: 0; code: number; reason: string }
+  | { type: 'unknown'; stream: number; rawType: number };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function header(type: number, stream: number, bodyLen: number): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER_LEN + bodyLen);
+  buf[0] = type;
+  buf.writeUInt32BE(stream, 1);
+  return buf;
+}
+
+/** Cuts a reason to at most MAX_REASON bytes without splitting a UTF-8 sequence. */
+export function clampReason(reason: string): Buffer {
+  let bytes = Buffer.from(reason, 'utf8');
+  if (bytes.length <= MAX_REASON) return bytes;
+  let end = MAX_REASON;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  bytes = bytes.subarray(0, end);
+  return bytes;
+}
+
+export function encodeOpen(stream: number, window: number, kind: StreamKindValue, target: string): Buffer {
+  const t = Buffer.from(target, 'utf8');
+  const buf = header(FrameType.OPEN, stream, 5 + t.length);
+  buf.writeUInt32BE(window, 5);
+  buf[9] = kind;
+  t.copy(buf, 10);
+  return buf;
+}
+
+export function encodeOpenOk(stream: number, window: number): Buffer {
+  const buf = header(FrameType.OPEN_OK, stream, 4);
+  buf.writeUInt32BE(window, 5);
+  return buf;
+}
+
+/** The DATA header alone, so a payload can follow without a copy. */
+export function encodeDataHeader(stream: number): Buffer {
+  return header(FrameType.DATA, stream, 0);
+}
+
+export function encodeData(stream: number, payload: Buffer): Buffer {
+  const buf = header(FrameType.DATA, stream, payload.length);
+  payload.copy(buf, HEADER_LEN);
+  return buf;
+}
+
+export function encodeDatagram(stream: number, payload: Buffer): Buffer {
+  const buf = header(FrameType.DATAGRAM, stream, payload.length);
+  payload.copy(buf, HEADER_LEN);
+  return buf;
+}
+
+export function encodeWindow(stream: number, increment: number): Buffer {
+  const buf = header(FrameType.WINDOW, stream, 4);
+  buf.writeUInt32BE(increment, 5);
+  return buf;
+}
+
+export function encodeFin(stream: number): Buffer {
+  return header(FrameType.FIN, stream, 0);
+}
+
+function encodeCoded(type: number, stream: number, code: number, reason: string): Buffer {
+  const r = clampReason(reason);
+  const buf = header(type, stream, 2 + r.length);
+  buf.writeUInt16BE(code, 5);
+  r.copy(buf, 7);
+  return buf;
+}
+
+export function encodeReset(stream: number, code: number, reason = ''): Buffer {
+  return encodeCoded(FrameType.RESET, stream, code, reason);
+}
+
+export function encodeGoaway(code: number, reason = ''): Buffer {
+  return encodeCoded(FrameType.GOAWAY, 0, code, reason);
+}
+
+function decodeReason(body: Buffer, what: string): string {
+  if (body.length > MAX_REASON) throw new ProtocolError(`${what} reason longer than ${MAX_REASON} bytes`);
+  try {
+    return utf8.decode(body);
+  } catch {
+    throw new ProtocolError(`${what} reason is not UTF-8`);
+  }
+}
+
+function needStream(stream: number, what: string): void {
+  if (stream === 0) throw new ProtocolError(`${what} on stream 0`);
+}
+
+/** Decodes one TWS2 message. Throws ProtocolError for malformed frames of known types. */
+export function decodeFrame(msg: Buffer): Frame {
+  if (msg.length < HEADER_LEN) throw new ProtocolError('frame shorter than its 5-byte header');
+  const type = msg[0]!;
+  const stream = msg.readUInt32BE(1);
+  const body = msg.subarray(HEADER_LEN);
+  switch (type) {
+    case FrameType.OPEN: {
+      needStream(stream, 'OPEN');
+      if (body.length < 5) throw new ProtocolError('OPEN body shorter than 5 bytes');
+      const kind = body[4]!;
+      if (kind !== StreamKind.TCP && kind !== StreamKind.UDP) throw new ProtocolError(`OPEN with unknown kind ${kind}`);
+      let target: string;
+      try {
+        target = utf8.decode(body.subarray(5));
+      } catch {
+        throw new ProtocolError('OPEN target is not UTF-8');
+      }
+      return { type: 'open', stream, window: body.readUInt32BE(0), kind, target };
+    }
+    case FrameType.OPEN_OK: {
+      needStream(stream, 'OPEN_OK');
+      if (body.length !== 4) throw new ProtocolError('OPEN_OK body must be 4 bytes');
+      const window = body.readUInt32BE(0);
+      if (window < EARLY_DATA_LIMIT) throw new ProtocolError(`OPEN_OK window ${window} below ${EARLY_DATA_LIMIT}`);
+      return { type: 'open-ok', stream, window };
+    }
+    case FrameType.DATA:
+      needStream(stream, 'DATA');
+      if (body.length === 0) throw new ProtocolError('empty DATA frame');
+      if (body.length > MAX_DATA) throw new ProtocolError(`DATA payload over ${MAX_DATA} bytes`);
+      return { type: 'data', stream, payload: body };
+    case FrameType.WINDOW: {
+      needStream(stream, 'WINDOW');
+      if (body.length !== 4) throw new ProtocolError('WINDOW body must be 4 bytes');
+      const increment = body.readUInt32BE(0);
+      if (increment === 0) throw new ProtocolError('WINDOW increment of 0');
+      return { type: 'window', stream, increment };
+    }
+    case FrameType.FIN:
+      needStream(stream, 'FIN');
+      if (body.length !== 0) throw new ProtocolError('FIN with a body');
+      return { type: 'fin', stream };
+    case FrameType.RESET:
+      needStream(stream, 'RESET');
+      if (body.length < 2) throw new ProtocolError('RESET body shorter than 2 bytes');
+      return { type: 'reset', stream, code: body.readUInt16BE(0), reason: decodeReason(body.subarray(2), 'RESET') };
+    case FrameType.DATAGRAM:
+      needStream(stream, 'DATAGRAM');
+      return { type: 'datagram', stream, payload: body };
+    case FrameType.GOAWAY:
+      if (stream !== 0) throw new ProtocolError('GOAWAY on a stream other than 0');
+      if (body.length < 2) throw new ProtocolError('GOAWAY body shorter than 2 bytes');
+      return { type: 'goaway', stream: 0, code: body.readUInt16BE(0), reason: decodeReason(body.subarray(2), 'GOAWAY') };
+    default:
+      return { type: 'unknown', stream, rawType: type };
+  }
+}
+
+/** True when `n` fits the u32 fields of the protocol. */
+export function isU32(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= MAX_U32;
+}

@@ -1,0 +1,155 @@
+/**
+ * `tws server`: an HTTP server that turns authenticated upgrades on one path
+ * into TWS2 sessions and answers everything else with 404.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
+import type { Engine, EngineSession } from '../engine/types';
+import { DEFAULT_SESSION_OPTIONS } from '../engine/types';
+import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, SUBPROTOCOL } from '../protocol/constants';
+import { formatHostPort, HostPort } from '../util/address';
+import { TwsError } from '../util/errors';
+import type { Logger } from '../util/log';
+import { connectTarget } from './connect-target';
+import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
+
+export interface TwsServerOptions {
+  listen: HostPort;
+  /** Upgrade path; default `/`. */
+  path?: string;
+  passwd: string;
+  /** Liveness timeout in ms; default 5000. */
+  timeout?: number;
+  /** Target connect timeout in ms; default 10000. */
+  connectTimeout?: number;
+  /** Replay window for Tws-Auth timestamps in ms; default 30000. */
+  replayWindow?: number;
+  engine: Engine;
+  logger: Logger;
+}
+
+export class TwsServer extends EventEmitter {
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Set<EngineSession>();
+  private readonly replay: ReplayCache;
+  private readonly path: string;
+  private readonly replayWindow: number;
+  private stopping = false;
+
+  constructor(private readonly opts: TwsServerOptions) {
+    super();
+    this.path = opts.path ?? '/';
+    this.replayWindow = opts.replayWindow ?? 30_000;
+    this.replay = new ReplayCache(this.replayWindow);
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      clientTracking: false,
+      maxPayload: MAX_MESSAGE,
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+    this.http = createServer((req: IncomingMessage, res: ServerResponse) => {
+      this.opts.logger.debug(`404 for ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))} from ${peerName(req)}: not an upgrade`);
+      res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
+      res.end('Not Found');
+    });
+    // A stalled or trickling upgrade request is cut off (slowloris).
+    this.http.headersTimeout = 10_000;
+    this.http.requestTimeout = 10_000;
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new TwsError('TWS_ERR_LISTEN', `cannot listen on ${formatHostPort(this.opts.listen.host, this.opts.listen.port)}: ${err.code ?? err.message}`));
+      };
+      this.http.once('error', onError);
+      this.http.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        this.http.off('error', onError);
+        const addr = this.http.address() as AddressInfo;
+        this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name})`);
+        this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
+        resolve(addr);
+      });
+    });
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const who = peerName(req);
+    const refuse = (why: string, level: 'info' | 'warn'): void => {
+      this.opts.logger[level](`refused upgrade from ${who}: ${why} (answered 404)`);
+      respond404(socket);
+    };
+    if (this.stopping) return refuse('server is shutting down', 'info');
+    const bad = checkUpgradeRequest(req, this.path);
+    if (bad) return refuse(bad, 'info');
+    const auth = verifyAuthHeader(req.headers[AUTH_HEADER], () => this.opts.passwd, this.replayWindow);
+    if (!auth.ok) return refuse(auth.reason, 'warn');
+    const fresh = this.replay.accept(auth.nonce);
+    if (!fresh.ok) return refuse(fresh.reason, 'warn');
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = this.opts.engine.adopt(ws, {
+        role: 'server',
+        timeoutMs: this.opts.timeout ?? DEFAULT_SESSION_OPTIONS.timeoutMs,
+        initialWindow: DEFAULT_SESSION_OPTIONS.initialWindow,
+        maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
+        maxStreams: DEFAULT_SESSION_OPTIONS.maxStreams,
+        logger: this.opts.logger,
+      });
+      this.track(session, who);
+    });
+  }
+
+  private track(session: EngineSession, who: string): void {
+    const log = this.opts.logger.child(`session#${session.id}`);
+    const started = Date.now();
+    this.sessions.add(session);
+    log.info(`up from ${who}`);
+    session.on('open-request', (req) => {
+      log.info(`stream#${req.stream} open → ${req.target || '(pinned)'}`);
+      connectTarget(req, this.opts.connectTimeout ?? 10_000);
+    });
+    session.on('close', (code: number, reason: string) => {
+      this.sessions.delete(session);
+      const st = session.stats();
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      const level = code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY ? 'info' : 'warn';
+      log[level](`down (${code}${reason ? ` ${reason}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
+      this.emit('session-closed', session);
+    });
+    this.emit('session', session);
+  }
+
+  /**
+   * Graceful stop: no new upgrades, GOAWAY to every session, open streams get
+   * `drainMs` to finish, then sessions close with 1001.
+   */
+  async shutdown(drainMs: number): Promise<void> {
+    this.stopping = true;
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    if (this.sessions.size > 0) {
+      this.opts.logger.info(`shutting down: draining ${this.sessions.size} session(s) for up to ${drainMs} ms`);
+    }
+    for (const s of this.sessions) s.goaway(ResetCode.GOING_AWAY, 'server shutting down');
+    const deadline = Date.now() + drainMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const s of this.sessions) s.close(CloseCode.GOING_AWAY, 'server shutting down');
+    this.http.closeAllConnections();
+    await closed;
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Decides whether an HTTP upgrade request may become a TWS2 session. Every
+ * failure is answered with the same 404 (see respond404), so a prober learns
+ * nothing; the reason goes to the log only.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { AUTH_HEADER, SUBPROTOCOL } from '../protocol/constants';
+
+/** Checks method, path and the RFC 6455 headers; returns why it is refused, or undefined. */
+export function checkUpgradeRequest(req: IncomingMessage, path: string): string | undefined {
+  if (req.method !== 'GET') return `method ${req.method}`;
+  const url = req.url ?? '';
+  const pathname = url.split('?', 1)[0];
+  if (pathname !== path) return `path ${JSON.stringify(url.slice(0, 100))}`;
+  if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return 'not a websocket upgrade';
+  const key = req.headers['sec-websocket-key'];
+  if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key)) return 'bad Sec-WebSocket-Key';
+  if (req.headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version';
+  const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+  if (!protocols.includes(SUBPROTOCOL)) return `subprotocol ${SUBPROTOCOL} not offered`;
+  if (req.headers[AUTH_HEADER] === undefined) return 'no Tws-Auth header';
+  return undefined;
+}
+
+const NOT_FOUND = 'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nNot Found';
+
+/** Answers an upgrade attempt with a plain 404 and closes the connection. */
+export function respond404(socket: Duplex): void {
+  if (socket.destroyed) return;
+  socket.end(NOT_FOUND);
+  // A peer that never reads must not keep the socket forever.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/** The peer as logs should show it: the proxy's X-Forwarded-For first hop when present. */
+export function peerName(req: IncomingMessage): string {
+  const xff = req.headers['x-forwarded-for'];
+  const addr = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+  if (typeof xff === 'string' && xff.length > 0) return `${xff.split(',')[0]!.trim().slice(0, 64)} via ${addr}`;
+  return addr;
+}
