@@ -312,8 +312,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     });
     local.on('close', () => {
       if (s.done) return;
-      if (s.finSent && s.finRecv) {
-        this.finish(s, 'fin', 'info');
+      if (s.localEnded && s.finRecv) {
+        // Both directions ended normally, so Node closed the socket; what it
+        // read may still be queued for credit, and the FIN goes after it.
+        s.localClosed = true;
+        if (s.finSent) this.finish(s, 'fin', 'info');
       } else {
         this.send(codec.encodeReset(s.id, ResetCode.CANCELLED, 'local socket closed'));
         this.finish(s, 'local socket closed', 'info');
@@ -325,6 +328,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (!s.finDue() || this.closed) return;
     s.finSent = true;
     this.send(codec.encodeFin(s.id));
+    if (s.localClosed) this.finish(s, 'fin', 'info');
   }
 
   // ---- scheduling ----

@@ -23,6 +23,8 @@ export class JsStream {
   localEnded = false;
   finSent = false;
   localPaused = false;
+  /** The local socket closed after both directions ended (queued bytes may remain). */
+  localClosed = false;
 
   /** Total bytes the peer may send us (all windows granted). */
   recvGranted: number;

@@ -1,0 +1,135 @@
+import t from 'tap';
+import { StreamKind } from '../../src/protocol/constants';
+import * as codec from '../../src/protocol/frames';
+import type { Frame } from '../../src/protocol/frames';
+import { tcpServer } from '../helpers/net';
+import { engines, runCli } from '../helpers/procs';
+import { rawPeer } from '../helpers/raw-peer';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const is = (type: string, stream?: number) => (f: Frame): boolean => f.type === type && (stream === undefined || f.stream === stream);
+
+for (const engine of engines()) {
+  t.test(`[${engine}] malformed input closes the session with 1002 and the server keeps serving`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(() => server.stop('SIGKILL'));
+    const bad: [string, (p: Awaited<ReturnType<typeof rawPeer>>) => void, number][] = [
+      ['text message', (p) => p.ws.send('hello'), 1002],
+      ['short frame', (p) => p.send(hex('01 0000')), 1002],
+      ['OPEN with bad kind', (p) => p.send(hex('01 00000001 00010000 09')), 1002],
+      ['even stream id from a client', (p) => p.send(codec.encodeOpen(2, 65536, StreamKind.TCP, '127.0.0.1:1')), 1002],
+      ['WINDOW of zero', (p) => p.send(hex('04 00000001 00000000')), 1002],
+      ['GOAWAY on a stream', (p) => p.send(hex('08 00000003 0001')), 1002],
+      ['message over the size limit', (p) => p.send(Buffer.alloc(262144 + 17)), 1009],
+    ];
+    for (const [what, act, code] of bad) {
+      const p = await rawPeer(server.port);
+      act(p);
+      const closed = await p.closed;
+      t.equal(closed.code, code, what);
+    }
+    t.equal(server.proc.exitCode, null, 'the server process is still running');
+    const p = await rawPeer(server.port);
+    p.send(hex('0f 00000000 deadbeef'));
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, '127.0.0.1:1'));
+    const r = await p.next(is('reset', 1));
+    t.equal((r as { code: number }).code, 2, 'unknown frame types are ignored; the session still works');
+    p.ws.close();
+  });
+
+  t.test(`[${engine}] stream semantics at the byte level: early data, credit, FIN, RESET codes`, async (t) => {
+    let targetGot = Buffer.alloc(0);
+    const target = await tcpServer((s) => {
+      s.on('data', (c: Buffer) => { targetGot = Buffer.concat([targetGot, c]); });
+      s.on('end', () => s.end('bye'));
+    });
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--connect-timeout', '500']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    const p = await rawPeer(server.port);
+
+    // Early data before OPEN_OK is delivered once connected; FIN → target sees EOF; reply + FIN come back.
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, target.addr));
+    p.send(codec.encodeData(1, Buffer.from('early ')));
+    p.send(codec.encodeData(1, Buffer.from('data')));
+    p.send(codec.encodeFin(1));
+    const ok = await p.next(is('open-ok', 1)) as { window: number };
+    t.ok(ok.window >= 65536, 'acceptor grants at least 65536');
+    await p.next(is('fin', 1));
+    const data = p.frames.filter(is('data', 1)).map((f) => (f as { payload: Buffer }).payload);
+    t.equal(Buffer.concat(data).toString(), 'bye');
+    t.equal(targetGot.toString(), 'early data');
+    const fin = p.frames.findIndex(is('fin', 1));
+    t.ok(p.frames.findIndex(is('data', 1)) < fin, 'FIN after the last DATA');
+
+    // Refused target → RESET 2; bad target → RESET 2; empty target without a pinned one → RESET 1.
+    const dead = await tcpServer(() => undefined);
+    const deadAddr = dead.addr;
+    await dead.close();
+    p.send(codec.encodeOpen(3, 65536, StreamKind.TCP, deadAddr));
+    t.equal((await p.next(is('reset', 3)) as { code: number }).code, 2);
+    p.send(codec.encodeOpen(5, 65536, StreamKind.TCP, 'not an address'));
+    t.equal((await p.next(is('reset', 5)) as { code: number }).code, 2);
+    p.send(codec.encodeOpen(7, 65536, StreamKind.TCP, ''));
+    t.equal((await p.next(is('reset', 7)) as { code: number }).code, 1);
+
+    // Reusing a stream id is a protocol error.
+    p.send(codec.encodeOpen(3, 65536, StreamKind.TCP, target.addr));
+    t.equal((await p.closed).code, 1002);
+  });
+
+  t.test(`[${engine}] sending beyond the granted window is a protocol error`, async (t) => {
+    const target = await tcpServer(() => undefined);
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    const p = await rawPeer(server.port);
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, target.addr));
+    // 65536 bytes of early data are allowed; one more byte before OPEN_OK is not.
+    p.send(codec.encodeData(1, Buffer.alloc(65536)));
+    p.send(codec.encodeData(1, Buffer.alloc(1)));
+    t.equal((await p.closed).code, 1002);
+  });
+
+  t.test(`[${engine}] the server honours our window: it stops at the credit we grant`, async (t) => {
+    const big = Buffer.alloc(1024 * 1024, 7);
+    const target = await tcpServer((s) => s.write(big));
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    const p = await rawPeer(server.port);
+    p.send(codec.encodeOpen(1, 1000, StreamKind.TCP, target.addr));
+    await p.next(is('open-ok', 1));
+    await new Promise((r) => setTimeout(r, 300));
+    const sum = (): number => p.frames.filter(is('data', 1)).reduce((n, f) => n + (f as { payload: Buffer }).payload.length, 0);
+    t.equal(sum(), 1000, 'exactly the initial window');
+    p.send(codec.encodeWindow(1, 5000));
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal(sum(), 6000, 'plus exactly the increment');
+    p.send(codec.encodeReset(1, 6, 'done'));
+    // DATA/WINDOW for the stream just reset are ignored, not errors
+    p.send(codec.encodeWindow(1, 5000));
+    p.send(codec.encodeOpen(3, 1000, StreamKind.TCP, target.addr));
+    await p.next(is('open-ok', 3));
+    p.ws.close();
+  });
+
+  t.test(`[${engine}] GOAWAY on SIGTERM: new OPENs are refused with RESET 9, open streams finish, exit 0`, async (t) => {
+    const target = await tcpServer((s) => { s.on('data', (c: Buffer) => s.write(c)); s.on('end', () => s.end()); });
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--drain-timeout', '5000']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    const p = await rawPeer(server.port);
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, target.addr));
+    await p.next(is('open-ok', 1));
+    const exited = server.stop('SIGTERM');
+    const g = await p.next(is('goaway')) as { code: number };
+    t.equal(g.code, 9);
+    p.send(codec.encodeOpen(3, 65536, StreamKind.TCP, target.addr));
+    t.equal((await p.next(is('reset', 3)) as { code: number }).code, 9);
+    // the open stream still works while draining
+    p.send(codec.encodeData(1, Buffer.from('still here')));
+    await p.next(is('data', 1));
+    p.send(codec.encodeFin(1));
+    await p.next(is('fin', 1));
+    const closed = await p.closed;
+    t.equal(closed.code, 1001, 'closed with 1001 once drained');
+    t.equal(await exited, 0, 'exit code 0');
+  });
+}

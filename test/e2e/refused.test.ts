@@ -1,0 +1,39 @@
+import t from 'tap';
+import { connect, howItEnds, tcpServer } from '../helpers/net';
+import { engines, startTunnel } from '../helpers/procs';
+
+for (const engine of engines()) {
+  t.test(`[${engine}] a refused target closes the local socket and logs why`, async (t) => {
+    // Take a port, then free it, so nothing listens there.
+    const tmp = await tcpServer(() => undefined);
+    const dead = tmp.addr;
+    await tmp.close();
+    const tun = await startTunnel({ engine, target: dead });
+    t.teardown(() => tun.stop());
+    const s = connect({ port: tun.port, host: '127.0.0.1' });
+    s.write('early data that can go nowhere');
+    const { how, data } = await howItEnds(s);
+    t.equal(data.length, 0, 'no data came back');
+    t.ok(how === 'reset' || how === 'end', `local socket closed (${how})`);
+    await tun.server.waitLog(/refused: connect failed: ECONNREFUSED/);
+    await tun.client.waitLog(/closed \(peer reset: connect failed/);
+  });
+
+  t.test(`[${engine}] with no session up a new connection waits for timeout, then is closed with a log line`, async (t) => {
+    const target = await tcpServer((s) => s.end());
+    const tmp = await tcpServer(() => undefined);
+    const deadServer = tmp.port;
+    await tmp.close();
+    const { runCli } = await import('../helpers/procs');
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${deadServer}/`, '-r', target.addr,
+      '--engine', engine, '-t', '800']);
+    t.teardown(async () => { await client.stop('SIGKILL'); await target.close(); });
+    const started = Date.now();
+    const s = connect({ port: client.port, host: '127.0.0.1' });
+    const { data } = await howItEnds(s);
+    const waited = Date.now() - started;
+    t.equal(data.length, 0);
+    t.ok(waited >= 700, `waited ${waited} ms for a session before giving up`);
+    await client.waitLog(/no session to the server within 800 ms; closing connection from 127\.0\.0\.1:\d+/);
+  });
+}

@@ -1,0 +1,83 @@
+/** Real TCP servers and clients for tests, all on loopback. */
+import { createHash } from 'node:crypto';
+import { AddressInfo, connect, createServer, Server, Socket } from 'node:net';
+
+export interface TcpServer {
+  server: Server;
+  port: number;
+  addr: string;
+  sockets: Set<Socket>;
+  close(): Promise<void>;
+}
+
+/** Listens on 127.0.0.1 with `onConn`; close() also destroys open sockets. */
+export function tcpServer(onConn: (s: Socket) => void): Promise<TcpServer> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    onConn(s);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as AddressInfo).port;
+      resolve({
+        server,
+        port,
+        addr: `127.0.0.1:${port}`,
+        sockets,
+        close: () => new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => r());
+        }),
+      });
+    });
+  });
+}
+
+/** An echo server that half-closes after echoing everything. */
+export function echoServer(): Promise<TcpServer> {
+  return tcpServer((s) => s.pipe(s));
+}
+
+export function sha256(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+/** Connects, sends `data`, half-closes, and collects everything until the peer ends. */
+export function roundTrip(port: number, data: Buffer, timeoutMs = 30_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => { s.destroy(); reject(new Error('roundTrip timed out')); }, timeoutMs);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => { clearTimeout(timer); s.end(); resolve(Buffer.concat(chunks)); });
+    s.on('error', (e) => { clearTimeout(timer); reject(e); });
+    s.on('close', () => { clearTimeout(timer); });
+    s.end(data);
+  });
+}
+
+/** Resolves with how the socket ended: 'end' (FIN), 'reset' (ECONNRESET) or 'close'. */
+export function howItEnds(s: Socket, timeoutMs = 15_000): Promise<{ how: string; data: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let how = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error('socket did not end')); }, timeoutMs);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => { how ||= 'end'; s.destroy(); });
+    s.on('error', (e: NodeJS.ErrnoException) => { how ||= e.code === 'ECONNRESET' ? 'reset' : e.code ?? 'error'; });
+    s.on('close', () => { clearTimeout(timer); resolve({ how: how || 'close', data: Buffer.concat(chunks) }); });
+  });
+}
+
+/** Reads RSS of a process in MiB from /proc. */
+export function rssMiB(pid: number): number {
+  const status = require('node:fs').readFileSync(`/proc/${pid}/status`, 'utf8') as string;
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export { connect };

@@ -1,0 +1,59 @@
+import t from 'tap';
+import { createHmac } from 'node:crypto';
+import { buildAuthHeader, ReplayCache, verifyAuthHeader } from '../../src/auth/tws-auth';
+
+const shared = (): string => 'pw';
+
+t.test('a header built with the password verifies', async (t) => {
+  const h = buildAuthHeader('pw');
+  t.match(h, /^v1 ts=\d+ nonce=[A-Za-z0-9_-]{22} mac=[A-Za-z0-9_-]{43}$/);
+  const r = verifyAuthHeader(h, shared, 30_000);
+  t.equal(r.ok, true);
+});
+
+t.test('the MAC is HMAC-SHA256 over the documented message', async (t) => {
+  const h = buildAuthHeader('pw', 'alice', 1_700_000_000_000);
+  const m = /ts=(\d+) nonce=(\S+) mac=(\S+) user=(\S+)/.exec(h)!;
+  const expected = createHmac('sha256', 'pw').update(`tws2-auth\n${m[1]}\n${m[2]}\nalice`).digest('base64url');
+  t.equal(m[3], expected);
+  t.equal(m[4], 'alice');
+});
+
+t.test('wrong password, bad syntax and stale timestamps are refused with a reason', async (t) => {
+  const now = Date.now();
+  t.match(verifyAuthHeader(buildAuthHeader('nope'), shared, 30_000), { ok: false, reason: /bad mac/ });
+  t.match(verifyAuthHeader(undefined, shared, 30_000), { ok: false, reason: /no Tws-Auth/ });
+  t.match(verifyAuthHeader('v1 ts=1 nonce=x mac=y', shared, 30_000), { ok: false, reason: /malformed/ });
+  t.match(verifyAuthHeader(['a', 'b'], shared, 30_000), { ok: false });
+  t.match(verifyAuthHeader(buildAuthHeader('pw', undefined, now - 31_000), shared, 30_000, now), { ok: false, reason: /timestamp/ });
+  t.match(verifyAuthHeader(buildAuthHeader('pw', undefined, now + 31_000), shared, 30_000, now), { ok: false, reason: /timestamp/ });
+  t.equal(verifyAuthHeader(buildAuthHeader('pw', undefined, now - 29_000), shared, 30_000, now).ok, true);
+});
+
+t.test('a non-canonical base64url nonce is refused', async (t) => {
+  const h = buildAuthHeader('pw');
+  const tampered = h.replace(/nonce=(\S{21})(\S)/, (_m, a: string, b: string) => `nonce=${a}${b === 'A' ? 'B' : 'A'}`);
+  const r = verifyAuthHeader(tampered, shared, 30_000);
+  t.equal(r.ok, false);
+});
+
+t.test('the user name selects the password', async (t) => {
+  const lookup = (u: string | undefined): string | undefined => (u === 'alice' ? 'apw' : undefined);
+  t.equal(verifyAuthHeader(buildAuthHeader('apw', 'alice'), lookup, 30_000).ok, true);
+  t.match(verifyAuthHeader(buildAuthHeader('apw', 'bob'), lookup, 30_000), { ok: false, reason: /unknown user/ });
+});
+
+t.test('the replay cache refuses a nonce twice and forgets it after twice the window', async (t) => {
+  const c = new ReplayCache(1000);
+  t.equal(c.accept('n1', 0).ok, true);
+  t.match(c.accept('n1', 1500), { ok: false, reason: /replayed/ });
+  t.equal(c.accept('n1', 2001).ok, true, 'expired after 2 × window');
+});
+
+t.test('the replay cache is bounded and fails closed when full', async (t) => {
+  const c = new ReplayCache(1000, 3);
+  for (const n of ['a', 'b', 'c']) t.equal(c.accept(n, 0).ok, true);
+  t.match(c.accept('d', 10), { ok: false, reason: /full/ });
+  t.equal(c.size, 3);
+  t.equal(c.accept('d', 2001).ok, true, 'room again once entries expire');
+});
