@@ -56,7 +56,7 @@ t.test('usage and config errors are one line and exit 1', async (t) => {
 });
 
 t.test("tws-rust's server.yaml starts a server, with a flag overriding its listen address", async (t) => {
-  const yaml = join(__dirname, '..', '..', '..', 'shared', 'compat', 'tws-rust-server.yaml');
+  const yaml = join(__dirname, '..', 'fixtures', 'tws-rust', 'tws-rust-server.yaml');
   const server = await runCli(['server', '--config', yaml, '-l', '127.0.0.1:0'], { TWS_PASSWD: '' });
   t.teardown(() => server.stop('SIGKILL'));
   t.match(server.logs(), /listening on 127\.0\.0\.1:\d+ path \//);

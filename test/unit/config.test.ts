@@ -1,11 +1,11 @@
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readConfigFile, resolveConfig } from '../../src/config/load';
 import { normalizeArgv } from '../../src/cli/program';
 import { TwsError } from '../../src/util/errors';
 
-const compat = join(__dirname, '..', '..', '..', 'shared', 'compat');
+const compat = join(__dirname, '..', 'fixtures', 'tws-rust');
 
 t.test("tws-rust's example client.yaml and server.yaml load unchanged", async (t) => {
   const c = resolveConfig('client', { file: readConfigFile(join(compat, 'tws-rust-client.yaml'), 'client'), env: {}, flags: {} });
@@ -84,4 +84,16 @@ t.test('the shipped example configs load', async (t) => {
   t.equal(s.connectTimeout, 10000);
   const c = resolveConfig('client', { file: readConfigFile(join(ex, 'client.yaml'), 'client'), env: {}, flags: {} });
   t.equal(c.remote, '127.0.0.1:22');
+});
+
+t.test('the tws-rust fixtures are byte-identical to the shared compat files', async (t) => {
+  const shared = join(__dirname, '..', '..', '..', 'shared', 'compat');
+  if (!existsSync(shared)) {
+    t.comment('no ../shared/compat beside this clone; comparing the fixtures with themselves is pointless');
+    t.ok(existsSync(join(compat, 'tws-rust-client.yaml')), 'fixtures present');
+    return;
+  }
+  for (const f of ['tws-rust-client.yaml', 'tws-rust-server.yaml']) {
+    t.same(readFileSync(join(compat, f)), readFileSync(join(shared, f)), f);
+  }
 });
