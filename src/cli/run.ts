@@ -34,20 +34,17 @@ function onSignals(target: Stoppable, drainMs: number, log: Logger): void {
   process.on('SIGINT', handler);
 }
 
-function startupWarnings(log: Logger, noUdp: boolean): void {
-  if (!noUdp) log.debug('UDP forwarding is not carried yet; only TCP is tunnelled');
-}
-
 export async function runServer(cfg: ServerConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
   const engine = selectEngine(cfg.engine);
-  startupWarnings(log, cfg.noUdp);
   const server = new TwsServer({
     listen: cfg.listen,
     path: cfg.path,
     passwd: cfg.passwd,
     timeout: cfg.timeout,
     connectTimeout: cfg.connectTimeout,
+    udpTimeout: cfg.udpTimeout,
+    noUdp: cfg.noUdp,
     engine,
     logger: log,
   });
@@ -58,7 +55,6 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
 export async function runClient(cfg: ClientConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
   const engine = selectEngine(cfg.engine);
-  startupWarnings(log, cfg.noUdp);
   const client = new TwsClient({
     listen: cfg.listen,
     server: cfg.server,
@@ -67,6 +63,8 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
     connections: cfg.connections,
     timeout: cfg.timeout,
     retryTimeout: cfg.retryTimeout,
+    udpTimeout: cfg.udpTimeout,
+    noUdp: cfg.noUdp,
     engine,
     logger: log,
   });

@@ -10,6 +10,7 @@ import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import { SessionSlot } from './session-slot';
+import { UdpRelay } from './udp-relay';
 
 export interface TwsClientOptions {
   listen: HostPort;
@@ -23,6 +24,10 @@ export interface TwsClientOptions {
   timeout?: number;
   /** Base reconnect delay in ms; default 1000. */
   retryTimeout?: number;
+  /** Idle time before a udp association ends (ms); default 60000. */
+  udpTimeout?: number;
+  /** Do not listen for UDP. */
+  noUdp?: boolean;
   engine: Engine;
   logger: Logger;
 }
@@ -40,6 +45,7 @@ export class TwsClient extends EventEmitter {
   private readonly draining = new Set<EngineSession>();
   private readonly waiting: Waiting[] = [];
   private readonly timeout: number;
+  private readonly udp: UdpRelay | undefined;
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
@@ -52,6 +58,7 @@ export class TwsClient extends EventEmitter {
         passwd: opts.passwd,
         timeout: this.timeout,
         retryTimeout: opts.retryTimeout ?? 1000,
+        udpTimeout: opts.udpTimeout,
         engine: opts.engine,
         logger: opts.logger,
       });
@@ -63,10 +70,22 @@ export class TwsClient extends EventEmitter {
       });
       this.slots.push(slot);
     }
+    if (!opts.noUdp) this.udp = new UdpRelay(opts.listen.host, opts.remote, () => this.pick(), opts.logger);
   }
 
   /** Listens locally and starts the sessions; resolves with the bound address. */
-  listen(): Promise<AddressInfo> {
+  async listen(): Promise<AddressInfo> {
+    const addr = await this.listenTcp();
+    if (this.udp) {
+      await this.udp.bind(addr.port).catch((err: NodeJS.ErrnoException) => {
+        this.opts.logger.warn(`udp: cannot listen on port ${addr.port}: ${err.code ?? err.message}; carrying TCP only (--no-udp silences this)`);
+      });
+    }
+    for (const slot of this.slots) slot.start();
+    return addr;
+  }
+
+  private listenTcp(): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new TwsError('TWS_ERR_LISTEN', `cannot listen on ${formatHostPort(this.opts.listen.host, this.opts.listen.port)}: ${err.code ?? err.message}`));
@@ -78,7 +97,6 @@ export class TwsClient extends EventEmitter {
         this.opts.logger.info(
           `listening on ${formatHostPort(addr.address, addr.port)} → ${this.opts.remote} via ${this.slots.length} session(s) (engine ${this.opts.engine.name})`,
         );
-        for (const slot of this.slots) slot.start();
         resolve(addr);
       });
     });
@@ -149,6 +167,7 @@ export class TwsClient extends EventEmitter {
    */
   async shutdown(drainMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    this.udp?.close();
     for (const w of this.waiting.splice(0)) {
       clearTimeout(w.timer);
       w.socket.destroy();

@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import { buildAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
-import { DEFAULT_SESSION_OPTIONS } from '../engine/types';
+import { sessionOptions } from '../engine/options';
 import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
@@ -18,6 +18,7 @@ export interface SlotOptions {
   user?: string;
   timeout: number;
   retryTimeout: number;
+  udpTimeout?: number;
   engine: Engine;
   logger: Logger;
 }
@@ -98,14 +99,7 @@ export class SessionSlot extends EventEmitter {
         return;
       }
       this.lastError = '';
-      const session = opts.engine.adopt(ws, {
-        role: 'client',
-        timeoutMs: opts.timeout,
-        initialWindow: DEFAULT_SESSION_OPTIONS.initialWindow,
-        maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
-        maxStreams: DEFAULT_SESSION_OPTIONS.maxStreams,
-        logger: log,
-      });
+      const session = opts.engine.adopt(ws, sessionOptions('client', { timeout: opts.timeout, udpTimeout: opts.udpTimeout, logger: log }));
       this.attach(session);
     });
   }

@@ -24,6 +24,10 @@ export interface SessionOptions {
   maxWindow: number;
   /** Streams the peer may have open at once; more get RESET 5. */
   maxStreams: number;
+  /** A udp stream with no datagram either way for this long ends with RESET 7 (ms). */
+  udpTimeoutMs: number;
+  /** Refuse udp streams (RESET 1). */
+  noUdp: boolean;
   logger: Logger;
 }
 
@@ -32,7 +36,20 @@ export const DEFAULT_SESSION_OPTIONS = {
   initialWindow: 256 * 1024,
   maxWindow: 16 * 1024 * 1024,
   maxStreams: 16384,
+  udpTimeoutMs: 60000,
 } as const;
+
+/**
+ * The local end of a udp stream. Datagrams are few and small, so unlike TCP
+ * payload they pass through the control plane: the engine calls `send` for
+ * each datagram from the peer and sets `onDatagram` to take local ones.
+ */
+export interface DatagramPort {
+  send(payload: Buffer): void;
+  /** The stream ended (idle, reset or session closed). */
+  close(): void;
+  onDatagram?: (payload: Buffer) => void;
+}
 
 /** A stream the peer wants opened; the control plane answers with accept or reject exactly once. */
 export interface OpenRequest {
@@ -43,6 +60,8 @@ export interface OpenRequest {
   readonly signal: AbortSignal;
   /** Hands over a connected socket; bytes buffered so far (early data) are delivered first. */
   accept(socket: Socket): void;
+  /** For a udp request (kind 2): hands over the local datagram port. */
+  acceptDatagrams(port: DatagramPort): void;
   /** Answers with RESET `code`. */
   reject(code: number, reason: string): void;
 }
@@ -72,6 +91,8 @@ export interface EngineSession extends EventEmitter {
   readonly closed: boolean;
   /** Opens a stream to `target` carrying `local`; returns the stream id. */
   openStream(local: Socket, target: string): number;
+  /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
+  openDatagramStream(port: DatagramPort, target: string): number;
   /** Sends GOAWAY and refuses new streams; the session closes with 1001 once idle. */
   goaway(code: number, reason: string): void;
   close(code: number, reason: string): void;

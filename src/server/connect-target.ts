@@ -2,10 +2,12 @@
  * Connects the server's side of a stream to its target and answers the
  * engine's open request: accept with the socket, or RESET with why.
  */
-import { connect, Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { connect, isIP, Socket } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
-import { parseHostPort } from '../util/address';
+import { HostPort, parseHostPort } from '../util/address';
 
 const REFUSALS: Record<string, number> = {
   ECONNREFUSED: ResetCode.CONNECT_FAILED,
@@ -15,17 +17,24 @@ const REFUSALS: Record<string, number> = {
   ETIMEDOUT: ResetCode.TIMEOUT,
 };
 
-/** Connects `req.target` within `timeoutMs`, then accepts or rejects the request. */
-export function connectTarget(req: OpenRequest, timeoutMs: number): void {
+/** Parses the request's target, or rejects the request and returns undefined. */
+function targetOf(req: OpenRequest): HostPort | undefined {
   if (req.target === '') {
     req.reject(ResetCode.DENIED, 'no pinned target on this server');
-    return;
+    return undefined;
   }
   const hp = parseHostPort(req.target);
   if (typeof hp === 'string') {
     req.reject(ResetCode.CONNECT_FAILED, `bad target: ${hp}`);
-    return;
+    return undefined;
   }
+  return hp;
+}
+
+/** Connects `req.target` within `timeoutMs`, then accepts or rejects the request. */
+export function connectTarget(req: OpenRequest, timeoutMs: number): void {
+  const hp = targetOf(req);
+  if (!hp) return;
   const socket: Socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true });
   let settled = false;
   const settle = (): boolean => {
@@ -52,5 +61,38 @@ export function connectTarget(req: OpenRequest, timeoutMs: number): void {
   socket.once('error', (err: NodeJS.ErrnoException) => {
     if (!settle()) return;
     req.reject(REFUSALS[err.code ?? ''] ?? ResetCode.CONNECT_FAILED, `connect failed: ${err.code ?? err.message}`);
+  });
+}
+
+/** Opens a connected UDP socket to `req.target` and hands it to the engine as a datagram port. */
+export function connectUdpTarget(req: OpenRequest): void {
+  const hp = targetOf(req);
+  if (!hp) return;
+  const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : lookup(hp.host);
+  resolve.then(({ address, family }) => {
+    if (req.signal.aborted) return;
+    const sock = createSocket(family === 6 ? 'udp6' : 'udp4');
+    let open = true;
+    const close = (): void => {
+      if (!open) return;
+      open = false;
+      sock.close();
+    };
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      // ICMP port unreachable shows up as ECONNREFUSED on a connected socket: UDP shrugs it off.
+      if (err.code !== 'ECONNREFUSED') close();
+    });
+    sock.connect(hp.port, address, () => {
+      if (req.signal.aborted) return close();
+      const port = {
+        send: (payload: Buffer) => { if (open) sock.send(payload); },
+        close,
+        onDatagram: undefined as ((p: Buffer) => void) | undefined,
+      };
+      sock.on('message', (msg: Buffer) => port.onDatagram?.(msg));
+      req.acceptDatagrams(port);
+    });
+  }, (err: NodeJS.ErrnoException) => {
+    if (!req.signal.aborted) req.reject(ResetCode.CONNECT_FAILED, `resolve failed: ${err.code ?? err.message}`);
   });
 }

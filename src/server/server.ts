@@ -9,12 +9,12 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
-import { DEFAULT_SESSION_OPTIONS } from '../engine/types';
-import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, SUBPROTOCOL } from '../protocol/constants';
+import { sessionOptions } from '../engine/options';
+import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, StreamKind, SUBPROTOCOL } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
-import { connectTarget } from './connect-target';
+import { connectTarget, connectUdpTarget } from './connect-target';
 import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
 
 export interface TwsServerOptions {
@@ -26,6 +26,10 @@ export interface TwsServerOptions {
   timeout?: number;
   /** Target connect timeout in ms; default 10000. */
   connectTimeout?: number;
+  /** Idle time before a udp stream ends (ms); default 60000. */
+  udpTimeout?: number;
+  /** Refuse udp streams. */
+  noUdp?: boolean;
   /** Replay window for Tws-Auth timestamps in ms; default 30000. */
   replayWindow?: number;
   engine: Engine;
@@ -101,14 +105,7 @@ export class TwsServer extends EventEmitter {
     const fresh = this.replay.accept(auth.nonce);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = this.opts.engine.adopt(ws, {
-        role: 'server',
-        timeoutMs: this.opts.timeout ?? DEFAULT_SESSION_OPTIONS.timeoutMs,
-        initialWindow: DEFAULT_SESSION_OPTIONS.initialWindow,
-        maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
-        maxStreams: DEFAULT_SESSION_OPTIONS.maxStreams,
-        logger: this.opts.logger,
-      });
+      const session = this.opts.engine.adopt(ws, sessionOptions('server', this.opts));
       this.track(session, who);
     });
   }
@@ -119,8 +116,9 @@ export class TwsServer extends EventEmitter {
     this.sessions.add(session);
     log.info(`up from ${who}`);
     session.on('open-request', (req) => {
-      log.info(`stream#${req.stream} open → ${req.target || '(pinned)'}`);
-      connectTarget(req, this.opts.connectTimeout ?? 10_000);
+      log.info(`stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${req.target || '(pinned)'}`);
+      if (req.kind === StreamKind.UDP) connectUdpTarget(req);
+      else connectTarget(req, this.opts.connectTimeout ?? 10_000);
     });
     session.on('close', (code: number, reason: string) => {
       this.sessions.delete(session);

@@ -7,13 +7,13 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import {
-  CloseCode, EARLY_DATA_LIMIT, HEADER_LEN, MAX_DATA, MAX_U32, RESET_NAMES, ResetCode, StreamKind,
+  CloseCode, EARLY_DATA_LIMIT, HEADER_LEN, MAX_DATA, MAX_U32, RESET_NAMES, ResetCode, StreamKind, StreamKindValue,
 } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import { ProtocolError } from '../../util/errors';
 import type { Logger } from '../../util/log';
-import type { EngineSession, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from '../types';
-import { JsStream, STREAM_QUEUE_LIMIT } from './stream';
+import type { DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from '../types';
+import { HELD_DATAGRAMS, JsStream, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
 const SEND_HIGH_WATER = 512 * 1024;
@@ -77,17 +77,33 @@ export class JsSession extends EventEmitter implements EngineSession {
   // ---- commands from the control plane ----
 
   openStream(local: Socket, target: string): number {
-    if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) {
+    const s = this.newOutgoing(target, StreamKind.TCP);
+    if (!s) {
       local.resetAndDestroy();
       return 0;
     }
+    this.attach(s, local);
+    return s.id;
+  }
+
+  openDatagramStream(port: DatagramPort, target: string): number {
+    const s = this.newOutgoing(target, StreamKind.UDP);
+    if (!s) {
+      port.close();
+      return 0;
+    }
+    this.attachPort(s, port);
+    return s.id;
+  }
+
+  private newOutgoing(target: string, kind: StreamKindValue): JsStream | undefined {
+    if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) return undefined;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const s = new JsStream(id, target, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.opts.initialWindow });
+    const s = new JsStream(id, target, kind, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.opts.initialWindow });
     this.streams.set(id, s);
-    this.send(codec.encodeOpen(id, s.recvWindow, StreamKind.TCP, target));
-    this.attach(s, local);
-    return id;
+    this.send(codec.encodeOpen(id, s.recvWindow, kind, target));
+    return s;
   }
 
   goaway(code: number, reason: string): void {
@@ -149,7 +165,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       case 'window': return this.onWindow(s, f.increment);
       case 'fin': return this.onFin(s);
       case 'reset': return this.onReset(s, f.code, f.reason);
-      case 'datagram': throw new ProtocolError(`DATAGRAM on tcp stream ${s.id}`);
+      case 'datagram': return this.onDatagram(s, f.payload);
     }
   }
 
@@ -166,11 +182,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     };
     if (this.draining) return refuse(ResetCode.GOING_AWAY, 'going away');
     if (this.opts.role === 'client') return refuse(ResetCode.DENIED, 'client accepts no streams');
-    if (f.kind !== StreamKind.TCP) return refuse(ResetCode.DENIED, 'udp streams are not supported');
+    if (f.kind === StreamKind.UDP && this.opts.noUdp) return refuse(ResetCode.DENIED, 'udp is disabled on this server');
     if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
     if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
 
-    const s = new JsStream(f.stream, f.target, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
+    const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
     s.abort = new AbortController();
     this.streams.set(s.id, s);
     let answered = false;
@@ -180,10 +196,19 @@ export class JsSession extends EventEmitter implements EngineSession {
       target: f.target,
       signal: s.abort.signal,
       accept: (socket) => {
-        if (answered) throw new Error('open request answered twice');
+        if (answered || s.isUdp) throw new Error('open request answered twice, or a udp request given a socket');
         answered = true;
         if (s.done) { socket.destroy(); return; }
         this.onAccepted(s, socket);
+      },
+      acceptDatagrams: (port) => {
+        if (answered || !s.isUdp) throw new Error('open request answered twice, or a tcp request given a datagram port');
+        answered = true;
+        if (s.done) { port.close(); return; }
+        this.markOpen(s);
+        this.attachPort(s, port);
+        for (const d of s.held.splice(0)) port.send(d);
+        if (s.finRecv) this.finish(s, 'fin', 'info');
       },
       reject: (code, reason) => {
         if (answered) throw new Error('open request answered twice');
@@ -196,12 +221,17 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.emit('open-request', req);
   }
 
-  private onAccepted(s: JsStream, socket: Socket): void {
+  /** The acceptor's side: OPEN_OK out, the full window granted. */
+  private markOpen(s: JsStream): void {
     s.state = 'open';
     s.abort = undefined;
     s.recvGranted = s.recvWindow;
     s.lastWindowAt = Date.now();
     this.send(codec.encodeOpenOk(s.id, s.recvWindow));
+  }
+
+  private onAccepted(s: JsStream, socket: Socket): void {
+    this.markOpen(s);
     this.attach(s, socket);
     for (const chunk of s.early.splice(0)) this.deliver(s, chunk);
     if (s.finRecv) socket.end();
@@ -213,11 +243,13 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.state = 'open';
     s.sendCredit = window - s.bytesOut;
     s.lastWindowAt = Date.now();
+    for (const d of s.held.splice(0)) this.sendDatagram(s, d);
     if (s.sendable() > 0) this.markReady(s);
     this.pump();
   }
 
   private onData(s: JsStream, payload: Buffer): void {
+    if (s.isUdp) throw new ProtocolError(`DATA on udp stream ${s.id}`);
     if (s.state === 'opening') throw new ProtocolError(`DATA before OPEN_OK on stream ${s.id}`);
     if (s.finRecv) throw new ProtocolError(`DATA after FIN on stream ${s.id}`);
     s.recvd += payload.length;
@@ -273,6 +305,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.finRecv) throw new ProtocolError(`second FIN on stream ${s.id}`);
     if (s.state === 'opening') throw new ProtocolError(`FIN before OPEN_OK on stream ${s.id}`);
     s.finRecv = true;
+    if (s.isUdp) {
+      // A udp stream has no half-close: FIN simply ends it.
+      if (s.state === 'open') this.finish(s, 'fin', 'info');
+      return;
+    }
     if (s.state === 'open') {
       s.local!.end();
     }
@@ -282,6 +319,38 @@ export class JsSession extends EventEmitter implements EngineSession {
     const what = `peer reset: ${RESET_NAMES[code] ?? `code ${code}`}${reason ? ` (${reason})` : ''}`;
     s.abort?.abort();
     this.finish(s, what, code === ResetCode.CANCELLED ? 'debug' : 'info', true);
+  }
+
+  private onDatagram(s: JsStream, payload: Buffer): void {
+    if (!s.isUdp) throw new ProtocolError(`DATAGRAM on tcp stream ${s.id}`);
+    if (s.state === 'opening') throw new ProtocolError(`DATAGRAM before OPEN_OK on stream ${s.id}`);
+    s.lastActive = Date.now();
+    s.bytesIn += payload.length;
+    this.bytesIn += payload.length;
+    if (s.state === 'accepting') {
+      if (s.held.length < HELD_DATAGRAMS) s.held.push(payload);
+      return;
+    }
+    s.port!.send(payload);
+  }
+
+  /** Sends one datagram; like UDP it is dropped rather than queued when the link is full. */
+  private sendDatagram(s: JsStream, payload: Buffer): void {
+    if (s.done) return;
+    s.lastActive = Date.now();
+    if (s.state === 'opening') {
+      if (s.held.length < HELD_DATAGRAMS) s.held.push(payload);
+      return;
+    }
+    if (this.ws.bufferedAmount > SEND_HIGH_WATER) return;
+    s.bytesOut += payload.length;
+    this.bytesOut += payload.length;
+    this.send(codec.encodeDatagram(s.id, payload));
+  }
+
+  private attachPort(s: JsStream, port: DatagramPort): void {
+    s.port = port;
+    port.onDatagram = (payload) => this.sendDatagram(s, payload);
   }
 
   // ---- local sockets ----
@@ -411,6 +480,12 @@ export class JsSession extends EventEmitter implements EngineSession {
       this.ws.terminate();
       return;
     }
+    for (const s of this.streams.values()) {
+      if (s.isUdp && s.state !== 'accepting' && now - s.lastActive > this.opts.udpTimeoutMs) {
+        this.send(codec.encodeReset(s.id, ResetCode.IDLE, 'udp idle'));
+        this.finish(s, 'idle', 'info');
+      }
+    }
     const sincePing = now - this.lastPingAt;
     if ((quiet >= this.opts.timeoutMs / 2 && sincePing >= this.opts.timeoutMs / 2) || sincePing >= RTT_PROBE_MS) {
       this.ping();
@@ -444,6 +519,10 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.local && !s.local.destroyed) {
       if (abortive) s.local.resetAndDestroy();
       else s.local.destroy();
+    }
+    if (s.port) {
+      s.port.onDatagram = undefined;
+      s.port.close();
     }
     const secs = ((Date.now() - s.openedAt) / 1000).toFixed(1);
     this.log[level](`stream#${s.id} closed (${how}) → ${s.target || '(pinned)'} in=${s.bytesIn} out=${s.bytesOut} ${secs}s`);

@@ -4,16 +4,23 @@
  * The session drives it; it never touches the WebSocket itself.
  */
 import type { Socket } from 'node:net';
-import { EARLY_DATA_LIMIT } from '../../protocol/constants';
+import { EARLY_DATA_LIMIT, StreamKind } from '../../protocol/constants';
+import type { DatagramPort } from '../types';
 
 /** Local bytes queued beyond this pause the local socket (per stream). */
 export const STREAM_QUEUE_LIMIT = 256 * 1024;
+/** Datagrams held while a udp stream is not yet open; more are dropped, as UDP may. */
+export const HELD_DATAGRAMS = 16;
 
 export type StreamState = 'opening' | 'accepting' | 'open';
 
 export class JsStream {
   state: StreamState;
   local: Socket | undefined;
+  /** The local end of a udp stream. */
+  port: DatagramPort | undefined;
+  readonly held: Buffer[] = [];
+  lastActive = Date.now();
 
   /** Bytes we may still send (peer's window minus what we sent). */
   sendCredit: number;
@@ -48,6 +55,7 @@ export class JsStream {
   constructor(
     readonly id: number,
     readonly target: string,
+    readonly kind: number,
     state: StreamState,
     opts: { sendCredit: number; recvWindow: number },
   ) {
@@ -56,6 +64,10 @@ export class JsStream {
     this.recvWindow = opts.recvWindow;
     // An acceptor has granted nothing yet but must take the opener's early data.
     this.recvGranted = state === 'accepting' ? EARLY_DATA_LIMIT : opts.recvWindow;
+  }
+
+  get isUdp(): boolean {
+    return this.kind === StreamKind.UDP;
   }
 
   /** Bytes that could go out now. */

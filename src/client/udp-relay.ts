@@ -1,0 +1,72 @@
+/**
+ * The client's UDP side (as in tws-rust): a UDP socket on the same address as
+ * the TCP listener; each local peer address becomes one udp stream to the
+ * remote, ended by the engine after `udp_timeout` without datagrams.
+ */
+import { createSocket, RemoteInfo, Socket } from 'node:dgram';
+import { isIP } from 'node:net';
+import type { DatagramPort, EngineSession } from '../engine/types';
+import { formatHostPort } from '../util/address';
+import type { Logger } from '../util/log';
+
+/** Local peers carried at once; datagrams from more are dropped. */
+const MAX_ASSOCIATIONS = 4096;
+
+export class UdpRelay {
+  private readonly sock: Socket;
+  private readonly peers = new Map<string, DatagramPort>();
+
+  constructor(
+    private readonly host: string,
+    private readonly remote: string,
+    private readonly pick: () => EngineSession | undefined,
+    private readonly log: Logger,
+  ) {
+    this.sock = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
+    this.sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    this.sock.on('error', (err) => this.log.warn(`udp: ${err.message}`));
+  }
+
+  /** Binds to `port` on the relay's host (the TCP listener's port). */
+  bind(port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.sock.once('error', reject);
+      this.sock.bind(port, this.host, () => {
+        this.sock.off('error', reject);
+        this.log.info(`udp listening on ${formatHostPort(this.host, port)} → ${this.remote}`);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    for (const port of [...this.peers.values()]) port.close();
+    try {
+      this.sock.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    const key = formatHostPort(rinfo.address, rinfo.port);
+    let port = this.peers.get(key);
+    if (!port) {
+      const session = this.pick();
+      if (!session || this.peers.size >= MAX_ASSOCIATIONS) {
+        this.log.debug(`udp: dropped a datagram from ${key}: ${session ? 'too many udp peers' : 'no session up'}`);
+        return;
+      }
+      const p: DatagramPort = {
+        send: (payload) => this.sock.send(payload, rinfo.port, rinfo.address),
+        close: () => { if (this.peers.get(key) === p) this.peers.delete(key); },
+      };
+      const id = session.openDatagramStream(p, this.remote);
+      if (id === 0) return;
+      this.peers.set(key, p);
+      this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}`);
+      port = p;
+    }
+    port.onDatagram?.(msg);
+  }
+}

@@ -1,0 +1,16 @@
+/** Builds an engine's SessionOptions from the few settings the control plane exposes. */
+import type { Logger } from '../util/log';
+import { DEFAULT_SESSION_OPTIONS, Role, SessionOptions } from './types';
+
+export function sessionOptions(role: Role, o: { timeout?: number; udpTimeout?: number; noUdp?: boolean; logger: Logger }): SessionOptions {
+  return {
+    role,
+    timeoutMs: o.timeout ?? DEFAULT_SESSION_OPTIONS.timeoutMs,
+    initialWindow: DEFAULT_SESSION_OPTIONS.initialWindow,
+    maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
+    maxStreams: DEFAULT_SESSION_OPTIONS.maxStreams,
+    udpTimeoutMs: o.udpTimeout ?? DEFAULT_SESSION_OPTIONS.udpTimeoutMs,
+    noUdp: o.noUdp ?? false,
+    logger: o.logger,
+  };
+}
