@@ -21,8 +21,18 @@ const SEND_HIGH_WATER = 512 * 1024;
 const TURN_BYTES = 64 * 1024;
 /** Closed stream ids remembered to tell late frames from id reuse. */
 const RECENT_CLOSED = 4096;
-/** How often an RTT probe ping goes out when the link is busy (ms). */
-const RTT_PROBE_MS = 2000;
+/** Shortest auto-tuning epoch (ms): shorter ones measure bursts, not rates. */
+const TUNE_EPOCH_MS = 20;
+/** Round-trip samples kept for the base-RTT estimate (one per probe). */
+const RTT_SAMPLES = 8;
+/** How often an RTT probe ping goes out while the session is quiet (ms). */
+const RTT_PROBE_MS = 250;
+/** Quiet RTT samples needed before the window may grow: one sample can be an outlier. */
+const MIN_RTT_SAMPLES = 3;
+/** When the first RTT probe goes out after the session opens (ms). */
+const FIRST_PROBE_MS = 200;
+/** No DATA for this long makes the session quiet enough to measure its path RTT (ms). */
+const QUIET_MS = 50;
 /** How long we wait for the peer's close frame before dropping the TCP connection (ms). */
 const CLOSE_GRACE_MS = 2000;
 
@@ -44,8 +54,12 @@ export class JsSession extends EventEmitter implements EngineSession {
   private lastRecv = Date.now();
   private lastPingAt = 0;
   private pingSentAt = 0n;
-  /** Smoothed round-trip time in ms, from ping/pong; 0 until measured. */
-  private srtt = 0;
+  /** Whether the outstanding ping was sent while no DATA moved, so its RTT is the path's. */
+  private pingQuiet = false;
+  /** Last time DATA went out or came in (ms). */
+  private lastDataAt = 0;
+  /** The last few ping round trips in ms; their minimum estimates the path delay without queueing. */
+  private readonly rtts: number[] = [];
   private readonly timer: NodeJS.Timeout;
   private bytesIn = 0;
   private bytesOut = 0;
@@ -60,10 +74,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     ws.on('pong', (data: Buffer) => this.onPong(data));
     ws.on('error', (err: Error) => this.log.debug(`websocket error: ${err.message}`));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
-    const tick = Math.max(10, Math.min(1000, Math.floor(opts.timeoutMs / 4)));
+    const tick = Math.max(10, Math.min(RTT_PROBE_MS, Math.floor(opts.timeoutMs / 4)));
     this.timer = setInterval(() => this.checkLiveness(), tick);
     this.timer.unref();
-    this.ping();
+    // First RTT probe once the session settled; liveness pings come from the timer.
+    setTimeout(() => this.probeRtt(), FIRST_PROBE_MS).unref();
   }
 
   get streamCount(): number {
@@ -226,7 +241,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.state = 'open';
     s.abort = undefined;
     s.recvGranted = s.recvWindow;
-    s.lastWindowAt = Date.now();
+    s.epochStart = performance.now();
     this.send(codec.encodeOpenOk(s.id, s.recvWindow));
   }
 
@@ -242,7 +257,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.state !== 'opening') throw new ProtocolError(`unexpected OPEN_OK for stream ${s.id}`);
     s.state = 'open';
     s.sendCredit = window - s.bytesOut;
-    s.lastWindowAt = Date.now();
+    s.epochStart = performance.now();
     for (const d of s.held.splice(0)) this.sendDatagram(s, d);
     if (s.sendable() > 0) this.markReady(s);
     this.pump();
@@ -252,6 +267,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.isUdp) throw new ProtocolError(`DATA on udp stream ${s.id}`);
     if (s.state === 'opening') throw new ProtocolError(`DATA before OPEN_OK on stream ${s.id}`);
     if (s.finRecv) throw new ProtocolError(`DATA after FIN on stream ${s.id}`);
+    this.lastDataAt = this.lastRecv;
     s.recvd += payload.length;
     if (s.recvd > s.recvGranted) throw new ProtocolError(`stream ${s.id} exceeded its flow-control window`);
     if (s.state === 'accepting') {
@@ -269,27 +285,44 @@ export class JsSession extends EventEmitter implements EngineSession {
       if (err || s.done) return;
       s.bytesIn += payload.length;
       this.bytesIn += payload.length;
-      s.unreturned += payload.length;
-      this.maybeReturnCredit(s);
+      this.consumed(s, payload.length);
     });
   }
 
-  private maybeReturnCredit(s: JsStream): void {
-    if (s.finRecv || s.unreturned < s.recvWindow / 4) return;
-    let increment = s.unreturned;
-    const now = Date.now();
-    // Auto-tuning: a quarter window consumed in under two round trips means the
-    // sender is limited by our window, not by our consumer, so double it.
-    const rtt = Math.max(this.srtt, 1);
-    if (s.recvWindow < this.opts.maxWindow && now - s.lastWindowAt < 2 * rtt) {
-      const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
-      s.recvWindow += grow;
-      increment += grow;
+  /** Counts bytes written locally; returns credit, growing the window when the sender is window-limited. */
+  private consumed(s: JsStream, n: number): void {
+    s.unreturned += n;
+    s.epochBytes += n;
+    const now = performance.now();
+    const elapsed = now - s.epochStart;
+    if (s.epochBytes >= s.recvWindow && elapsed >= TUNE_EPOCH_MS) {
+      // A window-limited sender delivers at most one window per round trip, so
+      // rate × RTT close to the window means the window may be the limit. The
+      // base RTT is the minimum of recent pings sent while no DATA moved (under
+      // load a ping measures our own queue, not the path; no quiet sample, no
+      // growth). Startup noise can still make it high: grow only while growing pays off, i.e. the
+      // rate rose by a quarter since the last growth. Otherwise a window grown
+      // on a stale RTT only fills socket buffers (bufferbloat) and delays every
+      // other stream of the session. Epochs of at least TUNE_EPOCH_MS keep the
+      // rate estimate from being noise.
+      const rate = s.epochBytes / elapsed;
+      const baseRtt = this.rtts.length >= MIN_RTT_SAMPLES ? Math.min(...this.rtts) : 0;
+      if (s.recvWindow < this.opts.maxWindow && rate * 2 * baseRtt >= s.recvWindow && rate > 1.25 * s.rateAtGrowth) {
+        const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
+        s.recvWindow += grow;
+        s.unreturned += grow;
+        s.rateAtGrowth = rate;
+        if (this.log.enabled('debug')) {
+          this.log.debug(`stream#${s.id} window → ${s.recvWindow} (${(rate / 1000).toFixed(1)} MB/s, base rtt ${baseRtt.toFixed(2)} ms)`);
+        }
+      }
+      s.epochStart = now;
+      s.epochBytes = 0;
     }
-    s.lastWindowAt = now;
+    if (s.finRecv || s.unreturned < s.recvWindow / 4) return;
+    s.recvGranted += s.unreturned;
+    this.send(codec.encodeWindow(s.id, s.unreturned));
     s.unreturned = 0;
-    s.recvGranted += increment;
-    this.send(codec.encodeWindow(s.id, increment));
   }
 
   private onWindow(s: JsStream, increment: number): void {
@@ -423,6 +456,7 @@ export class JsSession extends EventEmitter implements EngineSession {
         payload.copy(frame, HEADER_LEN);
         s.sendCredit -= n;
         s.bytesOut += n;
+        this.lastDataAt = Date.now();
         this.bytesOut += n;
         this.send(frame);
         if (s.localPaused && s.outQueued < STREAM_QUEUE_LIMIT / 2) {
@@ -453,9 +487,19 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   // ---- liveness ----
 
+  /** True when no DATA moved for a while and nothing waits to be sent: an RTT sample now measures the path, not our queues. */
+  private quiet(now = Date.now()): boolean {
+    return now - this.lastDataAt >= QUIET_MS && this.ws.bufferedAmount === 0;
+  }
+
+  private probeRtt(): void {
+    if (!this.closed && this.quiet()) this.ping();
+  }
+
   private ping(): void {
     if (this.ws.readyState !== 1) return;
     this.lastPingAt = Date.now();
+    this.pingQuiet = this.quiet(this.lastPingAt);
     this.pingSentAt = process.hrtime.bigint();
     const payload = Buffer.allocUnsafe(8);
     payload.writeBigUInt64BE(this.pingSentAt);
@@ -464,9 +508,10 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   private onPong(data: Buffer): void {
     this.lastRecv = Date.now();
-    if (data.length !== 8 || data.readBigUInt64BE(0) !== this.pingSentAt) return;
-    const rtt = Number(process.hrtime.bigint() - this.pingSentAt) / 1e6;
-    this.srtt = this.srtt === 0 ? rtt : 0.875 * this.srtt + 0.125 * rtt;
+    if (data.length !== 8 || data.readBigUInt64BE(0) !== this.pingSentAt || !this.pingQuiet) return;
+    this.pingQuiet = false;
+    this.rtts.push(Number(process.hrtime.bigint() - this.pingSentAt) / 1e6);
+    if (this.rtts.length > RTT_SAMPLES) this.rtts.shift();
   }
 
   private checkLiveness(): void {
@@ -487,7 +532,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       }
     }
     const sincePing = now - this.lastPingAt;
-    if ((quiet >= this.opts.timeoutMs / 2 && sincePing >= this.opts.timeoutMs / 2) || sincePing >= RTT_PROBE_MS) {
+    if ((quiet >= this.opts.timeoutMs / 2 && sincePing >= this.opts.timeoutMs / 2) || (sincePing >= RTT_PROBE_MS && this.quiet(now))) {
       this.ping();
     }
   }

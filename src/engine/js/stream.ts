@@ -41,7 +41,11 @@ export class JsStream {
   unreturned = 0;
   /** The current window size (grows with auto-tuning). */
   recvWindow: number;
-  lastWindowAt = 0;
+  /** Start (performance.now() ms) and bytes consumed of the current auto-tuning epoch. */
+  epochStart = 0;
+  epochBytes = 0;
+  /** Delivery rate (bytes/ms) when the window last grew. */
+  rateAtGrowth = 0;
   finRecv = false;
   /** Data (and FIN) that arrived before the acceptor had a socket. */
   readonly early: Buffer[] = [];
