@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: measures tws against a direct loopback connection.
+ * Starts everything it needs (iperf3 server, tunnels per engine, an echo
+ * helper), prints a table, writes JSON and an SVG chart, and cleans up.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { renderSvg } from './chart';
+import { connectRate, iperf, pingPong } from './measure';
+import { cpuSeconds, freePort, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
+import { EngineName, machine, Report, Run, table } from './report';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const VERSION: string = require('../../package.json').version;
+
+interface Options {
+  quick: boolean;
+  duration: number;
+  engines: string[];
+  json?: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const cmd = new Command('npm run bench --')
+    .description('Benchmark tws-native against a direct loopback connection (needs iperf3)')
+    .option('--quick', 'short runs: the whole benchmark in under a minute')
+    .option('--duration <s>', 'seconds per measurement (default 10, or 2 with --quick)')
+    .option('--engines <list>', 'engines to measure, comma-separated', 'native,js')
+    .option('--json <file>', 'write results here (default bench/results/bench-<date>.json); the SVG goes next to it')
+    .parse(argv, { from: 'user' });
+  const o = cmd.opts();
+  const duration = o.duration !== undefined ? Number(o.duration) : o.quick ? 2 : 10;
+  if (!Number.isFinite(duration) || duration < 1 || duration > 600) {
+    process.stderr.write('bench: --duration must be a number of seconds from 1 to 600\n');
+    process.exit(2);
+  }
+  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json };
+}
+
+let step = 0;
+let steps = 0;
+function progress(what: string): void {
+  step++;
+  process.stderr.write(`[${step}/${steps}] ${what}\n`);
+}
+
+/** Which engines can run here; the rest are listed as skipped. */
+async function available(engines: string[]): Promise<{ ok: EngineName[]; skipped: Report['skipped'] }> {
+  const ok: EngineName[] = [];
+  const skipped: Report['skipped'] = [];
+  for (const e of engines) {
+    if (e !== 'js' && e !== 'native') {
+      skipped.push({ engine: e, reason: 'unknown engine' });
+      continue;
+    }
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, [join(__dirname, '..', 'cli', 'main.js'), 'server', '-l', '127.0.0.1:1', '-p', 'x', '--engine', e],
+      { encoding: 'utf8', timeout: 5000 });
+    const unavailable = /engine is not available: (.*)/.exec(r.stderr ?? '');
+    if (unavailable) skipped.push({ engine: e, reason: unavailable[1]!.replace(/; use --engine.*/, '') });
+    else ok.push(e);
+  }
+  return { ok, skipped };
+}
+
+/** Measures a scenario through a fresh tunnel, adding peak RSS and CPU per GB of the tws processes. */
+async function throughTunnel(engine: EngineName, target: string, clientArgs: string[],
+  body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>): Promise<Run> {
+  const t = await startTunnel(engine, target, clientArgs);
+  try {
+    const pids = [t.server.pid!, t.client.pid!];
+    const cpu0 = pids.reduce((n, p) => n + cpuSeconds(p), 0);
+    const { run, bytes } = await body(t);
+    const cpu = pids.reduce((n, p) => n + cpuSeconds(p), 0) - cpu0;
+    const out: Run = { ...run, engine, rss_mb: pids.reduce((n, p) => n + peakRssMiB(p), 0) };
+    if (bytes) out.cpu_s_per_gb = cpu / (bytes / 1e9);
+    return out;
+  } finally {
+    await t.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (!hasIperf3()) {
+    process.stderr.write('bench: iperf3 not found; install it with: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3\n');
+    process.exit(1);
+  }
+  const { ok: engines, skipped } = await available(opts.engines);
+  for (const s of skipped) process.stderr.write(`bench: engine ${s.engine} skipped: ${s.reason}\n`);
+  const D = opts.duration;
+  const iperfPort = await freePort();
+  const iperfServer = await start('iperf3', ['-s', '-p', String(iperfPort), '--forceflush'], /Server listening/);
+  const echo = await startEcho(iperfPort);
+  const iperfTarget = `127.0.0.1:${iperfPort}`;
+  const echoTarget = `127.0.0.1:${echo.port}`;
+  const all: EngineName[] = ['direct', ...engines];
+  steps = all.length * 6;
+  const runs: Run[] = [];
+  const started = Date.now();
+  try {
+    for (const engine of all) {
+      const viaTunnel = engine !== 'direct';
+      const measure = async (name: string, target: string, clientArgs: string[],
+        body: (port: number) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>): Promise<void> => {
+        progress(`${name} · ${engine}`);
+        const run = viaTunnel
+          ? await throughTunnel(engine, target, clientArgs, (t) => body(t.port))
+          : { ...(await body(Number(target.split(':')[1]))).run, engine };
+        runs.push(run);
+      };
+      for (const direction of ['forward', 'reverse'] as const) {
+        await measure(`throughput ${direction}`, iperfTarget, ['-c', '1'], async (port) => {
+          const r = await iperf(port, D, { reverse: direction === 'reverse' });
+          return { run: { scenario: 'throughput', direction, gbps: r.gbps }, bytes: r.bytes };
+        });
+      }
+      await measure('parallel -P 8', iperfTarget, [], async (port) => {
+        const r = await iperf(port, D, { parallel: 8 });
+        return { run: { scenario: 'parallel', gbps: r.gbps }, bytes: r.bytes };
+      });
+      await measure('latency', echoTarget, ['-c', '1'], async (port) => {
+        const r = await pingPong(port, Math.max(1, D / 2));
+        return { run: { scenario: 'latency', p50_us: r.p50, p99_us: r.p99 } };
+      });
+      await measure('latency under load', echoTarget, ['-c', '1'], async (port) => {
+        // port leads to the helper, which passes iperf3 on: through a tunnel the bulk
+        // stream and the ping-pong share the client's single session (-c 1); direct,
+        // they take the same path minus tws, so the baseline pays the helper's cost too.
+        const bulk = iperf(port, D + 2);
+        await new Promise((r) => setTimeout(r, 1000));
+        const r = await pingPong(port, Math.max(1, D / 2));
+        const b = await bulk;
+        return { run: { scenario: 'latency_under_load', p50_us: r.p50, p99_us: r.p99, gbps: b.gbps }, bytes: b.bytes };
+      });
+      await measure('connect rate', echoTarget, [], async (port) => {
+        const cps = await connectRate(port, Math.max(1, D / 2));
+        return { run: { scenario: 'connect_rate', conns_per_s: cps } };
+      });
+    }
+  } finally {
+    await stop(iperfServer.proc);
+    await stop(echo.proc);
+  }
+
+  const report: Report = { version: VERSION, date: new Date().toISOString(), machine: machine(), runs, skipped };
+  const jsonPath = resolve(opts.json ?? join(__dirname, '..', '..', 'bench', 'results', `bench-${report.date.slice(0, 19).replace(/:/g, '-')}.json`));
+  mkdirSync(dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
+  const svgPath = jsonPath.replace(/\.json$/, '') + '.svg';
+  const m = report.machine;
+  writeFileSync(svgPath, renderSvg(runs, `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs`));
+  process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run\n\n`);
+  process.stdout.write(table(runs) + '\n\n');
+  for (const s of skipped) process.stdout.write(`skipped: ${s.engine} (${s.reason})\n`);
+  process.stdout.write(`results: ${jsonPath}\nchart:   ${svgPath}\n(${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: could not run: ${err.message}\n`);
+  process.exit(1);
+});

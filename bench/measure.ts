@@ -1,0 +1,94 @@
+/** The measurements themselves: iperf3 runs, ping-pong latency, connection rate. */
+import { execFile } from 'node:child_process';
+import { connect, Socket } from 'node:net';
+
+export interface IperfResult {
+  gbps: number;
+  bytes: number;
+}
+
+/** Runs an iperf3 client against `port`; Gbit/s as measured at the receiver. */
+export function iperf(port: number, seconds: number, opts: { reverse?: boolean; parallel?: number } = {}): Promise<IperfResult> {
+  const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J', '-O', '1'];
+  if (opts.reverse) args.push('-R');
+  if (opts.parallel) args.push('-P', String(opts.parallel));
+  return new Promise((resolve, reject) => {
+    execFile('iperf3', args, { timeout: (seconds + 30) * 1000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout) => {
+      let json: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };
+      try {
+        json = JSON.parse(stdout);
+      } catch {
+        return reject(new Error(`iperf3 gave no JSON: ${err?.message ?? stdout.slice(0, 200)}`));
+      }
+      if (json.error || !json.end?.sum_received) return reject(new Error(`iperf3: ${json.error ?? 'no result'}`));
+      resolve({ gbps: json.end.sum_received.bits_per_second / 1e9, bytes: json.end.sum_received.bytes });
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export interface LatencyResult {
+  p50: number;
+  p99: number;
+  samples: number;
+}
+
+/** 64-byte ping-pong round trips on one connection for `seconds`; microseconds. */
+export async function pingPong(port: number, seconds: number): Promise<LatencyResult> {
+  const sock = await open(port);
+  const msg = Buffer.alloc(64, 0xff); // 0xFF first: the target helper echoes it
+  const samples: number[] = [];
+  // The first 200 ms warm up the JIT and the connection; they are not counted.
+  const warmupUntil = Date.now() + 200;
+  const end = warmupUntil + seconds * 1000;
+  await new Promise<void>((resolve, reject) => {
+    let got = 0;
+    let t0 = process.hrtime.bigint();
+    sock.on('data', (c: Buffer) => {
+      got += c.length;
+      if (got < msg.length) return;
+      got -= msg.length;
+      const us = Number(process.hrtime.bigint() - t0) / 1000;
+      if (Date.now() >= warmupUntil) samples.push(us);
+      if (Date.now() >= end) return resolve();
+      t0 = process.hrtime.bigint();
+      sock.write(msg);
+    });
+    sock.on('error', reject);
+    sock.write(msg);
+  });
+  sock.destroy();
+  samples.sort((a, b) => a - b);
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99), samples: samples.length };
+}
+
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', noDelay: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Connections per second: connect, 1-byte echo, close, by `workers` loops for `seconds`. */
+export async function connectRate(port: number, seconds: number, workers = 8): Promise<number> {
+  const end = Date.now() + seconds * 1000;
+  const started = Date.now();
+  let done = 0;
+  let failed = 0;
+  const one = (): Promise<void> => new Promise((resolve) => {
+    const s = connect({ port, host: '127.0.0.1', noDelay: true });
+    s.once('connect', () => s.write(Buffer.from([0xff])));
+    s.once('data', () => { done++; s.destroy(); resolve(); });
+    s.once('error', () => { failed++; s.destroy(); resolve(); });
+  });
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (Date.now() < end) await one();
+  }));
+  if (failed > done / 100) throw new Error(`${failed} of ${done + failed} connections failed`);
+  return done / ((Date.now() - started) / 1000);
+}

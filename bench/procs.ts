@@ -1,0 +1,136 @@
+/**
+ * Child processes of the benchmark: tws server/client pairs started through
+ * the real CLI, iperf3 servers and the echo helper. Everything started here is
+ * killed on exit, whatever way the benchmark ends.
+ */
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+const children = new Set<ChildProcess>();
+const CLI = join(__dirname, '..', 'cli', 'main.js');
+const BENCH_PASSWD = 'bench-password';
+
+function killAll(): void {
+  for (const c of children) c.kill('SIGKILL');
+  children.clear();
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+/** Spawns a child and waits until its output matches `ready`; returns the match. */
+export function start(cmd: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+  const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start:\n${out}`)), 10_000);
+    const onData = (c: Buffer): void => {
+      out += c.toString();
+      if (out.length > 65536) out = out.slice(-65536);
+      const m = ready.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc, match: m });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${cmd} exited (${code}):\n${out}`)); });
+  });
+}
+
+export async function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const done = new Promise<void>((r) => proc.once('exit', () => r()));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+  await done;
+  clearTimeout(t);
+}
+
+export interface Tunnel {
+  server: ChildProcess;
+  client: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts `tws server` + `tws client` on loopback with `engine`, client forwarding to `target`. */
+export async function startTunnel(engine: string, target: string, clientArgs: string[] = []): Promise<Tunnel> {
+  const env = { TWS_PASSWD: BENCH_PASSWD };
+  // Default log level, as users run it: the per-stream log lines are part of the cost.
+  const s = await start(process.execPath, [CLI, 'server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp'],
+    /listening on \S+:(\d+)/, env);
+  const serverPort = Number(s.match[1]);
+  const c = await start(process.execPath, [CLI, 'client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${serverPort}/`, '-r', target,
+    '--engine', engine, '--no-udp', ...clientArgs], /listening on 127\.0\.0\.1:(\d+)/, env);
+  const n = Number(/-c\s+(\d+)/.exec(clientArgs.join(' '))?.[1] ?? 2);
+  await waitFor(() => countMatches(c.proc, /up → /g) >= n, 10_000);
+  return {
+    server: s.proc,
+    client: c.proc,
+    port: Number(c.match[1]),
+    stop: async () => { await Promise.all([stop(c.proc), stop(s.proc)]); },
+  };
+}
+
+const logs = new WeakMap<ChildProcess, string>();
+function countMatches(proc: ChildProcess, re: RegExp): number {
+  if (!logs.has(proc)) {
+    logs.set(proc, '');
+    proc.stderr!.on('data', (c: Buffer) => logs.set(proc, (logs.get(proc)! + c.toString()).slice(-65536)));
+  }
+  return (logs.get(proc)!.match(re) ?? []).length;
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for tunnel sessions');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A free loopback TCP port (bound, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts the echo/router helper in its own process (see echo-server.ts); resolves with its port. */
+export async function startEcho(iperfPort: number): Promise<{ proc: ChildProcess; port: number }> {
+  const r = await start(process.execPath, [join(__dirname, 'echo-server.js'), String(iperfPort)], /echo on (\d+)/);
+  return { proc: r.proc, port: Number(r.match[1]) };
+}
+
+export function hasIperf3(): boolean {
+  return spawnSync('iperf3', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** CPU seconds (user + system) a process used so far, from /proc. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** Peak resident set size of a process in MiB (VmHWM). */
+export function peakRssMiB(pid: number): number {
+  const path = `/proc/${pid}/status`;
+  if (!existsSync(path)) return 0;
+  const m = /VmHWM:\s+(\d+)/.exec(readFileSync(path, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}

@@ -1,0 +1,62 @@
+import t from 'tap';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const BENCH = join(__dirname, '..', '..', 'dist', 'bench', 'main.js');
+const hasIperf3 = spawnSync('iperf3', ['--version'], { stdio: 'ignore' }).status === 0;
+
+function bench(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BENCH, ...args], { env, timeout: 150_000 }, (error, out, err) => {
+      resolve({ code: error ? Number((error as unknown as { code: number }).code) : 0, out, err });
+    });
+  });
+}
+
+if (hasIperf3) {
+  t.test('a short benchmark run measures every scenario, writes JSON and an SVG chart, and cleans up', async (t) => {
+    const dir = t.testdir({});
+    const json = join(dir, 'run.json');
+    const r = await bench(['--duration', '1', '--json', json]);
+    if (!t.equal(r.code, 0, 'exits 0')) t.comment(r.err);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    t.match(report, { version: String, machine: { cpus: Number, model: String, kernel: String, node: String } });
+    const engines = ['direct', ...report.runs.map((x: { engine: string }) => x.engine).filter((e: string) => e !== 'direct')];
+    for (const engine of new Set(engines)) {
+      const runs = report.runs.filter((x: { engine: string }) => x.engine === engine);
+      const of = (s: string) => runs.filter((x: { scenario: string }) => x.scenario === s);
+      t.same(of('throughput').map((x: { direction: string }) => x.direction).sort(), ['forward', 'reverse'], `${engine}: both directions`);
+      for (const x of [...of('throughput'), ...of('parallel')]) t.ok(x.gbps > 0, `${engine} ${x.scenario}: ${x.gbps} Gbit/s`);
+      for (const x of [...of('latency'), ...of('latency_under_load')]) t.ok(x.p50_us > 0 && x.p99_us >= x.p50_us, `${engine} ${x.scenario}: p50 ${x.p50_us} µs`);
+      t.ok(of('connect_rate')[0]?.conns_per_s > 0, `${engine}: connect rate`);
+      if (engine !== 'direct') {
+        t.ok(of('throughput').every((x: { rss_mb: number; cpu_s_per_gb: number }) => x.rss_mb > 0 && x.cpu_s_per_gb > 0), `${engine}: RSS and CPU/GB`);
+      }
+    }
+    t.ok(report.runs.some((x: { engine: string }) => x.engine === 'js'), 'the js engine was measured');
+    const native = report.runs.some((x: { engine: string }) => x.engine === 'native') || report.skipped.some((s: { engine: string }) => s.engine === 'native');
+    t.ok(native, 'native was measured or listed as skipped');
+    const svg = readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
+    t.match(svg, /^<svg /);
+    t.match(svg, /Throughput/);
+    t.match(r.out, /throughput forward\s+js\s+[\d.]+\s+[\d.]+x/, 'the table shows the ratio to direct');
+    t.match(r.err, /\[\d+\/\d+\] throughput forward · direct/, 'progress lines');
+    // Nothing it started is left running.
+    const left = spawnSync('pgrep', ['-f', 'dist/bench/echo-server.js']).stdout.toString().trim();
+    t.equal(left, '', 'no helper left running');
+  });
+} else {
+  t.test('without iperf3 the benchmark says which package installs it', async (t) => {
+    const r = await bench(['--quick']);
+    t.equal(r.code, 1);
+    t.match(r.err, /iperf3 not found; install it with: apt-get install iperf3/);
+  });
+}
+
+t.test('the benchmark rejects a bad --duration with one line', async (t) => {
+  const r = await bench(['--duration', 'x']);
+  t.equal(r.code, 2);
+  t.match(r.err, /--duration must be a number of seconds/);
+  t.ok(existsSync(BENCH));
+});
