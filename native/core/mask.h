@@ -1,0 +1,40 @@
+// WebSocket masking (RFC 6455 §5.3): XOR with a 4-byte key, applied in
+// 64-bit words. Byte-by-byte masking costs ~30% of relay throughput.
+// Pure functions, no syscalls; callable from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace tws {
+
+// Masks (or unmasks: the operation is its own inverse) `n` bytes at `p` in
+// place. `offset` is how many bytes of this frame's payload came before `p`,
+// so a payload split across reads continues with the key rotated correctly.
+inline void apply_mask(uint8_t* p, size_t n, const uint8_t key[4], uint64_t offset) {
+  uint8_t k[4];
+  for (int i = 0; i < 4; i++) k[i] = key[(offset + i) & 3];
+  size_t i = 0;
+  // Head: byte by byte until p + i is 8-byte aligned (keeps the word loop fast
+  // everywhere and well-defined: memcpy does the loads and stores).
+  while (i < n && (reinterpret_cast<uintptr_t>(p + i) & 7) != 0) {
+    p[i] ^= k[i & 3];
+    i++;
+  }
+  if (n - i >= 8) {
+    uint8_t kk[8];
+    for (int j = 0; j < 8; j++) kk[j] = k[(i + j) & 3];
+    uint64_t word_key;
+    std::memcpy(&word_key, kk, 8);
+    for (; n - i >= 8; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      w ^= word_key;
+      std::memcpy(p + i, &w, 8);
+    }
+  }
+  for (; i < n; i++) p[i] ^= k[i & 3];
+}
+
+}  // namespace tws

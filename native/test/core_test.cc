@@ -1,0 +1,308 @@
+// Unit tests of the native core (mask, ws_frame, tws2), built and run by
+// test/native/core.test.ts under ASan and UBSan. Every frame sequence is fed
+// split at every byte position, and the events must match an unsplit run.
+// Prints one line per failure and a closing "N passed, N failed".
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/mask.h"
+#include "../core/tws2.h"
+#include "../core/ws_frame.h"
+
+namespace {
+
+int passed = 0;
+int failed = 0;
+
+#define CHECK(cond, what)                                                   \
+  do {                                                                      \
+    if (cond) {                                                             \
+      passed++;                                                             \
+    } else {                                                                \
+      failed++;                                                             \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, std::string(what).c_str()); \
+    }                                                                       \
+  } while (0)
+
+using Bytes = std::vector<uint8_t>;
+
+// Builds one WebSocket frame, masked when `key` is given (client → server).
+Bytes frame(uint8_t opcode, bool fin, const Bytes& payload, const uint8_t* key) {
+  Bytes out(tws::ws::kMaxHeader + payload.size());
+  size_t h = tws::ws::write_header(out.data(), opcode, fin, payload.size(), key);
+  std::copy(payload.begin(), payload.end(), out.begin() + h);
+  if (key) tws::apply_mask(out.data() + h, payload.size(), key, 0);
+  out.resize(h + payload.size());
+  return out;
+}
+
+Bytes cat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+Bytes tws2(uint8_t type, uint32_t stream, const Bytes& body) {
+  Bytes out(5);
+  tws::tws2::write_tws2_header(out.data(), type, stream);
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+Bytes text(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+// Records everything a parser (or the TWS2 reader on top) delivers as a
+// readable log, so split and unsplit runs can be compared exactly.
+struct WsLog {
+  std::string log;
+  bool wants_stop() const { return false; }
+  void on_message_start(uint8_t op) { log += "start(" + std::to_string(op) + ")"; }
+  void on_message_data(uint8_t* p, size_t n) { log += "data(" + std::string(p, p + n) + ")"; }
+  void on_message_end() { log += "end;"; }
+  void on_control(uint8_t op, uint8_t* p, size_t n) { log += "ctl(" + std::to_string(op) + ":" + std::string(p, p + n) + ");"; }
+};
+
+struct Tws2Log {
+  std::string log;
+  bool wants_stop() const { return false; }
+  void on_data(uint32_t s, uint8_t* p, size_t n) { log += "D" + std::to_string(s) + ":" + std::string(p, p + n); }
+  void on_data_end(uint32_t s) { log += "|end" + std::to_string(s) + ";"; }
+  void on_frame(uint8_t t, uint32_t s, uint8_t* b, size_t n) {
+    log += "F" + std::to_string(t) + "/" + std::to_string(s) + ":" + std::to_string(n) + ";";
+    (void)b;
+  }
+  void on_control(uint8_t op, uint8_t*, size_t) { log += "C" + std::to_string(op) + ";"; }
+};
+
+// Runs bytes through a parser in the given chunks; returns the log, or
+// "ERR <code>" on the first error.
+template <class Log>
+std::string run_ws(const Bytes& input, const std::vector<size_t>& cuts, tws::ws::Role role, uint64_t max = 1 << 20) {
+  Bytes buf = input;  // the parser unmasks in place
+  tws::ws::Parser parser(role, max);
+  Log log;
+  size_t prev = 0;
+  std::vector<size_t> bounds = cuts;
+  bounds.push_back(buf.size());
+  for (size_t b : bounds) {
+    tws::ws::ParseError err;
+    parser.feed(buf.data() + prev, b - prev, log, &err);
+    if (err) return "ERR " + std::to_string(err.close_code);
+    prev = b;
+  }
+  return log.log;
+}
+
+std::string run_tws2(const Bytes& input, const std::vector<size_t>& cuts) {
+  Bytes buf = input;
+  tws::ws::Parser parser(tws::ws::Role::kServer, tws::tws2::kMaxMessage);
+  Tws2Log log;
+  auto reader = std::make_unique<tws::tws2::MessageReader<Tws2Log>>(log);
+  size_t prev = 0;
+  std::vector<size_t> bounds = cuts;
+  bounds.push_back(buf.size());
+  for (size_t b : bounds) {
+    tws::ws::ParseError err;
+    parser.feed(buf.data() + prev, b - prev, *reader, &err);
+    if (err) return "ERR " + std::to_string(err.close_code);
+    if (reader->error()) return std::string("ERR ") + reader->error().reason;
+    prev = b;
+  }
+  return log.log;
+}
+
+const uint8_t kKey[4] = {0x37, 0xfa, 0x21, 0x3d};
+
+void test_mask() {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 2000; trial++) {
+    size_t n = rng() % 200;
+    size_t align = rng() % 8;
+    uint64_t offset = rng() % 13;
+    Bytes storage(n + 16);
+    for (auto& b : storage) b = static_cast<uint8_t>(rng());
+    uint8_t* p = storage.data() + align;
+    Bytes expect(p, p + n);
+    for (size_t i = 0; i < n; i++) expect[i] ^= kKey[(offset + i) & 3];
+    tws::apply_mask(p, n, kKey, offset);
+    if (!std::equal(expect.begin(), expect.end(), p)) {
+      CHECK(false, "mask differs from the byte-wise definition at n=" + std::to_string(n));
+      return;
+    }
+  }
+  CHECK(true, "word masking equals byte masking for 2000 random cases");
+}
+
+void test_splits() {
+  Bytes big(70000);
+  for (size_t i = 0; i < big.size(); i++) big[i] = static_cast<uint8_t>('a' + i % 26);
+  // A fragmented message with a ping between its fragments, a 16-bit and a
+  // 64-bit length, and an empty final fragment.
+  Bytes input = cat({
+      frame(tws::ws::kBinary, false, text("hello "), kKey),
+      frame(tws::ws::kPing, true, text("p!"), kKey),
+      frame(tws::ws::kContinuation, true, text("world"), kKey),
+      frame(tws::ws::kBinary, true, Bytes(big.begin(), big.begin() + 300), kKey),
+      frame(tws::ws::kBinary, false, big, kKey),
+      frame(tws::ws::kContinuation, true, {}, kKey),
+      frame(tws::ws::kClose, true, {0x03, 0xe8}, kKey),
+  });
+  const std::string whole = run_ws<WsLog>(input, {}, tws::ws::Role::kServer);
+  CHECK(whole.rfind("start(2)data(hello )ctl(9:p!);data(world)end;", 0) == 0, "unsplit parse: " + whole.substr(0, 80));
+  // Every single split point, on the short frames at the front.
+  int mismatches = 0;
+  for (size_t cut = 1; cut < 60; cut++) {
+    std::string got = run_ws<WsLog>(input, {cut}, tws::ws::Role::kServer);
+    // Split runs deliver data in more pieces: compare after joining pieces.
+    auto norm = [](std::string s) {
+      std::string out;
+      for (size_t i = 0; i < s.size(); i++) {
+        if (s.compare(i, 6, ")data(") == 0) { i += 5; continue; }
+        out += s[i];
+      }
+      return out;
+    };
+    if (norm(got) != norm(whole)) mismatches++;
+  }
+  CHECK(mismatches == 0, "every split of the short frames parses the same");
+  // Byte-at-a-time over everything.
+  std::vector<size_t> every;
+  for (size_t i = 1; i < input.size(); i++) every.push_back(i);
+  Bytes copy = input;
+  tws::ws::Parser parser(tws::ws::Role::kServer, 1 << 20);
+  WsLog log;
+  size_t total_data = 0;
+  struct Counter : WsLog {
+    size_t* n;
+    void on_message_data(uint8_t*, size_t k) { *n += k; }
+  } counter;
+  counter.n = &total_data;
+  for (size_t i = 0; i < copy.size(); i++) {
+    tws::ws::ParseError err;
+    parser.feed(copy.data() + i, 1, counter, &err);
+    if (err) { CHECK(false, std::string("byte-at-a-time error: ") + err.reason); return; }
+  }
+  CHECK(total_data == 6 + 5 + 300 + big.size(), "byte-at-a-time delivers every payload byte");
+  (void)log;
+}
+
+void test_client_role() {
+  Bytes unmasked = frame(tws::ws::kBinary, true, text("from server"), nullptr);
+  CHECK(run_ws<WsLog>(unmasked, {}, tws::ws::Role::kClient) == "start(2)data(from server)end;", "client reads unmasked frames");
+  CHECK(run_ws<WsLog>(frame(tws::ws::kBinary, true, text("x"), kKey), {}, tws::ws::Role::kClient) == "ERR 1002",
+        "client rejects masked frames");
+  CHECK(run_ws<WsLog>(unmasked, {}, tws::ws::Role::kServer) == "ERR 1002", "server rejects unmasked frames");
+}
+
+void test_ws_errors() {
+  auto with_b0 = [](uint8_t b0) {
+    Bytes f = frame(tws::ws::kBinary, true, text("x"), kKey);
+    f[0] = b0;
+    return f;
+  };
+  CHECK(run_ws<WsLog>(with_b0(0x80 | 0x40 | 2), {}, tws::ws::Role::kServer) == "ERR 1002", "RSV1 rejected");
+  CHECK(run_ws<WsLog>(with_b0(0x80 | 0x10 | 2), {}, tws::ws::Role::kServer) == "ERR 1002", "RSV3 rejected");
+  CHECK(run_ws<WsLog>(with_b0(0x80 | 3), {}, tws::ws::Role::kServer) == "ERR 1002", "reserved data opcode rejected");
+  CHECK(run_ws<WsLog>(with_b0(0x80 | 0xB), {}, tws::ws::Role::kServer) == "ERR 1002", "reserved control opcode rejected");
+  CHECK(run_ws<WsLog>(frame(tws::ws::kPing, false, text("x"), kKey), {}, tws::ws::Role::kServer) == "ERR 1002",
+        "fragmented ping rejected");
+  CHECK(run_ws<WsLog>(frame(tws::ws::kPing, true, Bytes(126, 1), kKey), {}, tws::ws::Role::kServer) == "ERR 1002",
+        "ping over 125 bytes rejected");
+  CHECK(run_ws<WsLog>(frame(tws::ws::kContinuation, true, text("x"), kKey), {}, tws::ws::Role::kServer) == "ERR 1002",
+        "continuation without a message rejected");
+  Bytes two_starts = cat({frame(tws::ws::kBinary, false, text("a"), kKey), frame(tws::ws::kBinary, true, text("b"), kKey)});
+  CHECK(run_ws<WsLog>(two_starts, {}, tws::ws::Role::kServer) == "ERR 1002", "new message inside a fragmented one rejected");
+  // 16-bit length used for a 5-byte payload: not minimal.
+  Bytes nonminimal = {0x82, 0x80 | 126, 0x00, 0x05, 0, 0, 0, 0, 'a', 'b', 'c', 'd', 'e'};
+  CHECK(run_ws<WsLog>(nonminimal, {}, tws::ws::Role::kServer) == "ERR 1002", "non-minimal length rejected");
+  Bytes huge = {0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  CHECK(run_ws<WsLog>(huge, {}, tws::ws::Role::kServer) == "ERR 1002", "64-bit length with top bit rejected");
+  Bytes too_big = cat({frame(tws::ws::kBinary, false, Bytes(600, 1), kKey), frame(tws::ws::kContinuation, true, Bytes(600, 1), kKey)});
+  CHECK(run_ws<WsLog>(too_big, {}, tws::ws::Role::kServer, 1000) == "ERR 1009", "message over the limit across fragments is 1009");
+  Bytes exact = frame(tws::ws::kBinary, true, Bytes(1000, 1), kKey);
+  CHECK(run_ws<WsLog>(exact, {}, tws::ws::Role::kServer, 1000).find("ERR") == std::string::npos, "message at the limit accepted");
+}
+
+void test_tws2() {
+  Bytes payload(3000);
+  for (size_t i = 0; i < payload.size(); i++) payload[i] = static_cast<uint8_t>('A' + i % 26);
+  Bytes open_body = {0x00, 0x04, 0x00, 0x00, 0x01};
+  Bytes target = text("127.0.0.1:22");
+  open_body.insert(open_body.end(), target.begin(), target.end());
+  Bytes msg = tws2(tws::tws2::kData, 7, payload);
+  // The DATA message is sent in three fragments, so the TWS2 header itself is split.
+  Bytes input = cat({
+      frame(tws::ws::kBinary, true, tws2(tws::tws2::kOpen, 7, open_body), kKey),
+      frame(tws::ws::kBinary, false, Bytes(msg.begin(), msg.begin() + 3), kKey),
+      frame(tws::ws::kContinuation, false, Bytes(msg.begin() + 3, msg.begin() + 1000), kKey),
+      frame(tws::ws::kContinuation, true, Bytes(msg.begin() + 1000, msg.end()), kKey),
+      frame(tws::ws::kBinary, true, tws2(0x0f, 0, text("future")), kKey),
+      frame(tws::ws::kBinary, true, tws2(tws::tws2::kWindow, 7, {0, 0, 1, 0}), kKey),
+      frame(tws::ws::kBinary, true, tws2(tws::tws2::kFin, 7, {}), kKey),
+  });
+  // A DATA body may arrive in several pieces (fragments, splits): join them.
+  auto join = [](const std::string& got) {
+    std::string out;
+    for (size_t i = 0; i < got.size(); i++) {
+      if (i > 0 && got.compare(i, 3, "D7:") == 0 && got[i - 1] != ';') { i += 2; continue; }
+      out += got[i];
+    }
+    return out;
+  };
+  const std::string whole = join(run_tws2(input, {}));
+  const std::string expect = "F1/7:17;D7:" + std::string(payload.begin(), payload.end()) + "|end7;F4/7:4;F5/7:0;";
+  CHECK(whole == expect, "TWS2 frames decoded: " + whole.substr(0, 60));
+  int bad = 0;
+  for (size_t cut = 1; cut < input.size(); cut += (cut < 120 ? 1 : 97)) {
+    if (join(run_tws2(input, {cut})) != expect) bad++;
+  }
+  CHECK(bad == 0, "TWS2 decoding is the same at every split point");
+
+  auto one = [](uint8_t type, uint32_t stream, const Bytes& body) {
+    return run_tws2(frame(tws::ws::kBinary, true, tws2(type, stream, body), kKey), {});
+  };
+  CHECK(one(tws::tws2::kData, 1, {}) == "ERR empty DATA frame", "empty DATA rejected");
+  CHECK(one(tws::tws2::kData, 0, {1}) == "ERR DATA on stream 0", "DATA on stream 0 rejected");
+  CHECK(one(tws::tws2::kData, 1, Bytes(262145, 1)).rfind("ERR", 0) == 0, "DATA over 262144 rejected");
+  CHECK(one(tws::tws2::kData, 1, Bytes(262144, 1)).rfind("D1:", 0) == 0, "DATA of 262144 accepted");
+  CHECK(one(tws::tws2::kWindow, 1, {0, 0, 0, 0}) == "ERR WINDOW increment of 0", "WINDOW 0 rejected");
+  CHECK(one(tws::tws2::kOpenOk, 1, {0, 0, 0xff, 0xff}) == "ERR OPEN_OK window below 65536", "small OPEN_OK window rejected");
+  CHECK(one(tws::tws2::kOpen, 1, {0, 1, 0, 0, 3}) == "ERR OPEN with unknown kind", "OPEN kind 3 rejected");
+  CHECK(one(tws::tws2::kOpen, 1, {0, 1, 0, 0, 1, 0xff}) == "ERR OPEN target is not UTF-8", "bad UTF-8 target rejected");
+  CHECK(one(tws::tws2::kFin, 1, {0}) == "ERR FIN with a body", "FIN with body rejected");
+  CHECK(one(tws::tws2::kGoaway, 3, {0, 1}) == "ERR GOAWAY on a stream other than 0", "GOAWAY on a stream rejected");
+  CHECK(one(tws::tws2::kReset, 1, Bytes(2 + 121, 'a')) == "ERR reason longer than 120 bytes", "long reason rejected");
+  CHECK(one(tws::tws2::kReset, 1, Bytes(2 + 120, 'a')) == "F6/1:122;", "120-byte reason accepted");
+  CHECK(one(0x00, 1, {1, 2, 3}) == "", "type 0 ignored");
+  CHECK(one(0x99, 1, Bytes(70000, 1)) == "", "unknown type with a large body ignored");
+  CHECK(run_tws2(frame(tws::ws::kBinary, true, {1, 0, 0}, kKey), {}) == "ERR frame shorter than its 5-byte header", "short frame rejected");
+  CHECK(run_tws2(frame(tws::ws::kText, true, text("hi"), kKey), {}) == "ERR text message", "text message rejected");
+}
+
+void test_utf8() {
+  auto ok = [](const std::string& s) { return tws::tws2::valid_utf8(reinterpret_cast<const uint8_t*>(s.data()), s.size()); };
+  CHECK(ok("plain ascii") && ok("h\xc3\xa9llo") && ok("\xe2\x82\xac") && ok("\xf0\x9f\x98\x80"), "valid UTF-8 accepted");
+  CHECK(!ok("\xc0\xaf"), "overlong rejected");
+  CHECK(!ok("\xed\xa0\x80"), "surrogate rejected");
+  CHECK(!ok("\xf4\x90\x80\x80"), "above U+10FFFF rejected");
+  CHECK(!ok("\xe2\x82"), "truncated sequence rejected");
+  CHECK(!ok("\x80"), "lone continuation rejected");
+}
+
+}  // namespace
+
+int main() {
+  test_mask();
+  test_splits();
+  test_client_role();
+  test_ws_errors();
+  test_tws2();
+  test_utf8();
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
