@@ -1,13 +1,17 @@
 /** Picks the engine for `--engine auto|js|native`. */
 import { TwsError } from '../util/errors';
 import { jsEngine } from './js';
+import { loadNativeAddon } from './native-addon';
 import type { Engine } from './types';
 
 export type EngineChoice = 'auto' | 'js' | 'native';
 
 /** Why the native engine cannot be used in this build, or undefined when it can. */
 export function nativeUnavailableReason(): string | undefined {
-  return 'not built yet (this release ships the js engine only)';
+  const { addon, error } = loadNativeAddon();
+  if (!addon) return error;
+  if (!addon.dataPlane) return 'the addon loads, but its data plane is not implemented yet';
+  return undefined;
 }
 
 /** Returns the engine to run; `native` when unavailable is an error, `auto` falls back to js. */

@@ -1,0 +1,23 @@
+{
+  # node-gyp build of the native addon. CMakeLists.txt builds the same
+  # sources for cmake-js; test/native/build.test.ts checks the lists match.
+  # Headers come from the local Node install (npm's nodedir), never a download.
+  "targets": [
+    {
+      "target_name": "tws_native",
+      "sources": [
+        "native/addon.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_ENABLE_MAYBE"
+      ],
+      "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra"],
+      "cflags_cc!": ["-fno-rtti"]
+    }
+  ]
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// npm install step for the native addon. Uses a prebuilt or already-built
+// addon when one loads; otherwise builds it with node-gyp against the local
+// Node headers (npm's nodedir; nothing is downloaded). A failed build never
+// fails the install: tws then runs the js engine and says so in one line.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { join } = require('node:path');
+
+const root = join(__dirname, '..');
+
+function loads() {
+  try {
+    require('node-gyp-build')(root);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (process.env.TWS_SKIP_NATIVE_BUILD === '1') process.exit(0);
+if (loads() && process.env.TWS_REBUILD_NATIVE !== '1') process.exit(0);
+
+// npm tells its scripts where its bundled node-gyp is; outside npm, look next to this Node.
+const bundled = join(process.execPath, '..', '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+const nodeGyp = process.env.npm_config_node_gyp || (require('node:fs').existsSync(bundled) ? bundled : undefined);
+// Headers from the Node that runs us (e.g. /usr/include/node): never a download.
+const prefix = join(process.execPath, '..', '..');
+const nodedir = process.env.npm_config_nodedir ||
+  (require('node:fs').existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined);
+if (!nodedir) {
+  process.stderr.write('tws-native: native addon not built (no Node headers next to this Node; set npm_config_nodedir); the js engine will be used\n');
+  process.exit(0);
+}
+const cmd = nodeGyp ? process.execPath : 'node-gyp';
+const args = [...(nodeGyp ? [nodeGyp] : []), 'rebuild', `--nodedir=${nodedir}`];
+const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+if (r.status === 0 && loads()) process.exit(0);
+const why = r.error ? r.error.message : (r.stderr || r.stdout || '').trim().split('\n').filter(Boolean).slice(-1)[0] || `exit ${r.status}`;
+process.stderr.write(`tws-native: native addon not built (${why}); the js engine will be used\n`);
+process.exit(0);

@@ -1,0 +1,34 @@
+/**
+ * Loads the native addon (a dev tree's build/Release first, then prebuilds/)
+ * with node-gyp-build. Never throws: a failed load is a reason string, and
+ * tws falls back to the js engine.
+ */
+import { join } from 'node:path';
+
+export interface NativeAddon {
+  napiVersion: number;
+  /** True once the addon carries the event-loop-free data plane. */
+  dataPlane: boolean;
+  /** Parses WebSocket bytes as a server (masked) or client would, decoding TWS2 inside. */
+  decodeStream(bytes: Buffer, server: boolean): {
+    events: { kind: 'data' | 'frame' | 'control'; type: number; stream: number; body: Buffer }[];
+    closeCode: number;
+    reason: string;
+  };
+}
+
+let cached: { addon?: NativeAddon; error?: string } | undefined;
+
+/** The addon, or why it could not be loaded. */
+export function loadNativeAddon(): { addon?: NativeAddon; error?: string } {
+  if (cached) return cached;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    cached = { addon: load(join(__dirname, '..', '..')) };
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0] ?? 'unknown error';
+    cached = { error: /No native build was found/.test(msg) ? 'no native build for this platform (run npm run build:native)' : msg };
+  }
+  return cached;
+}
