@@ -25,9 +25,7 @@ if (loads() && process.env.TWS_REBUILD_NATIVE !== '1') process.exit(0);
 const bundled = join(process.execPath, '..', '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
 const nodeGyp = process.env.npm_config_node_gyp || (require('node:fs').existsSync(bundled) ? bundled : undefined);
 // Headers from the Node that runs us (e.g. /usr/include/node): never a download.
-const prefix = join(process.execPath, '..', '..');
-const nodedir = process.env.npm_config_nodedir ||
-  (require('node:fs').existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined);
+const nodedir = require('./node-headers')();
 if (!nodedir) {
   process.stderr.write('tws-native: native addon not built (no Node headers next to this Node; set npm_config_nodedir); the js engine will be used\n');
   process.exit(0);

@@ -24,8 +24,9 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-  const proc = spawn(process.execPath, [CLI, ...args], {
+/** Starts the CLI (`cli`: another tws entry point, e.g. an installed package's). */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI): Promise<Proc> {
+  const proc = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, TWS_PASSWD: PASSWD, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,49 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, readdirSync, realpathSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { echoServer, roundTrip, sha256 } from '../helpers/net';
+import { runCli } from '../helpers/procs';
+
+const root = join(__dirname, '..', '..');
+const npm = process.env.npm_execpath;
+
+t.test('npm pack ships what users need, and installs without scripts or a compiler', async (t) => {
+  const dir = t.testdir({ pack: {}, prefix: {}, tree: {} });
+  // Pack from a copy: prebuildify rebuilds build/ and other tests load the addon from the real tree meanwhile.
+  const tree = join(dir, 'tree');
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'CMakeLists.txt', 'dist', 'native', 'scripts', 'example', 'docs']) {
+    cpSync(join(root, f), join(tree, f), { recursive: true });
+  }
+  symlinkSync(join(root, 'node_modules'), join(tree, 'node_modules'));
+  const npmCmd = (args: string[], cwd = tree): string => (npm
+    ? execFileSync(process.execPath, [npm, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 })
+    : execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 }));
+  // What prepack does, minus rebuilding dist/ (the suite's build already did).
+  execFileSync(process.execPath, [join(tree, 'scripts', 'prebuild.js')], { cwd: tree, stdio: 'pipe', timeout: 120_000 });
+  const packed = JSON.parse(npmCmd(['pack', '--ignore-scripts', '--json', '--pack-destination', join(dir, 'pack')])) as { filename: string; files: { path: string }[] }[];
+  const files = packed[0]!.files.map((f) => f.path);
+  for (const need of ['dist/cli/main.js', 'dist/index.d.ts', 'prebuilds/linux-x64/tws-native.node', 'README.md', 'LICENSE',
+    'example/server.yaml', 'example/tws-server@.service', 'binding.gyp', 'native/addon.cc']) {
+    t.ok(files.includes(need), `ships ${need}`);
+  }
+  t.same(files.filter((f) => /^(test|bench|dist\/bench|\.ci)\//.test(f) || f.endsWith('.test.ts')), [], 'no tests, bench or CI files');
+
+  const tgz = join(dir, 'pack', readdirSync(join(dir, 'pack')).find((f) => f.endsWith('.tgz'))!);
+  npmCmd(['install', '-g', '--prefix', join(dir, 'prefix'), '--ignore-scripts', '--no-audit', '--no-fund', tgz], dir);
+  const bin = join(dir, 'prefix', 'bin', 'tws');
+  t.ok(existsSync(bin), 'tws is on the installed PATH');
+  const version = execFileSync(bin, ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: '/usr/bin:/bin' } });
+  t.match(version, /^tws-native \d+\.\d+\.\d+ \(engine: (native|js; native unavailable: the addon loads)/,
+    'the prebuilt addon loads without any build step');
+
+  // And the installed tws actually tunnels.
+  const main = realpathSync(bin);
+  const echo = await echoServer();
+  const server = await runCli(['server', '-l', '127.0.0.1:0'], {}, main);
+  const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr], {}, main);
+  t.teardown(async () => { await client.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+  const data = randomBytes(500_000);
+  t.equal(sha256(await roundTrip(client.port, data)), sha256(data), 'data through the installed tws arrives intact');
+});
