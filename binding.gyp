@@ -6,17 +6,18 @@
     {
       "target_name": "tws_native",
       "sources": [
-        "native/addon.cc"
+        "native/addon.cc",
+        "native/io/engine.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"
       ],
       "defines": [
         "NAPI_VERSION=8",
-        "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS",
-        "NODE_ADDON_API_ENABLE_MAYBE"
+        "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"
       ],
       "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra"],
+      "libraries": ["-lpthread"],
       "cflags_cc!": ["-fno-rtti"]
     }
   ]

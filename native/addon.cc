@@ -1,18 +1,22 @@
 // The N-API binding of tws-native: the only file that includes napi.h.
 //
-// Today it exposes the native core (ws_frame.h, tws2.h) to JavaScript so the
-// TypeScript codec and the C++ parser can be tested against each other
-// (test/native/differential.test.ts). The event-loop-free data plane will be
-// added behind this same file; the engine boundary it will implement is
-// src/engine/types.ts (see docs/architecture.md).
+// NativeEngine wraps the data plane (io/engine.h): commands go in as method
+// calls that return at once; control events come back in batches through one
+// ThreadSafeFunction. Payload bytes never cross. The TypeScript side is
+// src/engine/native.ts; the boundary is described in docs/architecture.md.
+// decodeStream() exposes the parser for differential tests.
+#include <fcntl.h>
 #include <napi.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tws2.h"
 #include "core/ws_frame.h"
+#include "io/engine.h"
 
 namespace {
 
@@ -89,11 +93,178 @@ Napi::Value DecodeStream(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Duplicates a JS socket's fd (close-on-exec) so the engine owns its own
+// reference and JavaScript can destroy its socket without closing ours.
+int dup_fd(const Napi::Value& v) {
+  if (!v.IsNumber()) return -1;
+  int fd = v.As<Napi::Number>().Int32Value();
+  return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+std::string bytes_of(const Napi::Value& v) {
+  if (!v.IsBuffer()) return {};
+  auto b = v.As<Napi::Buffer<char>>();
+  return std::string(b.Data(), b.Length());
+}
+
+// new NativeEngine(onEvents: (events: object[]) => void)
+class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeEngine", {
+      InstanceMethod<&NativeEngine::Adopt>("adopt"),
+      InstanceMethod<&NativeEngine::OpenStream>("openStream"),
+      InstanceMethod<&NativeEngine::AcceptStream>("acceptStream"),
+      InstanceMethod<&NativeEngine::RejectStream>("rejectStream"),
+      InstanceMethod<&NativeEngine::Goaway>("goaway"),
+      InstanceMethod<&NativeEngine::CloseSession>("closeSession"),
+      InstanceMethod<&NativeEngine::OpenDatagramStream>("openDatagramStream"),
+      InstanceMethod<&NativeEngine::AcceptDatagrams>("acceptDatagrams"),
+      InstanceMethod<&NativeEngine::SendDatagram>("sendDatagram"),
+      InstanceMethod<&NativeEngine::Ref>("ref"),
+      InstanceMethod<&NativeEngine::Unref>("unref"),
+      InstanceMethod<&NativeEngine::Stop>("stop"),
+    });
+  }
+
+  explicit NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction()) {
+      Napi::TypeError::New(env, "NativeEngine(onEvents)").ThrowAsJavaScriptException();
+      return;
+    }
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "tws-native events", 0, 1);
+    tsfn_.Unref(env);  // no sessions yet: do not keep the process alive
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    NativeEngine* self = this;
+    engine_.reset(new tws::Engine([tsfn, self]() mutable {
+      // [I/O thread] One call drains every event pending by the time it runs.
+      tsfn.NonBlockingCall([self](Napi::Env env, Napi::Function cb) { self->Deliver(env, cb); });
+    }));
+    std::string err;
+    if (!engine_->start(&err)) {
+      Napi::Error::New(env, "native engine: " + err).ThrowAsJavaScriptException();
+      return;
+    }
+    napi_add_env_cleanup_hook(env, &NativeEngine::Cleanup, this);
+    started_ = true;
+  }
+
+  ~NativeEngine() override { Shutdown(); }
+
+ private:
+  static void Cleanup(void* arg) { static_cast<NativeEngine*>(arg)->Shutdown(); }
+
+  // Stops the I/O thread (joining it) before the ThreadSafeFunction goes.
+  void Shutdown() {
+    if (!started_) return;
+    started_ = false;
+    engine_->stop();
+    tsfn_.Abort();
+  }
+
+  void Deliver(Napi::Env env, Napi::Function cb) {
+    if (!engine_) return;
+    std::vector<tws::Event> events = engine_->take_events();
+    if (events.empty()) return;
+    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram"};
+    Napi::Array arr = Napi::Array::New(env, events.size());
+    for (size_t i = 0; i < events.size(); i++) {
+      const tws::Event& e = events[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("type", kinds[e.kind]);
+      o.Set("session", Napi::Number::New(env, e.session));
+      o.Set("stream", Napi::Number::New(env, e.stream));
+      o.Set("code", Napi::Number::New(env, e.code));
+      o.Set("bytesIn", Napi::Number::New(env, static_cast<double>(e.bytes_in)));
+      o.Set("bytesOut", Napi::Number::New(env, static_cast<double>(e.bytes_out)));
+      if (e.kind == tws::Event::kDatagram) {
+        o.Set("payload", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
+      } else {
+        o.Set("text", Napi::String::New(env, e.text));
+      }
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    cb.Call({arr});
+  }
+
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    // adopt(session, fd, head, preamble, { server, timeoutMs, initialWindow, maxWindow, maxStreams })
+    int fd = dup_fd(info[1]);
+    if (fd < 0 || !info[4].IsObject()) return Napi::Boolean::New(info.Env(), false);
+    Napi::Object o = info[4].As<Napi::Object>();
+    tws::SessionOptions opts;
+    opts.server = o.Get("server").ToBoolean().Value();
+    opts.timeout_ms = o.Get("timeoutMs").ToNumber().Uint32Value();
+    opts.initial_window = o.Get("initialWindow").ToNumber().Uint32Value();
+    opts.max_window = o.Get("maxWindow").ToNumber().Uint32Value();
+    opts.max_streams = o.Get("maxStreams").ToNumber().Uint32Value();
+    opts.udp_timeout_ms = o.Get("udpTimeoutMs").ToNumber().Uint32Value();
+    opts.no_udp = o.Get("noUdp").ToBoolean().Value();
+    engine_->adopt(info[0].ToNumber().Uint32Value(), fd, bytes_of(info[2]), bytes_of(info[3]), opts);
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  Napi::Value OpenStream(const Napi::CallbackInfo& info) {
+    // openStream(session, stream, fd, target, initial)
+    int fd = dup_fd(info[2]);
+    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
+    engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd,
+                         info[3].ToString().Utf8Value(), bytes_of(info[4]));
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  Napi::Value AcceptStream(const Napi::CallbackInfo& info) {
+    // acceptStream(session, stream, fd, initial)
+    int fd = dup_fd(info[2]);
+    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
+    engine_->accept_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd, bytes_of(info[3]));
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  void RejectStream(const Napi::CallbackInfo& info) {
+    engine_->reject_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(),
+                           static_cast<uint16_t>(info[2].ToNumber().Uint32Value()), info[3].ToString().Utf8Value());
+  }
+
+  void Goaway(const Napi::CallbackInfo& info) {
+    engine_->goaway(info[0].ToNumber().Uint32Value(), static_cast<uint16_t>(info[1].ToNumber().Uint32Value()),
+                    info[2].ToString().Utf8Value());
+  }
+
+  void CloseSession(const Napi::CallbackInfo& info) {
+    engine_->close_session(info[0].ToNumber().Uint32Value(), static_cast<uint16_t>(info[1].ToNumber().Uint32Value()),
+                           info[2].ToString().Utf8Value());
+  }
+
+  void OpenDatagramStream(const Napi::CallbackInfo& info) {
+    engine_->open_datagram_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), info[2].ToString().Utf8Value());
+  }
+
+  void AcceptDatagrams(const Napi::CallbackInfo& info) {
+    engine_->accept_datagrams(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value());
+  }
+
+  void SendDatagram(const Napi::CallbackInfo& info) {
+    engine_->send_datagram(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), bytes_of(info[2]));
+  }
+
+  // While sessions exist the events function keeps the process alive.
+  void Ref(const Napi::CallbackInfo& info) { tsfn_.Ref(info.Env()); }
+  void Unref(const Napi::CallbackInfo& info) { tsfn_.Unref(info.Env()); }
+  void Stop(const Napi::CallbackInfo&) { Shutdown(); }
+
+  std::unique_ptr<tws::Engine> engine_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool started_ = false;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   exports.Set("decodeStream", Napi::Function::New(env, DecodeStream, "decodeStream"));
+  exports.Set("NativeEngine", NativeEngine::Define(env));
   // What this build of the addon can do; the loader reports it.
-  exports.Set("dataPlane", Napi::Boolean::New(env, false));
+  exports.Set("dataPlane", Napi::Boolean::New(env, true));
   return exports;
 }
 

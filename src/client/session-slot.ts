@@ -6,11 +6,13 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import { buildAuthHeader } from '../auth/tws-auth';
-import type { Engine, EngineSession } from '../engine/types';
+import { jsEngine } from '../engine/js';
+import type { Engine, EngineSession, FdEngine, WsEngine } from '../engine/types';
 import { sessionOptions } from '../engine/options';
 import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
+import { rawUpgrade, UpgradeError } from './raw-upgrade';
 
 export interface SlotOptions {
   server: URL;
@@ -59,8 +61,45 @@ export class SessionSlot extends EventEmitter {
 
   private connect(): void {
     if (this.stopped) return;
+    const { engine, server } = this.opts;
+    // A TLS connection cannot be handed over by fd: wss:// stays on the js engine.
+    if (engine.handoff === 'fd' && server.protocol === 'ws:') this.connectRaw(engine);
+    else this.connectWs(engine.handoff === 'ws' ? engine : jsEngine);
+  }
+
+  private sessionOptions(): ReturnType<typeof sessionOptions> {
+    return sessionOptions('client', { timeout: this.opts.timeout, udpTimeout: this.opts.udpTimeout, logger: this.opts.logger });
+  }
+
+  /** Logs why a connection attempt failed and schedules the next one. */
+  private failed(why: string): void {
+    this.ws = undefined;
+    const delay = this.backoff.next();
+    // Repeated identical failures are logged once at warn, then at debug.
+    const level = why === this.lastError ? 'debug' : 'warn';
+    this.lastError = why;
+    this.opts.logger[level](`slot ${this.index}: cannot connect to ${showUrl(this.opts.server)}: ${why}; retrying in ${delay} ms`);
+    this.schedule(delay);
+  }
+
+  private static hint(status: number | undefined): string {
+    return status === 404 ? ' (wrong password, path or clock, or not a tws server)' : '';
+  }
+
+  private connectRaw(engine: FdEngine): void {
+    const headers = { 'Tws-Auth': buildAuthHeader(this.opts.passwd, this.opts.user) };
+    rawUpgrade(this.opts.server, headers, this.opts.timeout).then(({ socket, head }) => {
+      if (this.stopped) {
+        socket.destroy();
+        return;
+      }
+      this.lastError = '';
+      this.attach(engine.adoptSocket(socket, head, Buffer.alloc(0), this.sessionOptions()));
+    }, (err: UpgradeError) => this.failed(`${err.message}${SessionSlot.hint(err.status)}`));
+  }
+
+  private connectWs(engine: WsEngine): void {
     const { opts } = this;
-    const log = opts.logger;
     const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE,
@@ -73,19 +112,12 @@ export class SessionSlot extends EventEmitter {
     const fail = (why: string): void => {
       if (failed) return;
       failed = true;
-      this.ws = undefined;
-      const delay = this.backoff.next();
-      // Repeated identical failures are logged once at warn, then at debug.
-      const level = why === this.lastError ? 'debug' : 'warn';
-      this.lastError = why;
-      log[level](`slot ${this.index}: cannot connect to ${showUrl(opts.server)}: ${why}; retrying in ${delay} ms`);
-      this.schedule(delay);
+      this.failed(why);
     };
     ws.on('unexpected-response', (req, res: IncomingMessage) => {
-      const hint = res.statusCode === 404 ? ' (wrong password, path or clock, or not a tws server)' : '';
       res.resume();
       req.destroy();
-      fail(`server answered HTTP ${res.statusCode}${hint}`);
+      fail(`server answered HTTP ${res.statusCode}${SessionSlot.hint(res.statusCode)}`);
     });
     ws.on('error', (err: NodeJS.ErrnoException) => {
       if (!this.session) fail(err.code ?? err.message);
@@ -99,8 +131,7 @@ export class SessionSlot extends EventEmitter {
         return;
       }
       this.lastError = '';
-      const session = opts.engine.adopt(ws, sessionOptions('client', { timeout: opts.timeout, udpTimeout: opts.udpTimeout, logger: log }));
-      this.attach(session);
+      this.attach(engine.adopt(ws, this.sessionOptions()));
     });
   }
 

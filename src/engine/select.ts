@@ -1,6 +1,7 @@
 /** Picks the engine for `--engine auto|js|native`. */
 import { TwsError } from '../util/errors';
 import { jsEngine } from './js';
+import { createNativeEngine } from './native';
 import { loadNativeAddon } from './native-addon';
 import type { Engine } from './types';
 
@@ -14,17 +15,29 @@ export function nativeUnavailableReason(): string | undefined {
   return undefined;
 }
 
-/** Returns the engine to run; `native` when unavailable is an error, `auto` falls back to js. */
-export function selectEngine(choice: EngineChoice): Engine {
+let native: Engine | undefined;
+
+/**
+ * Returns the engine to run: `native` when unavailable is an error; `auto`
+ * takes native when it loads, else js (`onFallback` gets the reason, for
+ * the one warning line).
+ */
+export function selectEngine(choice: EngineChoice, onFallback?: (why: string) => void): Engine {
+  if (choice === 'js') return jsEngine;
   const why = nativeUnavailableReason();
-  if (choice === 'native' && why) {
-    throw new TwsError('TWS_ERR_ENGINE_UNAVAILABLE', `the native engine is not available: ${why}; use --engine js or auto`);
+  if (why) {
+    if (choice === 'native') {
+      throw new TwsError('TWS_ERR_ENGINE_UNAVAILABLE', `the native engine is not available: ${why}; use --engine js or auto`);
+    }
+    onFallback?.(why);
+    return jsEngine;
   }
-  return jsEngine;
+  native ??= createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0]);
+  return native;
 }
 
 /** One line for `tws --version`. */
 export function engineSummary(): string {
   const why = nativeUnavailableReason();
-  return why ? `engine: js; native unavailable: ${why}` : 'engine: native';
+  return why ? `engine: js; native unavailable: ${why}` : `engine: native, napi ${loadNativeAddon().addon?.napiVersion}`;
 }

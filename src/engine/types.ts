@@ -104,8 +104,24 @@ export interface EngineSession extends EventEmitter {
   on(event: 'close', listener: (code: number, reason: string) => void): this;
 }
 
-export interface Engine {
+/** An engine that takes over a `ws` WebSocket after the handshake (the js engine). */
+export interface WsEngine {
   readonly name: EngineName;
+  readonly handoff: 'ws';
   /** Takes over a WebSocket whose handshake (with subprotocol tws2) has completed. */
   adopt(ws: WebSocket, options: SessionOptions): EngineSession;
 }
+
+/**
+ * An engine that takes over the raw upgraded TCP socket (the native engine):
+ * it gets the socket, every byte JavaScript already read past the HTTP head
+ * (`head`), and bytes it must write first (`preamble`, the server's 101).
+ * TLS sockets cannot be handed over this way.
+ */
+export interface FdEngine {
+  readonly name: EngineName;
+  readonly handoff: 'fd';
+  adoptSocket(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions): EngineSession;
+}
+
+export type Engine = WsEngine | FdEngine;

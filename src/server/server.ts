@@ -4,18 +4,20 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { AddressInfo, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
+import { jsEngine } from '../engine/js';
 import { sessionOptions } from '../engine/options';
 import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, StreamKind, SUBPROTOCOL } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import { connectTarget, connectUdpTarget } from './connect-target';
-import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
+import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
 
 export interface TwsServerOptions {
   listen: HostPort;
@@ -104,9 +106,15 @@ export class TwsServer extends EventEmitter {
     if (!auth.ok) return refuse(auth.reason, 'warn');
     const fresh = this.replay.accept(auth.nonce);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
+    const engine = this.opts.engine;
+    if (engine.handoff === 'fd' && socket instanceof Socket && !(socket instanceof TLSSocket)) {
+      // The native engine writes the 101 itself, first thing, from its own thread.
+      const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string), 'latin1');
+      this.track(engine.adoptSocket(socket, head, preamble, sessionOptions('server', this.opts)), who);
+      return;
+    }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = this.opts.engine.adopt(ws, sessionOptions('server', this.opts));
-      this.track(session, who);
+      this.track(jsEngine.adopt(ws, sessionOptions('server', this.opts)), who);
     });
   }
 

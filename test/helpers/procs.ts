@@ -10,7 +10,7 @@ export const PASSWD = 'test-secret-DO-NOT-LOG';
 
 /** Engines the e2e suite runs against (TWS_TEST_ENGINES=js,native). */
 export function engines(): string[] {
-  return (process.env.TWS_TEST_ENGINES ?? 'js').split(',').filter(Boolean);
+  return (process.env.TWS_TEST_ENGINES ?? 'js,native').split(',').filter(Boolean);
 }
 
 export interface Proc {

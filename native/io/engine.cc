@@ -1,0 +1,1263 @@
+// The native data plane (see engine.h). Everything below Engine runs on the
+// I/O thread: no JavaScript, no exceptions, no DNS, file or crypto work.
+// The rules mirror src/engine/js/session.ts, the reference implementation.
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "../core/mask.h"
+#include "../core/tws2.h"
+#include "../core/ws_frame.h"
+#include "fd.h"
+
+namespace tws {
+
+class Session;
+struct Stream;
+
+namespace {
+
+constexpr size_t kReadBuffer = 256 * 1024;
+// Keep at most this much queued for the WebSocket, so pings never wait long.
+constexpr size_t kSendHighWater = 512 * 1024;
+// With several streams waiting, each turn sends at most this much.
+constexpr size_t kTurnBytes = 64 * 1024;
+// Room in front of DATA read from a local socket for the WS and TWS2 headers.
+constexpr size_t kHeadroom = ws::kMaxHeader + tws2::kHeaderLen;
+constexpr int64_t kCloseGraceMs = 2000;
+constexpr int64_t kQuietMs = 50;
+constexpr int64_t kRttProbeMs = 250;
+constexpr int64_t kFirstProbeMs = 200;
+constexpr size_t kRttSamples = 8;
+constexpr size_t kMinRttSamples = 3;
+constexpr double kTuneEpochMs = 20;
+constexpr size_t kRecentClosed = 4096;
+// Reads per session per loop turn before others get their turn.
+constexpr int kReadsPerTurn = 4;
+
+const char* const kResetNames[] = {"", "denied", "connect failed", "timeout", "protocol error", "too many streams",
+                                    "cancelled", "idle", "internal", "going away"};
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+// A byte range [off, len) of an owned buffer, queued for a write.
+struct Buf {
+  std::unique_ptr<uint8_t[]> data;
+  size_t off = 0;
+  size_t len = 0;
+  size_t size() const { return len - off; }
+};
+
+Buf copy_buf(const uint8_t* p, size_t n) {
+  Buf b;
+  b.data.reset(new uint8_t[n]);
+  std::memcpy(b.data.get(), p, n);
+  b.len = n;
+  return b;
+}
+
+void set_nodelay_nonblock(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+}  // namespace
+
+struct Pollable {
+  virtual ~Pollable() = default;
+  virtual void on_events(uint32_t events) = 0;
+};
+
+// One TWS2 stream: a local socket and the flow-control state of both directions.
+struct Stream final : Pollable {
+  enum class State { kOpening, kAccepting, kOpen };
+
+  Session* session;
+  uint32_t id;
+  std::string target;
+  State state;
+  UniqueFd fd;
+  bool registered = false;
+  bool readable = false;
+  bool writable = false;
+  bool in_ready = false;
+  bool local_eof = false;
+  bool fin_sent = false;
+  bool fin_recv = false;
+  bool shut_wr = false;
+  bool done = false;
+  bool udp = false;
+  double last_active = 0;
+  int64_t send_credit;
+  uint64_t recv_granted;
+  uint64_t recvd = 0;
+  uint64_t unreturned = 0;
+  uint32_t recv_window;
+  double epoch_start = 0;
+  uint64_t epoch_bytes = 0;
+  double rate_at_growth = 0;
+  // Bytes from the peer not yet written to the local socket (early data, or a slow reader).
+  std::deque<Buf> pending;
+  size_t pending_bytes = 0;
+  // Bytes JavaScript read from the local socket before the handoff: sent first.
+  std::string initial;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+
+  Stream(Session* s, uint32_t id_, std::string target_, State st, int64_t credit, uint32_t window)
+      : session(s), id(id_), target(std::move(target_)), state(st), send_credit(credit),
+        recv_granted(st == State::kAccepting ? tws2::kEarlyDataLimit : window), recv_window(window) {}
+
+  void on_events(uint32_t events) override;
+};
+
+class Loop {
+ public:
+  explicit Loop(std::function<void()> notify) : notify_(std::move(notify)) {}
+  ~Loop() { stop(); }
+
+  bool start(std::string* error);
+  void stop();
+  void post(std::function<void()> command);
+  std::vector<Event> take_events() {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    std::vector<Event> out;
+    out.swap(events_);
+    return out;
+  }
+
+  // ---- I/O thread only ----
+  void emit(Event e) {
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      was_empty = events_.empty();
+      events_.push_back(std::move(e));
+    }
+    if (was_empty) notify_();
+  }
+  bool watch(int fd, Pollable* p) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = p;
+    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+  }
+  void unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+  void mark_dirty(Session* s);
+  void bury(std::unique_ptr<Stream> s) { graveyard_streams_.push_back(std::move(s)); }
+  uint8_t* read_buffer() { return read_buf_.get(); }
+  uint32_t random_u32() {
+    // xorshift: masking keys need to be unpredictable to the peer, not secret.
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return static_cast<uint32_t>(rng_);
+  }
+  std::unordered_map<uint32_t, std::unique_ptr<Session>>& sessions() { return sessions_; }
+
+ private:
+  void run();
+  void run_commands();
+
+  std::function<void()> notify_;
+  UniqueFd epoll_;
+  UniqueFd wake_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  std::mutex commands_mu_;
+  std::vector<std::function<void()>> commands_;
+  std::mutex events_mu_;
+  std::vector<Event> events_;
+  std::unordered_map<uint32_t, std::unique_ptr<Session>> sessions_;
+  std::vector<Session*> dirty_;
+  std::vector<std::unique_ptr<Stream>> graveyard_streams_;
+  std::vector<std::unique_ptr<Session>> graveyard_sessions_;
+  std::unique_ptr<uint8_t[]> read_buf_{new uint8_t[kReadBuffer]};
+  uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+
+  friend class Session;
+};
+
+// One WebSocket connection carrying TWS2; also the sink of its MessageReader.
+class Session final : public Pollable {
+ public:
+  Session(Loop* loop, uint32_t id, UniqueFd fd, SessionOptions o)
+      : loop_(loop), id_(id), fd_(std::move(fd)), o_(o),
+        parser_(o.server ? ws::Role::kServer : ws::Role::kClient, tws2::kMaxMessage),
+        reader_(new tws2::MessageReader<Session>(*this)) {
+    const double now = now_ms();
+    last_recv_ = now;
+    last_ping_ = now - kRttProbeMs + kFirstProbeMs;  // first quiet probe soon after open
+    next_stream_ = o.server ? 2 : 1;
+  }
+
+  bool start(const std::string& head, const std::string& preamble) {
+    set_nodelay_nonblock(fd_.get());
+    if (!preamble.empty()) {
+      normal_.push_back(copy_buf(reinterpret_cast<const uint8_t*>(preamble.data()), preamble.size()));
+      normal_bytes_ += preamble.size();
+    }
+    if (!loop_->watch(fd_.get(), this)) return false;
+    if (!head.empty()) {
+      std::string copy = head;  // the parser unmasks in place
+      feed(reinterpret_cast<uint8_t*>(copy.data()), copy.size());
+    }
+    flush();
+    return true;
+  }
+
+  uint32_t id() const { return id_; }
+  bool dead() const { return dead_; }
+
+  // ---- ws::Parser / MessageReader sink ----
+  // After a protocol error nothing more is parsed; while we close normally
+  // parsing goes on, to see the peer's close frame.
+  bool wants_stop() const { return dead_ || error_; }
+
+  void on_data(uint32_t sid, uint8_t* p, size_t n) {
+    Stream* s = find(sid);
+    if (!s) return;  // late DATA for a stream we closed
+    if (s->udp) return protocol_error("DATA on a udp stream");
+    if (s->state == Stream::State::kOpening) return protocol_error("DATA before OPEN_OK");
+    if (s->fin_recv) return protocol_error("DATA after FIN");
+    s->recvd += n;
+    if (s->recvd > s->recv_granted) return protocol_error("stream exceeded its flow-control window");
+    last_data_ = last_recv_;
+    if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->writable) {
+      s->pending.push_back(copy_buf(p, n));
+      s->pending_bytes += n;
+      if (s->state == Stream::State::kOpen) flush_local(s);
+      return;
+    }
+    ssize_t w = ::send(s->fd.get(), p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return local_error(s);
+      w = 0;
+      s->writable = false;
+    }
+    if (static_cast<size_t>(w) < n) {
+      s->writable = false;
+      s->pending.push_back(copy_buf(p + w, n - w));
+      s->pending_bytes += n - w;
+    }
+    if (w > 0) consumed(s, static_cast<size_t>(w));
+  }
+
+  void on_data_end(uint32_t) {}
+
+  void on_frame(uint8_t type, uint32_t sid, uint8_t* body, size_t n) {
+    switch (type) {
+      case tws2::kOpen: return on_open(sid, tws2::read_u32(body), body[4], std::string(reinterpret_cast<char*>(body + 5), n - 5));
+      case tws2::kGoaway: return on_goaway(tws2::read_u16(body), std::string(reinterpret_cast<char*>(body + 2), n - 2));
+      default: break;
+    }
+    Stream* s = find(sid);
+    if (!s) return;
+    switch (type) {
+      case tws2::kOpenOk: {
+        if (s->state != Stream::State::kOpening) return protocol_error("unexpected OPEN_OK");
+        s->state = Stream::State::kOpen;
+        s->send_credit = static_cast<int64_t>(tws2::read_u32(body)) - static_cast<int64_t>(s->bytes_out);
+        s->epoch_start = now_ms();
+        if (s->udp) {
+          // Datagrams held while the stream was opening go out now.
+          for (Buf& b : s->pending) {
+            s->bytes_out += b.size();
+            queue_tws2(tws2::kDatagram, s->id, b.data.get() + b.off, b.size());
+          }
+          s->pending.clear();
+          return;
+        }
+        make_ready(s);
+        return;
+      }
+      case tws2::kWindow: {
+        s->send_credit += tws2::read_u32(body);
+        if (s->send_credit > 0xFFFFFFFFll) return protocol_error("window overflow");
+        if (s->state != Stream::State::kAccepting) make_ready(s);
+        return;
+      }
+      case tws2::kFin: {
+        if (s->fin_recv) return protocol_error("second FIN");
+        if (s->state == Stream::State::kOpening) return protocol_error("FIN before OPEN_OK");
+        s->fin_recv = true;
+        if (s->udp) {
+          if (s->state == Stream::State::kOpen) finish(s, "fin", false);  // udp has no half-close
+          return;
+        }
+        if (s->state == Stream::State::kOpen) maybe_shutdown(s);
+        return;
+      }
+      case tws2::kReset: {
+        uint16_t code = tws2::read_u16(body);
+        std::string how = "peer reset: ";
+        how += code < 10 && code > 0 ? kResetNames[code] : ("code " + std::to_string(code));
+        if (n > 2) how += " (" + std::string(reinterpret_cast<char*>(body + 2), n - 2) + ")";
+        finish(s, how, true);
+        return;
+      }
+      case tws2::kDatagram: {
+        if (!s->udp) return protocol_error("DATAGRAM on a tcp stream");
+        if (s->state == Stream::State::kOpening) return protocol_error("DATAGRAM before OPEN_OK");
+        s->last_active = now_ms();
+        s->bytes_in += n;
+        if (s->state == Stream::State::kAccepting) {
+          if (s->pending.size() < 16) s->pending.push_back(copy_buf(body, n));  // held until accepted; more are dropped
+          return;
+        }
+        deliver_datagram(s, body, n);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  void on_control(uint8_t op, uint8_t* p, size_t n) {
+    last_recv_ = now_ms();
+    if (op == ws::kPing) {
+      queue_control(ws::kPong, p, n);
+    } else if (op == ws::kPong) {
+      if (n == 8 && ping_quiet_ && std::memcmp(p, &ping_token_, 8) == 0) {
+        ping_quiet_ = false;
+        rtts_.push_back(now_ms() - ping_sent_at_);
+        if (rtts_.size() > kRttSamples) rtts_.pop_front();
+      }
+    } else if (op == ws::kClose) {
+      close_received_ = true;
+      uint16_t code = n >= 2 ? static_cast<uint16_t>((p[0] << 8) | p[1]) : 1005;
+      std::string reason = n > 2 ? std::string(reinterpret_cast<char*>(p + 2), n - 2) : "";
+      if (!closing_) {
+        close_code_ = code;
+        close_reason_ = reason;
+        send_close(code == 1005 ? 1000 : code, "");
+      }
+      reset_all("session closed");
+      if (out_empty()) teardown();
+    }
+  }
+
+  // ---- commands ----
+  void cmd_open(uint32_t sid, int fd, std::string target, std::string initial) {
+    UniqueFd owned(fd);
+    if (closing_ || dead_ || peer_draining_ || streams_.count(sid)) {
+      owned.reset_abortive();
+      emit_closed(sid, target, 0, 0, "session unavailable");
+      return;
+    }
+    auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening,
+                                      tws2::kEarlyDataLimit, o_.initial_window);
+    Stream* sp = s.get();
+    streams_[sid] = std::move(s);
+    send_tws2_open(sp);
+    attach(sp, std::move(owned), std::move(initial));
+    make_ready(sp);
+    flush();
+  }
+
+  void cmd_open_datagrams(uint32_t sid, std::string target) {
+    if (closing_ || dead_ || peer_draining_ || streams_.count(sid)) {
+      emit_closed(sid, target, 0, 0, "session unavailable");
+      return;
+    }
+    auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit, o_.initial_window);
+    s->udp = true;
+    s->last_active = now_ms();
+    Stream* sp = s.get();
+    streams_[sid] = std::move(s);
+    send_tws2_open(sp);
+    flush();
+  }
+
+  void cmd_accept_datagrams(uint32_t sid) {
+    Stream* s = find(sid);
+    if (!s || !s->udp || s->state != Stream::State::kAccepting) return;
+    mark_open(s);
+    s->last_active = now_ms();
+    while (!s->pending.empty()) {
+      deliver_datagram(s, s->pending.front().data.get(), s->pending.front().size());
+      s->pending.pop_front();
+    }
+    if (s->fin_recv) finish(s, "fin", false);
+    flush();
+  }
+
+  // Like UDP, a datagram is dropped rather than queued when the link is full;
+  // up to 16 are held while the stream is opening (as the js engine does).
+  void cmd_send_datagram(uint32_t sid, const std::string& payload) {
+    Stream* s = find(sid);
+    if (!s || !s->udp) return;
+    s->last_active = now_ms();
+    if (s->state == Stream::State::kOpening) {
+      if (s->pending.size() < 16) s->pending.push_back(copy_buf(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()));
+      return;
+    }
+    if (s->state != Stream::State::kOpen || normal_bytes_ >= kSendHighWater) return;
+    s->bytes_out += payload.size();
+    queue_tws2(tws2::kDatagram, sid, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    flush();
+  }
+
+  void cmd_accept(uint32_t sid, int fd, std::string initial) {
+    UniqueFd owned(fd);
+    Stream* s = find(sid);
+    if (!s || s->state != Stream::State::kAccepting) return;  // cancelled meanwhile: owned closes
+    mark_open(s);
+    attach(s, std::move(owned), std::move(initial));
+    flush_local(s);
+    make_ready(s);
+    flush();
+  }
+
+  void cmd_reject(uint32_t sid, uint16_t code, const std::string& reason) {
+    Stream* s = find(sid);
+    if (!s || s->state != Stream::State::kAccepting) return;
+    send_reset(sid, code, reason);
+    finish(s, "refused: " + reason, false);
+    flush();
+  }
+
+  void cmd_goaway(uint16_t code, const std::string& reason) {
+    if (draining_ || closing_ || dead_) return;
+    draining_ = true;
+    uint8_t body[2 + tws2::kMaxReason];
+    size_t n = coded_body(body, code, reason);
+    queue_tws2(tws2::kGoaway, 0, body, n);
+    if (streams_.empty()) send_close(1001, reason);
+    flush();
+  }
+
+  void cmd_close(uint16_t code, const std::string& reason) {
+    if (closing_ || dead_) return;
+    close_code_ = code;
+    close_reason_ = reason;
+    reset_all(reason);
+    send_close(code, reason);
+    flush();
+  }
+
+  // ---- I/O events ----
+  void on_events(uint32_t events) override {
+    if (dead_) return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+    if (events & EPOLLOUT) writable_ = true;
+    loop_->mark_dirty(this);
+  }
+
+  void stream_event(Stream* s, uint32_t events) {
+    if (s->done) return;
+    if (events & EPOLLERR) {
+      local_error(s);
+      flush();
+      return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+      s->readable = true;
+      make_ready(s);
+    }
+    if (events & EPOLLOUT) {
+      s->writable = true;
+      flush_local(s);
+    }
+    loop_->mark_dirty(this);
+  }
+
+  // One turn of work after events: read, pump, write.
+  void work() {
+    if (dead_) return;
+    if (readable_) {
+      for (int i = 0; i < kReadsPerTurn && readable_ && !dead_; i++) read_some();
+      if (readable_) loop_->mark_dirty(this);  // more to read next turn
+    }
+    if (!dead_) pump();
+    if (!dead_) flush();
+  }
+
+  void tick(double now) {
+    if (dead_) return;
+    if (closing_) {
+      if (now >= close_deadline_) teardown();
+      return;
+    }
+    const double quiet = now - last_recv_;
+    if (quiet > o_.timeout_ms) {
+      close_code_ = 1006;
+      close_reason_ = "peer silent for " + std::to_string(static_cast<int64_t>(quiet)) + " ms";
+      reset_all("session timed out");
+      teardown();
+      return;
+    }
+    std::vector<Stream*> idle;
+    for (auto& kv : streams_) {
+      Stream* s = kv.second.get();
+      if (s->udp && s->state == Stream::State::kOpen && now - s->last_active > o_.udp_timeout_ms) idle.push_back(s);
+    }
+    for (Stream* s : idle) {
+      send_reset(s->id, 7, "udp idle");
+      finish(s, "idle", false);
+    }
+    const double since_ping = now - last_ping_;
+    if ((quiet >= o_.timeout_ms / 2.0 && since_ping >= o_.timeout_ms / 2.0) || (since_ping >= kRttProbeMs && is_quiet(now))) {
+      ping(now);
+    }
+    flush();
+  }
+
+  size_t stream_count() const { return streams_.size(); }
+
+ private:
+  // ---- helpers ----
+  Stream* find(uint32_t sid) {
+    auto it = streams_.find(sid);
+    return it == streams_.end() || it->second->done ? nullptr : it->second.get();
+  }
+
+  void attach(Stream* s, UniqueFd fd, std::string initial) {
+    s->fd = std::move(fd);
+    set_nodelay_nonblock(s->fd.get());
+    s->initial = std::move(initial);
+    s->writable = true;
+    s->readable = true;  // edge-triggered: try once, EAGAIN tells us to wait
+    s->registered = loop_->watch(s->fd.get(), s);
+    if (!s->registered) local_error(s);
+  }
+
+  bool is_quiet(double now) const { return now - last_data_ >= kQuietMs && normal_.empty() && urgent_.empty(); }
+
+  void ping(double now) {
+    last_ping_ = now;
+    ping_quiet_ = is_quiet(now);
+    ping_sent_at_ = now;
+    ping_token_ = (static_cast<uint64_t>(loop_->random_u32()) << 32) | loop_->random_u32();
+    queue_control(ws::kPing, reinterpret_cast<uint8_t*>(&ping_token_), 8);
+  }
+
+  void read_some() {
+    uint8_t* buf = loop_->read_buffer();
+    ssize_t n = ::recv(fd_.get(), buf, kReadBuffer, 0);
+    if (n > 0) {
+      last_recv_ = now_ms();
+      feed(buf, static_cast<size_t>(n));
+      return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      readable_ = false;
+      return;
+    }
+    if (n < 0 && errno == EINTR) return;
+    // EOF or error without a close frame.
+    readable_ = false;
+    if (close_code_ == 0) {
+      close_code_ = 1006;
+      close_reason_ = n == 0 ? "connection closed" : std::strerror(errno);
+    }
+    reset_all("session closed");
+    teardown();
+  }
+
+  void feed(uint8_t* p, size_t n) {
+    if (error_ || dead_) return;  // after a protocol error we only wait for the close
+    ws::ParseError err;
+    parser_.feed(p, n, *reader_, &err);
+    if (!err && reader_->error()) err = reader_->error();
+    if (!err && error_) err = ws::ParseError{1002, error_reason_};
+    if (!err) return;
+    error_ = true;
+    close_code_ = err.close_code;
+    close_reason_ = err.reason;
+    reset_all("protocol error");
+    drop_unsent();
+    send_close(err.close_code, err.reason);
+  }
+
+  // Drops queued frames that have not started going out; a partly written
+  // one must finish, or the WebSocket framing breaks.
+  void drop_unsent() {
+    while (normal_.size() > (normal_.empty() || normal_.front().off == 0 ? 0u : 1u)) {
+      normal_bytes_ -= normal_.back().size();
+      normal_.pop_back();
+    }
+  }
+
+  // Called from inside the parser's callbacks: feed() closes the session once the callback returns.
+  void protocol_error(const char* why) {
+    if (error_) return;
+    error_ = true;
+    error_reason_ = why;
+  }
+
+  void on_open(uint32_t sid, uint32_t window, uint8_t kind, std::string target) {
+    const uint32_t peer_parity = o_.server ? 1 : 0;
+    if (sid % 2 != peer_parity) return protocol_error("OPEN with an id of the wrong parity");
+    if (streams_.count(sid) || recent_closed_set_.count(sid)) return protocol_error("OPEN for a stream id already used");
+    auto refuse = [&](uint16_t code, const char* why) {
+      remember_closed(sid);
+      send_reset(sid, code, why);
+    };
+    if (draining_) return refuse(9, "going away");
+    if (!o_.server) return refuse(1, "client accepts no streams");
+    if (kind == 2 && o_.no_udp) return refuse(1, "udp is disabled on this server");
+    if (streams_.size() >= o_.max_streams) return refuse(5, "too many streams");
+    auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, o_.initial_window);
+    s->udp = kind == 2;
+    streams_[sid] = std::move(s);
+    Event e{Event::kOpenRequest};
+    e.session = id_;
+    e.stream = sid;
+    e.code = kind;
+    e.text = std::move(target);
+    loop_->emit(std::move(e));
+  }
+
+  void on_goaway(uint16_t, const std::string&) {
+    peer_draining_ = true;
+    Event e{Event::kGoaway};
+    e.session = id_;
+    loop_->emit(std::move(e));
+    if (streams_.empty()) emit_idle();
+  }
+
+  void deliver_datagram(Stream* s, const uint8_t* p, size_t n) {
+    Event e(Event::kDatagram);
+    e.session = id_;
+    e.stream = s->id;
+    e.text.assign(reinterpret_cast<const char*>(p), n);
+    loop_->emit(std::move(e));
+  }
+
+  void emit_idle() {
+    Event e{Event::kIdle};
+    e.session = id_;
+    loop_->emit(std::move(e));
+  }
+
+  // Bytes written to a local socket: credit goes back, and the window may grow.
+  void consumed(Stream* s, size_t n) {
+    s->bytes_in += n;
+    bytes_in_ += n;
+    s->unreturned += n;
+    s->epoch_bytes += n;
+    const double now = now_ms();
+    const double elapsed = now - s->epoch_start;
+    if (s->epoch_bytes >= s->recv_window && elapsed >= kTuneEpochMs) {
+      // Same rule as JsSession.consumed(): grow only when rate × base RTT says
+      // the window limits, and only while growth raised the rate.
+      const double rate = s->epoch_bytes / elapsed;
+      double base_rtt = 0;
+      if (rtts_.size() >= kMinRttSamples) base_rtt = *std::min_element(rtts_.begin(), rtts_.end());
+      if (s->recv_window < o_.max_window && rate * 2 * base_rtt >= s->recv_window && rate > 1.25 * s->rate_at_growth) {
+        uint32_t grow = std::min(s->recv_window, o_.max_window - s->recv_window);
+        s->recv_window += grow;
+        s->unreturned += grow;
+        s->rate_at_growth = rate;
+        char note[128];
+        std::snprintf(note, sizeof note, "window → %u (%.1f MB/s, base rtt %.2f ms)", s->recv_window, rate / 1000, base_rtt);
+        Event e(Event::kWindow);
+        e.session = id_;
+        e.stream = s->id;
+        e.text = note;
+        loop_->emit(std::move(e));
+      }
+      s->epoch_start = now;
+      s->epoch_bytes = 0;
+    }
+    if (s->fin_recv || s->unreturned < s->recv_window / 4) return;
+    s->recv_granted += s->unreturned;
+    uint8_t body[4];
+    tws2::write_u32(body, static_cast<uint32_t>(s->unreturned));
+    queue_tws2(tws2::kWindow, s->id, body, 4);
+    s->unreturned = 0;
+  }
+
+  // Writes what peers sent to the local socket until it would block.
+  void flush_local(Stream* s) {
+    if (s->state != Stream::State::kOpen || s->done) return;
+    while (!s->pending.empty() && s->writable) {
+      Buf& b = s->pending.front();
+      ssize_t w = ::send(s->fd.get(), b.data.get() + b.off, b.size(), MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          s->writable = false;
+          break;
+        }
+        if (errno == EINTR) continue;
+        local_error(s);
+        return;
+      }
+      b.off += static_cast<size_t>(w);
+      s->pending_bytes -= static_cast<size_t>(w);
+      if (b.size() == 0) s->pending.pop_front();
+      consumed(s, static_cast<size_t>(w));
+    }
+    if (s->pending.empty()) maybe_shutdown(s);
+  }
+
+  void maybe_shutdown(Stream* s) {
+    if (!s->fin_recv || s->shut_wr || !s->pending.empty() || s->state != Stream::State::kOpen) return;
+    ::shutdown(s->fd.get(), SHUT_WR);
+    s->shut_wr = true;
+    check_done(s);
+  }
+
+  void check_done(Stream* s) {
+    if (s->fin_sent && s->fin_recv && s->shut_wr && s->pending.empty()) finish(s, "fin", false);
+  }
+
+  void make_ready(Stream* s) {
+    if (s->done || s->in_ready) return;
+    s->in_ready = true;
+    ready_.push_back(s);
+    loop_->mark_dirty(this);
+  }
+
+  // Reads local sockets into DATA frames, round-robin, while there is room.
+  void pump() {
+    while (normal_bytes_ < kSendHighWater && !ready_.empty() && !closing_ && !dead_) {
+      Stream* s = ready_.front();
+      ready_.pop_front();
+      s->in_ready = false;
+      if (s->done || s->state == Stream::State::kAccepting) continue;
+      const size_t turn = ready_.empty() ? tws2::kMaxData : kTurnBytes;
+      if (!s->initial.empty()) {
+        size_t n = std::min<size_t>({s->initial.size(), turn, static_cast<size_t>(std::max<int64_t>(s->send_credit, 0))});
+        if (n == 0) continue;
+        Buf b = data_frame(s->id, n);
+        std::memcpy(b.data.get() + kHeadroom, s->initial.data(), n);
+        seal_data_frame(b, s->id, n);
+        s->initial.erase(0, n);
+        sent_data(s, std::move(b), n);
+        make_ready(s);
+        continue;
+      }
+      if (!s->readable || s->local_eof) {
+        maybe_fin(s);
+        continue;
+      }
+      const size_t want = std::min<size_t>(turn, static_cast<size_t>(std::max<int64_t>(s->send_credit, 0)));
+      if (want == 0) continue;  // WINDOW will make it ready again
+      Buf b = data_frame(s->id, want);
+      ssize_t n = ::recv(s->fd.get(), b.data.get() + kHeadroom, want, 0);
+      if (n > 0) {
+        seal_data_frame(b, s->id, static_cast<size_t>(n));
+        sent_data(s, std::move(b), static_cast<size_t>(n));
+        make_ready(s);  // edge-triggered: keep reading until EAGAIN
+      } else if (n == 0) {
+        s->local_eof = true;
+        s->readable = false;
+        maybe_fin(s);
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->readable = false;
+      } else if (errno == EINTR) {
+        make_ready(s);
+      } else {
+        local_error(s);
+      }
+    }
+  }
+
+  Buf data_frame(uint32_t, size_t max_payload) {
+    Buf b;
+    b.data.reset(new uint8_t[kHeadroom + max_payload]);
+    return b;
+  }
+
+  // Puts the TWS2 and WS headers right in front of `n` payload bytes at
+  // kHeadroom, so header and payload go out in one contiguous write.
+  void seal_data_frame(Buf& b, uint32_t sid, size_t n) {
+    uint8_t* t = b.data.get() + kHeadroom - tws2::kHeaderLen;
+    tws2::write_tws2_header(t, tws2::kData, sid);
+    const size_t payload = tws2::kHeaderLen + n;
+    uint8_t key[4];
+    uint8_t hdr[ws::kMaxHeader];
+    const bool mask = !o_.server;
+    if (mask) {
+      uint32_t k = loop_->random_u32();
+      std::memcpy(key, &k, 4);
+    }
+    size_t h = ws::write_header(hdr, ws::kBinary, true, payload, mask ? key : nullptr);
+    std::memcpy(t - h, hdr, h);
+    if (mask) apply_mask(t, payload, key, 0);
+    b.off = kHeadroom - tws2::kHeaderLen - h;
+    b.len = kHeadroom + n;
+  }
+
+  void sent_data(Stream* s, Buf b, size_t n) {
+    s->send_credit -= static_cast<int64_t>(n);
+    s->bytes_out += n;
+    bytes_out_ += n;
+    last_data_ = now_ms();
+    normal_bytes_ += b.size();
+    normal_.push_back(std::move(b));
+  }
+
+  void maybe_fin(Stream* s) {
+    if (!s->local_eof || s->fin_sent || !s->initial.empty() || s->done || s->state == Stream::State::kAccepting) return;
+    s->fin_sent = true;
+    queue_tws2(tws2::kFin, s->id, nullptr, 0);
+    check_done(s);
+  }
+
+  void local_error(Stream* s) {
+    if (s->done) return;
+    send_reset(s->id, 6, "local socket error");
+    finish(s, "local error", true);
+  }
+
+  void send_reset(uint32_t sid, uint16_t code, const std::string& reason) {
+    uint8_t body[2 + tws2::kMaxReason];
+    size_t n = coded_body(body, code, reason);
+    queue_tws2(tws2::kReset, sid, body, n);
+  }
+
+  static size_t coded_body(uint8_t* body, uint16_t code, const std::string& reason) {
+    body[0] = static_cast<uint8_t>(code >> 8);
+    body[1] = static_cast<uint8_t>(code);
+    size_t r = std::min(reason.size(), tws2::kMaxReason);
+    while (r > 0 && r < reason.size() && (static_cast<uint8_t>(reason[r]) & 0xC0) == 0x80) r--;
+    std::memcpy(body + 2, reason.data(), r);
+    return 2 + r;
+  }
+
+  // The acceptor's side: OPEN_OK out, the full window granted.
+  void mark_open(Stream* s) {
+    s->state = Stream::State::kOpen;
+    s->recv_granted = s->recv_window;
+    s->epoch_start = now_ms();
+    uint8_t body[4];
+    tws2::write_u32(body, s->recv_window);
+    queue_tws2(tws2::kOpenOk, s->id, body, 4);
+  }
+
+  void send_tws2_open(Stream* s) {
+    std::string body(5, '\0');
+    tws2::write_u32(reinterpret_cast<uint8_t*>(&body[0]), s->recv_window);
+    body[4] = s->udp ? 2 : 1;
+    body += s->target;
+    queue_tws2(tws2::kOpen, s->id, reinterpret_cast<const uint8_t*>(body.data()), body.size());
+  }
+
+  // Queues one TWS2 frame (not DATA) as a WebSocket binary message, in order with DATA.
+  void queue_tws2(uint8_t type, uint32_t sid, const uint8_t* body, size_t n) {
+    if (closing_ || dead_) return;
+    std::string payload(tws2::kHeaderLen + n, '\0');
+    tws2::write_tws2_header(reinterpret_cast<uint8_t*>(&payload[0]), type, sid);
+    if (n) std::memcpy(&payload[tws2::kHeaderLen], body, n);
+    Buf b = ws_frame(ws::kBinary, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    normal_bytes_ += b.size();
+    normal_.push_back(std::move(b));
+  }
+
+  // Pings, pongs: ahead of queued DATA, between messages.
+  void queue_control(uint8_t op, const uint8_t* p, size_t n) {
+    if (closing_ || dead_) return;
+    urgent_.push_back(ws_frame(op, p, n));
+  }
+
+  Buf ws_frame(uint8_t op, const uint8_t* p, size_t n) {
+    Buf b;
+    b.data.reset(new uint8_t[ws::kMaxHeader + n]);
+    uint8_t key[4];
+    const bool mask = !o_.server;
+    if (mask) {
+      uint32_t k = loop_->random_u32();
+      std::memcpy(key, &k, 4);
+    }
+    size_t h = ws::write_header(b.data.get(), op, true, n, mask ? key : nullptr);
+    if (n) std::memcpy(b.data.get() + h, p, n);
+    if (mask) apply_mask(b.data.get() + h, n, key, 0);
+    b.len = h + n;
+    return b;
+  }
+
+  void send_close(uint16_t code, const std::string& reason) {
+    if (closing_ || dead_) return;
+    if (close_code_ == 0) {
+      close_code_ = code;
+      close_reason_ = reason;
+    }
+    uint8_t body[125];
+    body[0] = static_cast<uint8_t>(code >> 8);
+    body[1] = static_cast<uint8_t>(code);
+    size_t r = std::min<size_t>(reason.size(), 120);
+    std::memcpy(body + 2, reason.data(), r);
+    // The close frame follows what is already queued (DATA and all).
+    Buf b = ws_frame(ws::kClose, body, 2 + r);
+    normal_bytes_ += b.size();
+    normal_.push_back(std::move(b));
+    closing_ = true;
+    close_deadline_ = now_ms() + kCloseGraceMs;
+    loop_->mark_dirty(this);
+  }
+
+  bool out_empty() const { return normal_.empty() && urgent_.empty(); }
+
+  // Writes queued frames: a partly written DATA/close frame first, then
+  // pings/pongs, then the rest, many buffers per sendmsg.
+  void flush() {
+    while (!dead_ && writable_ && !out_empty()) {
+      std::deque<Buf>* q;
+      if (!normal_.empty() && normal_.front().off > 0 && normal_partial_) q = &normal_;
+      else if (!urgent_.empty()) q = &urgent_;
+      else q = &normal_;
+      iovec iov[64];
+      int cnt = 0;
+      for (auto it = q->begin(); it != q->end() && cnt < 64; ++it) {
+        iov[cnt].iov_base = it->data.get() + it->off;
+        iov[cnt].iov_len = it->size();
+        cnt++;
+        if (q == &urgent_) break;  // one control frame, then re-check priorities
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(cnt);
+      ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          writable_ = false;
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (close_code_ == 0) {
+          close_code_ = 1006;
+          close_reason_ = std::strerror(errno);
+        }
+        reset_all("session closed");
+        teardown();
+        return;
+      }
+      size_t left = static_cast<size_t>(w);
+      while (left > 0) {
+        Buf& b = q->front();
+        size_t take = std::min(left, b.size());
+        b.off += take;
+        left -= take;
+        if (q == &normal_) normal_bytes_ -= take;
+        if (b.size() == 0) q->pop_front();
+      }
+      normal_partial_ = !normal_.empty() && q == &normal_ && normal_.front().off > 0;
+    }
+    if (closing_ && out_empty() && close_received_) teardown();
+    if (!dead_ && normal_bytes_ < kSendHighWater && !ready_.empty()) loop_->mark_dirty(this);
+  }
+
+  void reset_all(const std::string& why) {
+    std::vector<Stream*> all;
+    for (auto& kv : streams_) all.push_back(kv.second.get());
+    for (Stream* s : all) finish(s, why, true, /*quiet=*/true);
+  }
+
+  void remember_closed(uint32_t sid) {
+    recent_closed_.push_back(sid);
+    recent_closed_set_.insert(sid);
+    if (recent_closed_.size() > kRecentClosed) {
+      recent_closed_set_.erase(recent_closed_.front());
+      recent_closed_.pop_front();
+    }
+  }
+
+  void emit_closed(uint32_t sid, const std::string& target, uint64_t in, uint64_t out, const std::string& how) {
+    Event e{Event::kStreamClosed};
+    e.session = id_;
+    e.stream = sid;
+    e.bytes_in = in;
+    e.bytes_out = out;
+    e.text = how;
+    (void)target;
+    loop_->emit(std::move(e));
+  }
+
+  // Frees a stream exactly once; the object lives until the end of the loop turn.
+  void finish(Stream* s, const std::string& how, bool abortive, bool = false) {
+    if (s->done) return;
+    s->done = true;
+    if (s->fd) {
+      if (s->registered) loop_->unwatch(s->fd.get());
+      if (abortive) s->fd.reset_abortive();
+      else s->fd.reset();
+    }
+    emit_closed(s->id, s->target, s->bytes_in, s->bytes_out, how);
+    remember_closed(s->id);
+    auto it = streams_.find(s->id);
+    if (it != streams_.end()) {
+      loop_->bury(std::move(it->second));
+      streams_.erase(it);
+    }
+    if (streams_.empty()) {
+      if (draining_ && !closing_ && !dead_) send_close(1001, "drained");
+      else if (peer_draining_) emit_idle();
+    }
+  }
+
+  // Closes the connection and reports the session closed, once.
+  void teardown() {
+    if (dead_) return;
+    reset_all("session closed");
+    dead_ = true;
+    loop_->unwatch(fd_.get());
+    fd_.reset();
+    Event e{Event::kSessionClosed};
+    e.session = id_;
+    e.code = close_code_ ? close_code_ : 1006;
+    e.bytes_in = bytes_in_;
+    e.bytes_out = bytes_out_;
+    e.text = close_reason_;
+    loop_->emit(std::move(e));
+  }
+
+  Loop* loop_;
+  uint32_t id_;
+  UniqueFd fd_;
+  SessionOptions o_;
+  ws::Parser parser_;
+  std::unique_ptr<tws2::MessageReader<Session>> reader_;
+  std::unordered_map<uint32_t, std::unique_ptr<Stream>> streams_;
+  std::deque<uint32_t> recent_closed_;
+  std::unordered_set<uint32_t> recent_closed_set_;
+  std::deque<Stream*> ready_;
+  std::deque<Buf> urgent_;
+  std::deque<Buf> normal_;
+  size_t normal_bytes_ = 0;
+  bool normal_partial_ = false;
+  bool readable_ = true;
+  bool writable_ = true;
+  bool closing_ = false;
+  bool close_received_ = false;
+  bool dead_ = false;
+  bool draining_ = false;
+  bool peer_draining_ = false;
+  bool error_ = false;
+  const char* error_reason_ = "";
+  uint16_t close_code_ = 0;
+  std::string close_reason_;
+  double close_deadline_ = 0;
+  double last_recv_;
+  double last_data_ = 0;
+  double last_ping_;
+  double ping_sent_at_ = 0;
+  bool ping_quiet_ = false;
+  uint64_t ping_token_ = 0;
+  std::deque<double> rtts_;
+  uint32_t next_stream_;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+
+  friend struct Stream;
+};
+
+void Stream::on_events(uint32_t events) { session->stream_event(this, events); }
+
+void Loop::mark_dirty(Session* s) {
+  if (std::find(dirty_.begin(), dirty_.end(), s) == dirty_.end()) dirty_.push_back(s);
+}
+
+bool Loop::start(std::string* error) {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!epoll_ || !wake_) {
+    *error = std::string("epoll/eventfd: ") + std::strerror(errno);
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+  uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) rng_ = seed;
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+  return true;
+}
+
+void Loop::stop() {
+  if (!running_.exchange(false)) return;
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+  sessions_.clear();  // closes every fd
+}
+
+void Loop::post(std::function<void()> command) {
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    commands_.push_back(std::move(command));
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
+void Loop::run_commands() {
+  uint64_t drained;
+  (void)!::read(wake_.get(), &drained, sizeof drained);
+  std::vector<std::function<void()>> cmds;
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    cmds.swap(commands_);
+  }
+  for (auto& c : cmds) c();
+}
+
+void Loop::run() {
+  epoll_event events[256];
+  double next_tick = now_ms() + 50;
+  while (running_) {
+    int timeout = 0;
+    if (dirty_.empty()) {
+      double wait = next_tick - now_ms();
+      timeout = wait > 0 ? static_cast<int>(wait) + 1 : 0;
+    }
+    int n = ::epoll_wait(epoll_.get(), events, 256, timeout);
+    for (int i = 0; i < n; i++) {
+      if (events[i].data.ptr == nullptr) {
+        run_commands();
+        continue;
+      }
+      static_cast<Pollable*>(events[i].data.ptr)->on_events(events[i].events);
+    }
+    // Work on sessions that have something to do; work may mark more.
+    for (int round = 0; round < 4 && !dirty_.empty(); round++) {
+      std::vector<Session*> todo;
+      todo.swap(dirty_);
+      for (Session* s : todo) s->work();
+    }
+    const double now = now_ms();
+    if (now >= next_tick) {
+      for (auto& kv : sessions_) kv.second->tick(now);
+      next_tick = now + 50;
+    }
+    // Free what closed during this turn, after every pointer to it is gone.
+    graveyard_streams_.clear();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second->dead()) {
+        dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), it->second.get()), dirty_.end());
+        graveyard_sessions_.push_back(std::move(it->second));
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    graveyard_sessions_.clear();
+  }
+}
+
+// ---- Engine: the JS-thread facade ----
+
+Engine::Engine(std::function<void()> notify) : loop_(new Loop(std::move(notify))) {}
+Engine::~Engine() { stop(); }
+bool Engine::start(std::string* error) { return loop_->start(error); }
+void Engine::stop() { loop_->stop(); }
+std::vector<Event> Engine::take_events() { return loop_->take_events(); }
+
+void Engine::adopt(uint32_t session, int fd, std::string head, std::string preamble, SessionOptions options) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, fd, head = std::move(head), preamble = std::move(preamble), options] {
+    auto s = std::make_unique<Session>(loop, session, UniqueFd(fd), options);
+    Session* sp = s.get();
+    loop->sessions()[session] = std::move(s);
+    if (!sp->start(head, preamble)) sp->cmd_close(1011, "cannot watch the socket");
+  });
+}
+
+namespace {
+Session* find_session(Loop* loop, uint32_t id) {
+  auto it = loop->sessions().find(id);
+  return it == loop->sessions().end() || it->second->dead() ? nullptr : it->second.get();
+}
+}  // namespace
+
+void Engine::open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, fd, target = std::move(target), initial = std::move(initial)]() mutable {
+    Session* s = find_session(loop, session);
+    if (!s) {
+      UniqueFd(fd).reset_abortive();
+      Event e{Event::kStreamClosed};
+      e.session = session;
+      e.stream = stream;
+      e.text = "session closed";
+      loop->emit(std::move(e));
+      return;
+    }
+    s->cmd_open(stream, fd, std::move(target), std::move(initial));
+  });
+}
+
+void Engine::accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, fd, initial = std::move(initial)]() mutable {
+    Session* s = find_session(loop, session);
+    if (!s) {
+      UniqueFd(fd).reset();
+      return;
+    }
+    s->cmd_accept(stream, fd, std::move(initial));
+  });
+}
+
+void Engine::reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, code, reason = std::move(reason)] {
+    if (Session* s = find_session(loop, session)) s->cmd_reject(stream, code, reason);
+  });
+}
+
+void Engine::goaway(uint32_t session, uint16_t code, std::string reason) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, code, reason = std::move(reason)] {
+    if (Session* s = find_session(loop, session)) s->cmd_goaway(code, reason);
+  });
+}
+
+void Engine::close_session(uint32_t session, uint16_t code, std::string reason) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, code, reason = std::move(reason)] {
+    if (Session* s = find_session(loop, session)) s->cmd_close(code, reason);
+  });
+}
+
+void Engine::open_datagram_stream(uint32_t session, uint32_t stream, std::string target) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, target = std::move(target)]() mutable {
+    if (Session* s = find_session(loop, session)) s->cmd_open_datagrams(stream, std::move(target));
+  });
+}
+
+void Engine::accept_datagrams(uint32_t session, uint32_t stream) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream] {
+    if (Session* s = find_session(loop, session)) s->cmd_accept_datagrams(stream);
+  });
+}
+
+void Engine::send_datagram(uint32_t session, uint32_t stream, std::string payload) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, payload = std::move(payload)] {
+    if (Session* s = find_session(loop, session)) s->cmd_send_datagram(stream, payload);
+  });
+}
+
+}  // namespace tws

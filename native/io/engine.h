@@ -1,0 +1,76 @@
+// The event-loop-free data plane: one I/O thread with its own epoll loop that
+// owns every adopted fd, speaks WebSocket + TWS2, and relays stream bytes.
+// JavaScript sends commands (adopt a socket, open/accept/reject a stream,
+// GOAWAY, close) and receives control events in batches. Payload bytes never
+// cross into JavaScript. The TypeScript side is src/engine/native.ts.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tws {
+
+struct SessionOptions {
+  bool server = false;
+  uint32_t timeout_ms = 5000;
+  uint32_t initial_window = 256 * 1024;
+  uint32_t max_window = 16 * 1024 * 1024;
+  uint32_t max_streams = 16384;
+  uint32_t udp_timeout_ms = 60000;
+  bool no_udp = false;
+};
+
+// A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]
+struct Event {
+  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram };
+  explicit Event(Kind k) : kind(k) {}
+  Kind kind;
+  uint32_t session = 0;
+  uint32_t stream = 0;
+  uint32_t code = 0;        // close code (session) / kind (open request)
+  uint64_t bytes_in = 0;    // stream: written locally; session: total
+  uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
+  std::string text;         // target, close reason, how a stream ended, window note, or a datagram
+};
+
+class Loop;
+
+class Engine {
+ public:
+  // `notify` is called on the I/O thread whenever events become pending; it
+  // must be thread-safe (the binding uses ThreadSafeFunction::NonBlockingCall).
+  explicit Engine(std::function<void()> notify);
+  ~Engine();  // stops and joins the I/O thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Starts the I/O thread. [JS thread]
+  bool start(std::string* error);
+  // Stops it: every session is dropped, every fd closed. [JS thread]
+  void stop();
+
+  // Commands: each returns at once; the I/O thread carries it out. Fds passed
+  // in become the engine's (it closes them). [JS thread]
+  void adopt(uint32_t session, int fd, std::string head, std::string preamble, SessionOptions options);
+  void open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial);
+  void accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial);
+  void reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason);
+  void goaway(uint32_t session, uint16_t code, std::string reason);
+  void close_session(uint32_t session, uint16_t code, std::string reason);
+  // UDP streams: datagrams are small and rare, so they cross to JavaScript
+  // (Event::kDatagram) instead of going to an fd.
+  void open_datagram_stream(uint32_t session, uint32_t stream, std::string target);
+  void accept_datagrams(uint32_t session, uint32_t stream);
+  void send_datagram(uint32_t session, uint32_t stream, std::string payload);
+
+  // Takes the pending events. [JS thread]
+  std::vector<Event> take_events();
+
+ private:
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace tws

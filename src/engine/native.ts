@@ -1,0 +1,244 @@
+/**
+ * The native engine: a typed wrapper over the addon's NativeEngine (see
+ * native/addon.cc and native/io/engine.h). Sockets are handed over by fd
+ * (the addon dups them) and JavaScript's copies destroyed without a FIN;
+ * every byte JavaScript already read goes along. Control events come back in
+ * batches and are turned into the same EngineSession events as the js
+ * engine's, including the per-stream close log line.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { ResetCode } from '../protocol/constants';
+import type { Logger } from '../util/log';
+import type { NativeAddon } from './native-addon';
+import type { DatagramPort, EngineSession, FdEngine, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from './types';
+
+interface NativeEvent {
+  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram';
+  session: number;
+  stream: number;
+  code: number;
+  bytesIn: number;
+  bytesOut: number;
+  text: string;
+  payload?: Buffer;
+}
+
+export interface NativeCore {
+  adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): boolean;
+  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): boolean;
+  acceptStream(session: number, stream: number, fd: number, initial: Buffer): boolean;
+  rejectStream(session: number, stream: number, code: number, reason: string): void;
+  goaway(session: number, code: number, reason: string): void;
+  closeSession(session: number, code: number, reason: string): void;
+  openDatagramStream(session: number, stream: number, target: string): void;
+  acceptDatagrams(session: number, stream: number): void;
+  sendDatagram(session: number, stream: number, payload: Buffer): void;
+  ref(): void;
+  unref(): void;
+  stop(): void;
+}
+
+/** The fd of a plain TCP socket, and the bytes JavaScript already read from it. */
+function takeOver(socket: Socket): { fd: number; buffered: Buffer } | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  const chunks: Buffer[] = [];
+  for (let c: Buffer | null = socket.read(); c !== null; c = socket.read()) chunks.push(c);
+  return { fd, buffered: Buffer.concat(chunks) };
+}
+
+class NativeSession extends EventEmitter implements EngineSession {
+  peerDraining = false;
+  closed = false;
+  private nextStream: number;
+  private readonly streams = new Map<number, { target: string; openedAt: number; abort?: AbortController; port?: DatagramPort }>();
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private readonly log: Logger;
+
+  constructor(readonly id: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
+    super();
+    this.nextStream = opts.role === 'client' ? 1 : 2;
+    this.log = opts.logger.child(`session#${id}`);
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  stats(): SessionStats {
+    return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut };
+  }
+
+  openStream(local: Socket, target: string): number {
+    const taken = this.closed || this.peerDraining ? undefined : takeOver(local);
+    if (!taken) {
+      local.resetAndDestroy();
+      return 0;
+    }
+    const id = this.nextStream;
+    this.nextStream += 2;
+    this.streams.set(id, { target, openedAt: Date.now() });
+    this.core.openStream(this.id, id, taken.fd, target, taken.buffered);
+    local.destroy();
+    return id;
+  }
+
+  openDatagramStream(port: DatagramPort, target: string): number {
+    if (this.closed || this.peerDraining) {
+      port.close();
+      return 0;
+    }
+    const id = this.nextStream;
+    this.nextStream += 2;
+    this.streams.set(id, { target, openedAt: Date.now(), port });
+    port.onDatagram = (payload) => this.core.sendDatagram(this.id, id, payload);
+    this.core.openDatagramStream(this.id, id, target);
+    return id;
+  }
+
+  goaway(code: number, reason: string): void {
+    if (!this.closed) this.core.goaway(this.id, code, reason);
+  }
+
+  close(code: number, reason: string): void {
+    if (!this.closed) this.core.closeSession(this.id, code, reason);
+  }
+
+  /** Turns one native event into EngineSession events. [JS thread] */
+  handle(e: NativeEvent): void {
+    switch (e.type) {
+      case 'open-request': return this.onOpenRequest(e.stream, e.code, e.text);
+      case 'stream-closed': return this.onStreamClosed(e);
+      case 'goaway':
+        this.peerDraining = true;
+        this.log.info('peer is going away');
+        this.emit('goaway', ResetCode.GOING_AWAY, '');
+        return;
+      case 'idle':
+        this.emit('idle');
+        return;
+      case 'window':
+        this.log.debug(`stream#${e.stream} ${e.text}`);
+        return;
+      case 'datagram':
+        this.streams.get(e.stream)?.port?.send(e.payload!);
+        return;
+      case 'session-closed':
+        if (e.text.startsWith('peer silent')) this.log.warn(`${e.text} (timeout ${this.opts.timeoutMs} ms); closing session`);
+        else if (e.code === 1002 || e.code === 1009) this.log.warn(`protocol error: ${e.text}; session closed`);
+        this.closed = true;
+        for (const s of this.streams.values()) s.abort?.abort();
+        this.streams.clear();
+        this.bytesIn = Math.max(this.bytesIn, e.bytesIn);
+        this.bytesOut = Math.max(this.bytesOut, e.bytesOut);
+        this.emit('close', e.code, e.text);
+        return;
+    }
+  }
+
+  private onOpenRequest(stream: number, kind: number, target: string): void {
+    const abort = new AbortController();
+    this.streams.set(stream, { target, openedAt: Date.now(), abort });
+    let answered = false;
+    const once = (): boolean => {
+      if (answered) throw new Error('open request answered twice');
+      answered = true;
+      return !abort.signal.aborted;
+    };
+    const req: OpenRequest = {
+      stream,
+      kind,
+      target,
+      signal: abort.signal,
+      accept: (socket) => {
+        if (!once()) { socket.destroy(); return; }
+        const taken = takeOver(socket);
+        if (!taken) {
+          socket.destroy();
+          this.core.rejectStream(this.id, stream, ResetCode.INTERNAL, 'cannot hand over the socket');
+          return;
+        }
+        this.core.acceptStream(this.id, stream, taken.fd, taken.buffered);
+        socket.destroy();
+      },
+      acceptDatagrams: (port) => {
+        if (!once()) { port.close(); return; }
+        const entry = this.streams.get(stream);
+        if (entry) entry.port = port;
+        port.onDatagram = (payload) => this.core.sendDatagram(this.id, stream, payload);
+        this.core.acceptDatagrams(this.id, stream);
+      },
+      reject: (code, reason) => {
+        if (once()) this.core.rejectStream(this.id, stream, code, reason);
+      },
+    };
+    this.emit('open-request', req);
+  }
+
+  private onStreamClosed(e: NativeEvent): void {
+    const s = this.streams.get(e.stream);
+    this.streams.delete(e.stream);
+    s?.abort?.abort();
+    if (s?.port) {
+      s.port.onDatagram = undefined;
+      s.port.close();
+    }
+    this.bytesIn += e.bytesIn;
+    this.bytesOut += e.bytesOut;
+    const target = s?.target ?? '';
+    const secs = s ? ((Date.now() - s.openedAt) / 1000).toFixed(1) : '0.0';
+    const level = /^(session closed|session timed out|protocol error)$/.test(e.text) ? 'debug' : 'info';
+    this.log[level](`stream#${e.stream} closed (${e.text}) → ${target || '(pinned)'} in=${e.bytesIn} out=${e.bytesOut} ${secs}s`);
+    const info: StreamClosedInfo = { stream: e.stream, target, bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
+    this.emit('stream-closed', info);
+  }
+}
+
+/** Creates the native engine over a loaded addon; its I/O thread starts with the first session. */
+export function createNativeEngine(addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void) => NativeCore }): FdEngine {
+  const sessions = new Map<number, NativeSession>();
+  let core: NativeCore | undefined;
+  let nextId = 1;
+  const onEvents = (events: NativeEvent[]): void => {
+    for (const e of events) {
+      const s = sessions.get(e.session);
+      if (!s) continue;
+      s.handle(e);
+      if (e.type === 'session-closed') {
+        sessions.delete(e.session);
+        if (sessions.size === 0) core?.unref();
+      }
+    }
+  };
+  return {
+    name: 'native',
+    handoff: 'fd',
+    adoptSocket(socket, head, preamble, options) {
+      core ??= new addon.NativeEngine(onEvents);
+      const id = nextId++;
+      const session = new NativeSession(id, core, options);
+      const taken = takeOver(socket);
+      if (!taken) {
+        socket.destroy();
+        queueMicrotask(() => session.handle({ type: 'session-closed', session: id, stream: 0, code: 1011, bytesIn: 0, bytesOut: 0, text: 'not a plain TCP socket' }));
+        return session;
+      }
+      sessions.set(id, session);
+      if (sessions.size === 1) core.ref();
+      core.adopt(id, taken.fd, Buffer.concat([head, taken.buffered]), preamble, {
+        server: options.role === 'server',
+        timeoutMs: options.timeoutMs,
+        initialWindow: options.initialWindow,
+        maxWindow: options.maxWindow,
+        maxStreams: options.maxStreams,
+        udpTimeoutMs: options.udpTimeoutMs,
+        noUdp: options.noUdp,
+      });
+      // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
+      socket.destroy();
+      return session;
+    },
+  };
+}
