@@ -24,8 +24,10 @@ export function loadNativeAddon(): { addon?: NativeAddon; error?: string } {
   if (cached) return cached;
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // TWS_NATIVE_ADDON picks a specific build (npm run test:asan uses a sanitizer build).
+    const explicit = process.env.TWS_NATIVE_ADDON;
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    cached = { addon: load(join(__dirname, '..', '..')) };
+    cached = { addon: explicit ? (require(explicit) as NativeAddon) : load(join(__dirname, '..', '..')) };
   } catch (err) {
     const msg = (err as Error).message.split('\n')[0] ?? 'unknown error';
     cached = { error: /No native build was found/.test(msg) ? 'no native build for this platform (run npm run build:native)' : msg };

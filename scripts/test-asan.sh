@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# npm run test:asan: the end-to-end suite (both engines, interop) against an
+# ASan+UBSan build of the addon. Node is not instrumented, so libasan is
+# preloaded; leak detection is off because Node keeps memory until exit by
+# design. Any sanitizer report aborts the tws process and fails its test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build-asan
+node node_modules/cmake-js/bin/cmake-js rebuild --out "$out" --CDTWS_SANITIZE=ON >/dev/null
+export TWS_NATIVE_ADDON="$PWD/$out/Release/tws_native.node"
+# Refuse to report a clean run of an uninstrumented build.
+if ! nm -D "$TWS_NATIVE_ADDON" | grep __asan_report >/dev/null; then  # no -q: with pipefail, an early exit would SIGPIPE nm
+  echo "test:asan: $TWS_NATIVE_ADDON is not instrumented" >&2
+  exit 1
+fi
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export TWS_TEST_ENGINES=native
+# Test files given on the command line replace the default: all of test/e2e.
+args=("$@")
+has_files=0
+for a in "$@"; do [[ $a == *.test.ts ]] && has_files=1; done
+[ "$has_files" = 1 ] || args+=(test/e2e)
+npx tap "${args[@]}"
