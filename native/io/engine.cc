@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -1089,7 +1090,10 @@ bool Loop::start(std::string* error) {
   uint64_t seed = 0;
   if (::getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) rng_ = seed;
   running_ = true;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "tws-io");  // visible in /proc/PID/task/*/comm and top -H
+    run();
+  });
   return true;
 }
 

@@ -36,7 +36,7 @@ function onSignals(target: Stoppable, drainMs: number, log: Logger): void {
 
 export async function runServer(cfg: ServerConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
-  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`));
+  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
   const server = new TwsServer({
     listen: cfg.listen,
     path: cfg.path,
@@ -54,7 +54,7 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
 
 export async function runClient(cfg: ClientConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
-  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`));
+  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
   const client = new TwsClient({
     listen: cfg.listen,
     server: cfg.server,

@@ -18,6 +18,7 @@ export interface CommonConfig {
   udpTimeout: number;
   noUdp: boolean;
   engine: 'auto' | 'js' | 'native';
+  threads: number;
   logLevel: LogLevel;
 }
 

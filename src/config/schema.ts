@@ -67,6 +67,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'client: do not listen for UDP on the listen address; server: refuse UDP streams' },
   { name: 'engine', key: 'engine', flag: '--engine <name>', env: 'TWS_ENGINE', kind: { type: 'enum', values: ['auto', 'js', 'native'] },
     modes: both, default: 'auto', help: 'data plane: auto (native when it loads, else js), js or native' },
+  { name: 'threads', key: 'threads', flag: '--threads <n>', kind: { type: 'int', min: 1, max: 64 }, modes: both, default: 1,
+    help: 'native engine: I/O threads; sessions are spread over them (use more with -c above 1 or many clients)' },
   { name: 'logLevel', key: 'log_level', flag: '--log-level <level>', kind: { type: 'enum', values: LOG_LEVELS },
     modes: both, default: 'info', help: 'error, warn, info or debug (-v = debug)' },
 ];

@@ -196,19 +196,28 @@ class NativeSession extends EventEmitter implements EngineSession {
   }
 }
 
-/** Creates the native engine over a loaded addon; its I/O thread starts with the first session. */
-export function createNativeEngine(addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void) => NativeCore }): FdEngine {
-  const sessions = new Map<number, NativeSession>();
-  let core: NativeCore | undefined;
+/**
+ * Creates the native engine over a loaded addon with `threads` I/O threads
+ * (default 1); sessions are spread over them round-robin. Threads start with
+ * the first session they get.
+ */
+export function createNativeEngine(
+  addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void) => NativeCore },
+  threads = 1,
+): FdEngine {
+  const sessions = new Map<number, { session: NativeSession; core: number }>();
+  const cores: (NativeCore | undefined)[] = new Array(Math.max(1, threads)).fill(undefined);
+  const load: number[] = cores.map(() => 0);
   let nextId = 1;
   const onEvents = (events: NativeEvent[]): void => {
     for (const e of events) {
-      const s = sessions.get(e.session);
-      if (!s) continue;
-      s.handle(e);
+      const entry = sessions.get(e.session);
+      if (!entry) continue;
+      entry.session.handle(e);
       if (e.type === 'session-closed') {
         sessions.delete(e.session);
-        if (sessions.size === 0) core?.unref();
+        // A core with no sessions must not keep the process alive.
+        if (--load[entry.core]! === 0) cores[entry.core]?.unref();
       }
     }
   };
@@ -216,8 +225,9 @@ export function createNativeEngine(addon: NativeAddon & { NativeEngine: new (cb:
     name: 'native',
     handoff: 'fd',
     adoptSocket(socket, head, preamble, options) {
-      core ??= new addon.NativeEngine(onEvents);
       const id = nextId++;
+      const index = id % cores.length;
+      const core = (cores[index] ??= new addon.NativeEngine(onEvents));
       const session = new NativeSession(id, core, options);
       const taken = takeOver(socket);
       if (!taken) {
@@ -225,8 +235,8 @@ export function createNativeEngine(addon: NativeAddon & { NativeEngine: new (cb:
         queueMicrotask(() => session.handle({ type: 'session-closed', session: id, stream: 0, code: 1011, bytesIn: 0, bytesOut: 0, text: 'not a plain TCP socket' }));
         return session;
       }
-      sessions.set(id, session);
-      if (sessions.size === 1) core.ref();
+      sessions.set(id, { session, core: index });
+      if (load[index]!++ === 0) core.ref();
       core.adopt(id, taken.fd, Buffer.concat([head, taken.buffered]), preamble, {
         server: options.role === 'server',
         timeoutMs: options.timeoutMs,

@@ -15,14 +15,14 @@ export function nativeUnavailableReason(): string | undefined {
   return undefined;
 }
 
-let native: Engine | undefined;
+const natives = new Map<number, Engine>();
 
 /**
  * Returns the engine to run: `native` when unavailable is an error; `auto`
  * takes native when it loads, else js (`onFallback` gets the reason, for
  * the one warning line).
  */
-export function selectEngine(choice: EngineChoice, onFallback?: (why: string) => void): Engine {
+export function selectEngine(choice: EngineChoice, onFallback?: (why: string) => void, threads = 1): Engine {
   if (choice === 'js') return jsEngine;
   const why = nativeUnavailableReason();
   if (why) {
@@ -32,8 +32,12 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
     onFallback?.(why);
     return jsEngine;
   }
-  native ??= createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0]);
-  return native;
+  let engine = natives.get(threads);
+  if (!engine) {
+    engine = createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0], threads);
+    natives.set(threads, engine);
+  }
+  return engine;
 }
 
 /** One line for `tws --version`. */
