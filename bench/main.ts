@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { renderSvg } from './chart';
-import { connectRate, iperf, pingPong } from './measure';
+import { connectRate, idleStreams, iperf, pingPong } from './measure';
 import { cpuSeconds, freePort, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
 import { EngineName, machine, Report, Run, table } from './report';
 
@@ -19,6 +19,7 @@ interface Options {
   duration: number;
   engines: string[];
   json?: string;
+  idleStreams: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -28,6 +29,7 @@ function parseArgs(argv: string[]): Options {
     .option('--duration <s>', 'seconds per measurement (default 10, or 2 with --quick)')
     .option('--engines <list>', 'engines to measure, comma-separated', 'native,js')
     .option('--json <file>', 'write results here (default bench/results/bench-<date>.json); the SVG goes next to it')
+    .option('--idle-streams <n>', 'idle streams held open for the memory scenario (default 10000, or 2000 with --quick)')
     .parse(argv, { from: 'user' });
   const o = cmd.opts();
   const duration = o.duration !== undefined ? Number(o.duration) : o.quick ? 2 : 10;
@@ -35,7 +37,12 @@ function parseArgs(argv: string[]): Options {
     process.stderr.write('bench: --duration must be a number of seconds from 1 to 600\n');
     process.exit(2);
   }
-  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json };
+  const idle = o.idleStreams !== undefined ? Number(o.idleStreams) : o.quick ? 2000 : 10000;
+  if (!Number.isInteger(idle) || idle < 1 || idle > 100_000) {
+    process.stderr.write('bench: --idle-streams must be a whole number from 1 to 100000\n');
+    process.exit(2);
+  }
+  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json, idleStreams: idle };
 }
 
 let step = 0;
@@ -96,7 +103,7 @@ async function main(): Promise<void> {
   const iperfTarget = `127.0.0.1:${iperfPort}`;
   const echoTarget = `127.0.0.1:${echo.port}`;
   const all: EngineName[] = ['direct', ...engines];
-  steps = all.length * 6;
+  steps = all.length * 6 + engines.length;
   const runs: Run[] = [];
   const started = Date.now();
   try {
@@ -138,6 +145,13 @@ async function main(): Promise<void> {
         const cps = await connectRate(port, Math.max(1, D / 2));
         return { run: { scenario: 'connect_rate', conns_per_s: cps } };
       });
+      if (viaTunnel) {
+        // Memory per stream: peak RSS of the tws processes with this many streams open and idle.
+        await measure(`${opts.idleStreams} idle streams`, echoTarget, [], async (port) => {
+          const n = await idleStreams(port, opts.idleStreams, () => new Promise((r) => setTimeout(r, 1000)));
+          return { run: { scenario: 'idle_streams', streams: n } };
+        });
+      }
     }
   } finally {
     await stop(iperfServer.proc);

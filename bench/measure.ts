@@ -92,3 +92,26 @@ export async function connectRate(port: number, seconds: number, workers = 8): P
   if (failed > done / 100) throw new Error(`${failed} of ${done + failed} connections failed`);
   return done / ((Date.now() - started) / 1000);
 }
+
+/**
+ * Opens `n` tunnelled connections that stay idle after a 1-byte echo proves
+ * each is open; `hold` runs while they are all open. Returns how many opened.
+ */
+export async function idleStreams(port: number, n: number, hold: () => Promise<void>): Promise<number> {
+  const open: Socket[] = [];
+  let failed = 0;
+  const one = (): Promise<void> => new Promise((resolve) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => s.write(Buffer.from([0xff])));
+    s.once('data', () => { open.push(s); resolve(); });
+    s.once('error', () => { failed++; s.destroy(); resolve(); });
+  });
+  try {
+    for (let i = 0; i < n; i += 200) await Promise.all(Array.from({ length: Math.min(200, n - i) }, one));
+    if (failed > 0) throw new Error(`${failed} of ${n} idle streams failed to open (ulimit -n?)`);
+    await hold();
+    return open.length;
+  } finally {
+    for (const s of open) s.destroy();
+  }
+}

@@ -1,7 +1,7 @@
 /** Benchmark result types, the JSON document and the printed table. */
 import { cpus, release } from 'node:os';
 
-export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_under_load' | 'connect_rate';
+export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_under_load' | 'connect_rate' | 'idle_streams';
 export type EngineName = 'direct' | 'native' | 'js';
 
 export interface Run {
@@ -12,6 +12,8 @@ export interface Run {
   p50_us?: number;
   p99_us?: number;
   conns_per_s?: number;
+  /** idle_streams: how many were held open while rss_mb was measured. */
+  streams?: number;
   rss_mb?: number;
   cpu_s_per_gb?: number;
 }
@@ -40,7 +42,7 @@ export function table(runs: Run[]): string {
     const d = direct(r);
     const ratio = r.gbps !== undefined && d?.gbps && r.engine !== 'direct' ? `${(r.gbps / d.gbps).toFixed(2)}x` : '';
     rows.push([
-      r.scenario + (r.direction ? ` ${r.direction}` : ''), r.engine, fmt(r.gbps, 2), ratio, fmt(r.p50_us, 0), fmt(r.p99_us, 0),
+      r.scenario + (r.direction ? ` ${r.direction}` : '') + (r.streams ? ` ${r.streams}` : ''), r.engine, fmt(r.gbps, 2), ratio, fmt(r.p50_us, 0), fmt(r.p99_us, 0),
       fmt(r.conns_per_s, 0), fmt(r.rss_mb, 0), fmt(r.cpu_s_per_gb, 2),
     ]);
   }

@@ -18,7 +18,9 @@ if (hasIperf3) {
   t.test('a short benchmark run measures every scenario, writes JSON and an SVG chart, and cleans up', async (t) => {
     const dir = t.testdir({});
     const json = join(dir, 'run.json');
-    const r = await bench(['--duration', '1', '--json', json]);
+    const helpers = (): string[] => spawnSync('pgrep', ['-f', 'dist/bench/echo-server.js']).stdout.toString().split('\n').filter(Boolean);
+    const before = helpers();
+    const r = await bench(['--duration', '1', '--idle-streams', '300', '--json', json]);
     if (!t.equal(r.code, 0, 'exits 0')) t.comment(r.err);
     const report = JSON.parse(readFileSync(json, 'utf8'));
     t.match(report, { version: String, machine: { cpus: Number, model: String, kernel: String, node: String } });
@@ -31,6 +33,7 @@ if (hasIperf3) {
       for (const x of [...of('latency'), ...of('latency_under_load')]) t.ok(x.p50_us > 0 && x.p99_us >= x.p50_us, `${engine} ${x.scenario}: p50 ${x.p50_us} µs`);
       t.ok(of('connect_rate')[0]?.conns_per_s > 0, `${engine}: connect rate`);
       if (engine !== 'direct') {
+        t.match(of('idle_streams')[0], { streams: 300, rss_mb: Number }, `${engine}: RSS with 300 idle streams`);
         t.ok(of('throughput').every((x: { rss_mb: number; cpu_s_per_gb: number }) => x.rss_mb > 0 && x.cpu_s_per_gb > 0), `${engine}: RSS and CPU/GB`);
       }
     }
@@ -43,8 +46,7 @@ if (hasIperf3) {
     t.match(r.out, /throughput forward\s+js\s+[\d.]+\s+[\d.]+x/, 'the table shows the ratio to direct');
     t.match(r.err, /\[\d+\/\d+\] throughput forward · direct/, 'progress lines');
     // Nothing it started is left running.
-    const left = spawnSync('pgrep', ['-f', 'dist/bench/echo-server.js']).stdout.toString().trim();
-    t.equal(left, '', 'no helper left running');
+    t.same(helpers().filter((pid) => !before.includes(pid)), [], 'no helper left running');
   });
 } else {
   t.test('without iperf3 the benchmark says which package installs it', async (t) => {
