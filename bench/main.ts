@@ -3,6 +3,7 @@
  * Starts everything it needs (iperf3 server, tunnels per engine, an echo
  * helper), prints a table, writes JSON and an SVG chart, and cleans up.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
@@ -52,20 +53,15 @@ function progress(what: string): void {
   process.stderr.write(`[${step}/${steps}] ${what}\n`);
 }
 
-/** Which engines can run here; the rest are listed as skipped. */
-async function available(engines: string[]): Promise<{ ok: EngineName[]; skipped: Report['skipped'] }> {
+/** Which engines can run here, from `tws --version`; the rest are listed as skipped. */
+function available(engines: string[]): { ok: EngineName[]; skipped: Report['skipped'] } {
+  const version = spawnSync(process.execPath, [join(__dirname, '..', 'cli', 'main.js'), '--version'], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '';
+  const nativeWhy = /native unavailable: (.*?)(?:, [a-z]+-[a-z0-9]+\))?$/m.exec(version)?.[1];
   const ok: EngineName[] = [];
   const skipped: Report['skipped'] = [];
   for (const e of engines) {
-    if (e !== 'js' && e !== 'native') {
-      skipped.push({ engine: e, reason: 'unknown engine' });
-      continue;
-    }
-    const { spawnSync } = await import('node:child_process');
-    const r = spawnSync(process.execPath, [join(__dirname, '..', 'cli', 'main.js'), 'server', '-l', '127.0.0.1:1', '-p', 'x', '--engine', e],
-      { encoding: 'utf8', timeout: 5000 });
-    const unavailable = /engine is not available: (.*)/.exec(r.stderr ?? '');
-    if (unavailable) skipped.push({ engine: e, reason: unavailable[1]!.replace(/; use --engine.*/, '') });
+    if (e !== 'js' && e !== 'native') skipped.push({ engine: e, reason: 'unknown engine' });
+    else if (e === 'native' && nativeWhy) skipped.push({ engine: e, reason: nativeWhy });
     else ok.push(e);
   }
   return { ok, skipped };
@@ -94,7 +90,7 @@ async function main(): Promise<void> {
     process.stderr.write('bench: iperf3 not found; install it with: apt-get install iperf3 (Debian/Ubuntu) or dnf install iperf3\n');
     process.exit(1);
   }
-  const { ok: engines, skipped } = await available(opts.engines);
+  const { ok: engines, skipped } = available(opts.engines);
   for (const s of skipped) process.stderr.write(`bench: engine ${s.engine} skipped: ${s.reason}\n`);
   const D = opts.duration;
   const iperfPort = await freePort();
