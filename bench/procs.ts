@@ -25,7 +25,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 /** Spawns a child and waits until its output matches `ready`; returns the match. */
-export function start(cmd: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+export function start(cmd: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}):
+  Promise<{ proc: ChildProcess; match: RegExpExecArray; logs: () => string }> {
   const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(proc);
   proc.on('exit', () => children.delete(proc));
@@ -38,7 +39,8 @@ export function start(cmd: string, args: string[], ready: RegExp, env: NodeJS.Pr
       const m = ready.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve({ proc, match: m });
+        // The same buffer keeps growing (last 64 KiB) for callers that wait for later lines.
+        resolve({ proc, match: m, logs: () => out });
       }
     };
     proc.stdout!.on('data', onData);
@@ -73,22 +75,13 @@ export async function startTunnel(engine: string, target: string, clientArgs: st
   const c = await start(process.execPath, [CLI, 'client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${serverPort}/`, '-r', target,
     '--engine', engine, '--no-udp', ...clientArgs], /listening on 127\.0\.0\.1:(\d+)/, env);
   const n = Number(/-c\s+(\d+)/.exec(clientArgs.join(' '))?.[1] ?? 2);
-  await waitFor(() => countMatches(c.proc, /up → /g) >= n, 10_000);
+  await waitFor(() => (c.logs().match(/up → /g) ?? []).length >= n, 10_000);
   return {
     server: s.proc,
     client: c.proc,
     port: Number(c.match[1]),
     stop: async () => { await Promise.all([stop(c.proc), stop(s.proc)]); },
   };
-}
-
-const logs = new WeakMap<ChildProcess, string>();
-function countMatches(proc: ChildProcess, re: RegExp): number {
-  if (!logs.has(proc)) {
-    logs.set(proc, '');
-    proc.stderr!.on('data', (c: Buffer) => logs.set(proc, (logs.get(proc)! + c.toString()).slice(-65536)));
-  }
-  return (logs.get(proc)!.match(re) ?? []).length;
 }
 
 async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
