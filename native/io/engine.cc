@@ -214,7 +214,6 @@ class Session final : public Pollable {
     const double now = now_ms();
     last_recv_ = now;
     last_ping_ = now - kRttProbeMs + kFirstProbeMs;  // first quiet probe soon after open
-    next_stream_ = o.server ? 2 : 1;
   }
 
   bool start(const std::string& head, const std::string& preamble) {
@@ -368,7 +367,7 @@ class Session final : public Pollable {
     UniqueFd owned(fd);
     if (closing_ || dead_ || peer_draining_ || streams_.count(sid)) {
       owned.reset_abortive();
-      emit_closed(sid, target, 0, 0, "session unavailable");
+      emit_closed(sid, 0, 0, "session unavailable");
       return;
     }
     auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening,
@@ -383,7 +382,7 @@ class Session final : public Pollable {
 
   void cmd_open_datagrams(uint32_t sid, std::string target) {
     if (closing_ || dead_ || peer_draining_ || streams_.count(sid)) {
-      emit_closed(sid, target, 0, 0, "session unavailable");
+      emit_closed(sid, 0, 0, "session unavailable");
       return;
     }
     auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit, o_.initial_window);
@@ -747,7 +746,7 @@ class Session final : public Pollable {
       if (!s->initial.empty()) {
         size_t n = std::min<size_t>({s->initial.size(), turn, static_cast<size_t>(std::max<int64_t>(s->send_credit, 0))});
         if (n == 0) continue;
-        Buf b = data_frame(s->id, n);
+        Buf b = data_frame(n);
         std::memcpy(b.data.get() + kHeadroom, s->initial.data(), n);
         seal_data_frame(b, s->id, n);
         s->initial.erase(0, n);
@@ -761,7 +760,7 @@ class Session final : public Pollable {
       }
       const size_t want = std::min<size_t>(turn, static_cast<size_t>(std::max<int64_t>(s->send_credit, 0)));
       if (want == 0) continue;  // WINDOW will make it ready again
-      Buf b = data_frame(s->id, want);
+      Buf b = data_frame(want);
       ssize_t n = ::recv(s->fd.get(), b.data.get() + kHeadroom, want, 0);
       if (n > 0) {
         seal_data_frame(b, s->id, static_cast<size_t>(n));
@@ -781,7 +780,8 @@ class Session final : public Pollable {
     }
   }
 
-  Buf data_frame(uint32_t, size_t max_payload) {
+  // A buffer for up to `max_payload` DATA bytes at kHeadroom; seal_data_frame adds the headers.
+  Buf data_frame(size_t max_payload) {
     Buf b;
     b.data.reset(new uint8_t[kHeadroom + max_payload]);
     return b;
@@ -969,7 +969,7 @@ class Session final : public Pollable {
   void reset_all(const std::string& why) {
     std::vector<Stream*> all;
     for (auto& kv : streams_) all.push_back(kv.second.get());
-    for (Stream* s : all) finish(s, why, true, /*quiet=*/true);
+    for (Stream* s : all) finish(s, why, true);
   }
 
   void remember_closed(uint32_t sid) {
@@ -981,19 +981,18 @@ class Session final : public Pollable {
     }
   }
 
-  void emit_closed(uint32_t sid, const std::string& target, uint64_t in, uint64_t out, const std::string& how) {
+  void emit_closed(uint32_t sid, uint64_t in, uint64_t out, const std::string& how) {
     Event e{Event::kStreamClosed};
     e.session = id_;
     e.stream = sid;
     e.bytes_in = in;
     e.bytes_out = out;
     e.text = how;
-    (void)target;
     loop_->emit(std::move(e));
   }
 
   // Frees a stream exactly once; the object lives until the end of the loop turn.
-  void finish(Stream* s, const std::string& how, bool abortive, bool = false) {
+  void finish(Stream* s, const std::string& how, bool abortive) {
     if (s->done) return;
     s->done = true;
     if (s->fd) {
@@ -1001,7 +1000,7 @@ class Session final : public Pollable {
       if (abortive) s->fd.reset_abortive();
       else s->fd.reset();
     }
-    emit_closed(s->id, s->target, s->bytes_in, s->bytes_out, how);
+    emit_closed(s->id, s->bytes_in, s->bytes_out, how);
     remember_closed(s->id);
     auto it = streams_.find(s->id);
     if (it != streams_.end()) {
@@ -1063,7 +1062,6 @@ class Session final : public Pollable {
   bool ping_quiet_ = false;
   uint64_t ping_token_ = 0;
   std::deque<double> rtts_;
-  uint32_t next_stream_;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
 
