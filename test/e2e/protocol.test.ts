@@ -1,4 +1,5 @@
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
@@ -78,15 +79,32 @@ for (const engine of engines()) {
   });
 
   t.test(`[${engine}] sending beyond the granted window is a protocol error`, async (t) => {
-    const target = await tcpServer(() => undefined);
+    // The limit on early data can only be enforced until the acceptor sends
+    // OPEN_OK, so the target must not connect meanwhile: a loopback listener
+    // that never accepts, its queue already full, makes the kernel drop our SYNs.
+    const stuck = spawn('python3', ['-c', [
+      'import socket, time',
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+      'held = []',
+      'for _ in range(3):',
+      '    c = socket.socket(); c.setblocking(False); c.connect_ex(s.getsockname()); held.append(c)',
+      'time.sleep(0.3)',
+      'print(s.getsockname()[1], flush=True)',
+      'time.sleep(120)',
+    ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const port = await new Promise<number>((resolve, reject) => {
+      stuck.stdout!.once('data', (c: Buffer) => resolve(Number(c.toString().trim())));
+      stuck.once('exit', (code) => reject(new Error(`python3 helper exited (${code})`)));
+    });
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
-    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    t.teardown(async () => { await server.stop('SIGKILL'); stuck.kill('SIGKILL'); });
     const p = await rawPeer(server.port);
-    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, target.addr));
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, `127.0.0.1:${port}`));
     // 65536 bytes of early data are allowed; one more byte before OPEN_OK is not.
     p.send(codec.encodeData(1, Buffer.alloc(65536)));
     p.send(codec.encodeData(1, Buffer.alloc(1)));
     t.equal((await p.closed).code, 1002);
+    t.notOk(p.frames.some(is('open-ok', 1)), 'the stream was still unanswered');
   });
 
   t.test(`[${engine}] the server honours our window: it stops at the credit we grant`, async (t) => {
