@@ -19,7 +19,21 @@ function loads() {
 }
 
 if (process.env.TWS_SKIP_NATIVE_BUILD === '1') process.exit(0);
-if (loads() && process.env.TWS_REBUILD_NATIVE !== '1') process.exit(0);
+// In a dev tree, a build older than its sources is rebuilt, so `npm test` never runs a stale addon.
+function stale() {
+  const { readdirSync, statSync, existsSync } = require('node:fs');
+  const built = join(root, 'build', 'Release', 'tws_native.node');
+  if (!existsSync(built)) return false;
+  const builtAt = statSync(built).mtimeMs;
+  const newer = (p) => {
+    const st = statSync(p);
+    if (st.isDirectory()) return readdirSync(p).some((f) => newer(join(p, f)));
+    return st.mtimeMs > builtAt;
+  };
+  return ['native', 'binding.gyp'].some((p) => existsSync(join(root, p)) && newer(join(root, p)));
+}
+
+if (loads() && process.env.TWS_REBUILD_NATIVE !== '1' && !stale()) process.exit(0);
 
 // npm tells its scripts where its bundled node-gyp is; outside npm, look next to this Node.
 const bundled = join(process.execPath, '..', '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');

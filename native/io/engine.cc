@@ -122,6 +122,7 @@ struct Stream final : Pollable {
   double epoch_start = 0;
   uint64_t epoch_bytes = 0;
   double rate_at_growth = 0;
+  bool starved = false;  // this epoch the peer had less than window/8 of credit left at some point
   // Bytes from the peer not yet written to the local socket (early data, or a slow reader).
   std::deque<Buf> pending;
   size_t pending_bytes = 0;
@@ -248,6 +249,7 @@ class Session final : public Pollable {
     s->recvd += n;
     if (s->recvd > s->recv_granted) return protocol_error("stream exceeded its flow-control window");
     last_data_ = last_recv_;
+    if (s->recv_granted - s->recvd < s->recv_window / 8) s->starved = true;
     if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->writable) {
       s->pending.push_back(copy_buf(p, n));
       s->pending_bytes += n;
@@ -665,12 +667,14 @@ class Session final : public Pollable {
     const double now = now_ms();
     const double elapsed = now - s->epoch_start;
     if (s->epoch_bytes >= s->recv_window && elapsed >= kTuneEpochMs) {
-      // Same rule as JsSession.consumed(): grow only when rate × base RTT says
-      // the window limits, and only while growth raised the rate.
+      // Same rule as JsSession.consumed(): grow only when the peer was starved
+      // of credit or rate × base RTT says the window limits, and only while
+      // growth raised the rate.
       const double rate = s->epoch_bytes / elapsed;
       double base_rtt = 0;
       if (rtts_.size() >= kMinRttSamples) base_rtt = *std::min_element(rtts_.begin(), rtts_.end());
-      if (s->recv_window < o_.max_window && rate * 2 * base_rtt >= s->recv_window && rate > 1.25 * s->rate_at_growth) {
+      const bool limited = (s->starved && s->pending_bytes < s->recv_window / 2) || rate * 2 * base_rtt >= s->recv_window;
+      if (s->recv_window < o_.max_window && limited && rate > 1.25 * s->rate_at_growth) {
         uint32_t grow = std::min(s->recv_window, o_.max_window - s->recv_window);
         s->recv_window += grow;
         s->unreturned += grow;
@@ -685,6 +689,7 @@ class Session final : public Pollable {
       }
       s->epoch_start = now;
       s->epoch_bytes = 0;
+      s->starved = false;
     }
     if (s->fin_recv || s->unreturned < s->recv_window / 4) return;
     s->recv_granted += s->unreturned;

@@ -274,6 +274,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       s.early.push(payload);
       return;
     }
+    if (s.recvGranted - s.recvd < s.recvWindow / 8) s.starved = true;
     this.deliver(s, payload);
   }
 
@@ -296,18 +297,18 @@ export class JsSession extends EventEmitter implements EngineSession {
     const now = performance.now();
     const elapsed = now - s.epochStart;
     if (s.epochBytes >= s.recvWindow && elapsed >= TUNE_EPOCH_MS) {
-      // A window-limited sender delivers at most one window per round trip, so
-      // rate × RTT close to the window means the window may be the limit. The
-      // base RTT is the minimum of recent pings sent while no DATA moved (under
-      // load a ping measures our own queue, not the path; no quiet sample, no
-      // growth). Startup noise can still make it high: grow only while growing pays off, i.e. the
-      // rate rose by a quarter since the last growth. Otherwise a window grown
-      // on a stale RTT only fills socket buffers (bufferbloat) and delays every
-      // other stream of the session. Epochs of at least TUNE_EPOCH_MS keep the
-      // rate estimate from being noise.
+      // The window is the limit when the peer (nearly) ran out of credit while
+      // our socket kept up (starved, little queued here), or when rate × base RTT nears the window (a
+      // long path: the base RTT is the minimum of pings sent while no DATA
+      // moved). Growth continues only while it pays off, i.e. the rate rose by
+      // a quarter since the last growth: a window grown beyond that only fills
+      // queues and delays every other stream of the session. Epochs of at least
+      // TUNE_EPOCH_MS keep the rate estimate from being noise.
       const rate = s.epochBytes / elapsed;
       const baseRtt = this.rtts.length >= MIN_RTT_SAMPLES ? Math.min(...this.rtts) : 0;
-      if (s.recvWindow < this.opts.maxWindow && rate * 2 * baseRtt >= s.recvWindow && rate > 1.25 * s.rateAtGrowth) {
+      const keptUp = (s.local?.writableLength ?? 0) < s.recvWindow / 2;
+      const limited = (s.starved && keptUp) || rate * 2 * baseRtt >= s.recvWindow;
+      if (s.recvWindow < this.opts.maxWindow && limited && rate > 1.25 * s.rateAtGrowth) {
         const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
         s.recvWindow += grow;
         s.unreturned += grow;
@@ -318,6 +319,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       }
       s.epochStart = now;
       s.epochBytes = 0;
+      s.starved = false;
     }
     if (s.finRecv || s.unreturned < s.recvWindow / 4) return;
     s.recvGranted += s.unreturned;

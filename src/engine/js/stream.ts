@@ -46,6 +46,8 @@ export class JsStream {
   epochBytes = 0;
   /** Delivery rate (bytes/ms) when the window last grew. */
   rateAtGrowth = 0;
+  /** This epoch the peer had less than an eighth of the window left in credit at some point. */
+  starved = false;
   finRecv = false;
   /** Data (and FIN) that arrived before the acceptor had a socket. */
   readonly early: Buffer[] = [];
