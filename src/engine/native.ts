@@ -145,6 +145,9 @@ class NativeSession extends EventEmitter implements EngineSession {
     const once = (): boolean => {
       if (answered) throw new Error('open request answered twice');
       answered = true;
+      // Answered: nothing is left to cancel, and an idle stream should not hold an AbortController.
+      const entry = this.streams.get(stream);
+      if (entry) entry.abort = undefined;
       return !abort.signal.aborted;
     };
     const req: OpenRequest = {
