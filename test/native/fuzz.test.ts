@@ -4,35 +4,47 @@ import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(__dirname, '..', '..');
-const harness = join(root, 'native', 'fuzz', 'frame_fuzz.cc');
-const corpus = join(__dirname, 'corpus');
 const hasClang = spawnSync('clang++', ['--version'], { stdio: 'ignore' }).status === 0;
 
-if (hasClang) {
-  t.test('libFuzzer finds nothing in the frame parser and TWS2 reader in a bounded run', async (t) => {
-    const dir = t.testdir({ corpus: {} });
-    const bin = join(dir, 'frame_fuzz');
-    execFileSync('clang++', ['-std=c++17', '-O1', '-g', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all',
-      harness, '-o', bin], { stdio: 'pipe' });
-    // Work on a copy: the committed corpus only changes by a deliberate merge.
-    cpSync(corpus, join(dir, 'corpus'), { recursive: true });
-    const seconds = Number(process.env.TWS_FUZZ_SECONDS ?? 20);
-    const r = spawnSync(bin, [`-max_total_time=${seconds}`, '-max_len=4096', `-artifact_prefix=${dir}/`, join(dir, 'corpus')],
-      { encoding: 'utf8', timeout: (seconds + 60) * 1000 });
-    const done = /Done (\d+) runs/.exec(r.stderr);
-    t.equal(r.status, 0, r.status === 0 ? 'no crash, leak or chunking difference' : r.stderr.split('\n').slice(-25).join('\n'));
-    t.ok(done && Number(done[1]) > 1000, `${done?.[1]} inputs tried`);
-    t.ok(readdirSync(corpus).length >= 3, 'seed corpus present');
-  });
-} else {
-  t.test('without clang, the fuzz harness runs as a sanitized random-input driver over the corpus', async (t) => {
-    const dir = t.testdir({});
-    const bin = join(dir, 'frame_fuzz_driver');
-    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-DTWS_FUZZ_DRIVER', '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
-      harness, '-o', bin], { stdio: 'pipe' });
-    const files = readdirSync(corpus).map((f) => join(corpus, f));
-    const r = spawnSync(bin, ['-runs=50000', ...files], { encoding: 'utf8', timeout: 120_000 });
-    t.equal(r.status, 0, r.stderr.slice(-2000) || 'no failure');
-    t.match(r.stdout, /no failure/);
-  });
+/**
+ * The two harnesses: the frame parser + TWS2 reader (pure, fast), and the
+ * mux (a real Engine on its I/O thread, fed through a socketpair).
+ */
+const harnesses = [
+  { name: 'frame parser and TWS2 reader', file: 'frame_fuzz.cc', sources: [] as string[], corpus: 'corpus', maxLen: 4096, minRuns: 1000 },
+  { name: 'mux (a live Engine session)', file: 'session_fuzz.cc', sources: ['native/io/engine.cc'], corpus: 'corpus-session', maxLen: 1024, minRuns: 200 },
+];
+
+for (const h of harnesses) {
+  const harness = join(root, 'native', 'fuzz', h.file);
+  const sources = h.sources.map((s) => join(root, s));
+  const corpus = join(__dirname, h.corpus);
+  if (hasClang) {
+    t.test(`libFuzzer finds nothing in the ${h.name} in a bounded run`, async (t) => {
+      const dir = t.testdir({ corpus: {} });
+      const bin = join(dir, 'fuzz');
+      execFileSync('clang++', ['-std=c++17', '-O1', '-g', '-pthread', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all',
+        harness, ...sources, '-o', bin], { stdio: 'pipe' });
+      // Work on a copy: the committed corpus only changes by a deliberate merge.
+      cpSync(corpus, join(dir, 'corpus'), { recursive: true });
+      const seconds = Number(process.env.TWS_FUZZ_SECONDS ?? 20);
+      const r = spawnSync(bin, [`-max_total_time=${seconds}`, `-max_len=${h.maxLen}`, `-artifact_prefix=${dir}/`, join(dir, 'corpus')],
+        { encoding: 'utf8', timeout: (seconds + 60) * 1000 });
+      const done = /Done (\d+) runs/.exec(r.stderr);
+      t.equal(r.status, 0, r.status === 0 ? 'no crash, hang, leak or chunking difference' : r.stderr.split('\n').slice(-25).join('\n'));
+      t.ok(done && Number(done[1]) > h.minRuns, `${done?.[1]} inputs tried`);
+      t.ok(readdirSync(corpus).length >= 3, 'seed corpus present');
+    });
+  } else {
+    t.test(`without clang, the ${h.name} harness runs as a sanitized random-input driver over the corpus`, async (t) => {
+      const dir = t.testdir({});
+      const bin = join(dir, 'fuzz_driver');
+      execFileSync('g++', ['-std=c++17', '-O1', '-g', '-pthread', '-DTWS_FUZZ_DRIVER', '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
+        harness, ...sources, '-o', bin], { stdio: 'pipe' });
+      const files = readdirSync(corpus).map((f) => join(corpus, f));
+      const r = spawnSync(bin, [`-runs=${h.minRuns * 10}`, ...files], { encoding: 'utf8', timeout: 120_000 });
+      t.equal(r.status, 0, r.stderr.slice(-2000) || 'no failure');
+      t.match(r.stdout, /no failure/);
+    });
+  }
 }
