@@ -29,7 +29,9 @@ function describe(mode: Mode, cmd: Command): void {
     if (!s.flag) continue;
     const extra = [s.default !== undefined && s.kind.type !== 'bool' ? `default: ${s.default}` : '', `config: ${s.key}`, s.env ? `env: ${s.env}` : '']
       .filter(Boolean).join(', ');
-    cmd.addOption(new Option(s.flag, `${s.help} [${extra}]`));
+    const option = new Option(s.flag, `${s.help} [${extra}]`);
+    if (s.repeatable) option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+    cmd.addOption(option);
   }
   cmd.option('--config <file>', 'YAML config file with the keys shown in [config: ...]; flags given explicitly override it');
   cmd.option('-v, --verbose', 'debug logging (same as --log-level debug)');
@@ -44,7 +46,9 @@ function explicitFlags(mode: Mode, cmd: Command): Layer {
       if (cmd.getOptionValueSource('udp') === 'cli') layer.noUdp = !opts.udp;
       continue;
     }
-    if (cmd.getOptionValueSource(s.name) === 'cli') layer[s.name] = opts[s.name];
+    // Commander stores a value under the long flag's camel-cased name (`--header` → header).
+    const attr = s.flag ? new Option(s.flag).attributeName() : s.name;
+    if (cmd.getOptionValueSource(attr) === 'cli') layer[s.name] = opts[attr];
   }
   if (opts.verbose) layer.logLevel = 'debug';
   return layer;

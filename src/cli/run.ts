@@ -1,8 +1,12 @@
 /** Starts a server or client from a resolved config and handles signals. */
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { TwsClient } from '../client/client';
+import { connectOptions } from '../client/connect-options';
 import type { ClientConfig, ServerConfig } from '../config/load';
 import { selectEngine } from '../engine/select';
 import { TwsServer } from '../server/server';
+import { TwsError } from '../util/errors';
 import { createLogger, Logger } from '../util/log';
 
 interface Stoppable {
@@ -34,6 +38,26 @@ function onSignals(target: Stoppable, drainMs: number, log: Logger): void {
   process.on('SIGINT', handler);
 }
 
+/** Reads --tls-cert/--tls-key; any problem is one config error naming the file. */
+function readTls(cfg: ServerConfig): { cert: Buffer; key: Buffer } | undefined {
+  if (!cfg.tlsCert || !cfg.tlsKey) return undefined;
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new TwsError('TWS_ERR_CONFIG', `cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const tls = { cert: read(cfg.tlsCert, 'TLS certificate'), key: read(cfg.tlsKey, 'TLS key') };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    // OpenSSL's message names the problem (e.g. key values mismatch), never the key itself.
+    throw new TwsError('TWS_ERR_CONFIG', `bad TLS certificate/key (${cfg.tlsCert}, ${cfg.tlsKey}): ${(err as Error).message}`);
+  }
+  return tls;
+}
+
 export async function runServer(cfg: ServerConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
   const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
@@ -47,14 +71,27 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     noUdp: cfg.noUdp,
     engine,
     logger: log,
+    tls: readTls(cfg),
   });
   await server.listen();
   onSignals(server, cfg.drainTimeout, log);
+  if (cfg.tlsCert) {
+    process.on('SIGHUP', () => {
+      try {
+        server.reloadTls(readTls(cfg)!);
+        log.info(`SIGHUP: reloaded TLS certificate ${cfg.tlsCert}`);
+      } catch (err) {
+        log.error(`SIGHUP: kept the old TLS certificate: ${(err as Error).message}`);
+      }
+    });
+  }
 }
 
 export async function runClient(cfg: ClientConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
   const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
+  const connect = connectOptions(cfg);
+  if (connect.insecure) log.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
   const client = new TwsClient({
     listen: cfg.listen,
     server: cfg.server,
@@ -67,6 +104,7 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
     noUdp: cfg.noUdp,
     engine,
     logger: log,
+    connect,
   });
   await client.listen();
   onSignals(client, cfg.drainTimeout, log);

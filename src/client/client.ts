@@ -9,6 +9,7 @@ import { CloseCode, ResetCode } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
+import type { ConnectOptions } from './connect-options';
 import { SessionSlot } from './session-slot';
 import { UdpRelay } from './udp-relay';
 
@@ -30,6 +31,8 @@ export interface TwsClientOptions {
   noUdp?: boolean;
   engine: Engine;
   logger: Logger;
+  /** Upgrade headers and, for wss://, trusted roots, SNI, verification. */
+  connect?: ConnectOptions;
 }
 
 interface Waiting {
@@ -61,6 +64,7 @@ export class TwsClient extends EventEmitter {
         udpTimeout: opts.udpTimeout,
         engine: opts.engine,
         logger: opts.logger,
+        connect: opts.connect,
       });
       slot.on('up', (session: EngineSession) => {
         session.on('goaway', () => this.draining.add(session));

@@ -12,6 +12,7 @@ import { sessionOptions } from '../engine/options';
 import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
+import { ConnectOptions, describeConnectError } from './connect-options';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
 
 export interface SlotOptions {
@@ -23,6 +24,7 @@ export interface SlotOptions {
   udpTimeout?: number;
   engine: Engine;
   logger: Logger;
+  connect?: ConnectOptions;
 }
 
 /** Redacts anything secret-looking from a URL before it is logged. */
@@ -86,8 +88,14 @@ export class SessionSlot extends EventEmitter {
     return status === 404 ? ' (wrong password, path or clock, or not a tws server)' : '';
   }
 
+  /** The upgrade request's own headers: user extras, Host override, and Tws-Auth (never overridable). */
+  private headers(): Record<string, string> {
+    const c = this.opts.connect ?? {};
+    return { ...c.headers, ...(c.hostHeader ? { Host: c.hostHeader } : {}), 'Tws-Auth': buildAuthHeader(this.opts.passwd, this.opts.user) };
+  }
+
   private connectRaw(engine: FdEngine): void {
-    const headers = { 'Tws-Auth': buildAuthHeader(this.opts.passwd, this.opts.user) };
+    const headers = this.headers();
     rawUpgrade(this.opts.server, headers, this.opts.timeout).then(({ socket, head }) => {
       if (this.stopped) {
         socket.destroy();
@@ -100,12 +108,14 @@ export class SessionSlot extends EventEmitter {
 
   private connectWs(engine: WsEngine): void {
     const { opts } = this;
+    const c = opts.connect ?? {};
     const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE,
       handshakeTimeout: opts.timeout,
       followRedirects: false,
-      headers: { 'Tws-Auth': buildAuthHeader(opts.passwd, opts.user) },
+      headers: this.headers(),
+      ...(opts.server.protocol === 'wss:' ? { ca: c.ca, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) } : {}),
     });
     this.ws = ws;
     let failed = false;
@@ -120,7 +130,7 @@ export class SessionSlot extends EventEmitter {
       fail(`server answered HTTP ${res.statusCode}${SessionSlot.hint(res.statusCode)}`);
     });
     ws.on('error', (err: NodeJS.ErrnoException) => {
-      if (!this.session) fail(err.code ?? err.message);
+      if (!this.session) fail(describeConnectError(err));
     });
     ws.on('close', () => {
       if (!this.session && !failed) fail('connection closed during handshake');

@@ -25,6 +25,8 @@ export interface CommonConfig {
 export interface ServerConfig extends CommonConfig {
   path: string;
   connectTimeout: number;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export interface ClientConfig extends CommonConfig {
@@ -32,6 +34,46 @@ export interface ClientConfig extends CommonConfig {
   remote: string;
   connections: number;
   retryTimeout: number;
+  ca?: string;
+  insecure: boolean;
+  sni?: string;
+  hostHeader?: string;
+  headers?: Record<string, string>;
+}
+
+// Headers the handshake itself sets: a user value would break or forge it.
+const RESERVED_HEADERS = new Set(['host', 'connection', 'upgrade', 'tws-auth', 'content-length', 'transfer-encoding']);
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Validates extra upgrade headers given as "Name: value" strings or a mapping. */
+function parseHeaders(value: unknown, where: string): Record<string, string> {
+  const pairs: [string, string][] = [];
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? [value] : undefined;
+  if (list) {
+    for (const item of list) {
+      const m = typeof item === 'string' ? /^([^:]+):(.*)$/.exec(item) : null;
+      if (!m) fail(`${where}: expected "Name: value", got ${JSON.stringify(item)}`);
+      pairs.push([m[1]!.trim(), m[2]!.trim()]);
+    }
+  } else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      if (typeof v !== 'string' && typeof v !== 'number') fail(`${where}: header ${JSON.stringify(k)} needs a string value`);
+      pairs.push([k.trim(), String(v).trim()]);
+    }
+  } else {
+    fail(`${where}: expected a list of "Name: value" strings or a mapping`);
+  }
+  const out: Record<string, string> = {};
+  for (const [name, v] of pairs) {
+    if (!TOKEN.test(name)) fail(`${where}: ${JSON.stringify(name)} is not a valid header name`);
+    const lower = name.toLowerCase();
+    if (RESERVED_HEADERS.has(lower) || lower.startsWith('sec-websocket-')) {
+      fail(`${where}: the handshake sets ${name} itself${lower === 'host' ? ' (use --host-header)' : ''}`);
+    }
+    if (/[\r\n\0]/.test(v)) fail(`${where}: the value of ${name} contains a line break`);
+    out[name] = v;
+  }
+  return out;
 }
 
 /** Raw values from one layer, keyed by setting name; strings from flags/env, any type from YAML. */
@@ -118,6 +160,13 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     case 'path':
       if (typeof value !== 'string' || !value.startsWith('/') || /[\s?#]/.test(value)) bad('a URL path starting with /');
       return value;
+    case 'name': {
+      const text = typeof value === 'string' ? value.trim() : '';
+      if (!/^[A-Za-z0-9_.:[\]-]{1,255}$/.test(text)) bad('a host name');
+      return text;
+    }
+    case 'headers':
+      return parseHeaders(value, where);
     case 'secret':
     case 'file':
       if (typeof value !== 'string' && typeof value !== 'number') return bad('a string');
@@ -161,6 +210,7 @@ export function resolveConfig(
     out.passwd = fromFile;
   }
   if (out.passwd === undefined) missing.push('-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")');
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail('give both --tls-cert and --tls-key (config keys "tls_cert", "tls_key"), or neither');
   if (missing.length > 0) fail(`missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
   delete out.passwdFile;
   return out as unknown as ServerConfig | ClientConfig;

@@ -17,6 +17,8 @@ export type ValueKind =
   | { type: 'bool' }
   | { type: 'secret' }
   | { type: 'file' }
+  | { type: 'name' }
+  | { type: 'headers' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -26,6 +28,8 @@ export interface Setting {
   key: string;
   /** Commander flag spelling, e.g. `-t, --timeout <ms>`; undefined = file only. */
   flag?: string;
+  /** The flag may be given more than once (values collect into a list). */
+  repeatable?: boolean;
   /** Environment variable read between the file and the flags. */
   env?: string;
   kind: ValueKind;
@@ -65,6 +69,20 @@ export const SETTINGS: readonly Setting[] = [
     modes: both, default: 60000, help: 'a UDP association (one local peer) with no datagram either way for this long is closed' },
   { name: 'noUdp', key: 'no_udp', flag: '--no-udp', kind: { type: 'bool' }, modes: both, default: false,
     help: 'client: do not listen for UDP on the listen address; server: refuse UDP streams' },
+  { name: 'tlsCert', key: 'tls_cert', flag: '--tls-cert <file>', kind: { type: 'file' }, modes: ['server'],
+    help: 'serve wss:// directly with this PEM certificate chain (with --tls-key); SIGHUP reloads both' },
+  { name: 'tlsKey', key: 'tls_key', flag: '--tls-key <file>', kind: { type: 'file' }, modes: ['server'],
+    help: 'PEM private key for --tls-cert' },
+  { name: 'ca', key: 'ca', flag: '--ca <file>', kind: { type: 'file' }, modes: ['client'],
+    help: 'wss://: also trust the CA certificate(s) in this PEM file (system roots, or SSL_CERT_FILE/SSL_CERT_DIR, stay trusted)' },
+  { name: 'insecure', key: 'insecure', flag: '--insecure', kind: { type: 'bool' }, modes: ['client'], default: false,
+    help: 'wss://: do not verify the server certificate (anyone on the path can then read and change the tunnel)' },
+  { name: 'sni', key: 'sni', flag: '--sni <name>', kind: { type: 'name' }, modes: ['client'],
+    help: 'wss://: TLS server name to send and verify instead of the URL host' },
+  { name: 'hostHeader', key: 'host_header', flag: '--host-header <name>', kind: { type: 'name' }, modes: ['client'],
+    help: 'Host header of the upgrade request instead of the URL host (e.g. for a proxy that routes by it)' },
+  { name: 'headers', key: 'headers', flag: '-H, --header <header>', repeatable: true, kind: { type: 'headers' }, modes: ['client'],
+    help: 'extra header of the upgrade request, "Name: value"; repeatable (YAML: a list of such strings, or a mapping)' },
   { name: 'engine', key: 'engine', flag: '--engine <name>', env: 'TWS_ENGINE', kind: { type: 'enum', values: ['auto', 'js', 'native'] },
     modes: both, default: 'auto', help: 'data plane: auto (native when it loads, else js), js or native' },
   { name: 'threads', key: 'threads', flag: '--threads <n>', kind: { type: 'int', min: 1, max: 64 }, modes: both, default: 1,
@@ -80,7 +98,7 @@ export function settingsFor(mode: Mode): Setting[] {
 
 /** The long flag of a setting, e.g. `--timeout`, for messages. */
 export function flagName(s: Setting): string {
-  const m = /(?:^|\s)(-[a-z])?,?\s*(--[a-z-]+)/.exec(s.flag ?? '');
+  const m = /(?:^|\s)(-[A-Za-z])?,?\s*(--[a-z-]+)/.exec(s.flag ?? '');
   if (!m) return '';
   return m[1] ? `${m[1]}/${m[2]}` : m[2]!;
 }

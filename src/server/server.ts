@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { AddressInfo, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -36,6 +37,8 @@ export interface TwsServerOptions {
   replayWindow?: number;
   engine: Engine;
   logger: Logger;
+  /** Serve wss:// directly (PEM certificate chain and key); sessions then run on the js engine. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export class TwsServer extends EventEmitter {
@@ -59,11 +62,12 @@ export class TwsServer extends EventEmitter {
       maxPayload: MAX_MESSAGE,
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
-    this.http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const notFound = (req: IncomingMessage, res: ServerResponse): void => {
       this.opts.logger.debug(`404 for ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))} from ${peerName(req)}: not an upgrade`);
       res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
       res.end('Not Found');
-    });
+    };
+    this.http = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(notFound);
     // A stalled or trickling upgrade request is cut off (slowloris).
     this.http.headersTimeout = 10_000;
     this.http.requestTimeout = 10_000;
@@ -81,11 +85,18 @@ export class TwsServer extends EventEmitter {
       this.http.listen(this.opts.listen.port, this.opts.listen.host, () => {
         this.http.off('error', onError);
         const addr = this.http.address() as AddressInfo;
-        this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name})`);
+        const tls = this.opts.tls ? ', TLS: sessions use the js engine' : '';
+        this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name}${tls})`);
         this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
         resolve(addr);
       });
     });
+  }
+
+  /** Swaps the TLS certificate and key for new handshakes; open sessions keep theirs. */
+  reloadTls(tls: { cert: string | Buffer; key: string | Buffer }): void {
+    if (!this.opts.tls) throw new TwsError('TWS_ERR_CONFIG', 'this server was not started with TLS');
+    (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
   }
 
   get sessionCount(): number {

@@ -1,0 +1,99 @@
+/**
+ * How the client reaches the server beyond the URL: extra upgrade headers,
+ * the Host header, and for wss:// the trusted roots, SNI and whether the
+ * certificate is verified at all. Built once at start-up so that a bad CA
+ * file is a start-up error, not a reconnect loop.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
+import { TwsError } from '../util/errors';
+
+export interface ConnectOptions {
+  /** Extra headers for the upgrade request (validated by the config loader). */
+  headers?: Record<string, string>;
+  /** Host header instead of the URL's host. */
+  hostHeader?: string;
+  /** wss://: PEM certificates to trust; undefined = Node's defaults. */
+  ca?: string[];
+  /** wss://: server name for SNI and verification instead of the URL host. */
+  sni?: string;
+  /** wss://: skip certificate verification. */
+  insecure?: boolean;
+}
+
+// Where Debian/Ubuntu, RHEL/Fedora and Alpine keep the system bundle (OpenSSL's default file).
+const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem'];
+
+function fail(message: string): never {
+  throw new TwsError('TWS_ERR_CONFIG', message);
+}
+
+/** The PEM certificates in a file (a bundle may hold many). */
+function certsIn(file: string, what: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certs.length === 0) fail(`${what} ${file} holds no PEM certificate`);
+  return certs;
+}
+
+/**
+ * The roots a wss:// connection trusts: SSL_CERT_FILE and SSL_CERT_DIR when
+ * set (as OpenSSL-based tools read them), else the system bundle, else
+ * Node's built-in Mozilla roots; then every certificate of --ca.
+ */
+export function trustedRoots(caFile: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const roots: string[] = [];
+  if (env.SSL_CERT_FILE) roots.push(...certsIn(env.SSL_CERT_FILE, 'SSL_CERT_FILE'));
+  if (env.SSL_CERT_DIR) {
+    for (const dir of env.SSL_CERT_DIR.split(':').filter(Boolean)) {
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch (err) {
+        fail(`cannot read SSL_CERT_DIR ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      for (const name of names) {
+        const file = join(dir, name);
+        if (!statSync(file).isFile()) continue;
+        const text = readFileSync(file, 'utf8');
+        roots.push(...(text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []));
+      }
+    }
+  }
+  if (roots.length === 0) {
+    const bundle = SYSTEM_BUNDLES.find((f) => existsSync(f));
+    roots.push(...(bundle ? certsIn(bundle, 'system CA bundle') : rootCertificates));
+  }
+  if (caFile) roots.push(...certsIn(caFile, '--ca file'));
+  return roots;
+}
+
+/** Builds the client's ConnectOptions from its config. */
+export function connectOptions(cfg: { server: URL; ca?: string; insecure?: boolean; sni?: string; hostHeader?: string; headers?: Record<string, string> },
+  env: NodeJS.ProcessEnv = process.env): ConnectOptions {
+  const tls = cfg.server.protocol === 'wss:';
+  return {
+    headers: cfg.headers,
+    hostHeader: cfg.hostHeader,
+    ca: tls && !cfg.insecure ? trustedRoots(cfg.ca, env) : undefined,
+    sni: tls ? cfg.sni : undefined,
+    insecure: tls && cfg.insecure === true,
+  };
+}
+
+const TLS_CODES = /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_|ERR_TLS_|ERR_SSL_)/;
+
+/** One clear line for a failed connection; TLS verification failures say what to do. */
+export function describeConnectError(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  if (TLS_CODES.test(code)) {
+    return `TLS: ${err.message} (${code}); trust its CA with --ca FILE, or use --sni if the certificate is for another name`;
+  }
+  return code || err.message;
+}

@@ -1,0 +1,119 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeCa, makeCert } from '../helpers/certs';
+import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
+import { engines, runCli } from '../helpers/procs';
+
+/** wss:// straight to `tws server --tls-cert/--tls-key` (no proxy), with a throw-away CA. */
+const dir = t.testdir({});
+const ca = makeCa(dir, 'test-ca');
+const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
+const named = makeCert(dir, ca, 'named', ['tws.test']);
+const ca2 = makeCa(dir, 'other-ca');
+const leaf2 = makeCert(dir, ca2, 'leaf2', ['localhost', '127.0.0.1']);
+
+async function tlsServer(engine: string, cert: { cert: string; key: string }) {
+  // The server reads its files on start and on SIGHUP: give it its own copies to swap.
+  const certFile = join(dir, `served-${engine}-${Math.random().toString(36).slice(2)}.crt`);
+  const keyFile = `${certFile}.key`;
+  copyFileSync(cert.cert, certFile);
+  copyFileSync(cert.key, keyFile);
+  const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--tls-cert', certFile, '--tls-key', keyFile]);
+  return { server, certFile, keyFile };
+}
+
+function client(engine: string, url: string, target: string, extra: string[]) {
+  return runCli(['client', '-l', '127.0.0.1:0', '-s', url, '-r', target, '--engine', engine, '-c', '1', '--retry-timeout', '100', ...extra]);
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] wss:// with --ca: data intact; the server's sessions say TLS`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    await c.waitLog(/up → wss:/);
+    const data = randomBytes(3_000_000);
+    t.equal(sha256(await roundTrip(c.port, data)), sha256(data), '3 MB intact through TLS');
+    t.match(server.logs(), /TLS: sessions use the js engine/);
+  });
+
+  t.test(`[${engine}] an untrusted certificate is one clear error, and the client keeps retrying`, async (t) => {
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://localhost:${server.port}/`, '127.0.0.1:9', []);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); });
+    const line = await c.waitLog(/cannot connect to wss:.*retrying in \d+ ms/);
+    t.match(line, /TLS: .*\((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\); trust its CA with --ca FILE/);
+    await sleep(700);
+    t.notMatch(c.logs(), /up → /, 'no session came up');
+    t.equal(c.proc.exitCode, null, 'still running (retrying)');
+  });
+
+  t.test(`[${engine}] --insecure connects to an untrusted server, with a warning`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://127.0.0.1:${server.port}/`, echo.addr, ['--insecure']);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    t.match(c.logs(), /WARN .*--insecure: the server certificate is NOT verified/);
+    await c.waitLog(/up → wss:/);
+    const data = randomBytes(100_000);
+    t.equal(sha256(await roundTrip(c.port, data)), sha256(data));
+  });
+
+  t.test(`[${engine}] --sni names the certificate when the URL holds an IP`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, named);
+    const bad = await client(engine, `wss://127.0.0.1:${server.port}/`, echo.addr, ['--ca', ca.cert]);
+    const good = await client(engine, `wss://127.0.0.1:${server.port}/`, echo.addr, ['--ca', ca.cert, '--sni', 'tws.test']);
+    t.teardown(async () => { await bad.stop('SIGKILL'); await good.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    t.match(await bad.waitLog(/cannot connect .*/), /ERR_TLS_CERT_ALTNAME_INVALID/, 'without --sni: wrong name');
+    await good.waitLog(/up → wss:/);
+    const data = randomBytes(50_000);
+    t.equal(sha256(await roundTrip(good.port, data)), sha256(data), 'with --sni: data intact');
+  });
+
+  t.test(`[${engine}] SIGHUP reloads the certificate without dropping sessions`, async (t) => {
+    const echo = await echoServer();
+    const { server, certFile, keyFile } = await tlsServer(engine, leaf);
+    const old = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(async () => { await old.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    await old.waitLog(/up → wss:/);
+    copyFileSync(leaf2.cert, certFile);
+    copyFileSync(leaf2.key, keyFile);
+    server.proc.kill('SIGHUP');
+    await server.waitLog(/SIGHUP: reloaded TLS certificate/);
+    const fresh = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca2.cert]);
+    t.teardown(() => fresh.stop('SIGKILL'));
+    await fresh.waitLog(/up → wss:/);
+    t.pass('a new client that trusts only the new CA connects');
+    const data = randomBytes(200_000);
+    t.equal(sha256(await roundTrip(old.port, data)), sha256(data), 'the session from before the reload still carries data');
+    t.notMatch(old.logs(), /down \(/, 'and never went down');
+    copyFileSync(join(dir, 'test-ca.crt'), keyFile);  // not a key: the next reload must fail and keep the current one
+    server.proc.kill('SIGHUP');
+    t.match(await server.waitLog(/SIGHUP: kept the old TLS certificate: .*/), /bad TLS certificate\/key/);
+  });
+}
+
+t.test('--tls-cert without --tls-key is a config error', async (t) => {
+  const r = await runCli(['server', '-l', '127.0.0.1:0', '--tls-cert', leaf.cert]).then(
+    () => 'started', (err: Error) => err.message);
+  t.match(r, /give both --tls-cert and --tls-key/);
+});
+
+t.test('SSL_CERT_FILE and SSL_CERT_DIR replace the system roots, as for OpenSSL tools', async (t) => {
+  const echo = await echoServer();
+  const { server } = await tlsServer('js', leaf);
+  const certDir = t.testdir({});
+  copyFileSync(ca.cert, join(certDir, 'test-ca.pem'));
+  const byFile = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '-c', '1'], { SSL_CERT_FILE: ca.cert });
+  const byDir = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '-c', '1'], { SSL_CERT_DIR: certDir });
+  const other = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '-c', '1'], { SSL_CERT_FILE: ca2.cert });
+  t.teardown(async () => { await Promise.all([byFile.stop('SIGKILL'), byDir.stop('SIGKILL'), other.stop('SIGKILL'), server.stop('SIGKILL')]); await echo.close(); });
+  await byFile.waitLog(/up → wss:/);
+  await byDir.waitLog(/up → wss:/);
+  t.pass('SSL_CERT_FILE and SSL_CERT_DIR holding the CA: connected');
+  t.match(await other.waitLog(/cannot connect .*/), /TLS: /, 'SSL_CERT_FILE with another CA: refused');
+});
