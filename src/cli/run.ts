@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { TwsClient } from '../client/client';
 import { connectOptions } from '../client/connect-options';
+import { showProxy } from '../client/proxy';
 import type { ClientConfig, ServerConfig } from '../config/load';
 import { selectEngine } from '../engine/select';
 import { TwsServer } from '../server/server';
@@ -91,6 +92,7 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
   const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
   const connect = connectOptions(cfg);
+  if (connect.proxy) log.info(`reaching ${cfg.server.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) log.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
   const client = new TwsClient({
     listen: cfg.listen,

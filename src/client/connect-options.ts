@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { TwsError } from '../util/errors';
+import { proxyFor } from './proxy';
 
 export interface ConnectOptions {
   /** Extra headers for the upgrade request (validated by the config loader). */
@@ -20,6 +21,8 @@ export interface ConnectOptions {
   sni?: string;
   /** wss://: skip certificate verification. */
   insecure?: boolean;
+  /** HTTP CONNECT proxy to go through (credentials in the URL). */
+  proxy?: URL;
 }
 
 // Where Debian/Ubuntu, RHEL/Fedora and Alpine keep the system bundle (OpenSSL's default file).
@@ -75,8 +78,10 @@ export function trustedRoots(caFile: string | undefined, env: NodeJS.ProcessEnv 
 }
 
 /** Builds the client's ConnectOptions from its config. */
-export function connectOptions(cfg: { server: URL; ca?: string; insecure?: boolean; sni?: string; hostHeader?: string; headers?: Record<string, string> },
-  env: NodeJS.ProcessEnv = process.env): ConnectOptions {
+export function connectOptions(
+  cfg: { server: URL; ca?: string; insecure?: boolean; sni?: string; hostHeader?: string; headers?: Record<string, string>; proxy?: URL },
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectOptions {
   const tls = cfg.server.protocol === 'wss:';
   return {
     headers: cfg.headers,
@@ -84,6 +89,7 @@ export function connectOptions(cfg: { server: URL; ca?: string; insecure?: boole
     ca: tls && !cfg.insecure ? trustedRoots(cfg.ca, env) : undefined,
     sni: tls ? cfg.sni : undefined,
     insecure: tls && cfg.insecure === true,
+    proxy: proxyFor(cfg.server, cfg.proxy, env),
   };
 }
 

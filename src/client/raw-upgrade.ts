@@ -16,7 +16,12 @@ export class UpgradeError extends Error {
 }
 
 /** Upgrades `url` (ws://) to a tws2 WebSocket; resolves with the socket and the bytes after the 101. */
-export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs: number): Promise<{ socket: Socket; head: Buffer }> {
+export function rawUpgrade(
+  url: URL,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  createConnection?: (opts: object, cb: (err: Error | null, socket?: Socket) => void) => undefined,
+): Promise<{ socket: Socket; head: Buffer }> {
   const key = randomBytes(16).toString('base64');
   return new Promise((resolve, reject) => {
     const req = request({
@@ -32,6 +37,7 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
         'Sec-WebSocket-Protocol': SUBPROTOCOL,
       },
       timeout: timeoutMs,
+      ...(createConnection ? { createConnection: createConnection as never } : {}),
     });
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
       if (res.headers['sec-websocket-accept'] !== acceptKey(key)) {

@@ -13,6 +13,7 @@ import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
 import { ConnectOptions, describeConnectError } from './connect-options';
+import { viaProxy } from './proxy';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
 
 export interface SlotOptions {
@@ -96,7 +97,8 @@ export class SessionSlot extends EventEmitter {
 
   private connectRaw(engine: FdEngine): void {
     const headers = this.headers();
-    rawUpgrade(this.opts.server, headers, this.opts.timeout).then(({ socket, head }) => {
+    const proxy = this.opts.connect?.proxy;
+    rawUpgrade(this.opts.server, headers, this.opts.timeout, proxy ? viaProxy(proxy, this.opts.timeout) : undefined).then(({ socket, head }) => {
       if (this.stopped) {
         socket.destroy();
         return;
@@ -109,13 +111,16 @@ export class SessionSlot extends EventEmitter {
   private connectWs(engine: WsEngine): void {
     const { opts } = this;
     const c = opts.connect ?? {};
+    const secure = opts.server.protocol === 'wss:';
+    const tls = { ca: c.ca, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) };
     const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE,
       handshakeTimeout: opts.timeout,
       followRedirects: false,
       headers: this.headers(),
-      ...(opts.server.protocol === 'wss:' ? { ca: c.ca, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) } : {}),
+      ...(secure ? tls : {}),
+      ...(c.proxy ? { createConnection: viaProxy(c.proxy, opts.timeout, secure ? tls : undefined) as never } : {}),
     });
     this.ws = ws;
     let failed = false;

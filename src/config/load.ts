@@ -8,6 +8,7 @@ import * as yaml from 'js-yaml';
 import { TwsError } from '../util/errors';
 import { HostPort, parseHostPort } from '../util/address';
 import type { LogLevel } from '../util/log';
+import { parseProxyUrl } from '../client/proxy';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 
 export interface CommonConfig {
@@ -39,6 +40,7 @@ export interface ClientConfig extends CommonConfig {
   sni?: string;
   hostHeader?: string;
   headers?: Record<string, string>;
+  proxy?: URL;
 }
 
 // Headers the handshake itself sets: a user value would break or forge it.
@@ -167,6 +169,10 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     }
     case 'headers':
       return parseHeaders(value, where);
+    case 'proxy':
+      // Never echo the value: it may hold the proxy password.
+      if (typeof value !== 'string') fail(`${where}: expected http://[user:pass@]host:port`);
+      return parseProxyUrl(value.trim(), where);
     case 'secret':
     case 'file':
       if (typeof value !== 'string' && typeof value !== 'number') return bad('a string');
