@@ -167,7 +167,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!engine_) return;
     std::vector<tws::Event> events = engine_->take_events();
     if (events.empty()) return;
-    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram"};
+    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt"};
     Napi::Array arr = Napi::Array::New(env, events.size());
     for (size_t i = 0; i < events.size(); i++) {
       const tws::Event& e = events[i];

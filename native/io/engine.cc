@@ -371,8 +371,13 @@ class Session final : public Pollable {
     } else if (op == ws::kPong) {
       if (n == 8 && ping_quiet_ && std::memcmp(p, &ping_token_, 8) == 0) {
         ping_quiet_ = false;
-        rtts_.push_back(now_ms() - ping_sent_at_);
+        const double rtt = now_ms() - ping_sent_at_;
+        rtts_.push_back(rtt);
         if (rtts_.size() > kRttSamples) rtts_.pop_front();
+        Event e(Event::kRtt);  // a few per second at most: only idle-link pings are sampled
+        e.session = id_;
+        e.code = static_cast<uint32_t>(rtt * 1000);
+        loop_->emit(std::move(e));
       }
     } else if (op == ws::kClose) {
       close_received_ = true;

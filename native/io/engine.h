@@ -25,12 +25,12 @@ struct SessionOptions {
 
 // A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]
 struct Event {
-  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram };
+  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;
   uint32_t session = 0;
   uint32_t stream = 0;
-  uint32_t code = 0;        // close code (session) / kind (open request)
+  uint32_t code = 0;        // close code (session) / kind (open request) / round trip in µs (rtt)
   uint64_t bytes_in = 0;    // stream: written locally; session: total
   uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
   std::string text;         // target, close reason, how a stream ended, window note, or a datagram

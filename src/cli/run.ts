@@ -8,6 +8,12 @@ import type { ClientConfig, ServerConfig } from '../config/load';
 import { selectEngine } from '../engine/select';
 import { TwsServer } from '../server/server';
 import { TwsError } from '../util/errors';
+import type { EngineSession } from '../engine/types';
+import { serveMetrics } from '../metrics/endpoint';
+import { Metrics } from '../metrics/metrics';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const VERSION: string = require('../../package.json').version;
 import { createLogger, Logger } from '../util/log';
 
 interface Stoppable {
@@ -74,6 +80,11 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     logger: log,
     tls: readTls(cfg),
   });
+  if (cfg.metrics) {
+    const metrics = new Metrics('server', engine.name, VERSION);
+    server.on('session', (s: EngineSession) => metrics.track(s));
+    await serveMetrics(cfg.metrics, metrics, log);
+  }
   await server.listen();
   onSignals(server, cfg.drainTimeout, log);
   if (cfg.tlsCert) {
@@ -108,6 +119,12 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
     logger: log,
     connect,
   });
+  if (cfg.metrics) {
+    const metrics = new Metrics('client', engine.name, VERSION);
+    client.on('session', (s: EngineSession, slot: number) => metrics.track(s, slot));
+    client.on('connect-failed', () => metrics.connectFailed());
+    await serveMetrics(cfg.metrics, metrics, log);
+  }
   await client.listen();
   onSignals(client, cfg.drainTimeout, log);
 }

@@ -66,10 +66,11 @@ export class TwsClient extends EventEmitter {
         logger: opts.logger,
         connect: opts.connect,
       });
+      slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
       slot.on('up', (session: EngineSession) => {
         session.on('goaway', () => this.draining.add(session));
         session.on('close', () => this.draining.delete(session));
-        this.emit('session', session);
+        this.emit('session', session, slot.index);
         this.flushWaiting();
       });
       this.slots.push(slot);

@@ -77,6 +77,7 @@ export class SessionSlot extends EventEmitter {
   /** Logs why a connection attempt failed and schedules the next one. */
   private failed(why: string): void {
     this.ws = undefined;
+    this.emit('connect-failed', why);
     const delay = this.backoff.next();
     // Repeated identical failures are logged once at warn, then at debug.
     const level = why === this.lastError ? 'debug' : 'warn';

@@ -21,6 +21,7 @@ export interface CommonConfig {
   engine: 'auto' | 'js' | 'native';
   threads: number;
   logLevel: LogLevel;
+  metrics?: HostPort;
 }
 
 export interface ServerConfig extends CommonConfig {

@@ -86,6 +86,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'extra header of the upgrade request, "Name: value"; repeatable (YAML: a list of such strings, or a mapping)' },
   { name: 'proxy', key: 'proxy', flag: '--proxy <url>', kind: { type: 'proxy' }, modes: ['client'],
     help: 'reach the server through this HTTP CONNECT proxy, http://[user:pass@]host:port (default: HTTPS_PROXY for wss://, HTTP_PROXY for ws://, except hosts in NO_PROXY)' },
+  { name: 'metrics', key: 'metrics', flag: '--metrics <addr>', kind: { type: 'listen' }, modes: both,
+    help: 'serve Prometheus metrics at http://ADDR/metrics (keep it on loopback or a private network)' },
   { name: 'engine', key: 'engine', flag: '--engine <name>', env: 'TWS_ENGINE', kind: { type: 'enum', values: ['auto', 'js', 'native'] },
     modes: both, default: 'auto', help: 'data plane: auto (native when it loads, else js), js or native' },
   { name: 'threads', key: 'threads', flag: '--threads <n>', kind: { type: 'int', min: 1, max: 64 }, modes: both, default: 1,

@@ -14,7 +14,7 @@ import type { NativeAddon } from './native-addon';
 import type { DatagramPort, EngineSession, FdEngine, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from './types';
 
 interface NativeEvent {
-  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram';
+  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt';
   session: number;
   stream: number;
   code: number;
@@ -55,6 +55,7 @@ class NativeSession extends EventEmitter implements EngineSession {
   private readonly streams = new Map<number, { target: string; openedAt: number; abort?: AbortController; port?: DatagramPort }>();
   private bytesIn = 0;
   private bytesOut = 0;
+  private rttMs: number | undefined;
   private readonly log: Logger;
 
   constructor(readonly id: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
@@ -68,7 +69,7 @@ class NativeSession extends EventEmitter implements EngineSession {
   }
 
   stats(): SessionStats {
-    return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut };
+    return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut, rttMs: this.rttMs };
   }
 
   openStream(local: Socket, target: string): number {
@@ -121,6 +122,9 @@ class NativeSession extends EventEmitter implements EngineSession {
         return;
       case 'window':
         this.log.debug(`stream#${e.stream} ${e.text}`);
+        return;
+      case 'rtt':
+        this.rttMs = e.code / 1000;
         return;
       case 'datagram':
         this.streams.get(e.stream)?.port?.send(e.payload!);

@@ -81,6 +81,8 @@ export interface SessionStats {
   streams: number;
   bytesIn: number;
   bytesOut: number;
+  /** Latest ping round trip measured while the link was idle (ms); undefined before the first. */
+  rttMs?: number;
 }
 
 export interface EngineSession extends EventEmitter {

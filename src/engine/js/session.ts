@@ -86,7 +86,7 @@ export class JsSession extends EventEmitter implements EngineSession {
   }
 
   stats(): SessionStats {
-    return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut };
+    return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut, rttMs: this.rtts[this.rtts.length - 1] };
   }
 
   // ---- commands from the control plane ----

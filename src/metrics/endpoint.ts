@@ -1,0 +1,32 @@
+/** `--metrics ADDR`: Prometheus text at GET /metrics, 404 for anything else. */
+import { createServer, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { formatHostPort, HostPort } from '../util/address';
+import { TwsError } from '../util/errors';
+import type { Logger } from '../util/log';
+import type { Metrics } from './metrics';
+
+export function serveMetrics(addr: HostPort, metrics: Metrics, log: Logger): Promise<Server> {
+  const http = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+      const body = metrics.render();
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9 });
+    res.end('Not Found');
+  });
+  http.headersTimeout = 10_000;
+  http.requestTimeout = 10_000;
+  return new Promise((resolve, reject) => {
+    http.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new TwsError('TWS_ERR_LISTEN', `cannot listen for metrics on ${formatHostPort(addr.host, addr.port)}: ${err.code ?? err.message}`)));
+    http.listen(addr.port, addr.host, () => {
+      const a = http.address() as AddressInfo;
+      log.info(`metrics on http://${formatHostPort(a.address, a.port)}/metrics`);
+      http.unref();  // never what keeps the process alive
+      resolve(http);
+    });
+  });
+}

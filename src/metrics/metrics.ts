@@ -1,0 +1,97 @@
+/**
+ * Counters and gauges of one `tws server` / `tws client`, rendered as
+ * Prometheus text. Sessions are tracked through their EngineSession events,
+ * so both engines report the same things. Byte counters count finished
+ * streams (engines report a stream's bytes when it ends).
+ */
+import type { EngineSession, StreamClosedInfo } from '../engine/types';
+
+/** Sorts how a stream ended (the engines' `how` text) into a few label values. */
+export function closeKind(how: string): { how: string; resetCode?: string } {
+  const peer = /^peer reset: ([a-z ]+[a-z]|code \d+)/.exec(how);
+  if (peer) return { how: 'peer_reset', resetCode: peer[1]!.replace(/ /g, '_') };
+  if (how === 'fin') return { how: 'fin' };
+  if (how.startsWith('refused: ')) return { how: 'refused' };
+  if (how.startsWith('local error')) return { how: 'local_error' };
+  if (how === 'idle') return { how: 'idle' };
+  if (how === 'local socket closed') return { how: 'local_closed' };
+  return { how: 'session_ended' };
+}
+
+function line(name: string, labels: Record<string, string>, value: number): string {
+  const l = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n')}"`).join(',');
+  return `${name}${l ? `{${l}}` : ''} ${Number.isFinite(value) ? value : 0}`;
+}
+
+export class Metrics {
+  private readonly live = new Set<EngineSession>();
+  private sessionsOpened = 0;
+  private sessionsClosed = new Map<string, number>();
+  private reconnects = 0;
+  private connectFailures = 0;
+  private readonly closed = new Map<string, number>();
+  private readonly resets = new Map<string, number>();
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private readonly slotsSeen = new Set<number>();
+
+  constructor(private readonly role: 'server' | 'client', private readonly engine: string, private readonly version: string) {}
+
+  /** Follows a new session until it closes; `slot` (client) tells reconnects apart. */
+  track(session: EngineSession, slot?: number): void {
+    this.sessionsOpened++;
+    if (slot !== undefined) {
+      if (this.slotsSeen.has(slot)) this.reconnects++;
+      this.slotsSeen.add(slot);
+    }
+    this.live.add(session);
+    session.on('stream-closed', (info: StreamClosedInfo) => {
+      const k = closeKind(info.how);
+      this.closed.set(k.how, (this.closed.get(k.how) ?? 0) + 1);
+      if (k.resetCode) this.resets.set(k.resetCode, (this.resets.get(k.resetCode) ?? 0) + 1);
+      this.bytesIn += info.bytesIn;
+      this.bytesOut += info.bytesOut;
+    });
+    session.on('close', (code: number) => {
+      this.live.delete(session);
+      this.sessionsClosed.set(String(code), (this.sessionsClosed.get(String(code)) ?? 0) + 1);
+    });
+  }
+
+  connectFailed(): void {
+    this.connectFailures++;
+  }
+
+  render(): string {
+    const out: string[] = [];
+    const metric = (name: string, type: 'counter' | 'gauge', help: string, rows: [Record<string, string>, number][]): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...rows.map(([l, v]) => line(name, l, v)));
+    };
+    let open = 0;
+    const rtts: number[] = [];
+    for (const s of this.live) {
+      const st = s.stats();
+      open += st.streams;
+      if (st.rttMs !== undefined) rtts.push(st.rttMs / 1000);
+    }
+    metric('tws_info', 'gauge', 'Role, engine and version of this process.', [[{ role: this.role, engine: this.engine, version: this.version }, 1]]);
+    metric('tws_sessions', 'gauge', 'WebSocket sessions up now.', [[{}, this.live.size]]);
+    metric('tws_sessions_opened_total', 'counter', 'Sessions established.', [[{}, this.sessionsOpened]]);
+    metric('tws_sessions_closed_total', 'counter', 'Sessions ended, by WebSocket close code.',
+      [...this.sessionsClosed].map(([code, n]) => [{ code }, n]));
+    if (this.role === 'client') {
+      metric('tws_reconnects_total', 'counter', 'Sessions re-established by a slot that had one before.', [[{}, this.reconnects]]);
+      metric('tws_connect_failures_total', 'counter', 'Failed attempts to bring a session up.', [[{}, this.connectFailures]]);
+    }
+    metric('tws_streams', 'gauge', 'Streams open now.', [[{}, open]]);
+    metric('tws_streams_closed_total', 'counter', 'Streams ended, by how (fin, peer_reset, refused, local_error, idle, local_closed, session_ended).',
+      [...this.closed].map(([how, n]) => [{ how }, n]));
+    metric('tws_stream_resets_received_total', 'counter', 'RESETs received from the peer, by code.',
+      [...this.resets].map(([code, n]) => [{ code }, n]));
+    metric('tws_stream_bytes_total', 'counter', 'Payload bytes of finished streams: in = written to local sockets, out = sent to the peer.',
+      [[{ direction: 'in' }, this.bytesIn], [{ direction: 'out' }, this.bytesOut]]);
+    metric('tws_ping_rtt_seconds', 'gauge', 'Latest idle-link ping round trip of the sessions up now.',
+      rtts.length ? [[{ stat: 'mean' }, rtts.reduce((a, b) => a + b, 0) / rtts.length], [{ stat: 'max' }, Math.max(...rtts)]] : []);
+    return `${out.join('\n')}\n`;
+  }
+}

@@ -1,0 +1,71 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { get } from 'node:http';
+import { echoServer, howItEnds, connect, roundTrip, sleep } from '../helpers/net';
+import { engines, Proc, startTunnel } from '../helpers/procs';
+
+function scrape(port: number): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+    }).on('error', reject);
+  });
+}
+
+async function metricsPort(p: Proc): Promise<number> {
+  return Number(/metrics on http:\/\/[^\s]*:(\d+)\/metrics/.exec(await p.waitLog(/metrics on http:\/\/\S+/))![1]);
+}
+
+/** The value of one sample, e.g. value(body, 'tws_streams_closed_total{how="fin"}'). */
+function value(body: string, sample: string): number | undefined {
+  const row = body.split('\n').find((l) => l.startsWith(`${sample} `));
+  return row === undefined ? undefined : Number(row.slice(sample.length + 1));
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] --metrics: Prometheus text on both sides that follows what happened`, async (t) => {
+    const echo = await echoServer();
+    const tun = await startTunnel({ engine, target: echo.addr, serverArgs: ['--metrics', '127.0.0.1:0'], clientArgs: ['--metrics', '127.0.0.1:0', '--retry-timeout', '100'] });
+    t.teardown(async () => { await tun.stop(); await echo.close(); });
+    const [sp, cp] = await Promise.all([metricsPort(tun.server), metricsPort(tun.client)]);
+    const sizes = [1000, 250_000, 3_000_000];
+    for (const n of sizes) await roundTrip(tun.port, randomBytes(n));
+    // A second client (its own tunnel's server unused) whose target nobody listens on: the server RESETs with "connect failed".
+    const refusedTun = await startTunnel({ engine, target: '127.0.0.1:1', clientArgs: ['-s', `ws://127.0.0.1:${tun.server.port}/`, '--metrics', '127.0.0.1:0'] });
+    t.teardown(async () => { await refusedTun?.stop(); });
+    const refused = connect(refusedTun!.port, '127.0.0.1');
+    await howItEnds(refused);
+    await sleep(800);  // let the quiet-link pings measure a round trip
+    const s = await scrape(sp);
+    const c = await scrape(cp);
+    t.equal(c.status, 200);
+    t.match(c.type, /^text\/plain; version=0\.0\.4/);
+    t.match(c.body, new RegExp(`^tws_info\\{role="client",engine="${engine}",version="[^"]+"\\} 1$`, 'm'));
+    t.match(s.body, /^tws_info\{role="server",/m);
+    t.equal(value(c.body, 'tws_sessions'), 2, 'client: its 2 sessions up');
+    t.equal(value(s.body, 'tws_sessions'), 4, 'server: 2 sessions from each client');
+    t.equal(value(c.body, 'tws_streams_closed_total{how="fin"}'), 3, 'client: 3 streams ended cleanly');
+    const total = sizes.reduce((a, b) => a + b, 0);
+    t.equal(value(c.body, 'tws_stream_bytes_total{direction="out"}'), total, 'client: bytes sent');
+    t.equal(value(c.body, 'tws_stream_bytes_total{direction="in"}'), total, 'client: bytes received');
+    t.equal(value(s.body, 'tws_stream_bytes_total{direction="in"}'), total, 'server: bytes written to targets');
+    t.equal(value(s.body, 'tws_streams_closed_total{how="refused"}'), 1, 'server: one refused stream');
+    t.equal(value(c.body, 'tws_streams'), 0, 'client: no stream open now');
+    const rtt = value(c.body, 'tws_ping_rtt_seconds{stat="mean"}');
+    t.ok(rtt !== undefined && rtt > 0 && rtt < 1, `client: ping rtt ${rtt} s`);
+    t.equal(value(c.body, 'tws_reconnects_total'), 0);
+    const r = await scrape(await metricsPort(refusedTun!.client));
+    t.equal(value(r.body, 'tws_stream_resets_received_total{code="connect_failed"}'), 1, 'the other client: one RESET "connect failed"');
+    t.equal(value(r.body, 'tws_streams_closed_total{how="peer_reset"}'), 1);
+    // Take the server away: the client's sessions go, and failed attempts are counted.
+    await tun.server.stop('SIGKILL');
+    await tun.client.waitLog(/cannot connect to/);
+    await sleep(300);
+    const after = await scrape(cp);
+    t.equal(value(after.body, 'tws_sessions'), 0, 'client: no session after the server died');
+    t.ok((value(after.body, 'tws_connect_failures_total') ?? 0) >= 1, 'client: failed reconnects counted');
+    t.equal(value(after.body, 'tws_sessions_closed_total{code="1006"}'), 2, 'client: both sessions closed abnormally');
+  });
+}
