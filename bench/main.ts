@@ -4,12 +4,15 @@
  * helper), prints a table, writes JSON and an SVG chart, and cleans up.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { renderSvg } from './chart';
 import { connectRate, idleStreams, iperf, pingPong } from './measure';
-import { cpuSeconds, freePort, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
+import { makeCa, makeCert } from './certs';
+import { exampleLocation, hasNginx, startNginx } from './nginx';
+import { cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
 import { EngineName, machine, Report, Run, table } from './report';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -69,8 +72,8 @@ function available(engines: string[]): { ok: EngineName[]; skipped: Report['skip
 
 /** Measures a scenario through a fresh tunnel, adding peak RSS and CPU per GB of the tws processes. */
 async function throughTunnel(engine: EngineName, target: string, clientArgs: string[],
-  body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>): Promise<Run> {
-  const t = await startTunnel(engine, target, clientArgs);
+  body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>, front?: Front): Promise<Run> {
+  const t = await startTunnel(engine, target, clientArgs, front);
   try {
     const pids = [t.server.pid!, t.client.pid!];
     const cpu0 = pids.reduce((n, p) => n + cpuSeconds(p), 0);
@@ -99,7 +102,8 @@ async function main(): Promise<void> {
   const iperfTarget = `127.0.0.1:${iperfPort}`;
   const echoTarget = `127.0.0.1:${echo.port}`;
   const all: EngineName[] = ['direct', ...engines];
-  steps = all.length * 6 + engines.length;
+  steps = all.length * 6 + engines.length * (hasNginx ? 3 : 1);
+  if (!hasNginx) process.stderr.write('bench: nginx not found: the tls scenario (wss:// through nginx) is skipped; apt-get install nginx\n');
   const runs: Run[] = [];
   const started = Date.now();
   try {
@@ -147,6 +151,29 @@ async function main(): Promise<void> {
           const n = await idleStreams(port, opts.idleStreams, () => new Promise((r) => setTimeout(r, 1000)));
           return { run: { scenario: 'idle_streams', streams: n } };
         });
+      }
+    }
+    if (hasNginx) {
+      // wss:// as deployed: nginx terminates TLS (example/nginx.conf) in front of the server.
+      const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
+      try {
+        const ca = makeCa(dir, 'bench-ca');
+        const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
+        const front: Front = async (serverPort) => {
+          const nginx = await startNginx(dir, { cert: leaf.cert, key: leaf.key, location: exampleLocation(`127.0.0.1:${serverPort}`) });
+          return { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], stop: nginx.stop };
+        };
+        for (const engine of engines) {
+          for (const direction of ['forward', 'reverse'] as const) {
+            progress(`tls (nginx) ${direction} · ${engine}`);
+            runs.push(await throughTunnel(engine, iperfTarget, ['-c', '1'], async (t) => {
+              const r = await iperf(t.port, D, { reverse: direction === 'reverse' });
+              return { run: { scenario: 'tls', direction, gbps: r.gbps }, bytes: r.bytes };
+            }, front));
+          }
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
     }
   } finally {

@@ -66,21 +66,29 @@ export interface Tunnel {
 }
 
 /** Starts `tws server` + `tws client` on loopback with `engine`, client forwarding to `target`. */
-export async function startTunnel(engine: string, target: string, clientArgs: string[] = []): Promise<Tunnel> {
+/** Something between client and server (the tls scenario's nginx): the URL clients use, and extra client flags. */
+export type Front = (serverPort: number) => Promise<{ url: string; clientArgs: string[]; stop(): Promise<void> }>;
+
+export async function startTunnel(engine: string, target: string, clientArgs: string[] = [], front?: Front): Promise<Tunnel> {
   const env = { TWS_PASSWD: BENCH_PASSWD };
   // Default log level, as users run it: the per-stream log lines are part of the cost.
   const s = await start(process.execPath, [CLI, 'server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp'],
     /listening on \S+:(\d+)/, env);
   const serverPort = Number(s.match[1]);
-  const c = await start(process.execPath, [CLI, 'client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${serverPort}/`, '-r', target,
-    '--engine', engine, '--no-udp', ...clientArgs], /listening on 127\.0\.0\.1:(\d+)/, env);
+  const f = front ? await front(serverPort) : undefined;
+  const url = f ? f.url : `ws://127.0.0.1:${serverPort}/`;
+  const c = await start(process.execPath, [CLI, 'client', '-l', '127.0.0.1:0', '-s', url, '-r', target,
+    '--engine', engine, '--no-udp', ...clientArgs, ...(f?.clientArgs ?? [])], /listening on 127\.0\.0\.1:(\d+)/, env);
   const n = Number(/-c\s+(\d+)/.exec(clientArgs.join(' '))?.[1] ?? 2);
   await waitFor(() => (c.logs().match(/up → /g) ?? []).length >= n, 10_000);
   return {
     server: s.proc,
     client: c.proc,
     port: Number(c.match[1]),
-    stop: async () => { await Promise.all([stop(c.proc), stop(s.proc)]); },
+    stop: async () => {
+      await Promise.all([stop(c.proc), stop(s.proc)]);
+      await f?.stop();
+    },
   };
 }
 

@@ -2,9 +2,9 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { makeCa, makeCert } from '../helpers/certs';
+import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
-import { exampleLocation, hasNginx, startNginx } from '../helpers/nginx';
+import { exampleLocation, hasNginx, startNginx } from '../../bench/nginx';
 import { engines, runCli } from '../helpers/procs';
 
 if (!hasNginx) {

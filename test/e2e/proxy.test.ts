@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { makeCa, makeCert } from '../helpers/certs';
+import { makeCa, makeCert } from '../../bench/certs';
 import { connectProxy } from '../helpers/connect-proxy';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';

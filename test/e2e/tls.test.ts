@@ -2,7 +2,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeCa, makeCert } from '../helpers/certs';
+import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 

@@ -1,4 +1,4 @@
-/** Throw-away CAs and certificates made with the openssl CLI, for TLS tests. */
+/** Throw-away CAs and certificates made with the openssl CLI, for TLS benchmarks and tests. */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,10 +1,11 @@
 /**
- * A real nginx for tests: TLS in front of tws servers, using the location
- * block of example/nginx.conf, on a free loopback port, in its own prefix.
+ * A real nginx for the benchmark and the tests: TLS in front of tws servers,
+ * using the location block of example/nginx.conf, on a free loopback port,
+ * in its own prefix.
  */
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 
 export const hasNginx = spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0;
@@ -24,7 +25,9 @@ async function freePort(): Promise<number> {
 
 /** example/nginx.conf's location block, proxying to `upstream` (host:port or an upstream name). */
 export function exampleLocation(upstream: string): string {
-  const text = readFileSync(join(__dirname, '..', '..', 'example', 'nginx.conf'), 'utf8');
+  // From bench/ (sources, run by tap) or dist/bench/ (compiled).
+  const file = [join(__dirname, '..', 'example', 'nginx.conf'), join(__dirname, '..', '..', 'example', 'nginx.conf')].find((f) => existsSync(f))!;
+  const text = readFileSync(file, 'utf8');
   return text.replace('http://127.0.0.1:5202/', `http://${upstream}/`);
 }
 
@@ -64,7 +67,7 @@ http {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = require('node:net').connect(port, '127.0.0.1');
+      const s = connect(port, '127.0.0.1');
       s.once('connect', () => { s.destroy(); resolve(true); });
       s.once('error', () => resolve(false));
     });
