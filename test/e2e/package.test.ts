@@ -1,7 +1,7 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, realpathSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, realpathSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { runCli } from '../helpers/procs';
@@ -37,6 +37,12 @@ t.test('npm pack ships what users need, and installs without scripts or a compil
   const version = execFileSync(bin, ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: '/usr/bin:/bin' } });
   t.match(version, /^tws-native \d+\.\d+\.\d+ \(engine: (native|js; native unavailable: the addon loads)/,
     'the prebuilt addon loads without any build step');
+
+  // The programmatic API works from the installed package, with its types.
+  const pkgDir = join(dir, 'prefix', 'lib', 'node_modules', 'tws-native');
+  const api = execFileSync(process.execPath, [join(pkgDir, 'example', 'api.js')], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  t.match(api, /^echoed: hello through the tunnel$/m, 'example/api.js runs against the installed package');
+  t.match(readFileSync(join(pkgDir, 'dist', 'index.d.ts'), 'utf8'), /createServer[\s\S]*createClient/, 'type declarations export createServer and createClient');
 
   // And the installed tws actually tunnels.
   const main = realpathSync(bin);
