@@ -6,6 +6,7 @@ import { connectOptions } from '../client/connect-options';
 import { showProxy } from '../client/proxy';
 import type { ClientConfig, ServerConfig } from '../config/load';
 import { selectEngine } from '../engine/select';
+import { AllowList } from '../server/allow-list';
 import { TwsServer } from '../server/server';
 import { TwsError } from '../util/errors';
 import type { EngineSession } from '../engine/types';
@@ -79,6 +80,7 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     engine,
     logger: log,
     tls: readTls(cfg),
+    allow: new AllowList(cfg.allow ?? []),
   });
   if (cfg.metrics) {
     const metrics = new Metrics('server', engine.name, VERSION);

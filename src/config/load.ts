@@ -9,6 +9,7 @@ import { TwsError } from '../util/errors';
 import { HostPort, parseHostPort } from '../util/address';
 import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../client/proxy';
+import { AllowRule, parseAllowRule } from '../server/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 
 export interface CommonConfig {
@@ -27,6 +28,7 @@ export interface CommonConfig {
 export interface ServerConfig extends CommonConfig {
   path: string;
   connectTimeout: number;
+  allow?: AllowRule[];
   tlsCert?: string;
   tlsKey?: string;
 }
@@ -170,6 +172,14 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     }
     case 'headers':
       return parseHeaders(value, where);
+    case 'allow': {
+      const list = Array.isArray(value) ? value : [value];
+      return list.map((item) => {
+        const rule = typeof item === 'string' ? parseAllowRule(item) : 'expected a string like 10.0.0.0/8:22';
+        if (typeof rule === 'string') fail(`${where}: ${rule} in ${JSON.stringify(item)}`);
+        return rule;
+      });
+    }
     case 'proxy':
       // Never echo the value: it may hold the proxy password.
       if (typeof value !== 'string') fail(`${where}: expected http://[user:pass@]host:port`);

@@ -20,6 +20,7 @@ export type ValueKind =
   | { type: 'name' }
   | { type: 'headers' }
   | { type: 'proxy' }
+  | { type: 'allow' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -70,6 +71,8 @@ export const SETTINGS: readonly Setting[] = [
     modes: both, default: 60000, help: 'a UDP association (one local peer) with no datagram either way for this long is closed' },
   { name: 'noUdp', key: 'no_udp', flag: '--no-udp', kind: { type: 'bool' }, modes: both, default: false,
     help: 'client: do not listen for UDP on the listen address; server: refuse UDP streams' },
+  { name: 'allow', key: 'allow', flag: '--allow <rule>', repeatable: true, kind: { type: 'allow' }, modes: ['server'],
+    help: 'let streams reach only targets a rule matches: HOST:PORTS, HOST = IP, CIDR, [v6], name or *, PORTS = N, N-M or *; repeatable (YAML: a list). Without any rule every target is allowed' },
   { name: 'tlsCert', key: 'tls_cert', flag: '--tls-cert <file>', kind: { type: 'file' }, modes: ['server'],
     help: 'serve wss:// directly with this PEM certificate chain (with --tls-key); SIGHUP reloads both' },
   { name: 'tlsKey', key: 'tls_key', flag: '--tls-key <file>', kind: { type: 'file' }, modes: ['server'],

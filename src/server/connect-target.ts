@@ -8,6 +8,8 @@ import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
 import { HostPort, parseHostPort } from '../util/address';
+import type { Logger } from '../util/log';
+import { AllowList } from './allow-list';
 
 const REFUSALS: Record<string, number> = {
   ECONNREFUSED: ResetCode.CONNECT_FAILED,
@@ -31,10 +33,32 @@ function targetOf(req: OpenRequest): HostPort | undefined {
   return hp;
 }
 
-/** Connects `req.target` within `timeoutMs`, then accepts or rejects the request. */
-export function connectTarget(req: OpenRequest, timeoutMs: number): void {
+/**
+ * Where a stream may go: with an allow-list, the resolved address a rule
+ * allows (connect exactly there); without one, the target as given. A denial
+ * is answered RESET 1 and logged.
+ */
+async function admit(req: OpenRequest, hp: HostPort, allow: AllowList | undefined, log: Logger): Promise<string | undefined> {
+  if (!allow || allow.empty) return hp.host;
+  const d = await allow.decide(hp);
+  if (req.signal.aborted) return undefined;
+  if (d.ok) return d.address;
+  log.warn(`stream#${req.stream} denied → ${req.target}: ${d.why}`);
+  req.reject(ResetCode.DENIED, 'target not allowed');
+  return undefined;
+}
+
+/** Connects `req.target` within `timeoutMs` (if the allow-list lets it), then accepts or rejects the request. */
+export function connectTarget(req: OpenRequest, timeoutMs: number, allow?: AllowList, log?: Logger): void {
   const hp = targetOf(req);
   if (!hp) return;
+  if (!allow || allow.empty) return dial(req, hp, timeoutMs);
+  admit(req, hp, allow, log!).then((address) => {
+    if (address !== undefined) dial(req, { host: address, port: hp.port }, timeoutMs);
+  }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
+}
+
+function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
   const socket: Socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true });
   let settled = false;
   const settle = (): boolean => {
@@ -64,10 +88,17 @@ export function connectTarget(req: OpenRequest, timeoutMs: number): void {
   });
 }
 
-/** Opens a connected UDP socket to `req.target` and hands it to the engine as a datagram port. */
-export function connectUdpTarget(req: OpenRequest): void {
+/** Opens a connected UDP socket to `req.target` (if the allow-list lets it) and hands it to the engine as a datagram port. */
+export function connectUdpTarget(req: OpenRequest, allow?: AllowList, log?: Logger): void {
   const hp = targetOf(req);
   if (!hp) return;
+  if (!allow || allow.empty) return openUdp(req, hp);
+  admit(req, hp, allow, log!).then((address) => {
+    if (address !== undefined) openUdp(req, { host: address, port: hp.port });
+  }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
+}
+
+function openUdp(req: OpenRequest, hp: HostPort): void {
   const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : lookup(hp.host);
   resolve.then(({ address, family }) => {
     if (req.signal.aborted) return;
@@ -96,3 +127,4 @@ export function connectUdpTarget(req: OpenRequest): void {
     if (!req.signal.aborted) req.reject(ResetCode.CONNECT_FAILED, `resolve failed: ${err.code ?? err.message}`);
   });
 }
+

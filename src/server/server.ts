@@ -17,6 +17,7 @@ import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, StreamKind, SUBPROTOCOL
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
+import type { AllowList } from './allow-list';
 import { connectTarget, connectUdpTarget } from './connect-target';
 import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
 
@@ -37,6 +38,8 @@ export interface TwsServerOptions {
   replayWindow?: number;
   engine: Engine;
   logger: Logger;
+  /** Targets streams may reach; none = all. */
+  allow?: AllowList;
   /** Serve wss:// directly (PEM certificate chain and key); sessions then run on the js engine. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -87,7 +90,9 @@ export class TwsServer extends EventEmitter {
         const addr = this.http.address() as AddressInfo;
         const tls = this.opts.tls ? ', TLS: sessions use the js engine' : '';
         this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name}${tls})`);
-        this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
+        const rules = this.opts.allow?.rules ?? [];
+        if (rules.length === 0) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
+        else this.opts.logger.info(`allow-list: ${rules.map((r) => r.text).join(', ')}; everything else is denied`);
         resolve(addr);
       });
     });
@@ -136,8 +141,8 @@ export class TwsServer extends EventEmitter {
     log.info(`up from ${who}`);
     session.on('open-request', (req) => {
       log.info(`stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${req.target || '(pinned)'}`);
-      if (req.kind === StreamKind.UDP) connectUdpTarget(req);
-      else connectTarget(req, this.opts.connectTimeout ?? 10_000);
+      if (req.kind === StreamKind.UDP) connectUdpTarget(req, this.opts.allow, log);
+      else connectTarget(req, this.opts.connectTimeout ?? 10_000, this.opts.allow, log);
     });
     session.on('close', (code: number, reason: string) => {
       this.sessions.delete(session);

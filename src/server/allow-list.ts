@@ -1,0 +1,123 @@
+/**
+ * `--allow RULE`: which targets a session may reach. A rule is HOST:PORTS —
+ * HOST `*`, an IP, a CIDR (`10.0.0.0/8`, `[fd00::/8]`) or a name
+ * (`db.internal`); PORTS `*`, `N` or `N-M`. With no rule everything is
+ * allowed (the server warns at start); with any rule, only what a rule
+ * matches. IP and CIDR rules are checked against the address the target
+ * resolves to, and that address is what gets connected, so a name cannot
+ * point past a CIDR rule (nor re-resolve to somewhere else after the check).
+ */
+import { BlockList, isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import type { HostPort } from '../util/address';
+
+type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList } | { kind: 'name'; name: string };
+
+export interface AllowRule {
+  text: string;
+  host: HostMatch;
+  ports: [number, number];
+}
+
+const NAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?$/;
+
+function parsePorts(text: string): [number, number] | string {
+  if (text === '*') return [1, 65535];
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text);
+  if (!m) return `"${text}" is not a port, a range N-M or *`;
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi > 65535 || lo > hi) return `port range ${text} is out of order or out of 1-65535`;
+  return [lo, hi];
+}
+
+function parseHost(text: string): HostMatch | string {
+  if (text === '*') return { kind: 'any' };
+  const [addr, prefixText] = text.split('/', 2) as [string, string | undefined];
+  const family = isIP(addr);
+  if (family) {
+    const max = family === 4 ? 32 : 128;
+    const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+    if (!(prefix >= 0 && prefix <= max)) return `"/${prefixText}" is not a prefix length for IPv${family}`;
+    const list = new BlockList();
+    list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
+    return { kind: 'net', list };
+  }
+  if (prefixText !== undefined) return `"${addr}" is not an IP address`;
+  if (!NAME.test(text)) return `"${text}" is not an IP, CIDR, host name or *`;
+  return { kind: 'name', name: text.toLowerCase().replace(/\.$/, '') };
+}
+
+/** Parses one rule; returns an error message for a bad one. */
+export function parseAllowRule(text: string): AllowRule | string {
+  const t = text.trim();
+  let hostText: string;
+  let portText: string;
+  if (t.startsWith('[')) {
+    const end = t.indexOf(']');
+    if (end < 0 || t[end + 1] !== ':') return 'expected [ipv6]:ports or [ipv6/len]:ports';
+    hostText = t.slice(1, end);
+    portText = t.slice(end + 2);
+    if (!isIP(hostText.split('/')[0]!)) return `"${hostText}" is not an IPv6 address`;
+  } else {
+    const colon = t.lastIndexOf(':');
+    if (colon <= 0) return 'expected host:ports, e.g. 10.0.0.0/8:22, db.internal:5432, *:443';
+    hostText = t.slice(0, colon);
+    portText = t.slice(colon + 1);
+    if (hostText.includes(':')) return 'IPv6 addresses need brackets: [addr]:ports';
+  }
+  const host = parseHost(hostText);
+  if (typeof host === 'string') return host;
+  const ports = parsePorts(portText);
+  if (typeof ports === 'string') return ports;
+  return { text: t, host, ports };
+}
+
+/** `::ffff:10.1.2.3` is 10.1.2.3 for the rules. */
+function plainAddress(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return { address: mapped[1]!, family: 'ipv4' };
+  return { address, family: isIP(address) === 6 ? 'ipv6' : 'ipv4' };
+}
+
+export type Decision = { ok: true; address: string; rule?: string } | { ok: false; why: string };
+
+export class AllowList {
+  constructor(readonly rules: readonly AllowRule[]) {}
+
+  get empty(): boolean {
+    return this.rules.length === 0;
+  }
+
+  /** The first rule that lets `name` (as the client asked) at `address`:`port` through. */
+  match(name: string, address: string, port: number): AllowRule | undefined {
+    const a = plainAddress(address);
+    const n = name.toLowerCase().replace(/\.$/, '');
+    return this.rules.find((r) => port >= r.ports[0] && port <= r.ports[1] && (
+      r.host.kind === 'any' || (r.host.kind === 'name' && r.host.name === n) || (r.host.kind === 'net' && r.host.list.check(a.address, a.family))));
+  }
+
+  /**
+   * Resolves the target (names in TypeScript, all addresses) and picks the
+   * first address a rule allows; the caller connects to exactly that address.
+   */
+  async decide(target: HostPort, resolve: (host: string) => Promise<string[]> = resolveAll): Promise<Decision> {
+    let addresses: string[];
+    try {
+      addresses = isIP(target.host) ? [target.host] : await resolve(target.host);
+    } catch (err) {
+      return { ok: false, why: `resolve failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+    }
+    if (this.empty) return { ok: true, address: addresses[0]! };
+    for (const address of addresses) {
+      const rule = this.match(target.host, address, target.port);
+      if (rule) return { ok: true, address, rule: rule.text };
+    }
+    return { ok: false, why: `not allowed (resolved to ${addresses.join(', ')}; no --allow rule matches)` };
+  }
+}
+
+async function resolveAll(host: string): Promise<string[]> {
+  const all = await lookup(host, { all: true, verbatim: true });
+  return all.map((a) => a.address);
+}
