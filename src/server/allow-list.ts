@@ -9,7 +9,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
-import type { HostPort } from '../util/address';
+import { HostPort, splitHostPort } from '../util/address';
 
 type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList } | { kind: 'name'; name: string };
 
@@ -51,21 +51,10 @@ function parseHost(text: string): HostMatch | string {
 /** Parses one rule; returns an error message for a bad one. */
 export function parseAllowRule(text: string): AllowRule | string {
   const t = text.trim();
-  let hostText: string;
-  let portText: string;
-  if (t.startsWith('[')) {
-    const end = t.indexOf(']');
-    if (end < 0 || t[end + 1] !== ':') return 'expected [ipv6]:ports or [ipv6/len]:ports';
-    hostText = t.slice(1, end);
-    portText = t.slice(end + 2);
-    if (!isIP(hostText.split('/')[0]!)) return `"${hostText}" is not an IPv6 address`;
-  } else {
-    const colon = t.lastIndexOf(':');
-    if (colon <= 0) return 'expected host:ports, e.g. 10.0.0.0/8:22, db.internal:5432, *:443';
-    hostText = t.slice(0, colon);
-    portText = t.slice(colon + 1);
-    if (hostText.includes(':')) return 'IPv6 addresses need brackets: [addr]:ports';
-  }
+  const split = splitHostPort(t, 'ports');
+  if (typeof split === 'string') return `${split}, e.g. 10.0.0.0/8:22, db.internal:5432, [::1]:8080, *:443`;
+  const { host: hostText, rest: portText } = split;
+  if (t.startsWith('[') && isIP(hostText.split('/')[0]!) !== 6) return `"${hostText}" is not an IPv6 address`;
   const host = parseHost(hostText);
   if (typeof host === 'string') return host;
   const ports = parsePorts(portText);

@@ -9,26 +9,36 @@ export interface HostPort {
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?$/;
 
 /**
+ * Splits `host:x` / `[v6]:x` at the port separator (brackets removed). The
+ * host is not validated beyond brackets being needed for IPv6; `what`
+ * names the part after the colon in messages ("port", "ports").
+ */
+export function splitHostPort(text: string, what = 'port'): { host: string; rest: string } | string {
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']');
+    if (end < 0 || text[end + 1] !== ':') return `expected [ipv6]:${what}`;
+    return { host: text.slice(1, end), rest: text.slice(end + 2) };
+  }
+  const colon = text.lastIndexOf(':');
+  if (colon <= 0) return `expected host:${what}`;
+  const host = text.slice(0, colon);
+  if (host.includes(':')) return `IPv6 addresses need brackets: [addr]:${what}`;
+  return { host, rest: text.slice(colon + 1) };
+}
+
+/**
  * Parses `host:port`, `[v6]:port` or `hostname:port`. Returns an error message
  * instead of throwing so callers can name the config path. `allowZeroPort`
  * is for listen addresses (port 0 = any free port).
  */
 export function parseHostPort(text: string, allowZeroPort = false): HostPort | string {
-  let host: string;
-  let portText: string;
+  const split = splitHostPort(text);
+  if (typeof split === 'string') return split;
+  const { host, rest: portText } = split;
   if (text.startsWith('[')) {
-    const end = text.indexOf(']');
-    if (end < 0 || text[end + 1] !== ':') return 'expected [ipv6]:port';
-    host = text.slice(1, end);
-    portText = text.slice(end + 2);
     if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon <= 0) return 'expected host:port';
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    if (host.includes(':')) return 'IPv6 addresses need brackets: [addr]:port';
-    if (isIP(host) === 0 && !HOSTNAME.test(host)) return `"${host}" is not a valid host name`;
+  } else if (isIP(host) === 0 && !HOSTNAME.test(host)) {
+    return `"${host}" is not a valid host name`;
   }
   if (!/^\d{1,5}$/.test(portText)) return `"${portText}" is not a port number`;
   const port = Number(portText);
