@@ -81,6 +81,8 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     logger: log,
     tls: readTls(cfg),
     allow: new AllowList(cfg.allow ?? []),
+    maxSessions: cfg.maxSessions,
+    maxStreams: cfg.maxStreams,
   });
   if (cfg.metrics) {
     const metrics = new Metrics('server', engine.name, VERSION);

@@ -87,7 +87,9 @@ export class SessionSlot extends EventEmitter {
   }
 
   private static hint(status: number | undefined): string {
-    return status === 404 ? ' (wrong password, path or clock, or not a tws server)' : '';
+    if (status === 404) return ' (wrong password, path or clock, or not a tws server)';
+    if (status === 503) return ' (the server is at its session limit, --max-sessions)';
+    return '';
   }
 
   /** The upgrade request's own headers: user extras, Host override, and Tws-Auth (never overridable). */

@@ -28,6 +28,8 @@ export interface CommonConfig {
 export interface ServerConfig extends CommonConfig {
   path: string;
   connectTimeout: number;
+  maxSessions: number;
+  maxStreams: number;
   allow?: AllowRule[];
   tlsCert?: string;
   tlsKey?: string;

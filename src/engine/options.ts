@@ -2,13 +2,13 @@
 import type { Logger } from '../util/log';
 import { DEFAULT_SESSION_OPTIONS, Role, SessionOptions } from './types';
 
-export function sessionOptions(role: Role, o: { timeout?: number; udpTimeout?: number; noUdp?: boolean; logger: Logger }): SessionOptions {
+export function sessionOptions(role: Role, o: { timeout?: number; udpTimeout?: number; noUdp?: boolean; maxStreams?: number; logger: Logger }): SessionOptions {
   return {
     role,
     timeoutMs: o.timeout ?? DEFAULT_SESSION_OPTIONS.timeoutMs,
     initialWindow: DEFAULT_SESSION_OPTIONS.initialWindow,
     maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
-    maxStreams: DEFAULT_SESSION_OPTIONS.maxStreams,
+    maxStreams: o.maxStreams ?? DEFAULT_SESSION_OPTIONS.maxStreams,
     udpTimeoutMs: o.udpTimeout ?? DEFAULT_SESSION_OPTIONS.udpTimeoutMs,
     noUdp: o.noUdp ?? false,
     logger: o.logger,

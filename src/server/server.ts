@@ -38,6 +38,10 @@ export interface TwsServerOptions {
   replayWindow?: number;
   engine: Engine;
   logger: Logger;
+  /** Sessions at once (default 1024); an authenticated upgrade beyond it gets 503. */
+  maxSessions?: number;
+  /** Open streams per session (default 4096); more get RESET 5. */
+  maxStreams?: number;
   /** Targets streams may reach; none = all. */
   allow?: AllowList;
   /** Serve wss:// directly (PEM certificate chain and key); sessions then run on the js engine. */
@@ -52,6 +56,8 @@ export class TwsServer extends EventEmitter {
   private readonly path: string;
   private readonly replayWindow: number;
   private stopping = false;
+  /** Upgrades accepted but not yet sessions (the js engine completes them asynchronously). */
+  private upgrading = 0;
 
   constructor(private readonly opts: TwsServerOptions) {
     super();
@@ -70,10 +76,13 @@ export class TwsServer extends EventEmitter {
       res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
       res.end('Not Found');
     };
-    this.http = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(notFound);
-    // A stalled or trickling upgrade request is cut off (slowloris).
-    this.http.headersTimeout = 10_000;
-    this.http.requestTimeout = 10_000;
+    // Timeouts are only checked every connectionsCheckingInterval (30 s by default): check each second.
+    const httpOpts = { connectionsCheckingInterval: 1000 };
+    this.http = opts.tls ? createTlsServer({ ...httpOpts, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
+    // A stalled or trickling upgrade request is cut off (slowloris): checked
+    // each second, so 9 s here means gone within 10 s.
+    this.http.headersTimeout = 9_000;
+    this.http.requestTimeout = 9_000;
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
@@ -122,6 +131,13 @@ export class TwsServer extends EventEmitter {
     if (!auth.ok) return refuse(auth.reason, 'warn');
     const fresh = this.replay.accept(auth.nonce);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
+    const max = this.opts.maxSessions ?? 1024;
+    if (this.sessions.size + this.upgrading >= max) {
+      // The peer proved it holds the password: tell it why, so its log says so.
+      this.opts.logger.warn(`refused upgrade from ${who}: ${max} sessions already (--max-sessions) (answered 503)`);
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
     const engine = this.opts.engine;
     if (engine.handoff === 'fd' && socket instanceof Socket && !(socket instanceof TLSSocket)) {
       // The native engine writes the 101 itself, first thing, from its own thread.
@@ -129,7 +145,16 @@ export class TwsServer extends EventEmitter {
       this.track(engine.adoptSocket(socket, head, preamble, sessionOptions('server', this.opts)), who);
       return;
     }
+    // Counted from here, so a burst of upgrades cannot overshoot --max-sessions while ws completes them.
+    this.upgrading++;
+    let counted = true;
+    const done = (): void => {
+      if (counted) this.upgrading--;
+      counted = false;
+    };
+    socket.once('close', done);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      done();
       this.track(jsEngine.adopt(ws, sessionOptions('server', this.opts)), who);
     });
   }
