@@ -8,6 +8,7 @@ import type { ClientConfig, ServerConfig } from '../config/load';
 import { selectEngine } from '../engine/select';
 import { AllowList } from '../server/allow-list';
 import { TwsServer } from '../server/server';
+import { loadUsers } from '../server/users';
 import { TwsError } from '../util/errors';
 import type { EngineSession } from '../engine/types';
 import { serveMetrics } from '../metrics/endpoint';
@@ -81,6 +82,7 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     logger: log,
     tls: readTls(cfg),
     allow: new AllowList(cfg.allow ?? []),
+    users: cfg.users ? loadUsers(cfg.users) : undefined,
     maxSessions: cfg.maxSessions,
     maxStreams: cfg.maxStreams,
   });
@@ -91,13 +93,23 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
   }
   await server.listen();
   onSignals(server, cfg.drainTimeout, log);
-  if (cfg.tlsCert) {
+  if (cfg.tlsCert || cfg.users) {
     process.on('SIGHUP', () => {
-      try {
-        server.reloadTls(readTls(cfg)!);
-        log.info(`SIGHUP: reloaded TLS certificate ${cfg.tlsCert}`);
-      } catch (err) {
-        log.error(`SIGHUP: kept the old TLS certificate: ${(err as Error).message}`);
+      if (cfg.tlsCert) {
+        try {
+          server.reloadTls(readTls(cfg)!);
+          log.info(`SIGHUP: reloaded TLS certificate ${cfg.tlsCert}`);
+        } catch (err) {
+          log.error(`SIGHUP: kept the old TLS certificate: ${(err as Error).message}`);
+        }
+      }
+      if (cfg.users) {
+        try {
+          const r = server.reloadUsers(loadUsers(cfg.users));
+          log.info(`SIGHUP: reloaded users from ${cfg.users}: ${r.kept} session(s) kept, ${r.closed} closed`);
+        } catch (err) {
+          log.error(`SIGHUP: kept the old users: ${(err as Error).message}`);
+        }
       }
     });
   }
@@ -122,6 +134,7 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
     engine,
     logger: log,
     connect,
+    user: cfg.user,
   });
   if (cfg.metrics) {
     const metrics = new Metrics('client', engine.name, VERSION);

@@ -33,6 +33,8 @@ export interface TwsClientOptions {
   logger: Logger;
   /** Upgrade headers and, for wss://, trusted roots, SNI, verification. */
   connect?: ConnectOptions;
+  /** User to authenticate as (the server has a users file). */
+  user?: string;
 }
 
 interface Waiting {
@@ -65,6 +67,7 @@ export class TwsClient extends EventEmitter {
         engine: opts.engine,
         logger: opts.logger,
         connect: opts.connect,
+        user: opts.user,
       });
       slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
       slot.on('up', (session: EngineSession) => {

@@ -14,7 +14,8 @@ import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 
 export interface CommonConfig {
   listen: HostPort;
-  passwd: string;
+  /** Absent only on a server with a users file. */
+  passwd?: string;
   timeout: number;
   drainTimeout: number;
   udpTimeout: number;
@@ -30,12 +31,14 @@ export interface ServerConfig extends CommonConfig {
   connectTimeout: number;
   maxSessions: number;
   maxStreams: number;
+  users?: string;
   allow?: AllowRule[];
   tlsCert?: string;
   tlsKey?: string;
 }
 
 export interface ClientConfig extends CommonConfig {
+  passwd: string;
   server: URL;
   remote: string;
   connections: number;
@@ -46,6 +49,7 @@ export interface ClientConfig extends CommonConfig {
   hostHeader?: string;
   headers?: Record<string, string>;
   proxy?: URL;
+  user?: string;
 }
 
 // Headers the handshake itself sets: a user value would break or forge it.
@@ -174,6 +178,9 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     }
     case 'headers':
       return parseHeaders(value, where);
+    case 'user':
+      if (typeof value !== 'string' || !/^[^\s\x00-\x1f\x7f]{1,128}$/.test(value)) bad('a user name (1-128 characters, no spaces)');
+      return value;
     case 'allow': {
       const list = Array.isArray(value) ? value : [value];
       return list.map((item) => {
@@ -228,7 +235,10 @@ export function resolveConfig(
     if (out.passwd !== undefined) fail('give either passwd (-p/--passwd, TWS_PASSWD) or passwd_file (--passwd-file), not both');
     out.passwd = fromFile;
   }
-  if (out.passwd === undefined) missing.push('-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")');
+  // A server with a users file may go without a shared password (then every client names a user).
+  if (out.passwd === undefined && !(mode === 'server' && out.users !== undefined)) {
+    missing.push(`-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")${mode === 'server' ? ', or --users' : ''}`);
+  }
   if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail('give both --tls-cert and --tls-key (config keys "tls_cert", "tls_key"), or neither');
   if (missing.length > 0) fail(`missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
   delete out.passwdFile;

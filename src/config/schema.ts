@@ -21,6 +21,7 @@ export type ValueKind =
   | { type: 'headers' }
   | { type: 'proxy' }
   | { type: 'allow' }
+  | { type: 'user' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -54,6 +55,10 @@ export const SETTINGS: readonly Setting[] = [
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,
     help: 'read the password from this file (first line)' },
+  { name: 'users', key: 'users', flag: '--users <file>', kind: { type: 'file' }, modes: ['server'],
+    help: 'YAML file of users, each with passwd or passwd_file and its own allow list; clients pick one with --user; SIGHUP reloads it' },
+  { name: 'user', key: 'user', flag: '--user <name>', kind: { type: 'user' }, modes: ['client'],
+    help: 'user name to authenticate as (the server has a --users file)' },
   { name: 'path', key: 'path', flag: '--path <path>', kind: { type: 'path' }, modes: ['server'], default: '/',
     help: 'URL path the server accepts upgrades on; anything else gets 404' },
   { name: 'connections', key: 'connections', flag: '-c, --connections <n>', kind: { type: 'int', min: 1, max: 64 },

@@ -52,6 +52,7 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   PROTOCOL_ERROR: 1002,
   UNSUPPORTED_DATA: 1003,
+  POLICY: 1008,
   TOO_BIG: 1009,
   INTERNAL: 1011,
 } as const;

@@ -18,6 +18,7 @@ import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import type { AllowList } from './allow-list';
+import type { User } from './users';
 import { connectTarget, connectUdpTarget } from './connect-target';
 import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
 
@@ -25,7 +26,10 @@ export interface TwsServerOptions {
   listen: HostPort;
   /** Upgrade path; default `/`. */
   path?: string;
-  passwd: string;
+  /** The shared password; optional when `users` is given (then every client names a user). */
+  passwd?: string;
+  /** Per-user passwords and allow-lists (--users); replace with reloadUsers(). */
+  users?: Map<string, User>;
   /** Liveness timeout in ms; default 5000. */
   timeout?: number;
   /** Target connect timeout in ms; default 10000. */
@@ -52,6 +56,9 @@ export class TwsServer extends EventEmitter {
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<EngineSession>();
+  /** Who each session authenticated as (users file), for per-user allow-lists and reloads. */
+  private readonly sessionUser = new Map<EngineSession, User>();
+  private users: Map<string, User> | undefined;
   private readonly replay: ReplayCache;
   private readonly path: string;
   private readonly replayWindow: number;
@@ -62,6 +69,7 @@ export class TwsServer extends EventEmitter {
   constructor(private readonly opts: TwsServerOptions) {
     super();
     this.path = opts.path ?? '/';
+    this.users = opts.users;
     this.replayWindow = opts.replayWindow ?? 30_000;
     this.replay = new ReplayCache(this.replayWindow);
     this.wss = new WebSocketServer({
@@ -113,6 +121,28 @@ export class TwsServer extends EventEmitter {
     (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
   }
 
+  /**
+   * Swaps in a reloaded users file. Sessions of users that are gone or whose
+   * password changed are closed (1008); the others stay, with the new rules.
+   */
+  reloadUsers(users: Map<string, User>): { kept: number; closed: number } {
+    this.users = users;
+    let kept = 0;
+    let closed = 0;
+    for (const [session, old] of [...this.sessionUser]) {
+      const now = users.get(old.name);
+      if (now && now.passwd === old.passwd) {
+        this.sessionUser.set(session, now);
+        kept++;
+      } else {
+        this.opts.logger.info(`session#${session.id}: user ${old.name} ${now ? 'has a new password' : 'was removed'}; closing it`);
+        session.close(CloseCode.POLICY, 'credentials no longer valid');
+        closed++;
+      }
+    }
+    return { kept, closed };
+  }
+
   get sessionCount(): number {
     return this.sessions.size;
   }
@@ -127,7 +157,7 @@ export class TwsServer extends EventEmitter {
     if (this.stopping) return refuse('server is shutting down', 'info');
     const bad = checkUpgradeRequest(req, this.path);
     if (bad) return refuse(bad, 'info');
-    const auth = verifyAuthHeader(req.headers[AUTH_HEADER], () => this.opts.passwd, this.replayWindow);
+    const auth = verifyAuthHeader(req.headers[AUTH_HEADER], (user) => (user === undefined ? this.opts.passwd : this.users?.get(user)?.passwd), this.replayWindow);
     if (!auth.ok) return refuse(auth.reason, 'warn');
     const fresh = this.replay.accept(auth.nonce);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
@@ -142,7 +172,7 @@ export class TwsServer extends EventEmitter {
     if (engine.handoff === 'fd' && socket instanceof Socket && !(socket instanceof TLSSocket)) {
       // The native engine writes the 101 itself, first thing, from its own thread.
       const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string), 'latin1');
-      this.track(engine.adoptSocket(socket, head, preamble, sessionOptions('server', this.opts)), who);
+      this.track(engine.adoptSocket(socket, head, preamble, sessionOptions('server', this.opts)), who, auth.user);
       return;
     }
     // Counted from here, so a burst of upgrades cannot overshoot --max-sessions while ws completes them.
@@ -155,22 +185,27 @@ export class TwsServer extends EventEmitter {
     socket.once('close', done);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       done();
-      this.track(jsEngine.adopt(ws, sessionOptions('server', this.opts)), who);
+      this.track(jsEngine.adopt(ws, sessionOptions('server', this.opts)), who, auth.user);
     });
   }
 
-  private track(session: EngineSession, who: string): void {
+  private track(session: EngineSession, who: string, userName: string | undefined): void {
     const log = this.opts.logger.child(`session#${session.id}`);
     const started = Date.now();
     this.sessions.add(session);
-    log.info(`up from ${who}`);
+    const user = userName === undefined ? undefined : this.users?.get(userName);
+    if (user) this.sessionUser.set(session, user);
+    log.info(`up from ${who}${user ? ` as ${user.name}` : ''}`);
     session.on('open-request', (req) => {
       log.info(`stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${req.target || '(pinned)'}`);
-      if (req.kind === StreamKind.UDP) connectUdpTarget(req, this.opts.allow, log);
-      else connectTarget(req, this.opts.connectTimeout ?? 10_000, this.opts.allow, log);
+      // A user's own rules replace the server's; looked up per stream, so a reload applies at once.
+      const allow = this.sessionUser.get(session)?.allow ?? this.opts.allow;
+      if (req.kind === StreamKind.UDP) connectUdpTarget(req, allow, log);
+      else connectTarget(req, this.opts.connectTimeout ?? 10_000, allow, log);
     });
     session.on('close', (code: number, reason: string) => {
       this.sessions.delete(session);
+      this.sessionUser.delete(session);
       const st = session.stats();
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       const level = code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY ? 'info' : 'warn';

@@ -1,0 +1,83 @@
+/**
+ * `--users FILE`: per-user passwords and allow-lists. The file is a YAML
+ * mapping of user name to settings:
+ *
+ *     alice:
+ *       passwd_file: /etc/tws/alice.passwd   # or passwd: ...
+ *       allow: ["10.0.0.0/8:22", "db.internal:5432"]
+ *     bob:
+ *       passwd: another long secret          # no allow: the server's --allow applies
+ *
+ * Clients name themselves with `--user`. SIGHUP reloads the file.
+ */
+import { readFileSync } from 'node:fs';
+import * as yaml from 'js-yaml';
+import { TwsError } from '../util/errors';
+import { AllowList, parseAllowRule } from './allow-list';
+
+export interface User {
+  name: string;
+  passwd: string;
+  /** The user's own rules; undefined = the server's --allow. */
+  allow?: AllowList;
+}
+
+const NAME = /^[^\s\x00-\x1f\x7f]{1,128}$/;
+
+function fail(message: string): never {
+  throw new TwsError('TWS_ERR_CONFIG', message);
+}
+
+function readSecretFile(file: string, where: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(`${where}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const line = text.split(/\r?\n/)[0] ?? '';
+  if (!line) fail(`${where}: ${file} is empty`);
+  return line;
+}
+
+/** Reads and validates a users file; every error names the file, the user and the key. */
+export function loadUsers(file: string): Map<string, User> {
+  let doc: unknown;
+  try {
+    doc = yaml.load(readFileSync(file, 'utf8'), { filename: file });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    fail(e.code ? `cannot read users file ${file}: ${e.code}` : `users file ${file} is not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) fail(`users file ${file}: expected a mapping of user names to settings`);
+  const users = new Map<string, User>();
+  for (const [name, raw] of Object.entries(doc as Record<string, unknown>)) {
+    const where = `users file ${file}, user "${name}"`;
+    if (!NAME.test(name)) fail(`${where}: names are 1-128 characters without spaces or control characters`);
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail(`${where}: expected passwd or passwd_file, and optionally allow`);
+    const r = raw as Record<string, unknown>;
+    for (const key of Object.keys(r)) {
+      if (!['passwd', 'passwd_file', 'allow'].includes(key)) fail(`${where}: unknown key "${key}" (known: passwd, passwd_file, allow)`);
+    }
+    if ((r.passwd === undefined) === (r.passwd_file === undefined)) fail(`${where}: give exactly one of passwd and passwd_file`);
+    let passwd: string;
+    if (r.passwd !== undefined) {
+      if ((typeof r.passwd !== 'string' && typeof r.passwd !== 'number') || String(r.passwd) === '') fail(`${where}: passwd must be a non-empty string`);
+      passwd = String(r.passwd);
+    } else {
+      if (typeof r.passwd_file !== 'string') fail(`${where}: passwd_file must be a file name`);
+      passwd = readSecretFile(r.passwd_file, where);
+    }
+    let allow: AllowList | undefined;
+    if (r.allow !== undefined) {
+      const list = Array.isArray(r.allow) ? r.allow : [r.allow];
+      allow = new AllowList(list.map((item) => {
+        const rule = typeof item === 'string' ? parseAllowRule(item) : 'expected a string like 10.0.0.0/8:22';
+        if (typeof rule === 'string') fail(`${where}, allow: ${rule} in ${JSON.stringify(item)}`);
+        return rule;
+      }));
+    }
+    users.set(name, { name, passwd, allow });
+  }
+  return users;
+}
