@@ -24,9 +24,14 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the CLI (`cli`: another tws entry point, e.g. an installed package's). */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI): Promise<Proc> {
-  const proc = spawn(process.execPath, [cli, ...args], {
+/**
+ * Starts the CLI (`cli`: another tws entry point, e.g. an installed
+ * package's). `prefix` runs it through another command, e.g.
+ * `['ip', 'netns', 'exec', NAME]` (which execs, so the pid stays node's).
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI, prefix: string[] = []): Promise<Proc> {
+  const [cmd, ...pre] = [...prefix, process.execPath];
+  const proc = spawn(cmd!, [...pre, cli, ...args], {
     env: { ...process.env, TWS_PASSWD: PASSWD, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
