@@ -273,6 +273,7 @@ class Session final : public Pollable {
     s->recvd += n;
     if (s->recvd > s->recv_granted) return protocol_error("stream exceeded its flow-control window");
     last_data_ = last_recv_;
+    s->last_active = last_recv_;
     if (s->recv_granted - s->recvd < s->recv_window / 8) s->starved = true;
     if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->writable) {
       s->pending.push_back(copy_buf(p, n));
@@ -546,11 +547,14 @@ class Session final : public Pollable {
     std::vector<Stream*> idle;
     for (auto& kv : streams_) {
       Stream* s = kv.second.get();
-      if (s->udp && s->state == Stream::State::kOpen && now - s->last_active > o_.udp_timeout_ms) idle.push_back(s);
+      if (s->state != Stream::State::kOpen) continue;
+      if (s->udp ? now - s->last_active > o_.udp_timeout_ms : o_.idle_timeout_ms > 0 && now - s->last_active > o_.idle_timeout_ms) {
+        idle.push_back(s);
+      }
     }
     for (Stream* s : idle) {
-      send_reset(s->id, 7, "udp idle");
-      finish(s, "idle", false);
+      send_reset(s->id, 7, s->udp ? "udp idle" : "idle");
+      finish(s, "idle", !s->udp);
     }
     const double since_ping = now - last_ping_;
     if ((quiet >= o_.timeout_ms / 2.0 && since_ping >= o_.timeout_ms / 2.0) || (since_ping >= kRttProbeMs && is_quiet(now))) {
@@ -570,6 +574,7 @@ class Session final : public Pollable {
 
   void attach(Stream* s, UniqueFd fd, std::string initial) {
     s->fd = std::move(fd);
+    s->last_active = now_ms();
     set_nodelay_nonblock(s->fd.get());
     s->initial = std::move(initial);
     s->writable = true;
@@ -846,6 +851,7 @@ class Session final : public Pollable {
     s->bytes_out += n;
     bytes_out_ += n;
     last_data_ = now_ms();
+    s->last_active = last_data_;
     normal_bytes_ += b.size();
     normal_.push_back(std::move(b));
   }

@@ -20,6 +20,7 @@ struct SessionOptions {
   uint32_t max_window = 16 * 1024 * 1024;
   uint32_t max_streams = 16384;
   uint32_t udp_timeout_ms = 60000;
+  uint32_t idle_timeout_ms = 0;  // tcp streams with no payload for this long get RESET 7; 0 = never
   bool no_udp = false;
 };
 

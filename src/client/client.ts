@@ -27,6 +27,8 @@ export interface TwsClientOptions {
   retryTimeout?: number;
   /** Idle time before a udp association ends (ms); default 60000. */
   udpTimeout?: number;
+  /** Reset tcp streams idle this long (ms); default 0 = never. */
+  idleTimeout?: number;
   /** Do not listen for UDP. */
   noUdp?: boolean;
   engine: Engine;
@@ -64,6 +66,7 @@ export class TwsClient extends EventEmitter {
         timeout: this.timeout,
         retryTimeout: opts.retryTimeout ?? 1000,
         udpTimeout: opts.udpTimeout,
+        idleTimeout: opts.idleTimeout,
         engine: opts.engine,
         logger: opts.logger,
         connect: opts.connect,

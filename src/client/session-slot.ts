@@ -23,6 +23,7 @@ export interface SlotOptions {
   timeout: number;
   retryTimeout: number;
   udpTimeout?: number;
+  idleTimeout?: number;
   engine: Engine;
   logger: Logger;
   connect?: ConnectOptions;
@@ -71,7 +72,8 @@ export class SessionSlot extends EventEmitter {
   }
 
   private sessionOptions(): ReturnType<typeof sessionOptions> {
-    return sessionOptions('client', { timeout: this.opts.timeout, udpTimeout: this.opts.udpTimeout, logger: this.opts.logger });
+    const o = this.opts;
+    return sessionOptions('client', { timeout: o.timeout, udpTimeout: o.udpTimeout, idleTimeout: o.idleTimeout, logger: o.logger });
   }
 
   /** Logs why a connection attempt failed and schedules the next one. */

@@ -19,6 +19,7 @@ export interface CommonConfig {
   timeout: number;
   drainTimeout: number;
   udpTimeout: number;
+  idleTimeout: number;
   noUdp: boolean;
   engine: 'auto' | 'js' | 'native';
   threads: number;

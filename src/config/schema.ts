@@ -74,6 +74,8 @@ export const SETTINGS: readonly Setting[] = [
     modes: both, default: 10000, help: 'on SIGTERM/SIGINT, how long open streams may finish before sessions close' },
   { name: 'udpTimeout', key: 'udp_timeout', flag: '--udp-timeout <ms>', kind: { type: 'int', min: 100, max: 3_600_000, unit: 'ms' },
     modes: both, default: 60000, help: 'a UDP association (one local peer) with no datagram either way for this long is closed' },
+  { name: 'idleTimeout', key: 'idle_timeout', flag: '--idle-timeout <ms>', kind: { type: 'int', min: 0, max: 86_400_000, unit: 'ms' },
+    modes: both, default: 0, help: 'a TCP stream with no data either way for this long is reset (RESET 7, idle); 0 = never' },
   { name: 'noUdp', key: 'no_udp', flag: '--no-udp', kind: { type: 'bool' }, modes: both, default: false,
     help: 'client: do not listen for UDP on the listen address; server: refuse UDP streams' },
   { name: 'maxSessions', key: 'max_sessions', flag: '--max-sessions <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],

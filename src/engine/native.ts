@@ -251,6 +251,7 @@ export function createNativeEngine(
         maxWindow: options.maxWindow,
         maxStreams: options.maxStreams,
         udpTimeoutMs: options.udpTimeoutMs,
+        idleTimeoutMs: options.idleTimeoutMs,
         noUdp: options.noUdp,
       });
       // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.

@@ -2,7 +2,10 @@
 import type { Logger } from '../util/log';
 import { DEFAULT_SESSION_OPTIONS, Role, SessionOptions } from './types';
 
-export function sessionOptions(role: Role, o: { timeout?: number; udpTimeout?: number; noUdp?: boolean; maxStreams?: number; logger: Logger }): SessionOptions {
+export function sessionOptions(
+  role: Role,
+  o: { timeout?: number; udpTimeout?: number; idleTimeout?: number; noUdp?: boolean; maxStreams?: number; logger: Logger },
+): SessionOptions {
   return {
     role,
     timeoutMs: o.timeout ?? DEFAULT_SESSION_OPTIONS.timeoutMs,
@@ -10,6 +13,7 @@ export function sessionOptions(role: Role, o: { timeout?: number; udpTimeout?: n
     maxWindow: DEFAULT_SESSION_OPTIONS.maxWindow,
     maxStreams: o.maxStreams ?? DEFAULT_SESSION_OPTIONS.maxStreams,
     udpTimeoutMs: o.udpTimeout ?? DEFAULT_SESSION_OPTIONS.udpTimeoutMs,
+    idleTimeoutMs: o.idleTimeout ?? DEFAULT_SESSION_OPTIONS.idleTimeoutMs,
     noUdp: o.noUdp ?? false,
     logger: o.logger,
   };

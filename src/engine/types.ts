@@ -26,6 +26,8 @@ export interface SessionOptions {
   maxStreams: number;
   /** A udp stream with no datagram either way for this long ends with RESET 7 (ms). */
   udpTimeoutMs: number;
+  /** A tcp stream with no payload either way for this long is reset (RESET 7); 0 = never. */
+  idleTimeoutMs: number;
   /** Refuse udp streams (RESET 1). */
   noUdp: boolean;
   logger: Logger;
@@ -37,6 +39,7 @@ export const DEFAULT_SESSION_OPTIONS = {
   maxWindow: 16 * 1024 * 1024,
   maxStreams: 16384,
   udpTimeoutMs: 60000,
+  idleTimeoutMs: 0,
 } as const;
 
 /**

@@ -36,6 +36,8 @@ export interface TwsServerOptions {
   connectTimeout?: number;
   /** Idle time before a udp stream ends (ms); default 60000. */
   udpTimeout?: number;
+  /** Reset tcp streams idle this long (ms); default 0 = never. */
+  idleTimeout?: number;
   /** Refuse udp streams. */
   noUdp?: boolean;
   /** Replay window for Tws-Auth timestamps in ms; default 30000. */

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { connect as netConnect } from 'node:net';
-import { connect, howItEnds, sleep, tcpServer } from '../helpers/net';
+import { connect, echoServer, howItEnds, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 
 for (const engine of engines()) {
@@ -27,6 +27,29 @@ for (const engine of engines()) {
     await c.waitLog(/closed \(peer reset: too many streams/);
     await sleep(100);
     t.equal(hold.sockets.size, 2, 'the target saw exactly two connections');
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] --idle-timeout resets a silent stream (RESET 7) and leaves a trickling one alone`, async (t) => {
+    const echo = await echoServer();
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--idle-timeout', '1000']);
+    const c = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1']);
+    await c.waitLog(/up → /);
+    const silent = connect(c.port, '127.0.0.1');
+    const busy = connect(c.port, '127.0.0.1');
+    busy.on('data', () => undefined);
+    const ticker = setInterval(() => busy.write('.'), 250);
+    t.teardown(async () => { clearInterval(ticker); busy.destroy(); silent.destroy(); await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    silent.write('x');
+    const started = Date.now();
+    const ended = await howItEnds(silent, 10_000);
+    const after = Date.now() - started;
+    t.equal(ended.data.toString(), 'x', 'the echo came back first');
+    t.ok(after >= 900 && after < 3000, `the silent stream was closed after ${after} ms (idle timeout 1000 ms)`);
+    await c.waitLog(/closed \(peer reset: idle/);
+    await sleep(1500);
+    t.notOk(busy.destroyed, 'the stream with a byte every 250 ms is still open');
   });
 }
 

@@ -268,6 +268,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.state === 'opening') throw new ProtocolError(`DATA before OPEN_OK on stream ${s.id}`);
     if (s.finRecv) throw new ProtocolError(`DATA after FIN on stream ${s.id}`);
     this.lastDataAt = this.lastRecv;
+    s.lastActive = this.lastRecv;
     s.recvd += payload.length;
     if (s.recvd > s.recvGranted) throw new ProtocolError(`stream ${s.id} exceeded its flow-control window`);
     if (s.state === 'accepting') {
@@ -394,6 +395,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.local = local;
     local.setNoDelay(true);
     local.on('data', (chunk: Buffer) => {
+      s.lastActive = Date.now();
       s.outQueue.push(chunk);
       s.outQueued += chunk.length;
       if (s.outQueued >= STREAM_QUEUE_LIMIT && !s.localPaused) {
@@ -527,10 +529,15 @@ export class JsSession extends EventEmitter implements EngineSession {
       this.ws.terminate();
       return;
     }
-    for (const s of this.streams.values()) {
-      if (s.isUdp && s.state !== 'accepting' && now - s.lastActive > this.opts.udpTimeoutMs) {
+    const idle = this.opts.idleTimeoutMs;
+    for (const s of [...this.streams.values()]) {
+      if (s.state === 'accepting') continue;
+      if (s.isUdp && now - s.lastActive > this.opts.udpTimeoutMs) {
         this.send(codec.encodeReset(s.id, ResetCode.IDLE, 'udp idle'));
         this.finish(s, 'idle', 'info');
+      } else if (!s.isUdp && idle > 0 && s.state === 'open' && now - s.lastActive > idle) {
+        this.send(codec.encodeReset(s.id, ResetCode.IDLE, 'idle'));
+        this.finish(s, 'idle', 'info', true);
       }
     }
     const sincePing = now - this.lastPingAt;
