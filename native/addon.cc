@@ -201,6 +201,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.max_streams = o.Get("maxStreams").ToNumber().Uint32Value();
     opts.udp_timeout_ms = o.Get("udpTimeoutMs").ToNumber().Uint32Value();
     if (o.Has("idleTimeoutMs")) opts.idle_timeout_ms = o.Get("idleTimeoutMs").ToNumber().Uint32Value();
+    if (o.Has("sessionBudget")) opts.session_budget = static_cast<uint64_t>(o.Get("sessionBudget").ToNumber().Int64Value());
     opts.no_udp = o.Get("noUdp").ToBoolean().Value();
     engine_->adopt(info[0].ToNumber().Uint32Value(), fd, bytes_of(info[2]), bytes_of(info[3]), opts);
     return Napi::Boolean::New(info.Env(), true);

@@ -403,7 +403,7 @@ class Session final : public Pollable {
       return;
     }
     auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening,
-                                      tws2::kEarlyDataLimit, o_.initial_window);
+                                      tws2::kEarlyDataLimit, fresh_window());
     Stream* sp = s.get();
     streams_[sid] = std::move(s);
     send_tws2_open(sp);
@@ -583,6 +583,23 @@ class Session final : public Pollable {
     if (!s->registered) local_error(s);
   }
 
+  // Credit granted on this session's tcp streams and not yet written locally.
+  uint64_t outstanding() const {
+    uint64_t n = 0;
+    for (const auto& kv : streams_) {
+      const Stream* s = kv.second.get();
+      if (!s->udp) n += s->recv_granted - s->bytes_in;
+    }
+    return n;
+  }
+
+  // The window for a new stream: the initial one while the session budget has room, else the minimum.
+  uint32_t fresh_window() const {
+    const uint64_t out = outstanding();
+    const uint64_t room = out >= o_.session_budget ? 0 : o_.session_budget - out;
+    return static_cast<uint32_t>(std::max<uint64_t>(tws2::kEarlyDataLimit, std::min<uint64_t>(o_.initial_window, room)));
+  }
+
   bool is_quiet(double now) const { return now - last_data_ >= kQuietMs && normal_.empty() && urgent_.empty(); }
 
   void ping(double now) {
@@ -659,7 +676,7 @@ class Session final : public Pollable {
     if (!o_.server) return refuse(1, "client accepts no streams");
     if (kind == 2 && o_.no_udp) return refuse(1, "udp is disabled on this server");
     if (streams_.size() >= o_.max_streams) return refuse(5, "too many streams");
-    auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, o_.initial_window);
+    auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, fresh_window());
     s->udp = kind == 2;
     streams_[sid] = std::move(s);
     Event e{Event::kOpenRequest};
@@ -708,8 +725,8 @@ class Session final : public Pollable {
       double base_rtt = 0;
       if (rtts_.size() >= kMinRttSamples) base_rtt = *std::min_element(rtts_.begin(), rtts_.end());
       const bool limited = (s->starved && s->pending_bytes < s->recv_window / 2) || rate * 2 * base_rtt >= s->recv_window;
-      if (s->recv_window < o_.max_window && limited && rate > 1.25 * s->rate_at_growth) {
-        uint32_t grow = std::min(s->recv_window, o_.max_window - s->recv_window);
+      const uint32_t grow = std::min(s->recv_window, o_.max_window - s->recv_window);
+      if (grow > 0 && limited && rate > 1.25 * s->rate_at_growth && outstanding() + grow <= o_.session_budget) {
         s->recv_window += grow;
         s->unreturned += grow;
         s->rate_at_growth = rate;
@@ -884,9 +901,10 @@ class Session final : public Pollable {
     return 2 + r;
   }
 
-  // The acceptor's side: OPEN_OK out, the full window granted.
+  // The acceptor's side: OPEN_OK out, the full window granted (sized by the session budget now, not at OPEN).
   void mark_open(Stream* s) {
     s->state = Stream::State::kOpen;
+    s->recv_window = fresh_window();
     s->recv_granted = s->recv_window;
     s->epoch_start = now_ms();
     uint8_t body[4];

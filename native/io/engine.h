@@ -21,6 +21,7 @@ struct SessionOptions {
   uint32_t max_streams = 16384;
   uint32_t udp_timeout_ms = 60000;
   uint32_t idle_timeout_ms = 0;  // tcp streams with no payload for this long get RESET 7; 0 = never
+  uint64_t session_budget = 64ull * 1024 * 1024;  // outstanding credit before new windows shrink to the minimum
   bool no_udp = false;
 };
 

@@ -252,6 +252,7 @@ export function createNativeEngine(
         maxStreams: options.maxStreams,
         udpTimeoutMs: options.udpTimeoutMs,
         idleTimeoutMs: options.idleTimeoutMs,
+        sessionBudget: options.sessionBudget,
         noUdp: options.noUdp,
       });
       // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.

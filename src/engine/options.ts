@@ -14,6 +14,7 @@ export function sessionOptions(
     maxStreams: o.maxStreams ?? DEFAULT_SESSION_OPTIONS.maxStreams,
     udpTimeoutMs: o.udpTimeout ?? DEFAULT_SESSION_OPTIONS.udpTimeoutMs,
     idleTimeoutMs: o.idleTimeout ?? DEFAULT_SESSION_OPTIONS.idleTimeoutMs,
+    sessionBudget: DEFAULT_SESSION_OPTIONS.sessionBudget,
     noUdp: o.noUdp ?? false,
     logger: o.logger,
   };

@@ -28,6 +28,12 @@ export interface SessionOptions {
   udpTimeoutMs: number;
   /** A tcp stream with no payload either way for this long is reset (RESET 7); 0 = never. */
   idleTimeoutMs: number;
+  /**
+   * Credit all of a session's streams may have outstanding (granted, not yet
+   * written locally) before new streams start at the minimum window (64 KiB)
+   * and windows stop growing: bounds what one session can make us buffer.
+   */
+  sessionBudget: number;
   /** Refuse udp streams (RESET 1). */
   noUdp: boolean;
   logger: Logger;
@@ -40,6 +46,7 @@ export const DEFAULT_SESSION_OPTIONS = {
   maxStreams: 16384,
   udpTimeoutMs: 60000,
   idleTimeoutMs: 0,
+  sessionBudget: 64 * 1024 * 1024,
 } as const;
 
 /**

@@ -151,3 +151,23 @@ for (const engine of engines()) {
     t.equal(await exited, 0, 'exit code 0');
   });
 }
+
+for (const engine of engines()) {
+  t.test(`[${engine}] the session budget: once 64 MiB of credit is out, new streams get the minimum window`, async (t) => {
+    const hold = await tcpServer((s) => s.pause());  // accepts, never reads
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await hold.close(); });
+    const p = await rawPeer(server.port);
+    const windows: number[] = [];
+    for (let i = 0; i < 70; i++) {
+      const id = 1 + 2 * i;
+      p.send(codec.encodeOpen(id, 65536, StreamKind.TCP, hold.addr));
+      windows.push((await p.next(is('open-ok', id)) as { window: number }).window);
+    }
+    t.equal(windows[0], 1024 * 1024, 'the first stream gets the full 1 MiB');
+    t.same(windows.slice(-5), [65536, 65536, 65536, 65536, 65536], 'past the budget: 64 KiB, the minimum');
+    const total = windows.reduce((a, b) => a + b, 0);
+    t.ok(total <= 64 * 1024 * 1024 + 70 * 65536, `credit granted in all: ${(total / 1048576).toFixed(1)} MiB`);
+    p.ws.terminate();
+  });
+}

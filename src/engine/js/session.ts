@@ -115,7 +115,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) return undefined;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const s = new JsStream(id, target, kind, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.opts.initialWindow });
+    const s = new JsStream(id, target, kind, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.freshWindow() });
     this.streams.set(id, s);
     this.send(codec.encodeOpen(id, s.recvWindow, kind, target));
     return s;
@@ -201,7 +201,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
     if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
 
-    const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
+    const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.freshWindow() });
     s.abort = new AbortController();
     this.streams.set(s.id, s);
     let answered = false;
@@ -236,10 +236,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.emit('open-request', req);
   }
 
-  /** The acceptor's side: OPEN_OK out, the full window granted. */
+  /** The acceptor's side: OPEN_OK out, the full window granted (sized by the session budget now, not at OPEN). */
   private markOpen(s: JsStream): void {
     s.state = 'open';
     s.abort = undefined;
+    s.recvWindow = this.freshWindow();
     s.recvGranted = s.recvWindow;
     s.epochStart = performance.now();
     this.send(codec.encodeOpenOk(s.id, s.recvWindow));
@@ -291,6 +292,18 @@ export class JsSession extends EventEmitter implements EngineSession {
     });
   }
 
+  /** Credit granted on this session's tcp streams and not yet written locally. */
+  private outstanding(): number {
+    let n = 0;
+    for (const s of this.streams.values()) if (!s.isUdp) n += s.recvGranted - s.bytesIn;
+    return n;
+  }
+
+  /** The window for a new stream: the initial one while the session budget has room, else the minimum. */
+  private freshWindow(): number {
+    return Math.max(EARLY_DATA_LIMIT, Math.min(this.opts.initialWindow, this.opts.sessionBudget - this.outstanding()));
+  }
+
   /** Counts bytes written locally; returns credit, growing the window when the sender is window-limited. */
   private consumed(s: JsStream, n: number): void {
     s.unreturned += n;
@@ -309,8 +322,8 @@ export class JsSession extends EventEmitter implements EngineSession {
       const baseRtt = this.rtts.length >= MIN_RTT_SAMPLES ? Math.min(...this.rtts) : 0;
       const keptUp = (s.local?.writableLength ?? 0) < s.recvWindow / 2;
       const limited = (s.starved && keptUp) || rate * 2 * baseRtt >= s.recvWindow;
-      if (s.recvWindow < this.opts.maxWindow && limited && rate > 1.25 * s.rateAtGrowth) {
-        const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
+      const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
+      if (grow > 0 && limited && rate > 1.25 * s.rateAtGrowth && this.outstanding() + grow <= this.opts.sessionBudget) {
         s.recvWindow += grow;
         s.unreturned += grow;
         s.rateAtGrowth = rate;
