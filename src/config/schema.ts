@@ -81,7 +81,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'maxSessions', key: 'max_sessions', flag: '--max-sessions <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
     default: 1024, help: 'sessions (WebSocket connections) at once; an authenticated upgrade beyond it gets HTTP 503' },
   { name: 'maxStreams', key: 'max_streams', flag: '--max-streams <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
-    default: 4096, help: 'open streams per session; one more is refused with RESET 5 (too many streams)' },
+    default: 16384, help: 'open streams per session; one more is refused with RESET 5 (too many streams)' },
   { name: 'allow', key: 'allow', flag: '--allow <rule>', repeatable: true, kind: { type: 'allow' }, modes: ['server'],
     help: 'let streams reach only targets a rule matches: HOST:PORTS, HOST = IP, CIDR, [v6], name or *, PORTS = N, N-M or *; repeatable (YAML: a list). Without any rule every target is allowed' },
   { name: 'tlsCert', key: 'tls_cert', flag: '--tls-cert <file>', kind: { type: 'file' }, modes: ['server'],

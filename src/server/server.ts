@@ -46,7 +46,7 @@ export interface TwsServerOptions {
   logger: Logger;
   /** Sessions at once (default 1024); an authenticated upgrade beyond it gets 503. */
   maxSessions?: number;
-  /** Open streams per session (default 4096); more get RESET 5. */
+  /** Open streams per session (default 16384); more get RESET 5. */
   maxStreams?: number;
   /** Targets streams may reach; none = all. */
   allow?: AllowList;
