@@ -102,7 +102,8 @@ export class TwsClient extends EventEmitter {
         reject(new TwsError('TWS_ERR_LISTEN', `cannot listen on ${formatHostPort(this.opts.listen.host, this.opts.listen.port)}: ${err.code ?? err.message}`));
       };
       this.listener.once('error', onError);
-      this.listener.listen(this.opts.listen.port, this.opts.listen.host, () => {
+      // A deep accept queue: a burst of local connections (a pool warming up) must not overflow it.
+      this.listener.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: 4096 }, () => {
         this.listener.off('error', onError);
         const addr = this.listener.address() as AddressInfo;
         this.opts.logger.info(

@@ -104,7 +104,7 @@ export class TwsServer extends EventEmitter {
         reject(new TwsError('TWS_ERR_LISTEN', `cannot listen on ${formatHostPort(this.opts.listen.host, this.opts.listen.port)}: ${err.code ?? err.message}`));
       };
       this.http.once('error', onError);
-      this.http.listen(this.opts.listen.port, this.opts.listen.host, () => {
+      this.http.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: 4096 }, () => {
         this.http.off('error', onError);
         const addr = this.http.address() as AddressInfo;
         const tls = this.opts.tls ? ', TLS: sessions use the js engine' : '';
