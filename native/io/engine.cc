@@ -82,7 +82,13 @@ class BufQueue {
   void push_back(Buf b) { items_.push_back(std::move(b)); }
   void pop_front() {
     items_[head_++] = Buf{};
-    if (empty()) clear();
+    if (empty()) {
+      clear();
+    } else if (head_ >= 32 && head_ * 2 >= items_.size()) {
+      // A queue that never quite drains (a steadily slow reader) must not grow by a slot per frame.
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
   }
   void clear() {
     items_.clear();
@@ -676,7 +682,8 @@ class Session final : public Pollable {
     if (!o_.server) return refuse(1, "client accepts no streams");
     if (kind == 2 && o_.no_udp) return refuse(1, "udp is disabled on this server");
     if (streams_.size() >= o_.max_streams) return refuse(5, "too many streams");
-    auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, fresh_window());
+    // The receive window is sized when OPEN_OK goes out (mark_open), from the session budget then.
+    auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, o_.initial_window);
     s->udp = kind == 2;
     streams_[sid] = std::move(s);
     Event e{Event::kOpenRequest};

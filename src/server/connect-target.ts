@@ -9,7 +9,7 @@ import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
 import { HostPort, parseHostPort } from '../util/address';
 import type { Logger } from '../util/log';
-import { AllowList } from './allow-list';
+import type { AllowList } from './allow-list';
 
 const REFUSALS: Record<string, number> = {
   ECONNREFUSED: ResetCode.CONNECT_FAILED,
@@ -34,28 +34,24 @@ function targetOf(req: OpenRequest): HostPort | undefined {
 }
 
 /**
- * Where a stream may go: with an allow-list, the resolved address a rule
- * allows (connect exactly there); without one, the target as given. A denial
- * is answered RESET 1 and logged.
+ * Where a stream may go: without an allow-list, the target as given; with
+ * one, the resolved address a rule allows (`go` connects exactly there). A
+ * denial is answered RESET 1 and logged.
  */
-async function admit(req: OpenRequest, hp: HostPort, allow: AllowList | undefined, log: Logger): Promise<string | undefined> {
-  if (!allow || allow.empty) return hp.host;
-  const d = await allow.decide(hp);
-  if (req.signal.aborted) return undefined;
-  if (d.ok) return d.address;
-  log.warn(`stream#${req.stream} denied → ${req.target}: ${d.why}`);
-  req.reject(ResetCode.DENIED, 'target not allowed');
-  return undefined;
+function admitted(req: OpenRequest, hp: HostPort, allow: AllowList | undefined, log: Logger, go: (hp: HostPort) => void): void {
+  if (!allow || allow.empty) return go(hp);
+  allow.decide(hp).then((d) => {
+    if (req.signal.aborted) return;
+    if (d.ok) return go({ host: d.address, port: hp.port });
+    log.warn(`stream#${req.stream} denied → ${req.target}: ${d.why}`);
+    req.reject(ResetCode.DENIED, 'target not allowed');
+  }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
 }
 
 /** Connects `req.target` within `timeoutMs` (if the allow-list lets it), then accepts or rejects the request. */
-export function connectTarget(req: OpenRequest, timeoutMs: number, allow?: AllowList, log?: Logger): void {
+export function connectTarget(req: OpenRequest, timeoutMs: number, allow: AllowList | undefined, log: Logger): void {
   const hp = targetOf(req);
-  if (!hp) return;
-  if (!allow || allow.empty) return dial(req, hp, timeoutMs);
-  admit(req, hp, allow, log!).then((address) => {
-    if (address !== undefined) dial(req, { host: address, port: hp.port }, timeoutMs);
-  }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
+  if (hp) admitted(req, hp, allow, log, (to) => dial(req, to, timeoutMs));
 }
 
 function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
@@ -89,13 +85,9 @@ function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
 }
 
 /** Opens a connected UDP socket to `req.target` (if the allow-list lets it) and hands it to the engine as a datagram port. */
-export function connectUdpTarget(req: OpenRequest, allow?: AllowList, log?: Logger): void {
+export function connectUdpTarget(req: OpenRequest, allow: AllowList | undefined, log: Logger): void {
   const hp = targetOf(req);
-  if (!hp) return;
-  if (!allow || allow.empty) return openUdp(req, hp);
-  admit(req, hp, allow, log!).then((address) => {
-    if (address !== undefined) openUdp(req, { host: address, port: hp.port });
-  }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
+  if (hp) admitted(req, hp, allow, log, (to) => openUdp(req, to));
 }
 
 function openUdp(req: OpenRequest, hp: HostPort): void {
@@ -127,4 +119,3 @@ function openUdp(req: OpenRequest, hp: HostPort): void {
     if (!req.signal.aborted) req.reject(ResetCode.CONNECT_FAILED, `resolve failed: ${err.code ?? err.message}`);
   });
 }
-

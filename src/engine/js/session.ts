@@ -201,7 +201,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
     if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
 
-    const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.freshWindow() });
+    const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
     s.abort = new AbortController();
     this.streams.set(s.id, s);
     let answered = false;
