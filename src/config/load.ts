@@ -9,7 +9,7 @@ import { TwsError } from '../util/errors';
 import { HostPort, parseHostPort } from '../util/address';
 import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../client/proxy';
-import { AllowRule, parseAllowRule } from '../server/allow-list';
+import { AllowRule, parseAllowRules } from '../server/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 
 export interface CommonConfig {
@@ -182,14 +182,8 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     case 'user':
       if (typeof value !== 'string' || !/^[^\s\x00-\x1f\x7f]{1,128}$/.test(value)) bad('a user name (1-128 characters, no spaces)');
       return value;
-    case 'allow': {
-      const list = Array.isArray(value) ? value : [value];
-      return list.map((item) => {
-        const rule = typeof item === 'string' ? parseAllowRule(item) : 'expected a string like 10.0.0.0/8:22';
-        if (typeof rule === 'string') fail(`${where}: ${rule} in ${JSON.stringify(item)}`);
-        return rule;
-      });
-    }
+    case 'allow':
+      return parseAllowRules(value, where);
     case 'proxy':
       // Never echo the value: it may hold the proxy password.
       if (typeof value !== 'string') fail(`${where}: expected http://[user:pass@]host:port`);

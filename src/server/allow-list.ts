@@ -8,6 +8,7 @@
  * point past a CIDR rule (nor re-resolve to somewhere else after the check).
  */
 import { BlockList, isIP } from 'node:net';
+import { TwsError } from '../util/errors';
 import { lookup } from 'node:dns/promises';
 import { HostPort, splitHostPort } from '../util/address';
 
@@ -60,6 +61,16 @@ export function parseAllowRule(text: string): AllowRule | string {
   const ports = parsePorts(portText);
   if (typeof ports === 'string') return ports;
   return { text: t, host, ports };
+}
+
+/** Parses a config value (one rule or a list of them); a bad rule is a config error naming `where`. */
+export function parseAllowRules(value: unknown, where: string): AllowRule[] {
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((item) => {
+    const rule = typeof item === 'string' ? parseAllowRule(item) : 'expected a string like 10.0.0.0/8:22';
+    if (typeof rule === 'string') throw new TwsError('TWS_ERR_CONFIG', `${where}: ${rule} in ${JSON.stringify(item)}`);
+    return rule;
+  });
 }
 
 /** `::ffff:10.1.2.3` is 10.1.2.3 for the rules. */

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
 import { TwsError } from '../util/errors';
-import { AllowList, parseAllowRule } from './allow-list';
+import { AllowList, parseAllowRules } from './allow-list';
 
 export interface User {
   name: string;
@@ -68,15 +68,7 @@ export function loadUsers(file: string): Map<string, User> {
       if (typeof r.passwd_file !== 'string') fail(`${where}: passwd_file must be a file name`);
       passwd = readSecretFile(r.passwd_file, where);
     }
-    let allow: AllowList | undefined;
-    if (r.allow !== undefined) {
-      const list = Array.isArray(r.allow) ? r.allow : [r.allow];
-      allow = new AllowList(list.map((item) => {
-        const rule = typeof item === 'string' ? parseAllowRule(item) : 'expected a string like 10.0.0.0/8:22';
-        if (typeof rule === 'string') fail(`${where}, allow: ${rule} in ${JSON.stringify(item)}`);
-        return rule;
-      }));
-    }
+    const allow = r.allow === undefined ? undefined : new AllowList(parseAllowRules(r.allow, `${where}, allow`));
     users.set(name, { name, passwd, allow });
   }
   return users;
