@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
 import { TwsError } from '../util/errors';
 import { HostPort, parseHostPort } from '../util/address';
+import { readPasswordFile } from '../util/password-file';
 import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../client/proxy';
 import { AllowRule, parseAllowRules } from '../server/allow-list';
@@ -238,16 +239,4 @@ export function resolveConfig(
   if (missing.length > 0) fail(`missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
   delete out.passwdFile;
   return out as unknown as ServerConfig | ClientConfig;
-}
-
-function readPasswordFile(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    fail(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const line = text.split(/\r?\n/)[0] ?? '';
-  if (line.length === 0) fail(`password file ${file} is empty`);
-  return line;
 }

@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
 import { TwsError } from '../util/errors';
+import { readPasswordFile } from '../util/password-file';
 import { AllowList, parseAllowRules } from './allow-list';
 
 export interface User {
@@ -26,18 +27,6 @@ const NAME = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 
 function fail(message: string): never {
   throw new TwsError('TWS_ERR_CONFIG', message);
-}
-
-function readSecretFile(file: string, where: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    fail(`${where}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const line = text.split(/\r?\n/)[0] ?? '';
-  if (!line) fail(`${where}: ${file} is empty`);
-  return line;
 }
 
 /** Reads and validates a users file; every error names the file, the user and the key. */
@@ -66,7 +55,7 @@ export function loadUsers(file: string): Map<string, User> {
       passwd = String(r.passwd);
     } else {
       if (typeof r.passwd_file !== 'string') fail(`${where}: passwd_file must be a file name`);
-      passwd = readSecretFile(r.passwd_file, where);
+      passwd = readPasswordFile(r.passwd_file, `${where}: `);
     }
     const allow = r.allow === undefined ? undefined : new AllowList(parseAllowRules(r.allow, `${where}, allow`));
     users.set(name, { name, passwd, allow });
