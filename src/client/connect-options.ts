@@ -4,7 +4,7 @@
  * certificate is verified at all. Built once at start-up so that a bad CA
  * file is a start-up error, not a reconnect loop.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { TwsError } from '../util/errors';
@@ -32,7 +32,9 @@ function fail(message: string): never {
   throw new TwsError('TWS_ERR_CONFIG', message);
 }
 
-/** The PEM certificates in a file (a bundle may hold many). */
+const PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** The PEM certificates in a file (a bundle may hold many); none is an error. */
 function certsIn(file: string, what: string): string[] {
   let text: string;
   try {
@@ -40,7 +42,7 @@ function certsIn(file: string, what: string): string[] {
   } catch (err) {
     fail(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const certs = text.match(PEM) ?? [];
   if (certs.length === 0) fail(`${what} ${file} holds no PEM certificate`);
   return certs;
 }
@@ -62,10 +64,14 @@ export function trustedRoots(caFile: string | undefined, env: NodeJS.ProcessEnv 
         fail(`cannot read SSL_CERT_DIR ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
       for (const name of names) {
-        const file = join(dir, name);
-        if (!statSync(file).isFile()) continue;
-        const text = readFileSync(file, 'utf8');
-        roots.push(...(text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []));
+        // Like OpenSSL, a directory entry that is not a readable file (a dangling hash link, say) is skipped.
+        let text: string;
+        try {
+          text = readFileSync(join(dir, name), 'utf8');
+        } catch {
+          continue;
+        }
+        roots.push(...(text.match(PEM) ?? []));
       }
     }
   }

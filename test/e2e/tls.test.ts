@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
@@ -108,6 +108,8 @@ t.test('SSL_CERT_FILE and SSL_CERT_DIR replace the system roots, as for OpenSSL 
   const { server } = await tlsServer('js', leaf);
   const certDir = t.testdir({});
   copyFileSync(ca.cert, join(certDir, 'test-ca.pem'));
+  symlinkSync(join(certDir, 'gone.pem'), join(certDir, 'dangling.0'));  // a stale hash link must not stop the client
+  mkdirSync(join(certDir, 'subdir'));
   const byFile = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '-c', '1'], { SSL_CERT_FILE: ca.cert });
   const byDir = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '-c', '1'], { SSL_CERT_DIR: certDir });
   const other = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '-c', '1'], { SSL_CERT_FILE: ca2.cert });
