@@ -1153,10 +1153,10 @@ bool Loop::start(std::string* error) {
   uint64_t seed = 0;
   if (::getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) rng_ = seed;
   running_ = true;
-  thread_ = std::thread([this] {
-    ::pthread_setname_np(::pthread_self(), "tws-io");  // visible in /proc/PID/task/*/comm and top -H
-    run();
-  });
+  thread_ = std::thread([this] { run(); });
+  // Named here, not inside the thread, so the name is set before start() returns
+  // (visible in /proc/PID/task/*/comm and top -H).
+  ::pthread_setname_np(thread_.native_handle(), "tws-io");
   return true;
 }
 
