@@ -7,7 +7,8 @@
       "target_name": "tws_native",
       "sources": [
         "native/addon.cc",
-        "native/io/engine.cc"
+        "native/io/engine.cc",
+        "native/io/tls_wire.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

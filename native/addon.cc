@@ -17,6 +17,7 @@
 #include "core/tws2.h"
 #include "core/ws_frame.h"
 #include "io/engine.h"
+#include "io/tls_wire.h"
 
 namespace {
 
@@ -113,6 +114,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeEngine", {
       InstanceMethod<&NativeEngine::Adopt>("adopt"),
+      InstanceMethod<&NativeEngine::AdoptTls>("adoptTls"),
+      InstanceMethod<&NativeEngine::Upgraded>("upgraded"),
       InstanceMethod<&NativeEngine::OpenStream>("openStream"),
       InstanceMethod<&NativeEngine::AcceptStream>("acceptStream"),
       InstanceMethod<&NativeEngine::RejectStream>("rejectStream"),
@@ -167,7 +170,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!engine_) return;
     std::vector<tws::Event> events = engine_->take_events();
     if (events.empty()) return;
-    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt"};
+    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt", "upgrade-head"};
     Napi::Array arr = Napi::Array::New(env, events.size());
     for (size_t i = 0; i < events.size(); i++) {
       const tws::Event& e = events[i];
@@ -188,11 +191,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     cb.Call({arr});
   }
 
-  Napi::Value Adopt(const Napi::CallbackInfo& info) {
-    // adopt(session, fd, head, preamble, { server, timeoutMs, initialWindow, maxWindow, maxStreams })
-    int fd = dup_fd(info[1]);
-    if (fd < 0 || !info[4].IsObject()) return Napi::Boolean::New(info.Env(), false);
-    Napi::Object o = info[4].As<Napi::Object>();
+  static tws::SessionOptions session_options(Napi::Object o) {
     tws::SessionOptions opts;
     opts.server = o.Get("server").ToBoolean().Value();
     opts.timeout_ms = o.Get("timeoutMs").ToNumber().Uint32Value();
@@ -203,9 +202,43 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (o.Has("idleTimeoutMs")) opts.idle_timeout_ms = o.Get("idleTimeoutMs").ToNumber().Uint32Value();
     if (o.Has("sessionBudget")) opts.session_budget = static_cast<uint64_t>(o.Get("sessionBudget").ToNumber().Int64Value());
     opts.no_udp = o.Get("noUdp").ToBoolean().Value();
-    engine_->adopt(info[0].ToNumber().Uint32Value(), fd, bytes_of(info[2]), bytes_of(info[3]), opts);
+    return opts;
+  }
+
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    // adopt(session, fd, head, preamble, { server, timeoutMs, initialWindow, maxWindow, maxStreams, ... })
+    if (!info[4].IsObject()) return Napi::Boolean::New(info.Env(), false);
+    int fd = dup_fd(info[1]);
+    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
+    engine_->adopt(info[0].ToNumber().Uint32Value(), fd, bytes_of(info[2]), bytes_of(info[3]), session_options(info[4].As<Napi::Object>()));
     return Napi::Boolean::New(info.Env(), true);
   }
+
+  // adoptTls(session, fd, { ca, insecure, servername, verifyName }, request, sessionOptions):
+  // a connected plain socket on which the engine runs TLS and the upgrade.
+  // Returns '' or why the TLS settings are unusable.
+  Napi::Value AdoptTls(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[2].IsObject() || !info[4].IsObject()) return Napi::String::New(env, "bad arguments");
+    Napi::Object t = info[2].As<Napi::Object>();
+    tws::TlsClientOptions tls;
+    tls.ca_pem = t.Get("ca").ToString().Utf8Value();
+    tls.insecure = t.Get("insecure").ToBoolean().Value();
+    tls.servername = t.Get("servername").ToString().Utf8Value();
+    tls.verify_name = t.Get("verifyName").ToString().Utf8Value();
+    int fd = dup_fd(info[1]);
+    if (fd < 0) return Napi::String::New(env, "cannot take over the socket");
+    std::string error;
+    std::unique_ptr<tws::Wire> wire = tws::make_tls_client(fd, tls, &error);
+    if (!wire) {
+      ::close(fd);
+      return Napi::String::New(env, error);
+    }
+    engine_->adopt_upgrading(info[0].ToNumber().Uint32Value(), fd, std::move(wire), bytes_of(info[3]), session_options(info[4].As<Napi::Object>()));
+    return Napi::String::New(env, "");
+  }
+
+  void Upgraded(const Napi::CallbackInfo& info) { engine_->upgraded(info[0].ToNumber().Uint32Value()); }
 
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
     // openStream(session, stream, fd, target, initial)

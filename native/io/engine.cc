@@ -1,5 +1,6 @@
 // The native data plane (see engine.h). Everything below Engine runs on the
-// I/O thread: no JavaScript, no exceptions, no DNS, file or crypto work.
+// I/O thread: no JavaScript, no exceptions, no DNS or file work; the only
+// crypto is a TLS Wire's record layer (tls_wire.cc).
 // The rules mirror src/engine/js/session.ts, the reference implementation.
 #include "engine.h"
 
@@ -30,6 +31,7 @@
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 #include "fd.h"
+#include "wire.h"
 
 namespace tws {
 
@@ -55,6 +57,8 @@ constexpr double kTuneEpochMs = 20;
 constexpr size_t kRecentClosed = 4096;
 // Reads per session per loop turn before others get their turn.
 constexpr int kReadsPerTurn = 4;
+// The largest HTTP response head accepted while the engine does the client's upgrade.
+constexpr size_t kMaxUpgradeHead = 16 * 1024;
 
 const char* const kResetNames[] = {"", "denied", "connect failed", "timeout", "protocol error", "too many streams",
                                     "cancelled", "idle", "internal", "going away"};
@@ -238,8 +242,8 @@ class Loop {
 // One WebSocket connection carrying TWS2; also the sink of its MessageReader.
 class Session final : public Pollable {
  public:
-  Session(Loop* loop, uint32_t id, UniqueFd fd, SessionOptions o)
-      : loop_(loop), id_(id), fd_(std::move(fd)), o_(o),
+  Session(Loop* loop, uint32_t id, UniqueFd fd, SessionOptions o, std::unique_ptr<Wire> wire = nullptr)
+      : loop_(loop), id_(id), fd_(std::move(fd)), wire_(wire ? std::move(wire) : std::make_unique<PlainWire>(fd_.get())), o_(o),
         parser_(o.server ? ws::Role::kServer : ws::Role::kClient, tws2::kMaxMessage),
         reader_(new tws2::MessageReader<Session>(*this)) {
     const double now = now_ms();
@@ -247,8 +251,15 @@ class Session final : public Pollable {
     last_ping_ = now - kRttProbeMs + kFirstProbeMs;  // first quiet probe soon after open
   }
 
-  bool start(const std::string& head, const std::string& preamble) {
+  // With `await_upgrade` the preamble is the client's upgrade request: the
+  // response head goes to JavaScript to judge (Event::kUpgradeHead) and no
+  // WebSocket byte is parsed until it says so (cmd_upgraded).
+  bool start(const std::string& head, const std::string& preamble, bool await_upgrade = false) {
     set_nodelay_nonblock(fd_.get());
+    if (await_upgrade) {
+      upgrade_ = Upgrade::kReading;
+      upgrade_deadline_ = now_ms() + o_.timeout_ms;
+    }
     if (!preamble.empty()) {
       normal_.push_back(copy_buf(reinterpret_cast<const uint8_t*>(preamble.data()), preamble.size()));
       normal_bytes_ += preamble.size();
@@ -481,7 +492,7 @@ class Session final : public Pollable {
   }
 
   void cmd_goaway(uint16_t code, const std::string& reason) {
-    if (draining_ || closing_ || dead_) return;
+    if (draining_ || closing_ || dead_ || upgrade_ != Upgrade::kNone) return;
     draining_ = true;
     uint8_t body[2 + tws2::kMaxReason];
     size_t n = coded_body(body, code, reason);
@@ -494,6 +505,7 @@ class Session final : public Pollable {
     if (closing_ || dead_) return;
     close_code_ = code;
     close_reason_ = reason;
+    if (upgrade_ != Upgrade::kNone) return teardown();  // no WebSocket yet: nothing to say goodbye on
     reset_all(reason);
     send_close(code, reason);
     flush();
@@ -504,6 +516,21 @@ class Session final : public Pollable {
     if (dead_) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
     if (events & EPOLLOUT) writable_ = true;
+    if (wire_->crosswise()) readable_ = writable_ = true;
+    loop_->mark_dirty(this);
+  }
+
+  // JavaScript accepted the upgrade response: the WebSocket starts.
+  void cmd_upgraded() {
+    if (dead_ || upgrade_ != Upgrade::kHeld) return;
+    upgrade_ = Upgrade::kNone;
+    const double now = now_ms();
+    last_recv_ = now;
+    last_ping_ = now - kRttProbeMs + kFirstProbeMs;
+    std::string rest;
+    rest.swap(upgrade_buf_);  // the first frames, read along with the head
+    if (!rest.empty()) feed(reinterpret_cast<uint8_t*>(rest.data()), rest.size());
+    readable_ = true;  // a TLS wire may hold more already read: epoll would not say so again
     loop_->mark_dirty(this);
   }
 
@@ -528,8 +555,8 @@ class Session final : public Pollable {
   // One turn of work after events: read, pump, write.
   void work() {
     if (dead_) return;
-    if (readable_) {
-      for (int i = 0; i < kReadsPerTurn && readable_ && !dead_; i++) read_some();
+    if (readable_ && upgrade_ != Upgrade::kHeld) {
+      for (int i = 0; i < kReadsPerTurn && readable_ && !dead_ && upgrade_ != Upgrade::kHeld; i++) read_some();
       if (readable_) loop_->mark_dirty(this);  // more to read next turn
     }
     if (!dead_) pump();
@@ -540,6 +567,10 @@ class Session final : public Pollable {
     if (dead_) return;
     if (closing_) {
       if (now >= close_deadline_) teardown();
+      return;
+    }
+    if (upgrade_ != Upgrade::kNone) {
+      if (now >= upgrade_deadline_) fail_upgrade(1006, "no answer to the upgrade within " + std::to_string(o_.timeout_ms) + " ms");
       return;
     }
     const double quiet = now - last_recv_;
@@ -618,24 +649,49 @@ class Session final : public Pollable {
 
   void read_some() {
     uint8_t* buf = loop_->read_buffer();
-    ssize_t n = ::recv(fd_.get(), buf, kReadBuffer, 0);
+    ssize_t n = wire_->recv(buf, kReadBuffer);
+    const int err = errno;
     if (n > 0) {
       last_recv_ = now_ms();
+      if (upgrade_ == Upgrade::kReading) return read_upgrade_head(buf, static_cast<size_t>(n));
       feed(buf, static_cast<size_t>(n));
       return;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
       readable_ = false;
       return;
     }
-    if (n < 0 && errno == EINTR) return;
+    if (n < 0 && err == EINTR) return;
     // EOF or error without a close frame.
     readable_ = false;
     if (close_code_ == 0) {
-      close_code_ = 1006;
-      close_reason_ = n == 0 ? "connection closed" : std::strerror(errno);
+      close_code_ = n == 0 ? 1006 : wire_->error_code();
+      close_reason_ = n == 0 ? "connection closed" : wire_->error_text(err);
     }
     reset_all("session closed");
+    teardown();
+  }
+
+  // Collects the upgrade response head; what follows it is kept for cmd_upgraded.
+  void read_upgrade_head(const uint8_t* p, size_t n) {
+    const size_t before = upgrade_buf_.size();
+    upgrade_buf_.append(reinterpret_cast<const char*>(p), n);
+    const size_t end = upgrade_buf_.find("\r\n\r\n", before >= 3 ? before - 3 : 0);
+    if (end == std::string::npos || end + 4 > kMaxUpgradeHead) {
+      if (upgrade_buf_.size() > kMaxUpgradeHead) fail_upgrade(1002, "upgrade response head too large");
+      return;
+    }
+    Event e(Event::kUpgradeHead);
+    e.session = id_;
+    e.text = upgrade_buf_.substr(0, end + 4);
+    upgrade_buf_.erase(0, end + 4);
+    upgrade_ = Upgrade::kHeld;
+    loop_->emit(std::move(e));
+  }
+
+  void fail_upgrade(uint16_t code, const std::string& reason) {
+    close_code_ = code;
+    close_reason_ = reason;
     teardown();
   }
 
@@ -980,7 +1036,7 @@ class Session final : public Pollable {
     loop_->mark_dirty(this);
   }
 
-  bool out_empty() const { return normal_.empty() && urgent_.empty(); }
+  bool out_empty() const { return normal_.empty() && urgent_.empty() && !wire_->holding(); }
 
   // Writes queued frames: a partly written DATA/close frame first, then
   // pings/pongs, then the rest, many buffers per sendmsg.
@@ -998,19 +1054,17 @@ class Session final : public Pollable {
         cnt++;
         if (q == &urgent_) break;  // one control frame, then re-check priorities
       }
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = static_cast<size_t>(cnt);
-      ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+      ssize_t w = wire_->sendv(iov, cnt);  // cnt is 0 when only the wire holds bytes
       if (w < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        const int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
           writable_ = false;
           break;
         }
-        if (errno == EINTR) continue;
+        if (err == EINTR) continue;
         if (close_code_ == 0) {
-          close_code_ = 1006;
-          close_reason_ = std::strerror(errno);
+          close_code_ = wire_->error_code();
+          close_reason_ = wire_->error_text(err);
         }
         reset_all("session closed");
         teardown();
@@ -1097,6 +1151,7 @@ class Session final : public Pollable {
   Loop* loop_;
   uint32_t id_;
   UniqueFd fd_;
+  std::unique_ptr<Wire> wire_;  // after fd_: it goes first
   SessionOptions o_;
   ws::Parser parser_;
   std::unique_ptr<tws2::MessageReader<Session>> reader_;
@@ -1110,6 +1165,10 @@ class Session final : public Pollable {
   bool normal_partial_ = false;
   bool readable_ = true;
   bool writable_ = true;
+  // The client's upgrade done by the engine (TLS): reading the response head, then held for JavaScript.
+  enum class Upgrade { kNone, kReading, kHeld } upgrade_ = Upgrade::kNone;
+  double upgrade_deadline_ = 0;
+  std::string upgrade_buf_;
   bool closing_ = false;
   bool close_received_ = false;
   bool dead_ = false;
@@ -1249,6 +1308,18 @@ void Engine::adopt(uint32_t session, int fd, std::string head, std::string pream
   });
 }
 
+void Engine::adopt_upgrading(uint32_t session, int fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options) {
+  Loop* loop = loop_.get();
+  // std::function must be copyable: the wire travels in a shared holder.
+  auto holder = std::make_shared<std::unique_ptr<Wire>>(std::move(wire));
+  loop->post([loop, session, fd, holder, request = std::move(request), options] {
+    auto s = std::make_unique<Session>(loop, session, UniqueFd(fd), options, std::move(*holder));
+    Session* sp = s.get();
+    loop->sessions()[session] = std::move(s);
+    if (!sp->start(std::string(), request, true)) sp->cmd_close(1011, "cannot watch the socket");
+  });
+}
+
 namespace {
 Session* find_session(Loop* loop, uint32_t id) {
   auto it = loop->sessions().find(id);
@@ -1296,6 +1367,13 @@ void Engine::goaway(uint32_t session, uint16_t code, std::string reason) {
   Loop* loop = loop_.get();
   loop->post([loop, session, code, reason = std::move(reason)] {
     if (Session* s = find_session(loop, session)) s->cmd_goaway(code, reason);
+  });
+}
+
+void Engine::upgraded(uint32_t session) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session] {
+    if (Session* s = find_session(loop, session)) s->cmd_upgraded();
   });
 }
 

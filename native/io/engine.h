@@ -27,7 +27,7 @@ struct SessionOptions {
 
 // A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]
 struct Event {
-  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt };
+  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;
   uint32_t session = 0;
@@ -35,10 +35,11 @@ struct Event {
   uint32_t code = 0;        // close code (session) / kind (open request) / round trip in µs (rtt)
   uint64_t bytes_in = 0;    // stream: written locally; session: total
   uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
-  std::string text;         // target, close reason, how a stream ended, window note, or a datagram
+  std::string text;         // target, close reason, how a stream ended, window note, a datagram, or an HTTP head
 };
 
 class Loop;
+class Wire;
 
 class Engine {
  public:
@@ -57,6 +58,11 @@ class Engine {
   // Commands: each returns at once; the I/O thread carries it out. Fds passed
   // in become the engine's (it closes them). [JS thread]
   void adopt(uint32_t session, int fd, std::string head, std::string preamble, SessionOptions options);
+  // A client connection on which the engine itself does the WebSocket upgrade,
+  // over `wire` (TLS): it writes `request`, reports the response head
+  // (Event::kUpgradeHead) and then waits for upgraded() or close_session().
+  void adopt_upgrading(uint32_t session, int fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options);
+  void upgraded(uint32_t session);
   void open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial);
   void accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial);
   void reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason);

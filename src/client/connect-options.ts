@@ -100,12 +100,17 @@ export function connectOptions(
 }
 
 const TLS_CODES = /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_|ERR_TLS_|ERR_SSL_)/;
+const TLS_HINT = 'trust its CA with --ca FILE, or use --sni if the certificate is for another name';
 
 /** One clear line for a failed connection; TLS verification failures say what to do. */
 export function describeConnectError(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
-  if (TLS_CODES.test(code)) {
-    return `TLS: ${err.message} (${code}); trust its CA with --ca FILE, or use --sni if the certificate is for another name`;
-  }
+  if (TLS_CODES.test(code)) return `TLS: ${err.message} (${code}); ${TLS_HINT}`;
   return code || err.message;
+}
+
+/** The same line for the native engine's TLS failures, which come as "TLS: <reason> (<CODE>)". */
+export function describeTlsFailure(text: string): string {
+  const code = /\(([A-Z_]+)\)$/.exec(text)?.[1] ?? '';
+  return code !== 'ERR_SSL' && TLS_CODES.test(code) ? `${text}; ${TLS_HINT}` : text;
 }

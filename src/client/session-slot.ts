@@ -3,18 +3,20 @@
  * server up, reconnecting with jittered backoff whenever it drops.
  */
 import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import { buildAuthHeader } from '../auth/tws-auth';
 import { jsEngine } from '../engine/js';
-import type { Engine, EngineSession, FdEngine, WsEngine } from '../engine/types';
+import type { Engine, EngineSession, FdEngine, PendingUpgrade, WsEngine } from '../engine/types';
 import { sessionOptions } from '../engine/options';
 import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
-import { ConnectOptions, describeConnectError } from './connect-options';
+import { ConnectOptions, describeConnectError, describeTlsFailure } from './connect-options';
+import { openTcp } from './open-tcp';
 import { viaProxy } from './proxy';
-import { rawUpgrade, UpgradeError } from './raw-upgrade';
+import { parseResponseHead, rawUpgrade, upgradeProblem, upgradeRequest, UpgradeError } from './raw-upgrade';
 
 export interface SlotOptions {
   server: URL;
@@ -44,6 +46,7 @@ export class SessionSlot extends EventEmitter {
   private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
   private ws: WebSocket | undefined;
+  private pending: PendingUpgrade | undefined;
   private stopped = false;
   private lastError = '';
 
@@ -61,13 +64,17 @@ export class SessionSlot extends EventEmitter {
     this.stopped = true;
     clearTimeout(this.timer);
     if (this.ws && !this.session) this.ws.terminate();
+    this.pending?.abort();
+    this.pending = undefined;
   }
 
   private connect(): void {
     if (this.stopped) return;
     const { engine, server } = this.opts;
-    // A TLS connection cannot be handed over by fd: wss:// stays on the js engine.
+    // A TLS connection cannot be handed over by fd: wss:// runs its TLS in the
+    // engine when it can, else on the js engine.
     if (engine.handoff === 'fd' && server.protocol === 'ws:') this.connectRaw(engine);
+    else if (engine.handoff === 'fd' && engine.adoptTls) this.connectTls(engine.adoptTls.bind(engine));
     else this.connectWs(engine.handoff === 'ws' ? engine : jsEngine);
   }
 
@@ -113,6 +120,47 @@ export class SessionSlot extends EventEmitter {
     }, (err: UpgradeError) => this.failed(`${err.message}${SessionSlot.hint(err.status)}`));
   }
 
+  /** wss:// on an engine that runs TLS itself: we open the TCP connection and judge the answer. */
+  private connectTls(adoptTls: NonNullable<FdEngine['adoptTls']>): void {
+    const { server, timeout } = this.opts;
+    const c = this.opts.connect ?? {};
+    const host = server.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(server.port || 443);
+    const key = randomBytes(16).toString('base64');
+    let request: Buffer;
+    try {
+      request = upgradeRequest(server, this.headers(), key);
+    } catch (err) {
+      return this.failed((err as Error).message);
+    }
+    openTcp(host, port, timeout, c.proxy).then((socket) => {
+      if (this.stopped) {
+        socket.destroy();
+        return;
+      }
+      const name = c.sni ?? host;
+      const pending = adoptTls(socket, { ca: (c.ca ?? []).join('\n'), insecure: c.insecure === true, servername: name, verifyName: name }, request, this.sessionOptions());
+      this.pending = pending;
+      pending.response.then((head) => {
+        this.pending = undefined;
+        const res = parseResponseHead(head);
+        const problem = !res ? 'not an HTTP answer to the upgrade'
+          : res.status !== 101 ? `server answered HTTP ${res.status}${SessionSlot.hint(res.status)}`
+            : upgradeProblem(res.headers, key);
+        if (problem || this.stopped) {
+          pending.abort();
+          if (problem) this.failed(problem);
+          return;
+        }
+        this.lastError = '';
+        this.attach(pending.accept(), 'TLS in the native engine');
+      }, (err: Error) => {
+        this.pending = undefined;
+        if (!this.stopped) this.failed(err.message.startsWith('TLS: ') ? describeTlsFailure(err.message) : err.message);
+      });
+    }, (err: Error) => this.failed(err.message));
+  }
+
   private connectWs(engine: WsEngine): void {
     const { opts } = this;
     const c = opts.connect ?? {};
@@ -151,15 +199,15 @@ export class SessionSlot extends EventEmitter {
         return;
       }
       this.lastError = '';
-      this.attach(engine.adopt(ws, this.sessionOptions()));
+      this.attach(engine.adopt(ws, this.sessionOptions()), secure ? 'TLS in the js engine' : '');
     });
   }
 
-  private attach(session: EngineSession): void {
+  private attach(session: EngineSession, how = ''): void {
     const log = this.opts.logger.child(`session#${session.id}`);
     const started = Date.now();
     this.session = session;
-    log.info(`up → ${showUrl(this.opts.server)} (slot ${this.index})`);
+    log.info(`up → ${showUrl(this.opts.server)} (slot ${this.index}${how ? `, ${how}` : ''})`);
     const detach = (): void => {
       if (this.session !== session) return;
       this.session = undefined;

@@ -11,10 +11,12 @@ import type { Socket } from 'node:net';
 import { ResetCode } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import type { NativeAddon } from './native-addon';
-import type { DatagramPort, EngineSession, FdEngine, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from './types';
+import type {
+  DatagramPort, EngineSession, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats, StreamClosedInfo, TlsClientSettings,
+} from './types';
 
 interface NativeEvent {
-  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt';
+  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head';
   session: number;
   stream: number;
   code: number;
@@ -26,6 +28,9 @@ interface NativeEvent {
 
 export interface NativeCore {
   adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): boolean;
+  /** Returns '' or why the TLS settings cannot be used. */
+  adoptTls(session: number, fd: number, tls: TlsClientSettings, request: Buffer, o: object): string;
+  upgraded(session: number): void;
   openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): boolean;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): boolean;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
@@ -37,6 +42,21 @@ export interface NativeCore {
   ref(): void;
   unref(): void;
   stop(): void;
+}
+
+/** SessionOptions as the addon takes them. */
+function nativeOptions(options: SessionOptions): object {
+  return {
+    server: options.role === 'server',
+    timeoutMs: options.timeoutMs,
+    initialWindow: options.initialWindow,
+    maxWindow: options.maxWindow,
+    maxStreams: options.maxStreams,
+    udpTimeoutMs: options.udpTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs,
+    sessionBudget: options.sessionBudget,
+    noUdp: options.noUdp,
+  };
 }
 
 /** The fd of a plain TCP socket, and the bytes JavaScript already read from it. */
@@ -57,6 +77,8 @@ class NativeSession extends EventEmitter implements EngineSession {
   private bytesOut = 0;
   private rttMs: number | undefined;
   private readonly log: Logger;
+  /** While the engine runs this client session's TLS and upgrade: who waits for the response head. */
+  upgrade: { resolve(head: string): void; reject(err: Error): void } | undefined;
 
   constructor(readonly id: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
     super();
@@ -126,6 +148,10 @@ class NativeSession extends EventEmitter implements EngineSession {
       case 'rtt':
         this.rttMs = e.code / 1000;
         return;
+      case 'upgrade-head':
+        this.upgrade?.resolve(e.text);
+        this.upgrade = undefined;
+        return;
       case 'datagram':
         this.streams.get(e.stream)?.port?.send(e.payload!);
         return;
@@ -133,6 +159,8 @@ class NativeSession extends EventEmitter implements EngineSession {
         if (e.text.startsWith('peer silent')) this.log.warn(`${e.text} (timeout ${this.opts.timeoutMs} ms); closing session`);
         else if (e.code === 1002 || e.code === 1009) this.log.warn(`protocol error: ${e.text}; session closed`);
         this.closed = true;
+        this.upgrade?.reject(new Error(e.text || `closed (${e.code})`));
+        this.upgrade = undefined;
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
         this.bytesIn = Math.max(this.bytesIn, e.bytesIn);
@@ -228,36 +256,64 @@ export function createNativeEngine(
       }
     }
   };
+  /** A new session on the next core (round-robin); `register` once the core owns it. */
+  const newSession = (options: SessionOptions): { session: NativeSession; core: NativeCore; register(): void } => {
+    const id = nextId++;
+    const index = id % cores.length;
+    const core = (cores[index] ??= new addon.NativeEngine(onEvents));
+    const session = new NativeSession(id, core, options);
+    return {
+      session,
+      core,
+      register() {
+        sessions.set(id, { session, core: index });
+        if (load[index]!++ === 0) core.ref();
+      },
+    };
+  };
+  const closeSoon = (session: NativeSession, code: number, text: string): void =>
+    queueMicrotask(() => session.handle({ type: 'session-closed', session: session.id, stream: 0, code, bytesIn: 0, bytesOut: 0, text }));
   return {
     name: 'native',
     handoff: 'fd',
     adoptSocket(socket, head, preamble, options) {
-      const id = nextId++;
-      const index = id % cores.length;
-      const core = (cores[index] ??= new addon.NativeEngine(onEvents));
-      const session = new NativeSession(id, core, options);
+      const { session, core, register } = newSession(options);
       const taken = takeOver(socket);
       if (!taken) {
         socket.destroy();
-        queueMicrotask(() => session.handle({ type: 'session-closed', session: id, stream: 0, code: 1011, bytesIn: 0, bytesOut: 0, text: 'not a plain TCP socket' }));
+        closeSoon(session, 1011, 'not a plain TCP socket');
         return session;
       }
-      sessions.set(id, { session, core: index });
-      if (load[index]!++ === 0) core.ref();
-      core.adopt(id, taken.fd, Buffer.concat([head, taken.buffered]), preamble, {
-        server: options.role === 'server',
-        timeoutMs: options.timeoutMs,
-        initialWindow: options.initialWindow,
-        maxWindow: options.maxWindow,
-        maxStreams: options.maxStreams,
-        udpTimeoutMs: options.udpTimeoutMs,
-        idleTimeoutMs: options.idleTimeoutMs,
-        sessionBudget: options.sessionBudget,
-        noUdp: options.noUdp,
-      });
+      register();
+      core.adopt(session.id, taken.fd, Buffer.concat([head, taken.buffered]), preamble, nativeOptions(options));
       // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
       socket.destroy();
       return session;
+    },
+    adoptTls(socket, tls, request, options): PendingUpgrade {
+      const { session, core, register } = newSession(options);
+      const response = new Promise<string>((resolve, reject) => { session.upgrade = { resolve, reject }; });
+      const taken = takeOver(socket);
+      // Nothing can have arrived before our ClientHello; bytes here would be lost, so refuse.
+      const why = !taken ? 'not a plain TCP socket' : taken.buffered.length > 0 ? 'the server spoke before the TLS handshake' : '';
+      if (why) {
+        socket.destroy();
+        closeSoon(session, 1011, why);
+      } else {
+        // Events come on a later turn of the event loop, so registering after the call is in time.
+        const bad = core.adoptTls(session.id, taken!.fd, tls, request, nativeOptions(options));
+        socket.destroy();
+        if (bad) closeSoon(session, 1011, `TLS: ${bad}`);
+        else register();
+      }
+      return {
+        response,
+        accept: () => {
+          core.upgraded(session.id);
+          return session;
+        },
+        abort: () => session.close(1000, 'upgrade abandoned'),
+      };
     },
   };
 }

@@ -128,12 +128,40 @@ export interface WsEngine {
  * An engine that takes over the raw upgraded TCP socket (the native engine):
  * it gets the socket, every byte JavaScript already read past the HTTP head
  * (`head`), and bytes it must write first (`preamble`, the server's 101).
- * TLS sockets cannot be handed over this way.
+ * TLS sockets cannot be handed over this way; `adoptTls` runs TLS natively.
  */
 export interface FdEngine {
   readonly name: EngineName;
   readonly handoff: 'fd';
   adoptSocket(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions): EngineSession;
+  /**
+   * wss:// without JavaScript in the data path: the engine runs TLS over the
+   * connected plain `socket` itself, writes the upgrade `request`, and hands
+   * the response head back for the caller to judge. Absent when the engine
+   * cannot do TLS.
+   */
+  adoptTls?(socket: Socket, tls: TlsClientSettings, request: Buffer, options: SessionOptions): PendingUpgrade;
+}
+
+/** How an engine that runs TLS itself verifies the server. */
+export interface TlsClientSettings {
+  /** Trusted roots, PEM (many certificates); unused when insecure. */
+  ca: string;
+  insecure: boolean;
+  /** Sent as SNI (not for IP addresses). */
+  servername: string;
+  /** The host name or IP address the certificate must be for. */
+  verifyName: string;
+}
+
+/** A client session whose TLS handshake and upgrade the engine is running. */
+export interface PendingUpgrade {
+  /** The upgrade response head; rejects with why the connection failed (TLS errors start "TLS: "). */
+  readonly response: Promise<string>;
+  /** The response was acceptable: the WebSocket session starts. */
+  accept(): EngineSession;
+  /** The response was not acceptable, or the client is stopping: drops the connection. */
+  abort(): void;
 }
 
 export type Engine = WsEngine | FdEngine;

@@ -1,19 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
-import { startTunnel } from '../helpers/procs';
-
-/** How many of the process's threads are native I/O threads. */
-function ioThreads(pid: number): number {
-  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'tws-io';
-    } catch {
-      return false;
-    }
-  }).length;
-}
+import { ioThreads, startTunnel } from '../helpers/procs';
 
 /**
  * The I/O thread count once it has reached `want` (threads start with the first

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
-import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
-import { engines, runCli } from '../helpers/procs';
+import { echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
+import { engines, ioThreads, runCli } from '../helpers/procs';
 
 /** wss:// straight to `tws server --tls-cert/--tls-key` (no proxy), with a throw-away CA. */
 const dir = t.testdir({});
@@ -38,6 +38,42 @@ for (const engine of engines()) {
     const data = randomBytes(3_000_000);
     t.equal(sha256(await roundTrip(c.port, data)), sha256(data), '3 MB intact through TLS');
     t.match(server.logs(), /TLS: sessions use the js engine/);
+  });
+
+  t.test(`[${engine}] wss:// TLS runs in the ${engine} engine: many streams both ways at once, intact`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    t.match(await c.waitLog(/up → wss:.*/), new RegExp(`TLS in the ${engine} engine`));
+    // A js-engine client has no native I/O thread at all; a native one runs the session there.
+    t.equal(ioThreads(c.proc.pid!) > 0, engine === 'native', 'native I/O thread in the client');
+    const datas = Array.from({ length: 8 }, (_, i) => randomBytes(500_000 + i * 500_000));
+    const backs = await Promise.all(datas.map((d) => roundTrip(c.port, d)));
+    t.same(backs.map(sha256), datas.map(sha256), '8 streams, 0.5-4 MB each, echoed intact');
+  });
+
+  t.test(`[${engine}] a TLS server that never answers: the upgrade times out, the client retries`, async (t) => {
+    let attempts = 0;
+    const silent = await tcpServer(() => { attempts++; });
+    const c = await client(engine, `wss://localhost:${silent.port}/`, '127.0.0.1:9', ['--ca', ca.cert, '-t', '1000']);
+    t.teardown(async () => { await c.stop('SIGKILL'); await silent.close(); });
+    const started = Date.now();
+    const line = await c.waitLog(/cannot connect to wss:.*retrying in \d+ ms/, 8000);
+    if (engine === 'native') t.match(line, /no answer to the upgrade within 1000 ms/);
+    t.ok(Date.now() - started < 5000, 'given up within a few seconds');
+    while (attempts < 2 && Date.now() - started < 8000) await sleep(50);
+    t.ok(attempts >= 2, 'and tried again');
+    t.notMatch(c.logs(), /up → /);
+  });
+
+  t.test(`[${engine}] a wrong password over TLS is the server's 404, named, and retried`, async (t) => {
+    const { server } = await tlsServer(engine, leaf);
+    const c = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', '127.0.0.1:9', '--engine', engine,
+      '-c', '1', '--retry-timeout', '100', '--ca', ca.cert], { TWS_PASSWD: 'not-the-password' });
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); });
+    t.match(await c.waitLog(/cannot connect to wss:.*/), /server answered HTTP 404 \(wrong password/);
+    t.notMatch(c.logs(), /not-the-password/, 'the password is never logged');
   });
 
   t.test(`[${engine}] an untrusted certificate is one clear error, and the client keeps retrying`, async (t) => {

@@ -3,6 +3,7 @@
  * "listening on" line. Every process started here is killed by its stop().
  */
 import { ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
@@ -123,4 +124,15 @@ export async function startTunnel(opts: {
       await Promise.all([client.stop('SIGKILL'), server.stop('SIGKILL')]);
     },
   };
+}
+
+/** How many of the process's threads are native I/O threads (named tws-io). */
+export function ioThreads(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'tws-io';
+    } catch {
+      return false;
+    }
+  }).length;
 }

@@ -1,0 +1,51 @@
+// How a Session's WebSocket bytes reach its connection: plain TCP (PlainWire,
+// below) or TLS (TlsWire, tls_wire.h). The Session owns the fd and the epoll
+// registration; a Wire only moves bytes over it. [I/O thread only]
+#pragma once
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace tws {
+
+class Wire {
+ public:
+  virtual ~Wire() = default;
+  // > 0: bytes read; 0: the peer ended the stream; -1: errno says why
+  // (EAGAIN: wait for readiness).
+  virtual ssize_t recv(uint8_t* buf, size_t len) = 0;
+  // Bytes taken from the front of iov (possibly fewer than offered), or -1
+  // with errno (EAGAIN: nothing taken). cnt may be 0 to push out held bytes.
+  virtual ssize_t sendv(const iovec* iov, int cnt) = 0;
+  // Bytes taken by sendv that have not reached the kernel yet.
+  virtual bool holding() const { return false; }
+  // Readiness in one direction can unblock the other (a TLS read may need to
+  // write and the reverse), so every event should retry both.
+  virtual bool crosswise() const { return false; }
+  // Why the last recv/sendv failed, and the WebSocket close code to report.
+  virtual std::string error_text(int err) const { return std::strerror(err); }
+  virtual uint16_t error_code() const { return 1006; }
+};
+
+class PlainWire final : public Wire {
+ public:
+  explicit PlainWire(int fd) : fd_(fd) {}
+  ssize_t recv(uint8_t* buf, size_t len) override { return ::recv(fd_, buf, len, 0); }
+  ssize_t sendv(const iovec* iov, int cnt) override {
+    if (cnt == 0) return 0;
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(cnt);
+    return ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace tws
