@@ -55,6 +55,8 @@ http {
     listen 127.0.0.1:${port} ssl;
     ssl_certificate ${o.cert};
     ssl_certificate_key ${o.key};
+    # As Debian's stock nginx.conf and nginx >= 1.23.4 have it (1.22 alone leaves out 1.3).
+    ssl_protocols TLSv1.2 TLSv1.3;
     ${o.location}
   }
 }
