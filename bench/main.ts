@@ -72,8 +72,8 @@ function available(engines: string[]): { ok: EngineName[]; skipped: Report['skip
 
 /** Measures a scenario through a fresh tunnel, adding peak RSS and CPU per GB of the tws processes. */
 async function throughTunnel(engine: EngineName, target: string, clientArgs: string[],
-  body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>, front?: Front): Promise<Run> {
-  const t = await startTunnel(engine, target, clientArgs, front);
+  body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>, front?: Front, serverArgs: string[] = []): Promise<Run> {
+  const t = await startTunnel(engine, target, clientArgs, front, serverArgs);
   try {
     const pids = [t.server.pid!, t.client.pid!];
     const cpu0 = pids.reduce((n, p) => n + cpuSeconds(p), 0);
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   const iperfTarget = `127.0.0.1:${iperfPort}`;
   const echoTarget = `127.0.0.1:${echo.port}`;
   const all: EngineName[] = ['direct', ...engines];
-  steps = all.length * 6 + engines.length * (hasNginx ? 3 : 1);
+  steps = all.length * 6 + engines.length * (hasNginx ? 3 : 1) + (engines.includes('native') ? 1 : 0);
   if (!hasNginx) process.stderr.write('bench: nginx not found: the tls scenario (wss:// through nginx) is skipped; apt-get install nginx\n');
   const runs: Run[] = [];
   const started = Date.now();
@@ -131,6 +131,14 @@ async function main(): Promise<void> {
         const r = await pingPong(port, Math.max(1, D / 2));
         return { run: { scenario: 'latency', p50_us: r.p50, p99_us: r.p99 } };
       });
+      if (engine === 'native') {
+        // The same with --busy-poll on both ends: latency bought with CPU (the threads poll instead of sleeping).
+        progress('latency --busy-poll 1000 · native');
+        runs.push(await throughTunnel(engine, echoTarget, ['-c', '1', '--busy-poll', '1000'], async (t) => {
+          const r = await pingPong(t.port, Math.max(1, D / 2));
+          return { run: { scenario: 'latency_busy_poll', p50_us: r.p50, p99_us: r.p99 } };
+        }, undefined, ['--busy-poll', '1000']));
+      }
       await measure('latency under load', echoTarget, ['-c', '1'], async (port) => {
         // port leads to the helper, which passes iperf3 on: through a tunnel the bulk
         // stream and the ping-pong share the client's single session (-c 1); direct,

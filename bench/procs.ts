@@ -69,10 +69,10 @@ export interface Tunnel {
 /** Something between client and server (the tls scenario's nginx): the URL clients use, and extra client flags. */
 export type Front = (serverPort: number) => Promise<{ url: string; clientArgs: string[]; stop(): Promise<void> }>;
 
-export async function startTunnel(engine: string, target: string, clientArgs: string[] = [], front?: Front): Promise<Tunnel> {
+export async function startTunnel(engine: string, target: string, clientArgs: string[] = [], front?: Front, serverArgs: string[] = []): Promise<Tunnel> {
   const env = { TWS_PASSWD: BENCH_PASSWD };
   // Default log level, as users run it: the per-stream log lines are part of the cost.
-  const s = await start(process.execPath, [CLI, 'server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp'],
+  const s = await start(process.execPath, [CLI, 'server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp', ...serverArgs],
     /listening on \S+:(\d+)/, env);
   const serverPort = Number(s.match[1]);
   const f = front ? await front(serverPort) : undefined;

@@ -1,7 +1,7 @@
 /** Benchmark result types, the JSON document and the printed table. */
 import { cpus, release } from 'node:os';
 
-export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_under_load' | 'connect_rate' | 'idle_streams' | 'tls';
+export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'connect_rate' | 'idle_streams' | 'tls';
 export type EngineName = 'direct' | 'native' | 'js';
 
 export interface Run {

@@ -108,7 +108,7 @@ std::string bytes_of(const Napi::Value& v) {
   return std::string(b.Data(), b.Length());
 }
 
-// new NativeEngine(onEvents: (events: object[]) => void)
+// new NativeEngine(onEvents: (events: object[]) => void, { busyPollUs }?)
 class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -144,6 +144,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       // [I/O thread] One call drains every event pending by the time it runs.
       tsfn.NonBlockingCall([self](Napi::Env env, Napi::Function cb) { self->Deliver(env, cb); });
     }));
+    if (info[1].IsObject()) {
+      Napi::Value busy = info[1].As<Napi::Object>().Get("busyPollUs");
+      if (busy.IsNumber()) engine_->set_busy_poll(busy.As<Napi::Number>().Uint32Value());
+    }
     std::string err;
     if (!engine_->start(&err)) {
       Napi::Error::New(env, "native engine: " + err).ThrowAsJavaScriptException();

@@ -180,6 +180,7 @@ class Loop {
   bool start(std::string* error);
   void stop();
   void post(std::function<void()> command);
+  void set_busy_poll(uint32_t us) { busy_poll_ms_ = us / 1000.0; }
   std::vector<Event> take_events() {
     std::lock_guard<std::mutex> lock(events_mu_);
     std::vector<Event> out;
@@ -235,6 +236,7 @@ class Loop {
   std::vector<std::unique_ptr<Session>> graveyard_sessions_;
   std::unique_ptr<uint8_t[]> read_buf_{new uint8_t[kReadBuffer]};
   uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+  double busy_poll_ms_ = 0;  // set before start()
 
   friend class Session;
 };
@@ -1250,13 +1252,19 @@ void Loop::run_commands() {
 void Loop::run() {
   epoll_event events[256];
   double next_tick = now_ms() + 50;
+  double last_busy = 0;
   while (running_) {
     int timeout = 0;
     if (dirty_.empty()) {
-      double wait = next_tick - now_ms();
+      const double now = now_ms();
+      double wait = next_tick - now;
       timeout = wait > 0 ? static_cast<int>(wait) + 1 : 0;
+      // --busy-poll: keep polling for a while after activity instead of sleeping,
+      // so the next packet does not pay for a thread (and vCPU) wake-up.
+      if (now - last_busy < busy_poll_ms_) timeout = 0;
     }
     int n = ::epoll_wait(epoll_.get(), events, 256, timeout);
+    if (n > 0 && busy_poll_ms_ > 0) last_busy = now_ms();
     for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == nullptr) {
         run_commands();
@@ -1295,6 +1303,7 @@ void Loop::run() {
 Engine::Engine(std::function<void()> notify) : loop_(new Loop(std::move(notify))) {}
 Engine::~Engine() { stop(); }
 bool Engine::start(std::string* error) { return loop_->start(error); }
+void Engine::set_busy_poll(uint32_t us) { loop_->set_busy_poll(us); }
 void Engine::stop() { loop_->stop(); }
 std::vector<Event> Engine::take_events() { return loop_->take_events(); }
 

@@ -50,6 +50,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Polls for up to `us` microseconds after each burst of activity before
+  // sleeping in epoll_wait (0, the default: never). Call before start(). [JS thread]
+  void set_busy_poll(uint32_t us);
   // Starts the I/O thread. [JS thread]
   bool start(std::string* error);
   // Stops it: every session is dropped, every fd closed. [JS thread]

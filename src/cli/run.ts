@@ -69,7 +69,7 @@ function readTls(cfg: ServerConfig): { cert: Buffer; key: Buffer } | undefined {
 
 export async function runServer(cfg: ServerConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
-  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
+  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads, cfg.busyPoll);
   const server = new TwsServer({
     listen: cfg.listen,
     path: cfg.path,
@@ -118,7 +118,7 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
 
 export async function runClient(cfg: ClientConfig): Promise<void> {
   const log = createLogger(cfg.logLevel);
-  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads);
+  const engine = selectEngine(cfg.engine, (why) => log.warn(`native engine unavailable (${why}); using the js engine`), cfg.threads, cfg.busyPoll);
   const connect = connectOptions(cfg);
   if (connect.proxy) log.info(`reaching ${cfg.server.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) log.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');

@@ -24,6 +24,7 @@ export interface CommonConfig {
   noUdp: boolean;
   engine: 'auto' | 'js' | 'native';
   threads: number;
+  busyPoll: number;
   logLevel: LogLevel;
   metrics?: HostPort;
 }

@@ -106,6 +106,8 @@ export const SETTINGS: readonly Setting[] = [
     modes: both, default: 'auto', help: 'data plane: auto (native when it loads, else js), js or native' },
   { name: 'threads', key: 'threads', flag: '--threads <n>', kind: { type: 'int', min: 1, max: 64 }, modes: both, default: 1,
     help: 'native engine: I/O threads; sessions are spread over them (use more with -c above 1 or many clients)' },
+  { name: 'busyPoll', key: 'busy_poll', flag: '--busy-poll <us>', kind: { type: 'int', min: 0, max: 100_000, unit: 'us' }, modes: both, default: 0,
+    help: 'native engine: keep polling this long after traffic before sleeping; lower latency for CPU (0 = off)' },
   { name: 'logLevel', key: 'log_level', flag: '--log-level <level>', kind: { type: 'enum', values: LOG_LEVELS },
     modes: both, default: 'info', help: 'error, warn, info or debug (-v = debug)' },
 ];

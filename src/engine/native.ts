@@ -234,11 +234,12 @@ class NativeSession extends EventEmitter implements EngineSession {
 /**
  * Creates the native engine over a loaded addon with `threads` I/O threads
  * (default 1); sessions are spread over them round-robin. Threads start with
- * the first session they get.
+ * the first session they get. `busyPollUs`: see --busy-poll.
  */
 export function createNativeEngine(
-  addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void) => NativeCore },
+  addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void, o?: { busyPollUs: number }) => NativeCore },
   threads = 1,
+  busyPollUs = 0,
 ): FdEngine {
   const sessions = new Map<number, { session: NativeSession; core: number }>();
   const cores: (NativeCore | undefined)[] = new Array(Math.max(1, threads)).fill(undefined);
@@ -260,7 +261,7 @@ export function createNativeEngine(
   const newSession = (options: SessionOptions): { session: NativeSession; core: NativeCore; register(): void } => {
     const id = nextId++;
     const index = id % cores.length;
-    const core = (cores[index] ??= new addon.NativeEngine(onEvents));
+    const core = (cores[index] ??= new addon.NativeEngine(onEvents, { busyPollUs }));
     const session = new NativeSession(id, core, options);
     return {
       session,

@@ -15,14 +15,14 @@ export function nativeUnavailableReason(): string | undefined {
   return undefined;
 }
 
-const natives = new Map<number, Engine>();
+const natives = new Map<string, Engine>();
 
 /**
  * Returns the engine to run: `native` when unavailable is an error; `auto`
  * takes native when it loads, else js (`onFallback` gets the reason, for
  * the one warning line).
  */
-export function selectEngine(choice: EngineChoice, onFallback?: (why: string) => void, threads = 1): Engine {
+export function selectEngine(choice: EngineChoice, onFallback?: (why: string) => void, threads = 1, busyPollUs = 0): Engine {
   if (choice === 'js') return jsEngine;
   const why = nativeUnavailableReason();
   if (why) {
@@ -32,10 +32,11 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
     onFallback?.(why);
     return jsEngine;
   }
-  let engine = natives.get(threads);
+  const key = `${threads}/${busyPollUs}`;
+  let engine = natives.get(key);
   if (!engine) {
-    engine = createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0], threads);
-    natives.set(threads, engine);
+    engine = createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0], threads, busyPollUs);
+    natives.set(key, engine);
   }
   return engine;
 }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { ioThreads, startTunnel } from '../helpers/procs';
 
@@ -38,4 +39,39 @@ t.test('the native engine runs one I/O thread by default', async (t) => {
   // With -c 2 both sessions share that thread: no second one appears later.
   await roundTrip(tun.port, randomBytes(1000));
   t.equal(ioThreads(tun.client.proc.pid!), 1, 'still one after traffic');
+});
+
+/** CPU time (ms) the process's native I/O threads have used so far. */
+function ioCpuMs(pid: number): number {
+  let ticks = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== 'tws-io') continue;
+      // utime and stime are fields 14 and 15; the name (field 2) has no spaces here.
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(' ');
+      ticks += Number(f[13]) + Number(f[14]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+t.test('--busy-poll keeps the I/O thread polling after traffic; without it the thread sleeps', async (t) => {
+  const echo = await echoServer();
+  const spin = await startTunnel({ engine: 'native', target: echo.addr, clientArgs: ['-c', '1', '--busy-poll', '100000'] });
+  const idle = await startTunnel({ engine: 'native', target: echo.addr, clientArgs: ['-c', '1'] });
+  t.teardown(async () => { await spin.stop(); await idle.stop(); await echo.close(); });
+  const before = [ioCpuMs(spin.client.proc.pid!), ioCpuMs(idle.client.proc.pid!)];
+  // Small round trips for 1.5 s: each one, and each liveness ping, starts a 100 ms polling window.
+  const until = Date.now() + 1500;
+  while (Date.now() < until) {
+    const data = randomBytes(100);
+    t.equal(sha256(await roundTrip(spin.port, data)), sha256(data));
+    t.equal(sha256(await roundTrip(idle.port, data)), sha256(data));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const spent = [ioCpuMs(spin.client.proc.pid!) - before[0]!, ioCpuMs(idle.client.proc.pid!) - before[1]!];
+  t.ok(spent[0]! >= 300, `with --busy-poll the I/O thread kept polling (${spent[0]} ms of CPU in 1.5 s)`);
+  t.ok(spent[1]! < spent[0]! / 3, `without, it mostly slept (${spent[1]} ms)`);
 });
