@@ -1,6 +1,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
@@ -65,6 +67,26 @@ for (const engine of engines()) {
     while (attempts < 2 && Date.now() - started < 8000) await sleep(50);
     t.ok(attempts >= 2, 'and tried again');
     t.notMatch(c.logs(), /up → /);
+  });
+
+  t.test(`[${engine}] a TLS server that answers with no upgrade, or an endless head, is refused clearly`, async (t) => {
+    const answers = ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', `HTTP/1.1 101 Switching Protocols\r\n${'X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(500)}`];
+    for (const [i, answer] of answers.entries()) {
+      const odd = createTlsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) }, (s) => {
+        s.on('error', () => undefined);
+        s.once('data', () => s.write(answer));
+      });
+      await new Promise<void>((r) => odd.listen(0, '127.0.0.1', () => r()));
+      t.teardown(() => new Promise<void>((r) => odd.close(() => r())));
+      const port = (odd.address() as AddressInfo).port;
+      const c = await client(engine, `wss://localhost:${port}/`, '127.0.0.1:9', ['--ca', ca.cert]);
+      t.teardown(() => c.stop('SIGKILL'));
+      const line = await c.waitLog(/cannot connect to wss:.*/);
+      if (i === 0) t.match(line, /server answered HTTP 200/, 'a 200 is named');
+      else if (engine === 'native') t.match(line, /upgrade response head too large/, 'a head past 16 KiB is cut off');
+      else t.pass('an endless head is refused');
+      t.notMatch(c.logs(), /up → /);
+    }
   });
 
   t.test(`[${engine}] a wrong password over TLS is the server's 404, named, and retried`, async (t) => {
