@@ -18,6 +18,8 @@ interface Common {
   engine?: EngineChoice | Engine;
   /** Native engine I/O threads; default 1. */
   threads?: number;
+  /** Native engine: microseconds to keep polling after traffic (--busy-poll); default 0. */
+  busyPoll?: number;
   /** Where log lines go; default: nowhere. Use createLogger('info') for stderr. */
   logger?: Logger;
 }
@@ -35,7 +37,7 @@ function address(value: string | HostPort, what: string): HostPort {
 
 function engineOf(o: Common, logger: Logger): Engine {
   if (typeof o.engine === 'object') return o.engine;
-  return selectEngine(o.engine ?? 'auto', (why) => logger.warn(`native engine unavailable (${why}); using the js engine`), o.threads ?? 1);
+  return selectEngine(o.engine ?? 'auto', (why) => logger.warn(`native engine unavailable (${why}); using the js engine`), o.threads ?? 1, o.busyPoll ?? 0);
 }
 
 /** Starts a tws server; resolves once it listens. Stop it with `shutdown(drainMs)`. */
