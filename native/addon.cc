@@ -218,27 +218,24 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return Napi::Boolean::New(info.Env(), true);
   }
 
-  // adoptTls(session, fd, { ca, insecure, servername, verifyName }, request, sessionOptions):
+  // adoptTls(session, fd, context, { servername, verifyName }, request, sessionOptions):
   // a connected plain socket on which the engine runs TLS and the upgrade.
-  // Returns '' or why the TLS settings are unusable.
+  // Returns '' or why it cannot.
   Napi::Value AdoptTls(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[2].IsObject() || !info[4].IsObject()) return Napi::String::New(env, "bad arguments");
-    Napi::Object t = info[2].As<Napi::Object>();
-    tws::TlsClientOptions tls;
-    tls.ca_pem = t.Get("ca").ToString().Utf8Value();
-    tls.insecure = t.Get("insecure").ToBoolean().Value();
-    tls.servername = t.Get("servername").ToString().Utf8Value();
-    tls.verify_name = t.Get("verifyName").ToString().Utf8Value();
+    if (!info[2].IsExternal() || !info[3].IsObject() || !info[5].IsObject()) return Napi::String::New(env, "bad arguments");
+    const auto& context = *info[2].As<Napi::External<std::shared_ptr<tws::TlsClientContext>>>().Data();
+    Napi::Object t = info[3].As<Napi::Object>();
     int fd = dup_fd(info[1]);
     if (fd < 0) return Napi::String::New(env, "cannot take over the socket");
     std::string error;
-    std::unique_ptr<tws::Wire> wire = tws::make_tls_client(fd, tls, &error);
+    std::unique_ptr<tws::Wire> wire = tws::make_tls_client(fd, *context, t.Get("servername").ToString().Utf8Value(),
+                                                           t.Get("verifyName").ToString().Utf8Value(), &error);
     if (!wire) {
       ::close(fd);
       return Napi::String::New(env, error);
     }
-    engine_->adopt_upgrading(info[0].ToNumber().Uint32Value(), fd, std::move(wire), bytes_of(info[3]), session_options(info[4].As<Napi::Object>()));
+    engine_->adopt_upgrading(info[0].ToNumber().Uint32Value(), fd, std::move(wire), bytes_of(info[4]), session_options(info[5].As<Napi::Object>()));
     return Napi::String::New(env, "");
   }
 
@@ -298,10 +295,22 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   bool started_ = false;
 };
 
+// tlsClientContext(caPem, insecure): an opaque context for adoptTls, or a
+// string saying why the roots are unusable. Build it once and reuse it.
+Napi::Value MakeTlsClientContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string error;
+  auto context = tws::TlsClientContext::create(info[0].ToString().Utf8Value(), info[1].ToBoolean().Value(), &error);
+  if (!context) return Napi::String::New(env, error);
+  using Holder = std::shared_ptr<tws::TlsClientContext>;
+  return Napi::External<Holder>::New(env, new Holder(std::move(context)), [](Napi::Env, Holder* h) { delete h; });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   exports.Set("decodeStream", Napi::Function::New(env, DecodeStream, "decodeStream"));
   exports.Set("NativeEngine", NativeEngine::Define(env));
+  exports.Set("tlsClientContext", Napi::Function::New(env, MakeTlsClientContext, "tlsClientContext"));
   // What this build of the addon can do; the loader reports it.
   exports.Set("dataPlane", Napi::Boolean::New(env, true));
   return exports;

@@ -249,7 +249,7 @@ BIO_METHOD* out_method() {
 
 }  // namespace
 
-std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientOptions& o, std::string* error) {
+std::shared_ptr<TlsClientContext> TlsClientContext::create(const std::string& ca_pem, bool insecure, std::string* error) {
   ERR_clear_error();
   std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) {
@@ -269,11 +269,11 @@ std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientOptions& o, std::st
   SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_read_ahead(ctx.get(), 1);
   SSL_CTX_set_default_read_buffer_len(ctx.get(), kReadAhead);
-  if (o.insecure) {
+  if (insecure) {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   } else {
     X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
-    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(o.ca_pem.data(), static_cast<int>(o.ca_pem.size())));
+    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())));
     int added = 0;
     while (X509* cert = bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr) {
       if (X509_STORE_add_cert(store, cert) == 1) added++;
@@ -286,7 +286,14 @@ std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientOptions& o, std::st
     }
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   }
-  SSL* ssl = SSL_new(ctx.get());  // holds its own reference to ctx
+  return std::shared_ptr<TlsClientContext>(new TlsClientContext(ctx.release(), insecure));
+}
+
+TlsClientContext::~TlsClientContext() { SSL_CTX_free(ctx_); }
+
+std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientContext& context, const std::string& servername,
+                                      const std::string& verify_name, std::string* error) {
+  SSL* ssl = SSL_new(context.ctx_);  // holds its own reference to the context
   if (!ssl) {
     *error = "cannot create a TLS connection";
     return nullptr;
@@ -296,13 +303,13 @@ std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientOptions& o, std::st
     *error = "cannot create a TLS connection";
     return nullptr;
   }
-  if (!o.servername.empty() && !is_ip(o.servername)) SSL_set_tlsext_host_name(ssl, o.servername.c_str());
-  if (!o.insecure) {
+  if (!servername.empty() && !is_ip(servername)) SSL_set_tlsext_host_name(ssl, servername.c_str());
+  if (!context.insecure_) {
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    int ok = is_ip(o.verify_name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.verify_name.c_str())
-                                  : SSL_set1_host(ssl, o.verify_name.c_str());
+    int ok = is_ip(verify_name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), verify_name.c_str())
+                                : SSL_set1_host(ssl, verify_name.c_str());
     if (ok != 1) {
-      *error = "cannot verify against the name " + o.verify_name;
+      *error = "cannot verify against the name " + verify_name;
       return nullptr;
     }
   }

@@ -9,18 +9,34 @@
 
 #include "wire.h"
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
+
 namespace tws {
 
-struct TlsClientOptions {
-  std::string ca_pem;       // trusted roots, PEM (a bundle may hold many); unused when insecure
-  bool insecure = false;    // no certificate verification at all
-  std::string servername;   // sent as SNI; empty for none (IP literals)
-  std::string verify_name;  // host name or IP address the certificate must be for
+// Trusted roots and protocol settings for client connections, shared by all
+// of them: parsing a system bundle takes tens of milliseconds, too long to
+// repeat for every connection attempt. [built on the JS thread]
+class TlsClientContext {
+ public:
+  // ca_pem: trusted roots, PEM (a bundle may hold many), unused when insecure.
+  // Null, with *error, when no usable certificate is in it.
+  static std::shared_ptr<TlsClientContext> create(const std::string& ca_pem, bool insecure, std::string* error);
+  ~TlsClientContext();
+  TlsClientContext(const TlsClientContext&) = delete;
+  TlsClientContext& operator=(const TlsClientContext&) = delete;
+
+ private:
+  TlsClientContext(::ssl_ctx_st* ctx, bool insecure) : ctx_(ctx), insecure_(insecure) {}
+  ::ssl_ctx_st* ctx_;
+  bool insecure_;
+  friend std::unique_ptr<Wire> make_tls_client(int, const TlsClientContext&, const std::string&, const std::string&, std::string*);
 };
 
 // A TLS client over the connected socket fd (which stays the caller's to
-// close). The handshake runs on first use. Null, with *error, when the
-// options are unusable (no certificate in ca_pem, say). [JS thread]
-std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientOptions& o, std::string* error);
+// close): `servername` is sent as SNI (not for IP literals), and unless the
+// context is insecure the certificate must be for `verify_name` (a host name
+// or an IP address). The handshake runs on first use. [JS thread]
+std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientContext& ctx, const std::string& servername,
+                                      const std::string& verify_name, std::string* error);
 
 }  // namespace tws

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { createSecureContext, SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import { buildAuthHeader } from '../auth/tws-auth';
 import { jsEngine } from '../engine/js';
@@ -47,12 +48,16 @@ export class SessionSlot extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private ws: WebSocket | undefined;
   private pending: PendingUpgrade | undefined;
+  /** The trusted roots as one PEM string, built once: the native engine caches its TLS context by it. */
+  private readonly caPem: string;
+  private secureContext: SecureContext | undefined;
   private stopped = false;
   private lastError = '';
 
   constructor(readonly index: number, private readonly opts: SlotOptions) {
     super();
     this.backoff = new Backoff(opts.retryTimeout);
+    this.caPem = (opts.connect?.ca ?? []).join('\n');
   }
 
   start(): void {
@@ -139,7 +144,7 @@ export class SessionSlot extends EventEmitter {
         return;
       }
       const name = c.sni ?? host;
-      const pending = adoptTls(socket, { ca: (c.ca ?? []).join('\n'), insecure: c.insecure === true, servername: name, verifyName: name }, request, this.sessionOptions());
+      const pending = adoptTls(socket, { ca: this.caPem, insecure: c.insecure === true, servername: name, verifyName: name }, request, this.sessionOptions());
       this.pending = pending;
       pending.response.then((head) => {
         this.pending = undefined;
@@ -165,7 +170,9 @@ export class SessionSlot extends EventEmitter {
     const { opts } = this;
     const c = opts.connect ?? {};
     const secure = opts.server.protocol === 'wss:';
-    const tls = { ca: c.ca, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) };
+    // One secure context for every attempt: Node would otherwise parse all the roots again each time.
+    this.secureContext ??= createSecureContext(c.ca ? { ca: c.ca } : {});
+    const tls = { secureContext: this.secureContext, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) };
     const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE,

@@ -15,6 +15,8 @@ export interface NativeAddon {
     closeCode: number;
     reason: string;
   };
+  /** Trusted roots and TLS settings for adoptTls, built once (opaque), or why the roots are unusable. */
+  tlsClientContext(caPem: string, insecure: boolean): object | string;
 }
 
 let cached: { addon?: NativeAddon; error?: string } | undefined;

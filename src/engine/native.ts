@@ -28,8 +28,8 @@ interface NativeEvent {
 
 export interface NativeCore {
   adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): boolean;
-  /** Returns '' or why the TLS settings cannot be used. */
-  adoptTls(session: number, fd: number, tls: TlsClientSettings, request: Buffer, o: object): string;
+  /** Returns '' or why TLS cannot run on it. */
+  adoptTls(session: number, fd: number, context: object, names: { servername: string; verifyName: string }, request: Buffer, o: object): string;
   upgraded(session: number): void;
   openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): boolean;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): boolean;
@@ -244,6 +244,18 @@ export function createNativeEngine(
   const sessions = new Map<number, { session: NativeSession; core: number }>();
   const cores: (NativeCore | undefined)[] = new Array(Math.max(1, threads)).fill(undefined);
   const load: number[] = cores.map(() => 0);
+  // TLS contexts by roots: building one from a system bundle takes tens of ms, so
+  // reconnects reuse it (the client passes the same roots string every time).
+  const tlsContexts = new Map<string, object | string>();
+  const tlsContext = (tls: TlsClientSettings): object | string => {
+    const key = tls.insecure ? '' : tls.ca;
+    let context = tlsContexts.get(key);
+    if (context === undefined) {
+      context = addon.tlsClientContext(tls.ca, tls.insecure);
+      tlsContexts.set(key, context);
+    }
+    return context;
+  };
   let nextId = 1;
   const onEvents = (events: NativeEvent[]): void => {
     for (const e of events) {
@@ -296,13 +308,16 @@ export function createNativeEngine(
       const response = new Promise<string>((resolve, reject) => { session.upgrade = { resolve, reject }; });
       const taken = takeOver(socket);
       // Nothing can have arrived before our ClientHello; bytes here would be lost, so refuse.
-      const why = !taken ? 'not a plain TCP socket' : taken.buffered.length > 0 ? 'the server spoke before the TLS handshake' : '';
+      const context = tlsContext(tls);
+      const why = typeof context === 'string' ? `TLS: ${context}`
+        : !taken ? 'not a plain TCP socket' : taken.buffered.length > 0 ? 'the server spoke before the TLS handshake' : '';
       if (why) {
         socket.destroy();
         closeSoon(session, 1011, why);
       } else {
         // Events come on a later turn of the event loop, so registering after the call is in time.
-        const bad = core.adoptTls(session.id, taken!.fd, tls, request, nativeOptions(options));
+        const names = { servername: tls.servername, verifyName: tls.verifyName };
+        const bad = core.adoptTls(session.id, taken!.fd, context as object, names, request, nativeOptions(options));
         socket.destroy();
         if (bad) closeSoon(session, 1011, `TLS: ${bad}`);
         else register();
