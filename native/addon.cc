@@ -6,6 +6,7 @@
 // src/engine/native.ts; the boundary is described in docs/architecture.md.
 // decodeStream() exposes the parser for differential tests.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <napi.h>
 #include <unistd.h>
 
@@ -116,6 +117,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::Adopt>("adopt"),
       InstanceMethod<&NativeEngine::AdoptTls>("adoptTls"),
       InstanceMethod<&NativeEngine::Upgraded>("upgraded"),
+      InstanceMethod<&NativeEngine::FrontTls>("frontTls"),
+      InstanceMethod<&NativeEngine::AdoptFront>("adoptFront"),
       InstanceMethod<&NativeEngine::OpenStream>("openStream"),
       InstanceMethod<&NativeEngine::AcceptStream>("acceptStream"),
       InstanceMethod<&NativeEngine::RejectStream>("rejectStream"),
@@ -224,7 +227,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   Napi::Value AdoptTls(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[2].IsExternal() || !info[3].IsObject() || !info[5].IsObject()) return Napi::String::New(env, "bad arguments");
-    const auto& context = *info[2].As<Napi::External<std::shared_ptr<tws::TlsClientContext>>>().Data();
+    const auto& context = *info[2].As<Napi::External<std::shared_ptr<tws::TlsContext>>>().Data();
     Napi::Object t = info[3].As<Napi::Object>();
     int fd = dup_fd(info[1]);
     if (fd < 0) return Napi::String::New(env, "cannot take over the socket");
@@ -240,6 +243,39 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   void Upgraded(const Napi::CallbackInfo& info) { engine_->upgraded(info[0].ToNumber().Uint32Value()); }
+
+  // frontTls(front, fd, serverContext): the engine runs TLS on an accepted
+  // socket and relays its plaintext through a socketpair. Returns JavaScript's
+  // end of the pair (an fd it now owns), or why it cannot.
+  Napi::Value FrontTls(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[2].IsExternal()) return Napi::String::New(env, "bad arguments");
+    const auto& context = *info[2].As<Napi::External<std::shared_ptr<tws::TlsContext>>>().Data();
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return Napi::String::New(env, std::strerror(errno));
+    ::fcntl(pair[0], F_SETFL, ::fcntl(pair[0], F_GETFL) | O_NONBLOCK);
+    int fd = dup_fd(info[1]);
+    std::string error = fd < 0 ? "cannot take over the socket" : "";
+    std::unique_ptr<tws::Wire> wire = fd < 0 ? nullptr : tws::make_tls_server(fd, *context, &error);
+    if (!wire) {
+      if (fd >= 0) ::close(fd);
+      ::close(pair[0]);
+      ::close(pair[1]);
+      return Napi::String::New(env, error);
+    }
+    engine_->front_tls(info[0].ToNumber().Uint32Value(), fd, pair[0], std::move(wire));
+    return Napi::Number::New(env, pair[1]);
+  }
+
+  // adoptFront(session, front, jsFd, head, preamble, sessionOptions): the upgrade of a frontTls connection.
+  Napi::Value AdoptFront(const Napi::CallbackInfo& info) {
+    if (!info[5].IsObject()) return Napi::Boolean::New(info.Env(), false);
+    int fd = dup_fd(info[2]);
+    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
+    engine_->adopt_front(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd, bytes_of(info[3]), bytes_of(info[4]),
+                         session_options(info[5].As<Napi::Object>()));
+    return Napi::Boolean::New(info.Env(), true);
+  }
 
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
     // openStream(session, stream, fd, target, initial)
@@ -295,15 +331,25 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   bool started_ = false;
 };
 
+Napi::Value WrapContext(Napi::Env env, std::shared_ptr<tws::TlsContext> context, const std::string& error) {
+  if (!context) return Napi::String::New(env, error);
+  using Holder = std::shared_ptr<tws::TlsContext>;
+  return Napi::External<Holder>::New(env, new Holder(std::move(context)), [](Napi::Env, Holder* h) { delete h; });
+}
+
 // tlsClientContext(caPem, insecure): an opaque context for adoptTls, or a
 // string saying why the roots are unusable. Build it once and reuse it.
 Napi::Value MakeTlsClientContext(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::string error;
-  auto context = tws::TlsClientContext::create(info[0].ToString().Utf8Value(), info[1].ToBoolean().Value(), &error);
-  if (!context) return Napi::String::New(env, error);
-  using Holder = std::shared_ptr<tws::TlsClientContext>;
-  return Napi::External<Holder>::New(env, new Holder(std::move(context)), [](Napi::Env, Holder* h) { delete h; });
+  auto context = tws::TlsContext::client(info[0].ToString().Utf8Value(), info[1].ToBoolean().Value(), &error);
+  return WrapContext(info.Env(), std::move(context), error);
+}
+
+// tlsServerContext(certPem, keyPem): an opaque context for frontTls, or why it cannot be made.
+Napi::Value MakeTlsServerContext(const Napi::CallbackInfo& info) {
+  std::string error;
+  auto context = tws::TlsContext::server(info[0].ToString().Utf8Value(), info[1].ToString().Utf8Value(), &error);
+  return WrapContext(info.Env(), std::move(context), error);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -311,6 +357,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeStream", Napi::Function::New(env, DecodeStream, "decodeStream"));
   exports.Set("NativeEngine", NativeEngine::Define(env));
   exports.Set("tlsClientContext", Napi::Function::New(env, MakeTlsClientContext, "tlsClientContext"));
+  exports.Set("tlsServerContext", Napi::Function::New(env, MakeTlsServerContext, "tlsServerContext"));
   // What this build of the addon can do; the loader reports it.
   exports.Set("dataPlane", Napi::Boolean::New(env, true));
   return exports;

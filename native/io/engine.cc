@@ -37,6 +37,7 @@ namespace tws {
 
 class Session;
 struct Stream;
+class Front;
 
 namespace {
 
@@ -216,10 +217,12 @@ class Loop {
     return static_cast<uint32_t>(rng_);
   }
   std::unordered_map<uint32_t, std::unique_ptr<Session>>& sessions() { return sessions_; }
+  std::unordered_map<uint32_t, std::unique_ptr<Front>>& fronts() { return fronts_; }
 
  private:
   void run();
   void run_commands();
+  void bury_dead_fronts();
 
   std::function<void()> notify_;
   UniqueFd epoll_;
@@ -231,6 +234,8 @@ class Loop {
   std::mutex events_mu_;
   std::vector<Event> events_;
   std::unordered_map<uint32_t, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
+  std::vector<std::unique_ptr<Front>> graveyard_fronts_;
   std::vector<Session*> dirty_;
   std::vector<std::unique_ptr<Stream>> graveyard_streams_;
   std::vector<std::unique_ptr<Session>> graveyard_sessions_;
@@ -239,6 +244,7 @@ class Loop {
   double busy_poll_ms_ = 0;  // set before start()
 
   friend class Session;
+  friend class Front;
 };
 
 // One WebSocket connection carrying TWS2; also the sink of its MessageReader.
@@ -1227,6 +1233,7 @@ void Loop::stop() {
   (void)!::write(wake_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
   sessions_.clear();  // closes every fd
+  fronts_.clear();
 }
 
 void Loop::post(std::function<void()> command) {
@@ -1295,7 +1302,142 @@ void Loop::run() {
       }
     }
     graveyard_sessions_.clear();
+    bury_dead_fronts();
   }
+}
+
+// A server's TLS connection before its upgrade. The engine runs TLS and
+// relays the plaintext through a socketpair to JavaScript's HTTP server,
+// which reads the request (and answers probes) as for any connection; on
+// upgrade, Engine::adopt_front turns the TLS connection into a Session and
+// the socketpair goes away. Only the handshake and the upgrade pass through
+// here, so the relay favours simplicity over speed.
+class Front {
+ public:
+  Front(Loop* loop, uint32_t id, UniqueFd tcp, UniqueFd pair, std::unique_ptr<Wire> wire)
+      : loop_(loop), id_(id), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {}
+
+  bool start() {
+    set_nodelay_nonblock(tcp_.get());
+    if (!loop_->watch(tcp_.get(), &tcp_end_) || !loop_->watch(pair_.get(), &pair_end_)) return false;
+    relay();
+    return true;
+  }
+
+  // Moves bytes both ways until neither side can make progress.
+  void relay() {
+    uint8_t* buf = loop_->read_buffer();
+    for (bool progress = true; progress && !dead_;) {
+      progress = false;
+      if (to_js_.empty() && !tls_done_) {
+        ssize_t n = wire_->recv(buf, kReadBuffer);
+        if (n > 0) {
+          to_js_.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+          progress = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+          tls_done_ = true;  // the client left, or TLS failed (a handshake error, say)
+        }
+      }
+      if (!to_js_.empty()) {
+        ssize_t w = ::send(pair_.get(), to_js_.data(), to_js_.size(), MSG_NOSIGNAL);
+        if (w > 0) {
+          to_js_.erase(0, static_cast<size_t>(w));
+          progress = true;
+        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          return close();
+        }
+      }
+      if (to_tls_.empty() && !js_done_) {
+        ssize_t n = ::recv(pair_.get(), buf, kReadBuffer, 0);
+        if (n > 0) {
+          to_tls_.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+          progress = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+          js_done_ = true;  // JavaScript answered and closed (a 404, say), or dropped it
+        }
+      }
+      if (!to_tls_.empty() || wire_->holding()) {
+        iovec iov{const_cast<char*>(to_tls_.data()), to_tls_.size()};
+        ssize_t w = wire_->sendv(&iov, to_tls_.empty() ? 0 : 1);
+        if (w > 0) {
+          to_tls_.erase(0, static_cast<size_t>(w));
+          progress = true;
+        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          return close();
+        }
+      }
+    }
+    // Either side gone: once what it said has reached the other, close both.
+    if (tls_done_ && to_js_.empty()) return close();
+    if (js_done_ && to_tls_.empty() && !wire_->holding()) return close();
+  }
+
+  // The upgrade: what the Session needs to carry on where JavaScript stopped.
+  // `js_end` is JavaScript's end of the pair: bytes it never read are still there.
+  std::unique_ptr<Session> into_session(uint32_t session, int js_end, std::string head, std::string preamble, SessionOptions o);
+
+  void close() {
+    if (dead_) return;
+    dead_ = true;
+    loop_->unwatch(tcp_.get());
+    loop_->unwatch(pair_.get());
+    tcp_.reset();
+    pair_.reset();
+  }
+  bool dead() const { return dead_; }
+
+ private:
+  struct End final : Pollable {
+    explicit End(Front* f) : front(f) {}
+    Front* front;
+    void on_events(uint32_t) override { front->relay(); }
+  };
+
+  Loop* loop_;
+  uint32_t id_;
+  UniqueFd tcp_;
+  UniqueFd pair_;
+  std::unique_ptr<Wire> wire_;  // after tcp_: it goes first
+  End tcp_end_{this};
+  End pair_end_{this};
+  std::string to_js_;
+  std::string to_tls_;
+  bool tls_done_ = false;
+  bool js_done_ = false;
+  bool dead_ = false;
+};
+
+std::unique_ptr<Session> Front::into_session(uint32_t session, int js_end, std::string head, std::string preamble, SessionOptions o) {
+  UniqueFd js(js_end);
+  int flags = ::fcntl(js.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(js.get(), F_SETFL, flags | O_NONBLOCK);
+  // Decrypted bytes, in order: what JavaScript read (head), what it left in
+  // its end of the pair, what we had not yet passed on.
+  uint8_t* buf = loop_->read_buffer();
+  for (ssize_t n; (n = ::recv(js.get(), buf, kReadBuffer, 0)) > 0;) head.append(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+  head += to_js_;
+  // Anything JavaScript wrote that has not gone out precedes the 101.
+  for (ssize_t n; (n = ::recv(pair_.get(), buf, kReadBuffer, 0)) > 0;) to_tls_.append(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+  preamble.insert(0, to_tls_);
+  loop_->unwatch(tcp_.get());
+  loop_->unwatch(pair_.get());
+  pair_.reset();
+  dead_ = true;
+  auto s = std::make_unique<Session>(loop_, session, std::move(tcp_), o, std::move(wire_));
+  if (!s->start(head, preamble)) s->cmd_close(1011, "cannot watch the socket");
+  return s;
+}
+
+void Loop::bury_dead_fronts() {
+  for (auto it = fronts_.begin(); it != fronts_.end();) {
+    if (it->second->dead()) {
+      graveyard_fronts_.push_back(std::move(it->second));
+      it = fronts_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  graveyard_fronts_.clear();
 }
 
 // ---- Engine: the JS-thread facade ----
@@ -1376,6 +1518,33 @@ void Engine::goaway(uint32_t session, uint16_t code, std::string reason) {
   Loop* loop = loop_.get();
   loop->post([loop, session, code, reason = std::move(reason)] {
     if (Session* s = find_session(loop, session)) s->cmd_goaway(code, reason);
+  });
+}
+
+void Engine::front_tls(uint32_t front, int tcp_fd, int pair_fd, std::unique_ptr<Wire> wire) {
+  Loop* loop = loop_.get();
+  auto holder = std::make_shared<std::unique_ptr<Wire>>(std::move(wire));
+  loop->post([loop, front, tcp_fd, pair_fd, holder] {
+    auto f = std::make_unique<Front>(loop, front, UniqueFd(tcp_fd), UniqueFd(pair_fd), std::move(*holder));
+    if (!f->start()) f->close();
+    loop->fronts()[front] = std::move(f);
+  });
+}
+
+void Engine::adopt_front(uint32_t session, uint32_t front, int js_fd, std::string head, std::string preamble, SessionOptions options) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, front, js_fd, head = std::move(head), preamble = std::move(preamble), options] {
+    auto it = loop->fronts().find(front);
+    if (it == loop->fronts().end() || it->second->dead()) {
+      ::close(js_fd);
+      Event e(Event::kSessionClosed);
+      e.session = session;
+      e.code = 1006;
+      e.text = "connection closed before the upgrade";
+      loop->emit(std::move(e));
+      return;
+    }
+    loop->sessions()[session] = it->second->into_session(session, js_fd, head, preamble, options);
   });
 }
 

@@ -66,6 +66,13 @@ class Engine {
   // (Event::kUpgradeHead) and then waits for upgraded() or close_session().
   void adopt_upgrading(uint32_t session, int fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options);
   void upgraded(uint32_t session);
+  // A server's TLS connection (tcp_fd, with `wire` over it) whose plaintext is
+  // relayed to and from pair_fd, one end of a socketpair whose other end
+  // JavaScript's HTTP server reads, until adopt_front() turns it into a
+  // Session: js_fd is JavaScript's end (bytes it never read are taken from
+  // it), head what it read past the request, preamble the 101.
+  void front_tls(uint32_t front, int tcp_fd, int pair_fd, std::unique_ptr<Wire> wire);
+  void adopt_front(uint32_t session, uint32_t front, int js_fd, std::string head, std::string preamble, SessionOptions options);
   void open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial);
   void accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial);
   void reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason);

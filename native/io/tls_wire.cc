@@ -247,17 +247,28 @@ BIO_METHOD* out_method() {
   return method;
 }
 
-}  // namespace
-
-std::shared_ptr<TlsClientContext> TlsClientContext::create(const std::string& ca_pem, bool insecure, std::string* error) {
+// A context with what both sides share: TLS 1.2 or later, partial writes
+// (one record per SSL_write), no renegotiation, large read-ahead.
+std::unique_ptr<SSL_CTX, SslCtxFree> new_context(const SSL_METHOD* method, std::string* error) {
   ERR_clear_error();
-  std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_client_method()));
+  std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(method));
   if (!ctx) {
     *error = "cannot create a TLS context";
-    return nullptr;
+    return ctx;
   }
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_read_ahead(ctx.get(), 1);
+  SSL_CTX_set_default_read_buffer_len(ctx.get(), kReadAhead);
+  return ctx;
+}
+
+}  // namespace
+
+std::shared_ptr<TlsContext> TlsContext::client(const std::string& ca_pem, bool insecure, std::string* error) {
+  auto ctx = new_context(TLS_client_method(), error);
+  if (!ctx) return nullptr;
   // Forward-secret AEAD suites only, AES-128-GCM first as browsers do: as safe
   // here and about a third cheaper than AES-256 (servers mostly follow the
   // client's order).
@@ -266,9 +277,6 @@ std::shared_ptr<TlsClientContext> TlsClientContext::create(const std::string& ca
                           "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
                           "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
                           "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384");
-  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_read_ahead(ctx.get(), 1);
-  SSL_CTX_set_default_read_buffer_len(ctx.get(), kReadAhead);
   if (insecure) {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   } else {
@@ -286,12 +294,50 @@ std::shared_ptr<TlsClientContext> TlsClientContext::create(const std::string& ca
     }
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   }
-  return std::shared_ptr<TlsClientContext>(new TlsClientContext(ctx.release(), insecure));
+  return std::shared_ptr<TlsContext>(new TlsContext(ctx.release(), insecure));
 }
 
-TlsClientContext::~TlsClientContext() { SSL_CTX_free(ctx_); }
+std::shared_ptr<TlsContext> TlsContext::server(const std::string& cert_pem, const std::string& key_pem, std::string* error) {
+  auto ctx = new_context(TLS_server_method(), error);
+  if (!ctx) return nullptr;
+  std::unique_ptr<BIO, BioFree> certs(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
+  X509* leaf = certs ? PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr) : nullptr;
+  if (!leaf || SSL_CTX_use_certificate(ctx.get(), leaf) != 1) {
+    X509_free(leaf);
+    *error = "no usable certificate";
+    return nullptr;
+  }
+  X509_free(leaf);
+  while (X509* ca = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add0_chain_cert(ctx.get(), ca) != 1) X509_free(ca);  // on success the context owns it
+  }
+  ERR_clear_error();
+  std::unique_ptr<BIO, BioFree> keys(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+  EVP_PKEY* key = keys ? PEM_read_bio_PrivateKey(keys.get(), nullptr, nullptr, nullptr) : nullptr;
+  const bool ok = key && SSL_CTX_use_PrivateKey(ctx.get(), key) == 1 && SSL_CTX_check_private_key(ctx.get()) == 1;
+  EVP_PKEY_free(key);
+  if (!ok) {
+    ERR_clear_error();
+    *error = "the private key does not load or does not match the certificate";
+    return nullptr;
+  }
+  return std::shared_ptr<TlsContext>(new TlsContext(ctx.release(), false));
+}
 
-std::unique_ptr<Wire> make_tls_client(int fd, const TlsClientContext& context, const std::string& servername,
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+std::unique_ptr<Wire> make_tls_server(int fd, const TlsContext& context, std::string* error) {
+  SSL* ssl = SSL_new(context.ctx_);
+  std::unique_ptr<TlsWire> wire(ssl ? new TlsWire(ssl, fd) : nullptr);
+  if (!wire || !wire->attach()) {
+    *error = "cannot create a TLS connection";
+    return nullptr;
+  }
+  SSL_set_accept_state(ssl);
+  return wire;
+}
+
+std::unique_ptr<Wire> make_tls_client(int fd, const TlsContext& context, const std::string& servername,
                                       const std::string& verify_name, std::string* error) {
   SSL* ssl = SSL_new(context.ctx_);  // holds its own reference to the context
   if (!ssl) {

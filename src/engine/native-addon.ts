@@ -17,6 +17,8 @@ export interface NativeAddon {
   };
   /** Trusted roots and TLS settings for adoptTls, built once (opaque), or why the roots are unusable. */
   tlsClientContext(caPem: string, insecure: boolean): object | string;
+  /** A server certificate chain and key for frontTls (opaque), or why they cannot be used. */
+  tlsServerContext(certPem: string, keyPem: string): object | string;
 }
 
 let cached: { addon?: NativeAddon; error?: string } | undefined;

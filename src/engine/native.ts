@@ -7,7 +7,7 @@
  * engine's, including the per-stream close log line.
  */
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { ResetCode } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import type { NativeAddon } from './native-addon';
@@ -31,6 +31,9 @@ export interface NativeCore {
   /** Returns '' or why TLS cannot run on it. */
   adoptTls(session: number, fd: number, context: object, names: { servername: string; verifyName: string }, request: Buffer, o: object): string;
   upgraded(session: number): void;
+  /** Returns JavaScript's end of the socketpair, or why it cannot. */
+  frontTls(front: number, fd: number, context: object): number | string;
+  adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: object): boolean;
   openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): boolean;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): boolean;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
@@ -269,11 +272,14 @@ export function createNativeEngine(
       }
     }
   };
-  /** A new session on the next core (round-robin); `register` once the core owns it. */
-  const newSession = (options: SessionOptions): { session: NativeSession; core: NativeCore; register(): void } => {
+  // Server-side TLS connections before their upgrade: the pair socket JavaScript reads → where the TLS runs.
+  const fronts = new WeakMap<Socket, { front: number; core: number }>();
+  const coreAt = (index: number): NativeCore => (cores[index] ??= new addon.NativeEngine(onEvents, { busyPollUs }));
+  /** A new session on the next core (round-robin) or on `at`; `register` once the core owns it. */
+  const newSession = (options: SessionOptions, at?: number): { session: NativeSession; core: NativeCore; register(): void } => {
     const id = nextId++;
-    const index = id % cores.length;
-    const core = (cores[index] ??= new addon.NativeEngine(onEvents, { busyPollUs }));
+    const index = at ?? id % cores.length;
+    const core = coreAt(index);
     const session = new NativeSession(id, core, options);
     return {
       session,
@@ -290,8 +296,16 @@ export function createNativeEngine(
     name: 'native',
     handoff: 'fd',
     adoptSocket(socket, head, preamble, options) {
-      const { session, core, register } = newSession(options);
+      const front = fronts.get(socket);
+      const { session, core, register } = newSession(options, front?.core);
       const taken = takeOver(socket);
+      if (front && taken) {
+        // The TLS connection behind this pair becomes the session; the pair goes.
+        register();
+        core.adoptFront(session.id, front.front, taken.fd, Buffer.concat([head, taken.buffered]), preamble, nativeOptions(options));
+        socket.destroy();
+        return session;
+      }
       if (!taken) {
         socket.destroy();
         closeSoon(session, 1011, 'not a plain TCP socket');
@@ -302,6 +316,28 @@ export function createNativeEngine(
       // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
       socket.destroy();
       return session;
+    },
+    tlsServerContext(cert, key) {
+      return addon.tlsServerContext(cert.toString(), key.toString());
+    },
+    frontTls(socket, context) {
+      const id = nextId++;
+      const index = id % cores.length;
+      const taken = takeOver(socket);
+      if (!taken || taken.buffered.length > 0) {
+        socket.destroy();
+        return taken ? 'bytes arrived before the TLS handshake could start' : 'not a plain TCP socket';
+      }
+      const fd = coreAt(index).frontTls(id, taken.fd, context);
+      const { remoteAddress, remotePort } = socket;
+      socket.destroy();
+      if (typeof fd === 'string') return fd;
+      const pair = new Socket({ fd, readable: true, writable: true });
+      // The HTTP server names peers by these; the pair itself has none.
+      Object.defineProperty(pair, 'remoteAddress', { value: remoteAddress });
+      Object.defineProperty(pair, 'remotePort', { value: remotePort });
+      fronts.set(pair, { front: id, core: index });
+      return pair;
     },
     adoptTls(socket, tls, request, options): PendingUpgrade {
       const { session, core, register } = newSession(options);

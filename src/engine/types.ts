@@ -141,6 +141,15 @@ export interface FdEngine {
    * cannot do TLS.
    */
   adoptTls?(socket: Socket, tls: TlsClientSettings, request: Buffer, options: SessionOptions): PendingUpgrade;
+  /**
+   * Server-side wss:// without JavaScript in the data path: the engine runs
+   * TLS on an accepted plain `socket` (with a context from tlsServerContext)
+   * and returns a socket carrying the decrypted bytes, for the HTTP server to
+   * read the request from; adoptSocket() on that socket then starts the
+   * session on the TLS connection itself. A string says why it cannot.
+   */
+  frontTls?(socket: Socket, context: object): Socket | string;
+  tlsServerContext?(cert: string | Buffer, key: string | Buffer): object | string;
 }
 
 /** How an engine that runs TLS itself verifies the server. */

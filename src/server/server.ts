@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { AddressInfo, Socket } from 'node:net';
+import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -50,12 +50,15 @@ export interface TwsServerOptions {
   maxStreams?: number;
   /** Targets streams may reach; none = all. */
   allow?: AllowList;
-  /** Serve wss:// directly (PEM certificate chain and key); sessions then run on the js engine. */
+  /** Serve wss:// directly (PEM certificate chain and key): TLS in the native engine when it can, else the js engine. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export class TwsServer extends EventEmitter {
   private readonly http: Server;
+  /** With TLS in the native engine: the listener, whose connections reach `http` decrypted. */
+  private readonly tcp: NetServer | undefined;
+  private tlsContext: object | undefined;
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<EngineSession>();
   /** Who each session authenticated as (users file), for per-user allow-lists and reloads. */
@@ -88,7 +91,27 @@ export class TwsServer extends EventEmitter {
     };
     // Timeouts are only checked every connectionsCheckingInterval (30 s by default): check each second.
     const httpOpts = { connectionsCheckingInterval: 1000 };
-    this.http = opts.tls ? createTlsServer({ ...httpOpts, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
+    const engine = opts.engine;
+    if (opts.tls && engine.handoff === 'fd' && engine.frontTls && engine.tlsServerContext) {
+      // TLS in the native engine: it hands the HTTP server a socket with the decrypted bytes.
+      this.tlsContext = this.nativeTlsContext(opts.tls);
+      this.http = createServer(httpOpts, notFound);
+      const frontTls = engine.frontTls.bind(engine);
+      this.tcp = createNetServer({ noDelay: true }, (socket) => {
+        socket.on('error', () => undefined);
+        const plain = frontTls(socket, this.tlsContext!);
+        if (typeof plain === 'string') {
+          this.opts.logger.warn(`TLS connection from ${socket.remoteAddress}:${socket.remotePort} dropped: ${plain}`);
+          return;
+        }
+        plain.on('error', () => undefined);
+        this.http.emit('connection', plain);
+      });
+    } else {
+      // A TLS handshake that never comes is cut like a stalled request (Node's default waits 120 s).
+      const tlsOpts = { ...httpOpts, handshakeTimeout: 9_000 };
+      this.http = opts.tls ? createTlsServer({ ...tlsOpts, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
+    }
     // A stalled or trickling upgrade request is cut off (slowloris): checked
     // each second, so 9 s here means gone within 10 s.
     this.http.headersTimeout = 9_000;
@@ -103,11 +126,14 @@ export class TwsServer extends EventEmitter {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new TwsError('TWS_ERR_LISTEN', `cannot listen on ${formatHostPort(this.opts.listen.host, this.opts.listen.port)}: ${err.code ?? err.message}`));
       };
-      this.http.once('error', onError);
-      this.http.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: 4096 }, () => {
-        this.http.off('error', onError);
-        const addr = this.http.address() as AddressInfo;
-        const tls = this.opts.tls ? ', TLS: sessions use the js engine' : '';
+      const listener = this.tcp ?? this.http;
+      listener.once('error', onError);
+      listener.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: 4096 }, () => {
+        listener.off('error', onError);
+        // The HTTP server starts its request-timeout checks when it "listens".
+        if (this.tcp) this.http.emit('listening');
+        const addr = listener.address() as AddressInfo;
+        const tls = !this.opts.tls ? '' : this.tcp ? ', TLS in the native engine' : ', TLS: sessions use the js engine';
         this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name}${tls})`);
         const rules = this.opts.allow?.rules ?? [];
         if (rules.length === 0) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
@@ -120,7 +146,15 @@ export class TwsServer extends EventEmitter {
   /** Swaps the TLS certificate and key for new handshakes; open sessions keep theirs. */
   reloadTls(tls: { cert: string | Buffer; key: string | Buffer }): void {
     if (!this.opts.tls) throw new TwsError('TWS_ERR_CONFIG', 'this server was not started with TLS');
-    (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
+    if (this.tcp) this.tlsContext = this.nativeTlsContext(tls);
+    else (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
+  }
+
+  private nativeTlsContext(tls: { cert: string | Buffer; key: string | Buffer }): object {
+    const engine = this.opts.engine as { tlsServerContext(cert: string | Buffer, key: string | Buffer): object | string };
+    const context = engine.tlsServerContext(tls.cert, tls.key);
+    if (typeof context === 'string') throw new TwsError('TWS_ERR_CONFIG', `bad TLS certificate/key: ${context}`);
+    return context;
   }
 
   /**
@@ -224,6 +258,7 @@ export class TwsServer extends EventEmitter {
   async shutdown(drainMs: number): Promise<void> {
     this.stopping = true;
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const tcpClosed = new Promise<void>((resolve) => (this.tcp ? this.tcp.close(() => resolve()) : resolve()));
     if (this.sessions.size > 0) {
       this.opts.logger.info(`shutting down: draining ${this.sessions.size} session(s) for up to ${drainMs} ms`);
     }
@@ -235,5 +270,6 @@ export class TwsServer extends EventEmitter {
     for (const s of this.sessions) s.close(CloseCode.GOING_AWAY, 'server shutting down');
     this.http.closeAllConnections();
     await closed;
+    await tcpClosed;
   }
 }

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import { AddressInfo, connect, Socket } from 'node:net';
+import { get as httpsGet } from 'node:https';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
@@ -31,7 +32,7 @@ function client(engine: string, url: string, target: string, extra: string[]) {
 }
 
 for (const engine of engines()) {
-  t.test(`[${engine}] wss:// with --ca: data intact; the server's sessions say TLS`, async (t) => {
+  t.test(`[${engine}] wss:// with --ca: data intact; the server says where TLS runs`, async (t) => {
     const echo = await echoServer();
     const { server } = await tlsServer(engine, leaf);
     const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert]);
@@ -39,7 +40,7 @@ for (const engine of engines()) {
     await c.waitLog(/up → wss:/);
     const data = randomBytes(3_000_000);
     t.equal(sha256(await roundTrip(c.port, data)), sha256(data), '3 MB intact through TLS');
-    t.match(server.logs(), /TLS: sessions use the js engine/);
+    t.match(server.logs(), engine === 'native' ? /TLS in the native engine/ : /TLS: sessions use the js engine/);
   });
 
   t.test(`[${engine}] wss:// TLS runs in the ${engine} engine: many streams both ways at once, intact`, async (t) => {
@@ -50,6 +51,7 @@ for (const engine of engines()) {
     t.match(await c.waitLog(/up → wss:.*/), new RegExp(`TLS in the ${engine} engine`));
     // A js-engine client has no native I/O thread at all; a native one runs the session there.
     t.equal(ioThreads(c.proc.pid!) > 0, engine === 'native', 'native I/O thread in the client');
+    t.equal(ioThreads(server.proc.pid!) > 0, engine === 'native', 'and in the server (--tls-cert)');
     const datas = Array.from({ length: 8 }, (_, i) => randomBytes(500_000 + i * 500_000));
     const backs = await Promise.all(datas.map((d) => roundTrip(c.port, d)));
     t.same(backs.map(sha256), datas.map(sha256), '8 streams, 0.5-4 MB each, echoed intact');
@@ -87,6 +89,30 @@ for (const engine of engines()) {
       else t.pass('an endless head is refused');
       t.notMatch(c.logs(), /up → /);
     }
+  });
+
+  t.test(`[${engine}] --tls-cert: HTTPS probes get 404; silent and idle connections are cut within 10 s`, async (t) => {
+    const { server } = await tlsServer(engine, leaf);
+    t.teardown(() => server.stop('SIGKILL'));
+    const caPem = readFileSync(ca.cert);
+    const status = await new Promise<number | undefined>((resolve) => {
+      httpsGet({ host: '127.0.0.1', port: server.port, path: '/', servername: 'localhost', ca: caPem }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      }).on('error', () => resolve(undefined));
+    });
+    t.equal(status, 404, 'a plain GET is answered 404');
+    const started = Date.now();
+    const closedAfter = (sock: Socket): Promise<number> => new Promise((resolve) => {
+      sock.on('error', () => undefined);
+      sock.on('close', () => resolve(Date.now() - started));
+    });
+    const raw = connect(server.port, '127.0.0.1');
+    const idle = tlsConnect({ port: server.port, host: '127.0.0.1', servername: 'localhost', ca: caPem });
+    t.teardown(() => { raw.destroy(); idle.destroy(); });
+    const [rawMs, idleMs] = await Promise.all([closedAfter(raw), closedAfter(idle)]);
+    t.ok(rawMs < 12_000, `a TCP connection that never starts TLS is cut (${rawMs} ms)`);
+    t.ok(idleMs < 12_000, `a TLS connection that never sends a request is cut (${idleMs} ms)`);
   });
 
   t.test(`[${engine}] a wrong password over TLS is the server's 404, named, and retried`, async (t) => {
