@@ -223,6 +223,7 @@ class Loop {
   void run();
   void run_commands();
   void bury_dead_fronts();
+  void tick_fronts(double now);
 
   std::function<void()> notify_;
   UniqueFd epoll_;
@@ -1288,6 +1289,7 @@ void Loop::run() {
     const double now = now_ms();
     if (now >= next_tick) {
       for (auto& kv : sessions_) kv.second->tick(now);
+      tick_fronts(now);
       next_tick = now + 50;
     }
     // Free what closed during this turn, after every pointer to it is gone.
@@ -1386,6 +1388,14 @@ class Front {
   }
   bool dead() const { return dead_; }
 
+  // JavaScript is done with it (answered and closed), but the client is not
+  // taking the answer: give up after a while rather than hold the fds.
+  void tick(double now) {
+    if (dead_ || !js_done_) return;
+    if (js_done_at_ == 0) js_done_at_ = now;
+    else if (now - js_done_at_ > kCloseGraceMs * 5) close();
+  }
+
  private:
   struct End final : Pollable {
     explicit End(Front* f) : front(f) {}
@@ -1404,6 +1414,7 @@ class Front {
   std::string to_tls_;
   bool tls_done_ = false;
   bool js_done_ = false;
+  double js_done_at_ = 0;
   bool dead_ = false;
 };
 
@@ -1426,6 +1437,10 @@ std::unique_ptr<Session> Front::into_session(uint32_t session, int js_end, std::
   auto s = std::make_unique<Session>(loop_, session, std::move(tcp_), o, std::move(wire_));
   if (!s->start(head, preamble)) s->cmd_close(1011, "cannot watch the socket");
   return s;
+}
+
+void Loop::tick_fronts(double now) {
+  for (auto& kv : fronts_) kv.second->tick(now);
 }
 
 void Loop::bury_dead_fronts() {
