@@ -6,15 +6,19 @@
  * flat after warm-up. Exits 1 on any lost or altered byte or on growth.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, createServer, Server, Socket } from 'node:net';
 import { Command } from 'commander';
-import { startTunnel, Tunnel } from './procs';
+import { makeCa, makeCert } from './certs';
+import { Front, startTunnel, Tunnel } from './procs';
 
 interface Options {
   seconds: number;
   streams: number;
   engines: string[];
+  tls: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -23,6 +27,7 @@ function parseArgs(argv: string[]): Options {
     .option('--duration <s>', 'seconds in all, shared by the engines', '300')
     .option('--streams <n>', 'concurrent streams', '1000')
     .option('--engines <list>', 'engines, comma-separated', 'native,js')
+    .option('--tls', 'wss:// straight to the server (--tls-cert, a throw-away CA)')
     .parse(argv, { from: 'user' })
     .opts();
   const seconds = Number(o.duration);
@@ -31,7 +36,7 @@ function parseArgs(argv: string[]): Options {
     process.stderr.write('soak: --duration must be 10-86400 s and --streams 1-10000\n');
     process.exit(2);
   }
-  return { seconds, streams, engines: String(o.engines).split(',').filter(Boolean) };
+  return { seconds, streams, engines: String(o.engines).split(',').filter(Boolean), tls: o.tls === true };
 }
 
 /** A size from 1 byte to 4 MiB, log-uniform: many small streams, some large ones. */
@@ -105,8 +110,20 @@ function sample(pid: number): { rssMb: number; fds: number } {
   return { rssMb: Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
-async function soakEngine(engine: string, target: string, seconds: number, streams: number): Promise<boolean> {
-  const tun: Tunnel = await startTunnel(engine, target, []);
+/** wss:// to the server itself: certificates from a throw-away CA, the server given --tls-cert. */
+function tlsSetup(): { front: Front; serverArgs: string[]; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'tws-soak-tls-'));
+  const ca = makeCa(dir, 'soak-ca');
+  const leaf = makeCert(dir, ca, 'soak-leaf', ['localhost']);
+  return {
+    front: async (port) => ({ url: `wss://localhost:${port}/`, clientArgs: ['--ca', ca.cert], stop: async () => undefined }),
+    serverArgs: ['--tls-cert', leaf.cert, '--tls-key', leaf.key],
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+async function soakEngine(engine: string, target: string, seconds: number, streams: number, tls?: ReturnType<typeof tlsSetup>): Promise<boolean> {
+  const tun: Tunnel = await startTunnel(engine, target, [], tls?.front, tls?.serverArgs);
   const totals: Totals = { streams: 0, bytes: 0, mismatches: 0, errors: 0, lastError: '' };
   const pids = { server: tun.server.pid!, client: tun.client.pid! };
   const samples: { t: number; server: ReturnType<typeof sample>; client: ReturnType<typeof sample> }[] = [];
@@ -185,8 +202,13 @@ async function main(): Promise<void> {
   const per = o.seconds / o.engines.length;
   let ok = true;
   for (const engine of o.engines) {
-    process.stderr.write(`soak: ${engine}, ${o.streams} concurrent streams for ${per.toFixed(0)} s\n`);
-    ok = (await soakEngine(engine, target, per, o.streams)) && ok;
+    process.stderr.write(`soak: ${engine}${o.tls ? ' over wss://' : ''}, ${o.streams} concurrent streams for ${per.toFixed(0)} s\n`);
+    const tls = o.tls ? tlsSetup() : undefined;
+    try {
+      ok = (await soakEngine(engine, target, per, o.streams, tls)) && ok;
+    } finally {
+      tls?.cleanup();
+    }
   }
   echo.close();
   process.stdout.write(`\nsoak ${ok ? 'passed' : 'FAILED'}\n`);
