@@ -171,7 +171,7 @@ export class SessionSlot extends EventEmitter {
     const c = opts.connect ?? {};
     const secure = opts.server.protocol === 'wss:';
     // One secure context for every attempt: Node would otherwise parse all the roots again each time.
-    this.secureContext ??= createSecureContext(c.ca ? { ca: c.ca } : {});
+    if (secure) this.secureContext ??= createSecureContext(c.ca ? { ca: c.ca } : {});
     const tls = { secureContext: this.secureContext, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) };
     const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
       perMessageDeflate: false,
