@@ -245,7 +245,6 @@ class Loop {
   double busy_poll_ms_ = 0;  // set before start()
 
   friend class Session;
-  friend class Front;
 };
 
 // One WebSocket connection carrying TWS2; also the sink of its MessageReader.
