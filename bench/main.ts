@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   const iperfTarget = `127.0.0.1:${iperfPort}`;
   const echoTarget = `127.0.0.1:${echo.port}`;
   const all: EngineName[] = ['direct', ...engines];
-  steps = all.length * 6 + engines.length * (hasNginx ? 3 : 1) + (engines.includes('native') ? 1 : 0);
+  steps = all.length * 6 + engines.length * (hasNginx ? 5 : 3) + (engines.includes('native') ? 1 : 0);
   if (!hasNginx) process.stderr.write('bench: nginx not found: the tls scenario (wss:// through nginx) is skipped; apt-get install nginx\n');
   const runs: Run[] = [];
   const started = Date.now();
@@ -161,28 +161,35 @@ async function main(): Promise<void> {
         });
       }
     }
-    if (hasNginx) {
-      // wss:// as deployed: nginx terminates TLS (example/nginx.conf) in front of the server.
-      const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
-      try {
-        const ca = makeCa(dir, 'bench-ca');
-        const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
-        const front: Front = async (serverPort) => {
-          const nginx = await startNginx(dir, { cert: leaf.cert, key: leaf.key, location: exampleLocation(`127.0.0.1:${serverPort}`) });
-          return { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], stop: nginx.stop };
-        };
+    // wss:// straight to `tws server --tls-cert`, and as deployed behind nginx,
+    // which terminates TLS (example/nginx.conf) in front of the server.
+    const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
+    try {
+      const ca = makeCa(dir, 'bench-ca');
+      const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
+      const direct: Front = async (serverPort) =>
+        ({ url: `wss://localhost:${serverPort}/`, clientArgs: ['--ca', ca.cert], stop: async () => undefined });
+      const viaNginx: Front = async (serverPort) => {
+        const nginx = await startNginx(dir, { cert: leaf.cert, key: leaf.key, location: exampleLocation(`127.0.0.1:${serverPort}`) });
+        return { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], stop: nginx.stop };
+      };
+      const kinds: [Run['scenario'], string, Front, string[]][] = [
+        ['tls_direct', 'tls (--tls-cert)', direct, ['--tls-cert', leaf.cert, '--tls-key', leaf.key]],
+        ...(hasNginx ? [['tls', 'tls (nginx)', viaNginx, []] as [Run['scenario'], string, Front, string[]]] : []),
+      ];
+      for (const [scenario, label, front, serverArgs] of kinds) {
         for (const engine of engines) {
           for (const direction of ['forward', 'reverse'] as const) {
-            progress(`tls (nginx) ${direction} · ${engine}`);
+            progress(`${label} ${direction} · ${engine}`);
             runs.push(await throughTunnel(engine, iperfTarget, ['-c', '1'], async (t) => {
               const r = await iperf(t.port, D, { reverse: direction === 'reverse' });
-              return { run: { scenario: 'tls', direction, gbps: r.gbps }, bytes: r.bytes };
-            }, front));
+              return { run: { scenario, direction, gbps: r.gbps }, bytes: r.bytes };
+            }, front, serverArgs));
           }
         }
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   } finally {
     await stop(iperfServer.proc);

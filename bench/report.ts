@@ -1,7 +1,7 @@
 /** Benchmark result types, the JSON document and the printed table. */
 import { cpus, release } from 'node:os';
 
-export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'connect_rate' | 'idle_streams' | 'tls';
+export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'connect_rate' | 'idle_streams' | 'tls' | 'tls_direct';
 export type EngineName = 'direct' | 'native' | 'js';
 
 export interface Run {
@@ -36,7 +36,7 @@ const fmt = (v: number | undefined, digits: number): string => (v === undefined 
 /** A plain-text table; throughput rows also show the ratio to direct. */
 export function table(runs: Run[]): string {
   const direct = (r: Run): Run | undefined =>
-    runs.find((d) => d.engine === 'direct' && d.scenario === (r.scenario === 'tls' ? 'throughput' : r.scenario) && d.direction === r.direction);
+    runs.find((d) => d.engine === 'direct' && d.scenario === (r.scenario.startsWith('tls') ? 'throughput' : r.scenario) && d.direction === r.direction);
   const rows = [['scenario', 'engine', 'Gbit/s', 'x direct', 'p50 µs', 'p99 µs', 'conn/s', 'peak RSS MB', 'CPU s/GB']];
   for (const r of runs) {
     const d = direct(r);
@@ -46,9 +46,9 @@ export function table(runs: Run[]): string {
       fmt(r.conns_per_s, 0), fmt(r.rss_mb, 0), fmt(r.cpu_s_per_gb, 2),
     ]);
   }
-  const tlsNotes = runs.filter((r) => r.scenario === 'tls').map((r) => {
+  const tlsNotes = runs.filter((r) => r.scenario.startsWith('tls')).map((r) => {
     const plain = runs.find((p) => p.scenario === 'throughput' && p.engine === r.engine && p.direction === r.direction);
-    return plain?.gbps && r.gbps !== undefined ? `tls ${r.direction} · ${r.engine}: ${(r.gbps / plain.gbps).toFixed(2)}x plain ws://` : '';
+    return plain?.gbps && r.gbps !== undefined ? `${r.scenario} ${r.direction} · ${r.engine}: ${(r.gbps / plain.gbps).toFixed(2)}x plain ws://` : '';
   }).filter(Boolean);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const text = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
