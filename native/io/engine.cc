@@ -1315,8 +1315,8 @@ void Loop::run() {
 // here, so the relay favours simplicity over speed.
 class Front {
  public:
-  Front(Loop* loop, uint32_t id, UniqueFd tcp, UniqueFd pair, std::unique_ptr<Wire> wire)
-      : loop_(loop), id_(id), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {}
+  Front(Loop* loop, UniqueFd tcp, UniqueFd pair, std::unique_ptr<Wire> wire)
+      : loop_(loop), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {}
 
   bool start() {
     set_nodelay_nonblock(tcp_.get());
@@ -1403,7 +1403,6 @@ class Front {
   };
 
   Loop* loop_;
-  uint32_t id_;
   UniqueFd tcp_;
   UniqueFd pair_;
   std::unique_ptr<Wire> wire_;  // after tcp_: it goes first
@@ -1539,7 +1538,7 @@ void Engine::front_tls(uint32_t front, int tcp_fd, int pair_fd, std::unique_ptr<
   Loop* loop = loop_.get();
   auto holder = std::make_shared<std::unique_ptr<Wire>>(std::move(wire));
   loop->post([loop, front, tcp_fd, pair_fd, holder] {
-    auto f = std::make_unique<Front>(loop, front, UniqueFd(tcp_fd), UniqueFd(pair_fd), std::move(*holder));
+    auto f = std::make_unique<Front>(loop, UniqueFd(tcp_fd), UniqueFd(pair_fd), std::move(*holder));
     if (!f->start()) f->close();
     loop->fronts()[front] = std::move(f);
   });
