@@ -16,8 +16,10 @@ namespace {
 
 // The largest TLS record's plaintext: what one SSL_write (partial-write mode) turns into one record.
 constexpr size_t kRecord = 16384;
-// With read-ahead, one recv(2) brings in up to this much ciphertext.
-constexpr size_t kReadAhead = 256 * 1024;
+// Ciphertext is read in recv(2)s of up to this much (kInFirst until a read
+// fills that, so connections that only exchange a little stay small).
+constexpr size_t kInMax = 256 * 1024;
+constexpr size_t kInFirst = 32 * 1024;
 
 struct SslCtxFree {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
@@ -59,6 +61,11 @@ bool is_ip(const std::string& s) {
 // socket in large send(2)s: one syscall per 16 KiB record cost more than the
 // encryption. The BIO never refuses, so OpenSSL never has a write to retry.
 BIO_METHOD* out_method();
+// Records come in through this one, from the wire's own buffer filled by
+// large recv(2)s. OpenSSL's read-ahead did that too, but it realigns the
+// rest of its buffer after every record (a memmove as large as what is still
+// unread): on 256 KiB reads that copying cost more than the decryption.
+BIO_METHOD* in_method();
 
 class TlsWire final : public Wire {
  public:
@@ -66,18 +73,52 @@ class TlsWire final : public Wire {
 
   // Set up after construction: the BIO points back at this object.
   bool attach() {
-    BIO* rbio = BIO_new_socket(fd_, BIO_NOCLOSE);
+    BIO* rbio = BIO_new(in_method());
     BIO* wbio = BIO_new(out_method());
     if (!rbio || !wbio) {
       BIO_free(rbio);
       BIO_free(wbio);
       return false;
     }
-    BIO_set_data(wbio, this);
-    BIO_set_init(wbio, 1);
+    for (BIO* b : {rbio, wbio}) {
+      BIO_set_data(b, this);
+      BIO_set_init(b, 1);
+    }
     SSL_set_bio(ssl_.get(), rbio, wbio);  // the SSL owns both now
     return true;
   }
+
+  // For the read BIO: up to len buffered ciphertext bytes, refilling the
+  // buffer from the socket when it is empty. > 0: bytes given; 0: the peer
+  // ended the stream; -1: errno says why (EAGAIN: nothing yet).
+  ssize_t give(uint8_t* dst, size_t len) {
+    if (in_off_ == in_len_) {
+      if (in_eof_) return 0;
+      if (!in_) in_.reset(new uint8_t[in_cap_]);
+      ssize_t n;
+      do {
+        n = ::recv(fd_, in_.get(), in_cap_, 0);
+      } while (n < 0 && errno == EINTR);
+      if (n <= 0) {
+        if (n == 0) in_eof_ = true;
+        return n;
+      }
+      if (static_cast<size_t>(n) == in_cap_ && in_cap_ < kInMax) {
+        // Filled: a stream is flowing, read it in larger pieces from now on.
+        in_cap_ = kInMax;
+        std::unique_ptr<uint8_t[]> bigger(new uint8_t[in_cap_]);
+        std::memcpy(bigger.get(), in_.get(), static_cast<size_t>(n));
+        in_ = std::move(bigger);
+      }
+      in_off_ = 0;
+      in_len_ = static_cast<size_t>(n);
+    }
+    const size_t n = std::min(len, in_len_ - in_off_);
+    std::memcpy(dst, in_.get() + in_off_, n);
+    in_off_ += n;
+    return static_cast<ssize_t>(n);
+  }
+  bool in_eof() const { return in_eof_ && in_off_ == in_len_; }
 
   void take(const void* p, size_t n) {
     if (out_off_ > 0 && out_off_ * 2 >= out_.size()) {
@@ -90,9 +131,10 @@ class TlsWire final : public Wire {
   ssize_t recv(uint8_t* buf, size_t len) override {
     size_t got = 0;
     ssize_t result = -1;
-    // SSL_read gives one record at a time: gather until the socket is dry or buf is full.
+    // SSL_read gives one record at a time: gather until the socket is dry or
+    // buf is full. (A read that succeeds leaves the error queue as it was.)
+    ERR_clear_error();
     while (got < len) {
-      ERR_clear_error();
       int n = SSL_read(ssl_.get(), buf + got, static_cast<int>(std::min<size_t>(len - got, INT_MAX)));
       if (n > 0) {
         got += static_cast<size_t>(n);
@@ -118,6 +160,7 @@ class TlsWire final : public Wire {
 
   ssize_t sendv(const iovec* iov, int cnt) override {
     if (push_out() < 0) return -1;
+    ERR_clear_error();  // as in recv: only a failed write leaves something behind
     size_t taken = 0;
     int i = 0;
     size_t off = 0;
@@ -142,7 +185,6 @@ class TlsWire final : public Wire {
         }
         p = stage_;
       }
-      ERR_clear_error();
       int r = SSL_write(ssl_.get(), p, static_cast<int>(n));
       if (r <= 0) {
         int e = SSL_get_error(ssl_.get(), r);
@@ -224,6 +266,11 @@ class TlsWire final : public Wire {
   std::vector<uint8_t> out_;
   size_t out_off_ = 0;
   std::string error_;
+  std::unique_ptr<uint8_t[]> in_;  // ciphertext read ahead; allocated on the first read
+  size_t in_cap_ = kInFirst;
+  size_t in_off_ = 0;
+  size_t in_len_ = 0;
+  bool in_eof_ = false;
   uint8_t stage_[kRecord];
 };
 
@@ -237,6 +284,33 @@ long out_ctrl(BIO*, int cmd, long, void*) {
   return cmd == BIO_CTRL_FLUSH ? 1 : 0;  // nothing to flush: push_out() does the sending
 }
 
+int in_read(BIO* bio, char* data, size_t len, size_t* got) {
+  BIO_clear_retry_flags(bio);
+  ssize_t n = static_cast<TlsWire*>(BIO_get_data(bio))->give(reinterpret_cast<uint8_t*>(data), len);
+  if (n > 0) {
+    *got = static_cast<size_t>(n);
+    return 1;
+  }
+  *got = 0;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(bio);
+  return 0;  // errno stays for SSL_ERROR_SYSCALL
+}
+
+long in_ctrl(BIO* bio, int cmd, long, void*) {
+  if (cmd == BIO_CTRL_EOF) return static_cast<TlsWire*>(BIO_get_data(bio))->in_eof() ? 1 : 0;
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+BIO_METHOD* in_method() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tws tls in");
+    BIO_meth_set_read_ex(m, in_read);
+    BIO_meth_set_ctrl(m, in_ctrl);
+    return m;
+  }();
+  return method;
+}
+
 BIO_METHOD* out_method() {
   static BIO_METHOD* method = [] {
     BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tws tls out");
@@ -248,7 +322,8 @@ BIO_METHOD* out_method() {
 }
 
 // A context with what both sides share: TLS 1.2 or later, partial writes
-// (one record per SSL_write), no renegotiation, large read-ahead.
+// (one record per SSL_write), no renegotiation. No read-ahead: the read BIO
+// does the batching (see in_method).
 std::unique_ptr<SSL_CTX, SslCtxFree> new_context(const SSL_METHOD* method, std::string* error) {
   ERR_clear_error();
   std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(method));
@@ -259,8 +334,6 @@ std::unique_ptr<SSL_CTX, SslCtxFree> new_context(const SSL_METHOD* method, std::
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE);
   SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_read_ahead(ctx.get(), 1);
-  SSL_CTX_set_default_read_buffer_len(ctx.get(), kReadAhead);
   return ctx;
 }
 

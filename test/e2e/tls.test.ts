@@ -6,7 +6,7 @@ import { get as httpsGet } from 'node:https';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
-import { echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
+import { echoServer, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, ioThreads, runCli } from '../helpers/procs';
 
 /** wss:// straight to `tws server --tls-cert/--tls-key` (no proxy), with a throw-away CA. */
@@ -55,6 +55,28 @@ for (const engine of engines()) {
     const datas = Array.from({ length: 8 }, (_, i) => randomBytes(500_000 + i * 500_000));
     const backs = await Promise.all(datas.map((d) => roundTrip(c.port, d)));
     t.same(backs.map(sha256), datas.map(sha256), '8 streams, 0.5-4 MB each, echoed intact');
+  });
+
+  t.test(`[${engine}] a TLS server that vanishes mid-stream: the session goes down, the client reconnects`, async (t) => {
+    const echo = await echoServer();
+    const first = await tlsServer(engine, leaf);
+    const port = first.server.port;
+    const c = await client(engine, `wss://localhost:${port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(async () => { await c.stop('SIGKILL'); await first.server.stop('SIGKILL'); await echo.close(); });
+    await c.waitLog(/up → wss:/);
+    // A stream in flight when the server dies: no close_notify, just TCP's end.
+    const busy = connect(c.port, '127.0.0.1');
+    const ended = howItEnds(busy);
+    busy.write(randomBytes(1_000_000));
+    await sleep(200);
+    await first.server.stop('SIGKILL');
+    t.match(await c.waitLog(/down \(.*/), /down \(/, 'the client notices the session is gone');
+    t.equal((await ended).how, 'reset', 'the stream that was in flight is reset, not ended as if complete');
+    const second = await runCli(['server', '-l', `127.0.0.1:${port}`, '--engine', engine, '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
+    t.teardown(() => second.stop('SIGKILL'));
+    await c.waitLog(/up → wss:[\s\S]*up → wss:/);
+    const data = randomBytes(2_000_000);
+    t.equal(sha256(await roundTrip(c.port, data)), sha256(data), 'after reconnecting: 2 MB intact');
   });
 
   t.test(`[${engine}] a TLS server that never answers: the upgrade times out, the client retries`, async (t) => {
