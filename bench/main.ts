@@ -76,11 +76,15 @@ async function throughTunnel(engine: EngineName, target: string, clientArgs: str
   const t = await startTunnel(engine, target, clientArgs, front, serverArgs);
   try {
     const pids = [t.server.pid!, t.client.pid!];
-    const cpu0 = pids.reduce((n, p) => n + cpuSeconds(p), 0);
+    const frontPids = t.frontPids();
+    const cpuOf = (list: number[]): number => list.reduce((n, p) => n + cpuSeconds(p), 0);
+    const cpu0 = cpuOf(pids);
+    const frontCpu0 = cpuOf(frontPids);
     const { run, bytes } = await body(t);
-    const cpu = pids.reduce((n, p) => n + cpuSeconds(p), 0) - cpu0;
+    const cpu = cpuOf(pids) - cpu0;
     const out: Run = { ...run, engine, rss_mb: pids.reduce((n, p) => n + peakRssMiB(p), 0) };
     if (bytes) out.cpu_s_per_gb = cpu / (bytes / 1e9);
+    if (bytes && frontPids.length) out.front_cpu_s_per_gb = (cpuOf(frontPids) - frontCpu0) / (bytes / 1e9);
     return out;
   } finally {
     await t.stop();
@@ -102,8 +106,8 @@ async function main(): Promise<void> {
   const iperfTarget = `127.0.0.1:${iperfPort}`;
   const echoTarget = `127.0.0.1:${echo.port}`;
   const all: EngineName[] = ['direct', ...engines];
-  steps = all.length * 6 + engines.length * (hasNginx ? 5 : 3) + (engines.includes('native') ? 1 : 0);
-  if (!hasNginx) process.stderr.write('bench: nginx not found: the tls scenario (wss:// through nginx) is skipped; apt-get install nginx\n');
+  steps = all.length * 6 + engines.length * (hasNginx ? 7 : 3) + (engines.includes('native') ? 1 : 0);
+  if (!hasNginx) process.stderr.write('bench: nginx not found: the nginx scenarios (ws:// and wss:// through nginx) are skipped; apt-get install nginx\n');
   const runs: Run[] = [];
   const started = Date.now();
   try {
@@ -169,13 +173,18 @@ async function main(): Promise<void> {
       const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
       const direct: Front = async (serverPort) =>
         ({ url: `wss://localhost:${serverPort}/`, clientArgs: ['--ca', ca.cert], stop: async () => undefined });
-      const viaNginx: Front = async (serverPort) => {
-        const nginx = await startNginx(dir, { cert: leaf.cert, key: leaf.key, location: exampleLocation(`127.0.0.1:${serverPort}`) });
-        return { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], stop: nginx.stop };
+      const viaNginx = (plain: boolean): Front => async (serverPort) => {
+        const nginx = await startNginx(dir, { cert: leaf.cert, key: leaf.key, location: exampleLocation(`127.0.0.1:${serverPort}`), plain });
+        return plain
+          ? { url: `ws://localhost:${nginx.port}/some/path`, clientArgs: [], pids: nginx.pids, stop: nginx.stop }
+          : { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], pids: nginx.pids, stop: nginx.stop };
       };
-      const kinds: [Run['scenario'], string, Front, string[]][] = [
+      type Kind = [Run['scenario'], string, Front, string[]];
+      const kinds: Kind[] = [
         ['tls_direct', 'tls (--tls-cert)', direct, ['--tls-cert', leaf.cert, '--tls-key', leaf.key]],
-        ...(hasNginx ? [['tls', 'tls (nginx)', viaNginx, []] as [Run['scenario'], string, Front, string[]]] : []),
+        // The same nginx without TLS: what the proxy's relaying costs by itself,
+        // so the tls row's cost can be told apart from nginx's.
+        ...(hasNginx ? [['nginx_ws', 'ws (nginx)', viaNginx(true), []], ['tls', 'tls (nginx)', viaNginx(false), []]] as Kind[] : []),
       ];
       for (const [scenario, label, front, serverArgs] of kinds) {
         for (const engine of engines) {

@@ -12,6 +12,8 @@ export const hasNginx = spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status =
 
 export interface Nginx {
   port: number;
+  /** The master's and its workers' process ids (for CPU accounting). */
+  pids(): number[];
   stop(): Promise<void>;
 }
 
@@ -31,8 +33,12 @@ export function exampleLocation(upstream: string): string {
   return text.replace('http://127.0.0.1:5202/', `http://${upstream}/`);
 }
 
-/** Starts nginx with TLS (`cert`, `key`) serving `location`; `http` adds lines to the http block (e.g. an upstream). */
-export async function startNginx(dir: string, o: { cert: string; key: string; location: string; http?: string }): Promise<Nginx> {
+/**
+ * Starts nginx serving `location` over TLS (`cert`, `key`), or over plain
+ * HTTP with `plain` (the benchmark's baseline for what nginx costs without
+ * TLS); `http` adds lines to the http block (e.g. an upstream).
+ */
+export async function startNginx(dir: string, o: { cert: string; key: string; location: string; http?: string; plain?: boolean }): Promise<Nginx> {
   const port = await freePort();
   const prefix = join(dir, `nginx-${port}`);
   mkdirSync(join(prefix, 'logs'), { recursive: true });
@@ -52,7 +58,7 @@ http {
   scgi_temp_path ${prefix}/scgi;
   ${o.http ?? ''}
   server {
-    listen 127.0.0.1:${port} ssl;
+    listen 127.0.0.1:${port}${o.plain ? '' : ' ssl'};
     ssl_certificate ${o.cert};
     ssl_certificate_key ${o.key};
     # As Debian's stock nginx.conf and nginx >= 1.23.4 have it (1.22 alone leaves out 1.3).
@@ -80,8 +86,13 @@ http {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const master = proc.pid!;
   return {
     port,
+    pids: () => {
+      const children = `/proc/${master}/task/${master}/children`;
+      return [master, ...(existsSync(children) ? readFileSync(children, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [])];
+    },
     stop: async () => {
       if (proc.exitCode === null) proc.kill('SIGTERM');  // fast shutdown: a graceful one waits for open WebSockets
       const kill = setTimeout(() => proc.kill('SIGKILL'), 3000);

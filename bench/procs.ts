@@ -62,12 +62,15 @@ export interface Tunnel {
   server: ChildProcess;
   client: ChildProcess;
   port: number;
+  /** The front's processes (nginx), if it has any. */
+  frontPids(): number[];
   stop(): Promise<void>;
 }
 
 /** Starts `tws server` + `tws client` on loopback with `engine`, client forwarding to `target`. */
 /** Something between client and server (the tls scenario's nginx): the URL clients use, and extra client flags. */
-export type Front = (serverPort: number) => Promise<{ url: string; clientArgs: string[]; stop(): Promise<void> }>;
+/** `pids`, when given, lists its processes, whose CPU the benchmark reports apart from tws's. */
+export type Front = (serverPort: number) => Promise<{ url: string; clientArgs: string[]; pids?(): number[]; stop(): Promise<void> }>;
 
 export async function startTunnel(engine: string, target: string, clientArgs: string[] = [], front?: Front, serverArgs: string[] = []): Promise<Tunnel> {
   const env = { TWS_PASSWD: BENCH_PASSWD };
@@ -85,6 +88,7 @@ export async function startTunnel(engine: string, target: string, clientArgs: st
     server: s.proc,
     client: c.proc,
     port: Number(c.match[1]),
+    frontPids: () => f?.pids?.() ?? [],
     stop: async () => {
       await Promise.all([stop(c.proc), stop(s.proc)]);
       await f?.stop();

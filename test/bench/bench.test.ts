@@ -37,6 +37,12 @@ if (hasIperf3) {
         t.ok(of('throughput').every((x: { rss_mb: number; cpu_s_per_gb: number }) => x.rss_mb > 0 && x.cpu_s_per_gb > 0), `${engine}: RSS and CPU/GB`);
       }
     }
+    const viaNginx = report.runs.filter((x: { scenario: string }) => x.scenario === 'tls' || x.scenario === 'nginx_ws');
+    if (spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0) {
+      t.same([...new Set(viaNginx.map((x: { scenario: string }) => x.scenario))].sort(), ['nginx_ws', 'tls'], 'ws:// and wss:// through nginx');
+      t.ok(viaNginx.every((x: { gbps: number; front_cpu_s_per_gb: number }) => x.gbps > 0 && x.front_cpu_s_per_gb > 0), "nginx's CPU per GB is counted");
+      t.match(r.out, /tls forward · \w+: [\d.]+x plain ws:\/\/, [\d.]+x ws:\/\/ through the same nginx/, 'the tls rows compare with ws:// through nginx');
+    }
     t.ok(report.runs.some((x: { engine: string }) => x.engine === 'js'), 'the js engine was measured');
     const native = report.runs.some((x: { engine: string }) => x.engine === 'native') || report.skipped.some((s: { engine: string }) => s.engine === 'native');
     t.ok(native, 'native was measured or listed as skipped');
