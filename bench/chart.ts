@@ -42,7 +42,8 @@ export function renderSvg(runs: Run[], subtitle: string): string {
       if (group) thr.push({ group, engine: r.engine, value: r.gbps, label: r.gbps.toFixed(2) });
     }
     if (r.p50_us !== undefined && r.p99_us !== undefined) {
-      const name = r.scenario === 'latency' ? 'idle' : r.scenario === 'latency_busy_poll' ? 'busy-poll' : 'under load';
+      const names: Partial<Record<Run['scenario'], string>> = { latency: 'idle', latency_busy_poll: 'busy-poll', latency_under_1g: 'under 1G load' };
+      const name = names[r.scenario] ?? 'under load';
       lat.push({ group: `${name} p50`, engine: r.engine, value: r.p50_us, label: r.p50_us.toFixed(0) });
       lat.push({ group: `${name} p99`, engine: r.engine, value: r.p99_us, label: r.p99_us.toFixed(0) });
     }

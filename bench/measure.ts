@@ -7,12 +7,13 @@ export interface IperfResult {
   bytes: number;
 }
 
-/** Runs an iperf3 client against `port`; Gbit/s as measured at the receiver. */
-export function iperf(port: number, seconds: number, opts: { reverse?: boolean; parallel?: number } = {}): Promise<IperfResult> {
+/** Runs an iperf3 client against `port` (paced to `rate`, e.g. '1G', if given); Gbit/s as measured at the receiver. */
+export function iperf(port: number, seconds: number, opts: { reverse?: boolean; parallel?: number; rate?: string } = {}): Promise<IperfResult> {
   // Long runs leave out the first second (slow start, JIT warm-up); short ones cannot afford it.
   const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J', '-O', seconds >= 5 ? '1' : '0'];
   if (opts.reverse) args.push('-R');
   if (opts.parallel) args.push('-P', String(opts.parallel));
+  if (opts.rate) args.push('-b', opts.rate);
   return new Promise((resolve, reject) => {
     execFile('iperf3', args, { timeout: (seconds + 30) * 1000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout) => {
       let json: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };

@@ -30,7 +30,8 @@ if (hasIperf3) {
       const of = (s: string) => runs.filter((x: { scenario: string }) => x.scenario === s);
       t.same(of('throughput').map((x: { direction: string }) => x.direction).sort(), ['forward', 'reverse'], `${engine}: both directions`);
       for (const x of [...of('throughput'), ...of('parallel')]) t.ok(x.gbps > 0, `${engine} ${x.scenario}: ${x.gbps} Gbit/s`);
-      for (const x of [...of('latency'), ...of('latency_under_load')]) t.ok(x.p50_us > 0 && x.p99_us >= x.p50_us, `${engine} ${x.scenario}: p50 ${x.p50_us} µs`);
+      for (const x of [...of('latency'), ...of('latency_under_load'), ...of('latency_under_1g')]) t.ok(x.p50_us > 0 && x.p99_us >= x.p50_us, `${engine} ${x.scenario}: p50 ${x.p50_us} µs`);
+      t.ok(of('latency_under_1g')[0]?.gbps > 0.3, `${engine}: the paced load ran (${of('latency_under_1g')[0]?.gbps} Gbit/s)`);
       t.ok(of('connect_rate')[0]?.conns_per_s > 0, `${engine}: connect rate`);
       if (engine !== 'direct') {
         t.match(of('idle_streams')[0], { streams: 300, rss_mb: Number }, `${engine}: RSS with 300 idle streams`);
