@@ -121,6 +121,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::AdoptFront>("adoptFront"),
       InstanceMethod<&NativeEngine::OpenStream>("openStream"),
       InstanceMethod<&NativeEngine::AcceptStream>("acceptStream"),
+      InstanceMethod<&NativeEngine::DialStream>("dialStream"),
       InstanceMethod<&NativeEngine::RejectStream>("rejectStream"),
       InstanceMethod<&NativeEngine::Goaway>("goaway"),
       InstanceMethod<&NativeEngine::CloseSession>("closeSession"),
@@ -292,6 +293,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (fd < 0) return Napi::Boolean::New(info.Env(), false);
     engine_->accept_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd, bytes_of(info[3]));
     return Napi::Boolean::New(info.Env(), true);
+  }
+
+  void DialStream(const Napi::CallbackInfo& info) {
+    // dialStream(session, stream, address, port, timeoutMs)
+    engine_->dial_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), info[2].ToString().Utf8Value(),
+                         static_cast<uint16_t>(info[3].ToNumber().Uint32Value()), info[4].ToNumber().Uint32Value());
   }
 
   void RejectStream(const Napi::CallbackInfo& info) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -113,6 +114,23 @@ Buf copy_buf(const uint8_t* p, size_t n) {
   return b;
 }
 
+// Node's names for connect errors, so a refused stream reads the same on both engines.
+std::string errno_code(int err) {
+  switch (err) {
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ENETUNREACH: return "ENETUNREACH";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECONNRESET: return "ECONNRESET";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    default: return "errno " + std::to_string(err);
+  }
+}
+
 void set_nodelay_nonblock(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -146,6 +164,9 @@ struct Stream final : Pollable {
   bool shut_wr = false;
   bool done = false;
   bool udp = false;
+  bool dialing = false;  // the engine is connecting fd to the target (still kAccepting for the peer)
+  double dial_deadline = 0;
+  uint32_t dial_timeout_ms = 0;
   double last_active = 0;
   int64_t send_credit;
   uint64_t recv_granted;
@@ -497,6 +518,42 @@ class Session final : public Pollable {
     flush();
   }
 
+  // Connects the stream's target itself (address: an IP literal JavaScript
+  // has already approved), then opens the stream as cmd_accept does, or
+  // RESETs it as JavaScript would: 2 (connect failed) or 3 (timed out).
+  void cmd_dial(uint32_t sid, const std::string& address, uint16_t port, uint32_t timeout_ms) {
+    Stream* s = find(sid);
+    if (!s || s->udp || s->dialing || s->state != Stream::State::kAccepting) return;
+    sockaddr_storage sa{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&sa);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&sa);
+    if (::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(port);
+      len = sizeof *v4;
+    } else if (::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(port);
+      len = sizeof *v6;
+    } else {
+      return dial_failed(s, 2, "bad target: " + address);
+    }
+    UniqueFd fd(::socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return dial_failed(s, 2, "connect failed: " + errno_code(errno));
+    int one = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 && errno != EINPROGRESS) {
+      return dial_failed(s, 2, "connect failed: " + errno_code(errno));
+    }
+    s->fd = std::move(fd);
+    s->dialing = true;
+    s->dial_deadline = now_ms() + timeout_ms;
+    s->dial_timeout_ms = timeout_ms;
+    s->registered = loop_->watch(s->fd.get(), s);  // EPOLLOUT says the connect finished, either way
+    if (!s->registered) dial_failed(s, 2, "connect failed: cannot watch the socket");
+  }
+
   void cmd_goaway(uint16_t code, const std::string& reason) {
     if (draining_ || closing_ || dead_ || upgrade_ != Upgrade::kNone) return;
     draining_ = true;
@@ -542,6 +599,7 @@ class Session final : public Pollable {
 
   void stream_event(Stream* s, uint32_t events) {
     if (s->done) return;
+    if (s->dialing) return dial_event(s, events);
     if (events & EPOLLERR) {
       local_error(s);
       flush();
@@ -588,8 +646,10 @@ class Session final : public Pollable {
       return;
     }
     std::vector<Stream*> idle;
+    std::vector<Stream*> late;
     for (auto& kv : streams_) {
       Stream* s = kv.second.get();
+      if (s->dialing && now >= s->dial_deadline) late.push_back(s);
       if (s->state != Stream::State::kOpen) continue;
       if (s->udp ? now - s->last_active > o_.udp_timeout_ms : o_.idle_timeout_ms > 0 && now - s->last_active > o_.idle_timeout_ms) {
         idle.push_back(s);
@@ -598,6 +658,9 @@ class Session final : public Pollable {
     for (Stream* s : idle) {
       send_reset(s->id, 7, s->udp ? "udp idle" : "idle");
       finish(s, "idle", !s->udp);
+    }
+    for (Stream* s : late) {
+      dial_failed(s, 3, "connect timed out after " + std::to_string(s->dial_timeout_ms) + " ms");
     }
     const double since_ping = now - last_ping_;
     if ((quiet >= o_.timeout_ms / 2.0 && since_ping >= o_.timeout_ms / 2.0) || (since_ping >= kRttProbeMs && is_quiet(now))) {
@@ -613,6 +676,34 @@ class Session final : public Pollable {
   Stream* find(uint32_t sid) {
     auto it = streams_.find(sid);
     return it == streams_.end() || it->second->done ? nullptr : it->second.get();
+  }
+
+  // The dialled socket is writable (connected) or failed.
+  void dial_event(Stream* s, uint32_t events) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(s->fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
+    if (err != 0) {
+      dial_failed(s, err == ETIMEDOUT ? 3 : 2, "connect failed: " + errno_code(err));
+    } else if (events & EPOLLOUT) {
+      s->dialing = false;
+      mark_open(s);
+      s->last_active = now_ms();
+      s->writable = true;
+      s->readable = true;  // edge-triggered: data may already be waiting
+      flush_local(s);      // early data
+      make_ready(s);
+    }
+    flush();
+    loop_->mark_dirty(this);
+  }
+
+  void dial_failed(Stream* s, uint16_t code, const std::string& reason) {
+    s->dialing = false;
+    send_reset(s->id, code, reason);
+    finish(s, "refused: " + reason, false);
+    flush();
   }
 
   void attach(Stream* s, UniqueFd fd, std::string initial) {
@@ -1518,6 +1609,13 @@ void Engine::accept_stream(uint32_t session, uint32_t stream, int fd, std::strin
       return;
     }
     s->cmd_accept(stream, fd, std::move(initial));
+  });
+}
+
+void Engine::dial_stream(uint32_t session, uint32_t stream, std::string address, uint16_t port, uint32_t timeout_ms) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, address = std::move(address), port, timeout_ms] {
+    if (Session* s = find_session(loop, session)) s->cmd_dial(stream, address, port, timeout_ms);
   });
 }
 

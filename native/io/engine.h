@@ -75,6 +75,9 @@ class Engine {
   void adopt_front(uint32_t session, uint32_t front, int js_fd, std::string head, std::string preamble, SessionOptions options);
   void open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial);
   void accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial);
+  // Connects the target itself (`address`: an IP literal, already approved),
+  // then accepts the stream; RESET 2 or 3 (after timeout_ms) when it cannot.
+  void dial_stream(uint32_t session, uint32_t stream, std::string address, uint16_t port, uint32_t timeout_ms);
   void reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason);
   void goaway(uint32_t session, uint16_t code, std::string reason);
   void close_session(uint32_t session, uint16_t code, std::string reason);

@@ -36,6 +36,7 @@ export interface NativeCore {
   adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: object): boolean;
   openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): boolean;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): boolean;
+  dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
   goaway(session: number, code: number, reason: string): void;
   closeSession(session: number, code: number, reason: string): void;
@@ -207,6 +208,9 @@ class NativeSession extends EventEmitter implements EngineSession {
         if (entry) entry.port = port;
         port.onDatagram = (payload) => this.core.sendDatagram(this.id, stream, payload);
         this.core.acceptDatagrams(this.id, stream);
+      },
+      dial: (address, port, timeoutMs) => {
+        if (once()) this.core.dialStream(this.id, stream, address, port, timeoutMs);
       },
       reject: (code, reason) => {
         if (once()) this.core.rejectStream(this.id, stream, code, reason);

@@ -72,6 +72,13 @@ export interface OpenRequest {
   accept(socket: Socket): void;
   /** For a udp request (kind 2): hands over the local datagram port. */
   acceptDatagrams(port: DatagramPort): void;
+  /**
+   * Engines that connect targets themselves (native): connects to `address`
+   * (an IP literal the server has approved) within `timeoutMs`, then answers
+   * as accept() would, or with RESET 2 (connect failed) / 3 (timed out), as
+   * connectTarget does. Saves the JavaScript socket and a thread hop per stream.
+   */
+  dial?(address: string, port: number, timeoutMs: number): void;
   /** Answers with RESET `code`. */
   reject(code: number, reason: string): void;
 }

@@ -51,7 +51,14 @@ function admitted(req: OpenRequest, hp: HostPort, allow: AllowList | undefined, 
 /** Connects `req.target` within `timeoutMs` (if the allow-list lets it), then accepts or rejects the request. */
 export function connectTarget(req: OpenRequest, timeoutMs: number, allow: AllowList | undefined, log: Logger): void {
   const hp = targetOf(req);
-  if (hp) admitted(req, hp, allow, log, (to) => dial(req, to, timeoutMs));
+  if (!hp) return;
+  admitted(req, hp, allow, log, (to) => {
+    // An IP address (always, after an allow-list) the engine can connect itself; names resolve here.
+    const inEngine = req.dial !== undefined && isIP(to.host) !== 0 && !to.host.includes('%');
+    log.debug(`stream#${req.stream} connecting ${to.host}:${to.port}${inEngine ? ' (in the engine)' : ''}`);
+    if (inEngine) req.dial!(to.host, to.port, timeoutMs);
+    else dial(req, to, timeoutMs);
+  });
 }
 
 function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { connect, howItEnds, tcpServer } from '../helpers/net';
+import { connect, hangingTarget, howItEnds, tcpServer } from '../helpers/net';
 import { engines, startTunnel } from '../helpers/procs';
 
 for (const engine of engines()) {
@@ -17,6 +17,24 @@ for (const engine of engines()) {
     t.ok(how === 'reset' || how === 'end', `local socket closed (${how})`);
     await tun.server.waitLog(/refused: connect failed: ECONNREFUSED/);
     await tun.client.waitLog(/closed \(peer reset: connect failed/);
+  });
+
+  t.test(`[${engine}] a target that never answers the connect: RESET 3 after --connect-timeout, logged on both ends`, async (t) => {
+    const target = await hangingTarget();
+    const tun = await startTunnel({ engine, target: target.addr, serverArgs: ['--connect-timeout', '600', '-v'] });
+    t.teardown(async () => { await tun.stop(); await target.close(); });
+    const started = Date.now();
+    const s = connect({ port: tun.port, host: '127.0.0.1' });
+    s.write('early data that can go nowhere');
+    const { how, data } = await howItEnds(s);
+    const waited = Date.now() - started;
+    t.equal(data.length, 0, 'no data came back');
+    t.ok(how === 'reset' || how === 'end', `local socket closed (${how})`);
+    t.ok(waited >= 550 && waited < 5000, `closed after the connect timeout (${waited} ms)`);
+    await tun.server.waitLog(/refused: connect timed out after 600 ms/);
+    // The native engine connects by itself (no JavaScript socket); js connects from JavaScript.
+    t.match(tun.server.logs(), engine === 'native' ? /connecting 127\.0\.0\.1:\d+ \(in the engine\)/ : /connecting 127\.0\.0\.1:\d+\n/);
+    await tun.client.waitLog(/closed \(peer reset: timeout \(connect timed out after 600 ms\)\)/);
   });
 
   t.test(`[${engine}] with no session up a new connection waits for timeout, then is closed with a log line`, async (t) => {

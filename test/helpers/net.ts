@@ -36,6 +36,42 @@ export function tcpServer(onConn: (s: Socket) => void): Promise<TcpServer> {
   });
 }
 
+/**
+ * A loopback address where connecting never completes: a listener in a
+ * stopped child process (so it never accepts) whose one-deep backlog is
+ * already full, so the kernel drops further SYNs. close() kills it.
+ */
+export async function hangingTarget(): Promise<{ addr: string; close(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-e',
+    "const s = require('net').createServer(() => {}); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => console.log(s.address().port));"],
+  { stdio: ['ignore', 'pipe', 'ignore'] });
+  const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+  child.kill('SIGSTOP');
+  const fillers: Socket[] = [];
+  const connected = (s: Socket): Promise<boolean> => new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 300);
+    s.once('connect', () => { clearTimeout(timer); resolve(true); });
+    s.once('error', () => { clearTimeout(timer); resolve(false); });
+  });
+  // Fill the queue until a connect hangs (two on Linux for backlog 1).
+  for (let i = 0; i < 8; i++) {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    fillers.push(s);
+    if (!(await connected(s))) break;
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    addr: `127.0.0.1:${port}`,
+    close: async () => {
+      for (const s of fillers) s.destroy();
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
 /** An echo server that half-closes after echoing everything. */
 export function echoServer(): Promise<TcpServer> {
   return tcpServer((s) => s.pipe(s));
