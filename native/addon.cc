@@ -178,7 +178,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!engine_) return;
     std::vector<tws::Event> events = engine_->take_events();
     if (events.empty()) return;
-    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt", "upgrade-head"};
+    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt", "upgrade-head", "tls-failed"};
     Napi::Array arr = Napi::Array::New(env, events.size());
     for (size_t i = 0; i < events.size(); i++) {
       const tws::Event& e = events[i];

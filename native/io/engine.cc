@@ -1407,8 +1407,8 @@ void Loop::run() {
 // here, so the relay favours simplicity over speed.
 class Front {
  public:
-  Front(Loop* loop, UniqueFd tcp, UniqueFd pair, std::unique_ptr<Wire> wire)
-      : loop_(loop), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {}
+  Front(Loop* loop, uint32_t id, UniqueFd tcp, UniqueFd pair, std::unique_ptr<Wire> wire)
+      : loop_(loop), id_(id), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {}
 
   bool start() {
     set_nodelay_nonblock(tcp_.get());
@@ -1429,6 +1429,13 @@ class Front {
           progress = true;
         } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
           tls_done_ = true;  // the client left, or TLS failed (a handshake error, say)
+          if (n < 0 && wire_->error_code() == 1015) {
+            // For the server's debug log: a client that does not trust us, a scanner, an old TLS.
+            Event e(Event::kTlsFailed);
+            e.session = id_;
+            e.text = wire_->error_text(errno);
+            loop_->emit(std::move(e));
+          }
         }
       }
       if (!to_js_.empty()) {
@@ -1495,6 +1502,7 @@ class Front {
   };
 
   Loop* loop_;
+  uint32_t id_;
   UniqueFd tcp_;
   UniqueFd pair_;
   std::unique_ptr<Wire> wire_;  // after tcp_: it goes first
@@ -1637,7 +1645,7 @@ void Engine::front_tls(uint32_t front, int tcp_fd, int pair_fd, std::unique_ptr<
   Loop* loop = loop_.get();
   auto holder = std::make_shared<std::unique_ptr<Wire>>(std::move(wire));
   loop->post([loop, front, tcp_fd, pair_fd, holder] {
-    auto f = std::make_unique<Front>(loop, UniqueFd(tcp_fd), UniqueFd(pair_fd), std::move(*holder));
+    auto f = std::make_unique<Front>(loop, front, UniqueFd(tcp_fd), UniqueFd(pair_fd), std::move(*holder));
     if (!f->start()) f->close();
     loop->fronts()[front] = std::move(f);
   });

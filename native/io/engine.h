@@ -27,7 +27,7 @@ struct SessionOptions {
 
 // A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]
 struct Event {
-  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead };
+  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead, kTlsFailed };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;
   uint32_t session = 0;
@@ -35,7 +35,8 @@ struct Event {
   uint32_t code = 0;        // close code (session) / kind (open request) / round trip in µs (rtt)
   uint64_t bytes_in = 0;    // stream: written locally; session: total
   uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
-  std::string text;         // target, close reason, how a stream ended, window note, a datagram, or an HTTP head
+  std::string text;         // target, close reason, how a stream ended, window note, a datagram, an HTTP head, or why TLS failed
+                            // (kTlsFailed: `session` is the front's id)
 };
 
 class Loop;

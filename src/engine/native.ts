@@ -16,7 +16,8 @@ import type {
 } from './types';
 
 interface NativeEvent {
-  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head';
+  /** tls-failed: a server's TLS connection failed before its upgrade; `session` is the front's id. */
+  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head' | 'tls-failed';
   session: number;
   stream: number;
   code: number;
@@ -264,8 +265,15 @@ export function createNativeEngine(
     return context;
   };
   let nextId = 1;
+  // Who hears why a front's TLS failed, by front id (fronts share the id space with sessions).
+  const tlsFailureHandlers = new Map<number, (reason: string) => void>();
   const onEvents = (events: NativeEvent[]): void => {
     for (const e of events) {
+      if (e.type === 'tls-failed') {
+        tlsFailureHandlers.get(e.session)?.(e.text);
+        tlsFailureHandlers.delete(e.session);
+        continue;
+      }
       const entry = sessions.get(e.session);
       if (!entry) continue;
       entry.session.handle(e);
@@ -305,6 +313,7 @@ export function createNativeEngine(
       const taken = takeOver(socket);
       if (front && taken) {
         // The TLS connection behind this pair becomes the session; the pair goes.
+        tlsFailureHandlers.delete(front.front);
         register();
         core.adoptFront(session.id, front.front, taken.fd, Buffer.concat([head, taken.buffered]), preamble, nativeOptions(options));
         socket.destroy();
@@ -324,7 +333,7 @@ export function createNativeEngine(
     tlsServerContext(cert, key) {
       return addon.tlsServerContext(cert.toString(), key.toString());
     },
-    frontTls(socket, context) {
+    frontTls(socket, context, onTlsFailure) {
       const id = nextId++;
       const index = id % cores.length;
       const taken = takeOver(socket);
@@ -341,6 +350,11 @@ export function createNativeEngine(
       Object.defineProperty(pair, 'remoteAddress', { value: remoteAddress });
       Object.defineProperty(pair, 'remotePort', { value: remotePort });
       fronts.set(pair, { front: id, core: index });
+      if (onTlsFailure) {
+        tlsFailureHandlers.set(id, onTlsFailure);
+        // The event can arrive after the pair has closed: forget the handler a little later.
+        pair.once('close', () => setTimeout(() => tlsFailureHandlers.delete(id), 1000).unref());
+      }
       return pair;
     },
     adoptTls(socket, tls, request, options): PendingUpgrade {

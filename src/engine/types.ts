@@ -154,8 +154,9 @@ export interface FdEngine {
    * and returns a socket carrying the decrypted bytes, for the HTTP server to
    * read the request from; adoptSocket() on that socket then starts the
    * session on the TLS connection itself. A string says why it cannot.
+   * `onTlsFailure` hears why the handshake or a record failed, if it does.
    */
-  frontTls?(socket: Socket, context: object): Socket | string;
+  frontTls?(socket: Socket, context: object, onTlsFailure?: (reason: string) => void): Socket | string;
   tlsServerContext?(cert: string | Buffer, key: string | Buffer): object | string;
 }
 

@@ -99,9 +99,11 @@ export class TwsServer extends EventEmitter {
       const frontTls = engine.frontTls.bind(engine);
       this.tcp = createNetServer({ noDelay: true }, (socket) => {
         socket.on('error', () => undefined);
-        const plain = frontTls(socket, this.tlsContext!);
+        const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+        // Debug level, as below: on a public port most failed handshakes are scanners.
+        const plain = frontTls(socket, this.tlsContext!, (reason) => this.opts.logger.debug(`TLS handshake from ${peer} failed: ${reason}`));
         if (typeof plain === 'string') {
-          this.opts.logger.warn(`TLS connection from ${socket.remoteAddress}:${socket.remotePort} dropped: ${plain}`);
+          this.opts.logger.warn(`TLS connection from ${peer} dropped: ${plain}`);
           return;
         }
         plain.on('error', () => undefined);
@@ -111,6 +113,9 @@ export class TwsServer extends EventEmitter {
       // A TLS handshake that never comes is cut like a stalled request (Node's default waits 120 s).
       const tlsOpts = { ...httpOpts, handshakeTimeout: 9_000 };
       this.http = opts.tls ? createTlsServer({ ...tlsOpts, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
+      // Debug level: on a public port most failed handshakes are scanners.
+      this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string; remotePort?: number }) =>
+        this.opts.logger.debug(`TLS handshake from ${socket.remoteAddress}:${socket.remotePort} failed: ${err.code ?? err.message}`));
     }
     // A stalled or trickling upgrade request is cut off (slowloris): checked
     // each second, so 9 s here means gone within 10 s.

@@ -56,6 +56,8 @@ if (!hasNginx) {
     t.teardown(async () => { await c.stop('SIGKILL'); await nginx.stop(); await Promise.all([a.stop('SIGKILL'), b.stop('SIGKILL')]); await echo.close(); });
     await c.waitLog(/(up → wss:[\s\S]*){4}/);
     const upsOn = (p: typeof a): number => (p.logs().match(/ up from /g) ?? []).length;
+    // A server logs its side a moment after the client has seen the 101: wait for those lines.
+    for (const end = Date.now() + 5000; upsOn(a) + upsOn(b) < 4 && Date.now() < end;) await sleep(20);
     t.equal(upsOn(a) + upsOn(b), 4, 'four sessions');
     t.ok(upsOn(a) >= 1 && upsOn(b) >= 1, `spread over both servers (${upsOn(a)} + ${upsOn(b)})`);
     const before = randomBytes(500_000);

@@ -17,13 +17,13 @@ const named = makeCert(dir, ca, 'named', ['tws.test']);
 const ca2 = makeCa(dir, 'other-ca');
 const leaf2 = makeCert(dir, ca2, 'leaf2', ['localhost', '127.0.0.1']);
 
-async function tlsServer(engine: string, cert: { cert: string; key: string }) {
+async function tlsServer(engine: string, cert: { cert: string; key: string }, extra: string[] = []) {
   // The server reads its files on start and on SIGHUP: give it its own copies to swap.
   const certFile = join(dir, `served-${engine}-${Math.random().toString(36).slice(2)}.crt`);
   const keyFile = `${certFile}.key`;
   copyFileSync(cert.cert, certFile);
   copyFileSync(cert.key, keyFile);
-  const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--tls-cert', certFile, '--tls-key', keyFile]);
+  const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--tls-cert', certFile, '--tls-key', keyFile, ...extra]);
   return { server, certFile, keyFile };
 }
 
@@ -135,6 +135,17 @@ for (const engine of engines()) {
     const [rawMs, idleMs] = await Promise.all([closedAfter(raw), closedAfter(idle)]);
     t.ok(rawMs < 12_000, `a TCP connection that never starts TLS is cut (${rawMs} ms)`);
     t.ok(idleMs < 12_000, `a TLS connection that never sends a request is cut (${idleMs} ms)`);
+  });
+
+  t.test(`[${engine}] a failed TLS handshake is in the server's debug log, with the peer and why`, async (t) => {
+    const { server } = await tlsServer(engine, leaf, ['-v']);
+    t.teardown(() => server.stop('SIGKILL'));
+    // Plain HTTP to the TLS port: no ClientHello, so the handshake fails at once.
+    const s = connect(server.port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    t.match(await server.waitLog(/TLS handshake from 127\.0\.0\.1:\d+ failed: .*/), /http.request/i);
+    s.destroy();
   });
 
   t.test(`[${engine}] a wrong password over TLS is the server's 404, named, and retried`, async (t) => {
