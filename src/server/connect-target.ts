@@ -7,7 +7,7 @@ import { connect, isIP, Socket } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
-import { HostPort, parseHostPort } from '../util/address';
+import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 import type { Logger } from '../util/log';
 import type { AllowList } from './allow-list';
 
@@ -55,7 +55,7 @@ export function connectTarget(req: OpenRequest, timeoutMs: number, allow: AllowL
   admitted(req, hp, allow, log, (to) => {
     // An IP address (always, after an allow-list) the engine can connect itself; names resolve here.
     const inEngine = req.dial !== undefined && isIP(to.host) !== 0 && !to.host.includes('%');
-    log.debug(`stream#${req.stream} connecting ${to.host}:${to.port}${inEngine ? ' (in the engine)' : ''}`);
+    log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
     if (inEngine) req.dial!(to.host, to.port, timeoutMs);
     else dial(req, to, timeoutMs);
   });

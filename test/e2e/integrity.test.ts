@@ -1,5 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { AddressInfo, createServer } from 'node:net';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { engines, startTunnel } from '../helpers/procs';
 
@@ -20,6 +21,17 @@ for (const engine of engines()) {
     // Streams were spread over both sessions of the default -c 2.
     t.match(tun.client.logs(), /session#1 stream#\d+ open/);
     t.match(tun.client.logs(), /session#2 stream#\d+ open/);
+  });
+
+  t.test(`[${engine}] an IPv6 target ([::1]:port) carries data intact`, async (t) => {
+    const echo = createServer((s) => { s.on('error', () => undefined); s.pipe(s); });
+    await new Promise<void>((resolve) => echo.listen(0, '::1', resolve));
+    const port = (echo.address() as AddressInfo).port;
+    const tun = await startTunnel({ engine, target: `[::1]:${port}`, serverArgs: ['-v'] });
+    t.teardown(async () => { await tun.stop(); await new Promise((r) => echo.close(r)); });
+    const data = randomBytes(1_000_000);
+    t.equal(sha256(await roundTrip(tun.port, data)), sha256(data), '1 MB echoed intact');
+    t.match(tun.server.logs(), new RegExp(`connecting \\[::1\\]:${port}`), 'the server connected to ::1');
   });
 
   t.test(`[${engine}] a 64 MiB transfer keeps its sha256`, async (t) => {
