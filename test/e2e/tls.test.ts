@@ -57,6 +57,53 @@ for (const engine of engines()) {
     t.same(backs.map(sha256), datas.map(sha256), '8 streams, 0.5-4 MB each, echoed intact');
   });
 
+  t.test(`[${engine}] TLS records split across reads at odd places: handshake, upgrade and data intact`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, leaf);
+    // Between client and server: a relay that passes 1-7 bytes per write, so
+    // every TLS record (handshake and data) reaches each end in many pieces.
+    let writes = 0;
+    const dribble = (from: Socket, to: Socket): void => {
+      const queue: Buffer[] = [];
+      let ended = false;
+      let busy = false;
+      const pump = (): void => {
+        busy = true;
+        const head = queue[0];
+        if (!head) {
+          busy = false;
+          if (ended) to.end();
+          return;
+        }
+        const n = Math.min(head.length, 1 + Math.floor(Math.random() * 7));
+        to.write(head.subarray(0, n));
+        writes++;
+        if (n === head.length) queue.shift();
+        else queue[0] = head.subarray(n);
+        setImmediate(pump);
+      };
+      from.on('data', (c: Buffer) => { queue.push(c); if (!busy) pump(); });
+      from.on('end', () => { ended = true; if (!busy) pump(); });
+    };
+    const relay = await tcpServer((inbound) => {
+      inbound.setNoDelay(true);
+      const outbound = connect({ port: server.port, host: '127.0.0.1', noDelay: true });
+      outbound.on('error', () => inbound.destroy());
+      inbound.on('error', () => outbound.destroy());
+      inbound.on('close', () => outbound.destroy());
+      outbound.on('close', () => inbound.destroy());
+      dribble(inbound, outbound);
+      dribble(outbound, inbound);
+    });
+    const c = await client(engine, `wss://localhost:${relay.port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await relay.close(); await echo.close(); });
+    await c.waitLog(/up → wss:/, 20_000);
+    const data = randomBytes(20_000);
+    t.equal(sha256(await roundTrip(c.port, data)), sha256(data), '20 KB echoed intact');
+    // Both ways, TLS overhead aside, in writes of at most 7 bytes.
+    t.ok(writes >= (2 * data.length) / 7, `the data went through the relay, in ${writes} small writes`);
+  });
+
   t.test(`[${engine}] a TLS server that vanishes mid-stream: the session goes down, the client reconnects`, async (t) => {
     const echo = await echoServer();
     const first = await tlsServer(engine, leaf);
