@@ -4,7 +4,9 @@
 //
 // Input layout:
 //   byte 0: bit 0 role (1 = the engine is the server), bits 1-2 how open
-//           requests are answered (accept, reject, alternate, never),
+//           requests are answered (accept, reject, alternate, never; of the
+//           accepted ones, the 2nd, 6th, ... are dialled by the engine to the
+//           harness's loopback listener, the 3rd, 7th, ... to a closed port),
 //           bits 3-4 streams the engine opens first (client role).
 //   then records: [length u8][kind u8][length bytes]
 //     kind 0: a WebSocket binary message carrying these bytes (a TWS2 frame)
@@ -17,7 +19,9 @@
 // Every input must end with the session closed once the peer's end is shut:
 // a session that stays up after EOF aborts the run (a hang). Sanitizers catch
 // memory errors and undefined behaviour on the I/O thread.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,6 +52,21 @@ Pair socket_pair() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
   ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
   return {sv[0], sv[1]};
+}
+
+// A loopback TCP listener for the engine to dial (non-blocking); its port.
+int tcp_listener(uint16_t* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(fd, 64) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    std::abort();
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
 }
 
 // Reads and drops whatever the engine wrote to us, so it never blocks on a full buffer.
@@ -98,9 +117,18 @@ struct Harness {
   bool session_closed = false;
   int answers = 0;
   uint8_t policy = 0;
+  uint16_t listen_port = 0;
+  int listener = tcp_listener(&listen_port);  // what dialled streams connect to
+  uint16_t closed_port = 0;                    // nothing listens there: dialling it is refused
+
+  Harness() {
+    int probe = tcp_listener(&closed_port);
+    ::close(probe);
+  }
 
   ~Harness() {
     engine.stop();
+    ::close(listener);
     for (int fd : locals)
       if (fd >= 0) ::close(fd);
   }
@@ -127,10 +155,16 @@ struct Harness {
         engine.reject_stream(e.session, e.stream, 1, "fuzz");
         continue;
       }
+      if (n % 4 == 1 || n % 4 == 2) {
+        engine.dial_stream(e.session, e.stream, "127.0.0.1", n % 4 == 1 ? listen_port : closed_port, 1000);
+        continue;
+      }
       Pair p = socket_pair();
       locals.push_back(p.our_end);
       engine.accept_stream(e.session, e.stream, p.engine_end, n % 3 == 0 ? std::string("hi") : std::string());
     }
+    // Connections the engine dialled become local sockets like the others.
+    for (int fd; (fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) locals.push_back(fd);
     for (int fd : locals)
       if (fd >= 0) drain(fd);
   }
