@@ -301,23 +301,23 @@ long in_ctrl(BIO* bio, int cmd, long, void*) {
   return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
+// A source/sink BIO type over a TlsWire, with one direction's callback.
+BIO_METHOD* new_method(const char* name, int (*read)(BIO*, char*, size_t, size_t*),
+                       int (*write)(BIO*, const char*, size_t, size_t*), long (*ctrl)(BIO*, int, long, void*)) {
+  BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, name);
+  if (read) BIO_meth_set_read_ex(m, read);
+  if (write) BIO_meth_set_write_ex(m, write);
+  BIO_meth_set_ctrl(m, ctrl);
+  return m;
+}
+
 BIO_METHOD* in_method() {
-  static BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tws tls in");
-    BIO_meth_set_read_ex(m, in_read);
-    BIO_meth_set_ctrl(m, in_ctrl);
-    return m;
-  }();
+  static BIO_METHOD* method = new_method("tws tls in", in_read, nullptr, in_ctrl);
   return method;
 }
 
 BIO_METHOD* out_method() {
-  static BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tws tls out");
-    BIO_meth_set_write_ex(m, out_write);
-    BIO_meth_set_ctrl(m, out_ctrl);
-    return m;
-  }();
+  static BIO_METHOD* method = new_method("tws tls out", nullptr, out_write, out_ctrl);
   return method;
 }
 
