@@ -54,9 +54,9 @@ export function connectTarget(req: OpenRequest, timeoutMs: number, allow: AllowL
   if (!hp) return;
   admitted(req, hp, allow, log, (to) => {
     // An IP address (always, after an allow-list) the engine can connect itself; names resolve here.
-    const inEngine = req.dial !== undefined && isIP(to.host) !== 0 && !to.host.includes('%');
+    const inEngine = isIP(to.host) !== 0 && !to.host.includes('%') ? req.dial : undefined;
     log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
-    if (inEngine) req.dial!(to.host, to.port, timeoutMs);
+    if (inEngine) inEngine(to.host, to.port, timeoutMs);
     else dial(req, to, timeoutMs);
   });
 }

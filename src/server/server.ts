@@ -100,8 +100,7 @@ export class TwsServer extends EventEmitter {
       this.tcp = createNetServer({ noDelay: true }, (socket) => {
         socket.on('error', () => undefined);
         const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-        // Debug level, as below: on a public port most failed handshakes are scanners.
-        const plain = frontTls(socket, this.tlsContext!, (reason) => this.opts.logger.debug(`TLS handshake from ${peer} failed: ${reason}`));
+        const plain = frontTls(socket, this.tlsContext!, (reason) => this.tlsFailed(peer, reason));
         if (typeof plain === 'string') {
           this.opts.logger.warn(`TLS connection from ${peer} dropped: ${plain}`);
           return;
@@ -113,9 +112,8 @@ export class TwsServer extends EventEmitter {
       // A TLS handshake that never comes is cut like a stalled request (Node's default waits 120 s).
       const tlsOpts = { ...httpOpts, handshakeTimeout: 9_000 };
       this.http = opts.tls ? createTlsServer({ ...tlsOpts, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
-      // Debug level: on a public port most failed handshakes are scanners.
       this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string; remotePort?: number }) =>
-        this.opts.logger.debug(`TLS handshake from ${socket.remoteAddress}:${socket.remotePort} failed: ${err.code ?? err.message}`));
+        this.tlsFailed(`${socket.remoteAddress}:${socket.remotePort}`, err.code ?? err.message));
     }
     // A stalled or trickling upgrade request is cut off (slowloris): checked
     // each second, so 9 s here means gone within 10 s.
@@ -153,6 +151,11 @@ export class TwsServer extends EventEmitter {
     if (!this.opts.tls) throw new TwsError('TWS_ERR_CONFIG', 'this server was not started with TLS');
     if (this.tcp) this.tlsContext = this.nativeTlsContext(tls);
     else (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
+  }
+
+  /** Debug level: on a public port most failed handshakes are scanners. */
+  private tlsFailed(peer: string, why: string): void {
+    this.opts.logger.debug(`TLS handshake from ${peer} failed: ${why}`);
   }
 
   private nativeTlsContext(tls: { cert: string | Buffer; key: string | Buffer }): object {
