@@ -689,10 +689,8 @@ class Session final : public Pollable {
     } else if (events & EPOLLOUT) {
       s->dialing = false;
       mark_open(s);
-      s->last_active = now_ms();
-      s->writable = true;
-      s->readable = true;  // edge-triggered: data may already be waiting
-      flush_local(s);      // early data
+      connected(s);
+      flush_local(s);  // early data
       make_ready(s);
     }
     flush();
@@ -706,13 +704,19 @@ class Session final : public Pollable {
     flush();
   }
 
+  // A local socket that is connected: both directions are tried at once
+  // (edge-triggered: data may already be waiting; EAGAIN says to wait).
+  void connected(Stream* s) {
+    s->last_active = now_ms();
+    s->writable = true;
+    s->readable = true;
+  }
+
   void attach(Stream* s, UniqueFd fd, std::string initial) {
     s->fd = std::move(fd);
-    s->last_active = now_ms();
     set_nodelay_nonblock(s->fd.get());
     s->initial = std::move(initial);
-    s->writable = true;
-    s->readable = true;  // edge-triggered: try once, EAGAIN tells us to wait
+    connected(s);
     s->registered = loop_->watch(s->fd.get(), s);
     if (!s->registered) local_error(s);
   }
