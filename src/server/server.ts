@@ -59,6 +59,8 @@ export class TwsServer extends EventEmitter {
   /** With TLS in the native engine: the listener, whose connections reach `http` decrypted. */
   private readonly tcp: NetServer | undefined;
   private tlsContext: object | undefined;
+  /** Builds the native engine's TLS context (when TLS runs there). */
+  private readonly buildTlsContext: ((cert: string | Buffer, key: string | Buffer) => object | string) | undefined;
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<EngineSession>();
   /** Who each session authenticated as (users file), for per-user allow-lists and reloads. */
@@ -94,7 +96,8 @@ export class TwsServer extends EventEmitter {
     const engine = opts.engine;
     if (opts.tls && engine.handoff === 'fd' && engine.frontTls && engine.tlsServerContext) {
       // TLS in the native engine: it hands the HTTP server a socket with the decrypted bytes.
-      this.tlsContext = this.nativeTlsContext(opts.tls);
+      this.buildTlsContext = engine.tlsServerContext.bind(engine);
+      this.tlsContext = nativeTlsContext(this.buildTlsContext, opts.tls);
       this.http = createServer(httpOpts, notFound);
       const frontTls = engine.frontTls.bind(engine);
       this.tcp = createNetServer({ noDelay: true }, (socket) => {
@@ -149,20 +152,13 @@ export class TwsServer extends EventEmitter {
   /** Swaps the TLS certificate and key for new handshakes; open sessions keep theirs. */
   reloadTls(tls: { cert: string | Buffer; key: string | Buffer }): void {
     if (!this.opts.tls) throw new TwsError('TWS_ERR_CONFIG', 'this server was not started with TLS');
-    if (this.tcp) this.tlsContext = this.nativeTlsContext(tls);
+    if (this.buildTlsContext) this.tlsContext = nativeTlsContext(this.buildTlsContext, tls);
     else (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
   }
 
   /** Debug level: on a public port most failed handshakes are scanners. */
   private tlsFailed(peer: string, why: string): void {
     this.opts.logger.debug(`TLS handshake from ${peer} failed: ${why}`);
-  }
-
-  private nativeTlsContext(tls: { cert: string | Buffer; key: string | Buffer }): object {
-    const engine = this.opts.engine as { tlsServerContext(cert: string | Buffer, key: string | Buffer): object | string };
-    const context = engine.tlsServerContext(tls.cert, tls.key);
-    if (typeof context === 'string') throw new TwsError('TWS_ERR_CONFIG', `bad TLS certificate/key: ${context}`);
-    return context;
   }
 
   /**
@@ -280,4 +276,12 @@ export class TwsServer extends EventEmitter {
     await closed;
     await tcpClosed;
   }
+}
+
+/** The native engine's TLS context for this certificate and key, or a config error. */
+function nativeTlsContext(build: (cert: string | Buffer, key: string | Buffer) => object | string,
+  tls: { cert: string | Buffer; key: string | Buffer }): object {
+  const context = build(tls.cert, tls.key);
+  if (typeof context === 'string') throw new TwsError('TWS_ERR_CONFIG', `bad TLS certificate/key: ${context}`);
+  return context;
 }
