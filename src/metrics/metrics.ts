@@ -5,6 +5,7 @@
  * streams (engines report a stream's bytes when it ends).
  */
 import type { EngineSession, StreamClosedInfo } from '../engine/types';
+import { processRows } from './process';
 
 /** Sorts how a stream ended (the engines' `how` text) into a few label values. */
 export function closeKind(how: string): { how: string; resetCode?: string } {
@@ -92,6 +93,7 @@ export class Metrics {
       [[{ direction: 'in' }, this.bytesIn], [{ direction: 'out' }, this.bytesOut]]);
     metric('tws_ping_rtt_seconds', 'gauge', 'Latest idle-link ping round trip of the sessions up now.',
       rtts.length ? [[{ stat: 'mean' }, rtts.reduce((a, b) => a + b, 0) / rtts.length], [{ stat: 'max' }, Math.max(...rtts)]] : []);
+    for (const [name, type, help, v] of processRows()) metric(name, type, help, [[{}, v]]);
     return `${out.join('\n')}\n`;
   }
 }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { echoServer, howItEnds, connect, roundTrip, sleep } from '../helpers/net';
 import { engines, Proc, startTunnel } from '../helpers/procs';
@@ -67,5 +68,46 @@ for (const engine of engines()) {
     t.equal(value(after.body, 'tws_sessions'), 0, 'client: no session after the server died');
     t.ok((value(after.body, 'tws_connect_failures_total') ?? 0) >= 1, 'client: failed reconnects counted');
     t.equal(value(after.body, 'tws_sessions_closed_total{code="1006"}'), 2, 'client: both sessions closed abnormally');
+  });
+
+  t.test(`[${engine}] --metrics: the standard process metrics agree with /proc`, async (t) => {
+    const startedBefore = Date.now() / 1000;
+    const echo = await echoServer();
+    const tun = await startTunnel({ engine, target: echo.addr, serverArgs: ['--metrics', '127.0.0.1:0'] });
+    t.teardown(async () => { await tun.stop(); await echo.close(); });
+    const pid = tun.server.proc.pid!;
+    const port = await metricsPort(tun.server);
+    await roundTrip(tun.port, randomBytes(2_000_000));
+    const proc = (): { cpu: number; rss: number; fds: number } => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+      return { cpu: (Number(f[11]) + Number(f[12])) / 100, rss: rssKb * 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+    };
+    const before = proc();
+    const { body } = await scrape(port);
+    const after = proc();
+    const v = (name: string): number => {
+      const x = value(body, name);
+      t.type(x, 'number', `${name} present`);
+      return x ?? NaN;
+    };
+    // /proc counts CPU in 10 ms ticks; the scrape itself falls between the two readings.
+    const cpu = v('process_cpu_seconds_total');
+    t.ok(cpu > 0 && cpu >= before.cpu - 0.02 && cpu <= after.cpu + 0.02, `cpu ${cpu} s between /proc's ${before.cpu} and ${after.cpu}`);
+    const rss = v('process_resident_memory_bytes');
+    t.ok(rss > 0.7 * Math.min(before.rss, after.rss) && rss < 1.3 * Math.max(before.rss, after.rss), `rss ${rss} near VmRSS ${after.rss}`);
+    const fds = v('process_open_fds');
+    t.ok(Math.abs(fds - after.fds) <= 2, `open fds ${fds} vs ${after.fds} in /proc/${pid}/fd`);
+    const limit = Number(/^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))![1]);
+    t.equal(v('process_max_fds'), limit, 'fd limit as in /proc/PID/limits');
+    const start = v('process_start_time_seconds');
+    t.ok(start >= Math.floor(startedBefore) - 1 && start <= Date.now() / 1000, `started at ${start}, after the test began (${startedBefore})`);
+    const used = v('nodejs_heap_size_used_bytes');
+    const total = v('nodejs_heap_size_total_bytes');
+    t.ok(used > 0 && used <= total && total < rss, `heap ${used} used of ${total}, less than rss`);
+    t.ok(v('nodejs_external_memory_bytes') >= 0);
+    t.match(body, /^# TYPE process_cpu_seconds_total counter$/m);
+    t.match(body, /^# TYPE process_resident_memory_bytes gauge$/m);
   });
 }
