@@ -64,6 +64,8 @@ export interface Tunnel {
   port: number;
   /** The front's processes (nginx), if it has any. */
   frontPids(): number[];
+  /** What each process has logged so far (the last 64 KiB). */
+  logs: { server(): string; client(): string };
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,7 @@ export async function startTunnel(engine: string, target: string, clientArgs: st
     client: c.proc,
     port: Number(c.match[1]),
     frontPids: () => f?.pids?.() ?? [],
+    logs: { server: s.logs, client: c.logs },
     stop: async () => {
       await Promise.all([stop(c.proc), stop(s.proc)]);
       await f?.stop();
