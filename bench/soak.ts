@@ -208,7 +208,8 @@ async function soakEngine(engine: string, target: string, seconds: number, strea
   // Flat after warm-up: the first fifth of the run is warm-up; compare the samples
   // just after it with the last ones. Only samples taken while all streams ran:
   // the drain at the end is not the steady state.
-  const after = samples.filter((s) => s.t >= seconds / 5 && s.t <= seconds);
+  // (A slow scrape can land after the next one: order by when each was asked for.)
+  const after = samples.filter((s) => s.t >= seconds / 5 && s.t <= seconds).sort((a, b) => a.t - b.t);
   const k = Math.max(1, Math.floor(after.length / 4));
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   const growth = (pick: (s: (typeof samples)[number]) => number, how: (xs: number[]) => number): { from: number; to: number } =>
@@ -218,9 +219,10 @@ async function soakEngine(engine: string, target: string, seconds: number, strea
   // point (after a collection), within 50% or 16 MB, whichever is more: old-space
   // garbage waits for a full collection, so a short run's low points still climb
   // by a few MB; what the collector cannot free climbs further (400 bytes leaked
-  // per stream crosses 16 MB within ~40,000 streams). Fds: how many are open at a moment depends on how many streams are
-  // between two connections, so the test is that they never exceed one per stream
-  // (plus the baseline) and all come back when the streams end.
+  // per stream crosses 16 MB within ~40,000 streams). Fds: how many are open at a
+  // moment depends on how many streams are between two connections, so the test
+  // is that they never exceed one per stream (plus the baseline) and all come
+  // back when the streams end.
   const peak = (pick: (s: (typeof samples)[number]) => number): number => Math.max(0, ...samples.map(pick));
   const checks = [
     { what: 'server RSS outside the JS heap, MB', ...growth((s) => s.server.outsideHeapMb, mean), limit: 1.25 },
