@@ -13,7 +13,7 @@ import { connectRate, idleStreams, iperf, pingPong } from './measure';
 import { makeCa, makeCert } from './certs';
 import { exampleLocation, hasNginx, startNginx } from './nginx';
 import { cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
-import { EngineName, machine, Report, Run, table } from './report';
+import { aggregate, EngineName, machine, Report, Run, table } from './report';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const VERSION: string = require('../../package.json').version;
@@ -24,6 +24,7 @@ interface Options {
   engines: string[];
   json?: string;
   idleStreams: number;
+  rounds: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -34,6 +35,7 @@ function parseArgs(argv: string[]): Options {
     .option('--engines <list>', 'engines to measure, comma-separated', 'native,js')
     .option('--json <file>', 'write results here (default bench/results/bench-<date>.json); the SVG goes next to it')
     .option('--idle-streams <n>', 'idle streams held open for the memory scenario (default 10000, or 2000 with --quick)')
+    .option('--rounds <n>', 'rounds of the wss:// and nginx scenarios, each beside its own plain ws:// run (default 3, or 1 with --quick)')
     .parse(argv, { from: 'user' });
   const o = cmd.opts();
   const duration = o.duration !== undefined ? Number(o.duration) : o.quick ? 2 : 10;
@@ -46,7 +48,12 @@ function parseArgs(argv: string[]): Options {
     process.stderr.write('bench: --idle-streams must be a whole number from 1 to 100000\n');
     process.exit(2);
   }
-  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json, idleStreams: idle };
+  const rounds = o.rounds !== undefined ? Number(o.rounds) : o.quick ? 1 : 3;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) {
+    process.stderr.write('bench: --rounds must be a whole number from 1 to 20\n');
+    process.exit(2);
+  }
+  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json, idleStreams: idle, rounds };
 }
 
 let step = 0;
@@ -106,7 +113,8 @@ async function main(): Promise<void> {
   const iperfTarget = `127.0.0.1:${iperfPort}`;
   const echoTarget = `127.0.0.1:${echo.port}`;
   const all: EngineName[] = ['direct', ...engines];
-  steps = all.length * 7 + engines.length * (hasNginx ? 7 : 3) + (engines.includes('native') ? 1 : 0);
+  const kindCount = hasNginx ? 3 : 1;
+  steps = all.length * 7 + engines.length * (1 + opts.rounds * (1 + kindCount) * 2) + (engines.includes('native') ? 1 : 0);
   if (!hasNginx) process.stderr.write('bench: nginx not found: the nginx scenarios (ws:// and wss:// through nginx) are skipped; apt-get install nginx\n');
   const runs: Run[] = [];
   const started = Date.now();
@@ -184,21 +192,28 @@ async function main(): Promise<void> {
           ? { url: `ws://localhost:${nginx.port}/some/path`, clientArgs: [], pids: nginx.pids, stop: nginx.stop }
           : { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], pids: nginx.pids, stop: nginx.stop };
       };
-      type Kind = [Run['scenario'], string, Front, string[]];
+      type Kind = [Run['scenario'], string, Front | undefined, string[]];
       const kinds: Kind[] = [
         ['tls_direct', 'tls (--tls-cert)', direct, ['--tls-cert', leaf.cert, '--tls-key', leaf.key]],
         // The same nginx without TLS: what the proxy's relaying costs by itself,
         // so the tls row's cost can be told apart from nginx's.
         ...(hasNginx ? [['nginx_ws', 'ws (nginx)', viaNginx(true), []], ['tls', 'tls (nginx)', viaNginx(false), []]] as Kind[] : []),
       ];
-      for (const [scenario, label, front, serverArgs] of kinds) {
-        for (const engine of engines) {
-          for (const direction of ['forward', 'reverse'] as const) {
-            progress(`${label} ${direction} · ${engine}`);
-            runs.push(await throughTunnel(engine, iperfTarget, ['-c', '1'], async (t) => {
-              const r = await iperf(t.port, D, { reverse: direction === 'reverse' });
-              return { run: { scenario, direction, gbps: r.gbps }, bytes: r.bytes };
-            }, front, serverArgs));
+      // Throughput moves by a third from one minute to the next here, so each
+      // round measures plain ws:// right before these, and the report gives the
+      // median of the ratios within rounds rather than one against a run made
+      // minutes earlier.
+      const plainKind: Kind = ['plain_ws', 'plain ws', undefined, []];
+      for (const engine of engines) {
+        for (const direction of ['forward', 'reverse'] as const) {
+          for (let round = 1; round <= opts.rounds; round++) {
+            for (const [scenario, label, front, serverArgs] of [plainKind, ...kinds]) {
+              progress(`${label} ${direction} · ${engine}${opts.rounds > 1 ? ` (round ${round}/${opts.rounds})` : ''}`);
+              runs.push(await throughTunnel(engine, iperfTarget, ['-c', '1'], async (t) => {
+                const r = await iperf(t.port, D, { reverse: direction === 'reverse' });
+                return { run: { scenario, direction, gbps: r.gbps, round }, bytes: r.bytes };
+              }, front, serverArgs));
+            }
           }
         }
       }
@@ -216,7 +231,7 @@ async function main(): Promise<void> {
   writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
   const svgPath = jsonPath.replace(/\.json$/, '') + '.svg';
   const m = report.machine;
-  writeFileSync(svgPath, renderSvg(runs, `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs`));
+  writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs`));
   process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run\n\n`);
   process.stdout.write(table(runs) + '\n\n');
   for (const s of skipped) process.stdout.write(`skipped: ${s.engine} (${s.reason})\n`);

@@ -1,7 +1,7 @@
 /** Benchmark result types, the JSON document and the printed table. */
 import { cpus, release } from 'node:os';
 
-export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'latency_under_1g' | 'connect_rate' | 'idle_streams' | 'tls' | 'tls_direct' | 'nginx_ws';
+export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'latency_under_1g' | 'connect_rate' | 'idle_streams' | 'tls' | 'tls_direct' | 'nginx_ws' | 'plain_ws';
 export type EngineName = 'direct' | 'native' | 'js';
 
 export interface Run {
@@ -18,6 +18,8 @@ export interface Run {
   cpu_s_per_gb?: number;
   /** Scenarios through nginx: CPU seconds per GB of the nginx processes (not in cpu_s_per_gb). */
   front_cpu_s_per_gb?: number;
+  /** The wss:// and nginx scenarios run in rounds, each with its own plain_ws run. */
+  round?: number;
 }
 
 export interface Report {
@@ -35,9 +37,61 @@ export function machine(): Report['machine'] {
 
 const fmt = (v: number | undefined, digits: number): string => (v === undefined || Number.isNaN(v) ? '' : v.toFixed(digits));
 
-/** A plain-text table; throughput rows also show the ratio to direct. */
-export function table(runs: Run[]): string {
-  const wsLike = (r: Run): boolean => r.scenario.startsWith('tls') || r.scenario === 'nginx_ws';
+const median = (xs: number[]): number => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+};
+
+const key = (r: Run): string => `${r.scenario}/${r.engine}/${r.direction ?? ''}/${r.streams ?? ''}`;
+
+/** One row per scenario, engine and direction: the median of each figure over its rounds. */
+export function aggregate(runs: Run[]): Run[] {
+  const groups = new Map<string, Run[]>();
+  for (const r of runs) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
+  return [...groups.values()].map((g) => {
+    const out: Run = { ...g[0]! };
+    delete out.round;
+    for (const f of ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb'] as const) {
+      const xs = g.map((r) => r[f]).filter((v): v is number => v !== undefined);
+      if (xs.length) out[f] = median(xs);
+    }
+    return out;
+  });
+}
+
+/**
+ * How a wss:// or nginx scenario compares with plain ws:// (and tls with ws://
+ * through the same nginx): the median of the ratios within each round, and
+ * their range when there were several rounds.
+ */
+function ratioNotes(runs: Run[]): string[] {
+  const wsLike = ['tls_direct', 'nginx_ws', 'tls'];
+  const inRound = (scenario: Scenario, r: Run): Run | undefined =>
+    runs.find((p) => p.scenario === scenario && p.engine === r.engine && p.direction === r.direction && p.round === r.round);
+  const groups = new Map<string, Run[]>();
+  for (const r of runs.filter((x) => wsLike.includes(x.scenario))) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
+  const notes: string[] = [];
+  for (const g of groups.values()) {
+    const ratios = (base: Scenario): number[] => g.flatMap((r) => {
+      const b = inRound(base, r);
+      return b?.gbps && r.gbps !== undefined ? [r.gbps / b.gbps] : [];
+    });
+    const plain = ratios('plain_ws');
+    if (!plain.length) continue;
+    const viaNginx = g[0]!.scenario === 'tls' ? ratios('nginx_ws') : [];
+    const r = g[0]!;
+    const rounds = plain.length > 1 ? ` (median of ${plain.length} rounds; against plain ws:// ${Math.min(...plain).toFixed(2)}–${Math.max(...plain).toFixed(2)}x)` : '';
+    notes.push(`${r.scenario} ${r.direction} · ${r.engine}: ${median(plain).toFixed(2)}x plain ws://` +
+      (viaNginx.length ? `, ${median(viaNginx).toFixed(2)}x ws:// through the same nginx` : '') + rounds);
+  }
+  return notes;
+}
+
+/** A plain-text table (medians over rounds); throughput rows also show the ratio to direct. */
+export function table(all: Run[]): string {
+  const runs = aggregate(all);
+  const wsLike = (r: Run): boolean => r.scenario.startsWith('tls') || r.scenario === 'nginx_ws' || r.scenario === 'plain_ws';
   const direct = (r: Run): Run | undefined =>
     runs.find((d) => d.engine === 'direct' && d.scenario === (wsLike(r) ? 'throughput' : r.scenario) && d.direction === r.direction);
   const rows = [['scenario', 'engine', 'Gbit/s', 'x direct', 'p50 µs', 'p99 µs', 'conn/s', 'peak RSS MB', 'CPU s/GB', 'nginx s/GB']];
@@ -49,16 +103,8 @@ export function table(runs: Run[]): string {
       fmt(r.conns_per_s, 0), fmt(r.rss_mb, 0), fmt(r.cpu_s_per_gb, 2), fmt(r.front_cpu_s_per_gb, 2),
     ]);
   }
-  const same = (scenario: Scenario, r: Run): Run | undefined =>
-    runs.find((p) => p.scenario === scenario && p.engine === r.engine && p.direction === r.direction);
-  const tlsNotes = runs.filter(wsLike).map((r) => {
-    const plain = same('throughput', r);
-    if (!plain?.gbps || r.gbps === undefined) return '';
-    const viaNginx = r.scenario === 'tls' ? same('nginx_ws', r) : undefined;
-    return `${r.scenario} ${r.direction} · ${r.engine}: ${(r.gbps / plain.gbps).toFixed(2)}x plain ws://` +
-      (viaNginx?.gbps ? `, ${(r.gbps / viaNginx.gbps).toFixed(2)}x ws:// through the same nginx` : '');
-  }).filter(Boolean);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const text = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-  return tlsNotes.length ? `${text}\n\n${tlsNotes.join('\n')}` : text;
+  const notes = ratioNotes(all);
+  return notes.length ? `${text}\n\n${notes.join('\n')}` : text;
 }

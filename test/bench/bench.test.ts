@@ -8,7 +8,7 @@ const hasIperf3 = spawnSync('iperf3', ['--version'], { stdio: 'ignore' }).status
 
 function bench(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BENCH, ...args], { env, timeout: 150_000 }, (error, out, err) => {
+    execFile(process.execPath, [BENCH, ...args], { env, timeout: 170_000 }, (error, out, err) => {
       resolve({ code: error ? Number((error as unknown as { code: number }).code) : 0, out, err });
     });
   });
@@ -20,7 +20,7 @@ if (hasIperf3) {
     const json = join(dir, 'run.json');
     const helpers = (): string[] => spawnSync('pgrep', ['-f', 'dist/bench/echo-server.js']).stdout.toString().split('\n').filter(Boolean);
     const before = helpers();
-    const r = await bench(['--duration', '1', '--idle-streams', '300', '--json', json]);
+    const r = await bench(['--duration', '1', '--idle-streams', '300', '--rounds', '1', '--json', json]);
     if (!t.equal(r.code, 0, 'exits 0')) t.comment(r.err);
     const report = JSON.parse(readFileSync(json, 'utf8'));
     t.match(report, { version: String, machine: { cpus: Number, model: String, kernel: String, node: String } });
@@ -44,6 +44,10 @@ if (hasIperf3) {
       t.ok(viaNginx.every((x: { gbps: number; front_cpu_s_per_gb: number }) => x.gbps > 0 && x.front_cpu_s_per_gb > 0), "nginx's CPU per GB is counted");
       t.match(r.out, /tls forward · \w+: [\d.]+x plain ws:\/\/, [\d.]+x ws:\/\/ through the same nginx/, 'the tls rows compare with ws:// through nginx');
     }
+    // The wss:// and nginx runs sit in a round with their own plain ws:// run.
+    type R = { scenario: string; engine: string; direction: string; round: number };
+    const paired = report.runs.filter((x: R) => ['plain_ws', 'tls_direct', 'nginx_ws', 'tls'].includes(x.scenario)) as R[];
+    t.ok(paired.some((x) => x.scenario === 'plain_ws') && paired.every((x) => x.round === 1), 'the wss:// and nginx runs are in round 1, beside a plain ws:// run');
     t.ok(report.runs.some((x: { engine: string }) => x.engine === 'js'), 'the js engine was measured');
     const native = report.runs.some((x: { engine: string }) => x.engine === 'native') || report.skipped.some((s: { engine: string }) => s.engine === 'native');
     t.ok(native, 'native was measured or listed as skipped');
