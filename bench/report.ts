@@ -43,13 +43,19 @@ const median = (xs: number[]): number => {
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 };
 
-const key = (r: Run): string => `${r.scenario}/${r.engine}/${r.direction ?? ''}/${r.streams ?? ''}`;
+/** The runs of each scenario, engine and direction (its rounds), in order of first appearance. */
+function byScenario(runs: Run[]): Run[][] {
+  const groups = new Map<string, Run[]>();
+  for (const r of runs) {
+    const key = `${r.scenario}/${r.engine}/${r.direction ?? ''}/${r.streams ?? ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()];
+}
 
 /** One row per scenario, engine and direction: the median of each figure over its rounds. */
 export function aggregate(runs: Run[]): Run[] {
-  const groups = new Map<string, Run[]>();
-  for (const r of runs) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
-  return [...groups.values()].map((g) => {
+  return byScenario(runs).map((g) => {
     const out: Run = { ...g[0]! };
     delete out.round;
     for (const f of ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb'] as const) {
@@ -69,18 +75,16 @@ function ratioNotes(runs: Run[]): string[] {
   const wsLike = ['tls_direct', 'nginx_ws', 'tls'];
   const inRound = (scenario: Scenario, r: Run): Run | undefined =>
     runs.find((p) => p.scenario === scenario && p.engine === r.engine && p.direction === r.direction && p.round === r.round);
-  const groups = new Map<string, Run[]>();
-  for (const r of runs.filter((x) => wsLike.includes(x.scenario))) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
   const notes: string[] = [];
-  for (const g of groups.values()) {
-    const ratios = (base: Scenario): number[] => g.flatMap((r) => {
-      const b = inRound(base, r);
-      return b?.gbps && r.gbps !== undefined ? [r.gbps / b.gbps] : [];
+  for (const g of byScenario(runs.filter((x) => wsLike.includes(x.scenario)))) {
+    const r = g[0]!;
+    const ratios = (base: Scenario): number[] => g.flatMap((x) => {
+      const b = inRound(base, x);
+      return b?.gbps && x.gbps !== undefined ? [x.gbps / b.gbps] : [];
     });
     const plain = ratios('plain_ws');
     if (!plain.length) continue;
-    const viaNginx = g[0]!.scenario === 'tls' ? ratios('nginx_ws') : [];
-    const r = g[0]!;
+    const viaNginx = r.scenario === 'tls' ? ratios('nginx_ws') : [];
     const rounds = plain.length > 1 ? ` (median of ${plain.length} rounds; against plain ws:// ${Math.min(...plain).toFixed(2)}–${Math.max(...plain).toFixed(2)}x)` : '';
     notes.push(`${r.scenario} ${r.direction} · ${r.engine}: ${median(plain).toFixed(2)}x plain ws://` +
       (viaNginx.length ? `, ${median(viaNginx).toFixed(2)}x ws:// through the same nginx` : '') + rounds);
