@@ -131,9 +131,13 @@ std::string errno_code(int err) {
   }
 }
 
-void set_nodelay_nonblock(int fd) {
+void set_nodelay(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void set_nodelay_nonblock(int fd) {
+  set_nodelay(fd);
   int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
@@ -541,8 +545,7 @@ class Session final : public Pollable {
     }
     UniqueFd fd(::socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return dial_failed(s, 2, "connect failed: " + errno_code(errno));
-    int one = 1;
-    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_nodelay(fd.get());  // created non-blocking
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 && errno != EINPROGRESS) {
       return dial_failed(s, 2, "connect failed: " + errno_code(errno));
     }
