@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "utf8.h"
 #include "ws_frame.h"
 
 namespace tws::tws2 {
@@ -30,8 +31,9 @@ constexpr size_t kMaxData = 262144;
 constexpr size_t kMaxMessage = kMaxData + 16;
 constexpr size_t kMaxReason = 120;
 constexpr uint32_t kEarlyDataLimit = 65536;
-// Largest body of a non-DATA frame we collect: a DATAGRAM (UDP payloads are
-// at most 65,507 bytes) or an OPEN with its target.
+// Largest body of any frame but DATA (docs/protocol.md, MAX_FRAME_BODY in
+// src/protocol/constants.ts): a DATAGRAM (UDP payloads are at most 65,527
+// bytes) or an OPEN with its target. A longer one is a protocol error.
 constexpr size_t kMaxSmallBody = 65536;
 
 inline uint32_t read_u32(const uint8_t* p) {
@@ -45,30 +47,7 @@ inline void write_u32(uint8_t* p, uint32_t v) {
   p[3] = static_cast<uint8_t>(v);
 }
 
-// Strict UTF-8 check (no overlongs, no surrogates, nothing above U+10FFFF),
-// matching TextDecoder('utf-8', { fatal: true }).
-inline bool valid_utf8(const uint8_t* s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t c = s[i];
-    if (c < 0x80) { i++; continue; }
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (i + len > n) return false;
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
+using ::tws::valid_utf8;
 
 // Checks a complete non-DATA frame of a known type; returns a protocol error
 // (1002) or none. Unknown types never reach here: they are skipped.

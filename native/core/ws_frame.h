@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "mask.h"
+#include "utf8.h"
 
 namespace tws::ws {
 
@@ -40,11 +41,30 @@ struct ParseError {
   explicit operator bool() const { return close_code != 0; }
 };
 
+// RFC 6455 §7.4: the codes an endpoint may put in a close frame it sends
+// (1005, 1006 and 1015 are reserved for reporting; 1004 and 1016-2999 are
+// unassigned). The same set as ws's isValidStatusCode.
+inline bool valid_close_code(uint16_t code) {
+  return (code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006) || (code >= 3000 && code <= 4999);
+}
+
+// Checks a received close frame's payload: empty, or a valid code followed by
+// a UTF-8 reason. A 1-byte body or a reserved code is 1002, a reason that is
+// not UTF-8 is 1007 (as ws answers).
+inline ParseError check_close_payload(const uint8_t* p, size_t n) {
+  if (n == 0) return {};
+  if (n == 1) return {1002, "close frame with a 1-byte body"};
+  if (!valid_close_code(static_cast<uint16_t>((p[0] << 8) | p[1]))) return {1002, "invalid close code"};
+  if (!valid_utf8(p + 2, n - 2)) return {1007, "close reason is not UTF-8"};
+  return {};
+}
+
 // The sink receives, in order:
 //   void on_message_start(uint8_t opcode)              text or binary message begins
 //   void on_message_data(uint8_t* p, size_t n)          unmasked payload, any split
 //   void on_message_end()                              last fragment complete
 //   void on_control(uint8_t opcode, uint8_t* p, size_t n)  close / ping / pong, whole
+//                                                      (a close payload already checked)
 // A sink may return early by making `wants_stop()` true; feed() then stops
 // consuming and reports how far it got (used when a session closes mid-read).
 class Parser {
@@ -74,7 +94,10 @@ class Parser {
           } else if (state_ == State::kPayload && remaining_ == 0) {
             finish_data_frame(sink);
           }
-          if (state_ == State::kControl && remaining_ == 0) deliver_control(sink);
+          if (state_ == State::kControl && remaining_ == 0) {
+            *err = deliver_control(sink);
+            if (*err) return pos;
+          }
           break;
         }
         case State::kPayload: {
@@ -94,7 +117,10 @@ class Parser {
           control_len_ += n;
           remaining_ -= n;
           pos += n;
-          if (remaining_ == 0) deliver_control(sink);
+          if (remaining_ == 0) {
+            *err = deliver_control(sink);
+            if (*err) return pos;
+          }
           break;
         }
       }
@@ -193,10 +219,15 @@ class Parser {
   }
 
   template <class Sink>
-  void deliver_control(Sink& sink) {
+  ParseError deliver_control(Sink& sink) {
     if (masked_) apply_mask(control_, control_len_, mask_, 0);
     state_ = State::kHeader;
+    if (control_op_ == kClose) {
+      ParseError e = check_close_payload(control_, control_len_);
+      if (e) return e;
+    }
     sink.on_control(control_op_, control_, control_len_);
+    return {};
   }
 
   template <class Sink>

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/intrusive_list.h"
 #include "../core/mask.h"
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
@@ -294,6 +295,57 @@ void test_utf8() {
   CHECK(!ok("\x80"), "lone continuation rejected");
 }
 
+// Close frames are checked as ws checks them: what the reply's code must be.
+void test_close_frames() {
+  auto close_with = [](const Bytes& body) { return run_ws<WsLog>(frame(tws::ws::kClose, true, body, kKey), {}, tws::ws::Role::kServer); };
+  auto coded = [](uint16_t code, const std::string& reason) {
+    Bytes b{static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
+    b.insert(b.end(), reason.begin(), reason.end());
+    return b;
+  };
+  CHECK(close_with({}) == "ctl(8:);", "an empty close frame is accepted");
+  CHECK(close_with(coded(1000, "bye")).rfind("ctl(8:", 0) == 0, "1000 with a reason is accepted");
+  CHECK(close_with(coded(4999, "")).rfind("ctl(8:", 0) == 0, "4999 (private use) is accepted");
+  CHECK(close_with({0x03}) == "ERR 1002", "a 1-byte close body is 1002");
+  for (uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+    CHECK(close_with(coded(code, "")) == "ERR 1002", "close code " + std::to_string(code) + " is 1002");
+  }
+  CHECK(close_with(coded(1000, "\xc0\xaf")) == "ERR 1007", "a close reason that is not UTF-8 is 1007");
+  CHECK(close_with(coded(1000, "h\xc3\xa9")).rfind("ctl(8:", 0) == 0, "a UTF-8 close reason is accepted");
+  CHECK(tws::ws::valid_close_code(1000) && tws::ws::valid_close_code(1014) && tws::ws::valid_close_code(3000) &&
+            !tws::ws::valid_close_code(1004) && !tws::ws::valid_close_code(1016),
+        "valid_close_code follows RFC 6455 7.4");
+}
+
+struct Item {
+  explicit Item(int v) : value(v) {}
+  int value;
+  tws::ListHook hook;
+};
+
+// The ready list: FIFO order, no duplicates, and an element that goes away
+// (unlinked or destroyed) leaves it, wherever it stood.
+void test_intrusive_list() {
+  tws::IntrusiveList<Item, &Item::hook> list;
+  auto a = std::make_unique<Item>(1);
+  auto b = std::make_unique<Item>(2);
+  auto c = std::make_unique<Item>(3);
+  CHECK(list.push_back(a.get()) && list.push_back(b.get()) && list.push_back(c.get()), "pushes");
+  CHECK(!list.push_back(b.get()) && list.size() == 3, "an element already on the list is not added twice");
+  b.reset();  // destroyed while linked, in the middle
+  CHECK(list.size() == 2, "a destroyed element left the list");
+  CHECK(list.pop_front() == a.get(), "FIFO: first");
+  CHECK(list.push_back(a.get()), "re-added at the back");
+  c->hook.unlink();
+  CHECK(list.pop_front() == a.get() && list.empty(), "an unlinked element is gone; the rest stays in order");
+  CHECK(list.pop_front() == nullptr, "an empty list pops nothing");
+  {
+    tws::IntrusiveList<Item, &Item::hook> shortlived;
+    shortlived.push_back(a.get());
+  }
+  CHECK(!a->hook.linked(), "a list that goes away unlinks what it held");
+}
+
 }  // namespace
 
 int main() {
@@ -303,6 +355,8 @@ int main() {
   test_ws_errors();
   test_tws2();
   test_utf8();
+  test_close_frames();
+  test_intrusive_list();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
