@@ -1,8 +1,21 @@
-/** Leveled logger writing one line per event to stderr; child loggers add a prefix. */
+/**
+ * Leveled logger writing one line per event to stderr; child loggers add a
+ * prefix. Every line is made safe at the sink: control characters (newlines
+ * included), DEL, C1 controls, line/paragraph separators and bidi overrides
+ * are escaped, and an overlong line is cut, so nothing a peer sends can forge
+ * or flood a log line, whatever the call site forgot. Strings a peer chose
+ * (targets, reasons, names) are also capped where they are interpolated, with
+ * `peerText`.
+ */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 export const LOG_LEVELS = Object.keys(RANK) as LogLevel[];
+
+/** Longest line (in characters, before escaping) the sink writes; the rest is cut and counted. */
+export const MAX_LINE = 4096;
+/** Longest peer string (in UTF-8 bytes) put into a line by `peerText`. */
+export const MAX_PEER_TEXT = 256;
 
 export interface Logger {
   error(msg: string): void;
@@ -16,6 +29,43 @@ export interface Logger {
 
 type Sink = (line: string) => void;
 
+// C0 controls, DEL, C1 controls, U+2028/2029, and the bidi embeddings,
+// overrides and isolates that can make a line display as something else.
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeChar(c: string): string {
+  switch (c) {
+    case '\n': return '\\n';
+    case '\r': return '\\r';
+    case '\t': return '\\t';
+    default: {
+      const code = c.charCodeAt(0);
+      return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+    }
+  }
+}
+
+/** `msg` as one safe line: unsafe characters escaped, cut at MAX_LINE characters. */
+export function safeLine(msg: string): string {
+  const cut = msg.length > MAX_LINE ? `${msg.slice(0, MAX_LINE)}…(+${msg.length - MAX_LINE} chars cut)` : msg;
+  return cut.replace(UNSAFE, escapeChar);
+}
+
+/**
+ * A string a peer chose, ready to interpolate into a log line: at most
+ * `max` UTF-8 bytes (cut on a character boundary, marked with how much was
+ * cut); the sink escapes what is left.
+ */
+export function peerText(s: string, max = MAX_PEER_TEXT): string {
+  if (s.length <= max / 4) return s;  // fast path: cannot exceed max bytes
+  const bytes = Buffer.from(s, 'utf8');
+  if (bytes.length <= max) return s;
+  let end = max;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return `${bytes.subarray(0, end).toString('utf8')}…(+${bytes.length - end} bytes cut)`;
+}
+
 class LineLogger implements Logger {
   constructor(
     private readonly rank: number,
@@ -26,7 +76,7 @@ class LineLogger implements Logger {
   private write(level: LogLevel, msg: string): void {
     if (RANK[level] > this.rank) return;
     const tag = level.toUpperCase().padEnd(5);
-    this.sink(`${new Date().toISOString()} ${tag} ${this.prefix}${msg}\n`);
+    this.sink(`${new Date().toISOString()} ${tag} ${safeLine(this.prefix + msg)}\n`);
   }
 
   error(msg: string): void { this.write('error', msg); }
@@ -44,3 +94,56 @@ export function createLogger(level: LogLevel, sink: Sink = (l) => process.stderr
 
 /** A logger that drops everything (library use without logging). */
 export const silentLogger: Logger = createLogger('error', () => undefined);
+
+/**
+ * Caps a kind of line a peer can make us write once per request (a refused
+ * stream, say): the first `burst` lines of each `windowMs` go out, the rest
+ * are counted and summed up in one line when the window ends
+ * ("… 1234 more <what> in the last 10.0 s"). One per session and kind.
+ */
+export class RateLimitedLog {
+  private windowStart = 0;
+  private written = 0;
+  private suppressed = 0;
+  private lastLevel: LogLevel = 'info';
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly what: string,
+    private readonly burst = 20,
+    private readonly windowMs = 10_000,
+  ) {}
+
+  line(level: LogLevel, msg: string): void {
+    if (!this.log.enabled(level)) return;
+    const now = Date.now();
+    if (now - this.windowStart >= this.windowMs) {
+      this.flush();
+      this.windowStart = now;
+      this.written = 0;
+    }
+    if (this.written < this.burst) {
+      this.written++;
+      this.log[level](msg);
+      return;
+    }
+    this.suppressed++;
+    this.lastLevel = level;
+    // The summary goes out when the window ends, even if the flood stopped.
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, this.windowStart + this.windowMs - now).unref();
+  }
+
+  /** Writes the summary of what was held back, if anything (also on session close). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.suppressed === 0) return;
+    const secs = ((Date.now() - this.windowStart) / 1000).toFixed(1);
+    this.log[this.lastLevel](`… ${this.suppressed} more ${this.what} in the last ${secs} s (lines held back)`);
+    this.suppressed = 0;
+  }
+}
