@@ -97,10 +97,16 @@ Napi::Value DecodeStream(const Napi::CallbackInfo& info) {
 
 // Duplicates a JS socket's fd (close-on-exec) so the engine owns its own
 // reference and JavaScript can destroy its socket without closing ours.
-int dup_fd(const Napi::Value& v) {
-  if (!v.IsNumber()) return -1;
-  int fd = v.As<Napi::Number>().Int32Value();
-  return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+// On failure (EMFILE, most likely) *err is the errno and the result empty.
+tws::UniqueFd dup_fd(const Napi::Value& v, int* err) {
+  *err = 0;
+  if (!v.IsNumber() || v.As<Napi::Number>().Int32Value() < 0) {
+    *err = EBADF;
+    return tws::UniqueFd();
+  }
+  tws::UniqueFd fd(::fcntl(v.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0));
+  if (!fd) *err = errno;
+  return fd;
 }
 
 std::string bytes_of(const Napi::Value& v) {
@@ -128,6 +134,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::OpenDatagramStream>("openDatagramStream"),
       InstanceMethod<&NativeEngine::AcceptDatagrams>("acceptDatagrams"),
       InstanceMethod<&NativeEngine::SendDatagram>("sendDatagram"),
+      InstanceMethod<&NativeEngine::Stats>("stats"),
       InstanceMethod<&NativeEngine::Ref>("ref"),
       InstanceMethod<&NativeEngine::Unref>("unref"),
       InstanceMethod<&NativeEngine::Stop>("stop"),
@@ -158,13 +165,22 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       return;
     }
     napi_add_env_cleanup_hook(env, &NativeEngine::Cleanup, this);
+    env_ = env;
     started_ = true;
   }
 
-  ~NativeEngine() override { Shutdown(); }
+  // Collected before the environment ends: the hook must not outlive us.
+  ~NativeEngine() override {
+    if (env_) napi_remove_env_cleanup_hook(env_, &NativeEngine::Cleanup, this);
+    Shutdown();
+  }
 
  private:
-  static void Cleanup(void* arg) { static_cast<NativeEngine*>(arg)->Shutdown(); }
+  static void Cleanup(void* arg) {
+    auto* self = static_cast<NativeEngine*>(arg);
+    self->env_ = nullptr;  // the environment removes the hook itself as it runs it
+    self->Shutdown();
+  }
 
   // Stops the I/O thread (joining it) before the ThreadSafeFunction goes.
   void Shutdown() {
@@ -178,7 +194,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!engine_) return;
     std::vector<tws::Event> events = engine_->take_events();
     if (events.empty()) return;
-    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt", "upgrade-head", "tls-failed"};
+    static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window",
+                                        "datagram", "rtt", "upgrade-head", "tls-failed", "refused"};
     Napi::Array arr = Napi::Array::New(env, events.size());
     for (size_t i = 0; i < events.size(); i++) {
       const tws::Event& e = events[i];
@@ -194,12 +211,14 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       } else {
         o.Set("text", Napi::String::New(env, e.text));
       }
+      if (!e.note.empty()) o.Set("note", Napi::String::New(env, e.note));
       arr.Set(static_cast<uint32_t>(i), o);
     }
     cb.Call({arr});
   }
 
-  static tws::SessionOptions session_options(Napi::Object o) {
+  // The options JavaScript passed, or a TypeError naming the bad one (thrown; the result is then unused).
+  static tws::SessionOptions session_options(Napi::Env env, Napi::Object o, bool* ok) {
     tws::SessionOptions opts;
     opts.server = o.Get("server").ToBoolean().Value();
     opts.timeout_ms = o.Get("timeoutMs").ToNumber().Uint32Value();
@@ -209,17 +228,28 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     opts.udp_timeout_ms = o.Get("udpTimeoutMs").ToNumber().Uint32Value();
     if (o.Has("idleTimeoutMs")) opts.idle_timeout_ms = o.Get("idleTimeoutMs").ToNumber().Uint32Value();
     if (o.Has("sessionBudget")) opts.session_budget = static_cast<uint64_t>(o.Get("sessionBudget").ToNumber().Int64Value());
+    if (o.Has("processBudget")) opts.process_budget = static_cast<uint64_t>(o.Get("processBudget").ToNumber().Int64Value());
     opts.no_udp = o.Get("noUdp").ToBoolean().Value();
+    const char* bad = tws::invalid_options(opts);
+    *ok = bad == nullptr;
+    if (bad) Napi::TypeError::New(env, std::string("session options: ") + bad).ThrowAsJavaScriptException();
     return opts;
   }
 
+  // Handoff commands return 0, or the errno that stopped them (the caller
+  // then still owns its socket and reports the failure).
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
     // adopt(session, fd, head, preamble, { server, timeoutMs, initialWindow, maxWindow, maxStreams, ... })
-    if (!info[4].IsObject()) return Napi::Boolean::New(info.Env(), false);
-    int fd = dup_fd(info[1]);
-    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
-    engine_->adopt(info[0].ToNumber().Uint32Value(), fd, bytes_of(info[2]), bytes_of(info[3]), session_options(info[4].As<Napi::Object>()));
-    return Napi::Boolean::New(info.Env(), true);
+    Napi::Env env = info.Env();
+    if (!info[4].IsObject()) return Napi::Number::New(env, EINVAL);
+    bool ok;
+    tws::SessionOptions opts = session_options(env, info[4].As<Napi::Object>(), &ok);
+    if (!ok) return env.Undefined();
+    int err;
+    tws::UniqueFd fd = dup_fd(info[1], &err);
+    if (!fd) return Napi::Number::New(env, err);
+    engine_->adopt(info[0].ToNumber().Uint32Value(), std::move(fd), bytes_of(info[2]), bytes_of(info[3]), opts);
+    return Napi::Number::New(env, 0);
   }
 
   // adoptTls(session, fd, context, { servername, verifyName }, request, sessionOptions):
@@ -230,16 +260,17 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!info[2].IsExternal() || !info[3].IsObject() || !info[5].IsObject()) return Napi::String::New(env, "bad arguments");
     const auto& context = *info[2].As<Napi::External<std::shared_ptr<tws::TlsContext>>>().Data();
     Napi::Object t = info[3].As<Napi::Object>();
-    int fd = dup_fd(info[1]);
-    if (fd < 0) return Napi::String::New(env, "cannot take over the socket");
+    bool ok;
+    tws::SessionOptions opts = session_options(env, info[5].As<Napi::Object>(), &ok);
+    if (!ok) return env.Undefined();
+    int err;
+    tws::UniqueFd fd = dup_fd(info[1], &err);
+    if (!fd) return Napi::String::New(env, std::string("cannot take over the socket: ") + std::strerror(err));
     std::string error;
-    std::unique_ptr<tws::Wire> wire = tws::make_tls_client(fd, *context, t.Get("servername").ToString().Utf8Value(),
+    std::unique_ptr<tws::Wire> wire = tws::make_tls_client(fd.get(), *context, t.Get("servername").ToString().Utf8Value(),
                                                            t.Get("verifyName").ToString().Utf8Value(), &error);
-    if (!wire) {
-      ::close(fd);
-      return Napi::String::New(env, error);
-    }
-    engine_->adopt_upgrading(info[0].ToNumber().Uint32Value(), fd, std::move(wire), bytes_of(info[4]), session_options(info[5].As<Napi::Object>()));
+    if (!wire) return Napi::String::New(env, error);  // fd closes here
+    engine_->adopt_upgrading(info[0].ToNumber().Uint32Value(), std::move(fd), std::move(wire), bytes_of(info[4]), opts);
     return Napi::String::New(env, "");
   }
 
@@ -252,47 +283,54 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Napi::Env env = info.Env();
     if (!info[2].IsExternal()) return Napi::String::New(env, "bad arguments");
     const auto& context = *info[2].As<Napi::External<std::shared_ptr<tws::TlsContext>>>().Data();
+    int err;
+    tws::UniqueFd fd = dup_fd(info[1], &err);
+    if (!fd) return Napi::String::New(env, std::string("cannot take over the socket: ") + std::strerror(err));
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return Napi::String::New(env, std::strerror(errno));
-    ::fcntl(pair[0], F_SETFL, ::fcntl(pair[0], F_GETFL) | O_NONBLOCK);
-    int fd = dup_fd(info[1]);
-    std::string error = fd < 0 ? "cannot take over the socket" : "";
-    std::unique_ptr<tws::Wire> wire = fd < 0 ? nullptr : tws::make_tls_server(fd, *context, &error);
-    if (!wire) {
-      if (fd >= 0) ::close(fd);
-      ::close(pair[0]);
-      ::close(pair[1]);
-      return Napi::String::New(env, error);
-    }
-    engine_->front_tls(info[0].ToNumber().Uint32Value(), fd, pair[0], std::move(wire));
-    return Napi::Number::New(env, pair[1]);
+    tws::UniqueFd ours(pair[0]);
+    tws::UniqueFd theirs(pair[1]);
+    ::fcntl(ours.get(), F_SETFL, ::fcntl(ours.get(), F_GETFL) | O_NONBLOCK);
+    std::string error;
+    std::unique_ptr<tws::Wire> wire = tws::make_tls_server(fd.get(), *context, &error);
+    if (!wire) return Napi::String::New(env, error);
+    engine_->front_tls(info[0].ToNumber().Uint32Value(), std::move(fd), std::move(ours), std::move(wire));
+    // JavaScript's end: from here on its Socket owns and closes it.
+    return Napi::Number::New(env, theirs.release());
   }
 
   // adoptFront(session, front, jsFd, head, preamble, sessionOptions): the upgrade of a frontTls connection.
   Napi::Value AdoptFront(const Napi::CallbackInfo& info) {
-    if (!info[5].IsObject()) return Napi::Boolean::New(info.Env(), false);
-    int fd = dup_fd(info[2]);
-    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
-    engine_->adopt_front(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd, bytes_of(info[3]), bytes_of(info[4]),
-                         session_options(info[5].As<Napi::Object>()));
-    return Napi::Boolean::New(info.Env(), true);
+    Napi::Env env = info.Env();
+    if (!info[5].IsObject()) return Napi::Number::New(env, EINVAL);
+    bool ok;
+    tws::SessionOptions opts = session_options(env, info[5].As<Napi::Object>(), &ok);
+    if (!ok) return env.Undefined();
+    int err;
+    tws::UniqueFd fd = dup_fd(info[2], &err);
+    if (!fd) return Napi::Number::New(env, err);
+    engine_->adopt_front(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd), bytes_of(info[3]),
+                         bytes_of(info[4]), opts);
+    return Napi::Number::New(env, 0);
   }
 
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
     // openStream(session, stream, fd, target, initial)
-    int fd = dup_fd(info[2]);
-    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
-    engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd,
+    int err;
+    tws::UniqueFd fd = dup_fd(info[2], &err);
+    if (!fd) return Napi::Number::New(info.Env(), err);
+    engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd),
                          info[3].ToString().Utf8Value(), bytes_of(info[4]));
-    return Napi::Boolean::New(info.Env(), true);
+    return Napi::Number::New(info.Env(), 0);
   }
 
   Napi::Value AcceptStream(const Napi::CallbackInfo& info) {
     // acceptStream(session, stream, fd, initial)
-    int fd = dup_fd(info[2]);
-    if (fd < 0) return Napi::Boolean::New(info.Env(), false);
-    engine_->accept_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), fd, bytes_of(info[3]));
-    return Napi::Boolean::New(info.Env(), true);
+    int err;
+    tws::UniqueFd fd = dup_fd(info[2], &err);
+    if (!fd) return Napi::Number::New(info.Env(), err);
+    engine_->accept_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd), bytes_of(info[3]));
+    return Napi::Number::New(info.Env(), 0);
   }
 
   void DialStream(const Napi::CallbackInfo& info) {
@@ -328,6 +366,13 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     engine_->send_datagram(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), bytes_of(info[2]));
   }
 
+  // stats() → { datagramsDropped }: what the engine dropped rather than queue without bound.
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("datagramsDropped", Napi::Number::New(info.Env(), static_cast<double>(engine_->stats().datagrams_dropped)));
+    return o;
+  }
+
   // While sessions exist the events function keeps the process alive.
   void Ref(const Napi::CallbackInfo& info) { tsfn_.Ref(info.Env()); }
   void Unref(const Napi::CallbackInfo& info) { tsfn_.Unref(info.Env()); }
@@ -335,6 +380,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   std::unique_ptr<tws::Engine> engine_;
   Napi::ThreadSafeFunction tsfn_;
+  napi_env env_ = nullptr;  // while our cleanup hook is registered
   bool started_ = false;
 };
 

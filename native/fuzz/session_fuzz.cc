@@ -7,7 +7,10 @@
 //           requests are answered (accept, reject, alternate, never; of the
 //           accepted ones, the 2nd, 6th, ... are dialled by the engine to the
 //           harness's loopback listener, the 3rd, 7th, ... to a closed port),
-//           bits 3-4 streams the engine opens first (client role).
+//           bits 3-4 streams the engine opens first (client role),
+//           bits 5-6 how the peer reads what the engine sends: everything,
+//           nothing until the end, or at most 4 KiB / 64 KiB per record (a
+//           slow reader backs up the engine's writer while streams end).
 //   then records: [length u8][kind u8][length bytes]
 //     kind 0: a WebSocket binary message carrying these bytes (a TWS2 frame)
 //     kind 1: a WebSocket ping, 2: a close frame, 3: these raw bytes
@@ -69,14 +72,19 @@ int tcp_listener(uint16_t* port) {
   return fd;
 }
 
-// Reads and drops whatever the engine wrote to us, so it never blocks on a full buffer.
-void drain(int fd) {
+// Reads and drops whatever the engine wrote to us, up to `budget` bytes.
+void drain(int fd, size_t budget = SIZE_MAX) {
   char buf[65536];
-  while (::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  while (budget > 0) {
+    ssize_t n = ::recv(fd, buf, budget < sizeof buf ? budget : sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) break;
+    budget -= static_cast<size_t>(n);
   }
 }
 
-void send_all(int fd, const uint8_t* p, size_t n) {
+// Writes all of it unless the engine stops taking it; `budget` is how much of
+// what the engine wrote back we may read meanwhile (a slow or stopped reader).
+void send_all(int fd, const uint8_t* p, size_t n, size_t budget = SIZE_MAX) {
   while (n > 0) {
     ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w > 0) {
@@ -85,9 +93,9 @@ void send_all(int fd, const uint8_t* p, size_t n) {
       continue;
     }
     if (w < 0 && errno == EAGAIN) {
-      drain(fd);
+      drain(fd, budget);
       pollfd pfd{fd, POLLOUT, 0};
-      if (::poll(&pfd, 1, 100) > 0) continue;
+      if (::poll(&pfd, 1, budget == 0 ? 2 : 100) > 0) continue;
     }
     return;  // the engine closed its end, or will not read: that is allowed
   }
@@ -161,7 +169,7 @@ struct Harness {
       }
       Pair p = socket_pair();
       locals.push_back(p.our_end);
-      engine.accept_stream(e.session, e.stream, p.engine_end, n % 3 == 0 ? std::string("hi") : std::string());
+      engine.accept_stream(e.session, e.stream, tws::UniqueFd(p.engine_end), n % 3 == 0 ? std::string("hi") : std::string());
     }
     // Connections the engine dialled become local sockets like the others.
     for (int fd; (fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) locals.push_back(fd);
@@ -184,12 +192,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.server = server;
   o.timeout_ms = 60000;  // liveness is not what this harness is about
   o.max_streams = 8;
-  h.engine.adopt(1, peer.engine_end, "", "", o);
+  h.engine.adopt(1, tws::UniqueFd(peer.engine_end), "", "", o);
+  static const size_t kReadBudgets[] = {SIZE_MAX, 0, 4096, 65536};
+  const size_t read_budget = kReadBudgets[(data[0] >> 5) & 3];
   if (!server) {
     for (uint32_t i = 0; i < ((data[0] >> 3) & 3u); i++) {
       Pair p = socket_pair();
       h.locals.push_back(p.our_end);
-      h.engine.open_stream(1, 1 + 2 * i, p.engine_end, "127.0.0.1:9", i == 0 ? "early" : "");
+      h.engine.open_stream(1, 1 + 2 * i, tws::UniqueFd(p.engine_end), "127.0.0.1:9", i == 0 ? "early" : "");
     }
   }
   size_t at = 1;
@@ -201,10 +211,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t* body = data + at;
     at += len;
     switch (kind % 7) {
-      case 0: { auto f = ws_frame(tws::ws::kBinary, body, len, server); send_all(peer.our_end, f.data(), f.size()); break; }
-      case 1: { auto f = ws_frame(tws::ws::kPing, body, len < 125 ? len : 125, server); send_all(peer.our_end, f.data(), f.size()); break; }
-      case 2: { auto f = ws_frame(tws::ws::kClose, body, len < 125 ? len : 125, server); send_all(peer.our_end, f.data(), f.size()); break; }
-      case 3: send_all(peer.our_end, body, len); break;
+      case 0: { auto f = ws_frame(tws::ws::kBinary, body, len, server); send_all(peer.our_end, f.data(), f.size(), read_budget); break; }
+      case 1: { auto f = ws_frame(tws::ws::kPing, body, len < 125 ? len : 125, server); send_all(peer.our_end, f.data(), f.size(), read_budget); break; }
+      case 2: { auto f = ws_frame(tws::ws::kClose, body, len < 125 ? len : 125, server); send_all(peer.our_end, f.data(), f.size(), read_budget); break; }
+      case 3: send_all(peer.our_end, body, len, read_budget); break;
       default: {
         if (h.locals.empty() || len == 0) break;
         int& fd = h.locals[body[0] % h.locals.size()];
@@ -214,7 +224,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         else { ::close(fd); fd = -1; }
       }
     }
-    drain(peer.our_end);
+    drain(peer.our_end, read_budget);
     h.pump(0);
   }
   // The peer goes away: whatever state the streams are in, the session must close.

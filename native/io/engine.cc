@@ -28,10 +28,13 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "../core/intrusive_list.h"
 #include "../core/mask.h"
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 #include "fd.h"
+#include "random_pool.h"
+#include "task.h"
 #include "wire.h"
 
 namespace tws {
@@ -59,6 +62,22 @@ constexpr double kTuneEpochMs = 20;
 constexpr size_t kRecentClosed = 4096;
 // The largest HTTP response head accepted while the engine does the client's upgrade.
 constexpr size_t kMaxUpgradeHead = 16 * 1024;
+// A session stops reading from its peer while this much waits to be sent to
+// it: what the peer makes us answer (pongs, RESETs, WINDOWs) cannot pile up
+// when it does not read. DATA alone never gets here (pump() stops at
+// kSendHighWater, plus one frame), so a peer that reads is never held back.
+constexpr size_t kReadGate = 2 * 1024 * 1024;
+// Every session of a loop stops reading from its peer while this many events
+// wait for JavaScript: the control plane paces the peers, not the reverse.
+constexpr size_t kEventBacklog = 4096;
+// UDP payloads waiting for JavaScript (each way) beyond this are dropped.
+constexpr size_t kMaxPendingDatagramBytes = 1024 * 1024;
+// Datagrams held per stream while it is being opened; more are dropped.
+constexpr size_t kHeldDatagrams = 16;
+
+// Flow-control credit granted and not yet written locally, summed over every
+// session of every engine in the process (SessionOptions::process_budget).
+std::atomic<int64_t> g_process_credit{0};
 
 const char* const kResetNames[] = {"", "denied", "connect failed", "timeout", "protocol error", "too many streams",
                                     "cancelled", "idle", "internal", "going away"};
@@ -153,6 +172,9 @@ struct Pollable {
 struct Stream final : Pollable {
   enum class State { kOpening, kAccepting, kOpen };
 
+  // On its session's ready list while it may have DATA to send; a stream that
+  // ends leaves the list in finish() (and its destructor unlinks it anyway).
+  ListHook ready_hook;
   Session* session;
   uint32_t id;
   std::string target;
@@ -161,7 +183,6 @@ struct Stream final : Pollable {
   bool registered = false;
   bool readable = false;
   bool writable = false;
-  bool in_ready = false;
   bool local_eof = false;
   bool fin_sent = false;
   bool fin_recv = false;
@@ -203,25 +224,29 @@ class Loop {
 
   bool start(std::string* error);
   void stop();
-  void post(std::function<void()> command);
+  // Queues a command for the I/O thread; after stop() it is destroyed at
+  // once instead (closing whatever it owns). [any thread]
+  void post(Task command);
   void set_busy_poll(uint32_t us) { busy_poll_ms_ = us / 1000.0; }
-  std::vector<Event> take_events() {
-    std::lock_guard<std::mutex> lock(events_mu_);
-    std::vector<Event> out;
-    out.swap(events_);
-    return out;
+  std::vector<Event> take_events();
+  // A datagram for the peer, from JavaScript: false (and counted as dropped)
+  // when the I/O thread already has too many such bytes to send. [JS thread]
+  bool admit_outgoing_datagram(size_t n);
+  EngineStats stats() const {
+    EngineStats st;
+    st.datagrams_dropped = datagrams_dropped_.load(std::memory_order_relaxed);
+    return st;
   }
 
   // ---- I/O thread only ----
-  void emit(Event e) {
-    bool was_empty;
-    {
-      std::lock_guard<std::mutex> lock(events_mu_);
-      was_empty = events_.empty();
-      events_.push_back(std::move(e));
-    }
-    if (was_empty) notify_();
-  }
+  void emit(Event e);
+  // Passes a datagram from the peer to JavaScript, or drops (and counts) it
+  // when JavaScript is that far behind.
+  void emit_datagram(uint32_t session, uint32_t stream, const uint8_t* p, size_t n);
+  void datagram_dropped() { datagrams_dropped_.fetch_add(1, std::memory_order_relaxed); }
+  void outgoing_datagram_done(size_t n) { outgoing_datagram_bytes_.fetch_sub(n, std::memory_order_relaxed); }
+  // JavaScript is behind on events: sessions read nothing from their peers until it catches up.
+  bool events_backlogged() const { return backlogged_; }
   bool watch(int fd, Pollable* p) {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -232,13 +257,7 @@ class Loop {
   void mark_dirty(Session* s);
   void bury(std::unique_ptr<Stream> s) { graveyard_streams_.push_back(std::move(s)); }
   uint8_t* read_buffer() { return read_buf_.get(); }
-  uint32_t random_u32() {
-    // xorshift: masking keys need to be unpredictable to the peer, not secret.
-    rng_ ^= rng_ << 13;
-    rng_ ^= rng_ >> 7;
-    rng_ ^= rng_ << 17;
-    return static_cast<uint32_t>(rng_);
-  }
+  RandomPool& random() { return random_; }
   std::unordered_map<uint32_t, std::unique_ptr<Session>>& sessions() { return sessions_; }
   std::unordered_map<uint32_t, std::unique_ptr<Front>>& fronts() { return fronts_; }
 
@@ -247,6 +266,10 @@ class Loop {
   void run_commands();
   void bury_dead_fronts();
   void tick_fronts(double now);
+  void wake() {
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
 
   std::function<void()> notify_;
   UniqueFd epoll_;
@@ -254,9 +277,15 @@ class Loop {
   std::thread thread_;
   std::atomic<bool> running_{false};
   std::mutex commands_mu_;
-  std::vector<std::function<void()>> commands_;
+  bool accepting_ = false;  // under commands_mu_: post() queues only while true
+  std::vector<Task> commands_;
   std::mutex events_mu_;
   std::vector<Event> events_;
+  size_t pending_datagram_bytes_ = 0;   // under events_mu_: datagram payloads in events_
+  bool backlogged_ = false;             // [I/O thread] set when events_ passed kEventBacklog
+  std::atomic<bool> caught_up_{false};  // JavaScript took the events after a backlog: resume reading
+  std::atomic<uint64_t> datagrams_dropped_{0};
+  std::atomic<size_t> outgoing_datagram_bytes_{0};
   std::unordered_map<uint32_t, std::unique_ptr<Session>> sessions_;
   std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
   std::vector<std::unique_ptr<Front>> graveyard_fronts_;
@@ -264,7 +293,7 @@ class Loop {
   std::vector<std::unique_ptr<Stream>> graveyard_streams_;
   std::vector<std::unique_ptr<Session>> graveyard_sessions_;
   std::unique_ptr<uint8_t[]> read_buf_{new uint8_t[kReadBuffer]};
-  uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+  RandomPool random_;
   double busy_poll_ms_ = 0;  // set before start()
 
   friend class Session;
@@ -282,6 +311,9 @@ class Session final : public Pollable {
     last_ping_ = now - kRttProbeMs + kFirstProbeMs;  // first quiet probe soon after open
   }
 
+  // Credit of streams that never finished (the engine stopped) leaves the process total.
+  ~Session() { g_process_credit.fetch_sub(static_cast<int64_t>(outstanding_), std::memory_order_relaxed); }
+
   // With `await_upgrade` the preamble is the client's upgrade request: the
   // response head goes to JavaScript to judge (Event::kUpgradeHead) and no
   // WebSocket byte is parsed until it says so (cmd_upgraded).
@@ -292,8 +324,11 @@ class Session final : public Pollable {
       upgrade_deadline_ = now_ms() + o_.timeout_ms;
     }
     if (!preamble.empty()) {
+      // The 101 (or the client's request) goes out first and whole: no pong
+      // may overtake it, and a protocol error must not drop it (drop_unsent).
       normal_.push_back(copy_buf(reinterpret_cast<const uint8_t*>(preamble.data()), preamble.size()));
       normal_bytes_ += preamble.size();
+      preamble_pending_ = true;
     }
     if (!loop_->watch(fd_.get(), this)) return false;
     if (!head.empty()) {
@@ -402,10 +437,11 @@ class Session final : public Pollable {
         s->last_active = now_ms();
         s->bytes_in += n;
         if (s->state == Stream::State::kAccepting) {
-          if (s->pending.size() < 16) s->pending.push_back(copy_buf(body, n));  // held until accepted; more are dropped
+          if (s->pending.size() < kHeldDatagrams) s->pending.push_back(copy_buf(body, n));  // held until accepted
+          else loop_->datagram_dropped();
           return;
         }
-        deliver_datagram(s, body, n);
+        loop_->emit_datagram(id_, s->id, body, n);
         return;
       }
       default:
@@ -435,7 +471,7 @@ class Session final : public Pollable {
       if (!closing_) {
         close_code_ = code;
         close_reason_ = reason;
-        send_close(code == 1005 ? 1000 : code, "");
+        send_close(code, "");  // the parser has checked the code; an empty close (1005) is answered empty, as ws does
       }
       reset_all("session closed");
       if (out_empty()) teardown();
@@ -443,17 +479,14 @@ class Session final : public Pollable {
   }
 
   // ---- commands ----
-  void cmd_open(uint32_t sid, int fd, std::string target, std::string initial) {
-    UniqueFd owned(fd);
-    if (closing_ || dead_ || peer_draining_ || streams_.count(sid)) {
+  void cmd_open(uint32_t sid, UniqueFd owned, std::string target, std::string initial) {
+    if (closing_ || dead_ || peer_draining_ || streams_.count(sid) || process_full()) {
       owned.reset_abortive();
-      emit_closed(sid, 0, 0, "session unavailable");
+      emit_closed(sid, 0, 0, process_full() ? "refused: memory budget reached" : "session unavailable");
       return;
     }
-    auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening,
-                                      tws2::kEarlyDataLimit, fresh_window());
-    Stream* sp = s.get();
-    streams_[sid] = std::move(s);
+    Stream* sp = add_stream(std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening,
+                                                     tws2::kEarlyDataLimit, fresh_window()));
     send_tws2_open(sp);
     attach(sp, std::move(owned), std::move(initial));
     make_ready(sp);
@@ -468,8 +501,7 @@ class Session final : public Pollable {
     auto s = std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit, o_.initial_window);
     s->udp = true;
     s->last_active = now_ms();
-    Stream* sp = s.get();
-    streams_[sid] = std::move(s);
+    Stream* sp = add_stream(std::move(s));
     send_tws2_open(sp);
     flush();
   }
@@ -480,31 +512,31 @@ class Session final : public Pollable {
     mark_open(s);
     s->last_active = now_ms();
     while (!s->pending.empty()) {
-      deliver_datagram(s, s->pending.front().data.get(), s->pending.front().size());
+      loop_->emit_datagram(id_, s->id, s->pending.front().data.get(), s->pending.front().size());
       s->pending.pop_front();
     }
     if (s->fin_recv) finish(s, "fin", false);
     flush();
   }
 
-  // Like UDP, a datagram is dropped rather than queued when the link is full;
-  // up to 16 are held while the stream is opening (as the js engine does).
+  // Like UDP, a datagram is dropped (and counted) rather than queued when the
+  // link is full; up to 16 are held while the stream is opening (as the js engine does).
   void cmd_send_datagram(uint32_t sid, const std::string& payload) {
     Stream* s = find(sid);
     if (!s || !s->udp) return;
     s->last_active = now_ms();
     if (s->state == Stream::State::kOpening) {
-      if (s->pending.size() < 16) s->pending.push_back(copy_buf(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()));
+      if (s->pending.size() < kHeldDatagrams) s->pending.push_back(copy_buf(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()));
+      else loop_->datagram_dropped();
       return;
     }
-    if (s->state != Stream::State::kOpen || normal_bytes_ >= kSendHighWater) return;
+    if (s->state != Stream::State::kOpen || normal_bytes_ >= kSendHighWater) return loop_->datagram_dropped();
     s->bytes_out += payload.size();
     queue_tws2(tws2::kDatagram, sid, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
     flush();
   }
 
-  void cmd_accept(uint32_t sid, int fd, std::string initial) {
-    UniqueFd owned(fd);
+  void cmd_accept(uint32_t sid, UniqueFd owned, std::string initial) {
     Stream* s = find(sid);
     if (!s || s->state != Stream::State::kAccepting) return;  // cancelled meanwhile: owned closes
     mark_open(s);
@@ -623,11 +655,23 @@ class Session final : public Pollable {
   void work() {
     if (dead_) return;
     if (readable_ && upgrade_ != Upgrade::kHeld) {
-      read_some();  // one read (up to kReadBuffer) a turn
-      if (readable_ && !dead_) loop_->mark_dirty(this);  // more to read next turn
+      if (out_bytes() >= kReadGate) {
+        // The peer is not reading what we owe it: read no more from it (what
+        // it sends makes us answer) until flush() brings the queue down.
+        if (gated_since_ == 0) gated_since_ = now_ms();
+      } else if (!loop_->events_backlogged()) {
+        gated_since_ = 0;
+        read_some();  // one read (up to kReadBuffer) a turn
+        if (readable_ && !dead_) loop_->mark_dirty(this);  // more to read next turn
+      }
     }
     if (!dead_) pump();
     if (!dead_) flush();
+  }
+
+  // JavaScript caught up with the events: read what was left unread meanwhile.
+  void resume_reading() {
+    if (!dead_ && readable_) loop_->mark_dirty(this);
   }
 
   void tick(double now) {
@@ -640,8 +684,14 @@ class Session final : public Pollable {
       if (now >= upgrade_deadline_) fail_upgrade(1006, "no answer to the upgrade within " + std::to_string(o_.timeout_ms) + " ms");
       return;
     }
+    if (gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) {
+      // It sends and never reads: it gets a close frame (which it will not
+      // read either) and the connection goes after the close grace.
+      return cmd_close(1008, "peer is not reading");
+    }
     const double quiet = now - last_recv_;
-    if (quiet > o_.timeout_ms) {
+    // While we hold off reading, its silence is ours, not the peer's.
+    if (quiet > o_.timeout_ms && gated_since_ == 0 && !loop_->events_backlogged()) {
       close_code_ = 1006;
       close_reason_ = "peer silent for " + std::to_string(static_cast<int64_t>(quiet)) + " ms";
       reset_all("session timed out");
@@ -724,21 +774,47 @@ class Session final : public Pollable {
     if (!s->registered) local_error(s);
   }
 
-  // Credit granted on this session's tcp streams and not yet written locally.
-  uint64_t outstanding() const {
-    uint64_t n = 0;
-    for (const auto& kv : streams_) {
-      const Stream* s = kv.second.get();
-      if (!s->udp) n += s->recv_granted - s->bytes_in;
-    }
-    return n;
+  // ---- credit accounting: what the peers may still send us, per session and per process ----
+  // outstanding_ is the credit granted on this session's tcp streams and not
+  // yet written locally: the most we may have to buffer for them.
+
+  Stream* add_stream(std::unique_ptr<Stream> s) {
+    Stream* sp = s.get();
+    if (!sp->udp) credit(static_cast<int64_t>(sp->recv_granted - sp->bytes_in));
+    streams_[sp->id] = std::move(s);
+    return sp;
   }
 
-  // The window for a new stream: the initial one while the session budget has room, else the minimum.
+  // Sets the total the peer may send on `s` (a grant), counted against both budgets.
+  void set_granted(Stream* s, uint64_t granted) {
+    if (!s->udp) credit(static_cast<int64_t>(granted) - static_cast<int64_t>(s->recv_granted));
+    s->recv_granted = granted;
+  }
+
+  void credit(int64_t delta) {
+    outstanding_ = static_cast<uint64_t>(static_cast<int64_t>(outstanding_) + delta);
+    g_process_credit.fetch_add(delta, std::memory_order_relaxed);
+  }
+
+  // Room left for larger windows: under this session's budget, and under 3/4
+  // of the process's (the last quarter is kept for new streams' minimum windows).
+  uint64_t window_room() const {
+    const uint64_t session = outstanding_ >= o_.session_budget ? 0 : o_.session_budget - outstanding_;
+    const int64_t soft = static_cast<int64_t>(o_.process_budget / 4 * 3);
+    const int64_t used = g_process_credit.load(std::memory_order_relaxed);
+    const uint64_t process = used >= soft ? 0 : static_cast<uint64_t>(soft - used);
+    return std::min(session, process);
+  }
+
+  // No room even for one more stream's minimum window: new streams are refused.
+  bool process_full() const {
+    return g_process_credit.load(std::memory_order_relaxed) + static_cast<int64_t>(tws2::kEarlyDataLimit) >
+           static_cast<int64_t>(o_.process_budget);
+  }
+
+  // The window for a new stream: the initial one while the budgets have room, else the minimum.
   uint32_t fresh_window() const {
-    const uint64_t out = outstanding();
-    const uint64_t room = out >= o_.session_budget ? 0 : o_.session_budget - out;
-    return static_cast<uint32_t>(std::max<uint64_t>(tws2::kEarlyDataLimit, std::min<uint64_t>(o_.initial_window, room)));
+    return static_cast<uint32_t>(std::max<uint64_t>(tws2::kEarlyDataLimit, std::min<uint64_t>(o_.initial_window, window_room())));
   }
 
   bool is_quiet(double now) const { return now - last_data_ >= kQuietMs && normal_.empty() && urgent_.empty(); }
@@ -747,7 +823,7 @@ class Session final : public Pollable {
     last_ping_ = now;
     ping_quiet_ = is_quiet(now);
     ping_sent_at_ = now;
-    ping_token_ = (static_cast<uint64_t>(loop_->random_u32()) << 32) | loop_->random_u32();
+    ping_token_ = loop_->random().u64();
     queue_control(ws::kPing, reinterpret_cast<uint8_t*>(&ping_token_), 8);
   }
 
@@ -817,7 +893,8 @@ class Session final : public Pollable {
   // Drops queued frames that have not started going out; a partly written
   // one must finish, or the WebSocket framing breaks.
   void drop_unsent() {
-    while (normal_.size() > (normal_.empty() || normal_.front().off == 0 ? 0u : 1u)) {
+    const bool keep_front = !normal_.empty() && (normal_.front().off > 0 || preamble_pending_);
+    while (normal_.size() > (keep_front ? 1u : 0u)) {
       normal_bytes_ -= normal_.back().size();
       normal_.pop_back();
     }
@@ -834,18 +911,27 @@ class Session final : public Pollable {
     const uint32_t peer_parity = o_.server ? 1 : 0;
     if (sid % 2 != peer_parity) return protocol_error("OPEN with an id of the wrong parity");
     if (streams_.count(sid) || recent_closed_set_.count(sid)) return protocol_error("OPEN for a stream id already used");
+    // Refused here, without asking JavaScript; it hears of it (for the log and metrics) all the same.
     auto refuse = [&](uint16_t code, const char* why) {
       remember_closed(sid);
       send_reset(sid, code, why);
+      Event e{Event::kRefused};
+      e.session = id_;
+      e.stream = sid;
+      e.code = code;
+      e.text = std::move(target);
+      e.note = why;
+      loop_->emit(std::move(e));
     };
     if (draining_) return refuse(9, "going away");
     if (!o_.server) return refuse(1, "client accepts no streams");
     if (kind == 2 && o_.no_udp) return refuse(1, "udp is disabled on this server");
     if (streams_.size() >= o_.max_streams) return refuse(5, "too many streams");
-    // The receive window is sized when OPEN_OK goes out (mark_open), from the session budget then.
+    if (kind != 2 && process_full()) return refuse(5, "memory budget reached");
+    // The receive window is sized when OPEN_OK goes out (mark_open), from the budgets then.
     auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, o_.initial_window);
     s->udp = kind == 2;
-    streams_[sid] = std::move(s);
+    add_stream(std::move(s));
     Event e{Event::kOpenRequest};
     e.session = id_;
     e.stream = sid;
@@ -862,14 +948,6 @@ class Session final : public Pollable {
     if (streams_.empty()) emit_idle();
   }
 
-  void deliver_datagram(Stream* s, const uint8_t* p, size_t n) {
-    Event e(Event::kDatagram);
-    e.session = id_;
-    e.stream = s->id;
-    e.text.assign(reinterpret_cast<const char*>(p), n);
-    loop_->emit(std::move(e));
-  }
-
   void emit_idle() {
     Event e{Event::kIdle};
     e.session = id_;
@@ -880,6 +958,7 @@ class Session final : public Pollable {
   void consumed(Stream* s, size_t n) {
     s->bytes_in += n;
     bytes_in_ += n;
+    credit(-static_cast<int64_t>(n));
     s->unreturned += n;
     s->epoch_bytes += n;
     const double now = now_ms();
@@ -893,7 +972,7 @@ class Session final : public Pollable {
       if (rtts_.size() >= kMinRttSamples) base_rtt = *std::min_element(rtts_.begin(), rtts_.end());
       const bool limited = (s->starved && s->pending_bytes < s->recv_window / 2) || rate * 2 * base_rtt >= s->recv_window;
       const uint32_t grow = std::min(s->recv_window, o_.max_window - s->recv_window);
-      if (grow > 0 && limited && rate > 1.25 * s->rate_at_growth && outstanding() + grow <= o_.session_budget) {
+      if (grow > 0 && limited && rate > 1.25 * s->rate_at_growth && grow <= window_room()) {
         s->recv_window += grow;
         s->unreturned += grow;
         s->rate_at_growth = rate;
@@ -910,7 +989,7 @@ class Session final : public Pollable {
       s->starved = false;
     }
     if (s->fin_recv || s->unreturned < s->recv_window / 4) return;
-    s->recv_granted += s->unreturned;
+    set_granted(s, s->recv_granted + s->unreturned);
     uint8_t body[4];
     tws2::write_u32(body, static_cast<uint32_t>(s->unreturned));
     queue_tws2(tws2::kWindow, s->id, body, 4);
@@ -952,19 +1031,15 @@ class Session final : public Pollable {
   }
 
   void make_ready(Stream* s) {
-    if (s->done || s->in_ready) return;
-    s->in_ready = true;
-    ready_.push_back(s);
-    loop_->mark_dirty(this);
+    if (s->done) return;
+    if (ready_.push_back(s)) loop_->mark_dirty(this);
   }
 
   // Reads local sockets into DATA frames, round-robin, while there is room.
   void pump() {
     while (normal_bytes_ < kSendHighWater && !ready_.empty() && !closing_ && !dead_) {
-      Stream* s = ready_.front();
-      ready_.pop_front();
-      s->in_ready = false;
-      if (s->done || s->state == Stream::State::kAccepting) continue;
+      Stream* s = ready_.pop_front();
+      if (s->state == Stream::State::kAccepting) continue;
       const size_t turn = ready_.empty() ? tws2::kMaxData : kTurnBytes;
       if (!s->initial.empty()) {
         size_t n = std::min<size_t>({s->initial.size(), turn, static_cast<size_t>(std::max<int64_t>(s->send_credit, 0))});
@@ -1020,7 +1095,7 @@ class Session final : public Pollable {
     uint8_t hdr[ws::kMaxHeader];
     const bool mask = !o_.server;
     if (mask) {
-      uint32_t k = loop_->random_u32();
+      uint32_t k = loop_->random().u32();
       std::memcpy(key, &k, 4);
     }
     size_t h = ws::write_header(hdr, ws::kBinary, true, payload, mask ? key : nullptr);
@@ -1071,8 +1146,8 @@ class Session final : public Pollable {
   // The acceptor's side: OPEN_OK out, the full window granted (sized by the session budget now, not at OPEN).
   void mark_open(Stream* s) {
     s->state = Stream::State::kOpen;
-    s->recv_window = fresh_window();
-    s->recv_granted = s->recv_window;
+    s->recv_window = s->udp ? o_.initial_window : fresh_window();
+    set_granted(s, s->recv_window);
     s->epoch_start = now_ms();
     uint8_t body[4];
     tws2::write_u32(body, s->recv_window);
@@ -1098,10 +1173,23 @@ class Session final : public Pollable {
     normal_.push_back(std::move(b));
   }
 
-  // Pings, pongs: ahead of queued DATA, between messages.
+  // Pings, pongs: ahead of queued DATA, between messages. Only the latest
+  // pong owed is kept (RFC 6455 §5.5.3 allows it): a peer that pings and
+  // never reads cannot make pongs pile up.
   void queue_control(uint8_t op, const uint8_t* p, size_t n) {
     if (closing_ || dead_) return;
+    if (op == ws::kPong) {
+      for (Buf& b : urgent_) {
+        if (b.off == 0 && (b.data[0] & 0x0F) == ws::kPong) {
+          urgent_bytes_ -= b.size();
+          b = ws_frame(op, p, n);
+          urgent_bytes_ += b.size();
+          return;
+        }
+      }
+    }
     urgent_.push_back(ws_frame(op, p, n));
+    urgent_bytes_ += urgent_.back().size();
   }
 
   Buf ws_frame(uint8_t op, const uint8_t* p, size_t n) {
@@ -1110,7 +1198,7 @@ class Session final : public Pollable {
     uint8_t key[4];
     const bool mask = !o_.server;
     if (mask) {
-      uint32_t k = loop_->random_u32();
+      uint32_t k = loop_->random().u32();
       std::memcpy(key, &k, 4);
     }
     size_t h = ws::write_header(b.data.get(), op, true, n, mask ? key : nullptr);
@@ -1126,13 +1214,11 @@ class Session final : public Pollable {
       close_code_ = code;
       close_reason_ = reason;
     }
-    uint8_t body[125];
-    body[0] = static_cast<uint8_t>(code >> 8);
-    body[1] = static_cast<uint8_t>(code);
-    size_t r = std::min<size_t>(reason.size(), 120);
-    std::memcpy(body + 2, reason.data(), r);
+    uint8_t body[2 + tws2::kMaxReason];
+    // 1005 means "no status": it is never sent, the frame goes out empty.
+    const size_t n = code == 1005 ? 0 : coded_body(body, code, reason);
     // The close frame follows what is already queued (DATA and all).
-    Buf b = ws_frame(ws::kClose, body, 2 + r);
+    Buf b = ws_frame(ws::kClose, body, n);
     normal_bytes_ += b.size();
     normal_.push_back(std::move(b));
     closing_ = true;
@@ -1141,13 +1227,14 @@ class Session final : public Pollable {
   }
 
   bool out_empty() const { return normal_.empty() && urgent_.empty() && !wire_->holding(); }
+  size_t out_bytes() const { return normal_bytes_ + urgent_bytes_; }
 
   // Writes queued frames: a partly written DATA/close frame first, then
   // pings/pongs, then the rest, many buffers per sendmsg.
   void flush() {
     while (!dead_ && writable_ && !out_empty()) {
       std::deque<Buf>* q;
-      if (!normal_.empty() && normal_.front().off > 0 && normal_partial_) q = &normal_;
+      if (preamble_pending_ || (!normal_.empty() && normal_.front().off > 0 && normal_partial_)) q = &normal_;
       else if (!urgent_.empty()) q = &urgent_;
       else q = &normal_;
       iovec iov[64];
@@ -1156,7 +1243,8 @@ class Session final : public Pollable {
         iov[cnt].iov_base = it->data.get() + it->off;
         iov[cnt].iov_len = it->size();
         cnt++;
-        if (q == &urgent_) break;  // one control frame, then re-check priorities
+        // One control frame, or the preamble alone, then re-check priorities.
+        if (q == &urgent_ || preamble_pending_) break;
       }
       ssize_t w = wire_->sendv(iov, cnt);  // cnt is 0 when only the wire holds bytes
       if (w < 0) {
@@ -1181,12 +1269,17 @@ class Session final : public Pollable {
         b.off += take;
         left -= take;
         if (q == &normal_) normal_bytes_ -= take;
-        if (b.size() == 0) q->pop_front();
+        else urgent_bytes_ -= take;
+        if (b.size() == 0) {
+          q->pop_front();
+          if (q == &normal_) preamble_pending_ = false;  // the preamble is normal_'s first buffer
+        }
       }
       normal_partial_ = !normal_.empty() && q == &normal_ && normal_.front().off > 0;
     }
     if (closing_ && out_empty() && close_received_) teardown();
     if (!dead_ && normal_bytes_ < kSendHighWater && !ready_.empty()) loop_->mark_dirty(this);
+    if (!dead_ && gated_since_ != 0 && readable_ && out_bytes() < kReadGate) loop_->mark_dirty(this);
   }
 
   void reset_all(const std::string& why) {
@@ -1218,6 +1311,8 @@ class Session final : public Pollable {
   void finish(Stream* s, const std::string& how, bool abortive) {
     if (s->done) return;
     s->done = true;
+    s->ready_hook.unlink();  // nothing may point at it once it is buried
+    if (!s->udp) credit(-static_cast<int64_t>(s->recv_granted - s->bytes_in));
     if (s->fd) {
       if (s->registered) loop_->unwatch(s->fd.get());
       if (abortive) s->fd.reset_abortive();
@@ -1262,8 +1357,14 @@ class Session final : public Pollable {
   std::unordered_map<uint32_t, std::unique_ptr<Stream>> streams_;
   std::deque<uint32_t> recent_closed_;
   std::unordered_set<uint32_t> recent_closed_set_;
-  std::deque<Stream*> ready_;
+  // Streams that may have DATA to send, in round-robin order. Declared after
+  // streams_, so it is cleared (unlinking every hook) before they go.
+  IntrusiveList<Stream, &Stream::ready_hook> ready_;
   std::deque<Buf> urgent_;
+  size_t urgent_bytes_ = 0;
+  bool preamble_pending_ = false;  // normal_'s first buffer is the 101 / upgrade request: it goes first and is never dropped
+  double gated_since_ = 0;         // when reading from the peer stopped because it is not reading what we send (0: reading)
+  uint64_t outstanding_ = 0;
   std::deque<Buf> normal_;
   size_t normal_bytes_ = 0;
   bool normal_partial_ = false;
@@ -1313,8 +1414,10 @@ bool Loop::start(std::string* error) {
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
-  uint64_t seed = 0;
-  if (::getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) rng_ = seed;
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    accepting_ = true;
+  }
   running_ = true;
   thread_ = std::thread([this] { run(); });
   // Named here, not inside the thread, so the name is set before start() returns
@@ -1324,32 +1427,102 @@ bool Loop::start(std::string* error) {
 }
 
 void Loop::stop() {
+  std::vector<Task> left;
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    accepting_ = false;
+    left.swap(commands_);
+  }
+  left.clear();  // commands that will never run close the fds they own
   if (!running_.exchange(false)) return;
-  uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);
+  wake();
   if (thread_.joinable()) thread_.join();
+  {
+    // Posted while the thread was finishing its last turn.
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    left.swap(commands_);
+  }
+  left.clear();
   sessions_.clear();  // closes every fd
   fronts_.clear();
 }
 
-void Loop::post(std::function<void()> command) {
+void Loop::post(Task command) {
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
+    if (!accepting_) return;  // `command` goes out of scope here, closing what it owns
     commands_.push_back(std::move(command));
   }
-  uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);
+  wake();
 }
 
 void Loop::run_commands() {
   uint64_t drained;
   (void)!::read(wake_.get(), &drained, sizeof drained);
-  std::vector<std::function<void()>> cmds;
+  std::vector<Task> cmds;
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
     cmds.swap(commands_);
   }
   for (auto& c : cmds) c();
+  if (caught_up_.exchange(false)) {
+    backlogged_ = false;
+    // Sessions left data unread while JavaScript was behind: edge-triggered
+    // epoll will not say so again, so each gets a turn to read it.
+    for (auto& kv : sessions_) kv.second->resume_reading();
+  }
+}
+
+std::vector<Event> Loop::take_events() {
+  std::vector<Event> out;
+  bool was_backlogged;
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    out.swap(events_);
+    pending_datagram_bytes_ = 0;
+    was_backlogged = out.size() >= kEventBacklog;
+  }
+  if (was_backlogged) {
+    caught_up_ = true;
+    wake();
+  }
+  return out;
+}
+
+void Loop::emit(Event e) {
+  bool was_empty;
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    was_empty = events_.empty();
+    events_.push_back(std::move(e));
+    if (events_.size() >= kEventBacklog) backlogged_ = true;
+  }
+  if (was_empty) notify_();
+}
+
+void Loop::emit_datagram(uint32_t session, uint32_t stream, const uint8_t* p, size_t n) {
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    if (pending_datagram_bytes_ + n > kMaxPendingDatagramBytes) {
+      datagram_dropped();
+      return;
+    }
+    pending_datagram_bytes_ += n;
+  }
+  Event e(Event::kDatagram);
+  e.session = session;
+  e.stream = stream;
+  e.text.assign(reinterpret_cast<const char*>(p), n);
+  emit(std::move(e));
+}
+
+bool Loop::admit_outgoing_datagram(size_t n) {
+  if (outgoing_datagram_bytes_.fetch_add(n, std::memory_order_relaxed) + n > kMaxPendingDatagramBytes) {
+    outgoing_datagram_bytes_.fetch_sub(n, std::memory_order_relaxed);
+    datagram_dropped();
+    return false;
+  }
+  return true;
 }
 
 void Loop::run() {
@@ -1481,7 +1654,7 @@ class Front {
 
   // The upgrade: what the Session needs to carry on where JavaScript stopped.
   // `js_end` is JavaScript's end of the pair: bytes it never read are still there.
-  std::unique_ptr<Session> into_session(uint32_t session, int js_end, std::string head, std::string preamble, SessionOptions o);
+  std::unique_ptr<Session> into_session(uint32_t session, UniqueFd js_end, std::string head, std::string preamble, SessionOptions o);
 
   void close() {
     if (dead_) return;
@@ -1523,8 +1696,7 @@ class Front {
   bool dead_ = false;
 };
 
-std::unique_ptr<Session> Front::into_session(uint32_t session, int js_end, std::string head, std::string preamble, SessionOptions o) {
-  UniqueFd js(js_end);
+std::unique_ptr<Session> Front::into_session(uint32_t session, UniqueFd js, std::string head, std::string preamble, SessionOptions o) {
   int flags = ::fcntl(js.get(), F_GETFL);
   if (flags >= 0) ::fcntl(js.get(), F_SETFL, flags | O_NONBLOCK);
   // Decrypted bytes, in order: what JavaScript read (head), what it left in
@@ -1562,48 +1734,59 @@ void Loop::bury_dead_fronts() {
 
 // ---- Engine: the JS-thread facade ----
 
+const char* invalid_options(const SessionOptions& o) {
+  if (o.timeout_ms == 0) return "timeoutMs must be above 0";
+  if (o.initial_window < tws2::kEarlyDataLimit) return "initialWindow must be at least 65536";
+  if (o.max_window < o.initial_window) return "maxWindow must be at least initialWindow";
+  if (o.max_streams == 0) return "maxStreams must be above 0";
+  if (o.session_budget < tws2::kEarlyDataLimit) return "sessionBudget must be at least 65536";
+  if (o.process_budget < o.session_budget) return "processBudget must be at least sessionBudget";
+  return nullptr;
+}
+
 Engine::Engine(std::function<void()> notify) : loop_(new Loop(std::move(notify))) {}
 Engine::~Engine() { stop(); }
 bool Engine::start(std::string* error) { return loop_->start(error); }
 void Engine::set_busy_poll(uint32_t us) { loop_->set_busy_poll(us); }
 void Engine::stop() { loop_->stop(); }
 std::vector<Event> Engine::take_events() { return loop_->take_events(); }
-
-void Engine::adopt(uint32_t session, int fd, std::string head, std::string preamble, SessionOptions options) {
-  Loop* loop = loop_.get();
-  loop->post([loop, session, fd, head = std::move(head), preamble = std::move(preamble), options] {
-    auto s = std::make_unique<Session>(loop, session, UniqueFd(fd), options);
-    Session* sp = s.get();
-    loop->sessions()[session] = std::move(s);
-    if (!sp->start(head, preamble)) sp->cmd_close(1011, "cannot watch the socket");
-  });
-}
-
-void Engine::adopt_upgrading(uint32_t session, int fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options) {
-  Loop* loop = loop_.get();
-  // std::function must be copyable: the wire travels in a shared holder.
-  auto holder = std::make_shared<std::unique_ptr<Wire>>(std::move(wire));
-  loop->post([loop, session, fd, holder, request = std::move(request), options] {
-    auto s = std::make_unique<Session>(loop, session, UniqueFd(fd), options, std::move(*holder));
-    Session* sp = s.get();
-    loop->sessions()[session] = std::move(s);
-    if (!sp->start(std::string(), request, true)) sp->cmd_close(1011, "cannot watch the socket");
-  });
-}
+EngineStats Engine::stats() const { return loop_->stats(); }
 
 namespace {
 Session* find_session(Loop* loop, uint32_t id) {
   auto it = loop->sessions().find(id);
   return it == loop->sessions().end() || it->second->dead() ? nullptr : it->second.get();
 }
+
+// Starts a session the loop now owns; one that cannot watch its socket closes at once.
+void install(Loop* loop, uint32_t id, std::unique_ptr<Session> s, const std::string& head, const std::string& preamble,
+             bool await_upgrade = false) {
+  Session* sp = s.get();
+  loop->sessions()[id] = std::move(s);
+  if (!sp->start(head, preamble, await_upgrade)) sp->cmd_close(1011, "cannot watch the socket");
+}
 }  // namespace
 
-void Engine::open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial) {
+void Engine::adopt(uint32_t session, UniqueFd fd, std::string head, std::string preamble, SessionOptions options) {
   Loop* loop = loop_.get();
-  loop->post([loop, session, stream, fd, target = std::move(target), initial = std::move(initial)]() mutable {
+  loop->post([loop, session, fd = std::move(fd), head = std::move(head), preamble = std::move(preamble), options]() mutable {
+    install(loop, session, std::make_unique<Session>(loop, session, std::move(fd), options), head, preamble);
+  });
+}
+
+void Engine::adopt_upgrading(uint32_t session, UniqueFd fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, fd = std::move(fd), wire = std::move(wire), request = std::move(request), options]() mutable {
+    install(loop, session, std::make_unique<Session>(loop, session, std::move(fd), options, std::move(wire)), std::string(), request, true);
+  });
+}
+
+void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial) {
+  Loop* loop = loop_.get();
+  loop->post([loop, session, stream, fd = std::move(fd), target = std::move(target), initial = std::move(initial)]() mutable {
     Session* s = find_session(loop, session);
     if (!s) {
-      UniqueFd(fd).reset_abortive();
+      fd.reset_abortive();
       Event e{Event::kStreamClosed};
       e.session = session;
       e.stream = stream;
@@ -1611,19 +1794,15 @@ void Engine::open_stream(uint32_t session, uint32_t stream, int fd, std::string 
       loop->emit(std::move(e));
       return;
     }
-    s->cmd_open(stream, fd, std::move(target), std::move(initial));
+    s->cmd_open(stream, std::move(fd), std::move(target), std::move(initial));
   });
 }
 
-void Engine::accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial) {
+void Engine::accept_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string initial) {
   Loop* loop = loop_.get();
-  loop->post([loop, session, stream, fd, initial = std::move(initial)]() mutable {
-    Session* s = find_session(loop, session);
-    if (!s) {
-      UniqueFd(fd).reset();
-      return;
-    }
-    s->cmd_accept(stream, fd, std::move(initial));
+  loop->post([loop, session, stream, fd = std::move(fd), initial = std::move(initial)]() mutable {
+    // A session that is gone has already reported the stream closed; fd closes with the command.
+    if (Session* s = find_session(loop, session)) s->cmd_accept(stream, std::move(fd), std::move(initial));
   });
 }
 
@@ -1648,30 +1827,28 @@ void Engine::goaway(uint32_t session, uint16_t code, std::string reason) {
   });
 }
 
-void Engine::front_tls(uint32_t front, int tcp_fd, int pair_fd, std::unique_ptr<Wire> wire) {
+void Engine::front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire) {
   Loop* loop = loop_.get();
-  auto holder = std::make_shared<std::unique_ptr<Wire>>(std::move(wire));
-  loop->post([loop, front, tcp_fd, pair_fd, holder] {
-    auto f = std::make_unique<Front>(loop, front, UniqueFd(tcp_fd), UniqueFd(pair_fd), std::move(*holder));
+  loop->post([loop, front, tcp = std::move(tcp_fd), pair = std::move(pair_fd), wire = std::move(wire)]() mutable {
+    auto f = std::make_unique<Front>(loop, front, std::move(tcp), std::move(pair), std::move(wire));
     if (!f->start()) f->close();
     loop->fronts()[front] = std::move(f);
   });
 }
 
-void Engine::adopt_front(uint32_t session, uint32_t front, int js_fd, std::string head, std::string preamble, SessionOptions options) {
+void Engine::adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options) {
   Loop* loop = loop_.get();
-  loop->post([loop, session, front, js_fd, head = std::move(head), preamble = std::move(preamble), options] {
+  loop->post([loop, session, front, js = std::move(js_fd), head = std::move(head), preamble = std::move(preamble), options]() mutable {
     auto it = loop->fronts().find(front);
     if (it == loop->fronts().end() || it->second->dead()) {
-      ::close(js_fd);
       Event e(Event::kSessionClosed);
       e.session = session;
       e.code = 1006;
       e.text = "connection closed before the upgrade";
       loop->emit(std::move(e));
-      return;
+      return;  // js closes with the command
     }
-    loop->sessions()[session] = it->second->into_session(session, js_fd, head, preamble, options);
+    loop->sessions()[session] = it->second->into_session(session, std::move(js), std::move(head), std::move(preamble), options);
   });
 }
 
@@ -1705,7 +1882,10 @@ void Engine::accept_datagrams(uint32_t session, uint32_t stream) {
 
 void Engine::send_datagram(uint32_t session, uint32_t stream, std::string payload) {
   Loop* loop = loop_.get();
+  // Bounded like the other direction: JavaScript may read a UDP socket faster than the link drains.
+  if (!loop->admit_outgoing_datagram(payload.size())) return;
   loop->post([loop, session, stream, payload = std::move(payload)] {
+    loop->outgoing_datagram_done(payload.size());
     if (Session* s = find_session(loop, session)) s->cmd_send_datagram(stream, payload);
   });
 }

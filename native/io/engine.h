@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "fd.h"
+
 namespace tws {
 
 struct SessionOptions {
@@ -22,12 +24,28 @@ struct SessionOptions {
   uint32_t udp_timeout_ms = 60000;
   uint32_t idle_timeout_ms = 0;  // tcp streams with no payload for this long get RESET 7; 0 = never
   uint64_t session_budget = 64ull * 1024 * 1024;  // outstanding credit before new windows shrink to the minimum
+  // Outstanding credit of every session in the process (all engines, all
+  // threads): past 3/4 of it windows stop growing and new streams start at
+  // the minimum; past all of it new streams are refused (RESET 5).
+  uint64_t process_budget = 1024ull * 1024 * 1024;
   bool no_udp = false;
+};
+
+// Checks options a caller built: the reason the first bad one is bad, or
+// nullptr. (initial_window > max_window would underflow the auto-tuning.)
+const char* invalid_options(const SessionOptions& o);
+
+// Counters of what the engine dropped rather than queue without bound. [any thread]
+struct EngineStats {
+  uint64_t datagrams_dropped = 0;  // UDP payloads dropped: link full, JavaScript behind, or held too long
 };
 
 // A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]
 struct Event {
-  enum Kind : uint8_t { kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead, kTlsFailed };
+  enum Kind : uint8_t {
+    kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead, kTlsFailed,
+    kRefused,  // an OPEN the engine refused itself (limits, draining): `code` the RESET code, `text` the target, `note` why
+  };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;
   uint32_t session = 0;
@@ -37,6 +55,7 @@ struct Event {
   uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
   std::string text;         // target, close reason, how a stream ended, window note, a datagram, an HTTP head, or why TLS failed
                             // (kTlsFailed: `session` is the front's id)
+  std::string note;         // kRefused: why
 };
 
 class Loop;
@@ -60,22 +79,23 @@ class Engine {
   void stop();
 
   // Commands: each returns at once; the I/O thread carries it out. Fds passed
-  // in become the engine's (it closes them). [JS thread]
-  void adopt(uint32_t session, int fd, std::string head, std::string preamble, SessionOptions options);
+  // in become the engine's: a command owns them until it runs, and one that
+  // never runs (the engine stopped) closes them. [JS thread]
+  void adopt(uint32_t session, UniqueFd fd, std::string head, std::string preamble, SessionOptions options);
   // A client connection on which the engine itself does the WebSocket upgrade,
   // over `wire` (TLS): it writes `request`, reports the response head
   // (Event::kUpgradeHead) and then waits for upgraded() or close_session().
-  void adopt_upgrading(uint32_t session, int fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options);
+  void adopt_upgrading(uint32_t session, UniqueFd fd, std::unique_ptr<Wire> wire, std::string request, SessionOptions options);
   void upgraded(uint32_t session);
   // A server's TLS connection (tcp_fd, with `wire` over it) whose plaintext is
   // relayed to and from pair_fd, one end of a socketpair whose other end
   // JavaScript's HTTP server reads, until adopt_front() turns it into a
   // Session: js_fd is JavaScript's end (bytes it never read are taken from
   // it), head what it read past the request, preamble the 101.
-  void front_tls(uint32_t front, int tcp_fd, int pair_fd, std::unique_ptr<Wire> wire);
-  void adopt_front(uint32_t session, uint32_t front, int js_fd, std::string head, std::string preamble, SessionOptions options);
-  void open_stream(uint32_t session, uint32_t stream, int fd, std::string target, std::string initial);
-  void accept_stream(uint32_t session, uint32_t stream, int fd, std::string initial);
+  void front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire);
+  void adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options);
+  void open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial);
+  void accept_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string initial);
   // Connects the target itself (`address`: an IP literal, already approved),
   // then accepts the stream; RESET 2 or 3 (after timeout_ms) when it cannot.
   void dial_stream(uint32_t session, uint32_t stream, std::string address, uint16_t port, uint32_t timeout_ms);
@@ -83,13 +103,15 @@ class Engine {
   void goaway(uint32_t session, uint16_t code, std::string reason);
   void close_session(uint32_t session, uint16_t code, std::string reason);
   // UDP streams: datagrams are small and rare, so they cross to JavaScript
-  // (Event::kDatagram) instead of going to an fd.
+  // (Event::kDatagram) instead of going to an fd. Both ways are bounded: a
+  // datagram that would queue past the bound is dropped and counted.
   void open_datagram_stream(uint32_t session, uint32_t stream, std::string target);
   void accept_datagrams(uint32_t session, uint32_t stream);
   void send_datagram(uint32_t session, uint32_t stream, std::string payload);
 
   // Takes the pending events. [JS thread]
   std::vector<Event> take_events();
+  EngineStats stats() const;
 
  private:
   std::unique_ptr<Loop> loop_;

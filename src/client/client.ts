@@ -31,6 +31,8 @@ export interface TwsClientOptions {
   idleTimeout?: number;
   /** Do not listen for UDP. */
   noUdp?: boolean;
+  /** MiB of credit all sessions may have outstanding (see SessionOptions.processBudget); 0/undefined = automatic. */
+  bufferBudget?: number;
   engine: Engine;
   logger: Logger;
   /** Upgrade headers and, for wss://, trusted roots, SNI, verification. */
@@ -67,6 +69,7 @@ export class TwsClient extends EventEmitter {
         retryTimeout: opts.retryTimeout ?? 1000,
         udpTimeout: opts.udpTimeout,
         idleTimeout: opts.idleTimeout,
+        bufferBudget: opts.bufferBudget,
         engine: opts.engine,
         logger: opts.logger,
         connect: opts.connect,
@@ -169,6 +172,11 @@ export class TwsClient extends EventEmitter {
 
   private open(session: EngineSession, socket: Socket, peer: string): void {
     const id = session.openStream(socket, this.opts.remote);
+    if (id === 0) {
+      // The session said why (out of fds, ids or memory); the local connection has been reset.
+      this.opts.logger.warn(`session#${session.id}: connection from ${peer} not carried; reset`);
+      return;
+    }
     this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${this.opts.remote}`);
     socket.resume();
   }

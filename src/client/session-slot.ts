@@ -27,6 +27,7 @@ export interface SlotOptions {
   retryTimeout: number;
   udpTimeout?: number;
   idleTimeout?: number;
+  bufferBudget?: number;
   engine: Engine;
   logger: Logger;
   connect?: ConnectOptions;
@@ -85,7 +86,9 @@ export class SessionSlot extends EventEmitter {
 
   private sessionOptions(): ReturnType<typeof sessionOptions> {
     const o = this.opts;
-    return sessionOptions('client', { timeout: o.timeout, udpTimeout: o.udpTimeout, idleTimeout: o.idleTimeout, logger: o.logger });
+    return sessionOptions('client', {
+      timeout: o.timeout, udpTimeout: o.udpTimeout, idleTimeout: o.idleTimeout, bufferBudget: o.bufferBudget, logger: o.logger,
+    });
   }
 
   /** Logs why a connection attempt failed and schedules the next one. */

@@ -25,6 +25,8 @@ export interface CommonConfig {
   engine: 'auto' | 'js' | 'native';
   threads: number;
   busyPoll: number;
+  /** MiB; 0 = automatic. */
+  bufferBudget: number;
   logLevel: LogLevel;
   metrics?: HostPort;
 }
@@ -237,6 +239,9 @@ export function resolveConfig(
     missing.push(`-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")${mode === 'server' ? ', or --users' : ''}`);
   }
   if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail('give both --tls-cert and --tls-key (config keys "tls_cert", "tls_key"), or neither');
+  if (typeof out.bufferBudget === 'number' && out.bufferBudget > 0 && out.bufferBudget < 64) {
+    fail('buffer_budget (--buffer-budget): at least 64 (MiB), or 0 for automatic');
+  }
   if (missing.length > 0) fail(`missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
   delete out.passwdFile;
   return out as unknown as ServerConfig | ClientConfig;

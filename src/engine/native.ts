@@ -8,35 +8,54 @@
  */
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import { ResetCode } from '../protocol/constants';
-import type { Logger } from '../util/log';
+import { constants as osConstants } from 'node:os';
+import { MAX_U32, ResetCode } from '../protocol/constants';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { NativeAddon } from './native-addon';
-import type {
-  DatagramPort, EngineSession, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats, StreamClosedInfo, TlsClientSettings,
+import { validateSessionOptions } from './options';
+import {
+  DatagramPort, EngineSession, EngineStats, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats, STREAM_IDS_RESERVE,
+  StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
 
 interface NativeEvent {
-  /** tls-failed: a server's TLS connection failed before its upgrade; `session` is the front's id. */
-  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head' | 'tls-failed';
+  /**
+   * tls-failed: a server's TLS connection failed before its upgrade; `session` is the front's id.
+   * refused: an OPEN the engine refused itself; `code` the RESET code, `text` the target, `note` why.
+   */
+  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
+    | 'tls-failed' | 'refused';
   session: number;
   stream: number;
   code: number;
   bytesIn: number;
   bytesOut: number;
   text: string;
+  note?: string;
   payload?: Buffer;
 }
 
+/** `EMFILE` for 24: how a failed handoff names its errno. */
+function errnoName(err: number): string {
+  const e = osConstants.errno as Record<string, number>;
+  return Object.keys(e).find((k) => e[k] === err) ?? `errno ${err}`;
+}
+
+/**
+ * The addon's NativeEngine. Handoff commands (adopt, adoptFront, openStream,
+ * acceptStream) return 0, or the errno that kept the engine from taking the
+ * socket (EMFILE: no fd left to dup); the caller still owns its socket then.
+ */
 export interface NativeCore {
-  adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): boolean;
+  adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): number;
   /** Returns '' or why TLS cannot run on it. */
   adoptTls(session: number, fd: number, context: object, names: { servername: string; verifyName: string }, request: Buffer, o: object): string;
   upgraded(session: number): void;
   /** Returns JavaScript's end of the socketpair, or why it cannot. */
   frontTls(front: number, fd: number, context: object): number | string;
-  adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: object): boolean;
-  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): boolean;
-  acceptStream(session: number, stream: number, fd: number, initial: Buffer): boolean;
+  adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: object): number;
+  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): number;
+  acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
   dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
   goaway(session: number, code: number, reason: string): void;
@@ -44,6 +63,7 @@ export interface NativeCore {
   openDatagramStream(session: number, stream: number, target: string): void;
   acceptDatagrams(session: number, stream: number): void;
   sendDatagram(session: number, stream: number, payload: Buffer): void;
+  stats(): EngineStats;
   ref(): void;
   unref(): void;
   stop(): void;
@@ -60,6 +80,7 @@ function nativeOptions(options: SessionOptions): object {
     udpTimeoutMs: options.udpTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs,
     sessionBudget: options.sessionBudget,
+    processBudget: options.processBudget,
     noUdp: options.noUdp,
   };
 }
@@ -82,13 +103,36 @@ class NativeSession extends EventEmitter implements EngineSession {
   private bytesOut = 0;
   private rttMs: number | undefined;
   private readonly log: Logger;
+  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited. */
+  private readonly refusals: RateLimitedLog;
   /** While the engine runs this client session's TLS and upgrade: who waits for the response head. */
   upgrade: { resolve(head: string): void; reject(err: Error): void } | undefined;
 
   constructor(readonly id: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
     super();
-    this.nextStream = opts.role === 'client' ? 1 : 2;
+    const parity = opts.role === 'client' ? 1 : 0;
+    const first = opts.firstStreamId ?? (opts.role === 'client' ? 1 : 2);
+    this.nextStream = first % 2 === parity ? first : first + 1;
     this.log = opts.logger.child(`session#${id}`);
+    this.refusals = new RateLimitedLog(this.log, 'refused streams');
+  }
+
+  /** The next stream id, or 0 when none is left; running low drains the session (see idsRunningOut). */
+  private takeStreamId(): number {
+    if (this.nextStream > MAX_U32) return 0;
+    const id = this.nextStream;
+    this.nextStream += 2;
+    if ((MAX_U32 - this.nextStream) / 2 < STREAM_IDS_RESERVE && !this.peerDraining) {
+      // Ids are never reused within a session: drain it (GOAWAY, so the peer
+      // knows) and let the client's slot bring up a fresh one meanwhile.
+      this.log.info('stream ids running out; draining this session for a new one');
+      this.peerDraining = true;
+      queueMicrotask(() => {
+        this.goaway(ResetCode.GOING_AWAY, 'stream ids exhausted');
+        this.emit('goaway', ResetCode.GOING_AWAY, 'stream ids exhausted');
+      });
+    }
+    return id;
   }
 
   get streamCount(): number {
@@ -101,14 +145,19 @@ class NativeSession extends EventEmitter implements EngineSession {
 
   openStream(local: Socket, target: string): number {
     const taken = this.closed || this.peerDraining ? undefined : takeOver(local);
-    if (!taken) {
+    const id = taken ? this.takeStreamId() : 0;
+    if (!taken || id === 0) {
       local.resetAndDestroy();
       return 0;
     }
-    const id = this.nextStream;
-    this.nextStream += 2;
+    const err = this.core.openStream(this.id, id, taken.fd, target, taken.buffered);
+    if (err !== 0) {
+      // The engine could not take the socket (no fd left to dup it): the local connection is reset, nothing is left behind.
+      this.log.warn(`stream#${id} not opened: cannot hand the local socket to the engine (${errnoName(err)})`);
+      local.resetAndDestroy();
+      return 0;
+    }
     this.streams.set(id, { target, openedAt: Date.now() });
-    this.core.openStream(this.id, id, taken.fd, target, taken.buffered);
     local.destroy();
     return id;
   }
@@ -118,8 +167,11 @@ class NativeSession extends EventEmitter implements EngineSession {
       port.close();
       return 0;
     }
-    const id = this.nextStream;
-    this.nextStream += 2;
+    const id = this.takeStreamId();
+    if (id === 0) {
+      port.close();
+      return 0;
+    }
     this.streams.set(id, { target, openedAt: Date.now(), port });
     port.onDatagram = (payload) => this.core.sendDatagram(this.id, id, payload);
     this.core.openDatagramStream(this.id, id, target);
@@ -139,6 +191,12 @@ class NativeSession extends EventEmitter implements EngineSession {
     switch (e.type) {
       case 'open-request': return this.onOpenRequest(e.stream, e.code, e.text);
       case 'stream-closed': return this.onStreamClosed(e);
+      case 'refused': {
+        const info: StreamRefusedInfo = { stream: e.stream, target: e.text, code: e.code, reason: e.note ?? '' };
+        this.refusals.line('info', `stream#${e.stream} refused → ${peerText(info.target) || '(pinned)'}: ${info.reason}`);
+        this.emit('stream-refused', info);
+        return;
+      }
       case 'goaway':
         this.peerDraining = true;
         this.log.info('peer is going away');
@@ -168,6 +226,7 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.upgrade = undefined;
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
+        this.refusals.flush();
         this.bytesIn = Math.max(this.bytesIn, e.bytesIn);
         this.bytesOut = Math.max(this.bytesOut, e.bytesOut);
         this.emit('close', e.code, e.text);
@@ -195,13 +254,14 @@ class NativeSession extends EventEmitter implements EngineSession {
       accept: (socket) => {
         if (!once()) { socket.destroy(); return; }
         const taken = takeOver(socket);
-        if (!taken) {
-          socket.destroy();
-          this.core.rejectStream(this.id, stream, ResetCode.INTERNAL, 'cannot hand over the socket');
-          return;
-        }
-        this.core.acceptStream(this.id, stream, taken.fd, taken.buffered);
+        const err = taken ? this.core.acceptStream(this.id, stream, taken.fd, taken.buffered) : -1;
         socket.destroy();
+        if (err !== 0) {
+          // Answered all the same (RESET 8), so the peer is not left waiting and the stream is reported closed.
+          const why = `cannot hand over the socket${err > 0 ? ` (${errnoName(err)})` : ''}`;
+          this.log.warn(`stream#${stream} → ${peerText(target)}: ${why}`);
+          this.core.rejectStream(this.id, stream, ResetCode.INTERNAL, why);
+        }
       },
       acceptDatagrams: (port) => {
         if (!once()) { port.close(); return; }
@@ -233,7 +293,10 @@ class NativeSession extends EventEmitter implements EngineSession {
     const target = s?.target ?? '';
     const secs = s ? ((Date.now() - s.openedAt) / 1000).toFixed(1) : '0.0';
     const level = /^(session closed|session timed out|protocol error)$/.test(e.text) ? 'debug' : 'info';
-    this.log[level](`stream#${e.stream} closed (${e.text}) → ${target || '(pinned)'} in=${e.bytesIn} out=${e.bytesOut} ${secs}s`);
+    const line = `stream#${e.stream} closed (${e.text}) → ${peerText(target) || '(pinned)'} in=${e.bytesIn} out=${e.bytesOut} ${secs}s`;
+    // A peer can make us refuse streams by the thousand: those lines are rate-limited.
+    if (e.text.startsWith('refused')) this.refusals.line(level, line);
+    else this.log[level](line);
     const info: StreamClosedInfo = { stream: e.stream, target, bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
     this.emit('stream-closed', info);
   }
@@ -307,27 +370,31 @@ export function createNativeEngine(
   return {
     name: 'native',
     handoff: 'fd',
+    stats: () => {
+      let datagramsDropped = 0;
+      for (const core of cores) datagramsDropped += core?.stats().datagramsDropped ?? 0;
+      return { datagramsDropped };
+    },
     adoptSocket(socket, head, preamble, options) {
+      validateSessionOptions(options);
       const front = fronts.get(socket);
       const { session, core, register } = newSession(options, front?.core);
       const taken = takeOver(socket);
-      if (front && taken) {
-        // The TLS connection behind this pair becomes the session; the pair goes.
-        tlsFailureHandlers.delete(front.front);
-        register();
-        core.adoptFront(session.id, front.front, taken.fd, Buffer.concat([head, taken.buffered]), preamble, nativeOptions(options));
-        socket.destroy();
-        return session;
-      }
       if (!taken) {
         socket.destroy();
         closeSoon(session, 1011, 'not a plain TCP socket');
         return session;
       }
-      register();
-      core.adopt(session.id, taken.fd, Buffer.concat([head, taken.buffered]), preamble, nativeOptions(options));
+      // The TLS connection behind a pair becomes the session (the pair goes); a plain socket is adopted.
+      if (front) tlsFailureHandlers.delete(front.front);
+      const bytes = Buffer.concat([head, taken.buffered]);
+      const err = front ? core.adoptFront(session.id, front.front, taken.fd, bytes, preamble, nativeOptions(options))
+        : core.adopt(session.id, taken.fd, bytes, preamble, nativeOptions(options));
       // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
       socket.destroy();
+      // Events come on a later turn of the event loop, so registering after the call is in time.
+      if (err === 0) register();
+      else closeSoon(session, 1011, `cannot take over the socket (${errnoName(err)})`);
       return session;
     },
     tlsServerContext(cert, key) {
@@ -358,6 +425,7 @@ export function createNativeEngine(
       return pair;
     },
     adoptTls(socket, tls, request, options): PendingUpgrade {
+      validateSessionOptions(options);
       const { session, core, register } = newSession(options);
       const response = new Promise<string>((resolve, reject) => { session.upgrade = { resolve, reject }; });
       const taken = takeOver(socket);

@@ -3,7 +3,7 @@ import { TwsError } from '../util/errors';
 import { jsEngine } from './js';
 import { createNativeEngine } from './native';
 import { loadNativeAddon } from './native-addon';
-import type { Engine } from './types';
+import type { Engine, EngineStats } from './types';
 
 export type EngineChoice = 'auto' | 'js' | 'native';
 
@@ -39,6 +39,16 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
     natives.set(key, engine);
   }
   return engine;
+}
+
+/**
+ * What `engine` dropped, plus the js engine where it stood in (wss:// on a
+ * server whose native engine cannot run TLS, say): both count for metrics.
+ */
+export function engineStats(engine: Engine): EngineStats {
+  const own = engine.stats();
+  if (engine === jsEngine) return own;
+  return { datagramsDropped: own.datagramsDropped + jsEngine.stats().datagramsDropped };
 }
 
 /** One line for `tws --version`. */

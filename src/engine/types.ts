@@ -34,8 +34,20 @@ export interface SessionOptions {
    * and windows stop growing: bounds what one session can make us buffer.
    */
   sessionBudget: number;
+  /**
+   * Credit every session of the process may have outstanding (both engines
+   * count against one total each): past 3/4 of it windows stop growing and
+   * new streams get the minimum; past all of it new streams are refused
+   * (RESET 5). Bounds what all peers together can make us buffer.
+   */
+  processBudget: number;
   /** Refuse udp streams (RESET 1). */
   noUdp: boolean;
+  /**
+   * First id this side opens streams with (default 1 for a client, 2 for a
+   * server). Tests start near 2^32 to see a session run out of ids.
+   */
+  firstStreamId?: number;
   logger: Logger;
 }
 
@@ -47,7 +59,11 @@ export const DEFAULT_SESSION_OPTIONS = {
   udpTimeoutMs: 60000,
   idleTimeoutMs: 0,
   sessionBudget: 64 * 1024 * 1024,
+  processBudget: 1024 * 1024 * 1024,
 } as const;
+
+/** When fewer stream ids than this are left, a session stops opening streams and its slot reconnects. */
+export const STREAM_IDS_RESERVE = 2 * 65536;
 
 /**
  * The local end of a udp stream. Datagrams are few and small, so unlike TCP
@@ -94,6 +110,14 @@ export interface StreamClosedInfo {
   how: string;
 }
 
+/** An OPEN the session refused before any stream existed (limits, draining, policy of the engine itself). */
+export interface StreamRefusedInfo {
+  stream: number;
+  target: string;
+  code: number;
+  reason: string;
+}
+
 export interface SessionStats {
   streams: number;
   bytesIn: number;
@@ -112,21 +136,33 @@ export interface EngineSession extends EventEmitter {
   openStream(local: Socket, target: string): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
   openDatagramStream(port: DatagramPort, target: string): number;
-  /** Sends GOAWAY and refuses new streams; the session closes with 1001 once idle. */
+  /**
+   * Sends GOAWAY and refuses new streams; the session closes with 1001 once
+   * idle. A session that runs out of stream ids does this itself, and says
+   * so with its own 'goaway' event (as when the peer drains it).
+   */
   goaway(code: number, reason: string): void;
   close(code: number, reason: string): void;
   stats(): SessionStats;
   on(event: 'open-request', listener: (req: OpenRequest) => void): this;
   on(event: 'stream-closed', listener: (info: StreamClosedInfo) => void): this;
+  on(event: 'stream-refused', listener: (info: StreamRefusedInfo) => void): this;
   on(event: 'goaway', listener: (code: number, reason: string) => void): this;
   on(event: 'idle', listener: () => void): this;
   on(event: 'close', listener: (code: number, reason: string) => void): this;
+}
+
+/** What an engine dropped rather than queue without bound, since it started. */
+export interface EngineStats {
+  /** UDP payloads dropped: the link was full, the other side was behind, or too many waited for a stream to open. */
+  datagramsDropped: number;
 }
 
 /** An engine that takes over a `ws` WebSocket after the handshake (the js engine). */
 export interface WsEngine {
   readonly name: EngineName;
   readonly handoff: 'ws';
+  stats(): EngineStats;
   /** Takes over a WebSocket whose handshake (with subprotocol tws2) has completed. */
   adopt(ws: WebSocket, options: SessionOptions): EngineSession;
 }
@@ -140,6 +176,7 @@ export interface WsEngine {
 export interface FdEngine {
   readonly name: EngineName;
   readonly handoff: 'fd';
+  stats(): EngineStats;
   adoptSocket(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions): EngineSession;
   /**
    * wss:// without JavaScript in the data path: the engine runs TLS over the

@@ -4,7 +4,7 @@
  * so both engines report the same things. Byte counters count finished
  * streams (engines report a stream's bytes when it ends).
  */
-import type { EngineSession, StreamClosedInfo } from '../engine/types';
+import type { EngineSession, StreamClosedInfo, StreamRefusedInfo } from '../engine/types';
 import { processRows } from './process';
 
 /** Sorts how a stream ended (the engines' `how` text) into a few label values. */
@@ -36,7 +36,15 @@ export class Metrics {
   private bytesOut = 0;
   private readonly slotsSeen = new Set<number>();
 
-  constructor(private readonly role: 'server' | 'client', private readonly engine: string, private readonly version: string) {}
+  private readonly refused = new Map<string, number>();
+
+  /** `datagramsDropped`: UDP payloads the engine (and server) dropped so far, read when scraped. */
+  constructor(
+    private readonly role: 'server' | 'client',
+    private readonly engine: string,
+    private readonly version: string,
+    private readonly datagramsDropped: () => number = () => 0,
+  ) {}
 
   /** Follows a new session until it closes; `slot` (client) tells reconnects apart. */
   track(session: EngineSession, slot?: number): void {
@@ -52,6 +60,10 @@ export class Metrics {
       if (k.resetCode) this.resets.set(k.resetCode, (this.resets.get(k.resetCode) ?? 0) + 1);
       this.bytesIn += info.bytesIn;
       this.bytesOut += info.bytesOut;
+    });
+    session.on('stream-refused', (info: StreamRefusedInfo) => {
+      const code = String(info.code);
+      this.refused.set(code, (this.refused.get(code) ?? 0) + 1);
     });
     session.on('close', (code: number) => {
       this.live.delete(session);
@@ -89,6 +101,10 @@ export class Metrics {
       [...this.closed].map(([how, n]) => [{ how }, n]));
     metric('tws_stream_resets_received_total', 'counter', 'RESETs received from the peer, by code.',
       [...this.resets].map(([code, n]) => [{ code }, n]));
+    metric('tws_streams_refused_total', 'counter', 'OPENs the session refused before a stream existed (limits, draining), by RESET code.',
+      [...this.refused].map(([code, n]) => [{ code }, n]));
+    metric('tws_datagrams_dropped_total', 'counter', 'UDP payloads dropped rather than queued without bound (link full, other side behind).',
+      [[{}, this.datagramsDropped()]]);
     metric('tws_stream_bytes_total', 'counter', 'Payload bytes of finished streams: in = written to local sockets, out = sent to the peer.',
       [[{ direction: 'in' }, this.bytesIn], [{ direction: 'out' }, this.bytesOut]]);
     metric('tws_ping_rtt_seconds', 'gauge', 'Latest idle-link ping round trip of the sessions up now.',

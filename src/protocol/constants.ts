@@ -40,6 +40,11 @@ export const HEADER_LEN = 5;
 export const MAX_DATA = 262144;
 /** Largest WebSocket message we accept (DATA payload + header room). */
 export const MAX_MESSAGE = MAX_DATA + 16;
+/**
+ * Largest body of any frame but DATA (an OPEN with its target, a DATAGRAM:
+ * UDP payloads are at most 65,527 bytes). A longer one is a protocol error.
+ */
+export const MAX_FRAME_BODY = 65536;
 /** Largest RESET / GOAWAY reason in bytes. */
 export const MAX_REASON = 120;
 /** Data an opener may send before OPEN_OK; also the smallest window an acceptor may grant. */

@@ -6,7 +6,7 @@
  */
 import { ProtocolError } from '../util/errors';
 import {
-  EARLY_DATA_LIMIT, FrameType, HEADER_LEN, MAX_DATA, MAX_REASON, MAX_U32, StreamKind, StreamKindValue,
+  EARLY_DATA_LIMIT, FrameType, HEADER_LEN, MAX_DATA, MAX_FRAME_BODY, MAX_REASON, MAX_U32, StreamKind, StreamKindValue,
 } from './constants';
 
 export type Frame =
@@ -116,6 +116,9 @@ export function decodeFrame(msg: Buffer): Frame {
   const type = msg[0]!;
   const stream = msg.readUInt32BE(1);
   const body = msg.subarray(HEADER_LEN);
+  if (type !== FrameType.DATA && type >= FrameType.OPEN && type <= FrameType.GOAWAY && body.length > MAX_FRAME_BODY) {
+    throw new ProtocolError(`frame body over ${MAX_FRAME_BODY} bytes`);
+  }
   switch (type) {
     case FrameType.OPEN: {
       needStream(stream, 'OPEN');

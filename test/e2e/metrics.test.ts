@@ -1,29 +1,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { get } from 'node:http';
 import { echoServer, howItEnds, connect, roundTrip, sleep } from '../helpers/net';
+import { metricsPort, scrape, value } from '../helpers/metrics';
 import { engines, Proc, startTunnel } from '../helpers/procs';
-
-function scrape(port: number): Promise<{ status: number; type: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
-    }).on('error', reject);
-  });
-}
-
-async function metricsPort(p: Proc): Promise<number> {
-  return Number(/metrics on http:\/\/[^\s]*:(\d+)\/metrics/.exec(await p.waitLog(/metrics on http:\/\/\S+/))![1]);
-}
-
-/** The value of one sample, e.g. value(body, 'tws_streams_closed_total{how="fin"}'). */
-function value(body: string, sample: string): number | undefined {
-  const row = body.split('\n').find((l) => l.startsWith(`${sample} `));
-  return row === undefined ? undefined : Number(row.slice(sample.length + 1));
-}
 
 for (const engine of engines()) {
   t.test(`[${engine}] --metrics: Prometheus text on both sides that follows what happened`, async (t) => {

@@ -11,8 +11,12 @@ import {
 } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import { ProtocolError } from '../../util/errors';
-import type { Logger } from '../../util/log';
-import type { DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo } from '../types';
+import { Logger, peerText, RateLimitedLog } from '../../util/log';
+import { addProcessCredit, processFull, windowRoom } from '../credit';
+import { validateSessionOptions } from '../options';
+import {
+  DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo,
+} from '../types';
 import { HELD_DATAGRAMS, JsStream, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
@@ -35,8 +39,17 @@ const FIRST_PROBE_MS = 200;
 const QUIET_MS = 50;
 /** How long we wait for the peer's close frame before dropping the TCP connection (ms). */
 const CLOSE_GRACE_MS = 2000;
+/**
+ * We stop reading from the peer while this much waits to go out to it: what
+ * it makes us answer (pongs, RESETs, WINDOWs) cannot pile up when it does not
+ * read. DATA alone stays below (pump() stops at SEND_HIGH_WATER, plus a frame).
+ */
+const READ_GATE = 2 * 1024 * 1024;
 
 let nextSessionId = 1;
+
+/** What the js engine dropped rather than queue without bound, process-wide (EngineStats). */
+export const jsEngineStats = { datagramsDropped: 0 };
 
 export class JsSession extends EventEmitter implements EngineSession {
   readonly id = nextSessionId++;
@@ -63,14 +76,27 @@ export class JsSession extends EventEmitter implements EngineSession {
   private readonly timer: NodeJS.Timeout;
   private bytesIn = 0;
   private bytesOut = 0;
+  /** Credit granted on tcp streams and not yet written locally (also counted process-wide). */
+  private outstanding = 0;
+  /** Since when we have not read from the peer because it does not read what we send (0: reading). */
+  private pausedAt = 0;
+  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited. */
+  private readonly refusals: RateLimitedLog;
 
   constructor(private readonly ws: WebSocket, private readonly opts: SessionOptions) {
     super();
+    validateSessionOptions(opts);
     this.log = opts.logger.child(`session#${this.id}`);
-    this.nextStreamId = opts.role === 'client' ? 1 : 2;
+    this.refusals = new RateLimitedLog(this.log, 'refused streams');
+    const parity = opts.role === 'client' ? 1 : 0;
+    const first = opts.firstStreamId ?? (opts.role === 'client' ? 1 : 2);
+    this.nextStreamId = first % 2 === parity ? first : first + 1;
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data as Buffer, isBinary));
-    ws.on('ping', () => { this.lastRecv = Date.now(); });
+    ws.on('ping', () => {
+      this.lastRecv = Date.now();
+      this.gateReading();
+    });
     ws.on('pong', (data: Buffer) => this.onPong(data));
     ws.on('error', (err: Error) => this.log.debug(`websocket error: ${err.message}`));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
@@ -113,12 +139,31 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   private newOutgoing(target: string, kind: StreamKindValue): JsStream | undefined {
     if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) return undefined;
+    if (kind === StreamKind.TCP && processFull(this.opts.processBudget)) {
+      this.log.warn(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
+      return undefined;
+    }
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const s = new JsStream(id, target, kind, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.freshWindow() });
-    this.streams.set(id, s);
+    this.addStream(s);
     this.send(codec.encodeOpen(id, s.recvWindow, kind, target));
+    if ((MAX_U32 - this.nextStreamId) / 2 < STREAM_IDS_RESERVE) this.idsRunningOut();
     return s;
+  }
+
+  /**
+   * Ids are never reused within a session, so one that has opened nearly
+   * 2^31 streams stops opening more: it drains (GOAWAY, so the peer knows)
+   * and says so with a 'goaway' event, and the client's slot brings up a
+   * fresh session while this one finishes its streams.
+   */
+  private idsRunningOut(): void {
+    if (this.peerDraining) return;
+    this.log.info('stream ids running out; draining this session for a new one');
+    this.peerDraining = true;
+    this.goaway(ResetCode.GOING_AWAY, 'stream ids exhausted');
+    this.emit('goaway', ResetCode.GOING_AWAY, 'stream ids exhausted');
   }
 
   goaway(code: number, reason: string): void {
@@ -155,7 +200,25 @@ export class JsSession extends EventEmitter implements EngineSession {
       if (!(err instanceof ProtocolError)) throw err;
       this.log.warn(`protocol error from peer: ${err.message}; closing session`);
       this.close(err.closeCode ?? CloseCode.PROTOCOL_ERROR, err.message);
+      return;
     }
+    this.gateReading();
+  }
+
+  /**
+   * Stops reading from the peer while too much waits to go out to it (it is
+   * not reading what it makes us answer); reading resumes once everything
+   * queued so far is written, which an empty pong queued behind it tells us.
+   */
+  private gateReading(): void {
+    if (this.pausedAt !== 0 || this.closed || this.ws.readyState !== 1 || this.ws.bufferedAmount < READ_GATE) return;
+    this.pausedAt = Date.now();
+    this.ws.pause();
+    this.ws.pong(Buffer.alloc(0), this.opts.role === 'client', (err?: Error) => {
+      if (err || this.closed) return;
+      this.pausedAt = 0;
+      this.ws.resume();
+    });
   }
 
   private dispatch(f: codec.Frame): void {
@@ -193,17 +256,18 @@ export class JsSession extends EventEmitter implements EngineSession {
     const refuse = (code: number, reason: string): void => {
       this.rememberClosed(f.stream);
       this.send(codec.encodeReset(f.stream, code, reason));
-      this.log.info(`stream#${f.stream} refused → ${f.target || '(pinned)'}: ${reason}`);
+      this.refused({ stream: f.stream, target: f.target, code, reason });
     };
     if (this.draining) return refuse(ResetCode.GOING_AWAY, 'going away');
     if (this.opts.role === 'client') return refuse(ResetCode.DENIED, 'client accepts no streams');
     if (f.kind === StreamKind.UDP && this.opts.noUdp) return refuse(ResetCode.DENIED, 'udp is disabled on this server');
     if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
+    if (f.kind === StreamKind.TCP && processFull(this.opts.processBudget)) return refuse(ResetCode.TOO_MANY_STREAMS, 'memory budget reached');
     if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
 
     const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
     s.abort = new AbortController();
-    this.streams.set(s.id, s);
+    this.addStream(s);
     let answered = false;
     const req: OpenRequest = {
       stream: s.id,
@@ -240,8 +304,8 @@ export class JsSession extends EventEmitter implements EngineSession {
   private markOpen(s: JsStream): void {
     s.state = 'open';
     s.abort = undefined;
-    s.recvWindow = this.freshWindow();
-    s.recvGranted = s.recvWindow;
+    s.recvWindow = s.isUdp ? this.opts.initialWindow : this.freshWindow();
+    this.setGranted(s, s.recvWindow);
     s.epochStart = performance.now();
     this.send(codec.encodeOpenOk(s.id, s.recvWindow));
   }
@@ -251,7 +315,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.attach(s, socket);
     for (const chunk of s.early.splice(0)) this.deliver(s, chunk);
     if (s.finRecv) socket.end();
-    this.log.debug(`stream#${s.id} accepted → ${s.target}`);
+    this.log.debug(`stream#${s.id} accepted → ${peerText(s.target)}`);
   }
 
   private onOpenOk(s: JsStream, window: number): void {
@@ -288,20 +352,37 @@ export class JsSession extends EventEmitter implements EngineSession {
       if (err || s.done) return;
       s.bytesIn += payload.length;
       this.bytesIn += payload.length;
+      this.credit(-payload.length);
       this.consumed(s, payload.length);
     });
   }
 
-  /** Credit granted on this session's tcp streams and not yet written locally. */
-  private outstanding(): number {
-    let n = 0;
-    for (const s of this.streams.values()) if (!s.isUdp) n += s.recvGranted - s.bytesIn;
-    return n;
+  // ---- credit accounting: what the peer may still send us, per session and per process ----
+
+  private addStream(s: JsStream): void {
+    this.streams.set(s.id, s);
+    if (!s.isUdp) this.credit(s.recvGranted - s.bytesIn);
   }
 
-  /** The window for a new stream: the initial one while the session budget has room, else the minimum. */
+  /** Sets the total the peer may send on `s` (a grant), counted against both budgets. */
+  private setGranted(s: JsStream, granted: number): void {
+    if (!s.isUdp) this.credit(granted - s.recvGranted);
+    s.recvGranted = granted;
+  }
+
+  private credit(delta: number): void {
+    this.outstanding += delta;
+    addProcessCredit(delta);
+  }
+
+  /** Room for larger windows under this session's and the process's budgets. */
+  private windowRoom(): number {
+    return windowRoom(this.outstanding, this.opts.sessionBudget, this.opts.processBudget);
+  }
+
+  /** The window for a new stream: the initial one while the budgets have room, else the minimum. */
   private freshWindow(): number {
-    return Math.max(EARLY_DATA_LIMIT, Math.min(this.opts.initialWindow, this.opts.sessionBudget - this.outstanding()));
+    return Math.max(EARLY_DATA_LIMIT, Math.min(this.opts.initialWindow, this.windowRoom()));
   }
 
   /** Counts bytes written locally; returns credit, growing the window when the sender is window-limited. */
@@ -323,7 +404,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       const keptUp = (s.local?.writableLength ?? 0) < s.recvWindow / 2;
       const limited = (s.starved && keptUp) || rate * 2 * baseRtt >= s.recvWindow;
       const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
-      if (grow > 0 && limited && rate > 1.25 * s.rateAtGrowth && this.outstanding() + grow <= this.opts.sessionBudget) {
+      if (grow > 0 && limited && rate > 1.25 * s.rateAtGrowth && grow <= this.windowRoom()) {
         s.recvWindow += grow;
         s.unreturned += grow;
         s.rateAtGrowth = rate;
@@ -336,7 +417,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       s.starved = false;
     }
     if (s.finRecv || s.unreturned < s.recvWindow / 4) return;
-    s.recvGranted += s.unreturned;
+    this.setGranted(s, s.recvGranted + s.unreturned);
     this.send(codec.encodeWindow(s.id, s.unreturned));
     s.unreturned = 0;
   }
@@ -378,6 +459,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.bytesIn += payload.length;
     if (s.state === 'accepting') {
       if (s.held.length < HELD_DATAGRAMS) s.held.push(payload);
+      else jsEngineStats.datagramsDropped++;
       return;
     }
     s.port!.send(payload);
@@ -389,9 +471,13 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.lastActive = Date.now();
     if (s.state === 'opening') {
       if (s.held.length < HELD_DATAGRAMS) s.held.push(payload);
+      else jsEngineStats.datagramsDropped++;
       return;
     }
-    if (this.ws.bufferedAmount > SEND_HIGH_WATER) return;
+    if (this.ws.bufferedAmount > SEND_HIGH_WATER) {
+      jsEngineStats.datagramsDropped++;
+      return;
+    }
     s.bytesOut += payload.length;
     this.bytesOut += payload.length;
     this.send(codec.encodeDatagram(s.id, payload));
@@ -533,8 +619,15 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   private checkLiveness(): void {
     const now = Date.now();
+    if (this.pausedAt !== 0 && now - this.pausedAt > this.opts.timeoutMs) {
+      // It sends and never reads: it gets a close frame it will not read either, and the socket goes after the grace.
+      this.log.warn(`peer is not reading (${this.ws.bufferedAmount} bytes waiting for it); closing session`);
+      this.close(CloseCode.POLICY, 'peer is not reading');
+      return;
+    }
     const quiet = now - this.lastRecv;
-    if (quiet > this.opts.timeoutMs) {
+    // While we hold off reading, its silence is ours, not the peer's.
+    if (quiet > this.opts.timeoutMs && this.pausedAt === 0) {
       this.log.warn(`peer silent for ${quiet} ms (timeout ${this.opts.timeoutMs} ms); closing session`);
       this.closed = true;
       clearInterval(this.timer);
@@ -565,7 +658,14 @@ export class JsSession extends EventEmitter implements EngineSession {
     clearInterval(this.timer);
     this.closed = true;
     this.resetAllLocally('session closed');
+    this.refusals.flush();
     this.emit('close', code, reason);
+  }
+
+  /** An OPEN refused before a stream existed: a rate-limited line, and an event for metrics. */
+  private refused(info: StreamRefusedInfo): void {
+    this.refusals.line('info', `stream#${info.stream} refused → ${peerText(info.target) || '(pinned)'}: ${info.reason}`);
+    this.emit('stream-refused', info);
   }
 
   private resetAllLocally(why: string): void {
@@ -580,6 +680,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.done) return;
     s.done = true;
     this.streams.delete(s.id);
+    if (!s.isUdp) this.credit(-(s.recvGranted - s.bytesIn));
     this.rememberClosed(s.id);
     const i = this.ready.indexOf(s);
     if (i >= 0) this.ready.splice(i, 1);
@@ -592,7 +693,10 @@ export class JsSession extends EventEmitter implements EngineSession {
       s.port.close();
     }
     const secs = ((Date.now() - s.openedAt) / 1000).toFixed(1);
-    this.log[level](`stream#${s.id} closed (${how}) → ${s.target || '(pinned)'} in=${s.bytesIn} out=${s.bytesOut} ${secs}s`);
+    const line = `stream#${s.id} closed (${how}) → ${peerText(s.target) || '(pinned)'} in=${s.bytesIn} out=${s.bytesOut} ${secs}s`;
+    // A peer can make us refuse streams by the thousand: those lines are rate-limited.
+    if (how.startsWith('refused')) this.refusals.line(level, line);
+    else this.log[level](line);
     const info: StreamClosedInfo = { stream: s.id, target: s.target, bytesIn: s.bytesIn, bytesOut: s.bytesOut, how };
     this.emit('stream-closed', info);
     if (this.streams.size === 0) {

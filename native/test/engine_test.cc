@@ -1,0 +1,555 @@
+// Tests of the native Engine itself (its I/O thread, epoll, real sockets),
+// built with native/io/engine.cc under ASan and UBSan by
+// test/native/engine.test.ts. Each test plays the peer on one end of a
+// socketpair and the local applications on loopback TCP sockets, and checks
+// what a hostile or broken peer must not be able to do: make the engine use
+// freed memory, grow a queue without bound, reorder the 101, or get an
+// invalid close frame echoed. Prints one line per failure and a closing
+// "N passed, N failed".
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/mask.h"
+#include "../core/tws2.h"
+#include "../core/ws_frame.h"
+#include "../io/engine.h"
+
+namespace {
+
+int passed = 0;
+int failed = 0;
+
+#define CHECK(cond, what)                                                                \
+  do {                                                                                   \
+    if (cond) {                                                                          \
+      passed++;                                                                          \
+    } else {                                                                             \
+      failed++;                                                                          \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, std::string(what).c_str());    \
+    }                                                                                    \
+  } while (0)
+
+using Bytes = std::vector<uint8_t>;
+using Clock = std::chrono::steady_clock;
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+void nonblock(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// One end for the engine, one for us (non-blocking).
+std::pair<int, int> unix_pair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
+  nonblock(sv[1]);
+  return {sv[0], sv[1]};
+}
+
+// A connected loopback TCP pair: {engine's end, ours (non-blocking)}.
+std::pair<int, int> tcp_pair() {
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(l, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(l, 4) != 0 ||
+      ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    std::abort();
+  }
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (::connect(c, reinterpret_cast<sockaddr*>(&a), len) != 0) std::abort();
+  int s = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  ::close(l);
+  nonblock(c);
+  return {s, c};
+}
+
+void abortive_close(int fd) {
+  linger lg{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::close(fd);
+}
+
+// A frame as a peer sends it (masked: to a server engine).
+Bytes ws_frame(uint8_t op, const Bytes& payload, bool masked) {
+  Bytes out(tws::ws::kMaxHeader + payload.size());
+  const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+  size_t h = tws::ws::write_header(out.data(), op, true, payload.size(), masked ? key : nullptr);
+  if (!payload.empty()) std::memcpy(out.data() + h, payload.data(), payload.size());
+  if (masked) tws::apply_mask(out.data() + h, payload.size(), key, 0);
+  out.resize(h + payload.size());
+  return out;
+}
+
+Bytes tws2_frame(uint8_t type, uint32_t stream, const Bytes& body) {
+  Bytes out(tws::tws2::kHeaderLen);
+  tws::tws2::write_tws2_header(out.data(), type, stream);
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+Bytes open_body(uint32_t window, uint8_t kind, const std::string& target) {
+  Bytes b(5);
+  tws::tws2::write_u32(b.data(), window);
+  b[4] = kind;
+  b.insert(b.end(), target.begin(), target.end());
+  return b;
+}
+
+Bytes coded(uint16_t code, const std::string& reason) {
+  Bytes b{static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
+  b.insert(b.end(), reason.begin(), reason.end());
+  return b;
+}
+
+// Writes what fits now; returns how much went.
+size_t send_some(int fd, const Bytes& b) {
+  ssize_t w = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  return w > 0 ? static_cast<size_t>(w) : 0;
+}
+
+// Writes all of it, waiting for room up to `ms`; false if it did not fit in time.
+bool send_all(int fd, const Bytes& b, int ms = 2000) {
+  size_t off = 0;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+  while (off < b.size()) {
+    ssize_t w = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      off += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno != EAGAIN) return false;
+    if (Clock::now() > deadline) return false;
+    pollfd p{fd, POLLOUT, 0};
+    ::poll(&p, 1, 10);
+  }
+  return true;
+}
+
+// Reads whatever arrives within `ms` (stops early at EOF).
+Bytes read_for(int fd, int ms) {
+  Bytes out;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+  uint8_t buf[65536];
+  while (Clock::now() < deadline) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      out.insert(out.end(), buf, buf + n);
+      continue;
+    }
+    if (n == 0) break;
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 10);
+  }
+  return out;
+}
+
+// What a client-side peer decodes from the engine's (server's) bytes.
+struct Decoded {
+  struct Msg {
+    uint8_t op;
+    Bytes payload;
+  };
+  std::vector<Msg> msgs;  // whole data messages and control frames, in order
+  bool error = false;
+  Bytes current;
+  bool wants_stop() const { return false; }
+  void on_message_start(uint8_t) { current.clear(); }
+  void on_message_data(uint8_t* p, size_t n) { current.insert(current.end(), p, p + n); }
+  void on_message_end() { msgs.push_back({tws::ws::kBinary, current}); }
+  void on_control(uint8_t op, uint8_t* p, size_t n) { msgs.push_back({op, Bytes(p, p + n)}); }
+};
+
+Decoded decode(Bytes bytes, tws::ws::Role role = tws::ws::Role::kClient) {
+  Decoded d;
+  tws::ws::Parser parser(role, 1 << 20);
+  tws::ws::ParseError err;
+  parser.feed(bytes.data(), bytes.size(), d, &err);
+  d.error = static_cast<bool>(err);
+  return d;
+}
+
+// An engine and the events it reports, taken whenever the test pumps.
+struct Harness {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool pending = false;
+  tws::Engine engine{[this] {
+    std::lock_guard<std::mutex> lock(mu);
+    pending = true;
+    cv.notify_all();
+  }};
+  std::vector<tws::Event> events;
+
+  Harness() {
+    std::string err;
+    if (!engine.start(&err)) std::abort();
+  }
+
+  void pump(int ms) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::milliseconds(ms), [this] { return pending; });
+      pending = false;
+    }
+    for (auto& e : engine.take_events()) events.push_back(std::move(e));
+  }
+
+  // Pumps until `pred` holds for some event, or `ms` pass.
+  const tws::Event* wait_for(const std::function<bool(const tws::Event&)>& pred, int ms = 3000) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      for (const auto& e : events)
+        if (pred(e)) return &e;
+      if (Clock::now() > deadline) return nullptr;
+      pump(20);
+    }
+  }
+
+  size_t count(tws::Event::Kind k) const {
+    size_t n = 0;
+    for (const auto& e : events) n += e.kind == k;
+    return n;
+  }
+};
+
+tws::SessionOptions server_options() {
+  tws::SessionOptions o;
+  o.server = true;
+  o.timeout_ms = 60000;
+  return o;
+}
+
+// The use-after-free of the send scheduler: streams sit on the ready list
+// while the writer to the peer is backed up (the peer does not read), end
+// in one of three ways, and the peer then starts reading.
+void test_streams_ending_while_the_writer_is_backed_up() {
+  const char* const modes[] = {"RESET from the peer", "local socket error", "idle timeout"};
+  for (int mode = 0; mode < 3; mode++) {
+    Harness h;
+    auto peer = unix_pair();
+    tws::SessionOptions o = server_options();
+    if (mode == 2) o.idle_timeout_ms = 300;
+    h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", o);
+    const int kStreams = 8;
+    for (int i = 0; i < kStreams; i++) {
+      send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1 + 2 * i, open_body(16 << 20, 1, "local:1")), true));
+    }
+    std::vector<int> locals;
+    for (int i = 0; i < kStreams; i++) {
+      const tws::Event* e = h.wait_for([&](const tws::Event& ev) { return ev.kind == tws::Event::kOpenRequest && ev.stream == uint32_t(1 + 2 * i); });
+      if (!e) break;
+      auto p = tcp_pair();
+      h.engine.accept_stream(1, e->stream, tws::UniqueFd(p.first), "");
+      locals.push_back(p.second);
+    }
+    CHECK(locals.size() == size_t(kStreams), std::string(modes[mode]) + ": all streams accepted");
+    // Every stream has data to send; the peer reads nothing, so the writer
+    // backs up and the streams stay on the ready list.
+    const Bytes chunk(256 * 1024, 'x');
+    for (int round = 0; round < 20; round++) {
+      for (int fd : locals) send_some(fd, chunk);
+      h.pump(10);
+    }
+    if (mode == 0) {
+      for (int i = 0; i < kStreams; i += 2) {
+        send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kReset, 1 + 2 * i, coded(6, "gone")), true));
+      }
+    } else if (mode == 1) {
+      for (int i = 0; i < kStreams; i += 2) {
+        abortive_close(locals[i]);
+        locals[i] = -1;
+      }
+    }
+    const size_t want = mode == 2 ? kStreams : kStreams / 2;
+    const auto ended = [&] {
+      size_t n = 0;
+      for (const auto& e : h.events) n += e.kind == tws::Event::kStreamClosed;
+      return n;
+    };
+    for (auto until = Clock::now() + std::chrono::seconds(3); ended() < want && Clock::now() < until;) h.pump(20);
+    CHECK(ended() >= want, std::string(modes[mode]) + ": the streams ended (" + std::to_string(ended()) + ")");
+    h.pump(100);  // a few loop turns: the ended streams are freed
+    // Now the peer reads: the scheduler pumps again, and must not touch the freed streams.
+    Bytes got = read_for(peer.second, 500);
+    CHECK(!got.empty(), std::string(modes[mode]) + ": the backed-up frames flow once the peer reads");
+    ::shutdown(peer.second, SHUT_WR);
+    for (auto until = Clock::now() + std::chrono::seconds(3); !h.count(tws::Event::kSessionClosed) && Clock::now() < until;) {
+      read_for(peer.second, 20);
+      h.pump(10);
+    }
+    CHECK(h.count(tws::Event::kSessionClosed) == 1, std::string(modes[mode]) + ": the session closes");
+    ::close(peer.second);
+    for (int fd : locals)
+      if (fd >= 0) ::close(fd);
+  }
+}
+
+// The 101 goes out first and whole, before a pong for a pipelined ping and
+// before the close a pipelined protocol error causes.
+void test_the_101_goes_first() {
+  const std::string preamble = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+  for (int variant = 0; variant < 2; variant++) {
+    Harness h;
+    auto peer = unix_pair();
+    Bytes head = ws_frame(tws::ws::kPing, {'p', 'i', 'n', 'g'}, true);
+    if (variant == 1) head.clear();
+    const Bytes bad = ws_frame(tws::ws::kText, {'h', 'i'}, true);  // a text message: protocol error
+    head.insert(head.end(), bad.begin(), bad.end());
+    h.engine.adopt(1, tws::UniqueFd(peer.first), std::string(head.begin(), head.end()), preamble, server_options());
+    Bytes out = read_for(peer.second, 400);
+    const std::string what = variant == 0 ? "ping + bad frame behind the upgrade" : "bad frame behind the upgrade";
+    CHECK(out.size() >= preamble.size() && std::string(out.begin(), out.begin() + preamble.size()) == preamble,
+          what + ": the 101 comes first, complete");
+    if (out.size() < preamble.size()) continue;
+    Decoded d = decode(Bytes(out.begin() + preamble.size(), out.end()));
+    const size_t want = variant == 0 ? 2 : 1;
+    CHECK(!d.error && d.msgs.size() == want, what + ": then " + std::to_string(want) + " frame(s)");
+    if (d.msgs.size() != want) continue;
+    if (variant == 0) CHECK(d.msgs[0].op == tws::ws::kPong && d.msgs[0].payload == Bytes({'p', 'i', 'n', 'g'}), what + ": the pong");
+    const auto& close = d.msgs.back();
+    CHECK(close.op == tws::ws::kClose && close.payload.size() >= 2 && ((close.payload[0] << 8) | close.payload[1]) == 1002,
+          what + ": then close 1002");
+    ::close(peer.second);
+  }
+}
+
+// The reply to a peer's close frame: invalid ones are a protocol error
+// (1002, or 1007 for a reason that is not UTF-8), as ws answers; a valid
+// code is echoed, an empty close answered empty.
+void test_close_replies() {
+  struct Case {
+    const char* what;
+    Bytes body;
+    int reply;  // -1: an empty close frame
+  };
+  const Case cases[] = {
+      {"empty", {}, -1},
+      {"1000 bye", coded(1000, "bye"), 1000},
+      {"4000", coded(4000, ""), 4000},
+      {"1-byte body", {0x03}, 1002},
+      {"999", coded(999, ""), 1002},
+      {"1005", coded(1005, ""), 1002},
+      {"1006", coded(1006, ""), 1002},
+      {"1015", coded(1015, ""), 1002},
+      {"2999", coded(2999, ""), 1002},
+      {"5000", coded(5000, ""), 1002},
+      {"reason not UTF-8", coded(1000, "\xff\xfe"), 1007},
+  };
+  for (const Case& c : cases) {
+    Harness h;
+    auto peer = unix_pair();
+    h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+    send_all(peer.second, ws_frame(tws::ws::kClose, c.body, true));
+    Decoded d = decode(read_for(peer.second, 300));
+    const Decoded::Msg* reply = nullptr;
+    for (const auto& m : d.msgs)
+      if (m.op == tws::ws::kClose) reply = &m;
+    int got = !reply ? -2 : reply->payload.empty() ? -1 : (reply->payload[0] << 8) | reply->payload[1];
+    CHECK(got == c.reply, std::string("close ") + c.what + ": replied " + std::to_string(got) + ", want " + std::to_string(c.reply));
+    ::close(peer.second);
+  }
+}
+
+// Commands own their fds: one posted after stop() closes its fd at once.
+void test_commands_after_stop_close_their_fds() {
+  Harness h;
+  h.engine.stop();
+  auto a = unix_pair();
+  h.engine.adopt(1, tws::UniqueFd(a.first), "", "", server_options());
+  auto b = tcp_pair();
+  h.engine.open_stream(1, 1, tws::UniqueFd(b.first), "x:1", "");
+  uint8_t buf[1];
+  CHECK(read_for(a.second, 200).empty() && ::recv(a.second, buf, 1, MSG_DONTWAIT) == 0, "adopt after stop: the fd is closed (EOF)");
+  CHECK(read_for(b.second, 200).empty() && ::recv(b.second, buf, 1, MSG_DONTWAIT) == 0, "open_stream after stop: the fd is closed (EOF)");
+  ::close(a.second);
+  ::close(b.second);
+}
+
+// A peer that sends and never reads cannot make the engine queue replies
+// without bound: the engine stops reading from it, and closes it (1008)
+// after the timeout.
+void test_a_peer_that_never_reads() {
+  Harness h;
+  auto peer = unix_pair();
+  tws::SessionOptions o = server_options();
+  o.no_udp = true;  // every udp OPEN is refused at once: a RESET each
+  o.timeout_ms = 1000;
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", o);
+  Bytes batch;
+  uint32_t id = 1;
+  size_t sent = 0;
+  auto last_progress = Clock::now();
+  const auto until = Clock::now() + std::chrono::seconds(4);
+  while (Clock::now() < until && Clock::now() - last_progress < std::chrono::milliseconds(500)) {
+    if (batch.empty()) {
+      for (int i = 0; i < 1000; i++, id += 2) {
+        Bytes f = ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, id, open_body(65536, 2, "10.0.0.1:53")), true);
+        batch.insert(batch.end(), f.begin(), f.end());
+      }
+    }
+    size_t w = send_some(peer.second, batch);
+    if (w > 0) {
+      sent += w;
+      batch.erase(batch.begin(), batch.begin() + static_cast<long>(w));
+      last_progress = Clock::now();
+    }
+    h.pump(1);  // JavaScript keeps up with the events
+    h.events.clear();
+  }
+  CHECK(sent < (8u << 20), "the engine stopped reading a peer that does not read: " + std::to_string(sent >> 10) + " KiB taken");
+  const tws::Event* closed = h.wait_for([](const tws::Event& e) { return e.kind == tws::Event::kSessionClosed; }, 6000);
+  CHECK(closed && closed->code == 1008, "then closed it with 1008 (" + (closed ? std::to_string(closed->code) + " " + closed->text : std::string("not closed")) + ")");
+  ::close(peer.second);
+}
+
+// Pings from a peer that does not read: only the latest pong is kept.
+void test_pongs_do_not_pile_up() {
+  Harness h;
+  auto peer = unix_pair();
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+  const Bytes ping = ws_frame(tws::ws::kPing, Bytes(125, 'p'), true);
+  Bytes batch;
+  for (int i = 0; i < 512; i++) batch.insert(batch.end(), ping.begin(), ping.end());
+  size_t pings = 0;
+  for (auto until = Clock::now() + std::chrono::milliseconds(1500); Clock::now() < until;) {
+    if (!send_all(peer.second, batch)) break;  // the engine stopped reading pings: also a bound, but not the one meant here
+    pings += 512;
+  }
+  // Read until the engine has nothing more to say: every pong it still owes.
+  Bytes out;
+  for (auto until = Clock::now() + std::chrono::seconds(5); Clock::now() < until;) {
+    Bytes more = read_for(peer.second, 200);
+    if (more.empty()) break;
+    out.insert(out.end(), more.begin(), more.end());
+  }
+  Decoded d = decode(out);
+  size_t pongs = 0;
+  for (const auto& m : d.msgs) pongs += m.op == tws::ws::kPong;
+  CHECK(pings > 20000, "sent many pings (" + std::to_string(pings) + ")");
+  CHECK(pongs * 10 < pings, "pongs owed were coalesced: " + std::to_string(pongs) + " for " + std::to_string(pings) + " pings");
+  ::close(peer.second);
+}
+
+// Datagrams from the peer wait for JavaScript up to a bound; the rest are
+// dropped and counted. And datagrams from JavaScript are dropped (counted)
+// while the link to a peer that does not read is full.
+void test_datagrams_are_bounded() {
+  Harness h;
+  auto peer = unix_pair();
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1, open_body(65536, 2, "10.0.0.1:53")), true));
+  const tws::Event* req = h.wait_for([](const tws::Event& e) { return e.kind == tws::Event::kOpenRequest; });
+  CHECK(req != nullptr, "the udp stream is requested");
+  if (!req) return;
+  h.engine.accept_datagrams(1, 1);
+  sleep_ms(50);
+  const Bytes dgram = ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kDatagram, 1, Bytes(1000, 'd')), true);
+  const int kSent = 20000;
+  for (int i = 0; i < kSent; i++) send_all(peer.second, dgram);
+  sleep_ms(300);  // JavaScript is busy: nothing is taken meanwhile
+  std::vector<tws::Event> events = h.engine.take_events();
+  size_t delivered = 0;
+  for (const auto& e : events) delivered += e.kind == tws::Event::kDatagram;
+  const uint64_t dropped = h.engine.stats().datagrams_dropped;
+  CHECK(delivered > 0 && delivered <= 1100, "at most ~1 MiB of datagrams waited for JavaScript (" + std::to_string(delivered) + ")");
+  CHECK(delivered + dropped == kSent, "the rest were dropped and counted (" + std::to_string(dropped) + ")");
+  // The other way: the peer reads nothing, so the link fills and datagrams are dropped.
+  const uint64_t before = h.engine.stats().datagrams_dropped;
+  for (int i = 0; i < 2000; i++) h.engine.send_datagram(1, 1, std::string(60000, 'u'));
+  sleep_ms(300);
+  const uint64_t more = h.engine.stats().datagrams_dropped - before;
+  CHECK(more >= 1900, "datagrams for a full link are dropped and counted (" + std::to_string(more) + " of 2000)");
+  ::close(peer.second);
+}
+
+// Refusals the engine makes itself reach JavaScript (log, metrics).
+void test_refusals_are_reported() {
+  Harness h;
+  auto peer = unix_pair();
+  tws::SessionOptions o = server_options();
+  o.max_streams = 1;
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", o);
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1, open_body(65536, 1, "a:1")), true));
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 3, open_body(65536, 1, "b:2")), true));
+  const tws::Event* e = h.wait_for([](const tws::Event& ev) { return ev.kind == tws::Event::kRefused; });
+  CHECK(e && e->stream == 3 && e->code == 5 && e->text == "b:2" && e->note == "too many streams", "the second stream is refused and reported");
+  ::close(peer.second);
+}
+
+// Masking keys come from the kernel's CSPRNG: no repeats among many frames.
+void test_masking_keys_do_not_repeat() {
+  Harness h;
+  auto peer = unix_pair();
+  tws::SessionOptions o;  // client: its frames are masked
+  o.timeout_ms = 60000;
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", o);
+  for (int i = 0; i < 2000; i++) {
+    auto p = tcp_pair();
+    h.engine.open_stream(1, 1 + 2 * i, tws::UniqueFd(p.first), "x:1", "");
+    ::close(p.second);
+  }
+  Bytes out = read_for(peer.second, 1000);
+  std::set<uint32_t> keys;
+  size_t frames = 0;
+  for (size_t at = 0; at + 6 <= out.size();) {
+    const uint8_t len7 = out[at + 1] & 0x7f;
+    size_t h2 = 2, len = len7;
+    if (len7 == 126) { len = (out[at + 2] << 8) | out[at + 3]; h2 = 4; }
+    if (len7 == 127 || at + h2 + 4 > out.size()) break;
+    uint32_t k;
+    std::memcpy(&k, &out[at + h2], 4);
+    keys.insert(k);
+    frames++;
+    at += h2 + 4 + len;
+  }
+  CHECK(frames >= 2000, "read the client's frames (" + std::to_string(frames) + ")");
+  CHECK(keys.size() == frames, "no masking key repeats (" + std::to_string(frames - keys.size()) + " repeats)");
+  ::close(peer.second);
+}
+
+void test_invalid_options() {
+  tws::SessionOptions o;
+  CHECK(tws::invalid_options(o) == nullptr, "the defaults are valid");
+  o.initial_window = o.max_window + 1;
+  CHECK(tws::invalid_options(o) != nullptr, "initial window above the maximum is refused");
+  o = tws::SessionOptions();
+  o.initial_window = 1000;
+  CHECK(tws::invalid_options(o) != nullptr, "initial window below 65536 is refused");
+  o = tws::SessionOptions();
+  o.process_budget = o.session_budget - 1;
+  CHECK(tws::invalid_options(o) != nullptr, "a process budget below the session budget is refused");
+}
+
+}  // namespace
+
+int main() {
+  test_streams_ending_while_the_writer_is_backed_up();
+  test_the_101_goes_first();
+  test_close_replies();
+  test_commands_after_stop_close_their_fds();
+  test_a_peer_that_never_reads();
+  test_pongs_do_not_pile_up();
+  test_datagrams_are_bounded();
+  test_refusals_are_reported();
+  test_masking_keys_do_not_repeat();
+  test_invalid_options();
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

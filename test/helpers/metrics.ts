@@ -1,0 +1,24 @@
+/** Scrapes a tws process's --metrics endpoint. */
+import { get } from 'node:http';
+import type { Proc } from './procs';
+
+export function scrape(port: number): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+    }).on('error', reject);
+  });
+}
+
+/** The port a process serves its metrics on, from its log. */
+export async function metricsPort(p: Proc): Promise<number> {
+  return Number(/metrics on http:\/\/[^\s]*:(\d+)\/metrics/.exec(await p.waitLog(/metrics on http:\/\/\S+/))![1]);
+}
+
+/** The value of one sample, e.g. value(body, 'tws_streams_closed_total{how="fin"}'). */
+export function value(body: string, sample: string): number | undefined {
+  const row = body.split('\n').find((l) => l.startsWith(`${sample} `));
+  return row === undefined ? undefined : Number(row.slice(sample.length + 1));
+}
