@@ -5,7 +5,7 @@ import { TwsClient } from '../client/client';
 import { connectOptions } from '../client/connect-options';
 import { showProxy } from '../client/proxy';
 import type { ClientConfig, ServerConfig } from '../config/load';
-import { selectEngine } from '../engine/select';
+import { engineStats, selectEngine } from '../engine/select';
 import { AllowList } from '../server/allow-list';
 import { TwsServer } from '../server/server';
 import { loadUsers } from '../server/users';
@@ -79,16 +79,18 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     udpTimeout: cfg.udpTimeout,
     idleTimeout: cfg.idleTimeout,
     noUdp: cfg.noUdp,
+    bufferBudget: cfg.bufferBudget,
     engine,
     logger: log,
     tls: readTls(cfg),
-    allow: new AllowList(cfg.allow ?? []),
+    // No allow key at all: everything; an explicit list, even an empty one: only what it matches.
+    allow: cfg.allow === undefined ? undefined : new AllowList(cfg.allow),
     users: cfg.users ? loadUsers(cfg.users) : undefined,
     maxSessions: cfg.maxSessions,
     maxStreams: cfg.maxStreams,
   });
   if (cfg.metrics) {
-    const metrics = new Metrics('server', engine.name, VERSION);
+    const metrics = new Metrics('server', engine.name, VERSION, () => engineStats(engine).datagramsDropped + server.datagramsDropped);
     server.on('session', (s: EngineSession) => metrics.track(s));
     await serveMetrics(cfg.metrics, metrics, log);
   }
@@ -133,13 +135,14 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
     udpTimeout: cfg.udpTimeout,
     idleTimeout: cfg.idleTimeout,
     noUdp: cfg.noUdp,
+    bufferBudget: cfg.bufferBudget,
     engine,
     logger: log,
     connect,
     user: cfg.user,
   });
   if (cfg.metrics) {
-    const metrics = new Metrics('client', engine.name, VERSION);
+    const metrics = new Metrics('client', engine.name, VERSION, () => engineStats(engine).datagramsDropped);
     client.on('session', (s: EngineSession, slot: number) => metrics.track(s, slot));
     client.on('connect-failed', () => metrics.connectFailed());
     await serveMetrics(cfg.metrics, metrics, log);

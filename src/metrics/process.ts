@@ -3,31 +3,11 @@
  * file descriptors, start time) and Node's heap, so a dashboard built for
  * any exporter shows tws too. Read when scraped; /proc where Linux has it.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { maxFds, openFds } from '../util/fds';
 
 export type Row = [name: string, type: 'counter' | 'gauge', help: string, value: number];
 
 const startedAt = Date.now() / 1000 - process.uptime();
-
-/** Open fds of this process, or undefined where /proc/self/fd is missing. */
-function openFds(): number | undefined {
-  try {
-    // The listing holds the directory's own fd while it is read.
-    return readdirSync('/proc/self/fd').length - 1;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The soft limit on open files (`ulimit -n`), or undefined. */
-function maxFds(): number | undefined {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export function processRows(): Row[] {
   const cpu = process.cpuUsage();

@@ -1,9 +1,10 @@
 /**
  * `--allow RULE`: which targets a session may reach. A rule is HOST:PORTS —
  * HOST `*`, an IP, a CIDR (`10.0.0.0/8`, `[fd00::/8]`) or a name
- * (`db.internal`); PORTS `*`, `N` or `N-M`. With no rule everything is
- * allowed (the server warns at start); with any rule, only what a rule
- * matches. IP and CIDR rules are checked against the address the target
+ * (`db.internal`); PORTS `*`, `N` or `N-M`. A server with no allow-list at
+ * all lets streams go anywhere (it warns at start; the caller passes no
+ * AllowList); an AllowList lets through only what a rule matches, so an
+ * empty one (`allow: []`) lets nothing through. IP and CIDR rules are checked against the address the target
  * resolves to, and that address is what gets connected, so a name cannot
  * point past a CIDR rule (nor re-resolve to somewhere else after the check).
  */
@@ -100,15 +101,16 @@ export class AllowList {
   /**
    * Resolves the target (names in TypeScript, all addresses) and picks the
    * first address a rule allows; the caller connects to exactly that address.
+   * An empty list allows nothing (fail closed).
    */
   async decide(target: HostPort, resolve: (host: string) => Promise<string[]> = resolveAll): Promise<Decision> {
+    if (this.empty) return { ok: false, why: 'the allow-list is empty: no target is allowed' };
     let addresses: string[];
     try {
       addresses = isIP(target.host) ? [target.host] : await resolve(target.host);
     } catch (err) {
       return { ok: false, why: `resolve failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
     }
-    if (this.empty) return { ok: true, address: addresses[0]! };
     for (const address of addresses) {
       const rule = this.match(target.host, address, target.port);
       if (rule) return { ok: true, address, rule: rule.text };

@@ -1,14 +1,16 @@
 /**
  * Connects the server's side of a stream to its target and answers the
- * engine's open request: accept with the socket, or RESET with why.
+ * engine's open request: accept with the socket, or RESET with why. Every
+ * request is answered exactly once, whatever fails (resolve, policy, socket
+ * creation, connect, timeout), unless the peer cancelled it first.
  */
-import { createSocket } from 'node:dgram';
+import { createSocket, Socket as UdpSocket } from 'node:dgram';
 import { connect, isIP, Socket } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
-import type { Logger } from '../util/log';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from './allow-list';
 
 const REFUSALS: Record<string, number> = {
@@ -19,50 +21,75 @@ const REFUSALS: Record<string, number> = {
   ETIMEDOUT: ResetCode.TIMEOUT,
 };
 
+/** UDP sends to a target still in the kernel's hands, per stream; more are dropped (UDP may lose, memory may not grow). */
+const MAX_PENDING_UDP_SENDS = 256;
+
+/** How one session's stream requests are judged and logged. */
+export interface StreamPolicy {
+  /** undefined: every target; an empty list: none. */
+  allow: AllowList | undefined;
+  log: Logger;
+  /** Where per-stream refusals go: a peer can provoke them by the thousand. */
+  refusals: RateLimitedLog;
+  /** The request passed policy: the stream's open line. */
+  admitted(req: OpenRequest): void;
+  /** UDP payloads dropped on the way to a target. */
+  onDatagramDropped?(): void;
+}
+
 /** Parses the request's target, or rejects the request and returns undefined. */
-function targetOf(req: OpenRequest): HostPort | undefined {
-  if (req.target === '') {
-    req.reject(ResetCode.DENIED, 'no pinned target on this server');
+function targetOf(req: OpenRequest, policy: StreamPolicy): HostPort | undefined {
+  const refuse = (code: number, why: string): undefined => {
+    policy.refusals.line('info', `stream#${req.stream} refused → ${peerText(req.target) || '(pinned)'}: ${why}`);
+    req.reject(code, why);
     return undefined;
-  }
+  };
+  if (req.target === '') return refuse(ResetCode.DENIED, 'no pinned target on this server');
   const hp = parseHostPort(req.target);
-  if (typeof hp === 'string') {
-    req.reject(ResetCode.CONNECT_FAILED, `bad target: ${hp}`);
-    return undefined;
-  }
+  if (typeof hp === 'string') return refuse(ResetCode.CONNECT_FAILED, `bad target: ${peerText(hp, 120)}`);
   return hp;
 }
 
 /**
  * Where a stream may go: without an allow-list, the target as given; with
- * one, the resolved address a rule allows (`go` connects exactly there). A
- * denial is answered RESET 1 and logged.
+ * one, the resolved address a rule allows (`go` connects exactly there); an
+ * empty list allows nothing. A denial is answered RESET 1 and logged.
  */
-function admitted(req: OpenRequest, hp: HostPort, allow: AllowList | undefined, log: Logger, go: (hp: HostPort) => void): void {
-  if (!allow || allow.empty) return go(hp);
-  allow.decide(hp).then((d) => {
+function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, go: (hp: HostPort) => void): void {
+  const pass = (to: HostPort): void => {
+    policy.admitted(req);
+    go(to);
+  };
+  if (!policy.allow) return pass(hp);
+  policy.allow.decide(hp).then((d) => {
     if (req.signal.aborted) return;
-    if (d.ok) return go({ host: d.address, port: hp.port });
-    log.warn(`stream#${req.stream} denied → ${req.target}: ${d.why}`);
+    if (d.ok) return pass({ host: d.address, port: hp.port });
+    policy.refusals.line('warn', `stream#${req.stream} denied → ${peerText(req.target)}: ${d.why}`);
     req.reject(ResetCode.DENIED, 'target not allowed');
   }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
 }
 
-/** Connects `req.target` within `timeoutMs` (if the allow-list lets it), then accepts or rejects the request. */
-export function connectTarget(req: OpenRequest, timeoutMs: number, allow: AllowList | undefined, log: Logger): void {
-  const hp = targetOf(req);
+/** Connects `req.target` within `timeoutMs` (if the policy lets it), then accepts or rejects the request. */
+export function connectTarget(req: OpenRequest, timeoutMs: number, policy: StreamPolicy): void {
+  const hp = targetOf(req, policy);
   if (!hp) return;
-  admitted(req, hp, allow, log, (to) => {
+  admitted(req, hp, policy, (to) => {
     // An IP address (always, after an allow-list) the engine can connect itself; names resolve here.
     const inEngine = isIP(to.host) !== 0 && !to.host.includes('%') ? req.dial : undefined;
-    log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
+    policy.log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
     if (inEngine) inEngine(to.host, to.port, timeoutMs);
     else dial(req, to, timeoutMs);
   });
 }
 
 function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
-  const socket: Socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true });
+  let socket: Socket;
+  try {
+    socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true });
+  } catch (err) {
+    req.reject(ResetCode.CONNECT_FAILED, `connect failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return;
+  }
   let settled = false;
   const settle = (): boolean => {
     if (settled) return false;
@@ -91,31 +118,61 @@ function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
   });
 }
 
-/** Opens a connected UDP socket to `req.target` (if the allow-list lets it) and hands it to the engine as a datagram port. */
-export function connectUdpTarget(req: OpenRequest, allow: AllowList | undefined, log: Logger): void {
-  const hp = targetOf(req);
-  if (hp) admitted(req, hp, allow, log, (to) => openUdp(req, to));
+/** Opens a connected UDP socket to `req.target` (if the policy lets it) and hands it to the engine as a datagram port. */
+export function connectUdpTarget(req: OpenRequest, policy: StreamPolicy): void {
+  const hp = targetOf(req, policy);
+  if (hp) admitted(req, hp, policy, (to) => openUdp(req, to, policy));
 }
 
-function openUdp(req: OpenRequest, hp: HostPort): void {
+function openUdp(req: OpenRequest, hp: HostPort, policy: StreamPolicy): void {
   const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : lookup(hp.host);
   resolve.then(({ address, family }) => {
     if (req.signal.aborted) return;
-    const sock = createSocket(family === 6 ? 'udp6' : 'udp4');
+    let sock: UdpSocket;
+    try {
+      sock = createSocket(family === 6 ? 'udp6' : 'udp4');
+    } catch (err) {
+      req.reject(ResetCode.CONNECT_FAILED, `udp socket failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return;
+    }
     let open = true;
+    let answered = false;
+    let pending = 0;
     const close = (): void => {
       if (!open) return;
       open = false;
-      sock.close();
+      try {
+        sock.close();
+      } catch {
+        // already closed by a failed bind
+      }
     };
     sock.on('error', (err: NodeJS.ErrnoException) => {
-      // ICMP port unreachable shows up as ECONNREFUSED on a connected socket: UDP shrugs it off.
-      if (err.code !== 'ECONNREFUSED') close();
+      if (!answered) {
+        // The socket could not be set up (EMFILE, say): the request still gets its answer.
+        answered = true;
+        close();
+        req.reject(ResetCode.CONNECT_FAILED, `udp socket failed: ${err.code ?? err.message}`);
+        return;
+      }
+      // ICMP errors (port unreachable: ECONNREFUSED) on a connected socket: UDP shrugs them off.
+      if (err.code !== 'ECONNREFUSED') policy.log.debug(`stream#${req.stream} udp: ${err.code ?? err.message}`);
     });
     sock.connect(hp.port, address, () => {
+      if (answered) return;
+      answered = true;
       if (req.signal.aborted) return close();
       const port = {
-        send: (payload: Buffer) => { if (open) sock.send(payload); },
+        send: (payload: Buffer) => {
+          if (!open) return;
+          if (pending >= MAX_PENDING_UDP_SENDS) {
+            policy.onDatagramDropped?.();
+            return;
+          }
+          pending++;
+          // A callback keeps a failed send (EMSGSIZE, say) from becoming a socket error.
+          sock.send(payload, () => { pending--; });
+        },
         close,
         onDatagram: undefined as ((p: Buffer) => void) | undefined,
       };

@@ -16,10 +16,11 @@ import { sessionOptions } from '../engine/options';
 import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, StreamKind, SUBPROTOCOL } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import type { Logger } from '../util/log';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from './allow-list';
 import type { User } from './users';
-import { connectTarget, connectUdpTarget } from './connect-target';
+import { connectTarget, connectUdpTarget, StreamPolicy } from './connect-target';
+import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
 import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
 
 export interface TwsServerOptions {
@@ -48,8 +49,15 @@ export interface TwsServerOptions {
   maxSessions?: number;
   /** Open streams per session (default 16384); more get RESET 5. */
   maxStreams?: number;
-  /** Targets streams may reach; none = all. */
+  /** Targets streams may reach: undefined = all; an empty list = none. */
   allow?: AllowList;
+  /** MiB of flow-control credit all sessions together may have outstanding; 0/undefined = a quarter of RAM (256 MiB-2 GiB). */
+  bufferBudget?: number;
+  /**
+   * Stream and session limits from the file descriptor limit; default: planned
+   * from RLIMIT_NOFILE at construction (undefined where it cannot be read).
+   */
+  fdPlan?: FdPlan;
   /** Serve wss:// directly (PEM certificate chain and key): TLS in the native engine when it can, else the js engine. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -72,6 +80,12 @@ export class TwsServer extends EventEmitter {
   private stopping = false;
   /** Upgrades accepted but not yet sessions (the js engine completes them asynchronously). */
   private upgrading = 0;
+  /** Streams held per session against the file descriptor plan. */
+  private readonly slots: StreamSlots<EngineSession> | undefined;
+  private readonly fdPlan: FdPlan | undefined;
+  private readonly maxSessions: number;
+  /** UDP payloads dropped on the way to targets (see connect-target). */
+  datagramsDropped = 0;
 
   constructor(private readonly opts: TwsServerOptions) {
     super();
@@ -79,6 +93,9 @@ export class TwsServer extends EventEmitter {
     this.users = opts.users;
     this.replayWindow = opts.replayWindow ?? 30_000;
     this.replay = new ReplayCache(this.replayWindow);
+    this.fdPlan = opts.fdPlan ?? currentFdPlan(opts.maxSessions ?? 1024);
+    this.slots = this.fdPlan ? new StreamSlots(this.fdPlan) : undefined;
+    this.maxSessions = Math.min(opts.maxSessions ?? 1024, this.fdPlan?.sessions ?? Infinity);
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -141,9 +158,16 @@ export class TwsServer extends EventEmitter {
         const addr = listener.address() as AddressInfo;
         const tls = !this.opts.tls ? '' : this.tcp ? ', TLS in the native engine' : ', TLS: sessions use the js engine';
         this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name}${tls})`);
-        const rules = this.opts.allow?.rules ?? [];
-        if (rules.length === 0) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
-        else this.opts.logger.info(`allow-list: ${rules.map((r) => r.text).join(', ')}; everything else is denied`);
+        const allow = this.opts.allow;
+        if (!allow) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
+        else if (allow.empty) this.opts.logger.warn('the allow-list is empty: every stream will be refused');
+        else this.opts.logger.info(`allow-list: ${allow.rules.map((r) => r.text).join(', ')}; everything else is denied`);
+        const plan = this.fdPlan;
+        if (plan) {
+          const note = `file descriptor limit ${plan.limit}: at most ${plan.streams} streams (${plan.perSession} per session) and ${this.maxSessions} sessions`;
+          if (this.maxSessions < (this.opts.maxSessions ?? 1024)) this.opts.logger.warn(`${note}; raise the limit (ulimit -n, LimitNOFILE=) for more`);
+          else this.opts.logger.debug(note);
+        }
         resolve(addr);
       });
     });
@@ -201,10 +225,11 @@ export class TwsServer extends EventEmitter {
     if (!auth.ok) return refuse(auth.reason, 'warn');
     const fresh = this.replay.accept(auth.nonce);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
-    const max = this.opts.maxSessions ?? 1024;
+    const max = this.maxSessions;
     if (this.sessions.size + this.upgrading >= max) {
       // The peer proved it holds the password: tell it why, so its log says so.
-      this.opts.logger.warn(`refused upgrade from ${who}: ${max} sessions already (--max-sessions) (answered 503)`);
+      const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
+      this.opts.logger.warn(`refused upgrade from ${who}: ${max} sessions already (${why}) (answered 503)`);
       socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
@@ -236,20 +261,36 @@ export class TwsServer extends EventEmitter {
     const user = userName === undefined ? undefined : this.users?.get(userName);
     if (user) this.sessionUser.set(session, user);
     log.info(`up from ${who}${user ? ` as ${user.name}` : ''}`);
-    session.on('open-request', (req) => {
-      log.info(`stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${req.target || '(pinned)'}`);
-      // A user's own rules replace the server's; looked up per stream, so a reload applies at once.
-      const allow = this.sessionUser.get(session)?.allow ?? this.opts.allow;
-      if (req.kind === StreamKind.UDP) connectUdpTarget(req, allow, log);
-      else connectTarget(req, this.opts.connectTimeout ?? 10_000, allow, log);
+    // Refusals a peer can provoke by the thousand are rate-limited, per session.
+    const refusals = new RateLimitedLog(log, 'refused streams');
+    const policy = (): StreamPolicy => ({
+      // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
+      allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
+      log,
+      refusals,
+      admitted: (req) => log.info(`stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${peerText(req.target)}`),
+      onDatagramDropped: () => { this.datagramsDropped++; },
     });
+    session.on('open-request', (req) => {
+      const full = this.slots?.take(session, req.stream);
+      if (full) {
+        refusals.line('warn', `stream#${req.stream} refused → ${peerText(req.target) || '(pinned)'}: ${full}`);
+        req.reject(ResetCode.TOO_MANY_STREAMS, full);
+        return;
+      }
+      if (req.kind === StreamKind.UDP) connectUdpTarget(req, policy());
+      else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
+    });
+    session.on('stream-closed', (info: { stream: number }) => this.slots?.release(session, info.stream));
     session.on('close', (code: number, reason: string) => {
+      this.slots?.releaseSession(session);
+      refusals.flush();
       this.sessions.delete(session);
       this.sessionUser.delete(session);
       const st = session.stats();
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       const level = code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY ? 'info' : 'warn';
-      log[level](`down (${code}${reason ? ` ${reason}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
+      log[level](`down (${code}${reason ? ` ${peerText(reason, 128)}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
       this.emit('session-closed', session);
     });
     this.emit('session', session);

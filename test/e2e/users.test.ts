@@ -3,7 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, echoServer, howItEnds, roundTrip, sha256 } from '../helpers/net';
+import { buildAuthHeader } from '../../src/auth/tws-auth';
+import { StreamKind } from '../../src/protocol/constants';
+import * as codec from '../../src/protocol/frames';
+import type { Frame } from '../../src/protocol/frames';
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
+import { rawPeer } from '../helpers/raw-peer';
 
 function usersYaml(alicePass: string, echoPort: number, bobFile: string): string {
   return `alice:\n  passwd: ${alicePass}\n  allow: ["127.0.0.1:${echoPort}"]\nbob:\n  passwd_file: ${bobFile}\n`;
@@ -56,6 +61,51 @@ for (const engine of engines()) {
     t.notMatch(server.logs() + alice.logs() + bob.logs(), /alice-secret|alice-new-secret|bob-secret/, 'no password in any log');
   });
 }
+
+for (const engine of engines()) {
+  t.test(`[${engine}] allow: [] denies every target; no allow: means the server's rules; a user's own rules replace them`, async (t) => {
+    const [one, two] = [await echoServer(), await echoServer()];
+    const dir = t.testdir({
+      'users.yaml': `nobody:\n  passwd: n-secret\n  allow: []\nplain:\n  passwd: p-secret\nown:\n  passwd: o-secret\n  allow: ["127.0.0.1:${two.port}"]\n`,
+    });
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--users', join(dir, 'users.yaml'), '--allow', `127.0.0.1:${one.port}`]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await one.close(); await two.close(); });
+    const answer = async (user: string, pass: string, targets: [string, number][]): Promise<string[]> => {
+      const p = await rawPeer(server.port, { auth: buildAuthHeader(pass, user) });
+      const out: string[] = [];
+      let id = 1;
+      for (const [target, kind] of targets) {
+        p.send(codec.encodeOpen(id, 65536, kind as 1 | 2, target));
+        const f = await p.next((x: Frame) => x.stream === id && (x.type === 'open-ok' || x.type === 'reset'));
+        out.push(f.type === 'reset' ? `reset ${(f as { code: number }).code}` : 'ok');
+        id += 2;
+      }
+      p.ws.close();
+      return out;
+    };
+    const everywhere: [string, number][] = [[one.addr, StreamKind.TCP], [two.addr, StreamKind.TCP], ['127.0.0.1:1', StreamKind.TCP],
+      ['localhost:22', StreamKind.TCP], [one.addr, StreamKind.UDP]];
+    t.same(await answer('nobody', 'n-secret', everywhere), ['reset 1', 'reset 1', 'reset 1', 'reset 1', 'reset 1'],
+      'the user with allow: [] is refused everywhere (RESET 1), even where --allow would let others through');
+    t.match(await server.waitLog(/denied → \S+: the allow-list is empty.*/), /no target is allowed/, 'with the usual log line');
+    t.same(await answer('plain', 'p-secret', [[one.addr, StreamKind.TCP], [two.addr, StreamKind.TCP]]), ['ok', 'reset 1'],
+      'a user without allow: gets the server\'s --allow');
+    t.same(await answer('own', 'o-secret', [[two.addr, StreamKind.TCP], [one.addr, StreamKind.TCP]]), ['ok', 'reset 1'],
+      'a user\'s own rules replace the server\'s: theirs only, nothing wider');
+  });
+}
+
+t.test('a server with an explicit empty allow-list (YAML allow: []) refuses every stream, and says so at start', async (t) => {
+  const echo = await echoServer();
+  const dir = t.testdir({ 'server.yaml': `listen: 127.0.0.1:0\nallow: []\n` });
+  const server = await runCli(['server', '--config', join(dir, 'server.yaml')]);
+  t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+  await server.waitLog(/the allow-list is empty: every stream will be refused/);
+  const p = await rawPeer(server.port);
+  p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, echo.addr));
+  t.equal((await p.next((f: Frame) => f.stream === 1 && f.type === 'reset') as { code: number }).code, 1);
+  p.ws.close();
+});
 
 t.test('a bad users file is one clear error naming file, user and key', async (t) => {
   const dir = t.testdir({ 'u.yaml': 'alice:\n  passwd: x\n  alow: ["*:22"]\n', 'v.yaml': 'bob:\n  allow: ["*:22"]\n' });
