@@ -178,6 +178,7 @@ export class SessionSlot extends EventEmitter {
     const tls = { secureContext: this.secureContext, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) };
     const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
       perMessageDeflate: false,
+      autoPong: false,  // the session answers pings itself, keeping only the latest pong owed
       maxPayload: MAX_MESSAGE,
       handshakeTimeout: opts.timeout,
       followRedirects: false,
@@ -187,6 +188,9 @@ export class SessionSlot extends EventEmitter {
     });
     this.ws = ws;
     let failed = false;
+    // After the handshake the session owns the WebSocket: its later close or
+    // error (say, after a GOAWAY moved this slot on) is not a failed attempt.
+    let opened = false;
     const fail = (why: string): void => {
       if (failed) return;
       failed = true;
@@ -198,12 +202,13 @@ export class SessionSlot extends EventEmitter {
       fail(`server answered HTTP ${res.statusCode}${SessionSlot.hint(res.statusCode)}`);
     });
     ws.on('error', (err: NodeJS.ErrnoException) => {
-      if (!this.session) fail(describeConnectError(err));
+      if (!opened) fail(describeConnectError(err));
     });
     ws.on('close', () => {
-      if (!this.session && !failed) fail('connection closed during handshake');
+      if (!opened && !failed) fail('connection closed during handshake');
     });
     ws.on('open', () => {
+      opened = true;
       if (this.stopped) {
         ws.close(1001, 'client stopping');
         return;

@@ -99,6 +99,7 @@ export class TwsServer extends EventEmitter {
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
+      autoPong: false,  // the session answers pings itself, keeping only the latest pong owed
       clientTracking: false,
       maxPayload: MAX_MESSAGE,
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),

@@ -17,7 +17,7 @@ import { validateSessionOptions } from '../options';
 import {
   DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo,
 } from '../types';
-import { HELD_DATAGRAMS, JsStream, STREAM_QUEUE_LIMIT } from './stream';
+import { HELD_DATAGRAMS, JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
 const SEND_HIGH_WATER = 512 * 1024;
@@ -51,6 +51,10 @@ let nextSessionId = 1;
 /** What the js engine dropped rather than queue without bound, process-wide (EngineStats). */
 export const jsEngineStats = { datagramsDropped: 0 };
 
+/**
+ * The WebSocket must be made with `autoPong: false` (server.ts and
+ * session-slot.ts do): the session answers pings itself.
+ */
 export class JsSession extends EventEmitter implements EngineSession {
   readonly id = nextSessionId++;
   peerDraining = false;
@@ -78,6 +82,14 @@ export class JsSession extends EventEmitter implements EngineSession {
   private bytesOut = 0;
   /** Credit granted on tcp streams and not yet written locally (also counted process-wide). */
   private outstanding = 0;
+  /** Bytes read from local sockets and not yet sent, all streams; and the streams paused for it. */
+  private queuedOut = 0;
+  private readonly pausedLocals = new Set<JsStream>();
+  /** What we closed the session with, if we did. */
+  private closedWith: { code: number; reason: string } | undefined;
+  /** A pong is in the WebSocket's send queue; `pongOwed` is the latest ping's payload to answer after it. */
+  private pongInFlight = false;
+  private pongOwed: Buffer | undefined;
   /** Since when we have not read from the peer because it does not read what we send (0: reading). */
   private pausedAt = 0;
   /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited. */
@@ -93,8 +105,9 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.nextStreamId = first % 2 === parity ? first : first + 1;
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data as Buffer, isBinary));
-    ws.on('ping', () => {
+    ws.on('ping', (data: Buffer) => {
       this.lastRecv = Date.now();
+      this.answerPing(data);
       this.gateReading();
     });
     ws.on('pong', (data: Buffer) => this.onPong(data));
@@ -177,6 +190,7 @@ export class JsSession extends EventEmitter implements EngineSession {
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.closedWith = { code, reason };
     clearInterval(this.timer);
     this.resetAllLocally(reason);
     try {
@@ -203,6 +217,27 @@ export class JsSession extends EventEmitter implements EngineSession {
       return;
     }
     this.gateReading();
+  }
+
+  /**
+   * Pongs are ours to send (the WebSocket is made with autoPong: false): at
+   * most one is in the send queue, and of the pings that arrive meanwhile
+   * only the latest is answered (RFC 6455 §5.5.3 allows it), so a peer that
+   * pings and never reads cannot make pongs pile up.
+   */
+  private answerPing(data: Buffer): void {
+    if (this.ws.readyState !== 1) return;
+    if (this.pongInFlight) {
+      this.pongOwed = Buffer.from(data);
+      return;
+    }
+    this.pongInFlight = true;
+    this.ws.pong(data, this.opts.role === 'client', () => {
+      this.pongInFlight = false;
+      const next = this.pongOwed;
+      this.pongOwed = undefined;
+      if (next) this.answerPing(next);
+    });
   }
 
   /**
@@ -497,8 +532,12 @@ export class JsSession extends EventEmitter implements EngineSession {
       s.lastActive = Date.now();
       s.outQueue.push(chunk);
       s.outQueued += chunk.length;
-      if (s.outQueued >= STREAM_QUEUE_LIMIT && !s.localPaused) {
+      this.queuedOut += chunk.length;
+      // A peer that grants credit and never reads must not make us read every
+      // local socket into memory: each stream, and the session as a whole, stops reading at a limit.
+      if (!s.localPaused && (s.outQueued >= STREAM_QUEUE_LIMIT || this.queuedOut >= SESSION_QUEUE_LIMIT)) {
         s.localPaused = true;
+        this.pausedLocals.add(s);
         local.pause();
       }
       if (s.sendable() > 0) {
@@ -554,6 +593,7 @@ export class JsSession extends EventEmitter implements EngineSession {
         const n = Math.min(s.sendable(), turn);
         if (n <= 0) continue;
         const payload = s.take(n);
+        this.queuedOut -= n;
         const frame = Buffer.allocUnsafe(HEADER_LEN + n);
         codec.encodeDataHeader(s.id).copy(frame, 0);
         payload.copy(frame, HEADER_LEN);
@@ -562,15 +602,23 @@ export class JsSession extends EventEmitter implements EngineSession {
         this.lastDataAt = Date.now();
         this.bytesOut += n;
         this.send(frame);
-        if (s.localPaused && s.outQueued < STREAM_QUEUE_LIMIT / 2) {
-          s.localPaused = false;
-          s.local?.resume();
-        }
         if (s.sendable() > 0) this.ready.push(s);
         else this.maybeFin(s);
       }
     } finally {
       this.pumping = false;
+    }
+    this.resumeLocals();
+  }
+
+  /** Local sockets paused for a full queue read again once their stream's and the session's queues are half empty. */
+  private resumeLocals(): void {
+    if (this.pausedLocals.size === 0 || this.queuedOut >= SESSION_QUEUE_LIMIT / 2) return;
+    for (const s of this.pausedLocals) {
+      if (s.outQueued >= STREAM_QUEUE_LIMIT / 2) continue;
+      s.localPaused = false;
+      this.pausedLocals.delete(s);
+      s.local?.resume();
     }
   }
 
@@ -659,7 +707,9 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.closed = true;
     this.resetAllLocally('session closed');
     this.refusals.flush();
-    this.emit('close', code, reason);
+    // We closed and the peer never answered (1006): why it ended is our reason, as the native engine reports it.
+    if (code === CloseCode.ABNORMAL && this.closedWith) this.emit('close', this.closedWith.code, this.closedWith.reason);
+    else this.emit('close', code, reason);
   }
 
   /** An OPEN refused before a stream existed: a rate-limited line, and an event for metrics. */
@@ -680,6 +730,8 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (s.done) return;
     s.done = true;
     this.streams.delete(s.id);
+    this.queuedOut -= s.outQueued;
+    this.pausedLocals.delete(s);
     if (!s.isUdp) this.credit(-(s.recvGranted - s.bytesIn));
     this.rememberClosed(s.id);
     const i = this.ready.indexOf(s);

@@ -9,6 +9,8 @@ import type { DatagramPort } from '../types';
 
 /** Local bytes queued beyond this pause the local socket (per stream). */
 export const STREAM_QUEUE_LIMIT = 256 * 1024;
+/** Local bytes queued on all of a session's streams beyond this pause each socket that reads more. */
+export const SESSION_QUEUE_LIMIT = 2 * 1024 * 1024;
 /** Datagrams held while a udp stream is not yet open; more are dropped, as UDP may. */
 export const HELD_DATAGRAMS = 16;
 
