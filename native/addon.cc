@@ -22,8 +22,9 @@
 
 namespace {
 
-// Collects what the core decodes from one byte stream, merging the pieces of
-// each DATA body, for decodeStream().
+// Collects what the core decodes from one byte stream, for decodeStream():
+// a DATA message as one item once it is complete (as ws delivers messages),
+// other frames and control frames as they come.
 struct Collector {
   struct Item {
     int kind;  // 0 data, 1 other frame, 2 control
@@ -32,27 +33,17 @@ struct Collector {
     std::string bytes;
   };
   std::vector<Item> items;
+  std::string data_;  // the DATA message being received
   bool wants_stop() const { return false; }
-  void on_data(uint32_t stream, uint8_t* p, size_t n) {
-    if (!items.empty() && items.back().kind == 0 && items.back().stream == stream && !data_closed_) {
-      items.back().bytes.append(reinterpret_cast<char*>(p), n);
-      return;
-    }
-    data_closed_ = false;
-    items.push_back({0, tws::tws2::kData, stream, std::string(reinterpret_cast<char*>(p), n)});
+  void on_data(uint32_t, uint8_t* p, size_t n) { data_.append(reinterpret_cast<char*>(p), n); }
+  void on_data_end(uint32_t stream) {
+    items.push_back({0, tws::tws2::kData, stream, std::move(data_)});
+    data_.clear();
   }
-  void on_data_end(uint32_t) { data_closed_ = true; }
   void on_frame(uint8_t type, uint32_t stream, uint8_t* body, size_t n) {
-    data_closed_ = true;
     items.push_back({1, type, stream, std::string(reinterpret_cast<char*>(body), n)});
   }
-  void on_control(uint8_t op, uint8_t* p, size_t n) {
-    data_closed_ = true;
-    items.push_back({2, op, 0, std::string(reinterpret_cast<char*>(p), n)});
-  }
-
- private:
-  bool data_closed_ = true;
+  void on_control(uint8_t op, uint8_t* p, size_t n) { items.push_back({2, op, 0, std::string(reinterpret_cast<char*>(p), n)}); }
 };
 
 // decodeStream(bytes: Buffer, server: boolean)

@@ -1,21 +1,34 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { StreamKind } from '../../src/protocol/constants';
+import { MAX_MESSAGE, StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import { ProtocolError } from '../../src/util/errors';
 import { loadNativeAddon } from '../../src/engine/native-addon';
 
-/** Wraps `payload` into one WebSocket binary frame, masked like a client's. */
-function wsFrame(payload: Buffer, opcode = 2): Buffer {
+// ws's own parser, as the js engine runs it (server side: masked frames in).
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const Receiver = (require('ws') as { Receiver: new (o: object) => NodeJS.EventEmitter & { write(b: Buffer): void } }).Receiver;
+/** The close code ws attaches to a parse error (under a symbol it does not export). */
+const statusCode = (err: object): number | undefined => {
+  const sym = Object.getOwnPropertySymbols(err).find((x) => x.description === 'status-code');
+  return sym ? (err as Record<symbol, number>)[sym] : undefined;
+};
+
+/** Wraps `payload` into one WebSocket frame, masked like a client's. */
+function wsFrame(payload: Buffer, opcode = 2, fin = true): Buffer {
   const key = randomBytes(4);
   const n = payload.length;
-  const head = n < 126 ? Buffer.from([0x80 | opcode, 0x80 | n])
-    : n <= 0xffff ? Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 0xff])
-      : Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; })()]);
+  const b0 = (fin ? 0x80 : 0) | opcode;
+  const head = n < 126 ? Buffer.from([b0, 0x80 | n])
+    : n <= 0xffff ? Buffer.from([b0, 0x80 | 126, n >> 8, n & 0xff])
+      : Buffer.concat([Buffer.from([b0, 0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; })()]);
   const masked = Buffer.from(payload);
   for (let i = 0; i < n; i++) masked[i]! ^= key[i % 4]!;
   return Buffer.concat([head, key, masked]);
 }
+
+const closeBody = (code: number, reason: string | Buffer = ''): Buffer =>
+  Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.isBuffer(reason) ? reason : Buffer.from(reason)]);
 
 /** What the TypeScript codec makes of one message: a comparable summary or 'error'. */
 function tsView(msg: Buffer): string {
@@ -32,7 +45,7 @@ function tsView(msg: Buffer): string {
 
 const { addon, error } = loadNativeAddon();
 
-t.test('the C++ parser and the TypeScript codec agree on every frame, valid or not', async (t) => {
+t.test('the C++ parser and the TypeScript codec agree on every frame, valid or not, at full size', async (t) => {
   if (!addon) throw new Error(`native addon did not load: ${error}`);
   const nativeView = (msg: Buffer): string => {
     const r = addon.decodeStream(wsFrame(msg), true);
@@ -45,23 +58,30 @@ t.test('the C++ parser and the TypeScript codec agree on every frame, valid or n
   const samples: Buffer[] = [
     codec.encodeOpen(1, 262144, StreamKind.TCP, '127.0.0.1:22'),
     codec.encodeOpen(3, 0, StreamKind.UDP, '[::1]:53'),
+    codec.encodeOpen(5, 65536, StreamKind.TCP, `${'h'.repeat(65531 - 2)}:1`),  // body exactly 65536
+    codec.encodeOpen(5, 65536, StreamKind.TCP, `${'h'.repeat(65532 - 2)}:1`),  // one byte over
     codec.encodeOpenOk(1, 65536),
     codec.encodeData(5, randomBytes(1000)),
     codec.encodeData(5, randomBytes(262144)),
+    codec.encodeData(5, randomBytes(262145)),
     codec.encodeWindow(5, 1),
     codec.encodeFin(5),
     codec.encodeReset(5, 2, 'connect failed'),
     codec.encodeGoaway(9, 'bye'),
     codec.encodeDatagram(7, randomBytes(512)),
+    codec.encodeDatagram(7, randomBytes(65536)),
+    codec.encodeDatagram(7, randomBytes(65537)),
+    codec.encodeDatagram(7, Buffer.alloc(0)),
+    Buffer.concat([Buffer.from([0x0f, 0, 0, 0, 1]), randomBytes(100_000)]),  // unknown type, large: ignored
   ];
-  // Random mutations of valid frames, plus pure noise: type byte, lengths, ids.
+  // Random mutations of valid frames, plus pure noise: type byte, lengths, ids; whole frames, not cut short.
   let seed = 99;
   const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  const base = samples.slice();
   for (let i = 0; i < 3000; i++) {
-    const base = Buffer.from(samples[rnd(samples.length)]!.subarray(0, 600));
-    const m = Buffer.from(base);
+    const m = Buffer.from(base[rnd(base.length)]!);
     const edits = 1 + rnd(3);
-    for (let k = 0; k < edits && m.length > 0; k++) m[rnd(m.length)] = rnd(256);
+    for (let k = 0; k < edits && m.length > 0; k++) m[rnd(Math.min(m.length, 16))] = rnd(256);
     samples.push(rnd(4) === 0 ? m.subarray(0, rnd(m.length + 1)) : m);
   }
   let disagreements = 0;
@@ -71,11 +91,143 @@ t.test('the C++ parser and the TypeScript codec agree on every frame, valid or n
     const b = nativeView(msg);
     if (a !== b) {
       disagreements++;
-      if (examples.length < 5) examples.push(`${msg.subarray(0, 12).toString('hex')}: ts=${a.slice(0, 40)} native=${b.slice(0, 40)}`);
+      if (examples.length < 5) examples.push(`${msg.subarray(0, 12).toString('hex')} (${msg.length} B): ts=${a.slice(0, 40)} native=${b.slice(0, 40)}`);
     }
   }
   t.equal(disagreements, 0, examples.join('\n') || `${samples.length} messages, same verdict and content`);
   t.ok(samples.filter((m) => tsView(m) === 'error').length > 100, 'the sample includes many malformed frames');
+  t.ok(samples.some((m) => m.length > 262000 && tsView(m) !== 'error'), 'and full-size ones that are fine');
+});
+
+/**
+ * Everything a receiving server makes of a byte stream at the WebSocket
+ * level: the messages (through the TWS2 codec), pings, pongs and close
+ * frames in order, and the close code it fails the connection with.
+ */
+async function wsView(input: Buffer): Promise<string[]> {
+  const bytes = Buffer.from(input);  // ws unmasks in place
+  const out: string[] = [];
+  const r = new Receiver({ isServer: true, maxPayload: MAX_MESSAGE, allowSynchronousEvents: true });
+  let failed = false;
+  r.on('message', (data: Buffer, isBinary: boolean) => {
+    if (failed) return;
+    if (!isBinary) {
+      out.push('fail text');  // the js engine refuses text messages (1002)
+      failed = true;
+      return;
+    }
+    const v = tsView(data);
+    if (v === 'error') {
+      out.push('fail 1002');
+      failed = true;
+    } else if (v !== 'ignored') {
+      out.push(v);
+    }
+  });
+  r.on('ping', (d: Buffer) => { if (!failed) out.push(`ping ${d.toString('hex')}`); });
+  r.on('pong', (d: Buffer) => { if (!failed) out.push(`pong ${d.toString('hex')}`); });
+  r.on('conclude', (code: number, reason: Buffer) => { if (!failed) out.push(`close ${code === 1005 ? 'empty' : `${code} ${reason.toString('hex')}`}`); failed = true; });
+  r.on('error', (err: Error & { code?: string }) => {
+    if (failed) return;
+    failed = true;
+    // ws checks a text message's UTF-8 before the js engine sees it is text (and refuses it): both refuse text.
+    const text = err.code === 'WS_ERR_INVALID_UTF8' && (r as unknown as { _opcode: number })._opcode === 1;
+    out.push(text ? 'fail text' : `fail ${statusCode(err)}`);
+  });
+  r.write(bytes);
+  // A Writable reports errors on a later tick.
+  await new Promise((resolve) => setImmediate(resolve));
+  return out;
+}
+
+/** The opcodes of the frames in a masked byte stream (as far as the lengths are sane). */
+function frameOpcodes(buf: Buffer): number[] {
+  const ops: number[] = [];
+  let at = 0;
+  while (at + 2 <= buf.length) {
+    ops.push(buf[at]! & 0x0f);
+    const len7 = buf[at + 1]! & 0x7f;
+    let n = len7;
+    let h = 2;
+    if (len7 === 126) { if (at + 4 > buf.length) break; n = buf.readUInt16BE(at + 2); h = 4; }
+    if (len7 === 127) { if (at + 10 > buf.length) break; n = Number(buf.readBigUInt64BE(at + 2)); h = 10; }
+    at += h + 4 + n;
+  }
+  return ops;
+}
+
+t.test('the native engine and ws + the TypeScript codec agree on WebSocket streams: control frames, close frames, fragments, sizes', async (t) => {
+  if (!addon) throw new Error(`native addon did not load: ${error}`);
+  const nativeView = (bytes: Buffer): string[] => {
+    const r = addon.decodeStream(bytes, true);
+    const out = r.events.map((e) => {
+      if (e.kind === 'data') return `data ${e.stream} ${e.body.toString('hex')}`;
+      if (e.kind === 'frame') return `frame ${e.type} ${e.stream} ${e.body.toString('hex')}`;
+      if (e.type === 0x9) return `ping ${e.body.toString('hex')}`;
+      if (e.type === 0xa) return `pong ${e.body.toString('hex')}`;
+      return `close ${e.body.length === 0 ? 'empty' : `${e.body.readUInt16BE(0)} ${e.body.subarray(2).toString('hex')}`}`;
+    });
+    // The native session stops at a close frame: what follows it is never read.
+    const close = out.findIndex((x) => x.startsWith('close'));
+    if (close >= 0) return out.slice(0, close + 1);
+    if (r.closeCode !== 0) out.push(r.reason === 'text message' ? 'fail text' : `fail ${r.closeCode}`);
+    return out;
+  };
+  const fin = codec.encodeFin(3);
+  const streams: Buffer[] = [
+    wsFrame(Buffer.alloc(0), 0x9),
+    wsFrame(randomBytes(125), 0x9),
+    wsFrame(randomBytes(126), 0x9),  // control frame too long
+    wsFrame(randomBytes(7), 0xa),
+    wsFrame(Buffer.from('x'), 0x9, false),  // fragmented control frame
+    wsFrame(Buffer.alloc(0), 0x8),
+    wsFrame(Buffer.from([3]), 0x8),
+    ...[1000, 1001, 1004, 1005, 1006, 1011, 1014, 1015, 1016, 2999, 3000, 4999, 5000, 999, 0].map((c) => wsFrame(closeBody(c, 'why'), 0x8)),
+    wsFrame(closeBody(1000, Buffer.from([0xc0, 0xaf])), 0x8),
+    wsFrame(closeBody(1000, 'r'.repeat(123)), 0x8),
+    Buffer.concat([wsFrame(fin), wsFrame(Buffer.from('ping'), 0x9), wsFrame(closeBody(1000, 'bye'), 0x8), wsFrame(fin)]),
+    // A message in three fragments with a ping between them.
+    Buffer.concat([wsFrame(codec.encodeData(5, randomBytes(10)).subarray(0, 7), 2, false), wsFrame(randomBytes(3), 0x9),
+      wsFrame(randomBytes(100_000), 0, false), wsFrame(randomBytes(5), 0, true)]),
+    Buffer.concat([wsFrame(randomBytes(4), 0, true)]),  // a continuation without a message
+    Buffer.concat([wsFrame(fin.subarray(0, 3), 2, false), wsFrame(fin, 2, true)]),  // a new message inside a fragmented one
+    wsFrame(codec.encodeData(1, randomBytes(262144))),
+    wsFrame(Buffer.alloc(MAX_MESSAGE + 1)),  // over the message limit: 1009
+    Buffer.concat([wsFrame(codec.encodeData(1, randomBytes(200_000)), 2, false), wsFrame(randomBytes(62_170), 0, true)]),  // 1009 across fragments
+    wsFrame(Buffer.from('text'), 0x1),
+    wsFrame(Buffer.from([0xff, 0xfe]), 0x1),
+    wsFrame(codec.encodeDatagram(7, randomBytes(65537))),
+  ];
+  // Mutations: flip header bits (opcode, FIN, RSV, lengths) and payload bytes of small multi-frame streams.
+  let seed = 7;
+  const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  const small = [fin, codec.encodeWindow(3, 5), codec.encodeReset(3, 1, 'no'), codec.encodeOpen(1, 65536, StreamKind.TCP, 'a:1')];
+  for (let i = 0; i < 1500; i++) {
+    const parts: Buffer[] = [];
+    for (let k = 0; k < 1 + rnd(4); k++) {
+      const kind = rnd(5);
+      parts.push(kind === 0 ? wsFrame(randomBytes(rnd(130)), 0x9) : kind === 1 ? wsFrame(closeBody(rnd(6000), rnd(2) ? 'x' : Buffer.from([0xc3])), 0x8)
+        : wsFrame(small[rnd(small.length)]!, 2, rnd(5) !== 0));
+    }
+    const m = Buffer.concat(parts);
+    if (rnd(2)) m[rnd(Math.min(m.length, 3))] ^= 1 << rnd(8);
+    // Text is refused by both, but ws only at the message's end (after its UTF-8 check): the cases above cover it.
+    if (!frameOpcodes(m).includes(1)) streams.push(m);
+  }
+  let disagreements = 0;
+  const examples: string[] = [];
+  for (const bytes of streams) {
+    const a = (await wsView(bytes)).join(' | ');
+    const b = nativeView(bytes).join(' | ');
+    if (a !== b) {
+      disagreements++;
+      if (examples.length < 5) examples.push(`${bytes.subarray(0, 16).toString('hex')} (${bytes.length} B)\n  ws:     ${a.slice(0, 160)}\n  native: ${b.slice(0, 160)}`);
+    }
+  }
+  t.equal(disagreements, 0, examples.join('\n') || `${streams.length} byte streams, same events and the same close code`);
+  let failing = 0;
+  for (const s of streams) if (/fail|close/.test((await wsView(s)).join())) failing++;
+  t.ok(failing > 200, `many of them fail or close the connection (${failing})`);
 });
 
 t.test('the native parser rejects a text message and an unmasked client frame like ws does', async (t) => {
