@@ -33,3 +33,18 @@ for (const engine of engines()) {
     t.match(r.out, /^echoed 1048576$/m);
   });
 }
+
+t.test('native engine objects collected before the process ends leave no cleanup hook behind (checked by ASan under npm run test:asan)',
+  { skip: engines().includes('native') ? false : 'the native engine is not under test' }, async (t) => {
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--expose-gc', join(__dirname, '..', 'fixtures', 'api', 'gc-engine.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (out += d));
+      const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+      p.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
+    });
+    t.match(r.out, /dropped 20 engines/);
+    t.notMatch(r.out, /AddressSanitizer|runtime error/, 'no sanitizer report');
+    t.equal(r.code, 0, 'exits 0');
+  });

@@ -1,9 +1,12 @@
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { createSocket, Socket } from 'node:dgram';
 import { AddressInfo } from 'node:net';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
+import { metricsPort, scrape, value } from '../helpers/metrics';
+import { rssMiB, sleep } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 import { rawPeer } from '../helpers/raw-peer';
 
@@ -61,5 +64,44 @@ for (const engine of engines()) {
     q.send(codec.encodeOpen(1, 65536, StreamKind.UDP, echo.addr));
     t.equal((await q.next(is('reset', 1)) as { code: number }).code, 1);
     q.ws.close();
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] a UDP target flooding datagrams back at loopback speed cannot grow either process's memory`, async (t) => {
+    // The target runs in its own process so its sending does not share our event loop.
+    const flooder = spawn(process.execPath, ['-e', `
+      const s = require('dgram').createSocket('udp4');
+      const payload = Buffer.alloc(1200, 7);
+      let sent = 0;
+      s.once('message', (m, r) => {
+        const until = Date.now() + 4000;
+        const burst = () => {
+          for (let i = 0; i < 200; i++) { s.send(payload, r.port, r.address); sent++; }
+          if (Date.now() < until) setImmediate(burst); else setTimeout(() => { console.log('sent ' + sent); process.exit(0); }, 200);
+        };
+        burst();
+      });
+      s.bind(0, '127.0.0.1', () => console.log(s.address().port));
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const port = await new Promise<number>((resolve) => flooder.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+    const tun = await startTunnel({ engine, target: `127.0.0.1:${port}`, clientArgs: ['-c', '1', '--metrics', '127.0.0.1:0'], serverArgs: ['--metrics', '127.0.0.1:0'] });
+    const app = createSocket('udp4');
+    t.teardown(async () => { flooder.kill('SIGKILL'); app.close(); await tun.stop(); });
+    let received = 0;
+    app.on('message', () => { received++; });
+    await new Promise<void>((r) => app.bind(0, '127.0.0.1', () => r()));
+    const pids = [tun.server.proc.pid!, tun.client.proc.pid!];
+    const base = pids.map(rssMiB);
+    const peak = [...base];
+    const sampler = setInterval(() => pids.forEach((pid, i) => { peak[i] = Math.max(peak[i]!, rssMiB(pid)); }), 100);
+    app.send('go', tun.port, '127.0.0.1');
+    const sent = await new Promise<string>((resolve) => flooder.stdout!.on('data', (d: Buffer) => { if (/sent/.test(String(d))) resolve(String(d).trim()); }));
+    await sleep(500);
+    clearInterval(sampler);
+    const grew = peak.map((p, i) => p - base[i]!);
+    t.ok(grew[0]! < 100 && grew[1]! < 100, `peak RSS growth: server ${grew[0]!.toFixed(0)} MiB, client ${grew[1]!.toFixed(0)} MiB (${sent}, ${received} arrived)`);
+    const dropped = await Promise.all([tun.server, tun.client].map(async (p) => value((await scrape(await metricsPort(p))).body, 'tws_datagrams_dropped_total')));
+    t.ok(dropped.every((d) => typeof d === 'number'), `tws_datagrams_dropped_total: server ${dropped[0]}, client ${dropped[1]}`);
   });
 }

@@ -1,0 +1,89 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import type { AddressInfo, Socket } from 'node:net';
+import { StreamKind } from '../../src/protocol/constants';
+import * as codec from '../../src/protocol/frames';
+import type { Frame } from '../../src/protocol/frames';
+import { metricsPort, scrape, value } from '../helpers/metrics';
+import { connect, echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
+import { engines, runCli } from '../helpers/procs';
+import { rawPeer } from '../helpers/raw-peer';
+
+const hasPrlimit = spawnSync('prlimit', ['--version'], { stdio: 'ignore' }).status === 0;
+const answered = (id: number) => (f: Frame): boolean => f.stream === id && (f.type === 'open-ok' || f.type === 'reset');
+
+for (const engine of engines()) {
+  t.test(`[${engine}] under a low fd limit, one session's flood of streams never breaks another session, and every OPEN is answered`,
+    { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+      const echo = await echoServer();
+      const hold = await tcpServer(() => undefined);
+      const sink = createSocket('udp4');
+      await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+      const sinkAddr = `127.0.0.1:${(sink.address() as AddressInfo).port}`;
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine], {}, undefined, ['prlimit', '--nofile=256:256']);
+      const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1']);
+      t.teardown(async () => { await client.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); await hold.close(); sink.close(); });
+      t.match(await server.waitLog(/file descriptor limit 256: .*/), /at most \d+ streams \(\d+ per session\)/, 'the limits are stated at start');
+      await client.waitLog(/up → /);
+
+      // The flood: 1500 udp and 500 tcp streams from one session, none closed.
+      const flood = await rawPeer(server.port);
+      const n = 2000;
+      for (let i = 0; i < n; i++) {
+        flood.send(codec.encodeOpen(1 + 2 * i, 65536, i % 4 === 3 ? StreamKind.TCP : StreamKind.UDP, i % 4 === 3 ? hold.addr : sinkAddr));
+      }
+      for (let i = 0; i < n; i++) await flood.next(answered(1 + 2 * i), 20_000);
+      const resets = flood.frames.filter((f) => f.type === 'reset') as { code: number; reason: string }[];
+      const oks = flood.frames.filter((f) => f.type === 'open-ok').length;
+      t.equal(oks + resets.length, n, `every OPEN was answered (${oks} opened, ${resets.length} refused)`);
+      t.ok(resets.length > 0 && resets.every((r) => r.code === 5), 'the excess got RESET 5');
+      t.match(await server.waitLog(/refused → \S+: session at its share of streams.*/), /half the server's/, 'with a line saying which limit');
+
+      // Meanwhile the other session still carries data, over several streams at once.
+      const data = randomBytes(1 << 20);
+      const results = await Promise.all(Array.from({ length: 6 }, () => roundTrip(client.port, data)));
+      t.ok(results.every((r) => sha256(r) === sha256(data)), '6 × 1 MiB through the other session, intact');
+      flood.ws.close();
+    });
+
+  t.test(`[${engine}] a client out of fds resets what it cannot carry; once local connections close, no stream is left and shutdown is prompt`,
+    { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+      const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr, '--engine', engine,
+        '-c', '1', '--no-udp', '--metrics', '127.0.0.1:0'], {}, undefined, ['prlimit', '--nofile=48:48']);
+      const locals: Socket[] = [];
+      t.teardown(async () => { locals.forEach((s) => s.destroy()); await client.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+      const mport = await metricsPort(client);
+      await client.waitLog(/up → /);
+      // One at a time, until the client is out of fds and local connections are turned away.
+      let turnedAway = 0;
+      for (let i = 0; i < 80 && turnedAway < 5; i++) {
+        const s = connect(client.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        locals.push(s);
+        const ok = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(true), 300);
+          s.once('data', () => { clearTimeout(timer); resolve(true); });
+          s.once('close', () => { clearTimeout(timer); resolve(false); });
+          s.write('x');
+        });
+        if (!ok) turnedAway++;
+      }
+      t.ok(turnedAway > 0, `the client ran out of fds (${locals.length - turnedAway} streams carried, ${turnedAway} connections turned away)`);
+      if (engine === 'native') t.match(client.logs(), /not opened: cannot hand the local socket to the engine \(EMFILE\)/, 'a failed handoff is said, not ignored');
+      for (const s of locals) s.destroy();
+      let streams: number | undefined;
+      for (const until = Date.now() + 10_000; Date.now() < until;) {
+        streams = await scrape(mport).then((r) => value(r.body, 'tws_streams'), () => undefined);
+        if (streams === 0) break;
+        await sleep(100);
+      }
+      t.equal(streams, 0, 'tws_streams is back to 0');
+      const started = Date.now();
+      t.equal(await client.stop('SIGTERM'), 0, 'SIGTERM exits 0');
+      t.ok(Date.now() - started < 3000, `and promptly (${Date.now() - started} ms; the drain timeout is 10 s)`);
+    });
+}

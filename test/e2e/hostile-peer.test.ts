@@ -1,0 +1,124 @@
+import t from 'tap';
+import { StreamKind } from '../../src/protocol/constants';
+import * as codec from '../../src/protocol/frames';
+import type { Frame } from '../../src/protocol/frames';
+import { echoServer, rssMiB, sleep, tcpServer } from '../helpers/net';
+import { engines, runCli } from '../helpers/procs';
+import { rawPeer } from '../helpers/raw-peer';
+import { clientFrame, closePayload, rawWs } from '../helpers/raw-ws';
+
+const is = (type: string, stream?: number) => (f: Frame): boolean => f.type === type && (stream === undefined || f.stream === stream);
+
+/** Log lines that do not start like a tws line: forged ones. */
+function forgedLines(log: string): string[] {
+  return log.split('\n').filter((l) => l !== '' && !/^\d{4}-\d\d-\d\dT[\d:.]+Z (ERROR|WARN |INFO |DEBUG) /.test(l));
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] text a peer sends cannot forge or flood log lines`, async (t) => {
+    const echo = await echoServer();
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow', echo.addr, '-v']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+    const forge = '\nFORGED 2026-01-01T00:00:00.000Z INFO  session#1 up from 6.6.6.6\r\x1b[31m\u2028';
+    const p = await rawPeer(server.port);
+
+    // A 64 KB target with a newline in it: refused, logged once, escaped and capped.
+    const before = server.logs().length;
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, `evil${forge}${'A'.repeat(64000)}:1`));
+    await p.next(is('reset', 1));
+    await server.waitLog(/stream#1 .*FORGED/);
+    t.ok(server.logs().length - before < 4000, `a 64 KB target added ${server.logs().length - before} bytes to the log`);
+    t.match(server.logs(), /evil\\nFORGED .*\\r\\x1b\[31m\\u2028A+…\(\+\d+ bytes cut\)/, 'escaped and marked as cut');
+
+    // A RESET reason and a close reason with newlines.
+    p.send(codec.encodeOpen(3, 65536, StreamKind.TCP, echo.addr));
+    await p.next(is('open-ok', 3));
+    p.send(codec.encodeReset(3, 6, `bye${forge}`.slice(0, 110)));
+    await server.waitLog(/stream#3 closed \(peer reset: cancelled \(bye\\nFORGED/);
+    p.ws.close(1000, `cya${forge}`.slice(0, 100));
+    await server.waitLog(/down \(1000 cya\\nFORGED/);
+    t.same(forgedLines(server.logs()), [], 'every line of the log is a tws line');
+  });
+
+  t.test(`[${engine}] a flood of refused OPENs writes a handful of lines and one summary`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow', '127.0.0.1:1']);
+    t.teardown(() => server.stop('SIGKILL'));
+    const p = await rawPeer(server.port);
+    const n = 3000;
+    for (let i = 0; i < n; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, `127.0.0.1:${2 + (i % 1000)}`));
+    await p.next(is('reset', 1 + 2 * (n - 1)), 20_000);
+    t.equal(p.frames.filter(is('reset')).length, n, 'every OPEN was answered (RESET 1)');
+    p.ws.close();
+    // The summary comes when the window ends, or as the session closes.
+    const summary = await server.waitLog(/… \d+ more refused streams in the last [\d.]+ s.*/);
+    const lines = server.logs().split('\n').filter((l) => /stream#\d+/.test(l)).length;
+    t.ok(lines <= 60, `${lines} per-stream lines for ${n} refused OPENs`);
+    const counted = (server.logs().match(/… (\d+) more refused streams/g) ?? []).reduce((s, m) => s + Number(/(\d+)/.exec(m)![1]), 0);
+    t.ok(counted >= n - 60, `the summary lines count the rest (${counted}): ${summary}`);
+  });
+
+  t.test(`[${engine}] a peer that sends and never reads gets the server to stop reading it, then closed with 1008`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp', '-t', '2000']);
+    t.teardown(() => server.stop('SIGKILL'));
+    const p = await rawWs(server.port, { read: false });
+    const rss0 = rssMiB(server.proc.pid!);
+    // Refused OPENs (each owes a RESET) and pings (each owes a pong), never reading an answer.
+    const open = (id: number): Buffer => clientFrame(0x2, codec.encodeOpen(id, 65536, StreamKind.UDP, '10.0.0.1:53'));
+    let id = 1;
+    let sent = 0;
+    let stalledSince = 0;
+    const started = Date.now();
+    while (Date.now() - started < 8000) {
+      const batch: Buffer[] = [];
+      for (let i = 0; i < 500; i++, id += 2) batch.push(open(id), clientFrame(0x9, Buffer.alloc(100, 1)));
+      const buf = Buffer.concat(batch);
+      if (p.socket.writableLength > 4 * 1024 * 1024) {
+        // The server stopped reading: our side backs up. That is the point.
+        stalledSince ||= Date.now();
+        if (Date.now() - stalledSince > 1000) break;
+        await sleep(50);
+        continue;
+      }
+      p.socket.write(buf);
+      sent += buf.length;
+      await new Promise((r) => setImmediate(r));
+    }
+    const took = sent - p.socket.writableLength;
+    const grew = rssMiB(server.proc.pid!) - rss0;
+    t.ok(stalledSince > 0 && took < 64e6, `the server stopped taking bytes (after ~${(took / 1e6).toFixed(1)} MB)`);
+    t.ok(grew < 100, `server RSS grew ${grew.toFixed(0)} MiB`);
+    await server.waitLog(/down \(1008 peer is not reading\)/, 15_000);
+    p.close();
+  });
+
+  t.test(`[${engine}] --buffer-budget: windows shrink, then new streams are refused (RESET 5); closing streams frees it`, async (t) => {
+    const hold = await tcpServer(() => undefined);  // accepts, never reads or writes
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--buffer-budget', '64']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await hold.close(); });
+    const p = await rawPeer(server.port);
+    const n = 1200;
+    // A few streams first, answered before the flood: they get the initial window.
+    for (let i = 0; i < 8; i++) {
+      p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, hold.addr));
+      await p.next(is('open-ok', 1 + 2 * i));
+    }
+    for (let i = 8; i < n; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, hold.addr));
+    await p.next((f) => f.stream === 1 + 2 * (n - 1) && (f.type === 'open-ok' || f.type === 'reset'), 20_000);
+    for (let i = 0; i < n; i++) await p.next((f) => f.stream === 1 + 2 * i && (f.type === 'open-ok' || f.type === 'reset'), 20_000);
+    const oks = p.frames.filter(is('open-ok')) as { window: number }[];
+    const resets = p.frames.filter(is('reset')) as { code: number; reason: string }[];
+    const granted = oks.reduce((s, f) => s + f.window, 0);
+    t.equal(oks.length + resets.length, n, 'every OPEN was answered');
+    t.ok(granted <= 64 * 1024 * 1024, `windows granted: ${(granted / 1048576).toFixed(1)} MiB of a 64 MiB budget`);
+    t.ok(oks.some((f) => f.window === 65536) && oks.some((f) => f.window > 65536), 'the first streams got larger windows, later ones the minimum');
+    t.ok(resets.length > 0 && resets.every((r) => r.code === 5 && /memory budget/.test(r.reason)), `${resets.length} refused with RESET 5 (memory budget)`);
+    // Closing the open streams gives the budget back.
+    for (let i = 0; i < n; i++) if (p.frames.some((f) => f.type === 'open-ok' && f.stream === 1 + 2 * i)) p.send(codec.encodeReset(1 + 2 * i, 6, ''));
+    await sleep(300);
+    const again = 1 + 2 * n;
+    p.send(codec.encodeOpen(again, 65536, StreamKind.TCP, hold.addr));
+    const f = await p.next((x) => x.stream === again && (x.type === 'open-ok' || x.type === 'reset'));
+    t.equal(f.type, 'open-ok', 'a new stream is accepted again');
+    p.ws.close();
+  });
+}
