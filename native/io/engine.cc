@@ -66,7 +66,7 @@ constexpr size_t kMaxUpgradeHead = 16 * 1024;
 // it: what the peer makes us answer (pongs, RESETs, WINDOWs) cannot pile up
 // when it does not read. DATA alone never gets here (pump() stops at
 // kSendHighWater, plus one frame), so a peer that reads is never held back.
-constexpr size_t kReadGate = 2 * 1024 * 1024;
+constexpr size_t kReadGate = 1024 * 1024;
 // Every session of a loop stops reading from its peer while this many events
 // wait for JavaScript: the control plane paces the peers, not the reverse.
 constexpr size_t kEventBacklog = 4096;

@@ -21,8 +21,8 @@ const REFUSALS: Record<string, number> = {
   ETIMEDOUT: ResetCode.TIMEOUT,
 };
 
-/** UDP sends to a target still in the kernel's hands, per stream; more are dropped (UDP may lose, memory may not grow). */
-const MAX_PENDING_UDP_SENDS = 256;
+/** Bytes of UDP sends to a target not yet taken by the kernel, per stream; more are dropped (UDP may lose, memory may not grow). */
+const MAX_PENDING_UDP_BYTES = 256 * 1024;
 
 /** How one session's stream requests are judged and logged. */
 export interface StreamPolicy {
@@ -165,13 +165,13 @@ function openUdp(req: OpenRequest, hp: HostPort, policy: StreamPolicy): void {
       const port = {
         send: (payload: Buffer) => {
           if (!open) return;
-          if (pending >= MAX_PENDING_UDP_SENDS) {
+          if (pending + payload.length > MAX_PENDING_UDP_BYTES) {
             policy.onDatagramDropped?.();
             return;
           }
-          pending++;
+          pending += payload.length;
           // A callback keeps a failed send (EMSGSIZE, say) from becoming a socket error.
-          sock.send(payload, () => { pending--; });
+          sock.send(payload, () => { pending -= payload.length; });
         },
         close,
         onDatagram: undefined as ((p: Buffer) => void) | undefined,

@@ -44,7 +44,7 @@ const CLOSE_GRACE_MS = 2000;
  * it makes us answer (pongs, RESETs, WINDOWs) cannot pile up when it does not
  * read. DATA alone stays below (pump() stops at SEND_HIGH_WATER, plus a frame).
  */
-const READ_GATE = 2 * 1024 * 1024;
+const READ_GATE = 1024 * 1024;
 
 let nextSessionId = 1;
 
