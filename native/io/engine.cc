@@ -72,8 +72,10 @@ constexpr size_t kReadGate = 1024 * 1024;
 constexpr size_t kEventBacklog = 4096;
 // UDP payloads waiting for JavaScript (each way) beyond this are dropped.
 constexpr size_t kMaxPendingDatagramBytes = 1024 * 1024;
-// Datagrams held per stream while it is being opened; more are dropped.
+// Datagrams held per stream while it is being opened (at most this many and
+// this many bytes: a stream may wait seconds for DNS); more are dropped.
 constexpr size_t kHeldDatagrams = 16;
+constexpr size_t kHeldDatagramBytes = 16 * 1024;
 
 // Flow-control credit granted and not yet written locally, summed over every
 // session of every engine in the process (SessionOptions::process_budget).
@@ -92,6 +94,7 @@ struct Buf {
   std::unique_ptr<uint8_t[]> data;
   size_t off = 0;
   size_t len = 0;
+  size_t cap = 0;  // bytes allocated; [len, cap) is room to append
   size_t size() const { return len - off; }
 };
 
@@ -102,6 +105,7 @@ class BufQueue {
   bool empty() const { return head_ == items_.size(); }
   size_t size() const { return items_.size() - head_; }
   Buf& front() { return items_[head_]; }
+  Buf& back() { return items_.back(); }
   void push_back(Buf b) { items_.push_back(std::move(b)); }
   void pop_front() {
     items_[head_++] = Buf{};
@@ -125,12 +129,33 @@ class BufQueue {
   size_t head_ = 0;
 };
 
-Buf copy_buf(const uint8_t* p, size_t n) {
+Buf copy_buf(const uint8_t* p, size_t n, size_t cap = 0) {
   Buf b;
-  b.data.reset(new uint8_t[n]);
+  b.cap = std::max(n, cap);
+  b.data.reset(new uint8_t[b.cap]);
   std::memcpy(b.data.get(), p, n);
   b.len = n;
   return b;
+}
+
+// Largest buffer small pieces of DATA are gathered into while they wait for a local socket.
+constexpr size_t kGatherMax = 16 * 1024;
+
+// Appends bytes for a local socket to `q`, into the last buffer's spare room
+// when they fit, else a new buffer twice the last one's size (256 B to
+// 16 KiB): a peer sending 1-byte frames to a socket that does not read must
+// cost a byte each, not a heap block each (credit counts bytes).
+void gather(BufQueue& q, const uint8_t* p, size_t n) {
+  if (!q.empty()) {
+    Buf& b = q.back();
+    if (b.cap - b.len >= n) {
+      std::memcpy(b.data.get() + b.len, p, n);
+      b.len += n;
+      return;
+    }
+  }
+  const size_t grow = q.empty() ? 256 : std::min(kGatherMax, std::max<size_t>(256, 2 * q.back().cap));
+  q.push_back(copy_buf(p, n, grow));
 }
 
 // Node's names for connect errors, so a refused stream reads the same on both engines.
@@ -359,7 +384,7 @@ class Session final : public Pollable {
     s->last_active = last_recv_;
     if (s->recv_granted - s->recvd < s->recv_window / 8) s->starved = true;
     if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->writable) {
-      s->pending.push_back(copy_buf(p, n));
+      gather(s->pending, p, n);
       s->pending_bytes += n;
       if (s->state == Stream::State::kOpen) flush_local(s);
       return;
@@ -372,7 +397,7 @@ class Session final : public Pollable {
     }
     if (static_cast<size_t>(w) < n) {
       s->writable = false;
-      s->pending.push_back(copy_buf(p + w, n - w));
+      gather(s->pending, p + w, n - w);
       s->pending_bytes += n - w;
     }
     if (w > 0) consumed(s, static_cast<size_t>(w));
@@ -401,6 +426,7 @@ class Session final : public Pollable {
             queue_tws2(tws2::kDatagram, s->id, b.data.get() + b.off, b.size());
           }
           s->pending.clear();
+          s->pending_bytes = 0;
           return;
         }
         make_ready(s);
@@ -437,8 +463,7 @@ class Session final : public Pollable {
         s->last_active = now_ms();
         s->bytes_in += n;
         if (s->state == Stream::State::kAccepting) {
-          if (s->pending.size() < kHeldDatagrams) s->pending.push_back(copy_buf(body, n));  // held until accepted
-          else loop_->datagram_dropped();
+          hold_datagram(s, body, n);  // until accepted
           return;
         }
         loop_->emit_datagram(id_, s->id, body, n);
@@ -471,7 +496,7 @@ class Session final : public Pollable {
       if (!closing_) {
         close_code_ = code;
         close_reason_ = reason;
-        send_close(code, "");  // the parser has checked the code; an empty close (1005) is answered empty, as ws does
+        send_close(code, reason);  // the parser has checked it; an empty close (1005) is answered empty, as ws does
       }
       reset_all("session closed");
       if (out_empty()) teardown();
@@ -480,9 +505,9 @@ class Session final : public Pollable {
 
   // ---- commands ----
   void cmd_open(uint32_t sid, UniqueFd owned, std::string target, std::string initial) {
-    if (closing_ || dead_ || peer_draining_ || streams_.count(sid) || process_full()) {
+    if (closing_ || dead_ || peer_draining_ || streams_.count(sid) || process_full() || session_full()) {
       owned.reset_abortive();
-      emit_closed(sid, 0, 0, process_full() ? "refused: memory budget reached" : "session unavailable");
+      emit_closed(sid, 0, 0, process_full() || session_full() ? "refused: memory budget reached" : "session unavailable");
       return;
     }
     Stream* sp = add_stream(std::make_unique<Stream>(this, sid, std::move(target), Stream::State::kOpening,
@@ -515,6 +540,7 @@ class Session final : public Pollable {
       loop_->emit_datagram(id_, s->id, s->pending.front().data.get(), s->pending.front().size());
       s->pending.pop_front();
     }
+    s->pending_bytes = 0;
     if (s->fin_recv) finish(s, "fin", false);
     flush();
   }
@@ -526,8 +552,7 @@ class Session final : public Pollable {
     if (!s || !s->udp) return;
     s->last_active = now_ms();
     if (s->state == Stream::State::kOpening) {
-      if (s->pending.size() < kHeldDatagrams) s->pending.push_back(copy_buf(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()));
-      else loop_->datagram_dropped();
+      hold_datagram(s, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
       return;
     }
     if (s->state != Stream::State::kOpen || normal_bytes_ >= kSendHighWater) return loop_->datagram_dropped();
@@ -654,16 +679,15 @@ class Session final : public Pollable {
   // One turn of work after events: read, pump, write.
   void work() {
     if (dead_) return;
-    if (readable_ && upgrade_ != Upgrade::kHeld) {
-      if (out_bytes() >= kReadGate) {
-        // The peer is not reading what we owe it: read no more from it (what
-        // it sends makes us answer) until flush() brings the queue down.
-        if (gated_since_ == 0) gated_since_ = now_ms();
-      } else if (!loop_->events_backlogged()) {
-        gated_since_ = 0;
-        read_some();  // one read (up to kReadBuffer) a turn
-        if (readable_ && !dead_) loop_->mark_dirty(this);  // more to read next turn
-      }
+    // Two reasons not to read, kept apart: the peer does not read what we
+    // owe it (gated_since_: what it sends makes us answer, and it is closed
+    // if that lasts), and JavaScript is behind on events (the loop resumes
+    // every session once it caught up: resume_reading()).
+    if (out_bytes() < kReadGate) gated_since_ = 0;
+    else if (gated_since_ == 0 && readable_) gated_since_ = now_ms();
+    if (readable_ && upgrade_ != Upgrade::kHeld && gated_since_ == 0 && !loop_->events_backlogged()) {
+      read_some();  // one read (up to kReadBuffer) a turn
+      if (readable_ && !dead_) loop_->mark_dirty(this);  // more to read next turn
     }
     if (!dead_) pump();
     if (!dead_) flush();
@@ -799,11 +823,25 @@ class Session final : public Pollable {
   // Room left for larger windows: under this session's budget, and under 3/4
   // of the process's (the last quarter is kept for new streams' minimum windows).
   uint64_t window_room() const {
-    const uint64_t session = outstanding_ >= o_.session_budget ? 0 : o_.session_budget - outstanding_;
+    const uint64_t cap = std::min(o_.session_budget, session_share());
+    const uint64_t session = outstanding_ >= cap ? 0 : cap - outstanding_;
     const int64_t soft = static_cast<int64_t>(o_.process_budget / 4 * 3);
     const int64_t used = g_process_credit.load(std::memory_order_relaxed);
     const uint64_t process = used >= soft ? 0 : static_cast<uint64_t>(soft - used);
     return std::min(session, process);
+  }
+
+  // This session holds its share of the process budget (a quarter: a client
+  // has two sessions by default) already: its new streams are refused, so
+  // one client cannot take the budget from everyone else.
+  uint64_t session_share() const { return o_.process_budget / 4; }
+  bool session_full() const { return outstanding_ + tws2::kEarlyDataLimit > session_share(); }
+
+  // Holds a datagram for a stream not open yet, within the per-stream bounds; drops (and counts) the rest.
+  void hold_datagram(Stream* s, const uint8_t* p, size_t n) {
+    if (s->pending.size() >= kHeldDatagrams || s->pending_bytes + n > kHeldDatagramBytes) return loop_->datagram_dropped();
+    s->pending.push_back(copy_buf(p, n));
+    s->pending_bytes += n;
   }
 
   // No room even for one more stream's minimum window: new streams are refused.
@@ -928,6 +966,7 @@ class Session final : public Pollable {
     if (kind == 2 && o_.no_udp) return refuse(1, "udp is disabled on this server");
     if (streams_.size() >= o_.max_streams) return refuse(5, "too many streams");
     if (kind != 2 && process_full()) return refuse(5, "memory budget reached");
+    if (kind != 2 && session_full()) return refuse(5, "session memory share reached");
     // The receive window is sized when OPEN_OK goes out (mark_open), from the budgets then.
     auto s = std::make_unique<Stream>(this, sid, target, Stream::State::kAccepting, window, o_.initial_window);
     s->udp = kind == 2;
@@ -1279,7 +1318,11 @@ class Session final : public Pollable {
     }
     if (closing_ && out_empty() && close_received_) teardown();
     if (!dead_ && normal_bytes_ < kSendHighWater && !ready_.empty()) loop_->mark_dirty(this);
-    if (!dead_ && gated_since_ != 0 && readable_ && out_bytes() < kReadGate) loop_->mark_dirty(this);
+    if (!dead_ && gated_since_ != 0 && out_bytes() < kReadGate) {
+      gated_since_ = 0;
+      // Read again; unless JavaScript is behind, when resume_reading() will.
+      if (readable_ && !loop_->events_backlogged()) loop_->mark_dirty(this);
+    }
   }
 
   void reset_all(const std::string& why) {
