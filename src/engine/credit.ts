@@ -27,6 +27,11 @@ export function windowRoom(sessionOutstanding: number, sessionBudget: number, pr
   return Math.max(0, Math.min(sessionBudget - sessionOutstanding, Math.floor(processBudget / 4) * 3 - outstanding));
 }
 
+/** The most one session may hold of the process budget: a quarter (a client has two sessions by default). */
+export function sessionShare(processBudget: number): number {
+  return Math.floor(processBudget / 4);
+}
+
 /** True when not even one more minimum window fits: new streams are refused (RESET 5). */
 export function processFull(processBudget: number): boolean {
   return outstanding + EARLY_DATA_LIMIT > processBudget;

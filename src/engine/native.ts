@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { MAX_U32, ResetCode } from '../protocol/constants';
-import { Logger, peerText, RateLimitedLog } from '../util/log';
+import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
 import type { NativeAddon } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
@@ -103,8 +103,9 @@ class NativeSession extends EventEmitter implements EngineSession {
   private bytesOut = 0;
   private rttMs: number | undefined;
   private readonly log: Logger;
-  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited. */
+  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited; so are other stream lines, more generously. */
   private readonly refusals: RateLimitedLog;
+  private readonly streamLines: RateLimitedLog;
   /** While the engine runs this client session's TLS and upgrade: who waits for the response head. */
   upgrade: { resolve(head: string): void; reject(err: Error): void } | undefined;
 
@@ -115,6 +116,7 @@ class NativeSession extends EventEmitter implements EngineSession {
     this.nextStream = first % 2 === parity ? first : first + 1;
     this.log = opts.logger.child(`session#${id}`);
     this.refusals = new RateLimitedLog(this.log, 'refused streams');
+    this.streamLines = new RateLimitedLog(this.log, 'stream lines', STREAM_LINES);
   }
 
   /** The next stream id, or 0 when none is left; running low drains the session (see idsRunningOut). */
@@ -144,9 +146,11 @@ class NativeSession extends EventEmitter implements EngineSession {
   }
 
   openStream(local: Socket, target: string): number {
-    const taken = this.closed || this.peerDraining ? undefined : takeOver(local);
+    const unavailable = this.closed || this.peerDraining;
+    const taken = unavailable ? undefined : takeOver(local);
     const id = taken ? this.takeStreamId() : 0;
     if (!taken || id === 0) {
+      if (!unavailable) this.log.warn(`connection not carried: ${taken ? 'no stream id left' : 'not a plain TCP socket'}`);
       local.resetAndDestroy();
       return 0;
     }
@@ -227,6 +231,7 @@ class NativeSession extends EventEmitter implements EngineSession {
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
         this.refusals.flush();
+        this.streamLines.flush();
         this.bytesIn = Math.max(this.bytesIn, e.bytesIn);
         this.bytesOut = Math.max(this.bytesOut, e.bytesOut);
         this.emit('close', e.code, e.text);
@@ -292,11 +297,12 @@ class NativeSession extends EventEmitter implements EngineSession {
     this.bytesOut += e.bytesOut;
     const target = s?.target ?? '';
     const secs = s ? ((Date.now() - s.openedAt) / 1000).toFixed(1) : '0.0';
-    const level = /^(session closed|session timed out|protocol error)$/.test(e.text) ? 'debug' : 'info';
+    // As the js engine does: streams that die with their session, and peer RESETs 6 (cancelled: the other side's app closed), at debug.
+    const level = /^(session closed|session timed out|protocol error|peer reset: cancelled\b.*)$/.test(e.text) ? 'debug' : 'info';
     const line = `stream#${e.stream} closed (${e.text}) → ${peerText(target) || '(pinned)'} in=${e.bytesIn} out=${e.bytesOut} ${secs}s`;
-    // A peer can make us refuse streams by the thousand: those lines are rate-limited.
+    // A peer can make us refuse (or open and reset) streams by the thousand: those lines are rate-limited.
     if (e.text.startsWith('refused')) this.refusals.line(level, line);
-    else this.log[level](line);
+    else this.streamLines.line(level, line);
     const info: StreamClosedInfo = { stream: e.stream, target, bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
     this.emit('stream-closed', info);
   }
@@ -339,7 +345,13 @@ export function createNativeEngine(
       }
       const entry = sessions.get(e.session);
       if (!entry) continue;
-      entry.session.handle(e);
+      try {
+        entry.session.handle(e);
+      } catch (err) {
+        // A listener that throws must not cost the rest of the batch (a lost
+        // stream-closed or session-closed would leave its state behind).
+        process.emitWarning(`tws: ${e.type} handler threw: ${(err as Error).message}`);
+      }
       if (e.type === 'session-closed') {
         sessions.delete(e.session);
         // A core with no sessions must not keep the process alive.

@@ -16,6 +16,12 @@ export const LOG_LEVELS = Object.keys(RANK) as LogLevel[];
 export const MAX_LINE = 4096;
 /** Longest peer string (in UTF-8 bytes) put into a line by `peerText`. */
 export const MAX_PEER_TEXT = 256;
+/**
+ * Stream open/close lines a session writes per 10 s before the rest are
+ * summed up: a peer can open and reset streams as fast as it can send.
+ * (Refusals get 20: see RateLimitedLog's default.)
+ */
+export const STREAM_LINES = 200;
 
 export interface Logger {
   error(msg: string): void;
@@ -87,8 +93,33 @@ class LineLogger implements Logger {
   child(prefix: string): Logger { return new LineLogger(this.rank, `${this.prefix}${prefix} `, this.sink); }
 }
 
-/** Creates the root logger; `sink` defaults to stderr. */
-export function createLogger(level: LogLevel, sink: Sink = (l) => process.stderr.write(l)): Logger {
+/** Bytes of log lines stderr may hold for a slow reader (a pipe to journald, say) before lines are dropped. */
+export const MAX_PENDING_LOG = 1024 * 1024;
+
+/**
+ * stderr, bounded: a pipe or socket behind it is written asynchronously, and
+ * when its reader falls behind, Node would buffer every line in memory.
+ * Past MAX_PENDING_LOG lines are dropped and counted, and the count is
+ * logged once the reader has caught up.
+ */
+function stderrSink(): Sink {
+  let dropped = 0;
+  return (line) => {
+    const err = process.stderr;
+    if (err.writableLength > MAX_PENDING_LOG) {
+      dropped++;
+      return;
+    }
+    if (dropped > 0) {
+      err.write(`${new Date().toISOString()} WARN  … ${dropped} log lines dropped: stderr was not keeping up\n`);
+      dropped = 0;
+    }
+    err.write(line);
+  };
+}
+
+/** Creates the root logger; `sink` defaults to stderr (bounded, see stderrSink). */
+export function createLogger(level: LogLevel, sink: Sink = stderrSink()): Logger {
   return new LineLogger(RANK[level], '', sink);
 }
 

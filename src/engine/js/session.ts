@@ -11,13 +11,13 @@ import {
 } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import { ProtocolError } from '../../util/errors';
-import { Logger, peerText, RateLimitedLog } from '../../util/log';
-import { addProcessCredit, processFull, windowRoom } from '../credit';
+import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../../util/log';
+import { addProcessCredit, processFull, sessionShare, windowRoom } from '../credit';
 import { validateSessionOptions } from '../options';
 import {
   DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo,
 } from '../types';
-import { HELD_DATAGRAMS, JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
+import { GATHER_MAX, HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
 const SEND_HIGH_WATER = 512 * 1024;
@@ -92,14 +92,16 @@ export class JsSession extends EventEmitter implements EngineSession {
   private pongOwed: Buffer | undefined;
   /** Since when we have not read from the peer because it does not read what we send (0: reading). */
   private pausedAt = 0;
-  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited. */
+  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited; so are other stream lines, more generously. */
   private readonly refusals: RateLimitedLog;
+  private readonly streamLines: RateLimitedLog;
 
   constructor(private readonly ws: WebSocket, private readonly opts: SessionOptions) {
     super();
     validateSessionOptions(opts);
     this.log = opts.logger.child(`session#${this.id}`);
     this.refusals = new RateLimitedLog(this.log, 'refused streams');
+    this.streamLines = new RateLimitedLog(this.log, 'stream lines', STREAM_LINES);
     const parity = opts.role === 'client' ? 1 : 0;
     const first = opts.firstStreamId ?? (opts.role === 'client' ? 1 : 2);
     this.nextStreamId = first % 2 === parity ? first : first + 1;
@@ -152,7 +154,7 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   private newOutgoing(target: string, kind: StreamKindValue): JsStream | undefined {
     if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) return undefined;
-    if (kind === StreamKind.TCP && processFull(this.opts.processBudget)) {
+    if (kind === StreamKind.TCP && (processFull(this.opts.processBudget) || this.sessionFull())) {
       this.log.warn(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
       return undefined;
     }
@@ -194,7 +196,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     clearInterval(this.timer);
     this.resetAllLocally(reason);
     try {
-      this.ws.close(code, reason.slice(0, 120));
+      this.ws.close(code, codec.clampReason(reason));  // at most 120 bytes, whole characters
     } catch {
       this.ws.terminate();
     }
@@ -298,6 +300,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (f.kind === StreamKind.UDP && this.opts.noUdp) return refuse(ResetCode.DENIED, 'udp is disabled on this server');
     if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
     if (f.kind === StreamKind.TCP && processFull(this.opts.processBudget)) return refuse(ResetCode.TOO_MANY_STREAMS, 'memory budget reached');
+    if (f.kind === StreamKind.TCP && this.sessionFull()) return refuse(ResetCode.TOO_MANY_STREAMS, 'session memory share reached');
     if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
 
     const s = new JsStream(f.stream, f.target, f.kind, 'accepting', { sendCredit: f.window, recvWindow: this.opts.initialWindow });
@@ -321,6 +324,7 @@ export class JsSession extends EventEmitter implements EngineSession {
         if (s.done) { port.close(); return; }
         this.markOpen(s);
         this.attachPort(s, port);
+        s.heldBytes = 0;
         for (const d of s.held.splice(0)) port.send(d);
         if (s.finRecv) this.finish(s, 'fin', 'info');
       },
@@ -348,8 +352,11 @@ export class JsSession extends EventEmitter implements EngineSession {
   private onAccepted(s: JsStream, socket: Socket): void {
     this.markOpen(s);
     this.attach(s, socket);
-    for (const chunk of s.early.splice(0)) this.deliver(s, chunk);
-    if (s.finRecv) socket.end();
+    for (const chunk of s.early.take()) this.deliver(s, chunk);
+    if (s.finRecv) {
+      this.flushGathered(s);
+      socket.end();
+    }
     this.log.debug(`stream#${s.id} accepted → ${peerText(s.target)}`);
   }
 
@@ -358,6 +365,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.state = 'open';
     s.sendCredit = window - s.bytesOut;
     s.epochStart = performance.now();
+    s.heldBytes = 0;
     for (const d of s.held.splice(0)) this.sendDatagram(s, d);
     if (s.sendable() > 0) this.markReady(s);
     this.pump();
@@ -381,14 +389,31 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   /** Writes peer bytes to the local socket; credit goes back only once the kernel has them. */
   private deliver(s: JsStream, payload: Buffer): void {
-    const local = s.local!;
-    if (local.destroyed) return;
-    local.write(payload, (err) => {
+    if (s.local!.destroyed) return;
+    // While earlier writes are in flight, small payloads wait gathered (see Gather); order is kept.
+    if (s.writing > 0 && payload.length < GATHER_MAX) {
+      s.gathered.push(payload);
+      return;
+    }
+    this.flushGathered(s);
+    this.writeLocal(s, payload);
+  }
+
+  private flushGathered(s: JsStream): void {
+    if (s.gathered.empty || !s.local || s.local.destroyed) return;
+    for (const chunk of s.gathered.take()) this.writeLocal(s, chunk);
+  }
+
+  private writeLocal(s: JsStream, buf: Buffer): void {
+    s.writing++;
+    s.local!.write(buf, (err) => {
+      s.writing--;
       if (err || s.done) return;
-      s.bytesIn += payload.length;
-      this.bytesIn += payload.length;
-      this.credit(-payload.length);
-      this.consumed(s, payload.length);
+      s.bytesIn += buf.length;
+      this.bytesIn += buf.length;
+      this.credit(-buf.length);
+      this.consumed(s, buf.length);
+      if (s.writing === 0) this.flushGathered(s);
     });
   }
 
@@ -410,9 +435,18 @@ export class JsSession extends EventEmitter implements EngineSession {
     addProcessCredit(delta);
   }
 
+  /**
+   * This session holds its share of the process budget (a quarter: a client
+   * has two sessions by default) already: its new streams are refused, so
+   * one client cannot take the budget from everyone.
+   */
+  private sessionFull(): boolean {
+    return this.outstanding + EARLY_DATA_LIMIT > sessionShare(this.opts.processBudget);
+  }
+
   /** Room for larger windows under this session's and the process's budgets. */
   private windowRoom(): number {
-    return windowRoom(this.outstanding, this.opts.sessionBudget, this.opts.processBudget);
+    return windowRoom(this.outstanding, Math.min(this.opts.sessionBudget, sessionShare(this.opts.processBudget)), this.opts.processBudget);
   }
 
   /** The window for a new stream: the initial one while the budgets have room, else the minimum. */
@@ -476,6 +510,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       return;
     }
     if (s.state === 'open') {
+      this.flushGathered(s);
       s.local!.end();
     }
   }
@@ -492,11 +527,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.lastActive = Date.now();
     s.bytesIn += payload.length;
     this.bytesIn += payload.length;
-    if (s.state === 'accepting') {
-      if (s.held.length < HELD_DATAGRAMS) s.held.push(payload);
-      else jsEngineStats.datagramsDropped++;
-      return;
-    }
+    if (s.state === 'accepting') return this.hold(s, payload);
     s.port!.send(payload);
   }
 
@@ -504,11 +535,7 @@ export class JsSession extends EventEmitter implements EngineSession {
   private sendDatagram(s: JsStream, payload: Buffer): void {
     if (s.done) return;
     s.lastActive = Date.now();
-    if (s.state === 'opening') {
-      if (s.held.length < HELD_DATAGRAMS) s.held.push(payload);
-      else jsEngineStats.datagramsDropped++;
-      return;
-    }
+    if (s.state === 'opening') return this.hold(s, payload);
     if (this.ws.bufferedAmount > SEND_HIGH_WATER) {
       jsEngineStats.datagramsDropped++;
       return;
@@ -516,6 +543,16 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.bytesOut += payload.length;
     this.bytesOut += payload.length;
     this.send(codec.encodeDatagram(s.id, payload));
+  }
+
+  /** Holds a datagram for a stream not open yet (it may wait seconds for DNS), within bounds; the rest are dropped and counted. */
+  private hold(s: JsStream, payload: Buffer): void {
+    if (s.held.length >= HELD_DATAGRAMS || s.heldBytes + payload.length > HELD_DATAGRAM_BYTES) {
+      jsEngineStats.datagramsDropped++;
+      return;
+    }
+    s.held.push(payload);
+    s.heldBytes += payload.length;
   }
 
   private attachPort(s: JsStream, port: DatagramPort): void {
@@ -707,6 +744,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.closed = true;
     this.resetAllLocally('session closed');
     this.refusals.flush();
+    this.streamLines.flush();
     // We closed and the peer never answered (1006): why it ended is our reason, as the native engine reports it.
     if (code === CloseCode.ABNORMAL && this.closedWith) this.emit('close', this.closedWith.code, this.closedWith.reason);
     else this.emit('close', code, reason);
@@ -746,9 +784,9 @@ export class JsSession extends EventEmitter implements EngineSession {
     }
     const secs = ((Date.now() - s.openedAt) / 1000).toFixed(1);
     const line = `stream#${s.id} closed (${how}) → ${peerText(s.target) || '(pinned)'} in=${s.bytesIn} out=${s.bytesOut} ${secs}s`;
-    // A peer can make us refuse streams by the thousand: those lines are rate-limited.
+    // A peer can make us refuse (or open and reset) streams by the thousand: those lines are rate-limited.
     if (how.startsWith('refused')) this.refusals.line(level, line);
-    else this.log[level](line);
+    else this.streamLines.line(level, line);
     const info: StreamClosedInfo = { stream: s.id, target: s.target, bytesIn: s.bytesIn, bytesOut: s.bytesOut, how };
     this.emit('stream-closed', info);
     if (this.streams.size === 0) {

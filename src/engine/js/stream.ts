@@ -11,10 +11,53 @@ import type { DatagramPort } from '../types';
 export const STREAM_QUEUE_LIMIT = 256 * 1024;
 /** Local bytes queued on all of a session's streams beyond this pause each socket that reads more. */
 export const SESSION_QUEUE_LIMIT = 2 * 1024 * 1024;
-/** Datagrams held while a udp stream is not yet open; more are dropped, as UDP may. */
+/** Datagrams (and bytes) held while a udp stream is not yet open; more are dropped, as UDP may. */
 export const HELD_DATAGRAMS = 16;
+export const HELD_DATAGRAM_BYTES = 16 * 1024;
 
 export type StreamState = 'opening' | 'accepting' | 'open';
+
+/** Payloads below this size are copied into shared chunks while they wait; larger ones are kept whole. */
+export const GATHER_MAX = 16 * 1024;
+
+/**
+ * Bytes waiting for a local socket. A peer may send its credit as 1-byte
+ * DATA frames, each a view into a 64 KiB socket read: kept as they come,
+ * they would pin 64 KiB and a write request each. Small payloads are
+ * copied into chunks (256 B growing to 16 KiB), so waiting bytes cost about
+ * what they count for in credit.
+ */
+export class Gather {
+  private readonly chunks: { buf: Buffer; len: number }[] = [];
+
+  get empty(): boolean {
+    return this.chunks.length === 0;
+  }
+
+  push(p: Buffer): void {
+    if (p.length >= GATHER_MAX) {
+      // Whole, unless it is a small view into a much larger buffer.
+      const buf = p.byteLength * 2 < p.buffer.byteLength ? Buffer.from(p) : p;
+      this.chunks.push({ buf, len: buf.length });
+      return;
+    }
+    const last = this.chunks[this.chunks.length - 1];
+    if (last && last.buf.length - last.len >= p.length) {
+      p.copy(last.buf, last.len);
+      last.len += p.length;
+      return;
+    }
+    const size = Math.max(p.length, Math.min(GATHER_MAX, Math.max(256, 2 * (last?.buf.length ?? 128))));
+    const buf = Buffer.allocUnsafe(size);
+    p.copy(buf, 0);
+    this.chunks.push({ buf, len: p.length });
+  }
+
+  /** Everything gathered, in order, as filled buffers; the gather is empty afterwards. */
+  take(): Buffer[] {
+    return this.chunks.splice(0).map((c) => (c.len === c.buf.length ? c.buf : c.buf.subarray(0, c.len)));
+  }
+}
 
 export class JsStream {
   state: StreamState;
@@ -22,6 +65,7 @@ export class JsStream {
   /** The local end of a udp stream. */
   port: DatagramPort | undefined;
   readonly held: Buffer[] = [];
+  heldBytes = 0;
   lastActive = Date.now();
 
   /** Bytes we may still send (peer's window minus what we sent). */
@@ -51,8 +95,12 @@ export class JsStream {
   /** This epoch the peer had less than an eighth of the window left in credit at some point. */
   starved = false;
   finRecv = false;
-  /** Data (and FIN) that arrived before the acceptor had a socket. */
-  readonly early: Buffer[] = [];
+  /** Data that arrived before the acceptor had a socket. */
+  readonly early = new Gather();
+  /** Data that arrived while writes to the local socket were still in flight. */
+  readonly gathered = new Gather();
+  /** Writes handed to the local socket and not yet done. */
+  writing = 0;
 
   bytesIn = 0;
   bytesOut = 0;
