@@ -10,7 +10,7 @@ import { WebSocket } from 'ws';
 import { buildAuthHeader } from '../auth/tws-auth';
 import { jsEngine } from '../engine/js';
 import type { Engine, EngineSession, FdEngine, PendingUpgrade, WsEngine } from '../engine/types';
-import { sessionOptions } from '../engine/options';
+import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
@@ -59,6 +59,7 @@ export class SessionSlot extends EventEmitter {
     super();
     this.backoff = new Backoff(opts.retryTimeout);
     this.caPem = (opts.connect?.ca ?? []).join('\n');
+    validateSessionOptions(this.sessionOptions());  // a bad option is an error at start, not at each connect
   }
 
   start(): void {

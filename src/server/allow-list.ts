@@ -13,7 +13,7 @@ import { TwsError } from '../util/errors';
 import { lookup } from 'node:dns/promises';
 import { HostPort, splitHostPort } from '../util/address';
 
-type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList } | { kind: 'name'; name: string };
+type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6' } | { kind: 'name'; name: string };
 
 export interface AllowRule {
   text: string;
@@ -43,7 +43,7 @@ function parseHost(text: string): HostMatch | string {
     if (!(prefix >= 0 && prefix <= max)) return `"/${prefixText}" is not a prefix length for IPv${family}`;
     const list = new BlockList();
     list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
-    return { kind: 'net', list };
+    return { kind: 'net', list, family: family === 4 ? 'ipv4' : 'ipv6' };
   }
   if (prefixText !== undefined) return `"${addr}" is not an IP address`;
   if (!NAME.test(text)) return `"${text}" is not an IP, CIDR, host name or *`;
@@ -94,8 +94,11 @@ export class AllowList {
   match(name: string, address: string, port: number): AllowRule | undefined {
     const a = plainAddress(address);
     const n = name.toLowerCase().replace(/\.$/, '');
+    // An IPv6 rule never matches an IPv4 address (Node's BlockList would match
+    // it through ::ffff:, so [::/0] would let every IPv4 target through).
     return this.rules.find((r) => port >= r.ports[0] && port <= r.ports[1] && (
-      r.host.kind === 'any' || (r.host.kind === 'name' && r.host.name === n) || (r.host.kind === 'net' && r.host.list.check(a.address, a.family))));
+      r.host.kind === 'any' || (r.host.kind === 'name' && r.host.name === n) ||
+      (r.host.kind === 'net' && r.host.family === a.family && r.host.list.check(a.address, a.family))));
   }
 
   /**

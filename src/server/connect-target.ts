@@ -37,6 +37,13 @@ export interface StreamPolicy {
   onDatagramDropped?(): void;
 }
 
+/** `p`, or 'timeout' after `ms`: a resolver that never answers must not leave an OPEN unanswered. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** Parses the request's target, or rejects the request and returns undefined. */
 function targetOf(req: OpenRequest, policy: StreamPolicy): HostPort | undefined {
   const refuse = (code: number, why: string): undefined => {
@@ -55,14 +62,15 @@ function targetOf(req: OpenRequest, policy: StreamPolicy): HostPort | undefined 
  * one, the resolved address a rule allows (`go` connects exactly there); an
  * empty list allows nothing. A denial is answered RESET 1 and logged.
  */
-function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, go: (hp: HostPort) => void): void {
+function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, timeoutMs: number, go: (hp: HostPort) => void): void {
   const pass = (to: HostPort): void => {
     policy.admitted(req);
     go(to);
   };
   if (!policy.allow) return pass(hp);
-  policy.allow.decide(hp).then((d) => {
+  within(policy.allow.decide(hp), timeoutMs).then((d) => {
     if (req.signal.aborted) return;
+    if (d === 'timeout') return req.reject(ResetCode.TIMEOUT, `resolve timed out after ${timeoutMs} ms`);
     if (d.ok) return pass({ host: d.address, port: hp.port });
     policy.refusals.line('warn', `stream#${req.stream} denied → ${peerText(req.target)}: ${d.why}`);
     req.reject(ResetCode.DENIED, 'target not allowed');
@@ -73,7 +81,7 @@ function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, go: (hp:
 export function connectTarget(req: OpenRequest, timeoutMs: number, policy: StreamPolicy): void {
   const hp = targetOf(req, policy);
   if (!hp) return;
-  admitted(req, hp, policy, (to) => {
+  admitted(req, hp, policy, timeoutMs, (to) => {
     // An IP address (always, after an allow-list) the engine can connect itself; names resolve here.
     const inEngine = isIP(to.host) !== 0 && !to.host.includes('%') ? req.dial : undefined;
     policy.log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
@@ -118,16 +126,21 @@ function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
   });
 }
 
-/** Opens a connected UDP socket to `req.target` (if the policy lets it) and hands it to the engine as a datagram port. */
-export function connectUdpTarget(req: OpenRequest, policy: StreamPolicy): void {
+/**
+ * Opens a connected UDP socket to `req.target` (if the policy lets it,
+ * resolving within `timeoutMs`) and hands it to the engine as a datagram port.
+ */
+export function connectUdpTarget(req: OpenRequest, timeoutMs: number, policy: StreamPolicy): void {
   const hp = targetOf(req, policy);
-  if (hp) admitted(req, hp, policy, (to) => openUdp(req, to, policy));
+  if (hp) admitted(req, hp, policy, timeoutMs, (to) => openUdp(req, to, timeoutMs, policy));
 }
 
-function openUdp(req: OpenRequest, hp: HostPort, policy: StreamPolicy): void {
+function openUdp(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamPolicy): void {
   const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : lookup(hp.host);
-  resolve.then(({ address, family }) => {
+  within(resolve, timeoutMs).then((r) => {
     if (req.signal.aborted) return;
+    if (r === 'timeout') return req.reject(ResetCode.TIMEOUT, `resolve timed out after ${timeoutMs} ms`);
+    const { address, family } = r;
     let sock: UdpSocket;
     try {
       sock = createSocket(family === 6 ? 'udp6' : 'udp4');

@@ -4,9 +4,10 @@
  * UDP) and every session one (its WebSocket); when the process runs out,
  * every user's tunnels fail at once. So streams and sessions get shares of
  * RLIMIT_NOFILE measured at start: a process-wide stream limit, a
- * per-session share of it (half: one session's flood leaves the other half
- * to everyone else), and a session limit, with spare fds kept for the
- * listener, handshakes in progress and the brief duplicate a handoff makes.
+ * per-session share of it (a quarter: a client has two sessions by default,
+ * and its flood leaves half to everyone else), a per-user share (half, with
+ * --users), and a session limit, with spare fds kept for the listener,
+ * connections before their upgrade and the brief duplicate a handoff makes.
  */
 import { maxFds, openFds } from '../util/fds';
 
@@ -20,20 +21,29 @@ export interface FdPlan {
   streams: number;
   /** Streams one session may hold. */
   perSession: number;
+  /** Streams one user's sessions may hold together (with --users). */
+  perUser: number;
   /** Sessions the process may hold (never above --max-sessions). */
   sessions: number;
+  /** Connections before their upgrade (no password needed yet) the process may hold. */
+  pending: number;
 }
 
 /**
  * Splits what is left of `limit` after the fds `inUse` now and FD_SPARE:
- * a quarter (at most `maxSessions`) for sessions, each reserved twice (its
- * socket, and the duplicate while it is handed over), the rest for streams.
+ * a sixteenth (8 to 1024) for connections before their upgrade, each
+ * reserved three times (a TLS one in the native engine holds its socket and
+ * a socketpair); a quarter of the rest (at most `maxSessions`) for
+ * sessions, each reserved twice (its socket, and the duplicate while it is
+ * handed over); the rest for streams.
  */
 export function planFds(limit: number, inUse: number, maxSessions: number): FdPlan {
   const free = Math.max(0, limit - inUse - FD_SPARE);
-  const sessions = Math.max(1, Math.min(maxSessions, Math.floor(free / 4)));
-  const streams = Math.max(1, free - 2 * sessions);
-  return { limit, streams, perSession: Math.max(1, Math.ceil(streams / 2)), sessions };
+  const pending = Math.min(1024, Math.max(8, Math.floor(free / 16)));
+  const left = Math.max(0, free - 3 * pending);
+  const sessions = Math.max(1, Math.min(maxSessions, Math.floor(left / 4)));
+  const streams = Math.max(1, left - 2 * sessions);
+  return { limit, streams, perSession: Math.max(1, Math.ceil(streams / 4)), perUser: Math.max(1, Math.ceil(streams / 2)), sessions, pending };
 }
 
 /** The plan for this process now, or undefined where the limit cannot be read (no /proc). */
@@ -47,29 +57,40 @@ export function currentFdPlan(maxSessions: number): FdPlan | undefined {
 export class StreamSlots<S> {
   private used = 0;
   private readonly held = new Map<S, Set<number>>();
+  /** Slots held per user, and whose sessions they are. */
+  private readonly byUser = new Map<string, number>();
+  private readonly userOf = new Map<S, string>();
 
-  constructor(readonly plan: Pick<FdPlan, 'streams' | 'perSession'>) {}
+  constructor(readonly plan: Pick<FdPlan, 'streams' | 'perSession' | 'perUser'>) {}
 
   get inUse(): number {
     return this.used;
   }
 
-  /** Takes a slot for `stream`, or says which limit refuses it. */
-  take(session: S, stream: number): string | undefined {
+  /** Takes a slot for `stream` of `session` (of `user`, with --users), or says which limit refuses it. */
+  take(session: S, stream: number, user?: string): string | undefined {
     let mine = this.held.get(session);
+    if (mine?.has(stream)) return undefined;
     if (this.used >= this.plan.streams) return `server at its stream limit (${this.plan.streams}, from the file descriptor limit)`;
-    if ((mine?.size ?? 0) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, half the server's)`;
+    if ((mine?.size ?? 0) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
+    if (user !== undefined && (this.byUser.get(user) ?? 0) >= this.plan.perUser) {
+      return `user at its share of streams (${this.plan.perUser}, half the server's)`;
+    }
     if (!mine) this.held.set(session, (mine = new Set()));
-    if (!mine.has(stream)) {
-      mine.add(stream);
-      this.used++;
+    mine.add(stream);
+    this.used++;
+    if (user !== undefined) {
+      this.userOf.set(session, user);
+      this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
     }
     return undefined;
   }
 
   release(session: S, stream: number): void {
     const mine = this.held.get(session);
-    if (mine?.delete(stream)) this.used--;
+    if (!mine?.delete(stream)) return;
+    this.used--;
+    this.userRelease(session, 1);
   }
 
   /** The session ended: whatever it still held is free. */
@@ -77,6 +98,16 @@ export class StreamSlots<S> {
     const mine = this.held.get(session);
     if (!mine) return;
     this.used -= mine.size;
+    this.userRelease(session, mine.size);
     this.held.delete(session);
+    this.userOf.delete(session);
+  }
+
+  private userRelease(session: S, n: number): void {
+    const user = this.userOf.get(session);
+    if (user === undefined) return;
+    const left = (this.byUser.get(user) ?? 0) - n;
+    if (left > 0) this.byUser.set(user, left);
+    else this.byUser.delete(user);
   }
 }

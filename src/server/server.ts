@@ -12,11 +12,11 @@ import { WebSocketServer } from 'ws';
 import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
 import { jsEngine } from '../engine/js';
-import { sessionOptions } from '../engine/options';
+import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, StreamKind, SUBPROTOCOL } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import { Logger, peerText, RateLimitedLog } from '../util/log';
+import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
 import type { AllowList } from './allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, StreamPolicy } from './connect-target';
@@ -86,6 +86,12 @@ export class TwsServer extends EventEmitter {
   private readonly maxSessions: number;
   /** UDP payloads dropped on the way to targets (see connect-target). */
   datagramsDropped = 0;
+  private readonly sessionOpts: ReturnType<typeof sessionOptions>;
+  /** Connections before their upgrade, and at most how many (native TLS fronts; plain ones Node caps). */
+  private pending = 0;
+  private readonly maxPending: number;
+  private readonly refusedRequests: RateLimitedLog;
+  private readonly droppedConnections: RateLimitedLog;
 
   constructor(private readonly opts: TwsServerOptions) {
     super();
@@ -93,9 +99,16 @@ export class TwsServer extends EventEmitter {
     this.users = opts.users;
     this.replayWindow = opts.replayWindow ?? 30_000;
     this.replay = new ReplayCache(this.replayWindow);
+    // Checked once here, so a bad option is an error at start, not in every upgrade.
+    this.sessionOpts = sessionOptions('server', opts);
+    validateSessionOptions(this.sessionOpts);
     this.fdPlan = opts.fdPlan ?? currentFdPlan(opts.maxSessions ?? 1024);
     this.slots = this.fdPlan ? new StreamSlots(this.fdPlan) : undefined;
     this.maxSessions = Math.min(opts.maxSessions ?? 1024, this.fdPlan?.sessions ?? Infinity);
+    this.maxPending = this.fdPlan?.pending ?? 1024;
+    // Anyone can make the server log a refused request: those lines are rate-limited.
+    this.refusedRequests = new RateLimitedLog(opts.logger, 'refused requests');
+    this.droppedConnections = new RateLimitedLog(opts.logger, 'connections dropped');
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -105,7 +118,7 @@ export class TwsServer extends EventEmitter {
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     const notFound = (req: IncomingMessage, res: ServerResponse): void => {
-      this.opts.logger.debug(`404 for ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))} from ${peerName(req)}: not an upgrade`);
+      this.refusedRequests.line('debug', `404 for ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))} from ${peerName(req)}: not an upgrade`);
       res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
       res.end('Not Found');
     };
@@ -121,11 +134,19 @@ export class TwsServer extends EventEmitter {
       this.tcp = createNetServer({ noDelay: true }, (socket) => {
         socket.on('error', () => undefined);
         const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-        const plain = frontTls(socket, this.tlsContext!, (reason) => this.tlsFailed(peer, reason));
-        if (typeof plain === 'string') {
-          this.opts.logger.warn(`TLS connection from ${peer} dropped: ${plain}`);
+        // Connections before their upgrade hold fds (three each here) and need no password: they are capped.
+        if (this.pending >= this.maxPending) {
+          this.droppedConnections.line('warn', `connection from ${peer} dropped: ${this.maxPending} connections wait for their upgrade already`);
+          socket.destroy();
           return;
         }
+        const plain = frontTls(socket, this.tlsContext!, (reason) => this.tlsFailed(peer, reason));
+        if (typeof plain === 'string') {
+          this.droppedConnections.line('warn', `TLS connection from ${peer} dropped: ${plain}`);
+          return;
+        }
+        this.pending++;
+        plain.once('close', () => { this.pending--; });
         plain.on('error', () => undefined);
         this.http.emit('connection', plain);
       });
@@ -140,6 +161,10 @@ export class TwsServer extends EventEmitter {
     // each second, so 9 s here means gone within 10 s.
     this.http.headersTimeout = 9_000;
     this.http.requestTimeout = 9_000;
+    // Plain connections before their upgrade (and the js engine's sessions) are capped by Node itself.
+    if (!this.tcp) this.http.maxConnections = this.maxSessions + this.maxPending;
+    this.http.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) =>
+      this.droppedConnections.line('warn', `connection from ${d?.remoteAddress}:${d?.remotePort} dropped: ${this.maxSessions + this.maxPending} connections already`));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
@@ -165,7 +190,8 @@ export class TwsServer extends EventEmitter {
         else this.opts.logger.info(`allow-list: ${allow.rules.map((r) => r.text).join(', ')}; everything else is denied`);
         const plan = this.fdPlan;
         if (plan) {
-          const note = `file descriptor limit ${plan.limit}: at most ${plan.streams} streams (${plan.perSession} per session) and ${this.maxSessions} sessions`;
+          const note = `file descriptor limit ${plan.limit}: at most ${plan.streams} streams (${plan.perSession} per session), ` +
+            `${this.maxSessions} sessions and ${plan.pending} connections waiting for their upgrade`;
           if (this.maxSessions < (this.opts.maxSessions ?? 1024)) this.opts.logger.warn(`${note}; raise the limit (ulimit -n, LimitNOFILE=) for more`);
           else this.opts.logger.debug(note);
         }
@@ -216,7 +242,7 @@ export class TwsServer extends EventEmitter {
     socket.on('error', () => undefined);
     const who = peerName(req);
     const refuse = (why: string, level: 'info' | 'warn'): void => {
-      this.opts.logger[level](`refused upgrade from ${who}: ${why} (answered 404)`);
+      this.refusedRequests.line(level, `refused upgrade from ${who}: ${peerText(why, 300)} (answered 404)`);
       respond404(socket);
     };
     if (this.stopping) return refuse('server is shutting down', 'info');
@@ -230,7 +256,7 @@ export class TwsServer extends EventEmitter {
     if (this.sessions.size + this.upgrading >= max) {
       // The peer proved it holds the password: tell it why, so its log says so.
       const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
-      this.opts.logger.warn(`refused upgrade from ${who}: ${max} sessions already (${why}) (answered 503)`);
+      this.refusedRequests.line('warn', `refused upgrade from ${who}: ${max} sessions already (${why}) (answered 503)`);
       socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
@@ -238,7 +264,7 @@ export class TwsServer extends EventEmitter {
     if (engine.handoff === 'fd' && socket instanceof Socket && !(socket instanceof TLSSocket)) {
       // The native engine writes the 101 itself, first thing, from its own thread.
       const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string), 'latin1');
-      this.track(engine.adoptSocket(socket, head, preamble, sessionOptions('server', this.opts)), who, auth.user);
+      this.track(engine.adoptSocket(socket, head, preamble, this.sessionOpts), who, auth.user);
       return;
     }
     // Counted from here, so a burst of upgrades cannot overshoot --max-sessions while ws completes them.
@@ -251,7 +277,7 @@ export class TwsServer extends EventEmitter {
     socket.once('close', done);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       done();
-      this.track(jsEngine.adopt(ws, sessionOptions('server', this.opts)), who, auth.user);
+      this.track(jsEngine.adopt(ws, this.sessionOpts), who, auth.user);
     });
   }
 
@@ -262,30 +288,32 @@ export class TwsServer extends EventEmitter {
     const user = userName === undefined ? undefined : this.users?.get(userName);
     if (user) this.sessionUser.set(session, user);
     log.info(`up from ${who}${user ? ` as ${user.name}` : ''}`);
-    // Refusals a peer can provoke by the thousand are rate-limited, per session.
+    // Refusals a peer can provoke by the thousand are rate-limited, per session; so are open lines.
     const refusals = new RateLimitedLog(log, 'refused streams');
+    const opens = new RateLimitedLog(log, 'streams opened', STREAM_LINES);
     const policy = (): StreamPolicy => ({
       // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
       allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
       log,
       refusals,
-      admitted: (req) => log.info(`stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${peerText(req.target)}`),
+      admitted: (req) => opens.line('info', `stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${peerText(req.target)}`),
       onDatagramDropped: () => { this.datagramsDropped++; },
     });
     session.on('open-request', (req) => {
-      const full = this.slots?.take(session, req.stream);
+      const full = this.slots?.take(session, req.stream, this.sessionUser.get(session)?.name);
       if (full) {
         refusals.line('warn', `stream#${req.stream} refused → ${peerText(req.target) || '(pinned)'}: ${full}`);
         req.reject(ResetCode.TOO_MANY_STREAMS, full);
         return;
       }
-      if (req.kind === StreamKind.UDP) connectUdpTarget(req, policy());
+      if (req.kind === StreamKind.UDP) connectUdpTarget(req, this.opts.connectTimeout ?? 10_000, policy());
       else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
     });
     session.on('stream-closed', (info: { stream: number }) => this.slots?.release(session, info.stream));
     session.on('close', (code: number, reason: string) => {
       this.slots?.releaseSession(session);
       refusals.flush();
+      opens.flush();
       this.sessions.delete(session);
       this.sessionUser.delete(session);
       const st = session.stats();

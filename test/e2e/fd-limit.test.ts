@@ -2,6 +2,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { readdirSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
@@ -39,7 +40,7 @@ for (const engine of engines()) {
       const oks = flood.frames.filter((f) => f.type === 'open-ok').length;
       t.equal(oks + resets.length, n, `every OPEN was answered (${oks} opened, ${resets.length} refused)`);
       t.ok(resets.length > 0 && resets.every((r) => r.code === 5), 'the excess got RESET 5');
-      t.match(await server.waitLog(/refused → \S+: session at its share of streams.*/), /half the server's/, 'with a line saying which limit');
+      t.match(await server.waitLog(/refused → \S+: session at its share of streams.*/), /a quarter of the server's/, 'with a line saying which limit');
 
       // Meanwhile the other session still carries data, over several streams at once.
       const data = randomBytes(1 << 20);
@@ -85,5 +86,31 @@ for (const engine of engines()) {
       const started = Date.now();
       t.equal(await client.stop('SIGTERM'), 0, 'SIGTERM exits 0');
       t.ok(Date.now() - started < 3000, `and promptly (${Date.now() - started} ms; the drain timeout is 10 s)`);
+    });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] connections that never finish their upgrade (no password needed) cannot take the fds sessions and streams need`,
+    { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine], {}, undefined, ['prlimit', '--nofile=256:256']);
+      const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1']);
+      const idle: Socket[] = [];
+      t.teardown(async () => { idle.forEach((s) => s.destroy()); await client.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+      await client.waitLog(/up → /);
+      // 400 connections with half a request each, held open.
+      for (let i = 0; i < 400; i++) {
+        const s = connect(server.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        s.write('GET / HTTP/1.1\r\nHost: x\r\n');
+        idle.push(s);
+      }
+      await server.waitLog(/connection from \S+ dropped: \d+ connections already/);
+      const fds = readdirSync(`/proc/${server.proc.pid}/fd`).length;
+      t.ok(fds < 256, `the server holds ${fds} fds of 256`);
+      const data = randomBytes(1 << 20);
+      t.equal(sha256(await roundTrip(client.port, data)), sha256(data), 'the established session still carries data, over a new stream');
+      t.notMatch(server.logs(), /EMFILE/, 'the server never ran out of fds');
+      for (const s of idle) s.destroy();
     });
 }

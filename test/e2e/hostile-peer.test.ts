@@ -1,4 +1,5 @@
 import t from 'tap';
+import { buildAuthHeader } from '../../src/auth/tws-auth';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
@@ -57,6 +58,39 @@ for (const engine of engines()) {
     t.ok(counted >= n - 60, `the summary lines count the rest (${counted}): ${summary}`);
   });
 
+  t.test(`[${engine}] streams opened and reset as fast as a peer can send write a bounded number of lines`, async (t) => {
+    const hold = await tcpServer(() => undefined);
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow', hold.addr]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await hold.close(); });
+    const p = await rawPeer(server.port);
+    const n = 5000;
+    for (let i = 0; i < n; i++) {
+      p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, hold.addr));
+      p.send(codec.encodeReset(1 + 2 * i, 2, 'churn'));
+    }
+    // Every stream ends; the session then closes and the summaries are written.
+    p.send(codec.encodeOpen(1 + 2 * n, 65536, StreamKind.TCP, '127.0.0.1:1'));
+    await p.next((f) => f.stream === 1 + 2 * n && f.type === 'reset', 20_000);
+    p.ws.close();
+    await server.waitLog(/session#\d+ down/);
+    await server.waitLog(/… \d+ more stream lines/);
+    const lines = server.logs().split('\n').filter((l) => /stream#\d+/.test(l)).length;
+    t.ok(lines <= 3 * 200 + 20, `${lines} per-stream lines for ${n} streams opened and reset`);
+  });
+
+  t.test(`[${engine}] failed upgrades (no password needed) cannot flood the log`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(() => server.stop('SIGKILL'));
+    const n = 300;
+    await Promise.all(Array.from({ length: n }, async () => {
+      const p = await rawWs(server.port, { auth: buildAuthHeader('not the password') });
+      await p.ended;
+    }));
+    await server.waitLog(/… \d+ more refused requests in the last/, 15_000);
+    const lines = server.logs().split('\n').filter((l) => /refused upgrade/.test(l)).length;
+    t.ok(lines > 0 && lines <= 20, `${lines} refused-upgrade lines for ${n} attempts, and a summary`);
+  });
+
   t.test(`[${engine}] a peer that sends and never reads gets the server to stop reading it, then closed with 1008`, async (t) => {
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp', '-t', '2000']);
     t.teardown(() => server.stop('SIGKILL'));
@@ -110,8 +144,15 @@ for (const engine of engines()) {
     const granted = oks.reduce((s, f) => s + f.window, 0);
     t.equal(oks.length + resets.length, n, 'every OPEN was answered');
     t.ok(granted <= 64 * 1024 * 1024, `windows granted: ${(granted / 1048576).toFixed(1)} MiB of a 64 MiB budget`);
+    t.ok(resets.some((r) => /session memory share/.test(r.reason)), 'refused for the session\'s share');
     t.ok(oks.some((f) => f.window === 65536) && oks.some((f) => f.window > 65536), 'the first streams got larger windows, later ones the minimum');
-    t.ok(resets.length > 0 && resets.every((r) => r.code === 5 && /memory budget/.test(r.reason)), `${resets.length} refused with RESET 5 (memory budget)`);
+    t.ok(resets.length > 0 && resets.every((r) => r.code === 5 && /memory (budget|share)/.test(r.reason)), `${resets.length} refused with RESET 5 (memory budget)`);
+    t.ok(granted <= 16 * 1024 * 1024 + 65536, `one session holds at most a quarter of the budget (${(granted / 1048576).toFixed(1)} MiB)`);
+    // Another session still gets streams: the first could not take the whole budget.
+    const other = await rawPeer(server.port);
+    other.send(codec.encodeOpen(1, 65536, StreamKind.TCP, hold.addr));
+    t.equal((await other.next((x) => x.stream === 1 && (x.type === 'open-ok' || x.type === 'reset'))).type, 'open-ok', 'another session still opens streams');
+    other.ws.close();
     // Closing the open streams gives the budget back.
     for (let i = 0; i < n; i++) if (p.frames.some((f) => f.type === 'open-ok' && f.stream === 1 + 2 * i)) p.send(codec.encodeReset(1 + 2 * i, 6, ''));
     await sleep(300);

@@ -2,20 +2,24 @@ import t from 'tap';
 import { FD_SPARE, planFds, StreamSlots } from '../../src/server/fd-budget';
 import { AllowList, parseAllowRules } from '../../src/server/allow-list';
 
-t.test('the fd plan keeps spares and session fds aside, and gives one session at most half the streams', async (t) => {
+t.test('the fd plan keeps spares, pending connections and session fds aside, and gives one session at most half the streams', async (t) => {
   const p = planFds(256, 30, 1024);
   const free = 256 - 30 - FD_SPARE;
-  t.equal(p.sessions, Math.floor(free / 4), 'a quarter of what is free for sessions when --max-sessions is higher');
-  t.equal(p.streams, free - 2 * p.sessions, 'each session reserved twice (its socket and the handoff duplicate)');
-  t.equal(p.perSession, Math.ceil(p.streams / 2));
-  t.ok(p.streams + 2 * p.sessions + 30 + FD_SPARE <= 256, 'never more than the limit');
+  t.equal(p.pending, 10, 'a sixteenth of what is free for connections before their upgrade (at least 8)');
+  const left = free - 3 * p.pending;
+  t.equal(p.sessions, Math.floor(left / 4), 'a quarter of the rest for sessions when --max-sessions is higher');
+  t.equal(p.streams, left - 2 * p.sessions, 'each session reserved twice (its socket and the handoff duplicate)');
+  t.equal(p.perSession, Math.ceil(p.streams / 4), 'a quarter of the streams per session');
+  t.equal(p.perUser, Math.ceil(p.streams / 2), 'half per user');
+  t.ok(p.streams + 2 * p.sessions + 3 * p.pending + 30 + FD_SPARE <= 256, 'never more than the limit');
   const big = planFds(1_048_576, 30, 1024);
   t.equal(big.sessions, 1024, '--max-sessions when the limit is generous');
-  t.same(planFds(50, 60, 10), { limit: 50, streams: 1, perSession: 1, sessions: 1 }, 'never zero, even when the limit is already used up');
+  t.equal(big.pending, 1024, 'at most 1024 pending connections');
+  t.same(planFds(50, 60, 10), { limit: 50, streams: 1, perSession: 1, perUser: 1, sessions: 1, pending: 8 }, 'never zero, even when the limit is already used up');
 });
 
 t.test('stream slots: per-session share and process limit, released per stream and per session', async (t) => {
-  const slots = new StreamSlots<string>({ streams: 5, perSession: 3 });
+  const slots = new StreamSlots<string>({ streams: 5, perSession: 3, perUser: 5 });
   t.equal(slots.take('a', 1), undefined);
   t.equal(slots.take('a', 3), undefined);
   t.equal(slots.take('a', 5), undefined);
@@ -31,6 +35,17 @@ t.test('stream slots: per-session share and process limit, released per stream a
   t.equal(slots.inUse, 3, 'releasing a stream that held nothing changes nothing');
 });
 
+t.test('stream slots: the sessions of one user together hold at most the per-user share', async (t) => {
+  const slots = new StreamSlots<string>({ streams: 10, perSession: 3, perUser: 4 });
+  for (const id of [1, 3, 5]) t.equal(slots.take('s1', id, 'mallory'), undefined);
+  t.equal(slots.take('s2', 1, 'mallory'), undefined);
+  t.match(slots.take('s2', 3, 'mallory'), /user at its share of streams \(4/, 'a second session of the same user gets only the rest of the share');
+  t.equal(slots.take('s3', 1, 'alice'), undefined, 'another user is not affected');
+  slots.releaseSession('s1');
+  t.equal(slots.take('s2', 3, 'mallory'), undefined, 'a closed session gives the user its slots back');
+  t.equal(slots.inUse, 3);
+});
+
 t.test('an empty allow-list allows nothing, without even resolving the name', async (t) => {
   let resolved = 0;
   const resolve = async (): Promise<string[]> => { resolved++; return ['127.0.0.1']; };
@@ -40,4 +55,15 @@ t.test('an empty allow-list allows nothing, without even resolving the name', as
   const list = new AllowList(parseAllowRules(['127.0.0.1:22'], 'test'));
   t.match(await list.decide({ host: 'localhost', port: 22 }, resolve), { ok: true, address: '127.0.0.1' });
   t.match(await list.decide({ host: 'localhost', port: 23 }, resolve), { ok: false });
+});
+
+t.test('an IPv6 rule never lets an IPv4 target through, nor the reverse', async (t) => {
+  const v6 = new AllowList(parseAllowRules(['[::/0]:*'], 'test'));
+  for (const host of ['127.0.0.1', '10.1.2.3', '::ffff:127.0.0.1']) {
+    t.match(await v6.decide({ host, port: 22 }), { ok: false }, `[::/0] does not allow ${host}`);
+  }
+  t.match(await v6.decide({ host: '::1', port: 22 }), { ok: true }, '[::/0] allows ::1');
+  const v4 = new AllowList(parseAllowRules(['0.0.0.0/0:*'], 'test'));
+  t.match(await v4.decide({ host: '::1', port: 22 }), { ok: false }, '0.0.0.0/0 does not allow ::1');
+  t.match(await v4.decide({ host: '::ffff:10.0.0.1', port: 22 }), { ok: true }, 'an IPv4-mapped address is IPv4');
 });

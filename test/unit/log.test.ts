@@ -37,3 +37,26 @@ t.test('a rate-limited kind of line: a burst, then one summary with the count', 
   quiet.line('info', 'below the level');
   t.equal(lines.length, 4, 'lines below the level cost nothing');
 });
+
+t.test('log lines to a stderr pipe nobody reads are dropped past 1 MiB and counted, not buffered without bound', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const child = spawn(process.execPath, ['-e', `
+    const { createLogger } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'util', 'log.js'))});
+    const log = createLogger('info');
+    let peak = 0;
+    for (let i = 0; i < 100000; i++) { log.info('x'.repeat(200)); peak = Math.max(peak, process.stderr.writableLength); }
+    console.log(JSON.stringify({ peak }));
+    // The reader catches up now: the next line says how many were dropped.
+    setTimeout(() => { log.info('after'); setTimeout(() => process.exit(0), 200); }, 500);
+  `], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.pause();  // nobody reads stderr for now
+  const out = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(String(d))));
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => { err += d; });
+  child.stderr.resume();
+  await new Promise((r) => child.once('exit', r));
+  const { peak } = JSON.parse(out) as { peak: number };
+  t.ok(peak <= 1024 * 1024 + 300, `at most ${peak} bytes waited in stderr (20 MB were logged)`);
+  t.match(err, /… \d+ log lines dropped: stderr was not keeping up/, 'the drop is said once the reader caught up');
+});
