@@ -14,7 +14,9 @@ if ! nm -D "$TWS_NATIVE_ADDON" | grep __asan_report >/dev/null; then  # no -q: w
   exit 1
 fi
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
+# A small quarantine: freed memory held back for use-after-free checks would
+# otherwise (256 MB by default) swamp the RSS bounds the tests also check.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:quarantine_size_mb=16"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TWS_TEST_ENGINES=native
 # Test files given on the command line replace the default: all of test/e2e.

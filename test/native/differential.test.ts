@@ -107,7 +107,8 @@ t.test('the C++ parser and the TypeScript codec agree on every frame, valid or n
 async function wsView(input: Buffer): Promise<string[]> {
   const bytes = Buffer.from(input);  // ws unmasks in place
   const out: string[] = [];
-  const r = new Receiver({ isServer: true, maxPayload: MAX_MESSAGE, allowSynchronousEvents: true });
+  // With the limits a WebSocketServer gives its sockets by default (16,384 fragments).
+  const r = new Receiver({ isServer: true, maxPayload: MAX_MESSAGE, allowSynchronousEvents: true, maxFragments: 16 * 1024, maxBufferedChunks: 256 * 1024 });
   let failed = false;
   r.on('message', (data: Buffer, isBinary: boolean) => {
     if (failed) return;
@@ -197,6 +198,14 @@ t.test('the native engine and ws + the TypeScript codec agree on WebSocket strea
     wsFrame(Buffer.from('text'), 0x1),
     wsFrame(Buffer.from([0xff, 0xfe]), 0x1),
     wsFrame(codec.encodeDatagram(7, randomBytes(65537))),
+    // A length in more bytes than it needs (accepted by both), and a 64-bit length with the top bit set (1009).
+    (() => { const f = wsFrame(fin); return Buffer.concat([Buffer.from([f[0]!, 0x80 | 126, 0, 5]), f.subarray(2)]); })(),
+    Buffer.concat([Buffer.from([0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0]), randomBytes(4)]),
+    // A message in 16,385 fragments (1008) and in 16,384 (fine).
+    Buffer.concat([wsFrame(fin.subarray(0, 1), 2, false), ...Array.from({ length: 16383 }, () => wsFrame(Buffer.alloc(0), 0, false)),
+      wsFrame(fin.subarray(1), 0, true)]),
+    Buffer.concat([wsFrame(fin.subarray(0, 1), 2, false), ...Array.from({ length: 16382 }, () => wsFrame(Buffer.alloc(0), 0, false)),
+      wsFrame(fin.subarray(1), 0, true)]),
   ];
   // Mutations: flip header bits (opcode, FIN, RSV, lengths) and payload bytes of small multi-frame streams.
   let seed = 7;
