@@ -823,7 +823,9 @@ class Session final : public Pollable {
   // Room left for larger windows: under this session's budget, and under 3/4
   // of the process's (the last quarter is kept for new streams' minimum windows).
   uint64_t window_room() const {
-    const uint64_t cap = std::min(o_.session_budget, session_share());
+    // Larger windows may use half the session's share at most: the other
+    // half keeps room for new streams' minimum windows.
+    const uint64_t cap = std::min(o_.session_budget, session_share() / 2);
     const uint64_t session = outstanding_ >= cap ? 0 : cap - outstanding_;
     const int64_t soft = static_cast<int64_t>(o_.process_budget / 4 * 3);
     const int64_t used = g_process_credit.load(std::memory_order_relaxed);

@@ -446,7 +446,8 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   /** Room for larger windows under this session's and the process's budgets. */
   private windowRoom(): number {
-    return windowRoom(this.outstanding, Math.min(this.opts.sessionBudget, sessionShare(this.opts.processBudget)), this.opts.processBudget);
+    // Larger windows may use half the session's share at most: the other half keeps room for new streams' minimum windows.
+    return windowRoom(this.outstanding, Math.min(this.opts.sessionBudget, sessionShare(this.opts.processBudget) / 2), this.opts.processBudget);
   }
 
   /** The window for a new stream: the initial one while the budgets have room, else the minimum. */
