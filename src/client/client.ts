@@ -108,6 +108,8 @@ export class TwsClient extends EventEmitter {
       // A deep accept queue: a burst of local connections (a pool warming up) must not overflow it.
       this.listener.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: 4096 }, () => {
         this.listener.off('error', onError);
+        // Past the listen, an error (an accept failing for want of fds) is a line, not a crash.
+        this.listener.on('error', (err: NodeJS.ErrnoException) => this.opts.logger.debug(`listener: ${err.code ?? err.message}`));
         const addr = this.listener.address() as AddressInfo;
         this.opts.logger.info(
           `listening on ${formatHostPort(addr.address, addr.port)} → ${this.opts.remote} via ${this.slots.length} session(s) (engine ${this.opts.engine.name})`,

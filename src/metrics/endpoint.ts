@@ -9,7 +9,16 @@ import type { Metrics } from './metrics';
 export function serveMetrics(addr: HostPort, metrics: Metrics, log: Logger): Promise<Server> {
   const http = createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-      const body = metrics.render();
+      let body: string;
+      try {
+        body = metrics.render();
+      } catch (err) {
+        // A scrape must never take the tunnel down.
+        log.warn(`metrics: cannot render: ${(err as Error).message}`);
+        res.writeHead(500, { 'Content-Type': 'text/plain', 'Content-Length': 0 });
+        res.end();
+        return;
+      }
       res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
       return;
@@ -26,6 +35,8 @@ export function serveMetrics(addr: HostPort, metrics: Metrics, log: Logger): Pro
       const a = http.address() as AddressInfo;
       log.info(`metrics on http://${formatHostPort(a.address, a.port)}/metrics`);
       http.unref();  // never what keeps the process alive
+      // Past the listen, an error (an accept failing for want of fds) is a line, not a crash.
+      http.on('error', (err: NodeJS.ErrnoException) => log.debug(`metrics: ${err.code ?? err.message}`));
       resolve(http);
     });
   });

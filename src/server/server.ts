@@ -179,6 +179,8 @@ export class TwsServer extends EventEmitter {
       listener.once('error', onError);
       listener.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: 4096 }, () => {
         listener.off('error', onError);
+        // Past the listen, an error (an accept failing for want of fds) is a line, not a crash.
+        listener.on('error', (err: NodeJS.ErrnoException) => this.droppedConnections.line('warn', `listener: ${err.code ?? err.message}`));
         // The HTTP server starts its request-timeout checks when it "listens".
         if (this.tcp) this.http.emit('listening');
         const addr = listener.address() as AddressInfo;
