@@ -10,14 +10,18 @@ import { connect, Socket } from 'node:net';
 import { buildAuthHeader } from '../../src/auth/tws-auth';
 import { PASSWD } from './procs';
 
-/** One client frame, masked as RFC 6455 requires. */
-export function clientFrame(opcode: number, payload: Buffer, fin = true): Buffer {
+/**
+ * One client frame, masked as RFC 6455 requires. `zeroKey` uses the key
+ * 0 (still a masked frame, the payload unchanged): for floods built faster
+ * than a per-byte mask loop allows.
+ */
+export function clientFrame(opcode: number, payload: Buffer, fin = true, zeroKey = false): Buffer {
   const n = payload.length;
   const len = n < 126 ? Buffer.from([0x80 | n]) : n <= 0xffff ? Buffer.from([0x80 | 126, n >> 8, n & 0xff])
     : Buffer.concat([Buffer.from([0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; })()]);
-  const key = randomBytes(4);
+  const key = zeroKey ? Buffer.alloc(4) : randomBytes(4);
   const masked = Buffer.from(payload);
-  for (let i = 0; i < n; i++) masked[i]! ^= key[i % 4]!;
+  if (!zeroKey) for (let i = 0; i < n; i++) masked[i]! ^= key[i % 4]!;
   return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode]), len, key, masked]);
 }
 
