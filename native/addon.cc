@@ -357,10 +357,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     engine_->send_datagram(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), bytes_of(info[2]));
   }
 
-  // stats() → { datagramsDropped }: what the engine dropped rather than queue without bound.
+  // stats() → { datagramsDropped, fronts }: what the engine dropped rather than queue without bound, and TLS connections before their upgrade.
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("datagramsDropped", Napi::Number::New(info.Env(), static_cast<double>(engine_->stats().datagrams_dropped)));
+    const tws::EngineStats st = engine_->stats();
+    o.Set("datagramsDropped", Napi::Number::New(info.Env(), static_cast<double>(st.datagrams_dropped)));
+    o.Set("fronts", Napi::Number::New(info.Env(), st.fronts));
     return o;
   }
 

@@ -147,12 +147,14 @@ constexpr size_t kGatherMax = 16 * 1024;
 // cost a byte each, not a heap block each (credit counts bytes).
 void gather(BufQueue& q, const uint8_t* p, size_t n) {
   if (!q.empty()) {
+    // Fill the last buffer's spare room first; only the rest needs a new one.
     Buf& b = q.back();
-    if (b.cap - b.len >= n) {
-      std::memcpy(b.data.get() + b.len, p, n);
-      b.len += n;
-      return;
-    }
+    const size_t fit = std::min(n, b.cap - b.len);
+    std::memcpy(b.data.get() + b.len, p, fit);
+    b.len += fit;
+    p += fit;
+    n -= fit;
+    if (n == 0) return;
   }
   const size_t grow = q.empty() ? 256 : std::min(kGatherMax, std::max<size_t>(256, 2 * q.back().cap));
   q.push_back(copy_buf(p, n, grow));
@@ -260,6 +262,7 @@ class Loop {
   EngineStats stats() const {
     EngineStats st;
     st.datagrams_dropped = datagrams_dropped_.load(std::memory_order_relaxed);
+    st.fronts = fronts_alive_.load(std::memory_order_relaxed);
     return st;
   }
 
@@ -310,6 +313,7 @@ class Loop {
   bool backlogged_ = false;             // [I/O thread] set when events_ passed kEventBacklog
   std::atomic<bool> caught_up_{false};  // JavaScript took the events after a backlog: resume reading
   std::atomic<uint64_t> datagrams_dropped_{0};
+  std::atomic<uint32_t> fronts_alive_{0};  // Front objects that exist (they may outlive JavaScript's end of the pair)
   std::atomic<size_t> outgoing_datagram_bytes_{0};
   std::unordered_map<uint32_t, std::unique_ptr<Session>> sessions_;
   std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
@@ -322,6 +326,7 @@ class Loop {
   double busy_poll_ms_ = 0;  // set before start()
 
   friend class Session;
+  friend class Front;
 };
 
 // One WebSocket connection carrying TWS2; also the sink of its MessageReader.
@@ -835,8 +840,10 @@ class Session final : public Pollable {
 
   // This session holds its share of the process budget (a quarter: a client
   // has two sessions by default) already: its new streams are refused, so
-  // one client cannot take the budget from everyone else.
-  uint64_t session_share() const { return o_.process_budget / 4; }
+  // one client cannot take the budget from everyone else. A server's
+  // sessions are different parties; a client's all serve its own users, so
+  // there the whole budget is theirs.
+  uint64_t session_share() const { return o_.server ? o_.process_budget / 4 : o_.process_budget; }
   bool session_full() const { return outstanding_ + tws2::kEarlyDataLimit > session_share(); }
 
   // Holds a datagram for a stream not open yet, within the per-stream bounds; drops (and counts) the rest.
@@ -1633,7 +1640,12 @@ void Loop::run() {
 class Front {
  public:
   Front(Loop* loop, uint32_t id, UniqueFd tcp, UniqueFd pair, std::unique_ptr<Wire> wire)
-      : loop_(loop), id_(id), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {}
+      : loop_(loop), id_(id), tcp_(std::move(tcp)), pair_(std::move(pair)), wire_(std::move(wire)) {
+    loop_->fronts_alive_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Front() { loop_->fronts_alive_.fetch_sub(1, std::memory_order_relaxed); }
+  Front(const Front&) = delete;
+  Front& operator=(const Front&) = delete;
 
   bool start() {
     set_nodelay_nonblock(tcp_.get());

@@ -38,6 +38,7 @@ const char* invalid_options(const SessionOptions& o);
 // Counters of what the engine dropped rather than queue without bound. [any thread]
 struct EngineStats {
   uint64_t datagrams_dropped = 0;  // UDP payloads dropped: link full, JavaScript behind, or held too long
+  uint32_t fronts = 0;             // TLS connections before their upgrade (front_tls), each holding three fds
 };
 
 // A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]

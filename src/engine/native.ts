@@ -384,8 +384,13 @@ export function createNativeEngine(
     handoff: 'fd',
     stats: () => {
       let datagramsDropped = 0;
-      for (const core of cores) datagramsDropped += core?.stats().datagramsDropped ?? 0;
-      return { datagramsDropped };
+      let fronts = 0;
+      for (const core of cores) {
+        const st = core?.stats();
+        datagramsDropped += st?.datagramsDropped ?? 0;
+        fronts += st?.fronts ?? 0;
+      }
+      return { datagramsDropped, fronts };
     },
     adoptSocket(socket, head, preamble, options) {
       validateSessionOptions(options);

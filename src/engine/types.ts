@@ -156,6 +156,8 @@ export interface EngineSession extends EventEmitter {
 export interface EngineStats {
   /** UDP payloads dropped: the link was full, the other side was behind, or too many waited for a stream to open. */
   datagramsDropped: number;
+  /** Native: TLS connections before their upgrade the engine still holds (three fds each). */
+  fronts?: number;
 }
 
 /** An engine that takes over a `ws` WebSocket after the handshake (the js engine). */

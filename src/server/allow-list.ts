@@ -74,11 +74,25 @@ export function parseAllowRules(value: unknown, where: string): AllowRule[] {
   });
 }
 
-/** `::ffff:10.1.2.3` is 10.1.2.3 for the rules. */
-function plainAddress(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return { address: mapped[1]!, family: 'ipv4' };
-  return { address, family: isIP(address) === 6 ? 'ipv6' : 'ipv4' };
+/**
+ * An IPv4-mapped IPv6 address is the IPv4 address for the rules, in any
+ * spelling: `::ffff:10.1.2.3`, `::ffff:a01:203`, `0:0:0:0:0:ffff:a01:203`
+ * (a connect to any of them reaches 10.1.2.3). The URL parser gives one
+ * canonical form to match.
+ */
+export function plainAddress(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
+  if (isIP(address) !== 6) return { address, family: 'ipv4' };
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return { address, family: 'ipv6' };  // a zone id (fe80::1%eth0): link-local, never IPv4
+  }
+  const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!m) return { address, family: 'ipv6' };
+  const hi = parseInt(m[1]!, 16);
+  const lo = parseInt(m[2]!, 16);
+  return { address: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, family: 'ipv4' };
 }
 
 export type Decision = { ok: true; address: string; rule?: string } | { ok: false; why: string };
@@ -116,7 +130,8 @@ export class AllowList {
     }
     for (const address of addresses) {
       const rule = this.match(target.host, address, target.port);
-      if (rule) return { ok: true, address, rule: rule.text };
+      // An IPv4-mapped address is connected as the IPv4 address it was checked as.
+      if (rule) return { ok: true, address: plainAddress(address).address, rule: rule.text };
     }
     return { ok: false, why: `not allowed (resolved to ${addresses.join(', ')}; no --allow rule matches)` };
   }

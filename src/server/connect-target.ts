@@ -5,6 +5,7 @@
  * creation, connect, timeout), unless the peer cancelled it first.
  */
 import { createSocket, Socket as UdpSocket } from 'node:dgram';
+import { lookup as lookupCb, LookupAddress } from 'node:dns';
 import { connect, isIP, Socket } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
@@ -24,8 +25,38 @@ const REFUSALS: Record<string, number> = {
 /** Bytes of UDP sends to a target not yet taken by the kernel, per stream; more are dropped (UDP may lose, memory may not grow). */
 const MAX_PENDING_UDP_BYTES = 256 * 1024;
 
+/**
+ * Name lookups run getaddrinfo on libuv's four threads and cannot be
+ * cancelled: a peer opening (and resetting) streams to names whose servers
+ * never answer would queue lookups without end and stall name resolution
+ * for everyone. Lookups in flight are capped, counted until they settle.
+ */
+export const MAX_LOOKUPS = 64;
+export const MAX_SESSION_LOOKUPS = 16;
+let lookupsInFlight = 0;
+
+/** Takes a lookup slot for the session, or says why not. */
+function startLookup(policy: StreamPolicy): boolean {
+  if (lookupsInFlight >= MAX_LOOKUPS || policy.lookups.n >= MAX_SESSION_LOOKUPS) return false;
+  lookupsInFlight++;
+  policy.lookups.n++;
+  return true;
+}
+
+function endLookup(policy: StreamPolicy): void {
+  lookupsInFlight--;
+  policy.lookups.n--;
+}
+
+/** Resolves `host` within a taken lookup slot, which is given back when the lookup itself settles. */
+function countedLookup<T>(policy: StreamPolicy, run: () => Promise<T>): Promise<T> {
+  return run().finally(() => endLookup(policy));
+}
+
 /** How one session's stream requests are judged and logged. */
 export interface StreamPolicy {
+  /** Name lookups of this session in flight (see MAX_SESSION_LOOKUPS). */
+  lookups: { n: number };
   /** undefined: every target; an empty list: none. */
   allow: AllowList | undefined;
   log: Logger;
@@ -68,13 +99,26 @@ function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, timeoutM
     go(to);
   };
   if (!policy.allow) return pass(hp);
-  within(policy.allow.decide(hp), timeoutMs).then((d) => {
+  const name = isIP(hp.host) === 0 && !policy.allow.empty;
+  if (name && !startLookup(policy)) return refuseBusy(req, policy);
+  const decided = policy.allow.decide(hp, name ? (h) => countedLookup(policy, () => resolveAll(h)) : undefined);
+  within(decided, timeoutMs).then((d) => {
     if (req.signal.aborted) return;
     if (d === 'timeout') return req.reject(ResetCode.TIMEOUT, `resolve timed out after ${timeoutMs} ms`);
     if (d.ok) return pass({ host: d.address, port: hp.port });
     policy.refusals.line('warn', `stream#${req.stream} denied → ${peerText(req.target)}: ${d.why}`);
     req.reject(ResetCode.DENIED, 'target not allowed');
   }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));
+}
+
+async function resolveAll(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+}
+
+function refuseBusy(req: OpenRequest, policy: StreamPolicy): void {
+  const why = 'too many name lookups in flight';
+  policy.refusals.line('warn', `stream#${req.stream} refused → ${peerText(req.target)}: ${why}`);
+  req.reject(ResetCode.TOO_MANY_STREAMS, why);
 }
 
 /** Connects `req.target` within `timeoutMs` (if the policy lets it), then accepts or rejects the request. */
@@ -85,16 +129,25 @@ export function connectTarget(req: OpenRequest, timeoutMs: number, policy: Strea
     // An IP address (always, after an allow-list) the engine can connect itself; names resolve here.
     const inEngine = isIP(to.host) !== 0 && !to.host.includes('%') ? req.dial : undefined;
     policy.log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
-    if (inEngine) inEngine(to.host, to.port, timeoutMs);
-    else dial(req, to, timeoutMs);
+    if (inEngine) return inEngine(to.host, to.port, timeoutMs);
+    if (isIP(to.host) === 0 && !startLookup(policy)) return refuseBusy(req, policy);
+    dial(req, to, timeoutMs, policy);
   });
 }
 
-function dial(req: OpenRequest, hp: HostPort, timeoutMs: number): void {
+function dial(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamPolicy): void {
   let socket: Socket;
+  // A name is resolved by net.connect through this, within the lookup slot taken for it.
+  const counted = (host: string, options: object, cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void => {
+    lookupCb(host, options, (err, address, family) => {
+      endLookup(policy);
+      cb(err, address as string | LookupAddress[], family);
+    });
+  };
   try {
-    socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true });
+    socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true, ...(isIP(hp.host) === 0 ? { lookup: counted as never } : {}) });
   } catch (err) {
+    if (isIP(hp.host) === 0) endLookup(policy);  // the lookup never started
     req.reject(ResetCode.CONNECT_FAILED, `connect failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     return;
   }
@@ -136,7 +189,8 @@ export function connectUdpTarget(req: OpenRequest, timeoutMs: number, policy: St
 }
 
 function openUdp(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamPolicy): void {
-  const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : lookup(hp.host);
+  if (isIP(hp.host) === 0 && !startLookup(policy)) return refuseBusy(req, policy);
+  const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : countedLookup(policy, () => lookup(hp.host));
   within(resolve, timeoutMs).then((r) => {
     if (req.signal.aborted) return;
     if (r === 'timeout') return req.reject(ResetCode.TIMEOUT, `resolve timed out after ${timeoutMs} ms`);

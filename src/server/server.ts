@@ -135,7 +135,8 @@ export class TwsServer extends EventEmitter {
         socket.on('error', () => undefined);
         const peer = `${socket.remoteAddress}:${socket.remotePort}`;
         // Connections before their upgrade hold fds (three each here) and need no password: they are capped.
-        if (this.pending >= this.maxPending) {
+        // The engine may hold a front a while after JavaScript let go of it (a client that will not read the answer).
+        if (Math.max(this.pending, engine.stats().fronts ?? 0) >= this.maxPending) {
           this.droppedConnections.line('warn', `connection from ${peer} dropped: ${this.maxPending} connections wait for their upgrade already`);
           socket.destroy();
           return;
@@ -293,7 +294,9 @@ export class TwsServer extends EventEmitter {
     // Refusals a peer can provoke by the thousand are rate-limited, per session; so are open lines.
     const refusals = new RateLimitedLog(log, 'refused streams');
     const opens = new RateLimitedLog(log, 'streams opened', STREAM_LINES);
+    const lookups = { n: 0 };
     const policy = (): StreamPolicy => ({
+      lookups,
       // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
       allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
       log,

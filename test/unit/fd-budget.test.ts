@@ -59,11 +59,16 @@ t.test('an empty allow-list allows nothing, without even resolving the name', as
 
 t.test('an IPv6 rule never lets an IPv4 target through, nor the reverse', async (t) => {
   const v6 = new AllowList(parseAllowRules(['[::/0]:*'], 'test'));
-  for (const host of ['127.0.0.1', '10.1.2.3', '::ffff:127.0.0.1']) {
+  for (const host of ['127.0.0.1', '10.1.2.3', '::ffff:127.0.0.1', '::ffff:7f00:1', '0:0:0:0:0:ffff:7f00:1', '::FFFF:7F00:0001']) {
     t.match(await v6.decide({ host, port: 22 }), { ok: false }, `[::/0] does not allow ${host}`);
   }
   t.match(await v6.decide({ host: '::1', port: 22 }), { ok: true }, '[::/0] allows ::1');
   const v4 = new AllowList(parseAllowRules(['0.0.0.0/0:*'], 'test'));
   t.match(await v4.decide({ host: '::1', port: 22 }), { ok: false }, '0.0.0.0/0 does not allow ::1');
-  t.match(await v4.decide({ host: '::ffff:10.0.0.1', port: 22 }), { ok: true }, 'an IPv4-mapped address is IPv4');
+  t.match(await v4.decide({ host: '::ffff:10.0.0.1', port: 22 }), { ok: true, address: '10.0.0.1' }, 'an IPv4-mapped address is IPv4, and connected as such');
+  t.match(await v4.decide({ host: '0:0:0:0:0:ffff:a00:1', port: 22 }), { ok: true, address: '10.0.0.1' }, 'in any spelling');
+  const lo = new AllowList(parseAllowRules(['127.0.0.1:22'], 'test'));
+  t.match(await lo.decide({ host: '::ffff:7f00:1', port: 22 }), { ok: true, address: '127.0.0.1' }, 'a v4 rule sees the mapped loopback');
+  const ten = new AllowList(parseAllowRules(['10.0.0.0/8:*'], 'test'));
+  t.match(await ten.decide({ host: '::ffff:7f00:1', port: 22 }), { ok: false }, 'and a mapped address outside a v4 rule is denied');
 });

@@ -60,3 +60,17 @@ t.test('log lines to a stderr pipe nobody reads are dropped past 1 MiB and count
   t.ok(peak <= 1024 * 1024 + 300, `at most ${peak} bytes waited in stderr (20 MB were logged)`);
   t.match(err, /… \d+ log lines dropped: stderr was not keeping up/, 'the drop is said once the reader caught up');
 });
+
+t.test('process metrics never throw: when memoryUsage() fails (EMFILE), RSS is left out and the heap comes from V8', async (t) => {
+  const { processRows } = await import('../../src/metrics/process');
+  const real = process.memoryUsage;
+  process.memoryUsage = (() => { throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' }); }) as unknown as typeof process.memoryUsage;
+  try {
+    const rows = processRows();
+    const names = rows.map((r) => r[0]);
+    t.notOk(names.includes('process_resident_memory_bytes'), 'no RSS row');
+    t.ok(names.includes('nodejs_heap_size_used_bytes') && rows.every((r) => Number.isFinite(r[3])), 'the heap rows, all numbers');
+  } finally {
+    process.memoryUsage = real;
+  }
+});

@@ -17,7 +17,7 @@ import { validateSessionOptions } from '../options';
 import {
   DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo,
 } from '../types';
-import { GATHER_MAX, HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
+import { HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, own, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
 const SEND_HIGH_WATER = 512 * 1024;
@@ -390,13 +390,13 @@ export class JsSession extends EventEmitter implements EngineSession {
   /** Writes peer bytes to the local socket; credit goes back only once the kernel has them. */
   private deliver(s: JsStream, payload: Buffer): void {
     if (s.local!.destroyed) return;
-    // While earlier writes are in flight, small payloads wait gathered (see Gather); order is kept.
-    if (s.writing > 0 && payload.length < GATHER_MAX) {
+    // While earlier writes are in flight, payloads wait gathered (see Gather); order is kept.
+    if (s.writing > 0) {
       s.gathered.push(payload);
       return;
     }
     this.flushGathered(s);
-    this.writeLocal(s, payload);
+    this.writeLocal(s, own(payload));
   }
 
   private flushGathered(s: JsStream): void {
@@ -441,13 +441,18 @@ export class JsSession extends EventEmitter implements EngineSession {
    * one client cannot take the budget from everyone.
    */
   private sessionFull(): boolean {
-    return this.outstanding + EARLY_DATA_LIMIT > sessionShare(this.opts.processBudget);
+    return this.outstanding + EARLY_DATA_LIMIT > this.share();
+  }
+
+  /** A server's sessions are different parties and get a quarter each; a client's all serve its own users. */
+  private share(): number {
+    return this.opts.role === 'server' ? sessionShare(this.opts.processBudget) : this.opts.processBudget;
   }
 
   /** Room for larger windows under this session's and the process's budgets. */
   private windowRoom(): number {
     // Larger windows may use half the session's share at most: the other half keeps room for new streams' minimum windows.
-    return windowRoom(this.outstanding, Math.min(this.opts.sessionBudget, sessionShare(this.opts.processBudget) / 2), this.opts.processBudget);
+    return windowRoom(this.outstanding, Math.min(this.opts.sessionBudget, Math.floor(this.share() / 2)), this.opts.processBudget);
   }
 
   /** The window for a new stream: the initial one while the budgets have room, else the minimum. */
@@ -471,7 +476,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       // TUNE_EPOCH_MS keep the rate estimate from being noise.
       const rate = s.epochBytes / elapsed;
       const baseRtt = this.rtts.length >= MIN_RTT_SAMPLES ? Math.min(...this.rtts) : 0;
-      const keptUp = (s.local?.writableLength ?? 0) < s.recvWindow / 2;
+      const keptUp = (s.local?.writableLength ?? 0) + s.gathered.bytes < s.recvWindow / 2;
       const limited = (s.starved && keptUp) || rate * 2 * baseRtt >= s.recvWindow;
       const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
       if (grow > 0 && limited && rate > 1.25 * s.rateAtGrowth && grow <= this.windowRoom()) {

@@ -29,34 +29,45 @@ export const GATHER_MAX = 16 * 1024;
  */
 export class Gather {
   private readonly chunks: { buf: Buffer; len: number }[] = [];
+  /** Bytes gathered. */
+  bytes = 0;
 
   get empty(): boolean {
     return this.chunks.length === 0;
   }
 
   push(p: Buffer): void {
+    this.bytes += p.length;
     if (p.length >= GATHER_MAX) {
-      // Whole, unless it is a small view into a much larger buffer.
-      const buf = p.byteLength * 2 < p.buffer.byteLength ? Buffer.from(p) : p;
-      this.chunks.push({ buf, len: buf.length });
+      this.chunks.push({ buf: own(p), len: p.length });
       return;
     }
+    // Fill the last chunk's spare room first, then start a new one (twice the last, 256 B to 16 KiB) with the rest.
     const last = this.chunks[this.chunks.length - 1];
-    if (last && last.buf.length - last.len >= p.length) {
-      p.copy(last.buf, last.len);
-      last.len += p.length;
-      return;
+    let at = 0;
+    if (last && last.len < last.buf.length && last.buf.length <= GATHER_MAX) {
+      at = Math.min(p.length, last.buf.length - last.len);
+      p.copy(last.buf, last.len, 0, at);
+      last.len += at;
+      if (at === p.length) return;
     }
-    const size = Math.max(p.length, Math.min(GATHER_MAX, Math.max(256, 2 * (last?.buf.length ?? 128))));
+    const rest = p.length - at;
+    const size = Math.max(rest, Math.min(GATHER_MAX, Math.max(256, 2 * (last?.buf.length ?? 128))));
     const buf = Buffer.allocUnsafe(size);
-    p.copy(buf, 0);
-    this.chunks.push({ buf, len: p.length });
+    p.copy(buf, 0, at);
+    this.chunks.push({ buf, len: rest });
   }
 
   /** Everything gathered, in order, as filled buffers; the gather is empty afterwards. */
   take(): Buffer[] {
+    this.bytes = 0;
     return this.chunks.splice(0).map((c) => (c.len === c.buf.length ? c.buf : c.buf.subarray(0, c.len)));
   }
+}
+
+/** `p`, or a copy of it when it is a small view into a much larger buffer (which it would keep alive). */
+export function own(p: Buffer): Buffer {
+  return p.byteLength * 2 < p.buffer.byteLength ? Buffer.from(p) : p;
 }
 
 export class JsStream {
