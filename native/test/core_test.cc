@@ -11,26 +11,14 @@
 #include <vector>
 
 #include "../core/intrusive_list.h"
+#include "check.h"
 #include "../core/mask.h"
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 
 namespace {
 
-int passed = 0;
-int failed = 0;
-
-#define CHECK(cond, what)                                                   \
-  do {                                                                      \
-    if (cond) {                                                             \
-      passed++;                                                             \
-    } else {                                                                \
-      failed++;                                                             \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, std::string(what).c_str()); \
-    }                                                                       \
-  } while (0)
-
-using Bytes = std::vector<uint8_t>;
+using tws::test::Bytes;
 
 // Builds one WebSocket frame, masked when `key` is given (client → server).
 Bytes frame(uint8_t opcode, bool fin, const Bytes& payload, const uint8_t* key) {
@@ -363,6 +351,5 @@ int main() {
   test_utf8();
   test_close_frames();
   test_intrusive_list();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tws::test::report();
 }

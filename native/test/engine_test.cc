@@ -28,6 +28,7 @@
 #include <time.h>
 #include <vector>
 
+#include "check.h"
 #include "../core/mask.h"
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
@@ -35,20 +36,7 @@
 
 namespace {
 
-int passed = 0;
-int failed = 0;
-
-#define CHECK(cond, what)                                                                \
-  do {                                                                                   \
-    if (cond) {                                                                          \
-      passed++;                                                                          \
-    } else {                                                                             \
-      failed++;                                                                          \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, std::string(what).c_str());    \
-    }                                                                                    \
-  } while (0)
-
-using Bytes = std::vector<uint8_t>;
+using tws::test::Bytes;
 using Clock = std::chrono::steady_clock;
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
@@ -623,6 +611,5 @@ int main() {
   test_refusals_are_reported();
   test_masking_keys_do_not_repeat();
   test_invalid_options();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tws::test::report();
 }
