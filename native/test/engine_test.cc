@@ -553,6 +553,29 @@ void test_refusals_are_reported() {
   ::close(peer.second);
 }
 
+// The length of the shortest linear recurrence over GF(2) that generates `s` (Berlekamp-Massey).
+size_t linear_complexity(const std::vector<uint8_t>& s) {
+  const size_t n = s.size();
+  std::vector<uint8_t> c(n + 1, 0), b(n + 1, 0), t;
+  c[0] = b[0] = 1;
+  size_t l = 0;
+  long m = -1;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t d = s[i];
+    for (size_t j = 1; j <= l; j++) d ^= c[j] & s[i - j];
+    if (!d) continue;
+    t = c;
+    const size_t shift = static_cast<size_t>(static_cast<long>(i) - m);
+    for (size_t j = 0; j + shift <= n; j++) c[j + shift] ^= b[j];
+    if (2 * l <= i) {
+      l = i + 1 - l;
+      m = static_cast<long>(i);
+      b = t;
+    }
+  }
+  return l;
+}
+
 // Masking keys come from the kernel's CSPRNG: no repeats among many frames.
 void test_masking_keys_do_not_repeat() {
   Harness h;
@@ -567,6 +590,7 @@ void test_masking_keys_do_not_repeat() {
   }
   Bytes out = read_for(peer.second, 1000);
   std::set<uint32_t> keys;
+  std::vector<uint32_t> ordered;
   size_t frames = 0;
   for (size_t at = 0; at + 6 <= out.size();) {
     const uint8_t len7 = out[at + 1] & 0x7f;
@@ -576,11 +600,25 @@ void test_masking_keys_do_not_repeat() {
     uint32_t k;
     std::memcpy(&k, &out[at + h2], 4);
     keys.insert(k);
+    ordered.push_back(k);
     frames++;
     at += h2 + 4 + len;
   }
   CHECK(frames >= 2000, "read the client's frames (" + std::to_string(frames) + ")");
   CHECK(keys.size() == frames, "no masking key repeats (" + std::to_string(frames - keys.size()) + " repeats)");
+  // Unpredictable, not just distinct: any bit of the keys of a linear
+  // generator (xorshift, LFSR) follows a linear recurrence over GF(2) of
+  // small order (at most 64 for a 64-bit state); random bits have a linear
+  // complexity of about half their length (Berlekamp-Massey).
+  for (int bit : {0, 13, 31}) {
+    std::vector<uint8_t> seq;
+    for (uint32_t k : ordered) {
+      if (seq.size() == 300) break;
+      seq.push_back((k >> bit) & 1);
+    }
+    const size_t lc = linear_complexity(seq);
+    CHECK(lc > 100, "bit " + std::to_string(bit) + " of the masking keys has linear complexity " + std::to_string(lc) + " over 300 keys (a linear generator: 64 at most)");
+  }
   ::close(peer.second);
 }
 

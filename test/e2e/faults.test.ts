@@ -134,3 +134,4 @@ for (const engine of engines()) {
     t.ok(tunnelled >= 0.8 * direct, `tunnel ${(tunnelled / 1e6).toFixed(1)} MB/s vs direct ${(direct / 1e6).toFixed(1)} MB/s`);
   });
 }
+

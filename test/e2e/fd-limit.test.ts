@@ -140,3 +140,4 @@ t.test('[native] TLS connections that never finish their handshake are capped to
     t.ok(fds < 150, `the server holds ${fds} fds of 256`);
     t.notMatch(server.logs(), /EMFILE/, 'it never ran out');
   });
+

@@ -78,6 +78,28 @@ for (const engine of engines()) {
     t.ok(lines <= 3 * 200 + 20, `${lines} per-stream lines for ${n} streams opened and reset`);
   });
 
+  t.test(`[${engine}] --buffer-budget across sessions: windows stop growing at 3/4, then every session's new streams get RESET 5`, async (t) => {
+    const hold = await tcpServer(() => undefined);  // accepts, never reads or writes
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--buffer-budget', '64']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await hold.close(); });
+    const n = 300;  // per session: more than its quarter (16 MiB) holds
+    const peers = await Promise.all(Array.from({ length: 5 }, () => rawPeer(server.port)));
+    for (const [k, p] of peers.entries()) {
+      for (let i = 0; i < n; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, hold.addr));
+      for (let i = 0; i < n; i++) await p.next((f) => f.stream === 1 + 2 * i && (f.type === 'open-ok' || f.type === 'reset'), 20_000);
+      t.comment(`session ${k + 1}: ${p.frames.filter(is('open-ok')).length} opened`);
+    }
+    const oks = peers.flatMap((p) => p.frames.filter(is('open-ok')) as { window: number }[]);
+    const resets = peers.flatMap((p) => p.frames.filter(is('reset')) as { code: number; reason: string }[]);
+    const granted = oks.reduce((sum, f) => sum + f.window, 0);
+    const aboveMinimum = oks.reduce((sum, f) => sum + f.window - 65536, 0);
+    t.ok(granted <= 64 * 1048576 + 65536, `all sessions together were granted ${(granted / 1048576).toFixed(1)} MiB of a 64 MiB budget`);
+    t.ok(aboveMinimum <= 48 * 1048576, `windows above the minimum: ${(aboveMinimum / 1048576).toFixed(1)} MiB, within 3/4 of the budget`);
+    t.ok(resets.some((r) => r.code === 5 && r.reason === 'memory budget reached'), 'once the process budget is used up, OPENs get RESET 5 (memory budget reached)');
+    t.equal(peers[4]!.frames.filter(is('open-ok')).length, 0, 'the fifth session found the budget gone');
+    for (const p of peers) p.ws.close();
+  });
+
   t.test(`[${engine}] failed upgrades (no password needed) cannot flood the log`, async (t) => {
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
     t.teardown(() => server.stop('SIGKILL'));

@@ -16,8 +16,8 @@ export interface RawPeer {
   send(buf: Buffer): void;
 }
 
-export function rawPeer(port: number, opts: { path?: string; auth?: string; headers?: Record<string, string> } = {}): Promise<RawPeer> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${opts.path ?? '/'}`, ['tws2'], {
+export function rawPeer(port: number, opts: { path?: string; auth?: string; headers?: Record<string, string>; host?: string } = {}): Promise<RawPeer> {
+  const ws = new WebSocket(`ws://${opts.host ?? '127.0.0.1'}:${port}${opts.path ?? '/'}`, ['tws2'], {
     perMessageDeflate: false,
     headers: { 'Tws-Auth': opts.auth ?? buildAuthHeader(PASSWD), ...opts.headers },
   });
