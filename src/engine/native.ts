@@ -9,14 +9,15 @@
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { MAX_U32, ResetCode } from '../protocol/constants';
-import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
+import { ResetCode } from '../protocol/constants';
+import { Logger, peerText } from '../util/log';
 import type { NativeAddon } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
-  DatagramPort, EngineSession, EngineStats, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats, STREAM_IDS_RESERVE,
+  DatagramPort, EngineSession, EngineStats, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
+import { StreamIds, StreamLog } from './stream-log';
 
 interface NativeEvent {
   /**
@@ -97,34 +98,28 @@ function takeOver(socket: Socket): { fd: number; buffered: Buffer } | undefined 
 class NativeSession extends EventEmitter implements EngineSession {
   peerDraining = false;
   closed = false;
-  private nextStream: number;
+  private readonly ids: StreamIds;
   private readonly streams = new Map<number, { target: string; openedAt: number; abort?: AbortController; port?: DatagramPort }>();
   private bytesIn = 0;
   private bytesOut = 0;
   private rttMs: number | undefined;
   private readonly log: Logger;
-  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited; so are other stream lines, more generously. */
-  private readonly refusals: RateLimitedLog;
-  private readonly streamLines: RateLimitedLog;
+  /** Per-stream lines, rate-limited: a peer can provoke them by the thousand. */
+  private readonly streamLog: StreamLog;
   /** While the engine runs this client session's TLS and upgrade: who waits for the response head. */
   upgrade: { resolve(head: string): void; reject(err: Error): void } | undefined;
 
   constructor(readonly id: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
     super();
-    const parity = opts.role === 'client' ? 1 : 0;
-    const first = opts.firstStreamId ?? (opts.role === 'client' ? 1 : 2);
-    this.nextStream = first % 2 === parity ? first : first + 1;
+    this.ids = new StreamIds(opts.role, opts.firstStreamId);
     this.log = opts.logger.child(`session#${id}`);
-    this.refusals = new RateLimitedLog(this.log, 'refused streams');
-    this.streamLines = new RateLimitedLog(this.log, 'stream lines', STREAM_LINES);
+    this.streamLog = new StreamLog(this.log);
   }
 
   /** The next stream id, or 0 when none is left; running low drains the session (see idsRunningOut). */
   private takeStreamId(): number {
-    if (this.nextStream > MAX_U32) return 0;
-    const id = this.nextStream;
-    this.nextStream += 2;
-    if ((MAX_U32 - this.nextStream) / 2 < STREAM_IDS_RESERVE && !this.peerDraining) {
+    const id = this.ids.take();
+    if (id !== 0 && this.ids.low && !this.peerDraining) {
       // Ids are never reused within a session: drain it (GOAWAY, so the peer
       // knows) and let the client's slot bring up a fresh one meanwhile.
       this.log.info('stream ids running out; draining this session for a new one');
@@ -197,7 +192,7 @@ class NativeSession extends EventEmitter implements EngineSession {
       case 'stream-closed': return this.onStreamClosed(e);
       case 'refused': {
         const info: StreamRefusedInfo = { stream: e.stream, target: e.text, code: e.code, reason: e.note ?? '' };
-        this.refusals.line('info', `stream#${e.stream} refused → ${peerText(info.target) || '(pinned)'}: ${info.reason}`);
+        this.streamLog.refused(info);
         this.emit('stream-refused', info);
         return;
       }
@@ -230,8 +225,7 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.upgrade = undefined;
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
-        this.refusals.flush();
-        this.streamLines.flush();
+        this.streamLog.flush();
         this.bytesIn = Math.max(this.bytesIn, e.bytesIn);
         this.bytesOut = Math.max(this.bytesOut, e.bytesOut);
         this.emit('close', e.code, e.text);
@@ -295,15 +289,10 @@ class NativeSession extends EventEmitter implements EngineSession {
     }
     this.bytesIn += e.bytesIn;
     this.bytesOut += e.bytesOut;
-    const target = s?.target ?? '';
-    const secs = s ? ((Date.now() - s.openedAt) / 1000).toFixed(1) : '0.0';
     // As the js engine does: streams that die with their session, and peer RESETs 6 (cancelled: the other side's app closed), at debug.
     const level = /^(session closed|session timed out|protocol error|peer reset: cancelled\b.*)$/.test(e.text) ? 'debug' : 'info';
-    const line = `stream#${e.stream} closed (${e.text}) → ${peerText(target) || '(pinned)'} in=${e.bytesIn} out=${e.bytesOut} ${secs}s`;
-    // A peer can make us refuse (or open and reset) streams by the thousand: those lines are rate-limited.
-    if (e.text.startsWith('refused')) this.refusals.line(level, line);
-    else this.streamLines.line(level, line);
-    const info: StreamClosedInfo = { stream: e.stream, target, bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
+    const info: StreamClosedInfo = { stream: e.stream, target: s?.target ?? '', bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
+    this.streamLog.closed(level, info, s?.openedAt);
     this.emit('stream-closed', info);
   }
 }

@@ -11,12 +11,13 @@ import {
 } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import { ProtocolError } from '../../util/errors';
-import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../../util/log';
+import { Logger, peerText } from '../../util/log';
 import { addProcessCredit, processFull, sessionShare, windowRoom } from '../credit';
 import { validateSessionOptions } from '../options';
 import {
-  DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo,
+  DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo, StreamRefusedInfo,
 } from '../types';
+import { StreamIds, StreamLog } from '../stream-log';
 import { HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, own, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer, so pings never wait behind much DATA. */
@@ -63,7 +64,7 @@ export class JsSession extends EventEmitter implements EngineSession {
   private readonly log: Logger;
   private readonly streams = new Map<number, JsStream>();
   private readonly recentClosed = new Set<number>();
-  private nextStreamId: number;
+  private readonly ids: StreamIds;
   private readonly ready: JsStream[] = [];
   private congested = false;
   private pumping = false;
@@ -92,19 +93,15 @@ export class JsSession extends EventEmitter implements EngineSession {
   private pongOwed: Buffer | undefined;
   /** Since when we have not read from the peer because it does not read what we send (0: reading). */
   private pausedAt = 0;
-  /** Per-stream refusals a peer can provoke by the thousand: their lines are rate-limited; so are other stream lines, more generously. */
-  private readonly refusals: RateLimitedLog;
-  private readonly streamLines: RateLimitedLog;
+  /** Per-stream lines, rate-limited: a peer can provoke them by the thousand. */
+  private readonly streamLog: StreamLog;
 
   constructor(private readonly ws: WebSocket, private readonly opts: SessionOptions) {
     super();
     validateSessionOptions(opts);
     this.log = opts.logger.child(`session#${this.id}`);
-    this.refusals = new RateLimitedLog(this.log, 'refused streams');
-    this.streamLines = new RateLimitedLog(this.log, 'stream lines', STREAM_LINES);
-    const parity = opts.role === 'client' ? 1 : 0;
-    const first = opts.firstStreamId ?? (opts.role === 'client' ? 1 : 2);
-    this.nextStreamId = first % 2 === parity ? first : first + 1;
+    this.streamLog = new StreamLog(this.log);
+    this.ids = new StreamIds(opts.role, opts.firstStreamId);
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data as Buffer, isBinary));
     ws.on('ping', (data: Buffer) => {
@@ -153,17 +150,16 @@ export class JsSession extends EventEmitter implements EngineSession {
   }
 
   private newOutgoing(target: string, kind: StreamKindValue): JsStream | undefined {
-    if (this.closed || this.peerDraining || this.nextStreamId > MAX_U32) return undefined;
+    if (this.closed || this.peerDraining || this.ids.exhausted) return undefined;
     if (kind === StreamKind.TCP && (processFull(this.opts.processBudget) || this.sessionFull())) {
       this.log.warn(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
       return undefined;
     }
-    const id = this.nextStreamId;
-    this.nextStreamId += 2;
+    const id = this.ids.take();
     const s = new JsStream(id, target, kind, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.freshWindow() });
     this.addStream(s);
     this.send(codec.encodeOpen(id, s.recvWindow, kind, target));
-    if ((MAX_U32 - this.nextStreamId) / 2 < STREAM_IDS_RESERVE) this.idsRunningOut();
+    if (this.ids.low) this.idsRunningOut();
     return s;
   }
 
@@ -749,8 +745,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     clearInterval(this.timer);
     this.closed = true;
     this.resetAllLocally('session closed');
-    this.refusals.flush();
-    this.streamLines.flush();
+    this.streamLog.flush();
     // We closed and the peer never answered (1006): why it ended is our reason, as the native engine reports it.
     if (code === CloseCode.ABNORMAL && this.closedWith) this.emit('close', this.closedWith.code, this.closedWith.reason);
     else this.emit('close', code, reason);
@@ -758,7 +753,7 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   /** An OPEN refused before a stream existed: a rate-limited line, and an event for metrics. */
   private refused(info: StreamRefusedInfo): void {
-    this.refusals.line('info', `stream#${info.stream} refused → ${peerText(info.target) || '(pinned)'}: ${info.reason}`);
+    this.streamLog.refused(info);
     this.emit('stream-refused', info);
   }
 
@@ -788,12 +783,8 @@ export class JsSession extends EventEmitter implements EngineSession {
       s.port.onDatagram = undefined;
       s.port.close();
     }
-    const secs = ((Date.now() - s.openedAt) / 1000).toFixed(1);
-    const line = `stream#${s.id} closed (${how}) → ${peerText(s.target) || '(pinned)'} in=${s.bytesIn} out=${s.bytesOut} ${secs}s`;
-    // A peer can make us refuse (or open and reset) streams by the thousand: those lines are rate-limited.
-    if (how.startsWith('refused')) this.refusals.line(level, line);
-    else this.streamLines.line(level, line);
     const info: StreamClosedInfo = { stream: s.id, target: s.target, bytesIn: s.bytesIn, bytesOut: s.bytesOut, how };
+    this.streamLog.closed(level, info, s.openedAt);
     this.emit('stream-closed', info);
     if (this.streams.size === 0) {
       if (this.draining && !this.closed) this.close(CloseCode.GOING_AWAY, 'drained');
