@@ -75,16 +75,18 @@ function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
+/** Answers `req` with RESET `code` and says so in the session's rate-limited refusal line. */
+export function refuse(req: OpenRequest, refusals: RateLimitedLog, code: number, why: string, level: 'info' | 'warn' = 'info'): undefined {
+  refusals.line(level, `stream#${req.stream} refused → ${peerText(req.target) || '(pinned)'}: ${why}`);
+  req.reject(code, why);
+  return undefined;
+}
+
 /** Parses the request's target, or rejects the request and returns undefined. */
 function targetOf(req: OpenRequest, policy: StreamPolicy): HostPort | undefined {
-  const refuse = (code: number, why: string): undefined => {
-    policy.refusals.line('info', `stream#${req.stream} refused → ${peerText(req.target) || '(pinned)'}: ${why}`);
-    req.reject(code, why);
-    return undefined;
-  };
-  if (req.target === '') return refuse(ResetCode.DENIED, 'no pinned target on this server');
+  if (req.target === '') return refuse(req, policy.refusals, ResetCode.DENIED, 'no pinned target on this server');
   const hp = parseHostPort(req.target);
-  if (typeof hp === 'string') return refuse(ResetCode.CONNECT_FAILED, `bad target: ${peerText(hp, 120)}`);
+  if (typeof hp === 'string') return refuse(req, policy.refusals, ResetCode.CONNECT_FAILED, `bad target: ${peerText(hp, 120)}`);
   return hp;
 }
 
@@ -116,9 +118,7 @@ async function resolveAll(host: string): Promise<string[]> {
 }
 
 function refuseBusy(req: OpenRequest, policy: StreamPolicy): void {
-  const why = 'too many name lookups in flight';
-  policy.refusals.line('warn', `stream#${req.stream} refused → ${peerText(req.target)}: ${why}`);
-  req.reject(ResetCode.TOO_MANY_STREAMS, why);
+  refuse(req, policy.refusals, ResetCode.TOO_MANY_STREAMS, 'too many name lookups in flight', 'warn');
 }
 
 /** Connects `req.target` within `timeoutMs` (if the policy lets it), then accepts or rejects the request. */

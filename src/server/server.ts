@@ -19,7 +19,7 @@ import { TwsError } from '../util/errors';
 import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
 import type { AllowList } from './allow-list';
 import type { User } from './users';
-import { connectTarget, connectUdpTarget, StreamPolicy } from './connect-target';
+import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
 import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
 
@@ -306,11 +306,7 @@ export class TwsServer extends EventEmitter {
     });
     session.on('open-request', (req) => {
       const full = this.slots?.take(session, req.stream, this.sessionUser.get(session)?.name);
-      if (full) {
-        refusals.line('warn', `stream#${req.stream} refused → ${peerText(req.target) || '(pinned)'}: ${full}`);
-        req.reject(ResetCode.TOO_MANY_STREAMS, full);
-        return;
-      }
+      if (full) return refuse(req, refusals, ResetCode.TOO_MANY_STREAMS, full, 'warn');
       if (req.kind === StreamKind.UDP) connectUdpTarget(req, this.opts.connectTimeout ?? 10_000, policy());
       else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
     });
