@@ -7,8 +7,15 @@
       "target_name": "tws_native",
       "sources": [
         "native/addon.cc",
+        "native/core/mux.cc",
+        "native/io/dialer.cc",
         "native/io/engine.cc",
-        "native/io/tls_wire.cc"
+        "native/io/event_queue.cc",
+        "native/io/loop.cc",
+        "native/io/stream_socket.cc",
+        "native/io/tls_front.cc",
+        "native/io/tls_wire.cc",
+        "native/io/ws_session.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -1,5 +1,8 @@
 // The event-loop-free data plane: one I/O thread with its own epoll loop that
 // owns every adopted fd, speaks WebSocket + TWS2, and relays stream bytes.
+// This is its facade, the only part the binding (addon.cc) sees; behind it:
+// io/loop.h (the thread), io/ws_session.h (a WebSocket), core/mux.h (TWS2),
+// io/stream_socket.h, io/dialer.h, io/tls_front.h.
 // JavaScript sends commands (adopt a socket, open/accept/reject a stream,
 // GOAWAY, close) and receives control events in batches. Payload bytes never
 // cross into JavaScript. The TypeScript side is src/engine/native.ts.
@@ -11,52 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "../core/event.h"
+#include "../core/session_options.h"
 #include "fd.h"
 
 namespace tws {
-
-struct SessionOptions {
-  bool server = false;
-  uint32_t timeout_ms = 5000;
-  uint32_t initial_window = 1024 * 1024;
-  uint32_t max_window = 16 * 1024 * 1024;
-  uint32_t max_streams = 16384;
-  uint32_t udp_timeout_ms = 60000;
-  uint32_t idle_timeout_ms = 0;  // tcp streams with no payload for this long get RESET 7; 0 = never
-  uint64_t session_budget = 64ull * 1024 * 1024;  // outstanding credit before new windows shrink to the minimum
-  // Outstanding credit of every session in the process (all engines, all
-  // threads): past 3/4 of it windows stop growing and new streams start at
-  // the minimum; past all of it new streams are refused (RESET 5).
-  uint64_t process_budget = 1024ull * 1024 * 1024;
-  bool no_udp = false;
-};
-
-// Checks options a caller built: the reason the first bad one is bad, or
-// nullptr. (initial_window > max_window would underflow the auto-tuning.)
-const char* invalid_options(const SessionOptions& o);
 
 // Counters of what the engine dropped rather than queue without bound. [any thread]
 struct EngineStats {
   uint64_t datagrams_dropped = 0;  // UDP payloads dropped: link full, JavaScript behind, or held too long
   uint32_t fronts = 0;             // TLS connections before their upgrade (front_tls), each holding three fds
-};
-
-// A control event for JavaScript. [produced on the I/O thread, consumed on the JS thread]
-struct Event {
-  enum Kind : uint8_t {
-    kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead, kTlsFailed,
-    kRefused,  // an OPEN the engine refused itself (limits, draining): `code` the RESET code, `text` the target, `note` why
-  };
-  explicit Event(Kind k) : kind(k) {}
-  Kind kind;
-  uint32_t session = 0;
-  uint32_t stream = 0;
-  uint32_t code = 0;        // close code (session) / kind (open request) / round trip in µs (rtt)
-  uint64_t bytes_in = 0;    // stream: written locally; session: total
-  uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
-  std::string text;         // target, close reason, how a stream ended, window note, a datagram, an HTTP head, or why TLS failed
-                            // (kTlsFailed: `session` is the front's id)
-  std::string note;         // kRefused: why
 };
 
 class Loop;

@@ -2,13 +2,12 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { addonSources } from '../helpers/native-sources';
 
 const root = join(__dirname, '..', '..');
 
 function gypSources(): string[] {
-  const text = readFileSync(join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '');
-  const gyp = JSON.parse(text) as { targets: { sources: string[] }[] };
-  return gyp.targets[0]!.sources.slice().sort();
+  return addonSources().sort();
 }
 
 function cmakeSources(): string[] {

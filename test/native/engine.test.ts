@@ -1,6 +1,7 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { engineSources } from '../helpers/native-sources';
 
 const root = join(__dirname, '..', '..');
 
@@ -8,7 +9,7 @@ t.test('the native engine survives hostile peers under ASan and UBSan: no use-af
   const dir = t.testdir({});
   const bin = join(dir, 'engine_test');
   execFileSync('g++', ['-std=c++17', '-O1', '-g', '-pthread', '-Wall', '-Wextra', '-Werror', '-fsanitize=address,undefined',
-    '-fno-sanitize-recover=all', join(root, 'native', 'test', 'engine_test.cc'), join(root, 'native', 'io', 'engine.cc'), '-o', bin],
+    '-fno-sanitize-recover=all', join(root, 'native', 'test', 'engine_test.cc'), ...engineSources(), '-o', bin],
   { stdio: 'pipe' });
   const r = spawnSync(bin, [], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1' } });
   const m = /(\d+) passed, (\d+) failed/.exec(r.stdout);

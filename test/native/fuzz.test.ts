@@ -2,6 +2,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { engineSources } from '../helpers/native-sources';
 
 const root = join(__dirname, '..', '..');
 const hasClang = spawnSync('clang++', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -12,12 +13,12 @@ const hasClang = spawnSync('clang++', ['--version'], { stdio: 'ignore' }).status
  */
 const harnesses = [
   { name: 'frame parser and TWS2 reader', file: 'frame_fuzz.cc', sources: [] as string[], corpus: 'corpus', maxLen: 4096, minRuns: 1000 },
-  { name: 'mux (a live Engine session)', file: 'session_fuzz.cc', sources: ['native/io/engine.cc'], corpus: 'corpus-session', maxLen: 1024, minRuns: 200 },
+  { name: 'mux (a live Engine session)', file: 'session_fuzz.cc', sources: engineSources(), corpus: 'corpus-session', maxLen: 1024, minRuns: 200 },
 ];
 
 for (const h of harnesses) {
   const harness = join(root, 'native', 'fuzz', h.file);
-  const sources = h.sources.map((s) => join(root, s));
+  const sources = h.sources;
   const corpus = join(__dirname, h.corpus);
   if (hasClang) {
     t.test(`libFuzzer finds nothing in the ${h.name} in a bounded run`, async (t) => {

@@ -1,0 +1,28 @@
+// A control event for JavaScript: what the data plane tells the control
+// plane (a stream the peer wants opened, a stream or session that ended, ...).
+// Pure data. [produced on the I/O thread, consumed on the JS thread]
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tws {
+
+struct Event {
+  enum Kind : uint8_t {
+    kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead, kTlsFailed,
+    kRefused,  // an OPEN the engine refused itself (limits, draining): `code` the RESET code, `text` the target, `note` why
+  };
+  explicit Event(Kind k) : kind(k) {}
+  Kind kind;
+  uint32_t session = 0;
+  uint32_t stream = 0;
+  uint32_t code = 0;        // close code (session) / kind (open request) / round trip in µs (rtt)
+  uint64_t bytes_in = 0;    // stream: written locally; session: total
+  uint64_t bytes_out = 0;   // stream: sent to the peer; session: total
+  std::string text;         // target, close reason, how a stream ended, window note, a datagram, an HTTP head, or why TLS failed
+                            // (kTlsFailed: `session` is the front's id)
+  std::string note;         // kRefused: why
+};
+
+}  // namespace tws

@@ -1,0 +1,567 @@
+// The TWS2 mux, sans I/O (see mux.h).
+#include "mux.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "flow.h"
+#include "out_queue.h"
+#include "tws2.h"
+
+namespace tws::mux {
+
+namespace {
+const char* const kResetNames[] = {"", "denied", "connect failed", "timeout", "protocol error", "too many streams",
+                                    "cancelled", "idle", "internal", "going away"};
+}  // namespace
+
+size_t coded_body(uint8_t* body, uint16_t code, const std::string& reason) {
+  body[0] = static_cast<uint8_t>(code >> 8);
+  body[1] = static_cast<uint8_t>(code);
+  size_t r = std::min(reason.size(), tws2::kMaxReason);
+  while (r > 0 && r < reason.size() && (static_cast<uint8_t>(reason[r]) & 0xC0) == 0x80) r--;
+  std::memcpy(body + 2, reason.data(), r);
+  return 2 + r;
+}
+
+Stream::Stream(uint32_t id_, std::string target_, State st, int64_t credit, uint32_t window)
+    : id(id_), target(std::move(target_)), state(st), send_credit(credit),
+      recv_granted(st == State::kAccepting ? tws2::kEarlyDataLimit : window), recv_window(window) {}
+
+Mux::Mux(MuxHost& host, uint32_t session, const SessionOptions& o, std::atomic<int64_t>& process_credit)
+    : host_(host), session_(session), o_(o), process_credit_(process_credit) {}
+
+Mux::~Mux() { process_credit_.fetch_sub(static_cast<int64_t>(outstanding_), std::memory_order_relaxed); }
+
+Stream* Mux::find(uint32_t sid) {
+  auto it = streams_.find(sid);
+  return it == streams_.end() || it->second->done ? nullptr : it->second.get();
+}
+
+// ---- from the peer ----
+
+void Mux::on_data(uint32_t sid, uint8_t* p, size_t n) {
+  Stream* s = find(sid);
+  if (!s) return;  // late DATA for a stream we closed
+  if (s->udp) return protocol_error("DATA on a udp stream");
+  if (s->state == Stream::State::kOpening) return protocol_error("DATA before OPEN_OK");
+  if (s->fin_recv) return protocol_error("DATA after FIN");
+  s->recvd += n;
+  if (s->recvd > s->recv_granted) return protocol_error("stream exceeded its flow-control window");
+  last_data_ = now_;
+  s->last_active = now_;
+  if (flow::starved(s->recv_granted, s->recvd, s->recv_window)) s->starved = true;
+  if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->writable) {
+    gather(s->pending, p, n);
+    s->pending_bytes += n;
+    if (s->state == Stream::State::kOpen) flush_local(*s);
+    return;
+  }
+  const ssize_t w = host_.local_write(*s, p, n);
+  if (w < 0) return local_error(*s);
+  if (static_cast<size_t>(w) < n) {
+    s->writable = false;
+    gather(s->pending, p + w, n - static_cast<size_t>(w));
+    s->pending_bytes += n - static_cast<size_t>(w);
+  }
+  if (w > 0) consumed(*s, static_cast<size_t>(w));
+}
+
+void Mux::on_frame(uint8_t type, uint32_t sid, uint8_t* body, size_t n) {
+  switch (type) {
+    case tws2::kOpen:
+      return on_open(sid, tws2::read_u32(body), body[4], std::string(reinterpret_cast<char*>(body + 5), n - 5));
+    case tws2::kGoaway:
+      return on_goaway();
+    default:
+      break;
+  }
+  Stream* s = find(sid);
+  if (!s) return;
+  switch (type) {
+    case tws2::kOpenOk:
+      return on_open_ok(*s, tws2::read_u32(body));
+    case tws2::kWindow:
+      s->send_credit += tws2::read_u32(body);
+      if (s->send_credit > 0xFFFFFFFFll) return protocol_error("window overflow");
+      if (s->state != Stream::State::kAccepting) make_ready(*s);
+      return;
+    case tws2::kFin:
+      return on_fin(*s);
+    case tws2::kReset:
+      return on_reset(*s, tws2::read_u16(body), body + 2, n - 2);
+    case tws2::kDatagram:
+      return on_datagram(*s, body, n);
+    default:
+      return;
+  }
+}
+
+void Mux::on_open(uint32_t sid, uint32_t window, uint8_t kind, std::string target) {
+  const uint32_t peer_parity = o_.server ? 1 : 0;
+  if (sid % 2 != peer_parity) return protocol_error("OPEN with an id of the wrong parity");
+  if (streams_.count(sid) || recent_closed_set_.count(sid)) return protocol_error("OPEN for a stream id already used");
+  const bool udp = kind == 2;
+  if (draining_) return refuse(sid, 9, "going away", std::move(target));
+  if (!o_.server) return refuse(sid, 1, "client accepts no streams", std::move(target));
+  if (udp && o_.no_udp) return refuse(sid, 1, "udp is disabled on this server", std::move(target));
+  if (streams_.size() >= o_.max_streams) return refuse(sid, 5, "too many streams", std::move(target));
+  if (!udp && process_full()) return refuse(sid, 5, "memory budget reached", std::move(target));
+  if (!udp && session_full()) return refuse(sid, 5, "session memory share reached", std::move(target));
+  // The receive window is sized when OPEN_OK goes out (mark_open), from the budgets then.
+  auto s = std::make_unique<Stream>(sid, target, Stream::State::kAccepting, window, o_.initial_window);
+  s->udp = udp;
+  add_stream(std::move(s));
+  Event e{Event::kOpenRequest};
+  e.session = session_;
+  e.stream = sid;
+  e.code = kind;
+  e.text = std::move(target);
+  host_.emit(std::move(e));
+}
+
+// Refused here, without asking JavaScript; it hears of it (for the log and metrics) all the same.
+void Mux::refuse(uint32_t sid, uint16_t code, const char* why, std::string target) {
+  remember_closed(sid);
+  send_reset(sid, code, why);
+  Event e{Event::kRefused};
+  e.session = session_;
+  e.stream = sid;
+  e.code = code;
+  e.text = std::move(target);
+  e.note = why;
+  host_.emit(std::move(e));
+}
+
+void Mux::on_open_ok(Stream& s, uint32_t window) {
+  if (s.state != Stream::State::kOpening) return protocol_error("unexpected OPEN_OK");
+  s.state = Stream::State::kOpen;
+  s.send_credit = static_cast<int64_t>(window) - static_cast<int64_t>(s.bytes_out);
+  s.epoch_start = now_;
+  if (!s.udp) return make_ready(s);
+  // Datagrams held while the stream was opening go out now.
+  for (Buf& b : s.pending) {
+    s.bytes_out += b.size();
+    host_.send_frame(tws2::kDatagram, s.id, b.data.get() + b.off, b.size());
+  }
+  s.pending.clear();
+  s.pending_bytes = 0;
+}
+
+void Mux::on_fin(Stream& s) {
+  if (s.fin_recv) return protocol_error("second FIN");
+  if (s.state == Stream::State::kOpening) return protocol_error("FIN before OPEN_OK");
+  s.fin_recv = true;
+  if (s.state != Stream::State::kOpen) return;
+  if (s.udp) return finish(s, "fin", false);  // udp has no half-close
+  maybe_shutdown(s);
+}
+
+void Mux::on_reset(Stream& s, uint16_t code, const uint8_t* reason, size_t n) {
+  std::string how = "peer reset: ";
+  how += code < 10 && code > 0 ? kResetNames[code] : ("code " + std::to_string(code));
+  if (n > 0) how += " (" + std::string(reinterpret_cast<const char*>(reason), n) + ")";
+  finish(s, how, true);
+}
+
+void Mux::on_datagram(Stream& s, const uint8_t* p, size_t n) {
+  if (!s.udp) return protocol_error("DATAGRAM on a tcp stream");
+  if (s.state == Stream::State::kOpening) return protocol_error("DATAGRAM before OPEN_OK");
+  s.last_active = now_;
+  s.bytes_in += n;
+  if (s.state == Stream::State::kAccepting) return hold_datagram(s, p, n);  // until accepted
+  host_.emit_datagram(s.id, p, n);
+}
+
+void Mux::on_goaway() {
+  peer_draining_ = true;
+  emit_simple(Event::kGoaway);
+  if (streams_.empty()) emit_simple(Event::kIdle);
+}
+
+// ---- commands ----
+
+const char* Mux::cannot_open(uint32_t sid, bool udp) const {
+  const bool full = !udp && (process_full() || session_full());
+  if (!host_.can_send() || peer_draining_ || streams_.count(sid) || full) {
+    return full ? "refused: memory budget reached" : "session unavailable";
+  }
+  return nullptr;
+}
+
+Stream& Mux::open(uint32_t sid, std::string target, bool udp, std::unique_ptr<Port> port, std::string initial) {
+  Stream* s = add_stream(std::make_unique<Stream>(sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit,
+                                                  udp ? o_.initial_window : fresh_window()));
+  s->udp = udp;
+  s->port = std::move(port);
+  s->last_active = now_;
+  send_open(*s);
+  if (!udp) {
+    s->initial = std::move(initial);
+    connected(*s);
+    make_ready(*s);
+  }
+  return *s;
+}
+
+Stream* Mux::accepting(uint32_t sid) {
+  Stream* s = find(sid);
+  return s && s->state == Stream::State::kAccepting ? s : nullptr;
+}
+
+void Mux::accept(Stream& s, std::unique_ptr<Port> port, std::string initial) {
+  mark_open(s);
+  if (port) s.port = std::move(port);
+  s.initial = std::move(initial);
+  connected(s);
+  flush_local(s);  // early data
+  make_ready(s);
+}
+
+void Mux::accept_datagrams(Stream& s) {
+  mark_open(s);
+  s.last_active = now_;
+  while (!s.pending.empty()) {
+    host_.emit_datagram(s.id, s.pending.front().data.get(), s.pending.front().size());
+    s.pending.pop_front();
+  }
+  s.pending_bytes = 0;
+  if (s.fin_recv) finish(s, "fin", false);
+}
+
+void Mux::reject(uint32_t sid, uint16_t code, const std::string& reason) {
+  Stream* s = accepting(sid);
+  if (!s) return;
+  send_reset(sid, code, reason);
+  finish(*s, "refused: " + reason, false);
+}
+
+// Like UDP, a datagram is dropped (and counted) rather than queued when the
+// link is full; a few are held while the stream is opening.
+void Mux::send_datagram(uint32_t sid, const uint8_t* p, size_t n) {
+  Stream* s = find(sid);
+  if (!s || !s->udp) return;
+  s->last_active = now_;
+  if (s->state == Stream::State::kOpening) return hold_datagram(*s, p, n);
+  if (s->state != Stream::State::kOpen || host_.send_backlog() >= kSendHighWater) return host_.datagram_dropped();
+  s->bytes_out += n;
+  host_.send_frame(tws2::kDatagram, sid, p, n);
+}
+
+bool Mux::goaway(uint16_t code, const std::string& reason) {
+  draining_ = true;
+  uint8_t body[2 + tws2::kMaxReason];
+  host_.send_frame(tws2::kGoaway, 0, body, coded_body(body, code, reason));
+  return streams_.empty();
+}
+
+void Mux::reset_all(const std::string& why) {
+  std::vector<Stream*> all;
+  all.reserve(streams_.size());
+  for (auto& kv : streams_) all.push_back(kv.second.get());
+  for (Stream* s : all) finish(*s, why, true);
+}
+
+void Mux::tick() {
+  std::vector<Stream*> idle;
+  for (auto& kv : streams_) {
+    Stream* s = kv.second.get();
+    if (s->state != Stream::State::kOpen) continue;
+    const double quiet = now_ - s->last_active;
+    if (s->udp ? quiet > o_.udp_timeout_ms : o_.idle_timeout_ms > 0 && quiet > o_.idle_timeout_ms) idle.push_back(s);
+  }
+  for (Stream* s : idle) {
+    send_reset(s->id, 7, s->udp ? "udp idle" : "idle");
+    finish(*s, "idle", !s->udp);
+  }
+}
+
+// ---- the local sockets ----
+
+void Mux::local_readable(Stream& s) {
+  s.readable = true;
+  make_ready(s);
+}
+
+void Mux::local_writable(Stream& s) {
+  s.writable = true;
+  flush_local(s);
+}
+
+void Mux::local_error(Stream& s) {
+  if (s.done) return;
+  send_reset(s.id, 6, "local socket error");
+  finish(s, "local error", true);
+}
+
+// Writes what the peer sent to the local socket until it would block.
+void Mux::flush_local(Stream& s) {
+  if (s.state != Stream::State::kOpen || s.done) return;
+  while (!s.pending.empty() && s.writable) {
+    Buf& b = s.pending.front();
+    const ssize_t w = host_.local_write(s, b.data.get() + b.off, b.size());
+    if (w < 0) return local_error(s);
+    if (w == 0) {
+      s.writable = false;
+      break;
+    }
+    b.off += static_cast<size_t>(w);
+    s.pending_bytes -= static_cast<size_t>(w);
+    if (b.size() == 0) s.pending.pop_front();
+    consumed(s, static_cast<size_t>(w));
+  }
+  if (s.pending.empty()) maybe_shutdown(s);
+}
+
+void Mux::maybe_shutdown(Stream& s) {
+  if (!s.fin_recv || s.shut_wr || !s.pending.empty() || s.state != Stream::State::kOpen) return;
+  host_.local_shutdown(s);
+  s.shut_wr = true;
+  check_done(s);
+}
+
+void Mux::check_done(Stream& s) {
+  if (s.fin_sent && s.fin_recv && s.shut_wr && s.pending.empty()) finish(s, "fin", false);
+}
+
+void Mux::make_ready(Stream& s) {
+  if (s.done) return;
+  if (ready_.push_back(&s)) host_.want_pump();
+}
+
+void Mux::pump() {
+  while (host_.send_backlog() < kSendHighWater && !ready_.empty() && host_.can_send()) {
+    Stream* s = ready_.pop_front();
+    if (s->state == Stream::State::kAccepting) continue;
+    const size_t turn = ready_.empty() ? tws2::kMaxData : kTurnBytes;
+    if (!s->initial.empty()) {
+      send_initial(*s, turn);
+      continue;
+    }
+    if (!s->readable || s->local_eof) {
+      maybe_fin(*s);
+      continue;
+    }
+    read_local(*s, turn);
+  }
+}
+
+// Sends what JavaScript read before the handoff, as far as credit allows.
+bool Mux::send_initial(Stream& s, size_t turn) {
+  const size_t n = std::min<size_t>({s.initial.size(), turn, static_cast<size_t>(std::max<int64_t>(s.send_credit, 0))});
+  if (n == 0) return false;  // WINDOW will make it ready again
+  Buf b = data_buffer(n);
+  std::memcpy(b.data.get() + kHeadroom, s.initial.data(), n);
+  s.initial.erase(0, n);
+  sent_data(s, std::move(b), n);
+  make_ready(s);
+  return true;
+}
+
+// One read from the local socket, as much as credit and the turn allow.
+void Mux::read_local(Stream& s, size_t turn) {
+  const size_t want = std::min<size_t>(turn, static_cast<size_t>(std::max<int64_t>(s.send_credit, 0)));
+  if (want == 0) return;  // WINDOW will make it ready again
+  Buf b = data_buffer(want);
+  const LocalRead r = host_.local_read(s, b.data.get() + kHeadroom, want);
+  switch (r.kind) {
+    case LocalRead::kBytes:
+      sent_data(s, std::move(b), r.n);
+      make_ready(s);  // edge-triggered: keep reading until it would block
+      return;
+    case LocalRead::kEof:
+      s.local_eof = true;
+      s.readable = false;
+      return maybe_fin(s);
+    case LocalRead::kWouldBlock:
+      s.readable = false;
+      return;
+    case LocalRead::kInterrupted:
+      return make_ready(s);
+    case LocalRead::kError:
+      return local_error(s);
+  }
+}
+
+void Mux::sent_data(Stream& s, Buf b, size_t n) {
+  s.send_credit -= static_cast<int64_t>(n);
+  s.bytes_out += n;
+  bytes_out_ += n;
+  last_data_ = now_;
+  s.last_active = now_;
+  host_.send_data(s.id, std::move(b), n);
+}
+
+void Mux::maybe_fin(Stream& s) {
+  if (!s.local_eof || s.fin_sent || !s.initial.empty() || s.done || s.state == Stream::State::kAccepting) return;
+  s.fin_sent = true;
+  host_.send_frame(tws2::kFin, s.id, nullptr, 0);
+  check_done(s);
+}
+
+// ---- credit ----
+
+Stream* Mux::add_stream(std::unique_ptr<Stream> s) {
+  Stream* sp = s.get();
+  if (!sp->udp) credit(static_cast<int64_t>(sp->recv_granted - sp->bytes_in));
+  streams_[sp->id] = std::move(s);
+  return sp;
+}
+
+// Sets the total the peer may send on `s` (a grant), counted against both budgets.
+void Mux::set_granted(Stream& s, uint64_t granted) {
+  if (!s.udp) credit(static_cast<int64_t>(granted) - static_cast<int64_t>(s.recv_granted));
+  s.recv_granted = granted;
+}
+
+void Mux::credit(int64_t delta) {
+  outstanding_ = static_cast<uint64_t>(static_cast<int64_t>(outstanding_) + delta);
+  process_credit_.fetch_add(delta, std::memory_order_relaxed);
+}
+
+uint64_t Mux::window_room() const {
+  return flow::window_room({outstanding_, o_.session_budget, o_.process_budget,
+                            process_credit_.load(std::memory_order_relaxed), o_.server});
+}
+
+bool Mux::session_full() const { return flow::session_full(outstanding_, o_.process_budget, o_.server); }
+
+bool Mux::process_full() const {
+  return flow::process_full(process_credit_.load(std::memory_order_relaxed), o_.process_budget);
+}
+
+uint32_t Mux::fresh_window() const { return flow::fresh_window(o_.initial_window, window_room()); }
+
+void Mux::consumed(Stream& s, size_t n) {
+  s.bytes_in += n;
+  bytes_in_ += n;
+  credit(-static_cast<int64_t>(n));
+  s.unreturned += n;
+  s.epoch_bytes += n;
+  if (s.epoch_bytes >= s.recv_window) tune(s);
+  const uint64_t back = flow::window_update(s.unreturned, s.recv_window, s.fin_recv);
+  if (back == 0) return;
+  set_granted(s, s.recv_granted + back);
+  uint8_t body[4];
+  tws2::write_u32(body, static_cast<uint32_t>(back));
+  host_.send_frame(tws2::kWindow, s.id, body, 4);
+  s.unreturned = 0;
+}
+
+void Mux::tune(Stream& s) {
+  flow::TuneInput in;
+  in.epoch_bytes = s.epoch_bytes;
+  in.elapsed_ms = now_ - s.epoch_start;
+  in.window = s.recv_window;
+  in.max_window = o_.max_window;
+  in.starved = s.starved;
+  in.queued_bytes = s.pending_bytes;
+  in.base_rtt_ms = base_rtt_;
+  in.rate_at_growth = s.rate_at_growth;
+  in.room = window_room();
+  const flow::TuneResult r = flow::autotune(in);
+  if (!r.end_epoch) return;
+  if (r.grow > 0) {
+    s.recv_window += r.grow;
+    s.unreturned += r.grow;
+    s.rate_at_growth = r.rate;
+    char note[128];
+    std::snprintf(note, sizeof note, "window → %u (%.1f MB/s, base rtt %.2f ms)", s.recv_window, r.rate / 1000, base_rtt_);
+    Event e(Event::kWindow);
+    e.session = session_;
+    e.stream = s.id;
+    e.text = note;
+    host_.emit(std::move(e));
+  }
+  s.epoch_start = now_;
+  s.epoch_bytes = 0;
+  s.starved = false;
+}
+
+// Holds a datagram for a stream not open yet, within the per-stream bounds; drops (and counts) the rest.
+void Mux::hold_datagram(Stream& s, const uint8_t* p, size_t n) {
+  if (s.pending.size() >= kHeldDatagrams || s.pending_bytes + n > kHeldDatagramBytes) return host_.datagram_dropped();
+  s.pending.push_back(copy_buf(p, n));
+  s.pending_bytes += n;
+}
+
+// ---- frames and lifecycle ----
+
+// The acceptor's side: OPEN_OK out, the full window granted (sized by the budgets now, not at OPEN).
+void Mux::mark_open(Stream& s) {
+  s.state = Stream::State::kOpen;
+  s.recv_window = s.udp ? o_.initial_window : fresh_window();
+  set_granted(s, s.recv_window);
+  s.epoch_start = now_;
+  uint8_t body[4];
+  tws2::write_u32(body, s.recv_window);
+  host_.send_frame(tws2::kOpenOk, s.id, body, 4);
+}
+
+// A local socket that is connected: both directions are tried at once
+// (edge-triggered: data may already be waiting; would-block says to wait).
+void Mux::connected(Stream& s) {
+  s.last_active = now_;
+  s.writable = true;
+  s.readable = true;
+}
+
+void Mux::send_open(const Stream& s) {
+  std::string body(5, '\0');
+  tws2::write_u32(reinterpret_cast<uint8_t*>(&body[0]), s.recv_window);
+  body[4] = s.udp ? 2 : 1;
+  body += s.target;
+  host_.send_frame(tws2::kOpen, s.id, reinterpret_cast<const uint8_t*>(body.data()), body.size());
+}
+
+void Mux::send_reset(uint32_t sid, uint16_t code, const std::string& reason) {
+  uint8_t body[2 + tws2::kMaxReason];
+  host_.send_frame(tws2::kReset, sid, body, coded_body(body, code, reason));
+}
+
+void Mux::remember_closed(uint32_t sid) {
+  recent_closed_.push_back(sid);
+  recent_closed_set_.insert(sid);
+  if (recent_closed_.size() > kRecentClosed) {
+    recent_closed_set_.erase(recent_closed_.front());
+    recent_closed_.pop_front();
+  }
+}
+
+void Mux::emit_closed(uint32_t sid, uint64_t in, uint64_t out, const std::string& how) {
+  Event e{Event::kStreamClosed};
+  e.session = session_;
+  e.stream = sid;
+  e.bytes_in = in;
+  e.bytes_out = out;
+  e.text = how;
+  host_.emit(std::move(e));
+}
+
+void Mux::emit_simple(Event::Kind k) {
+  Event e{k};
+  e.session = session_;
+  host_.emit(std::move(e));
+}
+
+void Mux::finish(Stream& s, const std::string& how, bool abortive) {
+  if (s.done) return;
+  s.done = true;
+  s.ready_hook.unlink();  // nothing may point at it once it is retired
+  if (!s.udp) credit(-static_cast<int64_t>(s.recv_granted - s.bytes_in));
+  host_.local_close(s, abortive);
+  emit_closed(s.id, s.bytes_in, s.bytes_out, how);
+  remember_closed(s.id);
+  auto it = streams_.find(s.id);
+  if (it != streams_.end()) {
+    host_.retire(std::move(it->second));
+    streams_.erase(it);
+  }
+  if (!streams_.empty()) return;
+  if (draining_) host_.drained();
+  else if (peer_draining_) emit_simple(Event::kIdle);
+}
+
+}  // namespace tws::mux

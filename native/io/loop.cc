@@ -1,0 +1,194 @@
+#include "loop.h"
+
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "tls_front.h"
+#include "ws_session.h"
+
+namespace tws {
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+Loop::Loop(std::function<void()> notify) : events_(std::move(notify)) {}
+Loop::~Loop() { stop(); }
+
+bool Loop::start(std::string* error) {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!epoll_ || !wake_) {
+    *error = std::string("epoll/eventfd: ") + std::strerror(errno);
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    accepting_ = true;
+  }
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+  // Named here, not inside the thread, so the name is set before start() returns
+  // (visible in /proc/PID/task/*/comm and top -H).
+  ::pthread_setname_np(thread_.native_handle(), "tws-io");
+  return true;
+}
+
+void Loop::stop() {
+  std::vector<Task> left;
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    accepting_ = false;
+    left.swap(commands_);
+  }
+  left.clear();  // commands that will never run close the fds they own
+  if (!running_.exchange(false)) return;
+  wake();
+  if (thread_.joinable()) thread_.join();
+  {
+    // Posted while the thread was finishing its last turn.
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    left.swap(commands_);
+  }
+  left.clear();
+  sessions_.clear();  // closes every fd
+  fronts_.clear();
+  graveyard_streams_.clear();
+}
+
+void Loop::wake() {
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
+void Loop::post(Task command) {
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    if (!accepting_) return;  // `command` goes out of scope here, closing what it owns
+    commands_.push_back(std::move(command));
+  }
+  wake();
+}
+
+std::vector<Event> Loop::take_events() {
+  bool was_backlogged = false;
+  std::vector<Event> out = events_.take(&was_backlogged);
+  if (was_backlogged) wake();
+  return out;
+}
+
+bool Loop::watch(int fd, Pollable* p) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = p;
+  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+void Loop::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+void Loop::mark_dirty(WsSession* s) {
+  if (std::find(dirty_.begin(), dirty_.end(), s) == dirty_.end()) dirty_.push_back(s);
+}
+
+WsSession* Loop::find_session(uint32_t id) {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() || it->second->dead() ? nullptr : it->second.get();
+}
+
+void Loop::install(std::unique_ptr<WsSession> s, const std::string& head, const std::string& preamble, bool await_upgrade) {
+  WsSession* sp = s.get();
+  sessions_[sp->id()] = std::move(s);
+  if (!sp->start(head, preamble, await_upgrade)) sp->close(1011, "cannot watch the socket");
+}
+
+void Loop::run_commands() {
+  uint64_t drained;
+  (void)!::read(wake_.get(), &drained, sizeof drained);
+  std::vector<Task> cmds;
+  {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    cmds.swap(commands_);
+  }
+  for (auto& c : cmds) c();
+  if (events_.take_caught_up()) {
+    // Sessions left data unread while JavaScript was behind: edge-triggered
+    // epoll will not say so again, so each gets a turn to read it.
+    for (auto& kv : sessions_) kv.second->resume_reading();
+  }
+}
+
+void Loop::run() {
+  epoll_event events[256];
+  double next_tick = now_ms() + kTickMs;
+  double last_busy = 0;
+  while (running_) {
+    int timeout = 0;
+    if (dirty_.empty()) {
+      const double now = now_ms();
+      const double wait = next_tick - now;
+      timeout = wait > 0 ? static_cast<int>(wait) + 1 : 0;
+      // --busy-poll: keep polling for a while after activity instead of sleeping,
+      // so the next packet does not pay for a thread (and vCPU) wake-up.
+      if (now - last_busy < busy_poll_ms_) timeout = 0;
+    }
+    const int n = ::epoll_wait(epoll_.get(), events, 256, timeout);
+    if (n > 0 && busy_poll_ms_ > 0) last_busy = now_ms();
+    for (int i = 0; i < n; i++) {
+      if (events[i].data.ptr == nullptr) {
+        run_commands();
+        continue;
+      }
+      static_cast<Pollable*>(events[i].data.ptr)->on_events(events[i].events);
+    }
+    // One turn for each session with something to do, then back to epoll
+    // (without sleeping while work is left): other sockets' events wait for
+    // at most one turn of a busy session. Four turns between polls (4 MiB
+    // of a bulk stream) doubled the round trip of pings beside it.
+    if (!dirty_.empty()) {
+      std::vector<WsSession*> todo;
+      todo.swap(dirty_);
+      for (WsSession* s : todo) s->work();
+    }
+    const double now = now_ms();
+    if (now >= next_tick) {
+      for (auto& kv : sessions_) kv.second->tick(now);
+      for (auto& kv : fronts_) kv.second->tick(now);
+      next_tick = now + kTickMs;
+    }
+    end_turn();
+  }
+}
+
+// Frees what closed during this turn, after every pointer to it is gone.
+void Loop::end_turn() {
+  graveyard_streams_.clear();
+  std::vector<std::unique_ptr<WsSession>> dead_sessions;
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (it->second->dead()) {
+      dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), it->second.get()), dirty_.end());
+      dead_sessions.push_back(std::move(it->second));
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  dead_sessions.clear();
+  // A dead session's Mux retired its streams as it went.
+  graveyard_streams_.clear();
+  for (auto it = fronts_.begin(); it != fronts_.end();) {
+    if (it->second->dead()) it = fronts_.erase(it);
+    else ++it;
+  }
+}
+
+}  // namespace tws

@@ -1,0 +1,90 @@
+// One I/O thread: its epoll set, the commands JavaScript posts to it (an
+// eventfd wakes it), the sessions and TLS fronts it runs, the events it
+// reports, one shared read buffer, and the graveyards that free what closed
+// only after the loop turn, when no pointer to it can be left.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "../core/mux.h"
+#include "event_queue.h"
+#include "fd.h"
+#include "pollable.h"
+#include "random_pool.h"
+#include "task.h"
+
+namespace tws {
+
+class WsSession;
+class Front;
+
+class Loop {
+ public:
+  static constexpr size_t kReadBuffer = 256 * 1024;
+  static constexpr double kTickMs = 50;
+
+  explicit Loop(std::function<void()> notify);
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  bool start(std::string* error);  // [JS thread]
+  void stop();                     // [JS thread] every session dropped, every fd closed
+  // Queues a command for the I/O thread; after stop() it is destroyed at
+  // once instead (closing whatever it owns). [any thread]
+  void post(Task command);
+  void set_busy_poll(uint32_t us) { busy_poll_ms_ = us / 1000.0; }  // before start()
+  EventQueue& events() { return events_; }
+  std::vector<Event> take_events();  // [JS thread]
+
+  // ---- I/O thread only ----
+  bool watch(int fd, Pollable* p);
+  void unwatch(int fd);
+  // The session has work for its next turn (read, pump, write).
+  void mark_dirty(WsSession* s);
+  // Frees the stream after this loop turn.
+  void retire(std::unique_ptr<mux::Stream> s) { graveyard_streams_.push_back(std::move(s)); }
+  uint8_t* read_buffer() { return read_buf_.get(); }
+  RandomPool& random() { return random_; }
+  WsSession* find_session(uint32_t id);
+  // Starts a session the loop now owns; one that cannot watch its socket closes at once.
+  void install(std::unique_ptr<WsSession> s, const std::string& head, const std::string& preamble, bool await_upgrade);
+  std::unordered_map<uint32_t, std::unique_ptr<Front>>& fronts() { return fronts_; }
+  std::atomic<uint32_t>& fronts_alive() { return fronts_alive_; }
+
+ private:
+  void run();
+  void run_commands();
+  void end_turn();
+  void wake();
+
+  EventQueue events_;
+  UniqueFd epoll_;
+  UniqueFd wake_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  std::mutex commands_mu_;
+  bool accepting_ = false;  // under commands_mu_: post() queues only while true
+  std::vector<Task> commands_;
+  std::atomic<uint32_t> fronts_alive_{0};  // Front objects that exist (they may outlive JavaScript's end of the pair)
+  std::unordered_map<uint32_t, std::unique_ptr<WsSession>> sessions_;
+  std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
+  std::vector<WsSession*> dirty_;
+  std::vector<std::unique_ptr<mux::Stream>> graveyard_streams_;
+  std::unique_ptr<uint8_t[]> read_buf_{new uint8_t[kReadBuffer]};
+  RandomPool random_;
+  double busy_poll_ms_ = 0;
+};
+
+double now_ms();
+
+}  // namespace tws

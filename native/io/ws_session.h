@@ -1,0 +1,148 @@
+// One WebSocket connection carrying TWS2: frame I/O on a Wire (plain TCP or
+// TLS), the close handshake, pings and the peer's liveness, the read gate,
+// and the client upgrade when the engine does it. The TWS2 mux (core/mux.h)
+// runs inside; this is its host: it writes the frames the mux queues, does
+// the local sockets' reads and writes (StreamSocket), and dials targets
+// (dialer.h). [I/O thread only]
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/http_head.h"
+#include "../core/liveness.h"
+#include "../core/mux.h"
+#include "../core/out_queue.h"
+#include "../core/session_options.h"
+#include "../core/tws2.h"
+#include "../core/ws_frame.h"
+#include "fd.h"
+#include "pollable.h"
+#include "wire.h"
+
+namespace tws {
+
+class Loop;
+class StreamSocket;
+
+// Flow-control credit granted and not yet written locally, summed over every
+// session of every engine in the process (SessionOptions::process_budget).
+extern std::atomic<int64_t> g_process_credit;
+
+class WsSession final : public Pollable, private mux::MuxHost {
+ public:
+  // A session stops reading from its peer while this much waits to be sent
+  // to it: what the peer makes us answer (pongs, RESETs, WINDOWs) cannot
+  // pile up when it does not read. DATA alone never gets here (the mux
+  // stops at kSendHighWater, plus one frame), so a peer that reads is never held back.
+  static constexpr size_t kReadGate = 1024 * 1024;
+  static constexpr double kCloseGraceMs = 2000;
+  // The largest HTTP response head accepted while the engine does the client's upgrade.
+  static constexpr size_t kMaxUpgradeHead = 16 * 1024;
+
+  // `wire` defaults to plain TCP over `fd`.
+  WsSession(Loop& loop, uint32_t id, UniqueFd fd, const SessionOptions& o, std::unique_ptr<Wire> wire = nullptr);
+  ~WsSession() override;
+
+  // With `await_upgrade` the preamble is the client's upgrade request: the
+  // response head goes to JavaScript to judge (Event::kUpgradeHead) and no
+  // WebSocket byte is parsed until it says so (upgraded()).
+  bool start(const std::string& head, const std::string& preamble, bool await_upgrade);
+  uint32_t id() const { return id_; }
+  bool dead() const { return dead_; }
+
+  // ---- commands (see Engine in engine.h) ----
+  void open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial);
+  void open_datagrams(uint32_t sid, std::string target);
+  void accept_stream(uint32_t sid, UniqueFd fd, std::string initial);
+  void accept_datagrams(uint32_t sid);
+  void send_datagram(uint32_t sid, const std::string& payload);
+  void dial(uint32_t sid, const std::string& address, uint16_t port, uint32_t timeout_ms);
+  void reject(uint32_t sid, uint16_t code, const std::string& reason);
+  void goaway(uint16_t code, const std::string& reason);
+  void close(uint16_t code, const std::string& reason);
+  void upgraded();
+
+  // ---- the loop ----
+  void on_events(uint32_t events) override;
+  void stream_event(uint32_t sid, uint32_t events);
+  void work();            // one turn: read, pump, write
+  void resume_reading();  // JavaScript caught up with the events
+  void tick(double now);
+
+  // ---- tws2::MessageReader's sink ----
+  // After a protocol error nothing more is parsed; while we close normally
+  // parsing goes on, to see the peer's close frame.
+  bool wants_stop() const { return dead_ || error_ || mux_.error(); }
+  void on_data(uint32_t sid, uint8_t* p, size_t n) { mux_.on_data(sid, p, n); }
+  void on_data_end(uint32_t) {}
+  void on_frame(uint8_t type, uint32_t sid, uint8_t* body, size_t n) { mux_.on_frame(type, sid, body, n); }
+  void on_control(uint8_t op, uint8_t* p, size_t n);
+
+ private:
+  enum class Upgrade { kNone, kReading, kHeld };
+
+  // ---- mux::MuxHost ----
+  ssize_t local_write(mux::Stream& s, const uint8_t* p, size_t n) override;
+  mux::LocalRead local_read(mux::Stream& s, uint8_t* into, size_t n) override;
+  void local_shutdown(mux::Stream& s) override;
+  void local_close(mux::Stream& s, bool abortive) override;
+  void send_frame(uint8_t type, uint32_t stream, const uint8_t* body, size_t n) override;
+  void send_data(uint32_t stream, Buf b, size_t n) override;
+  size_t send_backlog() const override { return out_.message_bytes(); }
+  bool can_send() const override { return !closing_ && !dead_; }
+  void emit(Event e) override;
+  void emit_datagram(uint32_t stream, const uint8_t* p, size_t n) override;
+  void datagram_dropped() override;
+  void retire(std::unique_ptr<mux::Stream> s) override;
+  void drained() override;
+  void want_pump() override;
+
+  double clock();  // the time now, also given to the mux
+  const uint8_t* mask_key(uint8_t* key);  // a fresh key for a client's frame, or null for a server's
+  std::unique_ptr<mux::Port> make_socket(uint32_t sid, UniqueFd fd);
+  void watch(mux::Stream& s);
+  void dial_event(mux::Stream& s, StreamSocket& sock, uint32_t events);
+  void read_some();
+  void read_upgrade_head(const uint8_t* p, size_t n);
+  void fail_upgrade(uint16_t code, const std::string& reason);
+  void feed(uint8_t* p, size_t n);
+  void queue_control(uint8_t op, const uint8_t* p, size_t n);
+  void send_close(uint16_t code, const std::string& reason);
+  void flush();
+  bool out_empty() const { return out_.empty() && !wire_->holding(); }
+  bool link_idle(double now) const;
+  void ping(double now);
+  void lost(uint16_t code, const std::string& reason);  // the connection failed: streams reset, session closed
+  void teardown();
+
+  Loop& loop_;
+  uint32_t id_;
+  UniqueFd fd_;
+  std::unique_ptr<Wire> wire_;  // after fd_: it goes first
+  SessionOptions o_;
+  ws::Parser parser_;
+  std::unique_ptr<tws2::MessageReader<WsSession>> reader_;
+  mux::Mux mux_;
+  OutQueue out_;
+  Liveness liveness_;
+  std::vector<uint32_t> dialing_;  // streams the engine is connecting (see tick)
+  bool readable_ = true;
+  bool writable_ = true;
+  double gated_since_ = 0;  // when reading from the peer stopped because it is not reading what we send (0: reading)
+  // The client's upgrade done by the engine (TLS): reading the response head, then held for JavaScript.
+  Upgrade upgrade_ = Upgrade::kNone;
+  double upgrade_deadline_ = 0;
+  HttpHead upgrade_head_{kMaxUpgradeHead};
+  bool closing_ = false;
+  bool close_received_ = false;
+  bool dead_ = false;
+  bool error_ = false;
+  uint16_t close_code_ = 0;
+  std::string close_reason_;
+  double close_deadline_ = 0;
+};
+
+}  // namespace tws
