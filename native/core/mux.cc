@@ -192,9 +192,10 @@ const char* Mux::cannot_open(uint32_t sid, bool udp) const {
 }
 
 Stream& Mux::open(uint32_t sid, std::string target, bool udp, std::unique_ptr<Port> port, std::string initial) {
-  Stream* s = add_stream(std::make_unique<Stream>(sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit,
-                                                  udp ? o_.initial_window : fresh_window()));
-  s->udp = udp;
+  auto fresh = std::make_unique<Stream>(sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit,
+                                        udp ? o_.initial_window : fresh_window());
+  fresh->udp = udp;  // before add_stream: a udp stream holds no credit
+  Stream* s = add_stream(std::move(fresh));
   s->port = std::move(port);
   s->last_active = now_;
   send_open(*s);

@@ -2,18 +2,21 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { engineSources } from '../helpers/native-sources';
+import { engineSources, muxSources } from '../helpers/native-sources';
 
 const root = join(__dirname, '..', '..');
 const hasClang = spawnSync('clang++', ['--version'], { stdio: 'ignore' }).status === 0;
 
 /**
- * The two harnesses: the frame parser + TWS2 reader (pure, fast), and the
- * mux (a real Engine on its I/O thread, fed through a socketpair).
+ * The three harnesses: the frame parser + TWS2 reader (pure, fast), the
+ * sans-I/O mux core (pure, fast), and a whole session (a real Engine on its
+ * I/O thread, fed through a socketpair).
  */
 const harnesses = [
   { name: 'frame parser and TWS2 reader', file: 'frame_fuzz.cc', sources: [] as string[], corpus: 'corpus', maxLen: 4096, minRuns: 1000 },
   { name: 'mux (a live Engine session)', file: 'session_fuzz.cc', sources: engineSources(), corpus: 'corpus-session', maxLen: 1024, minRuns: 200 },
+  { name: 'sans-I/O mux core (stalled peers, random read budgets, streams ending every way)', file: 'mux_fuzz.cc', sources: muxSources(),
+    corpus: 'corpus-mux', maxLen: 2048, minRuns: 5000 },
 ];
 
 for (const h of harnesses) {

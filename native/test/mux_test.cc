@@ -1,0 +1,296 @@
+// Unit tests of the sans-I/O TWS2 mux (core/mux.h), driven through
+// MuxHarness: no sockets, no threads, no clock but the one the test sets.
+// Built under ASan and UBSan by test/native/mux.test.ts. Prints one line per
+// failure and a closing "N passed, N failed".
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "check.h"
+#include "mux_harness.h"
+
+namespace {
+
+using tws::Event;
+using tws::SessionOptions;
+using tws::test::Local;
+using tws::test::MuxHarness;
+using tws::test::OutFrame;
+namespace tws2 = tws::tws2;
+
+constexpr uint32_t kMiB = 1024 * 1024;
+
+SessionOptions server_options() {
+  SessionOptions o;
+  o.server = true;
+  return o;
+}
+
+size_t count_type(const std::vector<OutFrame>& frames, uint8_t type, uint32_t sid = 0) {
+  size_t n = 0;
+  for (const OutFrame& f : frames) n += f.type == type && (sid == 0 || f.stream == sid);
+  return n;
+}
+
+// The server side: the peer opens stream `sid`, JavaScript accepts it onto `l`.
+tws::mux::Stream* accept(MuxHarness& h, uint32_t sid, const std::shared_ptr<Local>& l, const std::string& early = "") {
+  h.open(sid, 65536, false, "target:1");
+  if (!early.empty()) h.frame(tws2::kData, sid, early);
+  tws::mux::Stream* s = h.mux.accepting(sid);
+  if (s) h.mux.accept(*s, MuxHarness::port(l), "");
+  return s;
+}
+
+void test_accept_with_early_data() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  h.open(1, 65536, false, "example.org:22");
+  CHECK(h.count(Event::kOpenRequest, 1) == 1, "an OPEN asks JavaScript");
+  CHECK(h.events.back().text == "example.org:22", "with its target");
+  h.frame(tws2::kData, 1, "early bytes");
+  tws::mux::Stream* s = h.mux.accepting(1);
+  CHECK(s != nullptr, "the stream waits for JavaScript");
+  h.mux.accept(*s, MuxHarness::port(l), "");
+  CHECK(l->received == "early bytes", "early data reaches the local socket at accept");
+  auto out = h.read();
+  CHECK(count_type(out, tws2::kOpenOk, 1) == 1, "OPEN_OK goes out");
+  CHECK(!out.empty() && out[0].body == MuxHarness::u32(kMiB), "granting the initial window");
+  h.turn();
+}
+
+void test_window_exceeded_is_a_protocol_error() {
+  MuxHarness h(server_options());
+  h.open(1, 65536, false, "t:1");
+  h.frame(tws2::kData, 1, std::string(65536, 'x'));
+  CHECK(h.mux.error() == nullptr, "early data up to 64 KiB is allowed");
+  h.frame(tws2::kData, 1, "y");
+  CHECK(h.mux.error() != nullptr && std::string(h.mux.error()).find("window") != std::string::npos,
+        "one byte past the window is a protocol error");
+}
+
+void test_credit_returned_at_a_quarter() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  accept(h, 1, l);
+  h.read();
+  h.frame(tws2::kData, 1, std::string(kMiB / 4 - 1, 'a'));
+  CHECK(count_type(h.read(), tws2::kWindow) == 0, "no WINDOW before a quarter of the window is written");
+  h.frame(tws2::kData, 1, "b");
+  auto out = h.read();
+  CHECK(count_type(out, tws2::kWindow, 1) == 1 && out.back().body == MuxHarness::u32(kMiB / 4),
+        "a quarter written locally goes back in one WINDOW");
+  h.turn();
+}
+
+void test_slow_local_reader() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  l->write_room = 1000;
+  tws::mux::Stream* s = accept(h, 1, l);
+  h.frame(tws2::kData, 1, std::string(5000, 'q'));
+  CHECK(l->received.size() == 1000, "a slow reader takes what it can");
+  h.frame(tws2::kData, 1, std::string(3000, 'r'));
+  CHECK(l->received.size() == 1000, "later bytes queue behind the held ones, in order");
+  l->write_room = SIZE_MAX;
+  h.mux.local_writable(*s);
+  CHECK(l->received == std::string(5000, 'q') + std::string(3000, 'r'), "everything arrives, in order, once it reads");
+  h.turn();
+}
+
+void test_half_close_both_ways() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  tws::mux::Stream* s = accept(h, 1, l);
+  h.frame(tws2::kData, 1, "request");
+  h.frame(tws2::kFin, 1, "");
+  CHECK(l->shut, "the peer's FIN shuts our side of the local socket once its bytes are written");
+  CHECK(h.count(Event::kStreamClosed, 1) == 0, "the stream stays open for the answer");
+  l->to_send = "answer";
+  l->eof = true;
+  h.mux.local_readable(*s);
+  h.turn();
+  auto out = h.read();
+  CHECK(count_type(out, tws2::kData, 1) == 1 && count_type(out, tws2::kFin, 1) == 1, "the answer and our FIN go out");
+  const Event* closed = h.last(Event::kStreamClosed, 1);
+  CHECK(closed && closed->text == "fin" && closed->bytes_in == 7 && closed->bytes_out == 6, "it ends cleanly, with its bytes");
+  CHECK(l->closed && !l->abortive, "the local socket gets a FIN, not a RST");
+  CHECK(h.credit.load() == 0, "its credit leaves the process total");
+}
+
+// A peer that stops reading while streams end every way: nothing the mux
+// keeps may point at a freed stream (ASan), each ends once, credit returns.
+void test_stalled_peer_while_streams_end() {
+  SessionOptions o;  // the client: it opens the streams
+  o.idle_timeout_ms = 1000;
+  MuxHarness h(o);
+  h.mux.set_time(0);
+  std::shared_ptr<Local> locals[6];
+  for (uint32_t i = 0; i < 6; i++) {
+    locals[i] = std::make_shared<Local>();
+    locals[i]->to_send = std::string(kMiB, static_cast<char>('a' + i));
+    h.mux.open(1 + 2 * i, "t:1", false, MuxHarness::port(locals[i]), "");
+  }
+  for (uint32_t i = 0; i < 6; i++) h.frame(tws2::kOpenOk, 1 + 2 * i, MuxHarness::u32(16 * kMiB));
+  h.turn();
+  CHECK(h.backlog >= tws::mux::Mux::kSendHighWater, "DATA is queued up to the high-water mark");
+  CHECK(h.backlog < tws::mux::Mux::kSendHighWater + tws2::kMaxData + 64, "and not much past it: the peer is not reading");
+  // Stream 1: the peer resets it. Stream 3: its local socket fails.
+  h.frame(tws2::kReset, 1, MuxHarness::coded(6, "bye"));
+  h.mux.local_error(*h.mux.find(3));
+  h.turn();
+  // Streams 7 and 9 hear from the peer at t=500; stream 5 stays idle.
+  h.mux.set_time(500);
+  h.frame(tws2::kData, 7, "x");
+  h.frame(tws2::kData, 9, "y");
+  h.frame(tws2::kFin, 7, "");  // and stream 7 is half-closed by the peer
+  h.mux.set_time(1200);
+  h.mux.tick();
+  h.turn();
+  CHECK(h.last(Event::kStreamClosed, 1) && h.last(Event::kStreamClosed, 1)->text.find("peer reset") == 0, "a RESET ends stream 1");
+  CHECK(h.last(Event::kStreamClosed, 3) && h.last(Event::kStreamClosed, 3)->text == "local error", "a local error ends stream 3");
+  CHECK(h.last(Event::kStreamClosed, 5) && h.last(Event::kStreamClosed, 5)->text == "idle", "idleness ends stream 5");
+  CHECK(h.last(Event::kStreamClosed, 11) && h.last(Event::kStreamClosed, 11)->text == "idle", "and stream 11");
+  CHECK(locals[0]->abortive && locals[1]->abortive && locals[2]->abortive, "aborted streams' sockets get a RST");
+  CHECK(locals[3]->shut, "stream 7's local socket saw the peer's FIN");
+  // The peer reads a little at a time; the rest ends with stream 7's FIN and a session reset.
+  for (int i = 0; i < 200 && !h.outbox.empty(); i++) {
+    h.read(64 * 1024);
+    h.mux.pump();
+    h.turn();
+  }
+  locals[3]->eof = true;
+  locals[3]->to_send.clear();
+  h.mux.local_readable(*h.mux.find(7));
+  h.turn();
+  h.read();
+  h.turn();
+  CHECK(h.last(Event::kStreamClosed, 7) && h.last(Event::kStreamClosed, 7)->text == "fin",
+        "stream 7 ends with both FINs: " + (h.last(Event::kStreamClosed, 7) ? h.last(Event::kStreamClosed, 7)->text : std::string("open")));
+  h.mux.reset_all("session closed");
+  h.turn();
+  CHECK(h.last(Event::kStreamClosed, 9) && h.last(Event::kStreamClosed, 9)->text == "session closed", "the session's end ends stream 9");
+  for (uint32_t sid = 1; sid <= 11; sid += 2) CHECK(h.count(Event::kStreamClosed, sid) == 1, "stream " + std::to_string(sid) + " ends exactly once");
+  CHECK(h.mux.stream_count() == 0, "no stream is left");
+  CHECK(h.credit.load() == 0, "every byte of credit left the process total");
+}
+
+void test_goaway() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  tws::mux::Stream* s = accept(h, 1, l);
+  CHECK(!h.mux.goaway(1001, "restart"), "GOAWAY with a stream open does not close at once");
+  h.open(3, 65536, false, "t:1");
+  auto out = h.read();
+  CHECK(count_type(out, tws2::kGoaway) == 1, "GOAWAY goes out");
+  CHECK(count_type(out, tws2::kReset, 3) == 1 && out.back().body.substr(0, 2) == MuxHarness::coded(9, ""), "a new OPEN gets RESET 9");
+  CHECK(h.count(Event::kRefused, 3) == 1, "and JavaScript hears of the refusal");
+  h.mux.local_error(*s);
+  CHECK(h.drained_calls == 1, "the last stream's end says the session is drained");
+  h.turn();
+}
+
+void test_stream_ids() {
+  MuxHarness h(server_options());
+  h.open(2, 65536, false, "t:1");
+  CHECK(h.mux.error() != nullptr, "a client-parity check: an even id from the client is a protocol error");
+  MuxHarness g(server_options());
+  g.open(1, 65536, false, "t:1");
+  g.mux.reject(1, 1, "denied");
+  g.open(1, 65536, false, "t:1");
+  CHECK(g.mux.error() != nullptr, "an OPEN reusing a closed stream's id is a protocol error");
+  g.turn();
+}
+
+void test_round_robin() {
+  SessionOptions o;
+  MuxHarness h(o);
+  auto a = std::make_shared<Local>();
+  auto b = std::make_shared<Local>();
+  a->to_send = std::string(300 * 1024, 'a');
+  b->to_send = std::string(300 * 1024, 'b');
+  h.mux.open(1, "t:1", false, MuxHarness::port(a), "");
+  h.mux.open(3, "t:1", false, MuxHarness::port(b), "");
+  h.frame(tws2::kOpenOk, 1, MuxHarness::u32(16 * kMiB));
+  h.frame(tws2::kOpenOk, 3, MuxHarness::u32(16 * kMiB));
+  h.read();
+  h.turn();
+  auto out = h.read();
+  size_t switches = 0;
+  uint32_t prev = 0;
+  size_t biggest = 0;
+  for (const OutFrame& f : out) {
+    if (f.type != tws2::kData) continue;
+    if (prev && f.stream != prev) switches++;
+    prev = f.stream;
+    biggest = std::max(biggest, f.body.size());
+  }
+  CHECK(switches >= 4, "two busy streams take turns (" + std::to_string(switches) + " switches)");
+  CHECK(biggest <= tws::mux::Mux::kTurnBytes, "a turn is at most 64 KiB while another stream waits");
+  h.mux.reset_all("done");
+  h.turn();
+}
+
+void test_udp_held_datagrams() {
+  SessionOptions o;
+  MuxHarness h(o);
+  h.mux.open(1, "dns:53", true, nullptr, "");
+  for (int i = 0; i < 20; i++) h.mux.send_datagram(1, reinterpret_cast<const uint8_t*>("ping"), 4);
+  CHECK(h.dropped == 4, "16 datagrams are held while the stream opens, the rest dropped");
+  h.read();
+  h.frame(tws2::kOpenOk, 1, MuxHarness::u32(65536));
+  CHECK(count_type(h.read(), tws2::kDatagram, 1) == 16, "the held datagrams go out on OPEN_OK");
+  h.frame(tws2::kDatagram, 1, "pong");
+  CHECK(h.count(Event::kDatagram, 1) == 1, "the answer goes to JavaScript");
+  h.frame(tws2::kFin, 1, "");
+  CHECK(h.last(Event::kStreamClosed, 1) != nullptr, "FIN ends a udp stream");
+  CHECK(h.credit.load() == 0, "a udp stream never held flow-control credit");
+  h.turn();
+}
+
+void test_window_grows_for_a_starved_peer() {
+  MuxHarness h(server_options());
+  h.mux.set_time(0);
+  auto l = std::make_shared<Local>();
+  l->write_room = 0;
+  tws::mux::Stream* s = accept(h, 1, l);
+  h.frame(tws2::kData, 1, std::string(kMiB - 64 * 1024, 'a'));  // the peer is down to 64 KiB of credit
+  h.mux.set_time(30);
+  l->write_room = SIZE_MAX;
+  h.mux.local_writable(*s);
+  h.frame(tws2::kData, 1, std::string(128 * 1024, 'b'));
+  const Event* w = h.last(Event::kWindow, 1);
+  CHECK(w != nullptr && w->text.find("window → 2097152") == 0, "a window that starved the peer doubles");
+  CHECK(s->recv_window == 2 * kMiB, "to 2 MiB");
+  h.mux.reset_all("done");
+  h.turn();
+  CHECK(h.credit.load() == 0, "and its credit is returned when the stream ends");
+}
+
+void test_budget_refuses_new_streams() {
+  SessionOptions o = server_options();
+  o.session_budget = 65536;
+  o.process_budget = 4 * 65536;  // a server session's share: one minimum window
+  MuxHarness h(o);
+  h.open(1, 65536, false, "t:1");
+  h.open(3, 65536, false, "t:1");
+  CHECK(h.count(Event::kOpenRequest) == 1 && h.count(Event::kRefused, 3) == 1, "past its share a session's new streams are refused");
+  h.turn();
+}
+
+}  // namespace
+
+int main() {
+  test_accept_with_early_data();
+  test_window_exceeded_is_a_protocol_error();
+  test_credit_returned_at_a_quarter();
+  test_slow_local_reader();
+  test_half_close_both_ways();
+  test_stalled_peer_while_streams_end();
+  test_goaway();
+  test_stream_ids();
+  test_round_robin();
+  test_udp_held_datagrams();
+  test_window_grows_for_a_starved_peer();
+  test_budget_refuses_new_streams();
+  return tws::test::report();
+}
