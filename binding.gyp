@@ -8,6 +8,7 @@
       "sources": [
         "native/addon.cc",
         "native/core/mux.cc",
+        "native/core/mux_data.cc",
         "native/io/dialer.cc",
         "native/io/engine.cc",
         "native/io/event_queue.cc",

@@ -20,6 +20,7 @@
 #include <unordered_set>
 
 #include "buffers.h"
+#include "credit.h"
 #include "event.h"
 #include "intrusive_list.h"
 #include "session_options.h"
@@ -123,7 +124,6 @@ class Mux {
 
   // `process_credit` is the credit outstanding over the whole process, shared by every Mux.
   Mux(MuxHost& host, uint32_t session, const SessionOptions& o, std::atomic<int64_t>& process_credit);
-  ~Mux();  // the credit of streams that never finished leaves the process total
   Mux(const Mux&) = delete;
   Mux& operator=(const Mux&) = delete;
 
@@ -191,11 +191,6 @@ class Mux {
   // Credit: what the peers may still send us, per session and per process.
   Stream* add_stream(std::unique_ptr<Stream> s);
   void set_granted(Stream& s, uint64_t granted);
-  void credit(int64_t delta);
-  uint64_t window_room() const;
-  bool session_full() const;
-  bool process_full() const;
-  uint32_t fresh_window() const;
   // Bytes written to a local socket: credit goes back, and the window may grow.
   void consumed(Stream& s, size_t n);
   void tune(Stream& s);
@@ -220,13 +215,12 @@ class Mux {
   MuxHost& host_;
   uint32_t session_;
   SessionOptions o_;
-  std::atomic<int64_t>& process_credit_;
+  Credit credit_;  // after o_, which it reads
   double now_ = 0;
   double base_rtt_ = 0;
   const char* error_ = nullptr;
   bool draining_ = false;       // we sent GOAWAY
   bool peer_draining_ = false;  // the peer did
-  uint64_t outstanding_ = 0;    // credit granted on tcp streams and not yet written locally
   double last_data_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
