@@ -28,8 +28,8 @@ Stream::Stream(uint32_t id_, std::string target_, State st, int64_t credit, uint
     : id(id_), target(std::move(target_)), state(st), send_credit(credit),
       recv_granted(st == State::kAccepting ? tws2::kEarlyDataLimit : window), recv_window(window) {}
 
-Mux::Mux(MuxHost& host, uint32_t session, const SessionOptions& o, std::atomic<int64_t>& process_credit)
-    : host_(host), session_(session), o_(o), credit_(o_, process_credit) {}
+Mux::Mux(MuxHost& host, LocalIo& local, uint32_t session, const SessionOptions& o, std::atomic<int64_t>& process_credit)
+    : host_(host), local_(local), session_(session), o_(o), credit_(o_, process_credit) {}
 
 Stream* Mux::find(uint32_t sid) {
   auto it = streams_.find(sid);
@@ -330,7 +330,7 @@ void Mux::finish(Stream& s, const std::string& how, bool abortive) {
   s.done = true;
   s.ready_hook.unlink();  // nothing may point at it once it is retired
   if (!s.udp) credit_.add(-static_cast<int64_t>(s.recv_granted - s.bytes_in));
-  host_.local_close(s, abortive);
+  local_.local_close(s, abortive);
   emit_closed(s.id, s.bytes_in, s.bytes_out, how);
   remember_closed(s.id);
   auto it = streams_.find(s.id);

@@ -2,8 +2,8 @@
 // their states, credit and window auto-tuning (flow.h), round-robin
 // scheduling of DATA, GOAWAY, stream ids. It is fed parsed TWS2 frames, the
 // time, and what happened on the local sockets; it answers through a
-// MuxHost: frames to send, bytes to write to or read from a local socket,
-// events for JavaScript. It makes no syscall and keeps no clock: the I/O
+// MuxHost (frames to send, events for JavaScript) and a LocalIo (bytes to
+// write to or read from a local socket). It makes no syscall and keeps no clock: the I/O
 // session (io/ws_session.h) and the tests (native/test/mux_test.cc,
 // native/fuzz/mux_fuzz.cc) are its hosts. The rules mirror
 // src/engine/js/session.ts, the reference implementation. [I/O thread, or a test's]
@@ -79,16 +79,23 @@ struct LocalRead {
   size_t n = 0;
 };
 
-// What the mux needs from the world around it.
-class MuxHost {
+// The local sockets, as the mux sees them (io/local_sockets.h does the syscalls).
+class LocalIo {
  public:
-  virtual ~MuxHost() = default;
+  virtual ~LocalIo() = default;
   // Writes to the stream's local socket: bytes taken (0 when it would
   // block), or -1 when the socket failed.
   virtual ssize_t local_write(Stream& s, const uint8_t* p, size_t n) = 0;
   virtual LocalRead local_read(Stream& s, uint8_t* into, size_t n) = 0;
   virtual void local_shutdown(Stream& s) = 0;  // our direction ended (SHUT_WR)
   virtual void local_close(Stream& s, bool abortive) = 0;
+};
+
+// The rest of what the mux needs from the world around it: the peer, the
+// control plane and the loop (io/ws_session.h).
+class MuxHost {
+ public:
+  virtual ~MuxHost() = default;
   // Queues a TWS2 frame (not DATA) as one WebSocket message, in order with DATA.
   virtual void send_frame(uint8_t type, uint32_t stream, const uint8_t* body, size_t n) = 0;
   // Queues DATA: `b` (from data_buffer()) holds `n` payload bytes at kHeadroom.
@@ -123,7 +130,7 @@ class Mux {
   static constexpr size_t kHeldDatagramBytes = 16 * 1024;
 
   // `process_credit` is the credit outstanding over the whole process, shared by every Mux.
-  Mux(MuxHost& host, uint32_t session, const SessionOptions& o, std::atomic<int64_t>& process_credit);
+  Mux(MuxHost& host, LocalIo& local, uint32_t session, const SessionOptions& o, std::atomic<int64_t>& process_credit);
   Mux(const Mux&) = delete;
   Mux& operator=(const Mux&) = delete;
 
@@ -213,6 +220,7 @@ class Mux {
   void emit_simple(Event::Kind k);
 
   MuxHost& host_;
+  LocalIo& local_;
   uint32_t session_;
   SessionOptions o_;
   Credit credit_;  // after o_, which it reads

@@ -29,7 +29,7 @@ void Mux::on_data(uint32_t sid, uint8_t* p, size_t n) {
     if (s->state == Stream::State::kOpen) flush_local(*s);
     return;
   }
-  const ssize_t w = host_.local_write(*s, p, n);
+  const ssize_t w = local_.local_write(*s, p, n);
   if (w < 0) return local_error(*s);
   if (static_cast<size_t>(w) < n) {
     s->writable = false;
@@ -44,7 +44,7 @@ void Mux::flush_local(Stream& s) {
   if (s.state != Stream::State::kOpen || s.done) return;
   while (!s.pending.empty() && s.writable) {
     Buf& b = s.pending.front();
-    const ssize_t w = host_.local_write(s, b.data.get() + b.off, b.size());
+    const ssize_t w = local_.local_write(s, b.data.get() + b.off, b.size());
     if (w < 0) return local_error(s);
     if (w == 0) {
       s.writable = false;
@@ -60,7 +60,7 @@ void Mux::flush_local(Stream& s) {
 
 void Mux::maybe_shutdown(Stream& s) {
   if (!s.fin_recv || s.shut_wr || !s.pending.empty() || s.state != Stream::State::kOpen) return;
-  host_.local_shutdown(s);
+  local_.local_shutdown(s);
   s.shut_wr = true;
   check_done(s);
 }
@@ -108,7 +108,7 @@ void Mux::read_local(Stream& s, size_t turn) {
   const size_t want = std::min<size_t>(turn, static_cast<size_t>(std::max<int64_t>(s.send_credit, 0)));
   if (want == 0) return;  // WINDOW will make it ready again
   Buf b = data_buffer(want);
-  const LocalRead r = host_.local_read(s, b.data.get() + kHeadroom, want);
+  const LocalRead r = local_.local_read(s, b.data.get() + kHeadroom, want);
   switch (r.kind) {
     case LocalRead::kBytes:
       sent_data(s, std::move(b), r.n);

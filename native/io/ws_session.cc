@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "dialer.h"
 #include "loop.h"
 #include "sockets.h"
 #include "stream_socket.h"
@@ -17,14 +16,11 @@ namespace tws {
 
 std::atomic<int64_t> g_process_credit{0};
 
-namespace {
-StreamSocket* socket_of(mux::Stream& s) { return static_cast<StreamSocket*>(s.port.get()); }
-}  // namespace
-
 WsSession::WsSession(Loop& loop, uint32_t id, UniqueFd fd, const SessionOptions& o, std::unique_ptr<Wire> wire)
     : loop_(loop), id_(id), fd_(std::move(fd)), wire_(wire ? std::move(wire) : std::make_unique<PlainWire>(fd_.get())), o_(o),
       parser_(o.server ? ws::Role::kServer : ws::Role::kClient, tws2::kMaxMessage),
-      reader_(new tws2::MessageReader<WsSession>(*this)), mux_(*this, id, o, g_process_credit), liveness_(o.timeout_ms, now_ms()) {}
+      reader_(new tws2::MessageReader<WsSession>(*this)), locals_(loop, *this),
+      mux_(*this, locals_, id, o, g_process_credit), liveness_(o.timeout_ms, now_ms()) {}
 
 WsSession::~WsSession() = default;
 
@@ -73,7 +69,7 @@ void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::
     emit(std::move(e));
     return;
   }
-  mux::Stream& s = mux_.open(sid, std::move(target), false, make_socket(sid, std::move(fd)), std::move(initial));
+  mux::Stream& s = mux_.open(sid, std::move(target), false, locals_.adopt(sid, std::move(fd)), std::move(initial));
   watch(s);
   flush();
 }
@@ -96,7 +92,7 @@ void WsSession::accept_stream(uint32_t sid, UniqueFd fd, std::string initial) {
   clock();
   mux::Stream* s = mux_.accepting(sid);
   if (!s || s->udp) return;  // cancelled meanwhile: fd closes
-  mux_.accept(*s, make_socket(sid, std::move(fd)), std::move(initial));
+  mux_.accept(*s, locals_.adopt(sid, std::move(fd)), std::move(initial));
   watch(*s);
   flush();
 }
@@ -129,17 +125,7 @@ void WsSession::dial(uint32_t sid, const std::string& address, uint16_t port, ui
   mux::Stream* s = mux_.accepting(sid);
   if (!s || s->udp || s->port) return;
   std::string why;
-  UniqueFd fd = start_connect(address, port, &why);
-  if (!fd) return reject(sid, 2, why);
-  auto sock = std::make_unique<StreamSocket>(this, sid, std::move(fd));
-  sock->dialing = true;
-  sock->dial_deadline = now + timeout_ms;
-  sock->dial_timeout_ms = timeout_ms;
-  StreamSocket* sp = sock.get();
-  s->port = std::move(sock);
-  dialing_.push_back(sid);
-  // EPOLLOUT says the connect finished, either way.
-  if (!sp->watch(loop_)) reject(sid, 2, "connect failed: cannot watch the socket");
+  if (!locals_.dial(*s, address, port, timeout_ms, now, &why)) reject(sid, 2, why);
 }
 
 void WsSession::goaway(uint16_t code, const std::string& reason) {
@@ -186,8 +172,16 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
   mux::Stream* s = mux_.find(sid);
   if (!s || !s->port) return;  // it ended earlier in this turn
   clock();
-  StreamSocket& sock = *socket_of(*s);
-  if (sock.dialing) return dial_event(*s, sock, events);
+  StreamSocket& sock = *LocalSockets::of(*s);
+  if (sock.dialing) {
+    // The target the engine is connecting answered, or failed.
+    const int err = locals_.dial_event(sock, events);
+    if (err > 0) reject(sid, err == ETIMEDOUT ? 3 : 2, "connect failed: " + errno_code(err));
+    else if (err == 0) mux_.accept(*s, nullptr, std::string());
+    flush();
+    loop_.mark_dirty(this);
+    return;
+  }
   if (events & EPOLLERR) {
     mux_.local_error(*s);
     flush();
@@ -195,20 +189,6 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) mux_.local_readable(*s);
   if (events & EPOLLOUT) mux_.local_writable(*s);
-  loop_.mark_dirty(this);
-}
-
-// The dialled socket is connected, or failed.
-void WsSession::dial_event(mux::Stream& s, StreamSocket& sock, uint32_t events) {
-  const int err = connect_result(sock.fd(), events);
-  if (err > 0) {
-    sock.dialing = false;
-    reject(s.id, err == ETIMEDOUT ? 3 : 2, "connect failed: " + errno_code(err));
-  } else if (err == 0) {
-    sock.dialing = false;
-    mux_.accept(s, nullptr, std::string());
-  }
-  flush();
   loop_.mark_dirty(this);
 }
 
@@ -260,18 +240,8 @@ void WsSession::tick(double now) {
   }
   mux_.tick();
   // Targets the engine is connecting that did not answer in time.
-  std::vector<uint32_t> dialing;
-  dialing.swap(dialing_);
-  for (uint32_t sid : dialing) {
-    mux::Stream* s = mux_.find(sid);
-    StreamSocket* sock = s ? socket_of(*s) : nullptr;
-    if (!sock || !sock->dialing) continue;
-    if (now < sock->dial_deadline) {
-      dialing_.push_back(sid);
-      continue;
-    }
-    sock->dialing = false;
-    reject(sid, 3, "connect timed out after " + std::to_string(sock->dial_timeout_ms) + " ms");
+  for (const auto& late : locals_.expired_dials(mux_, now)) {
+    reject(late.first, 3, "connect timed out after " + std::to_string(late.second) + " ms");
   }
   if (liveness_.ping_due(now, link_idle(now))) ping(now);
   flush();
@@ -463,24 +433,9 @@ void WsSession::teardown() {
 
 // ---- mux::MuxHost ----
 
-std::unique_ptr<mux::Port> WsSession::make_socket(uint32_t sid, UniqueFd fd) {
-  set_nodelay_nonblock(fd.get());
-  return std::make_unique<StreamSocket>(this, sid, std::move(fd));
-}
-
 // A stream whose socket epoll cannot watch fails (RESET 6).
 void WsSession::watch(mux::Stream& s) {
-  if (!s.done && !socket_of(s)->watch(loop_)) mux_.local_error(s);
-}
-
-ssize_t WsSession::local_write(mux::Stream& s, const uint8_t* p, size_t n) { return socket_of(s)->write(p, n); }
-
-mux::LocalRead WsSession::local_read(mux::Stream& s, uint8_t* into, size_t n) { return socket_of(s)->read(into, n); }
-
-void WsSession::local_shutdown(mux::Stream& s) { socket_of(s)->shutdown_write(); }
-
-void WsSession::local_close(mux::Stream& s, bool abortive) {
-  if (StreamSocket* sock = socket_of(s)) sock->close(loop_, abortive);
+  if (!s.done && !locals_.watch(s)) mux_.local_error(s);
 }
 
 void WsSession::emit(Event e) { loop_.events().emit(std::move(e)); }

@@ -1,9 +1,9 @@
 // One WebSocket connection carrying TWS2: frame I/O on a Wire (plain TCP or
 // TLS), the close handshake, pings and the peer's liveness, the read gate,
 // and the client upgrade when the engine does it. The TWS2 mux (core/mux.h)
-// runs inside; this is its host: it writes the frames the mux queues, does
-// the local sockets' reads and writes (StreamSocket), and dials targets
-// (dialer.h). [I/O thread only]
+// runs inside; this is its host: it writes the frames the mux queues and
+// passes its events on. The streams' local sockets, and the targets the
+// engine dials, are LocalSockets' (local_sockets.h). [I/O thread only]
 #pragma once
 
 #include <cstdint>
@@ -19,13 +19,13 @@
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 #include "fd.h"
+#include "local_sockets.h"
 #include "pollable.h"
 #include "wire.h"
 
 namespace tws {
 
 class Loop;
-class StreamSocket;
 
 // Flow-control credit granted and not yet written locally, summed over every
 // session of every engine in the process (SessionOptions::process_budget).
@@ -85,10 +85,6 @@ class WsSession final : public Pollable, private mux::MuxHost {
   enum class Upgrade { kNone, kReading, kHeld };
 
   // ---- mux::MuxHost ----
-  ssize_t local_write(mux::Stream& s, const uint8_t* p, size_t n) override;
-  mux::LocalRead local_read(mux::Stream& s, uint8_t* into, size_t n) override;
-  void local_shutdown(mux::Stream& s) override;
-  void local_close(mux::Stream& s, bool abortive) override;
   void send_frame(uint8_t type, uint32_t stream, const uint8_t* body, size_t n) override;
   void send_data(uint32_t stream, Buf b, size_t n) override;
   size_t send_backlog() const override { return out_.message_bytes(); }
@@ -102,9 +98,7 @@ class WsSession final : public Pollable, private mux::MuxHost {
 
   double clock();  // the time now, also given to the mux
   const uint8_t* mask_key(uint8_t* key);  // a fresh key for a client's frame, or null for a server's
-  std::unique_ptr<mux::Port> make_socket(uint32_t sid, UniqueFd fd);
   void watch(mux::Stream& s);
-  void dial_event(mux::Stream& s, StreamSocket& sock, uint32_t events);
   void read_some();
   void read_upgrade_head(const uint8_t* p, size_t n);
   void fail_upgrade(uint16_t code, const std::string& reason);
@@ -125,10 +119,10 @@ class WsSession final : public Pollable, private mux::MuxHost {
   SessionOptions o_;
   ws::Parser parser_;
   std::unique_ptr<tws2::MessageReader<WsSession>> reader_;
-  mux::Mux mux_;
+  LocalSockets locals_;
+  mux::Mux mux_;  // after locals_, its LocalIo
   OutQueue out_;
   Liveness liveness_;
-  std::vector<uint32_t> dialing_;  // streams the engine is connecting (see tick)
   bool readable_ = true;
   bool writable_ = true;
   double gated_since_ = 0;  // when reading from the peer stopped because it is not reading what we send (0: reading)

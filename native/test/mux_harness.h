@@ -45,9 +45,9 @@ struct OutFrame {
   size_t wire;  // bytes it takes on the WebSocket
 };
 
-class MuxHarness final : public mux::MuxHost {
+class MuxHarness final : public mux::MuxHost, public mux::LocalIo {
  public:
-  explicit MuxHarness(const SessionOptions& o) : mux(*this, 7, o, credit) {}
+  explicit MuxHarness(const SessionOptions& o) : mux(*this, *this, 7, o, credit) {}
 
   std::atomic<int64_t> credit{0};
   mux::Mux mux;
@@ -114,7 +114,7 @@ class MuxHarness final : public mux::MuxHost {
     return nullptr;
   }
 
-  // ---- mux::MuxHost ----
+  // ---- mux::LocalIo ----
   ssize_t local_write(mux::Stream& s, const uint8_t* p, size_t n) override {
     Local& l = *static_cast<FakePort&>(*s.port).local;
     if (l.fail) return -1;
@@ -139,6 +139,7 @@ class MuxHarness final : public mux::MuxHost {
     l.closed = true;
     l.abortive = abortive;
   }
+  // ---- mux::MuxHost ----
   void send_frame(uint8_t type, uint32_t stream, const uint8_t* body, size_t n) override {
     if (closing) return;
     push({type, stream, std::string(reinterpret_cast<const char*>(body), n), 2 + tws2::kHeaderLen + n});

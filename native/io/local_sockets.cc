@@ -1,0 +1,63 @@
+#include "local_sockets.h"
+
+#include "dialer.h"
+#include "loop.h"
+#include "sockets.h"
+
+namespace tws {
+
+std::unique_ptr<mux::Port> LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
+  set_nodelay_nonblock(fd.get());
+  return std::make_unique<StreamSocket>(&session_, sid, std::move(fd));
+}
+
+bool LocalSockets::watch(mux::Stream& s) { return of(s)->watch(loop_); }
+
+void LocalSockets::local_close(mux::Stream& s, bool abortive) {
+  if (StreamSocket* sock = of(s)) sock->close(loop_, abortive);
+}
+
+bool LocalSockets::dial(mux::Stream& s, const std::string& address, uint16_t port, uint32_t timeout_ms, double now,
+                        std::string* why) {
+  UniqueFd fd = start_connect(address, port, why);
+  if (!fd) return false;
+  auto sock = std::make_unique<StreamSocket>(&session_, s.id, std::move(fd));
+  sock->dialing = true;
+  sock->dial_deadline = now + timeout_ms;
+  sock->dial_timeout_ms = timeout_ms;
+  StreamSocket* sp = sock.get();
+  s.port = std::move(sock);
+  // EPOLLOUT says the connect finished, either way.
+  if (!sp->watch(loop_)) {
+    *why = "connect failed: cannot watch the socket";
+    return false;
+  }
+  dialing_.push_back(s.id);
+  return true;
+}
+
+int LocalSockets::dial_event(StreamSocket& sock, uint32_t events) {
+  const int result = connect_result(sock.fd(), events);
+  if (result >= 0) sock.dialing = false;
+  return result;
+}
+
+std::vector<std::pair<uint32_t, uint32_t>> LocalSockets::expired_dials(mux::Mux& mux, double now) {
+  std::vector<std::pair<uint32_t, uint32_t>> late;
+  std::vector<uint32_t> still;
+  for (uint32_t sid : dialing_) {
+    mux::Stream* s = mux.find(sid);
+    StreamSocket* sock = s ? of(*s) : nullptr;
+    if (!sock || !sock->dialing) continue;
+    if (now < sock->dial_deadline) {
+      still.push_back(sid);
+      continue;
+    }
+    sock->dialing = false;
+    late.emplace_back(sid, sock->dial_timeout_ms);
+  }
+  dialing_.swap(still);
+  return late;
+}
+
+}  // namespace tws
