@@ -41,8 +41,7 @@ bool WsSession::start(const std::string& head, const std::string& preamble, bool
   clock();
   set_nodelay_nonblock(fd_.get());
   if (await_upgrade) {
-    upgrade_ = Upgrade::kReading;
-    upgrade_deadline_ = now_ms() + o_.timeout_ms;
+    upgrade_.begin(now_ms() + o_.timeout_ms);
   }
   // The 101 (or the client's request) goes out first and whole: no pong may
   // overtake it, and a protocol error must not drop it.
@@ -129,7 +128,7 @@ void WsSession::dial(uint32_t sid, const std::string& address, uint16_t port, ui
 }
 
 void WsSession::goaway(uint16_t code, const std::string& reason) {
-  if (mux_.draining() || closing_ || dead_ || upgrade_ != Upgrade::kNone) return;
+  if (mux_.draining() || closing_ || dead_ || upgrade_.pending()) return;
   clock();
   if (mux_.goaway(code, reason)) send_close(1001, reason);
   flush();
@@ -140,7 +139,7 @@ void WsSession::close(uint16_t code, const std::string& reason) {
   clock();
   close_code_ = code;
   close_reason_ = reason;
-  if (upgrade_ != Upgrade::kNone) return teardown();  // no WebSocket yet: nothing to say goodbye on
+  if (upgrade_.pending()) return teardown();  // no WebSocket yet: nothing to say goodbye on
   mux_.reset_all(reason);
   send_close(code, reason);
   flush();
@@ -148,10 +147,9 @@ void WsSession::close(uint16_t code, const std::string& reason) {
 
 // JavaScript accepted the upgrade response: the WebSocket starts.
 void WsSession::upgraded() {
-  if (dead_ || upgrade_ != Upgrade::kHeld) return;
-  upgrade_ = Upgrade::kNone;
+  std::string rest;  // the first frames, read along with the head
+  if (dead_ || !upgrade_.accept(&rest)) return;
   liveness_.restart(clock());
-  std::string rest = upgrade_head_.take_rest();  // the first frames, read along with the head
   if (!rest.empty()) feed(reinterpret_cast<uint8_t*>(rest.data()), rest.size());
   readable_ = true;  // a TLS wire may hold more already read: epoll would not say so again
   loop_.mark_dirty(this);
@@ -201,7 +199,7 @@ void WsSession::work() {
   // session once it caught up: resume_reading()).
   if (out_.bytes() < kReadGate) gated_since_ = 0;
   else if (gated_since_ == 0 && readable_) gated_since_ = now_ms();
-  if (readable_ && upgrade_ != Upgrade::kHeld && gated_since_ == 0 && !loop_.events().backlogged()) {
+  if (readable_ && !upgrade_.held() && gated_since_ == 0 && !loop_.events().backlogged()) {
     read_some();  // one read (up to the loop's read buffer) a turn
     if (readable_ && !dead_) loop_.mark_dirty(this);  // more to read next turn
   }
@@ -220,8 +218,8 @@ void WsSession::tick(double now) {
     if (now >= close_deadline_) teardown();
     return;
   }
-  if (upgrade_ != Upgrade::kNone) {
-    if (now >= upgrade_deadline_) fail_upgrade(1006, "no answer to the upgrade within " + std::to_string(o_.timeout_ms) + " ms");
+  if (upgrade_.pending()) {
+    if (upgrade_.expired(now)) fail_upgrade(1006, "no answer to the upgrade within " + std::to_string(o_.timeout_ms) + " ms");
     return;
   }
   if (gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) {
@@ -282,7 +280,7 @@ void WsSession::read_some() {
   const int err = errno;
   if (n > 0) {
     liveness_.heard(clock());
-    if (upgrade_ == Upgrade::kReading) return read_upgrade_head(buf, static_cast<size_t>(n));
+    if (upgrade_.reading()) return read_upgrade_head(buf, static_cast<size_t>(n));
     feed(buf, static_cast<size_t>(n));
     return;
   }
@@ -299,13 +297,12 @@ void WsSession::read_some() {
 
 // Collects the upgrade response head; what follows it is kept for upgraded().
 void WsSession::read_upgrade_head(const uint8_t* p, size_t n) {
-  const HttpHead::Status st = upgrade_head_.append(p, n);
-  if (st == HttpHead::Status::kTooLarge) return fail_upgrade(1002, "upgrade response head too large");
-  if (st == HttpHead::Status::kMore) return;
+  const ClientUpgrade::Read r = upgrade_.take(p, n);
+  if (r == ClientUpgrade::Read::kTooLarge) return fail_upgrade(1002, "upgrade response head too large");
+  if (r == ClientUpgrade::Read::kMore) return;
   Event e(Event::kUpgradeHead);
   e.session = id_;
-  e.text = upgrade_head_.head();
-  upgrade_ = Upgrade::kHeld;
+  e.text = upgrade_.head();
   emit(std::move(e));
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../core/http_head.h"
+#include "../core/client_upgrade.h"
 #include "../core/liveness.h"
 #include "../core/mux.h"
 #include "../core/out_queue.h"
@@ -39,8 +39,6 @@ class WsSession final : public Pollable, private mux::MuxHost {
   // stops at kSendHighWater, plus one frame), so a peer that reads is never held back.
   static constexpr size_t kReadGate = 1024 * 1024;
   static constexpr double kCloseGraceMs = 2000;
-  // The largest HTTP response head accepted while the engine does the client's upgrade.
-  static constexpr size_t kMaxUpgradeHead = 16 * 1024;
 
   // `wire` defaults to plain TCP over `fd`.
   WsSession(Loop& loop, uint32_t id, UniqueFd fd, const SessionOptions& o, std::unique_ptr<Wire> wire = nullptr);
@@ -82,8 +80,6 @@ class WsSession final : public Pollable, private mux::MuxHost {
   void on_control(uint8_t op, uint8_t* p, size_t n);
 
  private:
-  enum class Upgrade { kNone, kReading, kHeld };
-
   // ---- mux::MuxHost ----
   void send_frame(uint8_t type, uint32_t stream, const uint8_t* body, size_t n) override;
   void send_data(uint32_t stream, Buf b, size_t n) override;
@@ -126,10 +122,7 @@ class WsSession final : public Pollable, private mux::MuxHost {
   bool readable_ = true;
   bool writable_ = true;
   double gated_since_ = 0;  // when reading from the peer stopped because it is not reading what we send (0: reading)
-  // The client's upgrade done by the engine (TLS): reading the response head, then held for JavaScript.
-  Upgrade upgrade_ = Upgrade::kNone;
-  double upgrade_deadline_ = 0;
-  HttpHead upgrade_head_{kMaxUpgradeHead};
+  ClientUpgrade upgrade_;  // the client's upgrade, when the engine does it (TLS)
   bool closing_ = false;
   bool close_received_ = false;
   bool dead_ = false;

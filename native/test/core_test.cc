@@ -10,7 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "../core/client_upgrade.h"
 #include "../core/intrusive_list.h"
+#include "../core/liveness.h"
+#include "../core/out_queue.h"
 #include "check.h"
 #include "../core/mask.h"
 #include "../core/tws2.h"
@@ -342,6 +345,99 @@ void test_intrusive_list() {
 
 }  // namespace
 
+// The upgrade response head is found whatever the reads' sizes, and the
+// bytes after it are kept whole for the WebSocket.
+void test_client_upgrade() {
+  const std::string head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+  const std::string rest = std::string("\x82\x05", 2) + "hello";
+  const std::string all = head + rest;
+  int wrong = 0;
+  for (size_t cut = 0; cut <= all.size(); cut++) {
+    tws::ClientUpgrade u;
+    u.begin(100);
+    const auto* p = reinterpret_cast<const uint8_t*>(all.data());
+    tws::ClientUpgrade::Read r = u.take(p, cut);
+    size_t given = cut;  // once the head is complete the session reads no more until accept()
+    if (r != tws::ClientUpgrade::Read::kHead) {
+      r = u.take(p + cut, all.size() - cut);
+      given = all.size();
+    }
+    std::string got;
+    const std::string want = all.substr(head.size(), given - head.size());
+    if (r != tws::ClientUpgrade::Read::kHead || u.head() != head || !u.held() || !u.accept(&got) || got != want || u.pending()) wrong++;
+  }
+  CHECK(wrong == 0, "the head and what follows it come out the same at every split point");
+  tws::ClientUpgrade big;
+  big.begin(100);
+  const std::string junk(tws::ClientUpgrade::kMaxHead + 1, 'x');
+  CHECK(big.take(reinterpret_cast<const uint8_t*>(junk.data()), junk.size()) == tws::ClientUpgrade::Read::kTooLarge,
+        "a head over 16 KiB is refused");
+  CHECK(!big.expired(99.9) && big.expired(100), "the answer is due by its deadline");
+  std::string none;
+  CHECK(!big.accept(&none), "nothing to accept before a head");
+}
+
+// The preamble leaves first and whole; a pong goes ahead of queued messages
+// but never into a partly written one; only the latest pong owed is kept.
+void test_out_queue() {
+  tws::OutQueue q;
+  const uint8_t a[] = {'a', 'a', 'a', 'a'};
+  q.push(tws::make_ws_frame(tws::ws::kBinary, a, 4, nullptr));
+  q.push_preamble(tws::copy_buf(reinterpret_cast<const uint8_t*>("HTTP/1.1 101\r\n\r\n"), 17));
+  q.push_control(tws::make_ws_frame(tws::ws::kPong, a, 1, nullptr));
+  q.push_control(tws::make_ws_frame(tws::ws::kPong, a, 2, nullptr));
+  iovec iov[8];
+  int n = q.next(iov, 8);
+  CHECK(n == 1 && iov[0].iov_len == 17, "the preamble goes first, alone");
+  q.advance(5);
+  n = q.next(iov, 8);
+  CHECK(n == 1 && iov[0].iov_len == 12, "the rest of a partly written preamble goes next");
+  q.advance(12);
+  n = q.next(iov, 8);
+  CHECK(n == 1 && iov[0].iov_len == 4 && (static_cast<uint8_t*>(iov[0].iov_base)[0] & 0x0F) == tws::ws::kPong,
+        "then one pong, the latest owed (2-byte payload), ahead of the message");
+  q.advance(4);
+  n = q.next(iov, 8);
+  CHECK(n == 1 && iov[0].iov_len == 6, "then the message");
+  q.advance(3);
+  q.push_control(tws::make_ws_frame(tws::ws::kPing, a, 0, nullptr));
+  n = q.next(iov, 8);
+  CHECK(n == 1 && iov[0].iov_len == 3, "a ping waits for the partly written message to finish");
+  q.advance(3);
+  n = q.next(iov, 8);
+  CHECK(n == 1 && iov[0].iov_len == 2, "and then goes");
+  q.advance(2);
+  CHECK(q.empty() && q.bytes() == 0, "nothing is left");
+  q.push(tws::make_ws_frame(tws::ws::kBinary, a, 4, nullptr));
+  q.push(tws::make_ws_frame(tws::ws::kBinary, a, 4, nullptr));
+  q.next(iov, 8);
+  q.advance(1);
+  q.drop_unsent();
+  CHECK(q.message_bytes() == 5, "after a protocol error only the partly written message is kept");
+}
+
+// Pings come at half the timeout of silence, or on an idle link to sample
+// the round trip; the base RTT is the least of at least three samples.
+void test_liveness() {
+  tws::Liveness l(5000, 0);
+  CHECK(!l.ping_due(100, true), "no probe in the first 200 ms");
+  CHECK(l.ping_due(200, true), "the first idle-link probe comes after 200 ms");
+  CHECK(!l.ping_due(2499, false), "a busy link is not pinged before half the timeout");
+  CHECK(l.ping_due(2500, false), "half the timeout without a word: ping");
+  uint64_t token = 42;
+  double base = -1;
+  for (int i = 0; i < 3; i++) {
+    l.pinged(1000.0 * i, token, true);
+    base = l.ponged(1000.0 * i + 10 - i, reinterpret_cast<const uint8_t*>(&token), 8);
+  }
+  CHECK(base == 8 && l.base_rtt() == 8, "the base RTT is the least sample once there are three");
+  l.pinged(5000, token, false);
+  CHECK(l.ponged(5001, reinterpret_cast<const uint8_t*>(&token), 8) < 0, "a ping on a busy link is not a sample");
+  l.pinged(6000, token, true);
+  const uint64_t other = 7;
+  CHECK(l.ponged(6001, reinterpret_cast<const uint8_t*>(&other), 8) < 0, "a pong with another token is not a sample");
+}
+
 int main() {
   test_mask();
   test_splits();
@@ -351,5 +447,8 @@ int main() {
   test_utf8();
   test_close_frames();
   test_intrusive_list();
+  test_client_upgrade();
+  test_out_queue();
+  test_liveness();
   return tws::test::report();
 }
