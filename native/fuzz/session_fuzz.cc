@@ -42,6 +42,7 @@
 #include "../core/mask.h"
 #include "../core/ws_frame.h"
 #include "../io/engine.h"
+#include "../test/watched_engine.h"
 
 namespace {
 
@@ -113,14 +114,8 @@ std::vector<uint8_t> ws_frame(uint8_t op, const uint8_t* p, size_t n, bool mask)
 }
 
 struct Harness {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool pending = false;
-  tws::Engine engine{[this] {
-    std::lock_guard<std::mutex> lock(mu);
-    pending = true;
-    cv.notify_all();
-  }};
+  tws::test::WatchedEngine watched;
+  tws::Engine& engine = watched.engine;
   std::vector<int> locals;  // our ends of the streams' local sockets (-1 once closed)
   bool session_closed = false;
   int answers = 0;
@@ -143,12 +138,7 @@ struct Harness {
 
   // Handles the events that are ready; waits up to `ms` for the first one.
   void pump(int ms) {
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(ms), [this] { return pending; });
-      pending = false;
-    }
-    for (tws::Event& e : engine.take_events()) {
+    for (tws::Event& e : watched.wait_events(ms)) {
       if (e.kind == tws::Event::kSessionClosed) session_closed = true;
       if (e.kind != tws::Event::kOpenRequest) continue;
       const int n = answers++;

@@ -33,6 +33,7 @@
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 #include "../io/engine.h"
+#include "watched_engine.h"
 
 namespace {
 
@@ -177,14 +178,8 @@ Decoded decode(Bytes bytes, tws::ws::Role role = tws::ws::Role::kClient) {
 
 // An engine and the events it reports, taken whenever the test pumps.
 struct Harness {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool pending = false;
-  tws::Engine engine{[this] {
-    std::lock_guard<std::mutex> lock(mu);
-    pending = true;
-    cv.notify_all();
-  }};
+  tws::test::WatchedEngine watched;
+  tws::Engine& engine = watched.engine;
   std::vector<tws::Event> events;
 
   Harness() {
@@ -193,12 +188,7 @@ struct Harness {
   }
 
   void pump(int ms) {
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(ms), [this] { return pending; });
-      pending = false;
-    }
-    for (auto& e : engine.take_events()) events.push_back(std::move(e));
+    for (auto& e : watched.wait_events(ms)) events.push_back(std::move(e));
   }
 
   // Pumps until `pred` holds for some event, or `ms` pass.
