@@ -12,7 +12,8 @@ import {
 import * as codec from '../../protocol/frames';
 import { ProtocolError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
-import { addProcessCredit, processFull, sessionShare, windowRoom } from '../credit';
+import { addProcessCredit, processCredit } from '../credit';
+import * as flow from '../flow-control';
 import { validateSessionOptions } from '../options';
 import {
   DatagramPort, EngineSession, OpenRequest, SessionOptions, SessionStats, StreamClosedInfo, StreamRefusedInfo,
@@ -26,8 +27,6 @@ const SEND_HIGH_WATER = 512 * 1024;
 const TURN_BYTES = 64 * 1024;
 /** Closed stream ids remembered to tell late frames from id reuse. */
 const RECENT_CLOSED = 4096;
-/** Shortest auto-tuning epoch (ms): shorter ones measure bursts, not rates. */
-const TUNE_EPOCH_MS = 20;
 /** Round-trip samples kept for the base-RTT estimate (one per probe). */
 const RTT_SAMPLES = 8;
 /** How often an RTT probe ping goes out while the session is quiet (ms). */
@@ -151,7 +150,7 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   private newOutgoing(target: string, kind: StreamKindValue): JsStream | undefined {
     if (this.closed || this.peerDraining || this.ids.exhausted) return undefined;
-    if (kind === StreamKind.TCP && (processFull(this.opts.processBudget) || this.sessionFull())) {
+    if (kind === StreamKind.TCP && (this.processFull() || this.sessionFull())) {
       this.log.warn(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
       return undefined;
     }
@@ -295,7 +294,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (this.opts.role === 'client') return refuse(ResetCode.DENIED, 'client accepts no streams');
     if (f.kind === StreamKind.UDP && this.opts.noUdp) return refuse(ResetCode.DENIED, 'udp is disabled on this server');
     if (this.streams.size >= this.opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
-    if (f.kind === StreamKind.TCP && processFull(this.opts.processBudget)) return refuse(ResetCode.TOO_MANY_STREAMS, 'memory budget reached');
+    if (f.kind === StreamKind.TCP && this.processFull()) return refuse(ResetCode.TOO_MANY_STREAMS, 'memory budget reached');
     if (f.kind === StreamKind.TCP && this.sessionFull()) return refuse(ResetCode.TOO_MANY_STREAMS, 'session memory share reached');
     if (this.listenerCount('open-request') === 0) return refuse(ResetCode.DENIED, 'no acceptor');
 
@@ -379,7 +378,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       s.early.push(payload);
       return;
     }
-    if (s.recvGranted - s.recvd < s.recvWindow / 8) s.starved = true;
+    if (flow.starved({ granted: s.recvGranted, recvd: s.recvd, window: s.recvWindow })) s.starved = true;
     this.deliver(s, payload);
   }
 
@@ -431,29 +430,30 @@ export class JsSession extends EventEmitter implements EngineSession {
     addProcessCredit(delta);
   }
 
-  /**
-   * This session holds its share of the process budget (a quarter: a client
-   * has two sessions by default) already: its new streams are refused, so
-   * one client cannot take the budget from everyone.
-   */
+  /** This session holds its share of the process budget already: its new tcp streams are refused. */
   private sessionFull(): boolean {
-    return this.outstanding + EARLY_DATA_LIMIT > this.share();
+    return flow.sessionFull({ sessionOutstanding: this.outstanding, processBudget: this.opts.processBudget, server: this.opts.role === 'server' });
   }
 
-  /** A server's sessions are different parties and get a quarter each; a client's all serve its own users. */
-  private share(): number {
-    return this.opts.role === 'server' ? sessionShare(this.opts.processBudget) : this.opts.processBudget;
+  /** The process budget has no room for one more minimum window: new tcp streams are refused. */
+  private processFull(): boolean {
+    return flow.processFull({ processOutstanding: processCredit(), processBudget: this.opts.processBudget });
   }
 
   /** Room for larger windows under this session's and the process's budgets. */
   private windowRoom(): number {
-    // Larger windows may use half the session's share at most: the other half keeps room for new streams' minimum windows.
-    return windowRoom(this.outstanding, Math.min(this.opts.sessionBudget, Math.floor(this.share() / 2)), this.opts.processBudget);
+    return flow.windowRoom({
+      sessionOutstanding: this.outstanding,
+      sessionBudget: this.opts.sessionBudget,
+      processBudget: this.opts.processBudget,
+      processOutstanding: processCredit(),
+      server: this.opts.role === 'server',
+    });
   }
 
   /** The window for a new stream: the initial one while the budgets have room, else the minimum. */
   private freshWindow(): number {
-    return Math.max(EARLY_DATA_LIMIT, Math.min(this.opts.initialWindow, this.windowRoom()));
+    return flow.freshWindow({ initialWindow: this.opts.initialWindow, room: this.windowRoom() });
   }
 
   /** Counts bytes written locally; returns credit, growing the window when the sender is window-limited. */
@@ -461,35 +461,35 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.unreturned += n;
     s.epochBytes += n;
     const now = performance.now();
-    const elapsed = now - s.epochStart;
-    if (s.epochBytes >= s.recvWindow && elapsed >= TUNE_EPOCH_MS) {
-      // The window is the limit when the peer (nearly) ran out of credit while
-      // our socket kept up (starved, little queued here), or when rate × base RTT nears the window (a
-      // long path: the base RTT is the minimum of pings sent while no DATA
-      // moved). Growth continues only while it pays off, i.e. the rate rose by
-      // a quarter since the last growth: a window grown beyond that only fills
-      // queues and delays every other stream of the session. Epochs of at least
-      // TUNE_EPOCH_MS keep the rate estimate from being noise.
-      const rate = s.epochBytes / elapsed;
-      const baseRtt = this.rtts.length >= MIN_RTT_SAMPLES ? Math.min(...this.rtts) : 0;
-      const keptUp = (s.local?.writableLength ?? 0) + s.gathered.bytes < s.recvWindow / 2;
-      const limited = (s.starved && keptUp) || rate * 2 * baseRtt >= s.recvWindow;
-      const grow = Math.min(s.recvWindow, this.opts.maxWindow - s.recvWindow);
-      if (grow > 0 && limited && rate > 1.25 * s.rateAtGrowth && grow <= this.windowRoom()) {
-        s.recvWindow += grow;
-        s.unreturned += grow;
-        s.rateAtGrowth = rate;
+    const baseRtt = this.rtts.length >= MIN_RTT_SAMPLES ? Math.min(...this.rtts) : 0;
+    const tune = flow.autotune({
+      epochBytes: s.epochBytes,
+      elapsedMs: now - s.epochStart,
+      window: s.recvWindow,
+      maxWindow: this.opts.maxWindow,
+      starved: s.starved,
+      queuedBytes: (s.local?.writableLength ?? 0) + s.gathered.bytes,
+      baseRttMs: baseRtt,
+      rateAtGrowth: s.rateAtGrowth,
+      room: this.windowRoom(),
+    });
+    if (tune.endEpoch) {
+      if (tune.grow > 0) {
+        s.recvWindow += tune.grow;
+        s.unreturned += tune.grow;
+        s.rateAtGrowth = tune.rate;
         if (this.log.enabled('debug')) {
-          this.log.debug(`stream#${s.id} window → ${s.recvWindow} (${(rate / 1000).toFixed(1)} MB/s, base rtt ${baseRtt.toFixed(2)} ms)`);
+          this.log.debug(`stream#${s.id} window → ${s.recvWindow} (${(tune.rate / 1000).toFixed(1)} MB/s, base rtt ${baseRtt.toFixed(2)} ms)`);
         }
       }
       s.epochStart = now;
       s.epochBytes = 0;
       s.starved = false;
     }
-    if (s.finRecv || s.unreturned < s.recvWindow / 4) return;
-    this.setGranted(s, s.recvGranted + s.unreturned);
-    this.send(codec.encodeWindow(s.id, s.unreturned));
+    const increment = flow.windowUpdate({ unreturned: s.unreturned, window: s.recvWindow, finRecv: s.finRecv });
+    if (increment === 0) return;
+    this.setGranted(s, s.recvGranted + increment);
+    this.send(codec.encodeWindow(s.id, increment));
     s.unreturned = 0;
   }
 
