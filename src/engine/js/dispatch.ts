@@ -45,6 +45,7 @@ export interface DispatchParts {
 export class Dispatcher {
   constructor(private readonly p: DispatchParts, private readonly hooks: DispatchHooks) {}
 
+  /** Acts on one decoded frame; throws ProtocolError when it breaks the protocol. */
   dispatch(f: codec.Frame): void {
     if (f.type === 'goaway') return this.hooks.peerGoingAway(f.code, f.reason);
     if (f.type === 'open') return this.onOpen(f);

@@ -90,6 +90,7 @@ export class Liveness {
     return this.baseRtt;
   }
 
+  /** Stops the timer: the session is closed. */
   stop(): void {
     clearInterval(this.timer);
   }

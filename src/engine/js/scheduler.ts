@@ -79,6 +79,7 @@ export class Scheduler {
     }
   }
 
+  /** Queues `s` for a turn (once) without running the send loop. */
   markReady(s: JsStream): void {
     if (!this.ready.includes(s)) this.ready.push(s);
   }

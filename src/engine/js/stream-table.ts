@@ -11,10 +11,12 @@ export class StreamTable {
   private readonly streams = new Map<number, JsStream>();
   private readonly recentClosed = new Set<number>();
 
+  /** Open streams. */
   get size(): number {
     return this.streams.size;
   }
 
+  /** The open stream with this id, if any. */
   get(id: number): JsStream | undefined {
     return this.streams.get(id);
   }
@@ -24,6 +26,7 @@ export class StreamTable {
     return [...this.streams.values()];
   }
 
+  /** A new stream, by its id. */
   add(s: JsStream): void {
     this.streams.set(s.id, s);
   }
