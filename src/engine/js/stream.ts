@@ -142,9 +142,9 @@ export class JsStream {
     return Math.min(this.outQueued, this.sendCredit);
   }
 
-  /** Removes up to `max` bytes from the queue as one buffer (one copy when it spans chunks). */
+  /** Removes up to `max` bytes from the queue as one buffer (one copy when it spans chunks); only while sendable() > 0. */
   take(max: number): Buffer {
-    const first = this.outQueue[0]!;
+    const first = this.outQueue[0]!;  // sendable() > 0: bytes are queued, so there is a first chunk
     if (first.length >= max) {
       if (first.length === max) this.outQueue.shift();
       else this.outQueue[0] = first.subarray(max);
@@ -155,7 +155,7 @@ export class JsStream {
     const out = Buffer.allocUnsafe(n);
     let off = 0;
     while (off < n) {
-      const chunk = this.outQueue[0]!;
+      const chunk = this.outQueue[0]!;  // off < n <= outQueued: bytes, so chunks, remain
       const k = Math.min(chunk.length, n - off);
       chunk.copy(out, off, 0, k);
       off += k;
