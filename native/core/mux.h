@@ -5,8 +5,10 @@
 // MuxHost (frames to send, events for JavaScript) and a LocalIo (bytes to
 // write to or read from a local socket). It makes no syscall and keeps no clock: the I/O
 // session (io/ws_session.h) and the tests (native/test/mux_test.cc,
-// native/fuzz/mux_fuzz.cc) are its hosts. The rules mirror
-// src/engine/js/session.ts, the reference implementation. [I/O thread, or a test's]
+// native/fuzz/mux_fuzz.cc) are its hosts. The rules mirror the js engine's
+// (src/engine/js/: dispatch.ts, flow.ts, scheduler.ts), the reference
+// implementation; flow.h and src/engine/flow-control.ts are checked against
+// one table. [I/O thread, or a test's]
 #pragma once
 
 #include <sys/types.h>
