@@ -1,6 +1,6 @@
 /**
- * The native engine: a typed wrapper over the addon's NativeEngine (see
- * native/addon.cc and native/io/engine.h). Sockets are handed over by fd
+ * The native engine: a typed wrapper over the addon's NativeEngine (the
+ * boundary is typed in native-addon.ts). Sockets are handed over by fd
  * (the addon dups them) and JavaScript's copies destroyed without a FIN;
  * every byte JavaScript already read goes along. Control events come back in
  * batches and are turned into the same EngineSession events as the js
@@ -11,30 +11,13 @@ import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { ResetCode } from '../protocol/constants';
 import { Logger, peerText } from '../util/log';
-import type { NativeAddon } from './native-addon';
+import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
-  DatagramPort, EngineSession, EngineStats, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
+  DatagramPort, EngineSession, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
 import { StreamIds, StreamLog } from './stream-log';
-
-interface NativeEvent {
-  /**
-   * tls-failed: a server's TLS connection failed before its upgrade; `session` is the front's id.
-   * refused: an OPEN the engine refused itself; `code` the RESET code, `text` the target, `note` why.
-   */
-  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
-    | 'tls-failed' | 'refused';
-  session: number;
-  stream: number;
-  code: number;
-  bytesIn: number;
-  bytesOut: number;
-  text: string;
-  note?: string;
-  payload?: Buffer;
-}
 
 /** `EMFILE` for 24: how a failed handoff names its errno. */
 function errnoName(err: number): string {
@@ -42,36 +25,8 @@ function errnoName(err: number): string {
   return Object.keys(e).find((k) => e[k] === err) ?? `errno ${err}`;
 }
 
-/**
- * The addon's NativeEngine. Handoff commands (adopt, adoptFront, openStream,
- * acceptStream) return 0, or the errno that kept the engine from taking the
- * socket (EMFILE: no fd left to dup); the caller still owns its socket then.
- */
-export interface NativeCore {
-  adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): number;
-  /** Returns '' or why TLS cannot run on it. */
-  adoptTls(session: number, fd: number, context: object, names: { servername: string; verifyName: string }, request: Buffer, o: object): string;
-  upgraded(session: number): void;
-  /** Returns JavaScript's end of the socketpair, or why it cannot. */
-  frontTls(front: number, fd: number, context: object): number | string;
-  adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: object): number;
-  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): number;
-  acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
-  dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
-  rejectStream(session: number, stream: number, code: number, reason: string): void;
-  goaway(session: number, code: number, reason: string): void;
-  closeSession(session: number, code: number, reason: string): void;
-  openDatagramStream(session: number, stream: number, target: string): void;
-  acceptDatagrams(session: number, stream: number): void;
-  sendDatagram(session: number, stream: number, payload: Buffer): void;
-  stats(): EngineStats;
-  ref(): void;
-  unref(): void;
-  stop(): void;
-}
-
 /** SessionOptions as the addon takes them. */
-function nativeOptions(options: SessionOptions): object {
+function nativeOptions(options: SessionOptions): NativeSessionOptions {
   return {
     server: options.role === 'server',
     timeoutMs: options.timeoutMs,
@@ -302,11 +257,7 @@ class NativeSession extends EventEmitter implements EngineSession {
  * (default 1); sessions are spread over them round-robin. Threads start with
  * the first session they get. `busyPollUs`: see --busy-poll.
  */
-export function createNativeEngine(
-  addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void, o?: { busyPollUs: number }) => NativeCore },
-  threads = 1,
-  busyPollUs = 0,
-): FdEngine {
+export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs = 0): FdEngine {
   const sessions = new Map<number, { session: NativeSession; core: number }>();
   const cores: (NativeCore | undefined)[] = new Array(Math.max(1, threads)).fill(undefined);
   const load: number[] = cores.map(() => 0);

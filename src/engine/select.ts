@@ -9,10 +9,7 @@ export type EngineChoice = 'auto' | 'js' | 'native';
 
 /** Why the native engine cannot be used in this build, or undefined when it can. */
 export function nativeUnavailableReason(): string | undefined {
-  const { addon, error } = loadNativeAddon();
-  if (!addon) return error;
-  if (!addon.dataPlane) return 'the addon loads, but its data plane is not implemented yet';
-  return undefined;
+  return loadNativeAddon().error;
 }
 
 const natives = new Map<string, Engine>();
@@ -35,7 +32,7 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
   const key = `${threads}/${busyPollUs}`;
   let engine = natives.get(key);
   if (!engine) {
-    engine = createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0], threads, busyPollUs);
+    engine = createNativeEngine(loadNativeAddon().addon!, threads, busyPollUs);
     natives.set(key, engine);
   }
   return engine;
