@@ -5,7 +5,7 @@ import { TwsClient } from '../client/client';
 import { connectOptions } from '../client/connect-options';
 import { showProxy } from '../client/proxy';
 import type { ClientConfig, ServerConfig } from '../config/load';
-import { engineStats, selectEngine } from '../engine/select';
+import { selectEngine } from '../engine/select';
 import { AllowList } from '../server/allow-list';
 import { TwsServer } from '../server/server';
 import { loadUsers } from '../server/users';
@@ -90,7 +90,7 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
     maxStreams: cfg.maxStreams,
   });
   if (cfg.metrics) {
-    const metrics = new Metrics('server', engine.name, VERSION, () => engineStats(engine).datagramsDropped + server.datagramsDropped);
+    const metrics = new Metrics('server', engine.name, VERSION, () => engine.stats().datagramsDropped + server.datagramsDropped);
     server.on('session', (s: EngineSession) => metrics.track(s));
     await serveMetrics(cfg.metrics, metrics, log);
   }
@@ -142,7 +142,7 @@ export async function runClient(cfg: ClientConfig): Promise<void> {
     user: cfg.user,
   });
   if (cfg.metrics) {
-    const metrics = new Metrics('client', engine.name, VERSION, () => engineStats(engine).datagramsDropped);
+    const metrics = new Metrics('client', engine.name, VERSION, () => engine.stats().datagramsDropped);
     client.on('session', (s: EngineSession, slot: number) => metrics.track(s, slot));
     client.on('connect-failed', () => metrics.connectFailed());
     await serveMetrics(cfg.metrics, metrics, log);

@@ -1,14 +1,17 @@
 /**
- * The client's WebSocket handshake for engines that take over the raw
- * socket: done with `http.request` for ws:// (unlike `ws`, its `upgrade`
- * event hands us the socket and every byte read past the 101, `head`), or
- * written and judged here when the engine runs TLS itself.
+ * The client's WebSocket handshake, done once for both engines: with
+ * `http.request` over a plain or Node TLS socket (its `upgrade` event hands
+ * us the socket and every byte read past the 101, `head`), or written and
+ * judged here when the engine runs TLS itself.
  */
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
+import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
 import { SUBPROTOCOL } from '../protocol/constants';
 import { acceptKey } from '../server/upgrade-check';
+import { describeConnectError } from './connect-options';
+import { viaProxy } from './proxy';
 
 export class UpgradeError extends Error {
   constructor(message: string, readonly status?: number) {
@@ -64,21 +67,34 @@ export function parseResponseHead(head: string): { status: number; headers: Reco
   return { status: Number(m[1]), headers };
 }
 
-/** Upgrades `url` (ws://) to a tws2 WebSocket; resolves with the socket and the bytes after the 101. */
-export function rawUpgrade(
-  url: URL,
-  headers: Record<string, string>,
-  timeoutMs: number,
-  createConnection?: (opts: object, cb: (err: Error | null, socket?: Socket) => void) => undefined,
-): Promise<{ socket: Socket; head: Buffer }> {
+/** How rawUpgrade reaches the server: through an HTTP CONNECT proxy, with Node's TLS (wss://), abortable. */
+export interface UpgradeRoute {
+  proxy?: URL;
+  /** wss://: Node's TLS settings (roots, verification, SNI); absent for ws://. */
+  tls?: ConnectionOptions;
+  /** Aborts the attempt (the client is stopping). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Upgrades `url` to a tws2 WebSocket with `http.request` (unlike ws's client,
+ * its `upgrade` event exposes every byte read past the 101); resolves with
+ * the socket (a TLSSocket for wss://) and those bytes (`head`).
+ */
+export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs: number, route: UpgradeRoute = {}): Promise<{ socket: Socket; head: Buffer }> {
   const key = randomBytes(16).toString('base64');
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || (route.tls ? 443 : 80));
+  const { tls, proxy } = route;
+  const createConnection = proxy ? viaProxy(proxy, timeoutMs, tls) : tls ? () => tlsConnect({ host, port, ...tls, timeout: timeoutMs }) : undefined;
   return new Promise((resolve, reject) => {
     const req = request({
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      port: url.port || 80,
+      host,
+      port,
       path: `${url.pathname}${url.search}`,
       headers: { ...headers, ...upgradeHeaders(key) },
       timeout: timeoutMs,
+      ...(route.signal ? { signal: route.signal } : {}),
       ...(createConnection ? { createConnection: createConnection as never } : {}),
     });
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
@@ -94,8 +110,10 @@ export function rawUpgrade(
       req.destroy();
       reject(new UpgradeError(`server answered HTTP ${res.statusCode}`, res.statusCode));
     });
+    // Also where our createConnection made the socket (TLS, proxy), which the `timeout` option alone does not cover.
+    req.setTimeout(timeoutMs);
     req.on('timeout', () => req.destroy(new UpgradeError(`no answer to the upgrade within ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(err instanceof UpgradeError ? err : new UpgradeError(err.code ?? err.message)));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(err instanceof UpgradeError ? err : new UpgradeError(describeConnectError(err))));
     req.end();
   });
 }

@@ -8,13 +8,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { constants as osConstants } from 'node:os';
 import { ResetCode } from '../protocol/constants';
 import { Logger, peerText } from '../util/log';
 import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
-  DatagramPort, EngineSession, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
+  DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
 import { StreamIds, StreamLog } from './stream-log';
@@ -257,7 +258,7 @@ class NativeSession extends EventEmitter implements EngineSession {
  * (default 1); sessions are spread over them round-robin. Threads start with
  * the first session they get. `busyPollUs`: see --busy-poll.
  */
-export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs = 0): FdEngine {
+export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs = 0): Engine {
   const sessions = new Map<number, { session: NativeSession; core: number }>();
   const cores: (NativeCore | undefined)[] = new Array(Math.max(1, threads)).fill(undefined);
   const load: number[] = cores.map(() => 0);
@@ -319,42 +320,9 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
   };
   const closeSoon = (session: NativeSession, code: number, text: string): void =>
     queueMicrotask(() => session.handle({ type: 'session-closed', session: session.id, stream: 0, code, bytesIn: 0, bytesOut: 0, text }));
-  return {
-    name: 'native',
-    handoff: 'fd',
-    stats: () => {
-      let datagramsDropped = 0;
-      let fronts = 0;
-      for (const core of cores) {
-        const st = core?.stats();
-        datagramsDropped += st?.datagramsDropped ?? 0;
-        fronts += st?.fronts ?? 0;
-      }
-      return { datagramsDropped, fronts };
-    },
-    adoptSocket(socket, head, preamble, options) {
-      validateSessionOptions(options);
-      const front = fronts.get(socket);
-      const { session, core, register } = newSession(options, front?.core);
-      const taken = takeOver(socket);
-      if (!taken) {
-        socket.destroy();
-        closeSoon(session, 1011, 'not a plain TCP socket');
-        return session;
-      }
-      // The TLS connection behind a pair becomes the session (the pair goes); a plain socket is adopted.
-      if (front) tlsFailureHandlers.delete(front.front);
-      const bytes = Buffer.concat([head, taken.buffered]);
-      const err = front ? core.adoptFront(session.id, front.front, taken.fd, bytes, preamble, nativeOptions(options))
-        : core.adopt(session.id, taken.fd, bytes, preamble, nativeOptions(options));
-      // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
-      socket.destroy();
-      // Events come on a later turn of the event loop, so registering after the call is in time.
-      if (err === 0) register();
-      else closeSoon(session, 1011, `cannot take over the socket (${errnoName(err)})`);
-      return session;
-    },
-    tlsServerContext(cert, key) {
+  // TLS in the engine: wss:// sessions without JavaScript in their data path.
+  const tls: EngineTls = {
+    serverContext(cert, key) {
       return addon.tlsServerContext(cert.toString(), key.toString());
     },
     frontTls(socket, context, onTlsFailure) {
@@ -410,5 +378,43 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
         abort: () => session.close(1000, 'upgrade abandoned'),
       };
     },
+  };
+  return {
+    name: 'native',
+    adoptsTlsSockets: false,
+    stats: () => {
+      let datagramsDropped = 0;
+      let fronts = 0;
+      for (const core of cores) {
+        const st = core?.stats();
+        datagramsDropped += st?.datagramsDropped ?? 0;
+        fronts += st?.fronts ?? 0;
+      }
+      return { datagramsDropped, fronts };
+    },
+    adopt(socket, head, preamble, options) {
+      validateSessionOptions(options);
+      const front = fronts.get(socket);
+      const { session, core, register } = newSession(options, front?.core);
+      // A TLS socket's fd carries ciphertext: such a socket cannot be handed over (adoptsTlsSockets is false).
+      const taken = socket instanceof TLSSocket ? undefined : takeOver(socket);
+      if (!taken) {
+        socket.destroy();
+        closeSoon(session, 1011, 'not a plain TCP socket');
+        return session;
+      }
+      // The TLS connection behind a pair becomes the session (the pair goes); a plain socket is adopted.
+      if (front) tlsFailureHandlers.delete(front.front);
+      const bytes = Buffer.concat([head, taken.buffered]);
+      const err = front ? core.adoptFront(session.id, front.front, taken.fd, bytes, preamble, nativeOptions(options))
+        : core.adopt(session.id, taken.fd, bytes, preamble, nativeOptions(options));
+      // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
+      socket.destroy();
+      // Events come on a later turn of the event loop, so registering after the call is in time.
+      if (err === 0) register();
+      else closeSoon(session, 1011, `cannot take over the socket (${errnoName(err)})`);
+      return session;
+    },
+    tls,
   };
 }

@@ -3,7 +3,7 @@ import { TwsError } from '../util/errors';
 import { jsEngine } from './js';
 import { createNativeEngine } from './native';
 import { loadNativeAddon } from './native-addon';
-import type { Engine, EngineStats } from './types';
+import type { Engine } from './types';
 
 export type EngineChoice = 'auto' | 'js' | 'native';
 
@@ -36,16 +36,6 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
     natives.set(key, engine);
   }
   return engine;
-}
-
-/**
- * What `engine` dropped, plus the js engine where it stood in (wss:// on a
- * server whose native engine cannot run TLS, say): both count for metrics.
- */
-export function engineStats(engine: Engine): EngineStats {
-  const own = engine.stats();
-  if (engine === jsEngine) return own;
-  return { datagramsDropped: own.datagramsDropped + jsEngine.stats().datagramsDropped };
 }
 
 /** One line for `tws --version`. */
