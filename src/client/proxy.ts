@@ -7,7 +7,7 @@
  */
 import { connect as netConnect, Socket } from 'node:net';
 import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
-import { TwsError } from '../util/errors';
+import { parseProxyUrl, showProxy } from '../util/proxy-url';
 
 /** The proxy to use for `server`, or undefined for a direct connection. */
 export function proxyFor(server: URL, flag: URL | undefined, env: NodeJS.ProcessEnv = process.env): URL | undefined {
@@ -27,23 +27,6 @@ export function bypassed(hostname: string, noProxy: string | undefined): boolean
     const e = entry.toLowerCase().replace(/^\[|\]$/g, '').replace(/^\*?\./, '').replace(/:\d+$/, '');
     return host === e || host.endsWith(`.${e}`);
   });
-}
-
-/** Validates a proxy URL: http://[user:pass@]host:port. */
-export function parseProxyUrl(raw: string, where: string): URL {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new TwsError('TWS_ERR_CONFIG', `${where}: not a URL (expected http://[user:pass@]host:port)`);
-  }
-  if (url.protocol !== 'http:') throw new TwsError('TWS_ERR_CONFIG', `${where}: only http:// proxies are supported (the tunnel inside is still TLS for wss://)`);
-  return url;
-}
-
-/** A proxy URL without its credentials, for logs. */
-export function showProxy(url: URL): string {
-  return `http://${url.host}`;
 }
 
 type Callback = (err: Error | null, socket?: Socket) => void;

@@ -1,70 +1,24 @@
 /**
  * The client's WebSocket handshake, done once for both engines: with
  * `http.request` over a plain or Node TLS socket (its `upgrade` event hands
- * us the socket and every byte read past the 101, `head`), or written and
- * judged here when the engine runs TLS itself.
+ * us the socket and every byte read past the 101, `head`). The text of the
+ * handshake and its checks are protocol/upgrade.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
-import { SUBPROTOCOL } from '../protocol/constants';
-import { acceptKey } from '../server/upgrade-check';
+import { upgradeHeaders, upgradeProblem } from '../protocol/upgrade';
+import { TwsError } from '../util/errors';
 import { describeConnectError } from './connect-options';
 import { viaProxy } from './proxy';
 
-export class UpgradeError extends Error {
+/** A client upgrade that failed (TWS_ERR_HANDSHAKE), with the HTTP status when the server answered one. */
+export class UpgradeError extends TwsError {
   constructor(message: string, readonly status?: number) {
-    super(message);
+    super('TWS_ERR_HANDSHAKE', message);
+    this.name = 'UpgradeError';
   }
-}
-
-/** The headers of our upgrade request beyond the caller's. */
-function upgradeHeaders(key: string): Record<string, string> {
-  return {
-    Connection: 'Upgrade',
-    Upgrade: 'websocket',
-    'Sec-WebSocket-Key': key,
-    'Sec-WebSocket-Version': '13',
-    'Sec-WebSocket-Protocol': SUBPROTOCOL,
-  };
-}
-
-/** What is wrong with a 101 answer to an upgrade sent with `key`; '' when nothing is. */
-export function upgradeProblem(headers: Record<string, string | string[] | undefined>, key: string): string {
-  if (headers['sec-websocket-accept'] !== acceptKey(key)) return 'bad Sec-WebSocket-Accept from the server';
-  if (headers['sec-websocket-protocol'] !== SUBPROTOCOL) return `server did not select the ${SUBPROTOCOL} subprotocol`;
-  if (headers['sec-websocket-extensions']) return 'server negotiated an extension we did not offer';
-  return '';
-}
-
-/** The upgrade request as bytes, for an engine that writes it itself (native TLS). */
-export function upgradeRequest(url: URL, headers: Record<string, string>, key: string): Buffer {
-  const all: Record<string, string> = { Host: url.host, ...headers, ...upgradeHeaders(key) };
-  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`];
-  for (const [name, value] of Object.entries(all)) {
-    // The config loader already refuses these; a header must never smuggle a line break.
-    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new UpgradeError(`header ${JSON.stringify(name)} holds a line break`);
-    lines.push(`${name}: ${value}`);
-  }
-  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
-}
-
-/** Status and headers (names lower-cased, repeats joined) of an HTTP/1.x response head; undefined if it is not one. */
-export function parseResponseHead(head: string): { status: number; headers: Record<string, string> } | undefined {
-  const lines = head.split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '');
-  if (!m) return undefined;
-  const headers: Record<string, string> = {};
-  for (const line of lines.slice(1)) {
-    if (!line) continue;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
-  }
-  return { status: Number(m[1]), headers };
 }
 
 /** How rawUpgrade reaches the server: through an HTTP CONNECT proxy, with Node's TLS (wss://), abortable. */

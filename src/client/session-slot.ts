@@ -13,7 +13,8 @@ import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
 import { ConnectOptions, describeTlsFailure } from './connect-options';
 import { openTcp } from './open-tcp';
-import { parseResponseHead, rawUpgrade, upgradeProblem, upgradeRequest, UpgradeError } from './raw-upgrade';
+import { parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
+import { rawUpgrade, UpgradeError } from './raw-upgrade';
 
 export interface SlotOptions {
   server: URL;

@@ -9,8 +9,8 @@ import { TwsError } from '../util/errors';
 import { HostPort, parseHostPort } from '../util/address';
 import { readPasswordFile } from '../util/password-file';
 import type { LogLevel } from '../util/log';
-import { parseProxyUrl } from '../client/proxy';
-import { AllowRule, parseAllowRules } from '../server/allow-list';
+import { parseProxyUrl } from '../util/proxy-url';
+import { AllowRule, parseAllowRules } from '../policy/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 
 export interface CommonConfig {

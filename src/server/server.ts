@@ -14,11 +14,12 @@ import { AUTH_HEADER, CloseCode, ResetCode, StreamKind } from '../protocol/const
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
-import type { AllowList } from './allow-list';
+import type { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
-import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
+import { upgradeResponse } from '../protocol/upgrade';
+import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
 
 export interface TwsServerOptions {
   listen: HostPort;

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
 import { TwsError } from '../util/errors';
 import { readPasswordFile } from '../util/password-file';
-import { AllowList, parseAllowRules } from './allow-list';
+import { AllowList, parseAllowRules } from '../policy/allow-list';
 
 export interface User {
   name: string;
