@@ -19,7 +19,7 @@ import { AllowList, AllowRule, parseAllowRules } from './policy/allow-list';
 import { TwsServer, TwsServerOptions } from './server/server';
 import { loadUsers, User } from './server/users';
 import { HostPort, parseHostPort } from './util/address';
-import { errorLine, TwsError } from './util/errors';
+import { errorLine, fail } from './util/errors';
 import { Logger, silentLogger } from './util/log';
 import { parseProxyUrl, showProxy } from './util/proxy-url';
 
@@ -92,7 +92,7 @@ export interface RunningClient {
 function address(value: string | HostPort, what: string): HostPort {
   if (typeof value !== 'string') return value;
   const parsed = parseHostPort(value, true);
-  if (typeof parsed === 'string') throw new TwsError('TWS_ERR_CONFIG', `${what}: ${parsed}`);
+  if (typeof parsed === 'string') fail('TWS_ERR_CONFIG', `${what}: ${parsed}`);
   return parsed;
 }
 
@@ -108,7 +108,7 @@ function readTls(tls: ServerTls): { cert: string | Buffer; key: string | Buffer 
     try {
       return readFileSync(file);
     } catch (err) {
-      throw new TwsError('TWS_ERR_CONFIG', `cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return fail('TWS_ERR_CONFIG', `cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   };
   const pem = { cert: read(tls.certFile, 'TLS certificate'), key: read(tls.keyFile, 'TLS key') };
@@ -116,7 +116,7 @@ function readTls(tls: ServerTls): { cert: string | Buffer; key: string | Buffer 
     createSecureContext(pem);
   } catch (err) {
     // OpenSSL's message names the problem (e.g. key values mismatch), never the key itself.
-    throw new TwsError('TWS_ERR_CONFIG', `bad TLS certificate/key (${tls.certFile}, ${tls.keyFile}): ${(err as Error).message}`);
+    fail('TWS_ERR_CONFIG', `bad TLS certificate/key (${tls.certFile}, ${tls.keyFile}): ${(err as Error).message}`);
   }
   return pem;
 }

@@ -7,6 +7,7 @@
  */
 import { connect as netConnect, Socket } from 'node:net';
 import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
+import { TwsError } from '../util/errors';
 import { parseProxyUrl, showProxy } from '../util/proxy-url';
 
 /** The proxy to use for `server`, or undefined for a direct connection. */
@@ -49,8 +50,8 @@ export function viaProxy(proxy: URL, timeoutMs: number, tls?: ConnectionOptions)
       if (err) sock.destroy();
       cb(err, s);
     };
-    const timer = setTimeout(() => finish(new Error(`proxy ${showProxy(proxy)}: no answer to CONNECT within ${timeoutMs} ms`)), timeoutMs);
-    sock.once('error', (err: NodeJS.ErrnoException) => finish(new Error(`proxy ${showProxy(proxy)}: ${err.code ?? err.message}`)));
+    const timer = setTimeout(() => finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)}: no answer to CONNECT within ${timeoutMs} ms`)), timeoutMs);
+    sock.once('error', (err: NodeJS.ErrnoException) => finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)}: ${err.code ?? err.message}`)));
     sock.once('connect', () => {
       const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
       if (proxy.username) {
@@ -64,13 +65,13 @@ export function viaProxy(proxy: URL, timeoutMs: number, tls?: ConnectionOptions)
       buf = Buffer.concat([buf, chunk]);
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (buf.length > 16384) finish(new Error(`proxy ${showProxy(proxy)}: answer to CONNECT too long`));
+        if (buf.length > 16384) finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)}: answer to CONNECT too long`));
         return;
       }
       sock.off('data', onData);
       const status = /^HTTP\/1\.[01] (\d{3})([^\r\n]*)/.exec(buf.subarray(0, end).toString('latin1'));
       if (!status || status[1] !== '200') {
-        finish(new Error(`proxy ${showProxy(proxy)} refused CONNECT ${authority}: ${status ? `HTTP ${status[1]}${status[2]}` : 'not an HTTP answer'}`));
+        finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)} refused CONNECT ${authority}: ${status ? `HTTP ${status[1]}${status[2]}` : 'not an HTTP answer'}`));
         return;
       }
       const rest = buf.subarray(end + 4);

@@ -11,6 +11,7 @@ import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { constants as osConstants } from 'node:os';
 import { ResetCode } from '../protocol/constants';
+import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
 import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
@@ -177,7 +178,7 @@ class NativeSession extends EventEmitter implements EngineSession {
         if (e.text.startsWith('peer silent')) this.log.warn(`${e.text} (timeout ${this.opts.timeoutMs} ms); closing session`);
         else if (e.code === 1002 || e.code === 1009) this.log.warn(`protocol error: ${e.text}; session closed`);
         this.closed = true;
-        this.upgrade?.reject(new Error(e.text || `closed (${e.code})`));
+        this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || `closed (${e.code})`));
         this.upgrade = undefined;
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
@@ -194,7 +195,7 @@ class NativeSession extends EventEmitter implements EngineSession {
     this.streams.set(stream, { target, openedAt: Date.now(), abort });
     let answered = false;
     const once = (): boolean => {
-      if (answered) throw new Error('open request answered twice');
+      if (answered) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice');
       answered = true;
       // Answered: nothing is left to cancel, and an idle stream should not hold an AbortController.
       const entry = this.streams.get(stream);

@@ -10,7 +10,7 @@ import {
   CloseCode, EARLY_DATA_LIMIT, HEADER_LEN, MAX_DATA, MAX_U32, RESET_NAMES, ResetCode, StreamKind, StreamKindValue,
 } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
-import { ProtocolError } from '../../util/errors';
+import { ProtocolError, TwsError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
 import { addProcessCredit, processFull, sessionShare, windowRoom } from '../credit';
 import { validateSessionOptions } from '../options';
@@ -309,13 +309,13 @@ export class JsSession extends EventEmitter implements EngineSession {
       target: f.target,
       signal: s.abort.signal,
       accept: (socket) => {
-        if (answered || s.isUdp) throw new Error('open request answered twice, or a udp request given a socket');
+        if (answered || s.isUdp) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice, or a udp request given a socket');
         answered = true;
         if (s.done) { socket.destroy(); return; }
         this.onAccepted(s, socket);
       },
       acceptDatagrams: (port) => {
-        if (answered || !s.isUdp) throw new Error('open request answered twice, or a tcp request given a datagram port');
+        if (answered || !s.isUdp) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice, or a tcp request given a datagram port');
         answered = true;
         if (s.done) { port.close(); return; }
         this.markOpen(s);
@@ -325,7 +325,7 @@ export class JsSession extends EventEmitter implements EngineSession {
         if (s.finRecv) this.finish(s, 'fin', 'info');
       },
       reject: (code, reason) => {
-        if (answered) throw new Error('open request answered twice');
+        if (answered) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice');
         answered = true;
         if (s.done) return;
         this.send(codec.encodeReset(s.id, code, reason));
