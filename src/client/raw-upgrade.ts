@@ -40,18 +40,20 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port || (route.tls ? 443 : 80));
   const { tls, proxy } = route;
-  const createConnection = proxy ? viaProxy(proxy, timeoutMs, tls) : tls ? () => tlsConnect({ host, port, ...tls, timeout: timeoutMs }) : undefined;
+  const createConnection = proxy ? viaProxy(proxy, timeoutMs, tls) : tls ? () => tlsConnect({ host, port, ...tls }) : undefined;
   return new Promise((resolve, reject) => {
     const req = request({
       host,
       port,
       path: `${url.pathname}${url.search}`,
       headers: { ...headers, ...upgradeHeaders(key) },
-      timeout: timeoutMs,
       ...(route.signal ? { signal: route.signal } : {}),
       ...(createConnection ? { createConnection: createConnection as never } : {}),
     });
+    // One deadline for the whole attempt (connect, proxy, TLS, answer), as ws's handshakeTimeout: a server trickling bytes cannot stretch it.
+    const deadline = setTimeout(() => req.destroy(new UpgradeError(`no answer to the upgrade within ${timeoutMs} ms`)), timeoutMs);
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
+      clearTimeout(deadline);
       const problem = upgradeProblem(res.headers, key);
       if (problem) {
         socket.destroy();
@@ -60,14 +62,15 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
       resolve({ socket, head });
     });
     req.on('response', (res) => {
+      clearTimeout(deadline);
       res.resume();
       req.destroy();
       reject(new UpgradeError(`server answered HTTP ${res.statusCode}`, res.statusCode));
     });
-    // Also where our createConnection made the socket (TLS, proxy), which the `timeout` option alone does not cover.
-    req.setTimeout(timeoutMs);
-    req.on('timeout', () => req.destroy(new UpgradeError(`no answer to the upgrade within ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(err instanceof UpgradeError ? err : new UpgradeError(describeConnectError(err))));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(deadline);
+      reject(err instanceof UpgradeError ? err : new UpgradeError(describeConnectError(err)));
+    });
     req.end();
   });
 }
