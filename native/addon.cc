@@ -2,14 +2,15 @@
 //
 // NativeEngine wraps the data plane (io/engine.h): commands go in as method
 // calls that return at once; control events come back in batches through one
-// ThreadSafeFunction. Payload bytes never cross. The TypeScript side is
-// src/engine/native.ts; the boundary is described in docs/architecture.md.
-// decodeStream() exposes the parser for differential tests.
+// ThreadSafeFunction. Payload bytes never cross. Every export, command and
+// event shape is typed in src/engine/native-addon.ts, which checks kAbiVersion
+// at load. testing.decodeStream() exposes the parser for differential tests.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <napi.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -21,6 +22,11 @@
 #include "io/tls_wire.h"
 
 namespace {
+
+// The binding's version, exported as abiVersion: src/engine/native-addon.ts
+// (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
+// command, an argument, an option or an event shape changes.
+constexpr uint32_t kAbiVersion = 1;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -399,13 +405,15 @@ Napi::Value MakeTlsServerContext(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
-  exports.Set("decodeStream", Napi::Function::New(env, DecodeStream, "decodeStream"));
   exports.Set("NativeEngine", NativeEngine::Define(env));
   exports.Set("tlsClientContext", Napi::Function::New(env, MakeTlsClientContext, "tlsClientContext"));
   exports.Set("tlsServerContext", Napi::Function::New(env, MakeTlsServerContext, "tlsServerContext"));
-  // What this build of the addon can do; the loader reports it.
-  exports.Set("dataPlane", Napi::Boolean::New(env, true));
+  // Test-only entry points, kept apart so the production surface is the above.
+  Napi::Object testing = Napi::Object::New(env);
+  testing.Set("decodeStream", Napi::Function::New(env, DecodeStream, "decodeStream"));
+  exports.Set("testing", testing);
   return exports;
 }
 

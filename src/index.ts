@@ -1,6 +1,6 @@
 /** Programmatic API of tws-native. */
 export { createServer, createClient } from './api';
-export type { CreateServerOptions, CreateClientOptions } from './api';
+export type { CreateServerOptions, CreateClientOptions, RunningServer, RunningClient, ServerTls } from './api';
 export { TwsServer } from './server/server';
 export type { TwsServerOptions } from './server/server';
 export { TwsClient } from './client/client';

@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { TwsError } from '../util/errors';
+import { fail, TwsError } from '../util/errors';
 import { proxyFor } from './proxy';
 
 export interface ConnectOptions {
@@ -28,9 +28,6 @@ export interface ConnectOptions {
 // Where Debian/Ubuntu, RHEL/Fedora and Alpine keep the system bundle (OpenSSL's default file).
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem'];
 
-function fail(message: string): never {
-  throw new TwsError('TWS_ERR_CONFIG', message);
-}
 
 const PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -40,10 +37,10 @@ function certsIn(file: string, what: string): string[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    fail(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    fail('TWS_ERR_CONFIG', `cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const certs = text.match(PEM) ?? [];
-  if (certs.length === 0) fail(`${what} ${file} holds no PEM certificate`);
+  if (certs.length === 0) fail('TWS_ERR_CONFIG', `${what} ${file} holds no PEM certificate`);
   return certs;
 }
 
@@ -61,7 +58,7 @@ export function trustedRoots(caFile: string | undefined, env: NodeJS.ProcessEnv 
       try {
         names = readdirSync(dir);
       } catch (err) {
-        fail(`cannot read SSL_CERT_DIR ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        fail('TWS_ERR_CONFIG', `cannot read SSL_CERT_DIR ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
       for (const name of names) {
         // Like OpenSSL, a directory entry that is not a readable file (a dangling hash link, say) is skipped.
@@ -104,6 +101,7 @@ const TLS_HINT = 'trust its CA with --ca FILE, or use --sni if the certificate i
 
 /** One clear line for a failed connection; TLS verification failures say what to do. */
 export function describeConnectError(err: NodeJS.ErrnoException): string {
+  if (err instanceof TwsError) return err.message;  // already one line of ours (a proxy failure, say)
   const code = err.code ?? '';
   if (TLS_CODES.test(code)) return `TLS: ${err.message} (${code}); ${TLS_HINT}`;
   return code || err.message;

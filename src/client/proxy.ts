@@ -8,6 +8,7 @@
 import { connect as netConnect, Socket } from 'node:net';
 import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
 import { TwsError } from '../util/errors';
+import { parseProxyUrl, showProxy } from '../util/proxy-url';
 
 /** The proxy to use for `server`, or undefined for a direct connection. */
 export function proxyFor(server: URL, flag: URL | undefined, env: NodeJS.ProcessEnv = process.env): URL | undefined {
@@ -27,23 +28,6 @@ export function bypassed(hostname: string, noProxy: string | undefined): boolean
     const e = entry.toLowerCase().replace(/^\[|\]$/g, '').replace(/^\*?\./, '').replace(/:\d+$/, '');
     return host === e || host.endsWith(`.${e}`);
   });
-}
-
-/** Validates a proxy URL: http://[user:pass@]host:port. */
-export function parseProxyUrl(raw: string, where: string): URL {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new TwsError('TWS_ERR_CONFIG', `${where}: not a URL (expected http://[user:pass@]host:port)`);
-  }
-  if (url.protocol !== 'http:') throw new TwsError('TWS_ERR_CONFIG', `${where}: only http:// proxies are supported (the tunnel inside is still TLS for wss://)`);
-  return url;
-}
-
-/** A proxy URL without its credentials, for logs. */
-export function showProxy(url: URL): string {
-  return `http://${url.host}`;
 }
 
 type Callback = (err: Error | null, socket?: Socket) => void;
@@ -66,8 +50,8 @@ export function viaProxy(proxy: URL, timeoutMs: number, tls?: ConnectionOptions)
       if (err) sock.destroy();
       cb(err, s);
     };
-    const timer = setTimeout(() => finish(new Error(`proxy ${showProxy(proxy)}: no answer to CONNECT within ${timeoutMs} ms`)), timeoutMs);
-    sock.once('error', (err: NodeJS.ErrnoException) => finish(new Error(`proxy ${showProxy(proxy)}: ${err.code ?? err.message}`)));
+    const timer = setTimeout(() => finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)}: no answer to CONNECT within ${timeoutMs} ms`)), timeoutMs);
+    sock.once('error', (err: NodeJS.ErrnoException) => finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)}: ${err.code ?? err.message}`)));
     sock.once('connect', () => {
       const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
       if (proxy.username) {
@@ -81,13 +65,13 @@ export function viaProxy(proxy: URL, timeoutMs: number, tls?: ConnectionOptions)
       buf = Buffer.concat([buf, chunk]);
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (buf.length > 16384) finish(new Error(`proxy ${showProxy(proxy)}: answer to CONNECT too long`));
+        if (buf.length > 16384) finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)}: answer to CONNECT too long`));
         return;
       }
       sock.off('data', onData);
       const status = /^HTTP\/1\.[01] (\d{3})([^\r\n]*)/.exec(buf.subarray(0, end).toString('latin1'));
       if (!status || status[1] !== '200') {
-        finish(new Error(`proxy ${showProxy(proxy)} refused CONNECT ${authority}: ${status ? `HTTP ${status[1]}${status[2]}` : 'not an HTTP answer'}`));
+        finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)} refused CONNECT ${authority}: ${status ? `HTTP ${status[1]}${status[2]}` : 'not an HTTP answer'}`));
         return;
       }
       const rest = buf.subarray(end + 4);

@@ -4,20 +4,17 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { createSecureContext, SecureContext } from 'node:tls';
-import { WebSocket } from 'ws';
+import { isIP } from 'node:net';
+import { ConnectionOptions, createSecureContext, SecureContext } from 'node:tls';
 import { buildAuthHeader } from '../auth/tws-auth';
-import { jsEngine } from '../engine/js';
-import type { Engine, EngineSession, FdEngine, PendingUpgrade, WsEngine } from '../engine/types';
+import type { Engine, EngineSession, EngineTls, PendingUpgrade } from '../engine/types';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
-import { MAX_MESSAGE, SUBPROTOCOL } from '../protocol/constants';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
-import { ConnectOptions, describeConnectError, describeTlsFailure } from './connect-options';
+import { ConnectOptions, describeTlsFailure } from './connect-options';
 import { openTcp } from './open-tcp';
-import { viaProxy } from './proxy';
-import { parseResponseHead, rawUpgrade, upgradeProblem, upgradeRequest, UpgradeError } from './raw-upgrade';
+import { parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
+import { rawUpgrade, UpgradeError } from './raw-upgrade';
 
 export interface SlotOptions {
   server: URL;
@@ -47,7 +44,9 @@ export class SessionSlot extends EventEmitter {
   session: EngineSession | undefined;
   private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
-  private ws: WebSocket | undefined;
+  /** Aborts the upgrade request in flight (Node TLS or plain). */
+  private upgrading: AbortController | undefined;
+  /** A client session whose TLS and upgrade the engine is running. */
   private pending: PendingUpgrade | undefined;
   /** The trusted roots as one PEM string, built once: the native engine caches its TLS context by it. */
   private readonly caPem: string;
@@ -70,7 +69,8 @@ export class SessionSlot extends EventEmitter {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (this.ws && !this.session) this.ws.terminate();
+    this.upgrading?.abort();
+    this.upgrading = undefined;
     this.pending?.abort();
     this.pending = undefined;
   }
@@ -78,11 +78,10 @@ export class SessionSlot extends EventEmitter {
   private connect(): void {
     if (this.stopped) return;
     const { engine, server } = this.opts;
-    // A TLS connection cannot be handed over by fd: wss:// runs its TLS in the
-    // engine when it can, else on the js engine.
-    if (engine.handoff === 'fd' && server.protocol === 'ws:') this.connectRaw(engine);
-    else if (engine.handoff === 'fd' && engine.adoptTls) this.connectTls(engine.adoptTls.bind(engine));
-    else this.connectWs(engine.handoff === 'ws' ? engine : jsEngine);
+    // wss:// runs its TLS in the engine when the engine runs TLS itself (a
+    // TLS socket cannot be handed over by fd), else in Node.
+    if (server.protocol === 'wss:' && engine.tls) this.connectTls(engine.tls);
+    else this.connectUpgrade(engine);
   }
 
   private sessionOptions(): ReturnType<typeof sessionOptions> {
@@ -94,7 +93,6 @@ export class SessionSlot extends EventEmitter {
 
   /** Logs why a connection attempt failed and schedules the next one. */
   private failed(why: string): void {
-    this.ws = undefined;
     this.emit('connect-failed', why);
     const delay = this.backoff.next();
     // Repeated identical failures are logged once at warn, then at debug.
@@ -116,21 +114,39 @@ export class SessionSlot extends EventEmitter {
     return { ...c.headers, ...(c.hostHeader ? { Host: c.hostHeader } : {}), 'Tws-Auth': buildAuthHeader(this.opts.passwd, this.opts.user) };
   }
 
-  private connectRaw(engine: FdEngine): void {
-    const headers = this.headers();
-    const proxy = this.opts.connect?.proxy;
-    rawUpgrade(this.opts.server, headers, this.opts.timeout, proxy ? viaProxy(proxy, this.opts.timeout) : undefined).then(({ socket, head }) => {
-      if (this.stopped) {
-        socket.destroy();
-        return;
-      }
-      this.lastError = '';
-      this.attach(engine.adoptSocket(socket, head, Buffer.alloc(0), this.sessionOptions()));
-    }, (err: UpgradeError) => this.failed(`${err.message}${SessionSlot.hint(err.status)}`));
+  /** Node's TLS settings for wss:// (one secure context for every attempt: Node would otherwise parse all the roots again each time). */
+  private nodeTls(): ConnectionOptions {
+    const c = this.opts.connect ?? {};
+    this.secureContext ??= createSecureContext(c.ca ? { ca: c.ca } : {});
+    const host = this.opts.server.hostname.replace(/^\[|\]$/g, '');
+    const servername = c.sni ?? (isIP(host) ? undefined : host);
+    return { secureContext: this.secureContext, rejectUnauthorized: !c.insecure, ...(servername ? { servername } : {}) };
+  }
+
+  /** ws://, or wss:// with TLS in Node: we do the upgrade and hand the engine the upgraded socket. */
+  private connectUpgrade(engine: Engine): void {
+    const { server, timeout } = this.opts;
+    const secure = server.protocol === 'wss:';
+    if (secure && !engine.adoptsTlsSockets) return this.failed(`the ${engine.name} engine can neither run TLS nor take a TLS socket`);
+    const abort = new AbortController();
+    this.upgrading = abort;
+    rawUpgrade(server, this.headers(), timeout, { proxy: this.opts.connect?.proxy, tls: secure ? this.nodeTls() : undefined, signal: abort.signal })
+      .then(({ socket, head }) => {
+        this.upgrading = undefined;
+        if (this.stopped) {
+          socket.destroy();
+          return;
+        }
+        this.lastError = '';
+        this.attach(engine.adopt(socket, head, Buffer.alloc(0), this.sessionOptions()), secure ? `TLS in the ${engine.name} engine` : '');
+      }, (err: UpgradeError) => {
+        this.upgrading = undefined;
+        if (!this.stopped) this.failed(`${err.message}${SessionSlot.hint(err.status)}`);
+      });
   }
 
   /** wss:// on an engine that runs TLS itself: we open the TCP connection and judge the answer. */
-  private connectTls(adoptTls: NonNullable<FdEngine['adoptTls']>): void {
+  private connectTls(engineTls: EngineTls): void {
     const { server, timeout } = this.opts;
     const c = this.opts.connect ?? {};
     const host = server.hostname.replace(/^\[|\]$/g, '');
@@ -148,7 +164,7 @@ export class SessionSlot extends EventEmitter {
         return;
       }
       const name = c.sni ?? host;
-      const pending = adoptTls(socket, { ca: this.caPem, insecure: c.insecure === true, servername: name, verifyName: name }, request, this.sessionOptions());
+      const pending = engineTls.adoptTls(socket, { ca: this.caPem, insecure: c.insecure === true, servername: name, verifyName: name }, request, this.sessionOptions());
       this.pending = pending;
       pending.response.then((head) => {
         this.pending = undefined;
@@ -162,61 +178,12 @@ export class SessionSlot extends EventEmitter {
           return;
         }
         this.lastError = '';
-        this.attach(pending.accept(), 'TLS in the native engine');
+        this.attach(pending.accept(), `TLS in the ${this.opts.engine.name} engine`);
       }, (err: Error) => {
         this.pending = undefined;
         if (!this.stopped) this.failed(err.message.startsWith('TLS: ') ? describeTlsFailure(err.message) : err.message);
       });
     }, (err: Error) => this.failed(err.message));
-  }
-
-  private connectWs(engine: WsEngine): void {
-    const { opts } = this;
-    const c = opts.connect ?? {};
-    const secure = opts.server.protocol === 'wss:';
-    // One secure context for every attempt: Node would otherwise parse all the roots again each time.
-    if (secure) this.secureContext ??= createSecureContext(c.ca ? { ca: c.ca } : {});
-    const tls = { secureContext: this.secureContext, rejectUnauthorized: !c.insecure, ...(c.sni ? { servername: c.sni } : {}) };
-    const ws = new WebSocket(opts.server, [SUBPROTOCOL], {
-      perMessageDeflate: false,
-      autoPong: false,  // the session answers pings itself, keeping only the latest pong owed
-      maxPayload: MAX_MESSAGE,
-      handshakeTimeout: opts.timeout,
-      followRedirects: false,
-      headers: this.headers(),
-      ...(secure ? tls : {}),
-      ...(c.proxy ? { createConnection: viaProxy(c.proxy, opts.timeout, secure ? tls : undefined) as never } : {}),
-    });
-    this.ws = ws;
-    let failed = false;
-    // After the handshake the session owns the WebSocket: its later close or
-    // error (say, after a GOAWAY moved this slot on) is not a failed attempt.
-    let opened = false;
-    const fail = (why: string): void => {
-      if (failed) return;
-      failed = true;
-      this.failed(why);
-    };
-    ws.on('unexpected-response', (req, res: IncomingMessage) => {
-      res.resume();
-      req.destroy();
-      fail(`server answered HTTP ${res.statusCode}${SessionSlot.hint(res.statusCode)}`);
-    });
-    ws.on('error', (err: NodeJS.ErrnoException) => {
-      if (!opened) fail(describeConnectError(err));
-    });
-    ws.on('close', () => {
-      if (!opened && !failed) fail('connection closed during handshake');
-    });
-    ws.on('open', () => {
-      opened = true;
-      if (this.stopped) {
-        ws.close(1001, 'client stopping');
-        return;
-      }
-      this.lastError = '';
-      this.attach(engine.adopt(ws, this.sessionOptions()), secure ? 'TLS in the js engine' : '');
-    });
   }
 
   private attach(session: EngineSession, how = ''): void {
@@ -227,7 +194,6 @@ export class SessionSlot extends EventEmitter {
     const detach = (): void => {
       if (this.session !== session) return;
       this.session = undefined;
-      this.ws = undefined;
       this.backoff.sessionEnded(Date.now() - started);
       if (!this.stopped) this.schedule(this.backoff.next());
     };

@@ -5,12 +5,12 @@
  */
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
-import { TwsError } from '../util/errors';
+import { fail } from '../util/errors';
 import { HostPort, parseHostPort } from '../util/address';
 import { readPasswordFile } from '../util/password-file';
 import type { LogLevel } from '../util/log';
-import { parseProxyUrl } from '../client/proxy';
-import { AllowRule, parseAllowRules } from '../server/allow-list';
+import { parseProxyUrl } from '../util/proxy-url';
+import { AllowRule, parseAllowRules } from '../policy/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 
 export interface CommonConfig {
@@ -68,25 +68,25 @@ function parseHeaders(value: unknown, where: string): Record<string, string> {
   if (list) {
     for (const item of list) {
       const m = typeof item === 'string' ? /^([^:]+):(.*)$/.exec(item) : null;
-      if (!m) fail(`${where}: expected "Name: value", got ${JSON.stringify(item)}`);
+      if (!m) fail('TWS_ERR_CONFIG', `${where}: expected "Name: value", got ${JSON.stringify(item)}`);
       pairs.push([m[1]!.trim(), m[2]!.trim()]);
     }
   } else if (value && typeof value === 'object') {
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      if (typeof v !== 'string' && typeof v !== 'number') fail(`${where}: header ${JSON.stringify(k)} needs a string value`);
+      if (typeof v !== 'string' && typeof v !== 'number') fail('TWS_ERR_CONFIG', `${where}: header ${JSON.stringify(k)} needs a string value`);
       pairs.push([k.trim(), String(v).trim()]);
     }
   } else {
-    fail(`${where}: expected a list of "Name: value" strings or a mapping`);
+    fail('TWS_ERR_CONFIG', `${where}: expected a list of "Name: value" strings or a mapping`);
   }
   const out: Record<string, string> = {};
   for (const [name, v] of pairs) {
-    if (!TOKEN.test(name)) fail(`${where}: ${JSON.stringify(name)} is not a valid header name`);
+    if (!TOKEN.test(name)) fail('TWS_ERR_CONFIG', `${where}: ${JSON.stringify(name)} is not a valid header name`);
     const lower = name.toLowerCase();
     if (RESERVED_HEADERS.has(lower) || lower.startsWith('sec-websocket-')) {
-      fail(`${where}: the handshake sets ${name} itself${lower === 'host' ? ' (use --host-header)' : ''}`);
+      fail('TWS_ERR_CONFIG', `${where}: the handshake sets ${name} itself${lower === 'host' ? ' (use --host-header)' : ''}`);
     }
-    if (/[\r\n\0]/.test(v)) fail(`${where}: the value of ${name} contains a line break`);
+    if (/[\r\n\0]/.test(v)) fail('TWS_ERR_CONFIG', `${where}: the value of ${name} contains a line break`);
     out[name] = v;
   }
   return out;
@@ -100,9 +100,6 @@ interface Sourced {
   where: string;
 }
 
-function fail(message: string): never {
-  throw new TwsError('TWS_ERR_CONFIG', message);
-}
 
 /** Reads and parses a YAML config file into a layer, rejecting unknown keys. */
 export function readConfigFile(file: string, mode: Mode): Layer {
@@ -110,23 +107,23 @@ export function readConfigFile(file: string, mode: Mode): Layer {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    fail(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    fail('TWS_ERR_CONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let doc: unknown;
   try {
     doc = yaml.load(text, { filename: file });
   } catch (err) {
-    fail(`config file ${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    fail('TWS_ERR_CONFIG', `config file ${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
   if (doc === undefined || doc === null) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) fail(`config file ${file}: expected a mapping of keys to values`);
+  if (typeof doc !== 'object' || Array.isArray(doc)) fail('TWS_ERR_CONFIG', `config file ${file}: expected a mapping of keys to values`);
   const byKey = new Map(settingsFor(mode).map((s) => [s.key, s]));
   const layer: Layer = {};
   for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
     const setting = byKey.get(key);
     if (!setting) {
       const known = [...byKey.keys()].join(', ');
-      fail(`config file ${file}: unknown key "${key}" for tws ${mode} (known: ${known})`);
+      fail('TWS_ERR_CONFIG', `config file ${file}: unknown key "${key}" for tws ${mode} (known: ${known})`);
     }
     layer[setting.name] = value;
   }
@@ -137,7 +134,7 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
   const { value, where } = src;
   const bad = (expected: string): never => {
     const shown = s.kind.type === 'secret' ? '' : `, got ${JSON.stringify(value)}`;
-    return fail(`${where}: expected ${expected}${shown}`);
+    return fail('TWS_ERR_CONFIG', `${where}: expected ${expected}${shown}`);
   };
   switch (kind.type) {
     case 'int': {
@@ -158,7 +155,7 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     case 'target': {
       if (typeof value !== 'string') return bad('host:port');
       const hp = parseHostPort(value.trim(), kind.type === 'listen');
-      if (typeof hp === 'string') fail(`${where}: ${hp} in ${JSON.stringify(value)}`);
+      if (typeof hp === 'string') fail('TWS_ERR_CONFIG', `${where}: ${hp} in ${JSON.stringify(value)}`);
       return kind.type === 'listen' ? hp : value.trim();
     }
     case 'url': {
@@ -170,7 +167,7 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
         return bad('a ws:// or wss:// URL');
       }
       if (url.protocol !== 'ws:' && url.protocol !== 'wss:') bad('a ws:// or wss:// URL');
-      if (url.username || url.password) fail(`${where}: put the password in passwd, not in the URL`);
+      if (url.username || url.password) fail('TWS_ERR_CONFIG', `${where}: put the password in passwd, not in the URL`);
       return url;
     }
     case 'path':
@@ -190,12 +187,12 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
       return parseAllowRules(value, where);
     case 'proxy':
       // Never echo the value: it may hold the proxy password.
-      if (typeof value !== 'string') fail(`${where}: expected http://[user:pass@]host:port`);
+      if (typeof value !== 'string') fail('TWS_ERR_CONFIG', `${where}: expected http://[user:pass@]host:port`);
       return parseProxyUrl(value.trim(), where);
     case 'secret':
     case 'file':
       if (typeof value !== 'string' && typeof value !== 'number') return bad('a string');
-      if (String(value).length === 0) fail(`${where}: must not be empty`);
+      if (String(value).length === 0) fail('TWS_ERR_CONFIG', `${where}: must not be empty`);
       return String(value);
   }
 }
@@ -231,18 +228,18 @@ export function resolveConfig(
   if (out.passwdFile !== undefined) {
     const fromFile = readPasswordFile(out.passwdFile as string);
     // Two sources for the secret are more likely a mistake than a wish; refuse rather than guess.
-    if (out.passwd !== undefined) fail('give either passwd (-p/--passwd, TWS_PASSWD) or passwd_file (--passwd-file), not both');
+    if (out.passwd !== undefined) fail('TWS_ERR_CONFIG', 'give either passwd (-p/--passwd, TWS_PASSWD) or passwd_file (--passwd-file), not both');
     out.passwd = fromFile;
   }
   // A server with a users file may go without a shared password (then every client names a user).
   if (out.passwd === undefined && !(mode === 'server' && out.users !== undefined)) {
     missing.push(`-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")${mode === 'server' ? ', or --users' : ''}`);
   }
-  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail('give both --tls-cert and --tls-key (config keys "tls_cert", "tls_key"), or neither');
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail('TWS_ERR_CONFIG', 'give both --tls-cert and --tls-key (config keys "tls_cert", "tls_key"), or neither');
   if (typeof out.bufferBudget === 'number' && out.bufferBudget > 0 && out.bufferBudget < 64) {
-    fail('buffer_budget (--buffer-budget): at least 64 (MiB), or 0 for automatic');
+    fail('TWS_ERR_CONFIG', 'buffer_budget (--buffer-budget): at least 64 (MiB), or 0 for automatic');
   }
-  if (missing.length > 0) fail(`missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
+  if (missing.length > 0) fail('TWS_ERR_CONFIG', `missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
   delete out.passwdFile;
   return out as unknown as ServerConfig | ClientConfig;
 }

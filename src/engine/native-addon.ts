@@ -1,37 +1,149 @@
 /**
- * Loads the native addon (a dev tree's build/Release first, then prebuilds/)
- * with node-gyp-build. Never throws: a failed load is a reason string, and
- * tws falls back to the js engine.
+ * The addon boundary, in one place: everything native/addon.cc exports,
+ * every command its NativeEngine takes and every event it delivers, and the
+ * loader. The loader refuses an addon whose ABI version is not this file's
+ * (an old build left in build/Release, say): tws then falls back to the js
+ * engine with one warning line naming the mismatch. Never throws: a failed
+ * load is a reason string.
  */
 import { join } from 'node:path';
 
+/**
+ * The binding's version: native/addon.cc exports the same number as
+ * `abiVersion`. Raise both together whenever a command, an argument, an
+ * option or an event shape below changes.
+ */
+export const NATIVE_ABI = 1;
+
+/** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
+export interface NativeSessionOptions {
+  server: boolean;
+  timeoutMs: number;
+  initialWindow: number;
+  maxWindow: number;
+  maxStreams: number;
+  udpTimeoutMs: number;
+  idleTimeoutMs?: number;
+  sessionBudget?: number;
+  processBudget?: number;
+  noUdp: boolean;
+}
+
+/** An opaque TLS context (a `Napi::External`): built once by tlsClientContext/tlsServerContext, reused per connection. */
+export type NativeTlsContext = object;
+
+/** One control event from the I/O thread; they arrive in batches (one array per call of the `onEvents` callback). */
+export interface NativeEvent {
+  /**
+   * open-request: `code` the stream kind, `text` the target.
+   * stream-closed: `bytesIn`/`bytesOut` of the stream, `text` how it ended (`fin` or why it was reset).
+   * session-closed: `code` the close code, `text` the reason, bytes of the whole session.
+   * goaway, idle: the peer drained us; the session has no streams left.
+   * window: `text` a window growth, for the debug log. rtt: `code` an idle-link ping round trip (µs).
+   * datagram: `payload` one UDP payload of `stream` (the only event carrying bytes; `text` is absent).
+   * upgrade-head: `text` the server's answer to an adoptTls upgrade.
+   * tls-failed: a frontTls connection failed before its upgrade; `session` is the front's id, `text` why.
+   * refused: an OPEN the engine refused itself; `code` the RESET code, `text` the target, `note` why.
+   */
+  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
+    | 'tls-failed' | 'refused';
+  session: number;
+  stream: number;
+  code: number;
+  bytesIn: number;
+  bytesOut: number;
+  text: string;
+  note?: string;
+  payload?: Buffer;
+}
+
+/** What the addon's NativeEngine counts (`stats()`): drops, and TLS connections held before their upgrade. */
+export interface NativeStats {
+  datagramsDropped: number;
+  fronts: number;
+}
+
+/**
+ * One NativeEngine: an I/O thread and the sessions on it. Every command
+ * returns at once. Handoff commands (adopt, adoptFront, openStream,
+ * acceptStream) return 0, or the errno that kept the engine from taking the
+ * socket (EMFILE: no fd left to dup it); the caller still owns its socket
+ * then. The engine dups every fd it is given (close-on-exec).
+ */
+export interface NativeCore {
+  adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: NativeSessionOptions): number;
+  /** Runs TLS and the upgrade `request` over a connected plain socket; '' or why TLS cannot run on it. */
+  adoptTls(session: number, fd: number, context: NativeTlsContext, names: { servername: string; verifyName: string }, request: Buffer,
+    o: NativeSessionOptions): string;
+  /** The `upgrade-head` of an adoptTls session was acceptable: the WebSocket session starts. */
+  upgraded(session: number): void;
+  /** Runs server TLS on an accepted socket; returns JavaScript's end of the plaintext socketpair (an fd it now owns), or why it cannot. */
+  frontTls(front: number, fd: number, context: NativeTlsContext): number | string;
+  /** The upgrade of a frontTls connection: the session takes over the TLS connection; `jsFd` is JavaScript's end of the pair. */
+  adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: NativeSessionOptions): number;
+  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): number;
+  acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
+  dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
+  rejectStream(session: number, stream: number, code: number, reason: string): void;
+  goaway(session: number, code: number, reason: string): void;
+  closeSession(session: number, code: number, reason: string): void;
+  openDatagramStream(session: number, stream: number, target: string): void;
+  acceptDatagrams(session: number, stream: number): void;
+  sendDatagram(session: number, stream: number, payload: Buffer): void;
+  stats(): NativeStats;
+  /** While sessions exist the events callback keeps the process alive; unref when none is left. */
+  ref(): void;
+  unref(): void;
+  /** Stops and joins the I/O thread (the environment's cleanup hook does it too). */
+  stop(): void;
+}
+
+/** What the parser made of one byte stream (`testing.decodeStream`). */
+export interface DecodedStream {
+  events: { kind: 'data' | 'frame' | 'control'; type: number; stream: number; body: Buffer }[];
+  closeCode: number;
+  reason: string;
+}
+
+/** Everything native/addon.cc exports. */
 export interface NativeAddon {
+  /** Must equal NATIVE_ABI; the loader checks it. */
+  abiVersion: number;
   napiVersion: number;
-  /** True once the addon carries the event-loop-free data plane. */
-  dataPlane: boolean;
-  /** Parses WebSocket bytes as a server (masked) or client would, decoding TWS2 inside. */
-  decodeStream(bytes: Buffer, server: boolean): {
-    events: { kind: 'data' | 'frame' | 'control'; type: number; stream: number; body: Buffer }[];
-    closeCode: number;
-    reason: string;
+  /** `new NativeEngine(onEvents, { busyPollUs })`: starts one I/O thread. */
+  NativeEngine: new (onEvents: (events: NativeEvent[]) => void, o?: { busyPollUs: number }) => NativeCore;
+  /** Trusted roots and TLS settings for adoptTls, built once, or why the roots are unusable. */
+  tlsClientContext(caPem: string, insecure: boolean): NativeTlsContext | string;
+  /** A server certificate chain and key for frontTls, or why they cannot be used. */
+  tlsServerContext(certPem: string, keyPem: string): NativeTlsContext | string;
+  /**
+   * For tests only (test/native/differential.test.ts); tws itself never calls these.
+   * decodeStream parses WebSocket bytes as a server (masked) or client would, decoding TWS2 inside.
+   */
+  testing: {
+    decodeStream(bytes: Buffer, server: boolean): DecodedStream;
   };
-  /** Trusted roots and TLS settings for adoptTls, built once (opaque), or why the roots are unusable. */
-  tlsClientContext(caPem: string, insecure: boolean): object | string;
-  /** A server certificate chain and key for frontTls (opaque), or why they cannot be used. */
-  tlsServerContext(certPem: string, keyPem: string): object | string;
 }
 
 let cached: { addon?: NativeAddon; error?: string } | undefined;
 
-/** The addon, or why it could not be loaded. */
+/** Why `addon` cannot be used by this build of tws, or undefined when it can. */
+function abiMismatch(addon: Partial<NativeAddon>): string | undefined {
+  if (addon.abiVersion === NATIVE_ABI) return undefined;
+  const got = typeof addon.abiVersion === 'number' ? `ABI version ${addon.abiVersion}` : 'no ABI version';
+  return `the addon has ${got}, this tws needs ${NATIVE_ABI} (rebuild it: npm run build:native)`;
+}
+
+/** The addon (a dev tree's build/Release first, then prebuilds/, or TWS_NATIVE_ADDON), or why it cannot be used. */
 export function loadNativeAddon(): { addon?: NativeAddon; error?: string } {
   if (cached) return cached;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     // TWS_NATIVE_ADDON picks a specific build (npm run test:asan uses a sanitizer build).
     const explicit = process.env.TWS_NATIVE_ADDON;
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    cached = { addon: explicit ? (require(explicit) as NativeAddon) : load(join(__dirname, '..', '..')) };
+    const addon = explicit ? (require(explicit) as NativeAddon) : load(join(__dirname, '..', '..'));
+    const mismatch = abiMismatch(addon);
+    cached = mismatch ? { error: mismatch } : { addon };
   } catch (err) {
     const msg = (err as Error).message.split('\n')[0] ?? 'unknown error';
     cached = { error: /No native build was found/.test(msg) ? 'no native build for this platform (run npm run build:native)' : msg };

@@ -1,6 +1,6 @@
 /**
- * The native engine: a typed wrapper over the addon's NativeEngine (see
- * native/addon.cc and native/io/engine.h). Sockets are handed over by fd
+ * The native engine: a typed wrapper over the addon's NativeEngine (the
+ * boundary is typed in native-addon.ts). Sockets are handed over by fd
  * (the addon dups them) and JavaScript's copies destroyed without a FIN;
  * every byte JavaScript already read goes along. Control events come back in
  * batches and are turned into the same EngineSession events as the js
@@ -8,33 +8,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { constants as osConstants } from 'node:os';
 import { ResetCode } from '../protocol/constants';
+import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
-import type { NativeAddon } from './native-addon';
+import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
-  DatagramPort, EngineSession, EngineStats, FdEngine, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
+  DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
 import { StreamIds, StreamLog } from './stream-log';
-
-interface NativeEvent {
-  /**
-   * tls-failed: a server's TLS connection failed before its upgrade; `session` is the front's id.
-   * refused: an OPEN the engine refused itself; `code` the RESET code, `text` the target, `note` why.
-   */
-  type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
-    | 'tls-failed' | 'refused';
-  session: number;
-  stream: number;
-  code: number;
-  bytesIn: number;
-  bytesOut: number;
-  text: string;
-  note?: string;
-  payload?: Buffer;
-}
 
 /** `EMFILE` for 24: how a failed handoff names its errno. */
 function errnoName(err: number): string {
@@ -42,36 +27,8 @@ function errnoName(err: number): string {
   return Object.keys(e).find((k) => e[k] === err) ?? `errno ${err}`;
 }
 
-/**
- * The addon's NativeEngine. Handoff commands (adopt, adoptFront, openStream,
- * acceptStream) return 0, or the errno that kept the engine from taking the
- * socket (EMFILE: no fd left to dup); the caller still owns its socket then.
- */
-export interface NativeCore {
-  adopt(session: number, fd: number, head: Buffer, preamble: Buffer, o: object): number;
-  /** Returns '' or why TLS cannot run on it. */
-  adoptTls(session: number, fd: number, context: object, names: { servername: string; verifyName: string }, request: Buffer, o: object): string;
-  upgraded(session: number): void;
-  /** Returns JavaScript's end of the socketpair, or why it cannot. */
-  frontTls(front: number, fd: number, context: object): number | string;
-  adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: object): number;
-  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): number;
-  acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
-  dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
-  rejectStream(session: number, stream: number, code: number, reason: string): void;
-  goaway(session: number, code: number, reason: string): void;
-  closeSession(session: number, code: number, reason: string): void;
-  openDatagramStream(session: number, stream: number, target: string): void;
-  acceptDatagrams(session: number, stream: number): void;
-  sendDatagram(session: number, stream: number, payload: Buffer): void;
-  stats(): EngineStats;
-  ref(): void;
-  unref(): void;
-  stop(): void;
-}
-
 /** SessionOptions as the addon takes them. */
-function nativeOptions(options: SessionOptions): object {
+function nativeOptions(options: SessionOptions): NativeSessionOptions {
   return {
     server: options.role === 'server',
     timeoutMs: options.timeoutMs,
@@ -221,7 +178,7 @@ class NativeSession extends EventEmitter implements EngineSession {
         if (e.text.startsWith('peer silent')) this.log.warn(`${e.text} (timeout ${this.opts.timeoutMs} ms); closing session`);
         else if (e.code === 1002 || e.code === 1009) this.log.warn(`protocol error: ${e.text}; session closed`);
         this.closed = true;
-        this.upgrade?.reject(new Error(e.text || `closed (${e.code})`));
+        this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || `closed (${e.code})`));
         this.upgrade = undefined;
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
@@ -238,7 +195,7 @@ class NativeSession extends EventEmitter implements EngineSession {
     this.streams.set(stream, { target, openedAt: Date.now(), abort });
     let answered = false;
     const once = (): boolean => {
-      if (answered) throw new Error('open request answered twice');
+      if (answered) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice');
       answered = true;
       // Answered: nothing is left to cancel, and an idle stream should not hold an AbortController.
       const entry = this.streams.get(stream);
@@ -302,11 +259,7 @@ class NativeSession extends EventEmitter implements EngineSession {
  * (default 1); sessions are spread over them round-robin. Threads start with
  * the first session they get. `busyPollUs`: see --busy-poll.
  */
-export function createNativeEngine(
-  addon: NativeAddon & { NativeEngine: new (cb: (events: NativeEvent[]) => void, o?: { busyPollUs: number }) => NativeCore },
-  threads = 1,
-  busyPollUs = 0,
-): FdEngine {
+export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs = 0): Engine {
   const sessions = new Map<number, { session: NativeSession; core: number }>();
   const cores: (NativeCore | undefined)[] = new Array(Math.max(1, threads)).fill(undefined);
   const load: number[] = cores.map(() => 0);
@@ -368,42 +321,9 @@ export function createNativeEngine(
   };
   const closeSoon = (session: NativeSession, code: number, text: string): void =>
     queueMicrotask(() => session.handle({ type: 'session-closed', session: session.id, stream: 0, code, bytesIn: 0, bytesOut: 0, text }));
-  return {
-    name: 'native',
-    handoff: 'fd',
-    stats: () => {
-      let datagramsDropped = 0;
-      let fronts = 0;
-      for (const core of cores) {
-        const st = core?.stats();
-        datagramsDropped += st?.datagramsDropped ?? 0;
-        fronts += st?.fronts ?? 0;
-      }
-      return { datagramsDropped, fronts };
-    },
-    adoptSocket(socket, head, preamble, options) {
-      validateSessionOptions(options);
-      const front = fronts.get(socket);
-      const { session, core, register } = newSession(options, front?.core);
-      const taken = takeOver(socket);
-      if (!taken) {
-        socket.destroy();
-        closeSoon(session, 1011, 'not a plain TCP socket');
-        return session;
-      }
-      // The TLS connection behind a pair becomes the session (the pair goes); a plain socket is adopted.
-      if (front) tlsFailureHandlers.delete(front.front);
-      const bytes = Buffer.concat([head, taken.buffered]);
-      const err = front ? core.adoptFront(session.id, front.front, taken.fd, bytes, preamble, nativeOptions(options))
-        : core.adopt(session.id, taken.fd, bytes, preamble, nativeOptions(options));
-      // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
-      socket.destroy();
-      // Events come on a later turn of the event loop, so registering after the call is in time.
-      if (err === 0) register();
-      else closeSoon(session, 1011, `cannot take over the socket (${errnoName(err)})`);
-      return session;
-    },
-    tlsServerContext(cert, key) {
+  // TLS in the engine: wss:// sessions without JavaScript in their data path.
+  const tls: EngineTls = {
+    serverContext(cert, key) {
       return addon.tlsServerContext(cert.toString(), key.toString());
     },
     frontTls(socket, context, onTlsFailure) {
@@ -459,5 +379,43 @@ export function createNativeEngine(
         abort: () => session.close(1000, 'upgrade abandoned'),
       };
     },
+  };
+  return {
+    name: 'native',
+    adoptsTlsSockets: false,
+    stats: () => {
+      let datagramsDropped = 0;
+      let fronts = 0;
+      for (const core of cores) {
+        const st = core?.stats();
+        datagramsDropped += st?.datagramsDropped ?? 0;
+        fronts += st?.fronts ?? 0;
+      }
+      return { datagramsDropped, fronts };
+    },
+    adopt(socket, head, preamble, options) {
+      validateSessionOptions(options);
+      const front = fronts.get(socket);
+      const { session, core, register } = newSession(options, front?.core);
+      // A TLS socket's fd carries ciphertext: such a socket cannot be handed over (adoptsTlsSockets is false).
+      const taken = socket instanceof TLSSocket ? undefined : takeOver(socket);
+      if (!taken) {
+        socket.destroy();
+        closeSoon(session, 1011, 'not a plain TCP socket');
+        return session;
+      }
+      // The TLS connection behind a pair becomes the session (the pair goes); a plain socket is adopted.
+      if (front) tlsFailureHandlers.delete(front.front);
+      const bytes = Buffer.concat([head, taken.buffered]);
+      const err = front ? core.adoptFront(session.id, front.front, taken.fd, bytes, preamble, nativeOptions(options))
+        : core.adopt(session.id, taken.fd, bytes, preamble, nativeOptions(options));
+      // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
+      socket.destroy();
+      // Events come on a later turn of the event loop, so registering after the call is in time.
+      if (err === 0) register();
+      else closeSoon(session, 1011, `cannot take over the socket (${errnoName(err)})`);
+      return session;
+    },
+    tls,
   };
 }

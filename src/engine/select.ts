@@ -3,16 +3,13 @@ import { TwsError } from '../util/errors';
 import { jsEngine } from './js';
 import { createNativeEngine } from './native';
 import { loadNativeAddon } from './native-addon';
-import type { Engine, EngineStats } from './types';
+import type { Engine } from './types';
 
 export type EngineChoice = 'auto' | 'js' | 'native';
 
 /** Why the native engine cannot be used in this build, or undefined when it can. */
 export function nativeUnavailableReason(): string | undefined {
-  const { addon, error } = loadNativeAddon();
-  if (!addon) return error;
-  if (!addon.dataPlane) return 'the addon loads, but its data plane is not implemented yet';
-  return undefined;
+  return loadNativeAddon().error;
 }
 
 const natives = new Map<string, Engine>();
@@ -35,20 +32,10 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
   const key = `${threads}/${busyPollUs}`;
   let engine = natives.get(key);
   if (!engine) {
-    engine = createNativeEngine(loadNativeAddon().addon as Parameters<typeof createNativeEngine>[0], threads, busyPollUs);
+    engine = createNativeEngine(loadNativeAddon().addon!, threads, busyPollUs);
     natives.set(key, engine);
   }
   return engine;
-}
-
-/**
- * What `engine` dropped, plus the js engine where it stood in (wss:// on a
- * server whose native engine cannot run TLS, say): both count for metrics.
- */
-export function engineStats(engine: Engine): EngineStats {
-  const own = engine.stats();
-  if (engine === jsEngine) return own;
-  return { datagramsDropped: own.datagramsDropped + jsEngine.stats().datagramsDropped };
 }
 
 /** One line for `tws --version`. */

@@ -7,7 +7,6 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { WebSocket } from 'ws';
 import type { Logger } from '../util/log';
 
 export type Role = 'client' | 'server';
@@ -160,43 +159,49 @@ export interface EngineStats {
   fronts?: number;
 }
 
-/** An engine that takes over a `ws` WebSocket after the handshake (the js engine). */
-export interface WsEngine {
+/**
+ * An engine: takes over connections whose WebSocket handshake the control
+ * plane has completed, and moves their bytes. Both engines implement it; the
+ * control plane never asks which one it has, only what it can do (`tls`,
+ * `adoptsTlsSockets`).
+ */
+export interface Engine {
   readonly name: EngineName;
-  readonly handoff: 'ws';
   stats(): EngineStats;
-  /** Takes over a WebSocket whose handshake (with subprotocol tws2) has completed. */
-  adopt(ws: WebSocket, options: SessionOptions): EngineSession;
+  /**
+   * Takes over an upgraded connection (subprotocol tws2): `socket`, every
+   * byte JavaScript already read past the HTTP head (`head`), and bytes the
+   * engine must write first (`preamble`: a server's 101; empty for a client).
+   * The engine owns the socket from here, whatever happens.
+   */
+  adopt(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions): EngineSession;
+  /**
+   * Whether adopt() takes a socket on which Node runs TLS (a TLSSocket). The
+   * js engine does; one that takes over file descriptors cannot (they carry
+   * ciphertext) and offers `tls` instead.
+   */
+  readonly adoptsTlsSockets: boolean;
+  /** Present when the engine runs TLS itself: then wss:// goes through it, not through Node's TLS. */
+  readonly tls?: EngineTls;
 }
 
-/**
- * An engine that takes over the raw upgraded TCP socket (the native engine):
- * it gets the socket, every byte JavaScript already read past the HTTP head
- * (`head`), and bytes it must write first (`preamble`, the server's 101).
- * TLS sockets cannot be handed over this way; `adoptTls` runs TLS natively.
- */
-export interface FdEngine {
-  readonly name: EngineName;
-  readonly handoff: 'fd';
-  stats(): EngineStats;
-  adoptSocket(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions): EngineSession;
+/** TLS run by the engine itself (native), so no JavaScript is in the data path of a wss:// session. */
+export interface EngineTls {
   /**
-   * wss:// without JavaScript in the data path: the engine runs TLS over the
-   * connected plain `socket` itself, writes the upgrade `request`, and hands
-   * the response head back for the caller to judge. Absent when the engine
-   * cannot do TLS.
+   * Client: runs TLS over the connected plain `socket`, writes the upgrade
+   * `request`, and hands the response head back for the caller to judge.
    */
-  adoptTls?(socket: Socket, tls: TlsClientSettings, request: Buffer, options: SessionOptions): PendingUpgrade;
+  adoptTls(socket: Socket, tls: TlsClientSettings, request: Buffer, options: SessionOptions): PendingUpgrade;
+  /** Server: a certificate chain and key (PEM) as a context for frontTls, or why they cannot be used. */
+  serverContext(cert: string | Buffer, key: string | Buffer): object | string;
   /**
-   * Server-side wss:// without JavaScript in the data path: the engine runs
-   * TLS on an accepted plain `socket` (with a context from tlsServerContext)
-   * and returns a socket carrying the decrypted bytes, for the HTTP server to
-   * read the request from; adoptSocket() on that socket then starts the
-   * session on the TLS connection itself. A string says why it cannot.
-   * `onTlsFailure` hears why the handshake or a record failed, if it does.
+   * Server: runs TLS on an accepted plain `socket` and returns a socket
+   * carrying the decrypted bytes, for the HTTP server to read the request
+   * from; adopt() on that socket then starts the session on the TLS
+   * connection itself. A string says why it cannot. `onTlsFailure` hears why
+   * the handshake or a record failed, if it does.
    */
-  frontTls?(socket: Socket, context: object, onTlsFailure?: (reason: string) => void): Socket | string;
-  tlsServerContext?(cert: string | Buffer, key: string | Buffer): object | string;
+  frontTls(socket: Socket, context: object, onTlsFailure?: (reason: string) => void): Socket | string;
 }
 
 /** How an engine that runs TLS itself verifies the server. */
@@ -220,4 +225,3 @@ export interface PendingUpgrade {
   abort(): void;
 }
 
-export type Engine = WsEngine | FdEngine;

@@ -12,7 +12,7 @@ import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
-import type { AllowList } from './allow-list';
+import type { AllowList } from '../policy/allow-list';
 
 const REFUSALS: Record<string, number> = {
   ECONNREFUSED: ResetCode.CONNECT_FAILED,

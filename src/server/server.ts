@@ -6,22 +6,20 @@ import { EventEmitter } from 'node:events';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer } from 'ws';
 import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
-import { jsEngine } from '../engine/js';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
-import { AUTH_HEADER, CloseCode, MAX_MESSAGE, ResetCode, StreamKind, SUBPROTOCOL } from '../protocol/constants';
+import { AUTH_HEADER, CloseCode, ResetCode, StreamKind } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
-import type { AllowList } from './allow-list';
+import type { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
-import { checkUpgradeRequest, peerName, respond404, upgradeResponse } from './upgrade-check';
+import { upgradeResponse } from '../protocol/upgrade';
+import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
 
 export interface TwsServerOptions {
   listen: HostPort;
@@ -58,7 +56,7 @@ export interface TwsServerOptions {
    * from RLIMIT_NOFILE at construction (undefined where it cannot be read).
    */
   fdPlan?: FdPlan;
-  /** Serve wss:// directly (PEM certificate chain and key): TLS in the native engine when it can, else the js engine. */
+  /** Serve wss:// directly (PEM certificate chain and key): TLS in the engine when it runs TLS itself (native), else in Node. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
@@ -67,9 +65,8 @@ export class TwsServer extends EventEmitter {
   /** With TLS in the native engine: the listener, whose connections reach `http` decrypted. */
   private readonly tcp: NetServer | undefined;
   private tlsContext: object | undefined;
-  /** Builds the native engine's TLS context (when TLS runs there). */
+  /** Builds the engine's TLS context (when TLS runs there). */
   private readonly buildTlsContext: ((cert: string | Buffer, key: string | Buffer) => object | string) | undefined;
-  private readonly wss: WebSocketServer;
   private readonly sessions = new Set<EngineSession>();
   /** Who each session authenticated as (users file), for per-user allow-lists and reloads. */
   private readonly sessionUser = new Map<EngineSession, User>();
@@ -78,8 +75,6 @@ export class TwsServer extends EventEmitter {
   private readonly path: string;
   private readonly replayWindow: number;
   private stopping = false;
-  /** Upgrades accepted but not yet sessions (the js engine completes them asynchronously). */
-  private upgrading = 0;
   /** Streams held per session against the file descriptor plan. */
   private readonly slots: StreamSlots<EngineSession> | undefined;
   private readonly fdPlan: FdPlan | undefined;
@@ -109,14 +104,6 @@ export class TwsServer extends EventEmitter {
     // Anyone can make the server log a refused request: those lines are rate-limited.
     this.refusedRequests = new RateLimitedLog(opts.logger, 'refused requests');
     this.droppedConnections = new RateLimitedLog(opts.logger, 'connections dropped');
-    this.wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      autoPong: false,  // the session answers pings itself, keeping only the latest pong owed
-      clientTracking: false,
-      maxPayload: MAX_MESSAGE,
-      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
-    });
     const notFound = (req: IncomingMessage, res: ServerResponse): void => {
       this.refusedRequests.line('debug', `404 for ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))} from ${peerName(req)}: not an upgrade`);
       res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
@@ -125,12 +112,16 @@ export class TwsServer extends EventEmitter {
     // Timeouts are only checked every connectionsCheckingInterval (30 s by default): check each second.
     const httpOpts = { connectionsCheckingInterval: 1000 };
     const engine = opts.engine;
-    if (opts.tls && engine.handoff === 'fd' && engine.frontTls && engine.tlsServerContext) {
-      // TLS in the native engine: it hands the HTTP server a socket with the decrypted bytes.
-      this.buildTlsContext = engine.tlsServerContext.bind(engine);
-      this.tlsContext = nativeTlsContext(this.buildTlsContext, opts.tls);
+    const engineTls = opts.tls ? engine.tls : undefined;
+    if (opts.tls && !engineTls && !engine.adoptsTlsSockets) {
+      throw new TwsError('TWS_ERR_CONFIG', `the ${engine.name} engine can neither run TLS nor take TLS sockets: serve wss:// with another engine`);
+    }
+    if (opts.tls && engineTls) {
+      // TLS in the engine: it hands the HTTP server a socket with the decrypted bytes.
+      this.buildTlsContext = engineTls.serverContext;
+      this.tlsContext = engineTlsContext(this.buildTlsContext, opts.tls);
       this.http = createServer(httpOpts, notFound);
-      const frontTls = engine.frontTls.bind(engine);
+      const frontTls = engineTls.frontTls;
       this.tcp = createNetServer({ noDelay: true }, (socket) => {
         socket.on('error', () => undefined);
         const peer = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -185,8 +176,9 @@ export class TwsServer extends EventEmitter {
         // The HTTP server starts its request-timeout checks when it "listens".
         if (this.tcp) this.http.emit('listening');
         const addr = listener.address() as AddressInfo;
-        const tls = !this.opts.tls ? '' : this.tcp ? ', TLS in the native engine' : ', TLS: sessions use the js engine';
-        this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${this.opts.engine.name}${tls})`);
+        const engine = this.opts.engine.name;
+        const tls = !this.opts.tls ? '' : this.tcp ? `, TLS in the ${engine} engine` : `, TLS: sessions use the ${engine} engine`;
+        this.opts.logger.info(`listening on ${formatHostPort(addr.address, addr.port)} path ${this.path} (engine ${engine}${tls})`);
         const allow = this.opts.allow;
         if (!allow) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
         else if (allow.empty) this.opts.logger.warn('the allow-list is empty: every stream will be refused');
@@ -206,7 +198,7 @@ export class TwsServer extends EventEmitter {
   /** Swaps the TLS certificate and key for new handshakes; open sessions keep theirs. */
   reloadTls(tls: { cert: string | Buffer; key: string | Buffer }): void {
     if (!this.opts.tls) throw new TwsError('TWS_ERR_CONFIG', 'this server was not started with TLS');
-    if (this.buildTlsContext) this.tlsContext = nativeTlsContext(this.buildTlsContext, tls);
+    if (this.buildTlsContext) this.tlsContext = engineTlsContext(this.buildTlsContext, tls);
     else (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
   }
 
@@ -256,32 +248,17 @@ export class TwsServer extends EventEmitter {
     const fresh = this.replay.accept(auth.nonce);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
     const max = this.maxSessions;
-    if (this.sessions.size + this.upgrading >= max) {
+    if (this.sessions.size >= max) {
       // The peer proved it holds the password: tell it why, so its log says so.
       const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
       this.refusedRequests.line('warn', `refused upgrade from ${who}: ${max} sessions already (${why}) (answered 503)`);
       socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
-    const engine = this.opts.engine;
-    if (engine.handoff === 'fd' && socket instanceof Socket && !(socket instanceof TLSSocket)) {
-      // The native engine writes the 101 itself, first thing, from its own thread.
-      const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string), 'latin1');
-      this.track(engine.adoptSocket(socket, head, preamble, this.sessionOpts), who, auth.user);
-      return;
-    }
-    // Counted from here, so a burst of upgrades cannot overshoot --max-sessions while ws completes them.
-    this.upgrading++;
-    let counted = true;
-    const done = (): void => {
-      if (counted) this.upgrading--;
-      counted = false;
-    };
-    socket.once('close', done);
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      done();
-      this.track(jsEngine.adopt(ws, this.sessionOpts), who, auth.user);
-    });
+    // The engine writes the 101 itself, first thing (the native engine from its own thread), then the session starts.
+    const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string), 'latin1');
+    // An HTTP(S) server's upgrade socket is a net.Socket (a TLSSocket for https, which adoptsTlsSockets covers).
+    this.track(this.opts.engine.adopt(socket as Socket, head, preamble, this.sessionOpts), who, auth.user);
   }
 
   private track(session: EngineSession, who: string, userName: string | undefined): void {
@@ -349,8 +326,8 @@ export class TwsServer extends EventEmitter {
   }
 }
 
-/** The native engine's TLS context for this certificate and key, or a config error. */
-function nativeTlsContext(build: (cert: string | Buffer, key: string | Buffer) => object | string,
+/** The engine's TLS context for this certificate and key, or a config error. */
+function engineTlsContext(build: (cert: string | Buffer, key: string | Buffer) => object | string,
   tls: { cert: string | Buffer; key: string | Buffer }): object {
   const context = build(tls.cert, tls.key);
   if (typeof context === 'string') throw new TwsError('TWS_ERR_CONFIG', `bad TLS certificate/key: ${context}`);

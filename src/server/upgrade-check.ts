@@ -3,7 +3,6 @@
  * failure is answered with the same 404 (see respond404), so a prober learns
  * nothing; the reason goes to the log only.
  */
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AUTH_HEADER, SUBPROTOCOL } from '../protocol/constants';
@@ -40,17 +39,4 @@ export function peerName(req: IncomingMessage): string {
   const addr = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
   if (typeof xff === 'string' && xff.length > 0) return `${xff.split(',')[0]!.trim().slice(0, 64)} via ${addr}`;
   return addr;
-}
-
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-
-/** Sec-WebSocket-Accept for a client's key (RFC 6455 §4.2.2). */
-export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + WS_GUID).digest('base64');
-}
-
-/** The 101 response selecting tws2, for engines that write it themselves. */
-export function upgradeResponse(key: string): string {
-  return 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`;
 }

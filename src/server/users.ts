@@ -12,9 +12,9 @@
  */
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
-import { TwsError } from '../util/errors';
+import { fail } from '../util/errors';
 import { readPasswordFile } from '../util/password-file';
-import { AllowList, parseAllowRules } from './allow-list';
+import { AllowList, parseAllowRules } from '../policy/allow-list';
 
 export interface User {
   name: string;
@@ -25,9 +25,6 @@ export interface User {
 
 const NAME = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 
-function fail(message: string): never {
-  throw new TwsError('TWS_ERR_CONFIG', message);
-}
 
 /** Reads and validates a users file; every error names the file, the user and the key. */
 export function loadUsers(file: string): Map<string, User> {
@@ -36,25 +33,25 @@ export function loadUsers(file: string): Map<string, User> {
     doc = yaml.load(readFileSync(file, 'utf8'), { filename: file });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    fail(e.code ? `cannot read users file ${file}: ${e.code}` : `users file ${file} is not valid YAML: ${e.message.split('\n')[0]}`);
+    fail('TWS_ERR_CONFIG', e.code ? `cannot read users file ${file}: ${e.code}` : `users file ${file} is not valid YAML: ${e.message.split('\n')[0]}`);
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) fail(`users file ${file}: expected a mapping of user names to settings`);
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) fail('TWS_ERR_CONFIG', `users file ${file}: expected a mapping of user names to settings`);
   const users = new Map<string, User>();
   for (const [name, raw] of Object.entries(doc as Record<string, unknown>)) {
     const where = `users file ${file}, user "${name}"`;
-    if (!NAME.test(name)) fail(`${where}: names are 1-128 characters without spaces or control characters`);
-    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail(`${where}: expected passwd or passwd_file, and optionally allow`);
+    if (!NAME.test(name)) fail('TWS_ERR_CONFIG', `${where}: names are 1-128 characters without spaces or control characters`);
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('TWS_ERR_CONFIG', `${where}: expected passwd or passwd_file, and optionally allow`);
     const r = raw as Record<string, unknown>;
     for (const key of Object.keys(r)) {
-      if (!['passwd', 'passwd_file', 'allow'].includes(key)) fail(`${where}: unknown key "${key}" (known: passwd, passwd_file, allow)`);
+      if (!['passwd', 'passwd_file', 'allow'].includes(key)) fail('TWS_ERR_CONFIG', `${where}: unknown key "${key}" (known: passwd, passwd_file, allow)`);
     }
-    if ((r.passwd === undefined) === (r.passwd_file === undefined)) fail(`${where}: give exactly one of passwd and passwd_file`);
+    if ((r.passwd === undefined) === (r.passwd_file === undefined)) fail('TWS_ERR_CONFIG', `${where}: give exactly one of passwd and passwd_file`);
     let passwd: string;
     if (r.passwd !== undefined) {
-      if ((typeof r.passwd !== 'string' && typeof r.passwd !== 'number') || String(r.passwd) === '') fail(`${where}: passwd must be a non-empty string`);
+      if ((typeof r.passwd !== 'string' && typeof r.passwd !== 'number') || String(r.passwd) === '') fail('TWS_ERR_CONFIG', `${where}: passwd must be a non-empty string`);
       passwd = String(r.passwd);
     } else {
-      if (typeof r.passwd_file !== 'string') fail(`${where}: passwd_file must be a file name`);
+      if (typeof r.passwd_file !== 'string') fail('TWS_ERR_CONFIG', `${where}: passwd_file must be a file name`);
       passwd = readPasswordFile(r.passwd_file, `${where}: `);
     }
     const allow = r.allow === undefined ? undefined : new AllowList(parseAllowRules(r.allow, `${where}, allow`));

@@ -1,11 +1,18 @@
 /** Error codes users and tests can match on; the message is always one line. */
 export type TwsErrorCode =
+  /** A setting, file or option is unusable (the message names which). */
   | 'TWS_ERR_CONFIG'
+  /** The API was used wrongly (an open request answered twice, say). */
   | 'TWS_ERR_USAGE'
-  | 'TWS_ERR_AUTH_FAILED'
+  /** The peer broke TWS2 (ProtocolError); the session closes with its close code. */
   | 'TWS_ERR_PROTOCOL'
+  /** `--engine native` where the addon cannot be used. */
   | 'TWS_ERR_ENGINE_UNAVAILABLE'
+  /** A listener could not bind. */
   | 'TWS_ERR_LISTEN'
+  /** The server could not be reached (TCP, proxy). */
+  | 'TWS_ERR_CONNECT'
+  /** The WebSocket upgrade failed (an HTTP answer other than a good 101, TLS). */
   | 'TWS_ERR_HANDSHAKE';
 
 /** Base error of tws-native: a code, and the WebSocket close code where one applies. */
@@ -27,6 +34,11 @@ export class ProtocolError extends TwsError {
     super('TWS_ERR_PROTOCOL', message, closeCode);
     this.name = 'ProtocolError';
   }
+}
+
+/** Throws a TwsError: the one helper for code that fails in an expression (`?? fail(...)`) or many times over. */
+export function fail(code: TwsErrorCode, message: string, closeCode?: number): never {
+  throw new TwsError(code, message, closeCode);
 }
 
 /** Renders any thrown value as one line for users (no stack trace). */

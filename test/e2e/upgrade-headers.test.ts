@@ -43,6 +43,37 @@ for (const engine of engines()) {
   });
 }
 
+for (const engine of engines()) {
+  t.test(`[${engine}] a server that trickles its answer cannot stretch the upgrade past --timeout`, async (t) => {
+    const sockets = new Set<Socket>();
+    const timers = new Set<NodeJS.Timeout>();
+    const srv = createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.once('data', () => {
+        // One byte of a 101 every 150 ms: never idle for long, never done.
+        const answer = Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'.repeat(4));
+        let i = 0;
+        const timer = setInterval(() => { if (!s.destroyed && i < answer.length) s.write(answer.subarray(i, ++i)); }, 150);
+        timers.add(timer);
+        s.on('close', () => clearInterval(timer));
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    const c = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine, '-c', '1', '-t', '1000']);
+    t.teardown(async () => {
+      await c.stop('SIGKILL');
+      for (const timer of timers) clearInterval(timer);
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => srv.close(r));
+    });
+    const started = Date.now();
+    t.match(await c.waitLog(/cannot connect to ws:.*/, 8000), /no answer to the upgrade within 1000 ms/);
+    t.ok(Date.now() - started < 4000, 'given up at the deadline, not after the whole trickle');
+  });
+}
+
 t.test('headers the handshake owns are refused at start-up', async (t) => {
   for (const h of ['Tws-Auth: forged', 'Sec-WebSocket-Key: x', 'Host: a', 'Upgrade: h2c', 'Bad Name: x', 'no-colon']) {
     const r = await runCli(['client', '-l', '127.0.0.1:0', '-s', 'ws://127.0.0.1:9/', '-r', '127.0.0.1:9', '-H', h]).then(

@@ -29,9 +29,10 @@ t.test('cmake-js builds a loadable addon offline from the local Node headers', a
   });
   t.equal(r.status, 0, r.status === 0 ? 'cmake-js build succeeded' : (r.stdout + r.stderr).slice(-3000));
   t.notMatch(r.stdout + r.stderr, /https?:\/\//, 'nothing was fetched');
-  const addon = require(join(out, 'Release', 'tws_native.node')) as { napiVersion: number; decodeStream: unknown };
+  const addon = require(join(out, 'Release', 'tws_native.node')) as { abiVersion: number; napiVersion: number; testing: { decodeStream: unknown } };
   t.equal(addon.napiVersion, 8);
-  t.equal(typeof addon.decodeStream, 'function');
+  t.equal(addon.abiVersion, (await import('../../src/engine/native-addon')).NATIVE_ABI, 'the ABI version the loader expects');
+  t.equal(typeof addon.testing.decodeStream, 'function');
 });
 
 t.test('npm install built the addon with node-gyp, and the loader finds it', async (t) => {

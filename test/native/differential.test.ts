@@ -48,7 +48,7 @@ const { addon, error } = loadNativeAddon();
 t.test('the C++ parser and the TypeScript codec agree on every frame, valid or not, at full size', async (t) => {
   if (!addon) throw new Error(`native addon did not load: ${error}`);
   const nativeView = (msg: Buffer): string => {
-    const r = addon.decodeStream(wsFrame(msg), true);
+    const r = addon.testing.decodeStream(wsFrame(msg), true);
     if (r.closeCode !== 0) return 'error';
     if (r.events.length === 0) return 'ignored';
     const e = r.events[0]!;
@@ -160,7 +160,7 @@ function frameOpcodes(buf: Buffer): number[] {
 t.test('the native engine and ws + the TypeScript codec agree on WebSocket streams: control frames, close frames, fragments, sizes', async (t) => {
   if (!addon) throw new Error(`native addon did not load: ${error}`);
   const nativeView = (bytes: Buffer): string[] => {
-    const r = addon.decodeStream(bytes, true);
+    const r = addon.testing.decodeStream(bytes, true);
     const out = r.events.map((e) => {
       if (e.kind === 'data') return `data ${e.stream} ${e.body.toString('hex')}`;
       if (e.kind === 'frame') return `frame ${e.type} ${e.stream} ${e.body.toString('hex')}`;
@@ -241,9 +241,9 @@ t.test('the native engine and ws + the TypeScript codec agree on WebSocket strea
 
 t.test('the native parser rejects a text message and an unmasked client frame like ws does', async (t) => {
   if (!addon) throw new Error(`native addon did not load: ${error}`);
-  t.equal(addon.decodeStream(wsFrame(Buffer.from('hello'), 1), true).closeCode, 1002);
+  t.equal(addon.testing.decodeStream(wsFrame(Buffer.from('hello'), 1), true).closeCode, 1002);
   const unmasked = Buffer.concat([Buffer.from([0x82, 5]), codec.encodeFin(1)]);
-  t.equal(addon.decodeStream(unmasked, true).closeCode, 1002);
-  t.equal(addon.decodeStream(unmasked, false).events.length, 1, 'a client accepts the same frame unmasked');
-  t.equal(addon.decodeStream(wsFrame(Buffer.alloc(262161)), true).closeCode, 1009);
+  t.equal(addon.testing.decodeStream(unmasked, true).closeCode, 1002);
+  t.equal(addon.testing.decodeStream(unmasked, false).events.length, 1, 'a client accepts the same frame unmasked');
+  t.equal(addon.testing.decodeStream(wsFrame(Buffer.alloc(262161)), true).closeCode, 1009);
 });

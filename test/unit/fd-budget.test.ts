@@ -1,6 +1,6 @@
 import t from 'tap';
 import { FD_SPARE, planFds, StreamSlots } from '../../src/server/fd-budget';
-import { AllowList, parseAllowRules } from '../../src/server/allow-list';
+import { AllowList, parseAllowRules } from '../../src/policy/allow-list';
 
 t.test('the fd plan keeps spares, pending connections and session fds aside, and gives one session at most half the streams', async (t) => {
   const p = planFds(256, 30, 1024);

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { acceptKey } from '../../src/server/upgrade-check';
-import { parseResponseHead, upgradeProblem, upgradeRequest } from '../../src/client/raw-upgrade';
+import { acceptKey, parseResponseHead, upgradeProblem, upgradeRequest } from '../../src/protocol/upgrade';
 import { describeTlsFailure } from '../../src/client/connect-options';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { RESET_NAMES, MAX_U32, ResetCode, StreamKind } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
-import { ProtocolError } from '../../util/errors';
+import { ProtocolError, TwsError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
 import type { OpenRequest, SessionOptions, StreamRefusedInfo } from '../types';
 import type { SessionFlow } from './flow';
@@ -95,13 +95,13 @@ export class Dispatcher {
       target: s.target,
       signal: s.abort!.signal,  // set by onOpen() just before
       accept: (socket) => {
-        if (answered || s.isUdp) throw new Error('open request answered twice, or a udp request given a socket');
+        if (answered || s.isUdp) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice, or a udp request given a socket');
         answered = true;
         if (s.done) { socket.destroy(); return; }
         this.onAccepted(s, socket);
       },
       acceptDatagrams: (port) => {
-        if (answered || !s.isUdp) throw new Error('open request answered twice, or a tcp request given a datagram port');
+        if (answered || !s.isUdp) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice, or a tcp request given a datagram port');
         answered = true;
         if (s.done) { port.close(); return; }
         this.markOpen(s);
@@ -111,7 +111,7 @@ export class Dispatcher {
         if (s.finRecv) this.hooks.finish(s, 'fin', 'info');
       },
       reject: (code, reason) => {
-        if (answered) throw new Error('open request answered twice');
+        if (answered) throw new TwsError('TWS_ERR_USAGE', 'open request answered twice');
         answered = true;
         if (s.done) return;
         this.p.sched.send(codec.encodeReset(s.id, code, reason));

@@ -1,10 +1,16 @@
 /** The pure-TypeScript engine on `ws`: fallback and reference implementation. */
-import type { WsEngine } from '../types';
+import { validateSessionOptions } from '../options';
+import type { Engine } from '../types';
 import { jsEngineStats, JsSession } from './session';
+import { upgradedWebSocket } from './websocket';
 
-export const jsEngine: WsEngine = {
+export const jsEngine: Engine = {
   name: 'js',
-  handoff: 'ws',
-  adopt: (ws, options) => new JsSession(ws, options),
+  // ws reads and writes through whatever Duplex it is given: Node's TLS included.
+  adoptsTlsSockets: true,
+  adopt(socket, head, preamble, options) {
+    validateSessionOptions(options);  // before the socket is touched
+    return new JsSession(upgradedWebSocket(socket, head, preamble, options.role), options);
+  },
   stats: () => ({ ...jsEngineStats }),
 };

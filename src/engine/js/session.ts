@@ -32,8 +32,8 @@ const CLOSE_GRACE_MS = 2000;
 let nextSessionId = 1;
 
 /**
- * The WebSocket must be made with `autoPong: false` (server.ts and
- * session-slot.ts do): the session answers pings itself.
+ * The WebSocket must be made with `autoPong: false` (websocket.ts and
+ * nothing else makes one): the session answers pings itself.
  */
 export class JsSession extends EventEmitter implements EngineSession {
   readonly id = nextSessionId++;
