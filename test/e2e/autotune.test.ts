@@ -1,7 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { connect, Socket } from 'node:net';
-import { roundTrip, sha256, tcpServer } from '../helpers/net';
+import { roundTrip, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 
 /** A relay that holds every chunk for `delayMs` each way: a long path on loopback. */

@@ -6,7 +6,7 @@ import type { Frame } from '../../src/protocol/frames';
 import { echoServer, rssMiB, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 import { rawPeer } from '../helpers/raw-peer';
-import { clientFrame, closePayload, rawWs } from '../helpers/raw-ws';
+import { clientFrame, rawWs } from '../helpers/raw-ws';
 
 const is = (type: string, stream?: number) => (f: Frame): boolean => f.type === type && (stream === undefined || f.stream === stream);
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { echoServer, howItEnds, connect, roundTrip, sleep } from '../helpers/net';
 import { metricsPort, scrape, value } from '../helpers/metrics';
-import { engines, Proc, startTunnel } from '../helpers/procs';
+import { engines, startTunnel } from '../helpers/procs';
 
 for (const engine of engines()) {
   t.test(`[${engine}] --metrics: Prometheus text on both sides that follows what happened`, async (t) => {

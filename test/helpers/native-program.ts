@@ -1,14 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import type { Test } from 'tap';
 
 const root = join(__dirname, '..', '..');
 
-/** The subset of a tap test this helper uses. */
-interface Checks {
-  testdir(fixture: object): string;
-  ok(v: unknown, msg: string): void;
-  equal(a: unknown, b: unknown, msg: string): void;
-}
+type Checks = Test;
 
 /**
  * Builds a native test program (native/test/<file>) with `sources` under
