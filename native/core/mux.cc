@@ -176,7 +176,7 @@ Stream& Mux::open(uint32_t sid, std::string target, bool udp, std::unique_ptr<Po
   return *s;
 }
 
-Stream* Mux::accepting(uint32_t sid) {
+Stream* Mux::find_accepting(uint32_t sid) {
   Stream* s = find(sid);
   return s && s->state == Stream::State::kAccepting ? s : nullptr;
 }
@@ -186,6 +186,10 @@ void Mux::accept(Stream& s, std::unique_ptr<Port> port, std::string initial) {
   if (port) s.port = std::move(port);
   s.initial = std::move(initial);
   connected(s);
+}
+
+void Mux::start(Stream& s) {
+  if (s.done) return;
   flush_local(s);  // early data
   make_ready(s);
 }
@@ -202,7 +206,7 @@ void Mux::accept_datagrams(Stream& s) {
 }
 
 void Mux::reject(uint32_t sid, uint16_t code, const std::string& reason) {
-  Stream* s = accepting(sid);
+  Stream* s = find_accepting(sid);
   if (!s) return;
   send_reset(sid, code, reason);
   finish(*s, "refused: " + reason, false);
@@ -339,8 +343,8 @@ void Mux::finish(Stream& s, const std::string& how, bool abortive) {
     streams_.erase(it);
   }
   if (!streams_.empty()) return;
-  if (draining_) host_.drained();
-  else if (peer_draining_) emit_simple(Event::kIdle);
+  if (draining_ && host_.drained()) return;
+  if (peer_draining_) emit_simple(Event::kIdle);
 }
 
 }  // namespace tws::mux

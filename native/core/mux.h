@@ -112,8 +112,9 @@ class MuxHost {
   virtual void datagram_dropped() = 0;
   // A finished stream: the host frees it once nothing can point at it (after the loop turn).
   virtual void retire(std::unique_ptr<Stream> s) = 0;
-  // We sent GOAWAY and the last stream ended: time to close (1001).
-  virtual void drained() = 0;
+  // We sent GOAWAY and the last stream ended: the host closes the session
+  // (1001) and says true, or says false when it is closing already.
+  virtual bool drained() = 0;
   // There is DATA to schedule: call pump() soon.
   virtual void want_pump() = 0;
 };
@@ -153,10 +154,15 @@ class Mux {
   // Opens a stream to `target` (checked with cannot_open first); its local
   // socket is `port` (null for udp); `initial` goes out first.
   Stream& open(uint32_t sid, std::string target, bool udp, std::unique_ptr<Port> port, std::string initial);
-  // The stream the peer asked for, while JavaScript decides on it.
-  Stream* accepting(uint32_t sid);
-  // Accepts it: OPEN_OK out, the local socket (port) connected.
+  // The stream the peer asked for, while JavaScript decides on it (null
+  // when there is none, or it is decided).
+  Stream* find_accepting(uint32_t sid);
+  // Accepts it: OPEN_OK out, its local socket `port` (null: keep the one the
+  // host attached, a dialled socket) connected; `initial` goes out first.
+  // Writes nothing locally until start().
   void accept(Stream& s, std::unique_ptr<Port> port, std::string initial);
+  // An accepted stream's socket is ready: early data is written, reading begins.
+  void start(Stream& s);
   void accept_datagrams(Stream& s);
   void reject(uint32_t sid, uint16_t code, const std::string& reason);
   void send_datagram(uint32_t sid, const uint8_t* p, size_t n);
@@ -209,7 +215,7 @@ class Mux {
   void maybe_shutdown(Stream& s);
   void check_done(Stream& s);
   void make_ready(Stream& s);
-  bool send_initial(Stream& s, size_t turn);
+  void send_initial(Stream& s, size_t turn);
   void read_local(Stream& s, size_t turn);
   void sent_data(Stream& s, Buf b, size_t n);
   void maybe_fin(Stream& s);

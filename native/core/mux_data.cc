@@ -92,15 +92,14 @@ void Mux::pump() {
 }
 
 // Sends what JavaScript read before the handoff, as far as credit allows.
-bool Mux::send_initial(Stream& s, size_t turn) {
+void Mux::send_initial(Stream& s, size_t turn) {
   const size_t n = std::min<size_t>({s.initial.size(), turn, static_cast<size_t>(std::max<int64_t>(s.send_credit, 0))});
-  if (n == 0) return false;  // WINDOW will make it ready again
+  if (n == 0) return;  // WINDOW will make it ready again
   Buf b = data_buffer(n);
   std::memcpy(b.data.get() + kHeadroom, s.initial.data(), n);
   s.initial.erase(0, n);
   sent_data(s, std::move(b), n);
   make_ready(s);
-  return true;
 }
 
 // One read from the local socket, as much as credit and the turn allow.

@@ -71,11 +71,12 @@ struct Run {
       case 6: return h.frame(tws2::kDatagram, any_sid(a), std::string(b, 'G'));
       case 7: return h.frame(tws2::kGoaway, 0, MuxHarness::coded(1001, "bye"));
       case 8: {
-        tws::mux::Stream* s = h.mux.accepting(any_sid(a));
+        tws::mux::Stream* s = h.mux.find_accepting(any_sid(a));
         if (s && !s->udp) {
           auto l = local(b);
           locals[s->id] = l;
           h.mux.accept(*s, MuxHarness::port(l), b % 3 == 0 ? "initial" : "");
+          h.mux.start(*s);
         } else if (s) {
           h.mux.accept_datagrams(*s);
         }

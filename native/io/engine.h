@@ -58,7 +58,7 @@ class Engine {
   // A server's TLS connection (tcp_fd, with `wire` over it) whose plaintext is
   // relayed to and from pair_fd, one end of a socketpair whose other end
   // JavaScript's HTTP server reads, until adopt_front() turns it into a
-  // Session: js_fd is JavaScript's end (bytes it never read are taken from
+  // WsSession: js_fd is JavaScript's end (bytes it never read are taken from
   // it), head what it read past the request, preamble the 101.
   void front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire);
   void adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options);

@@ -13,8 +13,17 @@ std::unique_ptr<mux::Port> LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
 
 bool LocalSockets::watch(mux::Stream& s) { return of(s)->watch(loop_); }
 
+// The socket leaves the stream for the loop's graveyard: freed after the
+// turn (an epoll event in this turn's batch may still point at it), and
+// freed as what it is, not through mux::Port (UBSan's check of a virtual
+// call through a base opens a pipe, which fails when the process is out of
+// fds, and then reports the object as invalid).
 void LocalSockets::local_close(mux::Stream& s, bool abortive) {
-  if (StreamSocket* sock = of(s)) sock->close(loop_, abortive);
+  StreamSocket* sock = of(s);
+  if (!sock) return;
+  sock->close(loop_, abortive);
+  (void)s.port.release();  // owned by the graveyard from here
+  loop_.retire(std::unique_ptr<StreamSocket>(sock));
 }
 
 bool LocalSockets::dial(mux::Stream& s, const std::string& address, uint16_t port, uint32_t timeout_ms, double now,

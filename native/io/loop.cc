@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "stream_socket.h"
 #include "tls_front.h"
 #include "ws_session.h"
 
@@ -64,6 +65,7 @@ void Loop::stop() {
   sessions_.clear();  // closes every fd
   fronts_.clear();
   graveyard_streams_.clear();
+  graveyard_sockets_.clear();
 }
 
 void Loop::wake() {
@@ -99,6 +101,8 @@ void Loop::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullpt
 void Loop::mark_dirty(WsSession* s) {
   if (std::find(dirty_.begin(), dirty_.end(), s) == dirty_.end()) dirty_.push_back(s);
 }
+
+void Loop::retire(std::unique_ptr<StreamSocket> s) { graveyard_sockets_.push_back(std::move(s)); }
 
 WsSession* Loop::find_session(uint32_t id) {
   auto it = sessions_.find(id);
@@ -172,6 +176,7 @@ void Loop::run() {
 // Frees what closed during this turn, after every pointer to it is gone.
 void Loop::end_turn() {
   graveyard_streams_.clear();
+  graveyard_sockets_.clear();
   std::vector<std::unique_ptr<WsSession>> dead_sessions;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     if (it->second->dead()) {
@@ -182,9 +187,7 @@ void Loop::end_turn() {
       ++it;
     }
   }
-  dead_sessions.clear();
-  // A dead session's Mux retired its streams as it went.
-  graveyard_streams_.clear();
+  dead_sessions.clear();  // their streams ended (and were retired) when they died
   for (auto it = fronts_.begin(); it != fronts_.end();) {
     if (it->second->dead()) it = fronts_.erase(it);
     else ++it;

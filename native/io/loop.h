@@ -1,7 +1,8 @@
 // One I/O thread: its epoll set, the commands JavaScript posts to it (an
 // eventfd wakes it), the sessions and TLS fronts it runs, the events it
-// reports, one shared read buffer, and the graveyards that free what closed
-// only after the loop turn, when no pointer to it can be left.
+// reports, one shared read buffer, and the graveyards that free closed
+// streams and sockets, dead sessions and fronts only after the loop turn,
+// when no pointer to them can be left.
 #pragma once
 
 #include <sys/epoll.h>
@@ -26,6 +27,7 @@ namespace tws {
 
 class WsSession;
 class Front;
+class StreamSocket;
 
 class Loop {
  public:
@@ -51,8 +53,9 @@ class Loop {
   void unwatch(int fd);
   // The session has work for its next turn (read, pump, write).
   void mark_dirty(WsSession* s);
-  // Frees the stream after this loop turn.
+  // Frees the stream, or a stream's closed socket, after this loop turn.
   void retire(std::unique_ptr<mux::Stream> s) { graveyard_streams_.push_back(std::move(s)); }
+  void retire(std::unique_ptr<StreamSocket> s);
   uint8_t* read_buffer() { return read_buf_.get(); }
   RandomPool& random() { return random_; }
   WsSession* find_session(uint32_t id);
@@ -80,6 +83,7 @@ class Loop {
   std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
   std::vector<WsSession*> dirty_;
   std::vector<std::unique_ptr<mux::Stream>> graveyard_streams_;
+  std::vector<std::unique_ptr<StreamSocket>> graveyard_sockets_;
   std::unique_ptr<uint8_t[]> read_buf_{new uint8_t[kReadBuffer]};
   RandomPool random_;
   double busy_poll_ms_ = 0;

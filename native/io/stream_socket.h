@@ -35,7 +35,7 @@ class StreamSocket final : public mux::Port, public Pollable {
   void close(Loop& loop, bool abortive);
   int fd() const { return fd_.get(); }
 
-  // While the engine connects it (Dialer): when to give up.
+  // While the engine connects it (LocalSockets::dial): when to give up.
   bool dialing = false;
   double dial_deadline = 0;
   uint32_t dial_timeout_ms = 0;

@@ -24,7 +24,7 @@ WsSession::WsSession(Loop& loop, uint32_t id, UniqueFd fd, const SessionOptions&
 
 WsSession::~WsSession() = default;
 
-double WsSession::clock() {
+double WsSession::sync_time() {
   const double now = now_ms();
   mux_.set_time(now);
   return now;
@@ -38,7 +38,7 @@ const uint8_t* WsSession::mask_key(uint8_t* key) {
 }
 
 bool WsSession::start(const std::string& head, const std::string& preamble, bool await_upgrade) {
-  clock();
+  sync_time();
   set_nodelay_nonblock(fd_.get());
   if (await_upgrade) {
     upgrade_.begin(now_ms() + o_.timeout_ms);
@@ -58,7 +58,7 @@ bool WsSession::start(const std::string& head, const std::string& preamble, bool
 // ---- commands ----
 
 void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial) {
-  clock();
+  sync_time();
   if (const char* why = dead_ ? "session unavailable" : mux_.cannot_open(sid, false)) {
     fd.reset_abortive();
     Event e{Event::kStreamClosed};
@@ -74,7 +74,7 @@ void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::
 }
 
 void WsSession::open_datagrams(uint32_t sid, std::string target) {
-  clock();
+  sync_time();
   if (dead_ || mux_.cannot_open(sid, true)) {
     Event e{Event::kStreamClosed};
     e.session = id_;
@@ -88,30 +88,34 @@ void WsSession::open_datagrams(uint32_t sid, std::string target) {
 }
 
 void WsSession::accept_stream(uint32_t sid, UniqueFd fd, std::string initial) {
-  clock();
-  mux::Stream* s = mux_.accepting(sid);
-  if (!s || s->udp) return;  // cancelled meanwhile: fd closes
+  sync_time();
+  mux::Stream* s = mux_.find_accepting(sid);
+  // Cancelled meanwhile, or already being dialled (a second answer): fd closes.
+  if (!s || s->udp || s->port) return;
   mux_.accept(*s, locals_.adopt(sid, std::move(fd)), std::move(initial));
-  watch(*s);
+  // Watched before anything is written to it: a socket epoll cannot watch
+  // gets no early data, only the RESET.
+  if (locals_.watch(*s)) mux_.start(*s);
+  else mux_.local_error(*s);
   flush();
 }
 
 void WsSession::accept_datagrams(uint32_t sid) {
-  clock();
-  mux::Stream* s = mux_.accepting(sid);
+  sync_time();
+  mux::Stream* s = mux_.find_accepting(sid);
   if (!s || !s->udp) return;
   mux_.accept_datagrams(*s);
   flush();
 }
 
 void WsSession::send_datagram(uint32_t sid, const std::string& payload) {
-  clock();
+  sync_time();
   mux_.send_datagram(sid, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
   flush();
 }
 
 void WsSession::reject(uint32_t sid, uint16_t code, const std::string& reason) {
-  clock();
+  sync_time();
   mux_.reject(sid, code, reason);
   flush();
 }
@@ -120,8 +124,8 @@ void WsSession::reject(uint32_t sid, uint16_t code, const std::string& reason) {
 // has already approved), then opens the stream as accept_stream does, or
 // RESETs it as JavaScript would: 2 (connect failed) or 3 (timed out).
 void WsSession::dial(uint32_t sid, const std::string& address, uint16_t port, uint32_t timeout_ms) {
-  const double now = clock();
-  mux::Stream* s = mux_.accepting(sid);
+  const double now = sync_time();
+  mux::Stream* s = mux_.find_accepting(sid);
   if (!s || s->udp || s->port) return;
   std::string why;
   if (!locals_.dial(*s, address, port, timeout_ms, now, &why)) reject(sid, 2, why);
@@ -129,19 +133,21 @@ void WsSession::dial(uint32_t sid, const std::string& address, uint16_t port, ui
 
 void WsSession::goaway(uint16_t code, const std::string& reason) {
   if (mux_.draining() || closing_ || dead_ || upgrade_.pending()) return;
-  clock();
+  sync_time();
   if (mux_.goaway(code, reason)) send_close(1001, reason);
   flush();
 }
 
 void WsSession::close(uint16_t code, const std::string& reason) {
   if (closing_ || dead_) return;
-  clock();
+  sync_time();
   close_code_ = code;
   close_reason_ = reason;
   if (upgrade_.pending()) return teardown();  // no WebSocket yet: nothing to say goodbye on
-  mux_.reset_all(reason);
+  // The close frame first: ending the streams may end a drain, whose own
+  // close (1001) must not take this one's place.
   send_close(code, reason);
+  mux_.reset_all(reason);
   flush();
 }
 
@@ -149,7 +155,7 @@ void WsSession::close(uint16_t code, const std::string& reason) {
 void WsSession::upgraded() {
   std::string rest;  // the first frames, read along with the head
   if (dead_ || !upgrade_.accept(&rest)) return;
-  liveness_.restart(clock());
+  liveness_.restart(sync_time());
   if (!rest.empty()) feed(reinterpret_cast<uint8_t*>(rest.data()), rest.size());
   readable_ = true;  // a TLS wire may hold more already read: epoll would not say so again
   loop_.mark_dirty(this);
@@ -169,13 +175,16 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
   if (dead_) return;
   mux::Stream* s = mux_.find(sid);
   if (!s || !s->port) return;  // it ended earlier in this turn
-  clock();
+  sync_time();
   StreamSocket& sock = *LocalSockets::of(*s);
   if (sock.dialing) {
     // The target the engine is connecting answered, or failed.
     const int err = locals_.dial_event(sock, events);
     if (err > 0) reject(sid, err == ETIMEDOUT ? 3 : 2, "connect failed: " + errno_code(err));
-    else if (err == 0) mux_.accept(*s, nullptr, std::string());
+    else if (err == 0) {
+      mux_.accept(*s, nullptr, std::string());  // the dialled socket, watched already
+      mux_.start(*s);
+    }
     flush();
     loop_.mark_dirty(this);
     return;
@@ -192,7 +201,7 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
 
 void WsSession::work() {
   if (dead_) return;
-  clock();
+  sync_time();
   // Two reasons not to read, kept apart: the peer does not read what we owe
   // it (gated_since_: what it sends makes us answer, and it is closed if
   // that lasts), and JavaScript is behind on events (the loop resumes every
@@ -279,7 +288,7 @@ void WsSession::read_some() {
   const ssize_t n = wire_->recv(buf, Loop::kReadBuffer);
   const int err = errno;
   if (n > 0) {
-    liveness_.heard(clock());
+    liveness_.heard(sync_time());
     if (upgrade_.reading()) return read_upgrade_head(buf, static_cast<size_t>(n));
     feed(buf, static_cast<size_t>(n));
     return;
@@ -322,9 +331,11 @@ void WsSession::feed(uint8_t* p, size_t n) {
   error_ = true;
   close_code_ = err.close_code;
   close_reason_ = err.reason;
-  mux_.reset_all("protocol error");
+  // Queued frames go, the close frame comes, and only then the streams end
+  // (a drain's 1001 would otherwise take the close frame's place).
   out_.drop_unsent();
   send_close(err.close_code, err.reason);
+  mux_.reset_all("protocol error");
 }
 
 // ---- what goes to the peer ----
@@ -443,8 +454,10 @@ void WsSession::datagram_dropped() { loop_.events().datagram_dropped(); }
 
 void WsSession::retire(std::unique_ptr<mux::Stream> s) { loop_.retire(std::move(s)); }
 
-void WsSession::drained() {
-  if (!closing_ && !dead_) send_close(1001, "drained");
+bool WsSession::drained() {
+  if (closing_ || dead_) return false;
+  send_close(1001, "drained");
+  return true;
 }
 
 void WsSession::want_pump() { loop_.mark_dirty(this); }

@@ -89,10 +89,10 @@ class WsSession final : public Pollable, private mux::MuxHost {
   void emit_datagram(uint32_t stream, const uint8_t* p, size_t n) override;
   void datagram_dropped() override;
   void retire(std::unique_ptr<mux::Stream> s) override;
-  void drained() override;
+  bool drained() override;
   void want_pump() override;
 
-  double clock();  // the time now, also given to the mux
+  double sync_time();  // the time now, also given to the mux
   const uint8_t* mask_key(uint8_t* key);  // a fresh key for a client's frame, or null for a server's
   void watch(mux::Stream& s);
   void read_some();

@@ -53,18 +53,25 @@ std::pair<int, int> unix_pair() {
 }
 
 // A connected loopback TCP pair: {engine's end, ours (non-blocking)}.
-std::pair<int, int> tcp_pair() {
+// A listener on a free loopback port; its address in *a.
+int loopback_listener(sockaddr_in* a) {
   int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(l, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(l, 4) != 0 ||
-      ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  *a = sockaddr_in{};
+  a->sin_family = AF_INET;
+  a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof *a;
+  if (::bind(l, reinterpret_cast<sockaddr*>(a), len) != 0 || ::listen(l, 64) != 0 ||
+      ::getsockname(l, reinterpret_cast<sockaddr*>(a), &len) != 0) {
     std::abort();
   }
+  return l;
+}
+
+std::pair<int, int> tcp_pair() {
+  sockaddr_in a;
+  int l = loopback_listener(&a);
   int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (::connect(c, reinterpret_cast<sockaddr*>(&a), len) != 0) std::abort();
+  if (::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) std::abort();
   int s = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
   ::close(l);
   nonblock(c);
@@ -345,6 +352,70 @@ void test_close_replies() {
     CHECK(got == c.reply, std::string("close ") + c.what + ": replied " + std::to_string(got) + ", want " + std::to_string(c.reply));
     ::close(peer.second);
   }
+}
+
+// A session draining (our GOAWAY, a stream still open) that must close for
+// another reason says that reason: a protocol error gets its 1002, and a
+// close from JavaScript its own code, not the drain's 1001 "drained" (the
+// streams' end used to finish the drain first, and its close took the place).
+void test_close_while_draining() {
+  for (int how = 0; how < 2; how++) {
+    const char* what = how == 0 ? "a protocol error" : "close_session(4001)";
+    Harness h;
+    auto peer = unix_pair();
+    h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+    send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1, open_body(1 << 20, 1, "local:1")), true));
+    const tws::Event* e = h.wait_for([](const tws::Event& ev) { return ev.kind == tws::Event::kOpenRequest; });
+    CHECK(e != nullptr, std::string(what) + ": the stream is requested");
+    if (!e) continue;
+    auto p = tcp_pair();
+    h.engine.accept_stream(1, 1, tws::UniqueFd(p.first), "");
+    h.engine.goaway(1, 1001, "restart");
+    h.pump(50);
+    if (how == 0) send_all(peer.second, ws_frame(tws::ws::kText, Bytes{'x'}, true));
+    else h.engine.close_session(1, 4001, "bye");
+    Decoded d = decode(read_for(peer.second, 300));
+    int got = -2;
+    for (const auto& m : d.msgs)
+      if (m.op == tws::ws::kClose) got = m.payload.size() >= 2 ? (m.payload[0] << 8) | m.payload[1] : -1;
+    const int want = how == 0 ? 1002 : 4001;
+    CHECK(got == want, std::string(what) + " while draining: close " + std::to_string(got) + ", want " + std::to_string(want));
+    ::close(p.second);
+    ::close(peer.second);
+  }
+}
+
+// JavaScript answers a stream it asked the engine to dial a second time,
+// with a socket of its own: the answer is ignored (its fd closed), the
+// dialled socket stays the stream's, and nothing is freed while epoll may
+// still report it (the second answer used to replace the dialled socket).
+void test_a_second_answer_to_a_dialled_stream_is_ignored() {
+  sockaddr_in a;
+  int l = loopback_listener(&a);
+  nonblock(l);  // its backlog is emptied after each round
+  int wrong = 0;
+  for (int i = 0; i < 20; i++) {
+    Harness h;
+    auto peer = unix_pair();
+    h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+    send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1, open_body(1 << 20, 1, "local:1")), true));
+    if (!h.wait_for([](const tws::Event& ev) { return ev.kind == tws::Event::kOpenRequest; })) {
+      wrong++;
+      continue;
+    }
+    h.engine.dial_stream(1, 1, "127.0.0.1", ntohs(a.sin_port), 1000);
+    auto p = tcp_pair();
+    h.engine.accept_stream(1, 1, tws::UniqueFd(p.first), "");
+    Decoded d = decode(read_for(peer.second, 100));
+    int open_oks = 0;
+    for (const auto& m : d.msgs) open_oks += m.op == tws::ws::kBinary && !m.payload.empty() && m.payload[0] == tws::tws2::kOpenOk;
+    if (open_oks != 1) wrong++;
+    ::close(p.second);
+    ::close(peer.second);
+    for (int c; (c = ::accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) ::close(c);
+  }
+  ::close(l);
+  CHECK(wrong == 0, "a dialled stream is opened once, whatever else JavaScript answers (" + std::to_string(wrong) + " of 20 wrong)");
 }
 
 // Commands own their fds: one posted after stop() closes its fd at once.
@@ -631,6 +702,8 @@ int main() {
   test_streams_ending_while_the_writer_is_backed_up();
   test_the_101_goes_first();
   test_close_replies();
+  test_close_while_draining();
+  test_a_second_answer_to_a_dialled_stream_is_ignored();
   test_commands_after_stop_close_their_fds();
   test_a_peer_that_never_reads();
   test_gate_released_while_javascript_is_behind();

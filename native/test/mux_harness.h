@@ -160,7 +160,10 @@ class MuxHarness final : public mux::MuxHost, public mux::LocalIo {
   }
   void datagram_dropped() override { dropped++; }
   void retire(std::unique_ptr<mux::Stream> s) override { graveyard.push_back(std::move(s)); }
-  void drained() override { drained_calls++; }
+  bool drained() override {
+    drained_calls++;
+    return !closing;
+  }
   void want_pump() override { pump_wanted = true; }
 
  private:

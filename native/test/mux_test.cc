@@ -36,8 +36,11 @@ size_t count_type(const std::vector<OutFrame>& frames, uint8_t type, uint32_t si
 tws::mux::Stream* accept(MuxHarness& h, uint32_t sid, const std::shared_ptr<Local>& l, const std::string& early = "") {
   h.open(sid, 65536, false, "target:1");
   if (!early.empty()) h.frame(tws2::kData, sid, early);
-  tws::mux::Stream* s = h.mux.accepting(sid);
-  if (s) h.mux.accept(*s, MuxHarness::port(l), "");
+  tws::mux::Stream* s = h.mux.find_accepting(sid);
+  if (s) {
+    h.mux.accept(*s, MuxHarness::port(l), "");
+    h.mux.start(*s);
+  }
   return s;
 }
 
@@ -48,10 +51,12 @@ void test_accept_with_early_data() {
   CHECK(h.count(Event::kOpenRequest, 1) == 1, "an OPEN asks JavaScript");
   CHECK(h.events.back().text == "example.org:22", "with its target");
   h.frame(tws2::kData, 1, "early bytes");
-  tws::mux::Stream* s = h.mux.accepting(1);
+  tws::mux::Stream* s = h.mux.find_accepting(1);
   CHECK(s != nullptr, "the stream waits for JavaScript");
   h.mux.accept(*s, MuxHarness::port(l), "");
-  CHECK(l->received == "early bytes", "early data reaches the local socket at accept");
+  CHECK(l->received.empty(), "nothing is written before the host says the socket is ready");
+  h.mux.start(*s);
+  CHECK(l->received == "early bytes", "early data reaches the local socket at start");
   auto out = h.read();
   CHECK(count_type(out, tws2::kOpenOk, 1) == 1, "OPEN_OK goes out");
   CHECK(!out.empty() && out[0].body == MuxHarness::u32(kMiB), "granting the initial window");
@@ -187,6 +192,17 @@ void test_goaway() {
   h.mux.local_error(*s);
   CHECK(h.drained_calls == 1, "the last stream's end says the session is drained");
   h.turn();
+  // Both sides drain, and the session is already closing when the last
+  // stream ends: nobody closes for the drain, so the peer's GOAWAY is answered idle.
+  MuxHarness g(server_options());
+  auto m = std::make_shared<Local>();
+  tws::mux::Stream* t = accept(g, 1, m);
+  g.frame(tws2::kGoaway, 0, MuxHarness::coded(1001, "peer restarts"));
+  g.mux.goaway(1001, "we restart");
+  g.closing = true;
+  g.mux.local_error(*t);
+  CHECK(g.count(Event::kIdle) == 1, "a closing session still reports idle after the peer's GOAWAY");
+  g.turn();
 }
 
 void test_stream_ids() {
