@@ -160,7 +160,7 @@ const char* Mux::cannot_open(uint32_t sid, bool udp) const {
   return nullptr;
 }
 
-Stream& Mux::open(uint32_t sid, std::string target, bool udp, std::unique_ptr<Port> port, std::string initial) {
+Stream& Mux::open(uint32_t sid, std::string target, bool udp, PortPtr port, std::string initial) {
   auto fresh = std::make_unique<Stream>(sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit,
                                         udp ? o_.initial_window : credit_.fresh_window());
   fresh->udp = udp;  // before add_stream: a udp stream holds no credit
@@ -181,7 +181,7 @@ Stream* Mux::find_accepting(uint32_t sid) {
   return s && s->state == Stream::State::kAccepting ? s : nullptr;
 }
 
-void Mux::accept(Stream& s, std::unique_ptr<Port> port, std::string initial) {
+void Mux::accept(Stream& s, PortPtr port, std::string initial) {
   mark_open(s);
   if (port) s.port = std::move(port);
   s.initial = std::move(initial);

@@ -30,9 +30,23 @@
 namespace tws::mux {
 
 // What the host keeps per stream (its local socket); the stream owns it.
+// Not polymorphic, on purpose: the host's type frees itself through
+// `free_fn`. A virtual destructor called through this base is checked by
+// UBSan's vptr check, whose first check of a type opens a pipe; in a
+// process out of fds (a case the tests create) the pipe fails and UBSan
+// reports a valid object as invalid.
 struct Port {
-  virtual ~Port() = default;
+  using Free = void (*)(Port*);
+  explicit Port(Free f) : free_fn(f) {}
+  Free free_fn;
+
+ protected:
+  ~Port() = default;
 };
+struct PortFree {
+  void operator()(Port* p) const { p->free_fn(p); }
+};
+using PortPtr = std::unique_ptr<Port, PortFree>;
 
 // One TWS2 stream: the flow-control state of both directions.
 struct Stream {
@@ -45,7 +59,7 @@ struct Stream {
   std::string target;
   State state;
   bool udp = false;
-  std::unique_ptr<Port> port;  // the local socket (none for udp streams)
+  PortPtr port;  // the local socket (none for udp streams)
   bool readable = false;       // the local socket may have bytes to read
   bool writable = false;       // the local socket may take bytes
   bool local_eof = false;
@@ -153,14 +167,14 @@ class Mux {
   const char* cannot_open(uint32_t sid, bool udp) const;
   // Opens a stream to `target` (checked with cannot_open first); its local
   // socket is `port` (null for udp); `initial` goes out first.
-  Stream& open(uint32_t sid, std::string target, bool udp, std::unique_ptr<Port> port, std::string initial);
+  Stream& open(uint32_t sid, std::string target, bool udp, PortPtr port, std::string initial);
   // The stream the peer asked for, while JavaScript decides on it (null
   // when there is none, or it is decided).
   Stream* find_accepting(uint32_t sid);
   // Accepts it: OPEN_OK out, its local socket `port` (null: keep the one the
   // host attached, a dialled socket) connected; `initial` goes out first.
   // Writes nothing locally until start().
-  void accept(Stream& s, std::unique_ptr<Port> port, std::string initial);
+  void accept(Stream& s, PortPtr port, std::string initial);
   // An accepted stream's socket is ready: early data is written, reading begins.
   void start(Stream& s);
   void accept_datagrams(Stream& s);

@@ -6,18 +6,15 @@
 
 namespace tws {
 
-std::unique_ptr<mux::Port> LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
+mux::PortPtr LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
   set_nodelay_nonblock(fd.get());
-  return std::make_unique<StreamSocket>(&session_, sid, std::move(fd));
+  return mux::PortPtr(new StreamSocket(&session_, sid, std::move(fd)));
 }
 
 bool LocalSockets::watch(mux::Stream& s) { return of(s)->watch(loop_); }
 
 // The socket leaves the stream for the loop's graveyard: freed after the
-// turn (an epoll event in this turn's batch may still point at it), and
-// freed as what it is, not through mux::Port (UBSan's check of a virtual
-// call through a base opens a pipe, which fails when the process is out of
-// fds, and then reports the object as invalid).
+// turn, since an epoll event in this turn's batch may still point at it.
 void LocalSockets::local_close(mux::Stream& s, bool abortive) {
   StreamSocket* sock = of(s);
   if (!sock) return;
@@ -30,12 +27,11 @@ bool LocalSockets::dial(mux::Stream& s, const std::string& address, uint16_t por
                         std::string* why) {
   UniqueFd fd = start_connect(address, port, why);
   if (!fd) return false;
-  auto sock = std::make_unique<StreamSocket>(&session_, s.id, std::move(fd));
-  sock->dialing = true;
-  sock->dial_deadline = now + timeout_ms;
-  sock->dial_timeout_ms = timeout_ms;
-  StreamSocket* sp = sock.get();
-  s.port = std::move(sock);
+  auto* sp = new StreamSocket(&session_, s.id, std::move(fd));
+  sp->dialing = true;
+  sp->dial_deadline = now + timeout_ms;
+  sp->dial_timeout_ms = timeout_ms;
+  s.port = mux::PortPtr(sp);
   // EPOLLOUT says the connect finished, either way.
   if (!sp->watch(loop_)) {
     *why = "connect failed: cannot watch the socket";

@@ -25,7 +25,7 @@ class LocalSockets final : public mux::LocalIo {
   static StreamSocket* of(mux::Stream& s) { return static_cast<StreamSocket*>(s.port.get()); }
 
   // A connected socket JavaScript handed over, made a stream's port.
-  std::unique_ptr<mux::Port> adopt(uint32_t sid, UniqueFd fd);
+  mux::PortPtr adopt(uint32_t sid, UniqueFd fd);
   // Registers the stream's socket with epoll; false when it cannot.
   bool watch(mux::Stream& s);
 

@@ -21,7 +21,8 @@ class WsSession;
 
 class StreamSocket final : public mux::Port, public Pollable {
  public:
-  StreamSocket(WsSession* session, uint32_t stream, UniqueFd fd) : session_(session), stream_(stream), fd_(std::move(fd)) {}
+  StreamSocket(WsSession* session, uint32_t stream, UniqueFd fd)
+      : mux::Port([](mux::Port* p) { delete static_cast<StreamSocket*>(p); }), session_(session), stream_(stream), fd_(std::move(fd)) {}
 
   void on_events(uint32_t events) override;
 

@@ -34,7 +34,7 @@ struct Local {
 };
 
 struct FakePort final : mux::Port {
-  explicit FakePort(std::shared_ptr<Local> l) : local(std::move(l)) {}
+  explicit FakePort(std::shared_ptr<Local> l) : mux::Port([](mux::Port* p) { delete static_cast<FakePort*>(p); }), local(std::move(l)) {}
   std::shared_ptr<Local> local;
 };
 
@@ -60,7 +60,7 @@ class MuxHarness final : public mux::MuxHost, public mux::LocalIo {
   std::vector<Event> events;
   std::vector<std::unique_ptr<mux::Stream>> graveyard;
 
-  static std::unique_ptr<mux::Port> port(const std::shared_ptr<Local>& l) { return std::make_unique<FakePort>(l); }
+  static mux::PortPtr port(const std::shared_ptr<Local>& l) { return mux::PortPtr(new FakePort(l)); }
 
   // ---- the peer ----
   void frame(uint8_t type, uint32_t sid, const std::string& body) {
