@@ -25,4 +25,16 @@ struct Event {
   std::string note;         // kRefused: why
 };
 
+// A stream's end, with its bytes each way: exactly one per stream JavaScript
+// opened or was asked to open.
+inline Event stream_closed(uint32_t session, uint32_t stream, std::string how, uint64_t in = 0, uint64_t out = 0) {
+  Event e(Event::kStreamClosed);
+  e.session = session;
+  e.stream = stream;
+  e.bytes_in = in;
+  e.bytes_out = out;
+  e.text = std::move(how);
+  return e;
+}
+
 }  // namespace tws

@@ -314,13 +314,7 @@ void Mux::remember_closed(uint32_t sid) {
 }
 
 void Mux::emit_closed(uint32_t sid, uint64_t in, uint64_t out, const std::string& how) {
-  Event e{Event::kStreamClosed};
-  e.session = session_;
-  e.stream = sid;
-  e.bytes_in = in;
-  e.bytes_out = out;
-  e.text = how;
-  host_.emit(std::move(e));
+  host_.emit(stream_closed(session_, sid, how, in, out));
 }
 
 void Mux::emit_simple(Event::Kind k) {

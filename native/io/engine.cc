@@ -89,11 +89,7 @@ void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::st
     if (WsSession* s = loop->find_session(session)) return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial));
     // JavaScript counts on a closed event for every stream it opened.
     fd.reset_abortive();
-    Event e{Event::kStreamClosed};
-    e.session = session;
-    e.stream = stream;
-    e.text = "session closed";
-    loop->events().emit(std::move(e));
+    loop->events().emit(stream_closed(session, stream, "session closed"));
   });
 }
 

@@ -59,14 +59,10 @@ bool WsSession::start(const std::string& head, const std::string& preamble, bool
 
 void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial) {
   sync_time();
-  if (const char* why = dead_ ? "session unavailable" : mux_.cannot_open(sid, false)) {
+  // (cannot_open() covers a closing or dead session too.)
+  if (const char* why = mux_.cannot_open(sid, false)) {
     fd.reset_abortive();
-    Event e{Event::kStreamClosed};
-    e.session = id_;
-    e.stream = sid;
-    e.text = why;
-    emit(std::move(e));
-    return;
+    return emit(stream_closed(id_, sid, why));
   }
   mux::Stream& s = mux_.open(sid, std::move(target), false, locals_.adopt(sid, std::move(fd)), std::move(initial));
   watch(s);
@@ -75,14 +71,7 @@ void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::
 
 void WsSession::open_datagrams(uint32_t sid, std::string target) {
   sync_time();
-  if (dead_ || mux_.cannot_open(sid, true)) {
-    Event e{Event::kStreamClosed};
-    e.session = id_;
-    e.stream = sid;
-    e.text = "session unavailable";
-    emit(std::move(e));
-    return;
-  }
+  if (const char* why = mux_.cannot_open(sid, true)) return emit(stream_closed(id_, sid, why));
   mux_.open(sid, std::move(target), true, nullptr, std::string());
   flush();
 }
