@@ -37,6 +37,11 @@ for (const engine of engines()) {
     const rtt = value(c.body, 'tws_ping_rtt_seconds{stat="mean"}');
     t.ok(rtt !== undefined && rtt > 0 && rtt < 1, `client: ping rtt ${rtt} s`);
     t.equal(value(c.body, 'tws_reconnects_total'), 0);
+    // Seconds are whole microseconds and everything else whole numbers: no float noise like 0.00013800000000000002.
+    for (const [side, body] of [['client', c.body], ['server', s.body]] as const) {
+      const noisy = body.split('\n').filter((l) => l && !l.startsWith('#') && !/ -?\d+(\.\d{1,6})?$/.test(l));
+      t.same(noisy, [], `${side}: every sample prints as a short decimal`);
+    }
     const r = await scrape(await metricsPort(refusedTun!.client));
     t.equal(value(r.body, 'tws_stream_resets_received_total{code="connect_failed"}'), 1, 'the other client: one RESET "connect failed"');
     t.equal(value(r.body, 'tws_streams_closed_total{how="peer_reset"}'), 1);
