@@ -4,7 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { readConfigFile, resolveConfig, Layer } from '../config/load';
-import { Mode, settingsFor } from '../config/schema';
+import { helpFor, Mode, settingsFor } from '../config/schema';
 import { engineSummary } from '../engine/select';
 import { errorLine } from '../util/errors';
 import { runClient, runServer } from './run';
@@ -29,7 +29,7 @@ function describe(mode: Mode, cmd: Command): void {
     if (!s.flag) continue;
     const extra = [s.default !== undefined && s.kind.type !== 'bool' ? `default: ${s.default}` : '', `config: ${s.key}`, s.env ? `env: ${s.env}` : '']
       .filter(Boolean).join(', ');
-    const option = new Option(s.flag, `${s.help} [${extra}]`);
+    const option = new Option(s.flag, `${helpFor(s, mode)} [${extra}]`);
     if (s.repeatable) option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     cmd.addOption(option);
   }

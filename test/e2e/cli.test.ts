@@ -25,7 +25,36 @@ t.test('--help explains both modes and their flags', async (t) => {
   }
   const server = await tws(['server', '--help']);
   t.match(server.out, /--path <path>/);
-  t.match(server.out, /default: 5000/);
+  t.match(optionHelp(server.out, '-t, --timeout <ms>'), /default: 5000/);
+});
+
+/** One option's description in commander's help, its wrapped lines joined. */
+function optionHelp(help: string, flag: string): string {
+  const lines = help.split('\n');
+  const start = lines.findIndex((l) => l.trimStart().startsWith(flag));
+  if (start < 0) return '';
+  const end = lines.findIndex((l, i) => i > start && /^\s{2}-/.test(l));
+  return lines.slice(start, end < 0 ? undefined : end).join(' ').slice(lines[start]!.indexOf(flag) + flag.length).replace(/\s+/g, ' ').trim();
+}
+
+t.test("each role's --help describes -l, -t, --no-udp and --threads for that role only", async (t) => {
+  const server = (await tws(['server', '--help'])).out;
+  const client = (await tws(['client', '--help'])).out;
+  const s = (flag: string): string => optionHelp(server, flag);
+  const c = (flag: string): string => optionHelp(client, flag);
+  t.match(s('-l, --listen <addr>'), /WebSocket/);
+  t.notMatch(s('-l, --listen <addr>'), /client|local TCP/i);
+  t.match(c('-l, --listen <addr>'), /local/);
+  t.notMatch(c('-l, --listen <addr>'), /server|WebSocket/i);
+  t.match(s('-t, --timeout <ms>'), /dead/);
+  t.notMatch(s('-t, --timeout <ms>'), /client|waits for a session/i);
+  t.match(c('-t, --timeout <ms>'), /waits for a session/);
+  t.match(s('--no-udp'), /refuse UDP streams/);
+  t.notMatch(s('--no-udp'), /client|listen/i);
+  t.match(c('--no-udp'), /do not listen for UDP/);
+  t.notMatch(c('--no-udp'), /server|refuse/i);
+  t.notMatch(s('--threads <n>'), /-c\b/);
+  t.notMatch(c('--threads <n>'), /many clients/);
 });
 
 t.test('--version names the engine', async (t) => {
