@@ -12,16 +12,23 @@ import { runClient, runServer } from './run';
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const VERSION: string = require('../../package.json').version;
 
-/** tws-rust spells some long flags with underscores, and takes -v before the subcommand. */
+/** Flags that, given before the subcommand, are meant for it: tws-rust's `-v server`, and `-h server`. */
+const FOR_SUBCOMMAND = new Set(['-v', '-h', '--help']);
+
+/**
+ * tws-rust spells some long flags with underscores, and takes -v before the
+ * subcommand; `tws -h server` asks for the server's help; `tws -v` alone
+ * (no subcommand to be verbose about) asks for the version.
+ */
 export function normalizeArgv(args: string[]): string[] {
   const renamed = args.map((a) => a.replace(/^--(retry_timeout|udp_timeout|no_udp|passwd_file|log_level|connect_timeout|drain_timeout)(?==|$)/,
     (_m, name: string) => `--${name.replace(/_/g, '-')}`));
   const sub = renamed.findIndex((a) => a === 'server' || a === 'client');
-  if (sub > 0 && renamed.slice(0, sub).includes('-v')) {
-    const before = renamed.slice(0, sub).filter((a) => a !== '-v');
-    return [...before, renamed[sub]!, '-v', ...renamed.slice(sub + 1)];
-  }
-  return renamed;
+  if (sub < 0) return renamed.map((a) => (a === '-v' ? '-V' : a));
+  const before = renamed.slice(0, sub);
+  const moved = before.filter((a) => FOR_SUBCOMMAND.has(a));
+  if (!moved.length) return renamed;
+  return [...before.filter((a) => !FOR_SUBCOMMAND.has(a)), renamed[sub]!, ...moved, ...renamed.slice(sub + 1)];
 }
 
 function describe(mode: Mode, cmd: Command): void {

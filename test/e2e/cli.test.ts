@@ -57,6 +57,22 @@ t.test("each role's --help describes -l, -t, --no-udp and --threads for that rol
   t.notMatch(c('--threads <n>'), /many clients/);
 });
 
+t.test('-h or --help before the subcommand shows that subcommand\'s help', async (t) => {
+  for (const [args, role] of [[['-h', 'server'], 'server'], [['--help', 'client'], 'client'], [['help', 'server'], 'server']] as const) {
+    const r = await tws([...args]);
+    t.equal(r.code, 0, args.join(' '));
+    t.match(r.out, new RegExp(`^Usage: tws ${role} \\[options\\]`), `${args.join(' ')}: the ${role}'s usage`);
+    t.match(r.out, /--listen/, `${args.join(' ')}: the ${role}'s flags`);
+  }
+});
+
+t.test('-v alone prints the version, as -V and --version do', async (t) => {
+  const v = await tws(['-v']);
+  t.equal(v.code, 0, v.err);
+  t.match(v.out, /^tws-native \d+\.\d+\.\d+ \(engine: /);
+  t.equal(v.out, (await tws(['--version'])).out);
+});
+
 t.test('--version names the engine', async (t) => {
   const v = await tws(['--version']);
   t.equal(v.code, 0);
