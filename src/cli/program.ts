@@ -7,6 +7,7 @@ import { readConfigFile, resolveConfig, Layer } from '../config/load';
 import { helpFor, Mode, settingsFor } from '../config/schema';
 import { engineSummary } from '../engine/select';
 import { errorLine } from '../util/errors';
+import { clientExamples, serverExamples, topExamples } from './examples';
 import { runClient, runServer } from './run';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -65,11 +66,12 @@ export function buildProgram(): Command {
   const program = new Command('tws')
     .description('TCP over WebSocket: tunnel any TCP service through a WebSocket (tws-rust compatible)')
     .version(`tws-native ${VERSION} (${engineSummary()}, ${process.platform}-${process.arch})`, '-V, --version')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', topExamples);
 
   const server = program.command('server')
     .description('accept tunnel sessions over WebSocket and connect each stream to its target')
-    .addHelpText('after', '\nExample:\n  TWS_PASSWD=secret tws server -l 127.0.0.1:5202\n  tws server --config /etc/tws/server.yaml');
+    .addHelpText('after', serverExamples);
   describe('server', server);
   server.action(async () => {
     process.title = 'tws server';
@@ -79,7 +81,7 @@ export function buildProgram(): Command {
 
   const client = program.command('client')
     .description('listen for local TCP connections and tunnel each to --remote through the server')
-    .addHelpText('after', '\nExample:\n  TWS_PASSWD=secret tws client -l 127.0.0.1:2222 -s wss://example.com/tws -r 127.0.0.1:22\n  tws client --config /etc/tws/client.yaml');
+    .addHelpText('after', clientExamples);
   describe('client', client);
   client.action(async () => {
     process.title = 'tws client';

@@ -66,6 +66,22 @@ t.test('-h or --help before the subcommand shows that subcommand\'s help', async
   }
 });
 
+t.test('help shows examples: plain, behind nginx, --tls-cert, --users with --allow', async (t) => {
+  const top = (await tws(['--help'])).out;
+  const server = (await tws(['server', '--help'])).out;
+  const client = (await tws(['client', '--help'])).out;
+  for (const [name, out] of [['tws --help', top], ['tws server --help', server]] as const) {
+    t.match(out, /^ {2}(TWS_PASSWD=\S+ )?tws server -l \S+$/m, `${name}: a plain server`);
+    t.match(out, /nginx[^\n]*\n {2}tws server -l 127\.0\.0\.1:\d+ /, `${name}: a server behind nginx`);
+    t.match(out, /^ {2}tws server .*--tls-cert \S+ --tls-key \S+/m, `${name}: a server with its own TLS`);
+    t.match(out, /^ {2}tws server .*--users \S+ .*--allow \S+/m, `${name}: users and allow rules`);
+  }
+  for (const [name, out] of [['tws --help', top], ['tws client --help', client]] as const) {
+    t.match(out, /^ {2}(TWS_PASSWD=\S+ )?tws client -l \S+ -s ws:\/\/\S+ -r \S+/m, `${name}: a plain client`);
+    t.match(out, /^ {2}.*tws client .*-s wss:\/\/\S+/m, `${name}: a client over wss://`);
+  }
+});
+
 t.test('-v alone prints the version, as -V and --version do', async (t) => {
   const v = await tws(['-v']);
   t.equal(v.code, 0, v.err);
