@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import { readConfigFile, resolveConfig, Layer } from '../config/load';
 import { helpFor, Mode, settingsFor } from '../config/schema';
-import { engineSummary } from '../engine/select';
+import { ENGINE_CHOICES, engineSummary } from '../engine/select';
 import { errorLine } from '../util/errors';
 import { clientExamples, serverExamples, topExamples } from './examples';
 import { runClient, runServer } from './run';
@@ -30,6 +30,14 @@ export function normalizeArgv(args: string[]): string[] {
   const moved = before.filter((a) => FOR_SUBCOMMAND.has(a));
   if (!moved.length) return renamed;
   return [...before.filter((a) => !FOR_SUBCOMMAND.has(a)), renamed[sub]!, ...moved, ...renamed.slice(sub + 1)];
+}
+
+/** `tws --version`: the engine TWS_ENGINE picks (flags and config files belong to the subcommands). */
+function versionLine(env: NodeJS.ProcessEnv): string {
+  const wanted = env.TWS_ENGINE || 'auto';
+  const choice = ENGINE_CHOICES.find((c) => c === wanted);
+  const engine = choice ? engineSummary(choice) : `${engineSummary('auto')}; TWS_ENGINE must be auto, js or native`;
+  return `tws-native ${VERSION} (${engine}, ${process.platform}-${process.arch})`;
 }
 
 function describe(mode: Mode, cmd: Command): void {
@@ -65,7 +73,7 @@ function explicitFlags(mode: Mode, cmd: Command): Layer {
 export function buildProgram(): Command {
   const program = new Command('tws')
     .description('TCP over WebSocket: tunnel any TCP service through a WebSocket (tws-rust compatible)')
-    .version(`tws-native ${VERSION} (${engineSummary()}, ${process.platform}-${process.arch})`, '-V, --version')
+    .version(versionLine(process.env), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', topExamples);
 

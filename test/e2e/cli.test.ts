@@ -89,8 +89,26 @@ t.test('-v alone prints the version, as -V and --version do', async (t) => {
   t.equal(v.out, (await tws(['--version'])).out);
 });
 
+t.test('--version names the engine TWS_ENGINE picks', async (t) => {
+  const js = await tws(['--version'], { TWS_ENGINE: 'js' });
+  t.equal(js.code, 0);
+  t.match(js.out, /^tws-native \S+ \(engine: js[;,]/, 'TWS_ENGINE=js: the js engine');
+  if (/engine: native/.test((await tws(['--version'], { TWS_ENGINE: '' })).out)) {
+    t.match((await tws(['--version'], { TWS_ENGINE: 'native' })).out, /\(engine: native, napi \d+/, 'TWS_ENGINE=native: the native engine');
+    t.match(js.out, /native napi \d+ available/, 'TWS_ENGINE=js still says native would load');
+  }
+  // No addon at all (TWS_NATIVE_ADDON names a build that is not there).
+  const none = { TWS_NATIVE_ADDON: '/nonexistent/tws.node' };
+  t.match((await tws(['--version'], { ...none, TWS_ENGINE: 'native' })).out, /\(engine: none; native unavailable: .*nonexistent/,
+    'TWS_ENGINE=native without the addon: no engine, and why');
+  t.match((await tws(['--version'], { ...none, TWS_ENGINE: 'js' })).out, /\(engine: js; native unavailable: /);
+  const bad = await tws(['--version'], { TWS_ENGINE: 'turbo' });
+  t.equal(bad.code, 0);
+  t.match(bad.out, /TWS_ENGINE must be auto, js or native/);
+});
+
 t.test('--version names the engine', async (t) => {
-  const v = await tws(['--version']);
+  const v = await tws(['--version'], { TWS_ENGINE: '' });
   t.equal(v.code, 0);
   t.match(v.out, /^tws-native \d+\.\d+\.\d+ \(engine: (js|native)/);
 });
