@@ -4,24 +4,40 @@
  */
 import { Command, Option } from 'commander';
 import { readConfigFile, resolveConfig, Layer } from '../config/load';
-import { Mode, settingsFor } from '../config/schema';
-import { engineSummary } from '../engine/select';
+import { helpFor, Mode, settingsFor } from '../config/schema';
+import { ENGINE_CHOICES, engineSummary } from '../engine/select';
 import { errorLine } from '../util/errors';
+import { clientExamples, serverExamples, topExamples } from './examples';
 import { runClient, runServer } from './run';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const VERSION: string = require('../../package.json').version;
 
-/** tws-rust spells some long flags with underscores, and takes -v before the subcommand. */
+/** Flags that, given before the subcommand, are meant for it: tws-rust's `-v server`, and `-h server`. */
+const FOR_SUBCOMMAND = new Set(['-v', '-h', '--help']);
+
+/**
+ * tws-rust spells some long flags with underscores, and takes -v before the
+ * subcommand; `tws -h server` asks for the server's help; `tws -v` alone
+ * (no subcommand to be verbose about) asks for the version.
+ */
 export function normalizeArgv(args: string[]): string[] {
   const renamed = args.map((a) => a.replace(/^--(retry_timeout|udp_timeout|no_udp|passwd_file|log_level|connect_timeout|drain_timeout)(?==|$)/,
     (_m, name: string) => `--${name.replace(/_/g, '-')}`));
   const sub = renamed.findIndex((a) => a === 'server' || a === 'client');
-  if (sub > 0 && renamed.slice(0, sub).includes('-v')) {
-    const before = renamed.slice(0, sub).filter((a) => a !== '-v');
-    return [...before, renamed[sub]!, '-v', ...renamed.slice(sub + 1)];
-  }
-  return renamed;
+  if (sub < 0) return renamed.map((a) => (a === '-v' ? '-V' : a));
+  const before = renamed.slice(0, sub);
+  const moved = before.filter((a) => FOR_SUBCOMMAND.has(a));
+  if (!moved.length) return renamed;
+  return [...before.filter((a) => !FOR_SUBCOMMAND.has(a)), renamed[sub]!, ...moved, ...renamed.slice(sub + 1)];
+}
+
+/** `tws --version`: the engine TWS_ENGINE picks (flags and config files belong to the subcommands). */
+function versionLine(env: NodeJS.ProcessEnv): string {
+  const wanted = env.TWS_ENGINE || 'auto';
+  const choice = ENGINE_CHOICES.find((c) => c === wanted);
+  const engine = choice ? engineSummary(choice) : `${engineSummary('auto')}; TWS_ENGINE must be auto, js or native`;
+  return `tws-native ${VERSION} (${engine}, ${process.platform}-${process.arch})`;
 }
 
 function describe(mode: Mode, cmd: Command): void {
@@ -29,7 +45,7 @@ function describe(mode: Mode, cmd: Command): void {
     if (!s.flag) continue;
     const extra = [s.default !== undefined && s.kind.type !== 'bool' ? `default: ${s.default}` : '', `config: ${s.key}`, s.env ? `env: ${s.env}` : '']
       .filter(Boolean).join(', ');
-    const option = new Option(s.flag, `${s.help} [${extra}]`);
+    const option = new Option(s.flag, `${helpFor(s, mode)} [${extra}]`);
     if (s.repeatable) option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     cmd.addOption(option);
   }
@@ -57,12 +73,13 @@ function explicitFlags(mode: Mode, cmd: Command): Layer {
 export function buildProgram(): Command {
   const program = new Command('tws')
     .description('TCP over WebSocket: tunnel any TCP service through a WebSocket (tws-rust compatible)')
-    .version(`tws-native ${VERSION} (${engineSummary()}, ${process.platform}-${process.arch})`, '-V, --version')
-    .showHelpAfterError('(run with --help for usage)');
+    .version(versionLine(process.env), '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', topExamples);
 
   const server = program.command('server')
     .description('accept tunnel sessions over WebSocket and connect each stream to its target')
-    .addHelpText('after', '\nExample:\n  TWS_PASSWD=secret tws server -l 127.0.0.1:5202\n  tws server --config /etc/tws/server.yaml');
+    .addHelpText('after', serverExamples);
   describe('server', server);
   server.action(async () => {
     process.title = 'tws server';
@@ -72,7 +89,7 @@ export function buildProgram(): Command {
 
   const client = program.command('client')
     .description('listen for local TCP connections and tunnel each to --remote through the server')
-    .addHelpText('after', '\nExample:\n  TWS_PASSWD=secret tws client -l 127.0.0.1:2222 -s wss://example.com/tws -r 127.0.0.1:22\n  tws client --config /etc/tws/client.yaml');
+    .addHelpText('after', clientExamples);
   describe('client', client);
   client.action(async () => {
     process.title = 'tws client';

@@ -39,14 +39,18 @@ export interface Setting {
   modes: readonly Mode[];
   default?: string | number | boolean;
   required?: boolean;
-  help: string;
+  /** Help text; one per mode where the setting means something different to each (see helpFor). */
+  help: string | Readonly<Record<Mode, string>>;
 }
 
 const both = ['server', 'client'] as const;
 
 export const SETTINGS: readonly Setting[] = [
   { name: 'listen', key: 'listen', flag: '-l, --listen <addr>', kind: { type: 'listen' }, modes: both, required: true,
-    help: 'address to listen on: host:port, [v6]:port or name:port (server: the WebSocket port; client: the local TCP port)' },
+    help: {
+      server: 'address to accept WebSocket connections on: host:port, [v6]:port or name:port',
+      client: 'local address whose TCP connections (and UDP datagrams, unless --no-udp) are tunnelled: host:port, [v6]:port or name:port',
+    } },
   { name: 'server', key: 'server', flag: '-s, --server <url>', kind: { type: 'url' }, modes: ['client'], required: true,
     help: 'URL of the tws server, e.g. ws://example.com:8080/ or ws://127.0.0.1:5202/some/path' },
   { name: 'remote', key: 'remote', flag: '-r, --remote <addr>', kind: { type: 'target' }, modes: ['client'], required: true,
@@ -65,7 +69,10 @@ export const SETTINGS: readonly Setting[] = [
     modes: ['client'], default: 2, help: 'WebSocket connections to keep open; streams are spread over them' },
   { name: 'timeout', key: 'timeout', flag: '-t, --timeout <ms>', kind: { type: 'int', min: 100, max: 3_600_000, unit: 'ms' },
     modes: both, default: 5000,
-    help: 'peer declared dead after this long without traffic (pings after half); client: how long a new connection waits for a session' },
+    help: {
+      server: 'a session is declared dead after this long without traffic from its peer (pinged after half)',
+      client: 'a session is declared dead after this long without traffic from the server (pinged after half); also how long a new local connection waits for a session',
+    } },
   { name: 'retryTimeout', key: 'retry_timeout', flag: '-e, --retry-timeout <ms>', kind: { type: 'int', min: 10, max: 600_000, unit: 'ms' },
     modes: ['client'], default: 1000, help: 'base reconnect delay; doubles per failure (full jitter), capped at 30 s' },
   { name: 'connectTimeout', key: 'connect_timeout', flag: '--connect-timeout <ms>', kind: { type: 'int', min: 100, max: 600_000, unit: 'ms' },
@@ -77,7 +84,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'idleTimeout', key: 'idle_timeout', flag: '--idle-timeout <ms>', kind: { type: 'int', min: 0, max: 86_400_000, unit: 'ms' },
     modes: both, default: 0, help: 'a TCP stream with no data either way for this long is reset (RESET 7, idle); 0 = never' },
   { name: 'noUdp', key: 'no_udp', flag: '--no-udp', kind: { type: 'bool' }, modes: both, default: false,
-    help: 'client: do not listen for UDP on the listen address; server: refuse UDP streams' },
+    help: { server: 'refuse UDP streams', client: 'do not listen for UDP on the listen address (TCP only)' } },
   { name: 'maxSessions', key: 'max_sessions', flag: '--max-sessions <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
     default: 1024, help: 'sessions (WebSocket connections) at once; an authenticated upgrade beyond it gets HTTP 503' },
   { name: 'maxStreams', key: 'max_streams', flag: '--max-streams <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
@@ -108,7 +115,10 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'engine', key: 'engine', flag: '--engine <name>', env: 'TWS_ENGINE', kind: { type: 'enum', values: ['auto', 'js', 'native'] },
     modes: both, default: 'auto', help: 'data plane: auto (native when it loads, else js), js or native' },
   { name: 'threads', key: 'threads', flag: '--threads <n>', kind: { type: 'int', min: 1, max: 64 }, modes: both, default: 1,
-    help: 'native engine: I/O threads; sessions are spread over them (use more with -c above 1 or many clients)' },
+    help: {
+      server: 'native engine: I/O threads; sessions are spread over them (use more for many clients)',
+      client: 'native engine: I/O threads; sessions are spread over them (use more with -c above 1)',
+    } },
   { name: 'busyPoll', key: 'busy_poll', flag: '--busy-poll <us>', kind: { type: 'int', min: 0, max: 100_000, unit: 'us' }, modes: both, default: 0,
     help: 'native engine: keep polling this long after traffic before sleeping; lower latency for CPU (0 = off)' },
   { name: 'logLevel', key: 'log_level', flag: '--log-level <level>', kind: { type: 'enum', values: LOG_LEVELS },
@@ -118,6 +128,11 @@ export const SETTINGS: readonly Setting[] = [
 /** The settings a mode accepts. */
 export function settingsFor(mode: Mode): Setting[] {
   return SETTINGS.filter((s) => s.modes.includes(mode));
+}
+
+/** The help text of a setting for one mode. */
+export function helpFor(s: Setting, mode: Mode): string {
+  return typeof s.help === 'string' ? s.help : s.help[mode];
 }
 
 /** The long flag of a setting, e.g. `--timeout`, for messages. */

@@ -5,7 +5,8 @@ import { createNativeEngine } from './native';
 import { loadNativeAddon } from './native-addon';
 import type { Engine } from './types';
 
-export type EngineChoice = 'auto' | 'js' | 'native';
+export const ENGINE_CHOICES = ['auto', 'js', 'native'] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 
 /** Why the native engine cannot be used in this build, or undefined when it can. */
 export function nativeUnavailableReason(): string | undefined {
@@ -38,8 +39,10 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
   return engine;
 }
 
-/** One line for `tws --version`. */
-export function engineSummary(): string {
+/** One line for `tws --version`: the engine `choice` runs here ("none" when it cannot), and whether native loads. */
+export function engineSummary(choice: EngineChoice = 'auto'): string {
   const why = nativeUnavailableReason();
-  return why ? `engine: js; native unavailable: ${why}` : `engine: native, napi ${loadNativeAddon().addon?.napiVersion}`;
+  if (why) return `engine: ${choice === 'native' ? 'none' : 'js'}; native unavailable: ${why}`;
+  const napi = `napi ${loadNativeAddon().addon?.napiVersion}`;
+  return choice === 'js' ? `engine: js; native ${napi} available` : `engine: native, ${napi}`;
 }

@@ -1,4 +1,4 @@
-/** `--metrics ADDR`: Prometheus text at GET /metrics, 404 for anything else. */
+/** `--metrics ADDR`: Prometheus text at GET /metrics (HEAD: its headers alone), 404 for anything else. */
 import { createServer, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { formatHostPort, HostPort } from '../util/address';
@@ -8,7 +8,8 @@ import type { Metrics } from './metrics';
 
 export function serveMetrics(addr: HostPort, metrics: Metrics, log: Logger): Promise<Server> {
   const http = createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+    // Node's ServerResponse sends no body for HEAD: the same code answers both.
+    if ((req.method === 'GET' || req.method === 'HEAD') && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
       let body: string;
       try {
         body = metrics.render();

@@ -81,11 +81,14 @@ export class Metrics {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...rows.map(([l, v]) => line(name, l, v)));
     };
     let open = 0;
-    const rtts: number[] = [];
+    // Whole microseconds (the native engine's unit), divided by 1e6 once when printed: a
+    // double from one division of integers prints as its short decimal (0.000138), where
+    // 0.138 ms / 1000 prints 0.00013800000000000002.
+    const rttsUs: number[] = [];
     for (const s of this.live) {
       const st = s.stats();
       open += st.streams;
-      if (st.rttMs !== undefined) rtts.push(st.rttMs / 1000);
+      if (st.rttMs !== undefined) rttsUs.push(Math.round(st.rttMs * 1000));
     }
     metric('tws_info', 'gauge', 'Role, engine and version of this process.', [[{ role: this.role, engine: this.engine, version: this.version }, 1]]);
     metric('tws_sessions', 'gauge', 'WebSocket sessions up now.', [[{}, this.live.size]]);
@@ -107,8 +110,9 @@ export class Metrics {
       [[{}, this.datagramsDropped()]]);
     metric('tws_stream_bytes_total', 'counter', 'Payload bytes of finished streams: in = written to local sockets, out = sent to the peer.',
       [[{ direction: 'in' }, this.bytesIn], [{ direction: 'out' }, this.bytesOut]]);
+    const meanUs = Math.round(rttsUs.reduce((a, b) => a + b, 0) / rttsUs.length);
     metric('tws_ping_rtt_seconds', 'gauge', 'Latest idle-link ping round trip of the sessions up now.',
-      rtts.length ? [[{ stat: 'mean' }, rtts.reduce((a, b) => a + b, 0) / rtts.length], [{ stat: 'max' }, Math.max(...rtts)]] : []);
+      rttsUs.length ? [[{ stat: 'mean' }, meanUs / 1e6], [{ stat: 'max' }, Math.max(...rttsUs) / 1e6]] : []);
     for (const [name, type, help, v] of processRows()) metric(name, type, help, [[{}, v]]);
     return `${out.join('\n')}\n`;
   }

@@ -25,11 +25,90 @@ t.test('--help explains both modes and their flags', async (t) => {
   }
   const server = await tws(['server', '--help']);
   t.match(server.out, /--path <path>/);
-  t.match(server.out, /default: 5000/);
+  t.match(optionHelp(server.out, '-t, --timeout <ms>'), /default: 5000/);
+});
+
+/** One option's description in commander's help, its wrapped lines joined. */
+function optionHelp(help: string, flag: string): string {
+  const lines = help.split('\n');
+  const start = lines.findIndex((l) => l.trimStart().startsWith(flag));
+  if (start < 0) return '';
+  const end = lines.findIndex((l, i) => i > start && /^\s{2}-/.test(l));
+  return lines.slice(start, end < 0 ? undefined : end).join(' ').slice(lines[start]!.indexOf(flag) + flag.length).replace(/\s+/g, ' ').trim();
+}
+
+t.test("each role's --help describes -l, -t, --no-udp and --threads for that role only", async (t) => {
+  const server = (await tws(['server', '--help'])).out;
+  const client = (await tws(['client', '--help'])).out;
+  const s = (flag: string): string => optionHelp(server, flag);
+  const c = (flag: string): string => optionHelp(client, flag);
+  t.match(s('-l, --listen <addr>'), /WebSocket/);
+  t.notMatch(s('-l, --listen <addr>'), /client|local TCP/i);
+  t.match(c('-l, --listen <addr>'), /local/);
+  t.notMatch(c('-l, --listen <addr>'), /server|WebSocket/i);
+  t.match(s('-t, --timeout <ms>'), /dead/);
+  t.notMatch(s('-t, --timeout <ms>'), /client|waits for a session/i);
+  t.match(c('-t, --timeout <ms>'), /waits for a session/);
+  t.match(s('--no-udp'), /refuse UDP streams/);
+  t.notMatch(s('--no-udp'), /client|listen/i);
+  t.match(c('--no-udp'), /do not listen for UDP/);
+  t.notMatch(c('--no-udp'), /server|refuse/i);
+  t.notMatch(s('--threads <n>'), /-c\b/);
+  t.notMatch(c('--threads <n>'), /many clients/);
+});
+
+t.test('-h or --help before the subcommand shows that subcommand\'s help', async (t) => {
+  for (const [args, role] of [[['-h', 'server'], 'server'], [['--help', 'client'], 'client'], [['help', 'server'], 'server']] as const) {
+    const r = await tws([...args]);
+    t.equal(r.code, 0, args.join(' '));
+    t.match(r.out, new RegExp(`^Usage: tws ${role} \\[options\\]`), `${args.join(' ')}: the ${role}'s usage`);
+    t.match(r.out, /--listen/, `${args.join(' ')}: the ${role}'s flags`);
+  }
+});
+
+t.test('help shows examples: plain, behind nginx, --tls-cert, --users with --allow', async (t) => {
+  const top = (await tws(['--help'])).out;
+  const server = (await tws(['server', '--help'])).out;
+  const client = (await tws(['client', '--help'])).out;
+  for (const [name, out] of [['tws --help', top], ['tws server --help', server]] as const) {
+    t.match(out, /^ {2}(TWS_PASSWD=\S+ )?tws server -l \S+$/m, `${name}: a plain server`);
+    t.match(out, /nginx[^\n]*\n {2}tws server -l 127\.0\.0\.1:\d+ /, `${name}: a server behind nginx`);
+    t.match(out, /^ {2}tws server .*--tls-cert \S+ --tls-key \S+/m, `${name}: a server with its own TLS`);
+    t.match(out, /^ {2}tws server .*--users \S+ .*--allow \S+/m, `${name}: users and allow rules`);
+  }
+  for (const [name, out] of [['tws --help', top], ['tws client --help', client]] as const) {
+    t.match(out, /^ {2}(TWS_PASSWD=\S+ )?tws client -l \S+ -s ws:\/\/\S+ -r \S+/m, `${name}: a plain client`);
+    t.match(out, /^ {2}.*tws client .*-s wss:\/\/\S+/m, `${name}: a client over wss://`);
+  }
+});
+
+t.test('-v alone prints the version, as -V and --version do', async (t) => {
+  const v = await tws(['-v']);
+  t.equal(v.code, 0, v.err);
+  t.match(v.out, /^tws-native \d+\.\d+\.\d+ \(engine: /);
+  t.equal(v.out, (await tws(['--version'])).out);
+});
+
+t.test('--version names the engine TWS_ENGINE picks', async (t) => {
+  const js = await tws(['--version'], { TWS_ENGINE: 'js' });
+  t.equal(js.code, 0);
+  t.match(js.out, /^tws-native \S+ \(engine: js[;,]/, 'TWS_ENGINE=js: the js engine');
+  if (/engine: native/.test((await tws(['--version'], { TWS_ENGINE: '' })).out)) {
+    t.match((await tws(['--version'], { TWS_ENGINE: 'native' })).out, /\(engine: native, napi \d+/, 'TWS_ENGINE=native: the native engine');
+    t.match(js.out, /native napi \d+ available/, 'TWS_ENGINE=js still says native would load');
+  }
+  // No addon at all (TWS_NATIVE_ADDON names a build that is not there).
+  const none = { TWS_NATIVE_ADDON: '/nonexistent/tws.node' };
+  t.match((await tws(['--version'], { ...none, TWS_ENGINE: 'native' })).out, /\(engine: none; native unavailable: .*nonexistent/,
+    'TWS_ENGINE=native without the addon: no engine, and why');
+  t.match((await tws(['--version'], { ...none, TWS_ENGINE: 'js' })).out, /\(engine: js; native unavailable: /);
+  const bad = await tws(['--version'], { TWS_ENGINE: 'turbo' });
+  t.equal(bad.code, 0);
+  t.match(bad.out, /TWS_ENGINE must be auto, js or native/);
 });
 
 t.test('--version names the engine', async (t) => {
-  const v = await tws(['--version']);
+  const v = await tws(['--version'], { TWS_ENGINE: '' });
   t.equal(v.code, 0);
   t.match(v.out, /^tws-native \d+\.\d+\.\d+ \(engine: (js|native)/);
 });

@@ -37,6 +37,11 @@ for (const engine of engines()) {
     const rtt = value(c.body, 'tws_ping_rtt_seconds{stat="mean"}');
     t.ok(rtt !== undefined && rtt > 0 && rtt < 1, `client: ping rtt ${rtt} s`);
     t.equal(value(c.body, 'tws_reconnects_total'), 0);
+    // Seconds are whole microseconds and everything else whole numbers: no float noise like 0.00013800000000000002.
+    for (const [side, body] of [['client', c.body], ['server', s.body]] as const) {
+      const noisy = body.split('\n').filter((l) => l && !l.startsWith('#') && !/ -?\d+(\.\d{1,6})?$/.test(l));
+      t.same(noisy, [], `${side}: every sample prints as a short decimal`);
+    }
     const r = await scrape(await metricsPort(refusedTun!.client));
     t.equal(value(r.body, 'tws_stream_resets_received_total{code="connect_failed"}'), 1, 'the other client: one RESET "connect failed"');
     t.equal(value(r.body, 'tws_streams_closed_total{how="peer_reset"}'), 1);
@@ -48,6 +53,26 @@ for (const engine of engines()) {
     t.equal(value(after.body, 'tws_sessions'), 0, 'client: no session after the server died');
     t.ok((value(after.body, 'tws_connect_failures_total') ?? 0) >= 1, 'client: failed reconnects counted');
     t.equal(value(after.body, 'tws_sessions_closed_total{code="1006"}'), 2, 'client: both sessions closed abnormally');
+  });
+
+  t.test(`[${engine}] --metrics: HEAD /metrics answers as GET does, without a body`, async (t) => {
+    const echo = await echoServer();
+    const tun = await startTunnel({ engine, target: echo.addr, clientArgs: ['--metrics', '127.0.0.1:0'] });
+    t.teardown(async () => { await tun.stop(); await echo.close(); });
+    const port = await metricsPort(tun.client);
+    const head = await scrape(port, 'HEAD');
+    t.equal(head.status, 200);
+    t.match(head.type, /^text\/plain; version=0\.0\.4/);
+    t.ok(head.length > 0, `Content-Length ${head.length}: what GET would send`);
+    t.equal(head.body, '');
+    // On the wire: the response ends with its header block.
+    const raw = connect(port, '127.0.0.1');
+    raw.write('HEAD /metrics HTTP/1.0\r\n\r\n');
+    const { data } = await howItEnds(raw);
+    const text = data.toString('latin1');
+    t.match(text, /^HTTP\/1\.[01] 200 /);
+    t.equal(text.indexOf('\r\n\r\n'), text.length - 4, 'no byte after the headers');
+    t.equal((await scrape(port)).status, 200, 'GET still answers after the HEAD');
   });
 
   t.test(`[${engine}] --metrics: the standard process metrics agree with /proc`, async (t) => {

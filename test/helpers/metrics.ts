@@ -1,14 +1,16 @@
 /** Scrapes a tws process's --metrics endpoint. */
-import { get } from 'node:http';
+import { request } from 'node:http';
 import type { Proc } from './procs';
 
-export function scrape(port: number): Promise<{ status: number; type: string; body: string }> {
+export function scrape(port: number, method: 'GET' | 'HEAD' = 'GET'): Promise<{ status: number; type: string; length: number; body: string }> {
   return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
+    request({ host: '127.0.0.1', port, path: '/metrics', method, timeout: 5000 }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
-    }).on('error', reject);
+      res.on('end', () => resolve({
+        status: res.statusCode ?? 0, type: String(res.headers['content-type']), length: Number(res.headers['content-length']), body,
+      }));
+    }).on('error', reject).end();
   });
 }
 

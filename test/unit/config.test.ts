@@ -76,6 +76,9 @@ t.test('a secret value is never echoed back in an error', async (t) => {
 t.test("tws-rust's underscore flags and a leading -v are accepted", async (t) => {
   t.same(normalizeArgv(['-v', 'client', '--retry_timeout', '50', '--no_udp', '--udp_timeout=9']),
     ['client', '-v', '--retry-timeout', '50', '--no-udp', '--udp-timeout=9']);
+  t.same(normalizeArgv(['-h', 'server']), ['server', '-h'], '-h before the subcommand: its help');
+  t.same(normalizeArgv(['-v']), ['-V'], '-v alone: the version');
+  t.same(normalizeArgv(['client', '-v', '-l', 'server:1']), ['client', '-v', '-l', 'server:1'], 'flags after the subcommand stay');
 });
 
 t.test('the shipped example configs load', async (t) => {

@@ -1,0 +1,31 @@
+/** The examples `tws --help`, `tws server --help` and `tws client --help` end with. */
+
+const SERVER = [
+  '# plain ws:// (clients: -s ws://HOST:5202/)',
+  'TWS_PASSWD=secret tws server -l 0.0.0.0:5202',
+  '# behind nginx with TLS, as in example/nginx.conf (clients: -s wss://DOMAIN/some/path)',
+  'tws server -l 127.0.0.1:5202 --passwd-file /etc/tws/passwd',
+  '# wss:// served by tws itself, no nginx (clients: -s wss://DOMAIN:8443/)',
+  'tws server -l 0.0.0.0:8443 --passwd-file /etc/tws/passwd --tls-cert fullchain.pem --tls-key privkey.pem',
+  '# a password and allow list per user (--allow: for users without their own)',
+  'tws server -l 127.0.0.1:5202 --users /etc/tws/users.yaml --allow 10.0.0.0/8:22 --allow db.internal:5432',
+  'tws server --config /etc/tws/server.yaml',
+];
+
+const CLIENT = [
+  '# local port 2222 reaches 127.0.0.1:22 as the server sees it',
+  'TWS_PASSWD=secret tws client -l 127.0.0.1:2222 -s ws://example.com:5202/ -r 127.0.0.1:22',
+  '# over wss:// (nginx or --tls-cert), as one of the server\'s --users',
+  'tws client -l 127.0.0.1:5432 -s wss://example.com/some/path -r db.internal:5432 --user alice --passwd-file ~/.tws-passwd',
+  'tws client --config /etc/tws/client.yaml',
+];
+
+function block(title: string, lines: string[]): string {
+  return `\n${title}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
+export const serverExamples = block('Examples', SERVER);
+export const clientExamples = block('Examples', CLIENT);
+export const topExamples = `${block('Server examples', SERVER)}${block('Client examples', CLIENT)}
+Every flag: tws server --help, tws client --help (or tws help server).
+`;
