@@ -18,8 +18,7 @@ const char* const kResetNames[] = {"", "denied", "connect failed", "timeout", "p
 size_t coded_body(uint8_t* body, uint16_t code, const std::string& reason) {
   body[0] = static_cast<uint8_t>(code >> 8);
   body[1] = static_cast<uint8_t>(code);
-  size_t r = std::min(reason.size(), tws2::kMaxReason);
-  while (r > 0 && r < reason.size() && (static_cast<uint8_t>(reason[r]) & 0xC0) == 0x80) r--;
+  const size_t r = tws2::utf8_prefix(reason.data(), reason.size(), tws2::kMaxReason);
   std::memcpy(body + 2, reason.data(), r);
   return 2 + r;
 }
@@ -72,6 +71,11 @@ void Mux::on_open(uint32_t sid, uint32_t window, uint8_t kind, std::string targe
   const uint32_t peer_parity = o_.server ? 1 : 0;
   if (sid % 2 != peer_parity) return protocol_error("OPEN with an id of the wrong parity");
   if (streams_.count(sid) || recent_closed_set_.count(sid)) return protocol_error("OPEN for a stream id already used");
+  static_assert(tws2::kMaxTarget == 259, "the refusal reason names the bound");
+  if (target.size() > tws2::kMaxTarget) {
+    target.resize(tws2::utf8_prefix(target.data(), target.size(), tws2::kMaxTarget));
+    return refuse(sid, 2, "bad target: longer than 259 bytes", std::move(target));
+  }
   const bool udp = kind == 2;
   if (draining_) return refuse(sid, 9, "going away", std::move(target));
   if (!o_.server) return refuse(sid, 1, "client accepts no streams", std::move(target));

@@ -30,6 +30,18 @@ constexpr size_t kHeaderLen = 5;
 constexpr size_t kMaxData = 262144;
 constexpr size_t kMaxMessage = kMaxData + 16;
 constexpr size_t kMaxReason = 120;
+// The longest target that can name anything: a 253-byte DNS name, ':' and a
+// five-digit port (an IPv6 literal in brackets is far shorter). A longer
+// OPEN target is refused (RESET 2) before anything keeps or passes it on.
+constexpr size_t kMaxTarget = 259;
+
+// How many of the first `max` bytes of `s` hold whole UTF-8 sequences.
+inline size_t utf8_prefix(const char* s, size_t n, size_t max) {
+  if (n <= max) return n;
+  size_t r = max;
+  while (r > 0 && (static_cast<uint8_t>(s[r]) & 0xC0) == 0x80) r--;
+  return r;
+}
 constexpr uint32_t kEarlyDataLimit = 65536;
 // Largest body of any frame but DATA (docs/protocol.md, MAX_FRAME_BODY in
 // src/protocol/constants.ts): a DATAGRAM (UDP payloads are at most 65,527

@@ -293,6 +293,20 @@ void test_budget_refuses_new_streams() {
   h.turn();
 }
 
+void test_overlong_target_refused() {
+  MuxHarness h(server_options());
+  const std::string longest = std::string(253, 'a') + ":65535";
+  h.open(1, 65536, false, longest);
+  CHECK(h.count(Event::kOpenRequest, 1) == 1, "a 259-byte target is asked about");
+  // One byte more, ending in a 3-byte UTF-8 sequence that the clipped copy must not split.
+  h.open(3, 65536, false, std::string(258, 'a') + "\xE2\x82\xAC" + std::string(60000, 'b'));
+  const Event* e = h.last(Event::kRefused, 3);
+  CHECK(e && e->code == 2 && e->note == "bad target: longer than 259 bytes", "a longer one is refused with RESET 2 by the mux");
+  CHECK(e && e->text == std::string(258, 'a'), "and JavaScript hears of it with the target clipped at a UTF-8 boundary");
+  CHECK(h.count(Event::kOpenRequest, 3) == 0 && !h.mux.find(3), "nothing of it is kept");
+  h.turn();
+}
+
 }  // namespace
 
 int main() {
@@ -308,5 +322,6 @@ int main() {
   test_udp_held_datagrams();
   test_window_grows_for_a_starved_peer();
   test_budget_refuses_new_streams();
+  test_overlong_target_refused();
   return tws::test::report();
 }

@@ -47,6 +47,12 @@ export const MAX_MESSAGE = MAX_DATA + 16;
 export const MAX_FRAME_BODY = 65536;
 /** Largest RESET / GOAWAY reason in bytes. */
 export const MAX_REASON = 120;
+/**
+ * The longest OPEN target that can name anything: a 253-byte DNS name, ':'
+ * and a five-digit port. A longer one is refused (RESET 2) before anything
+ * keeps or passes it on (MAX_TARGET in native/core/tws2.h).
+ */
+export const MAX_TARGET = 259;
 /** Data an opener may send before OPEN_OK; also the smallest window an acceptor may grant. */
 export const EARLY_DATA_LIMIT = 65536;
 export const MAX_U32 = 0xffffffff;

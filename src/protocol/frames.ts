@@ -29,14 +29,18 @@ function header(type: number, stream: number, bodyLen: number): Buffer {
   return buf;
 }
 
+/** The first `max` bytes of `text` at most, without splitting a UTF-8 sequence. */
+export function utf8Prefix(text: string, max: number): Buffer {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= max) return bytes;
+  let end = max;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
 /** Cuts a reason to at most MAX_REASON bytes without splitting a UTF-8 sequence. */
 export function clampReason(reason: string): Buffer {
-  let bytes = Buffer.from(reason, 'utf8');
-  if (bytes.length <= MAX_REASON) return bytes;
-  let end = MAX_REASON;
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
-  bytes = bytes.subarray(0, end);
-  return bytes;
+  return utf8Prefix(reason, MAX_REASON);
 }
 
 export function encodeOpen(stream: number, window: number, kind: StreamKindValue, target: string): Buffer {

@@ -58,6 +58,47 @@ for (const engine of engines()) {
     t.ok(counted >= n - 60, `the summary lines count the rest (${counted}): ${summary}`);
   });
 
+  t.test(`[${engine}] OPENs with targets longer than any host:port are refused (RESET 2) and cost the server nothing`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(() => server.stop('SIGKILL'));
+    const p = await rawPeer(server.port);
+    // 253 bytes is the longest DNS name: with ":65535" the longest target that can be valid
+    // (.invalid is a reserved name: its lookup fails at once).
+    const longest = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(53)}.invalid:65535`;
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, longest));
+    const first = await p.next(is('reset', 1), 20_000);
+    t.not((first as { reason: string }).reason, 'bad target: longer than 259 bytes', 'a 259-byte target is looked up, not refused for its length');
+    p.send(codec.encodeOpen(3, 65536, StreamKind.TCP, `${longest}0`));
+    const tooLong = (await p.next(is('reset', 3))) as { code: number; reason: string };
+    t.same([tooLong.code, tooLong.reason], [2, 'bad target: longer than 259 bytes'], 'one byte more is refused');
+    p.ws.close();
+    // A peer that never reads floods OPENs with 65,000-byte targets (a DATA
+    // frame's worth each): each is refused, and none is kept or queued whole.
+    const flood = await rawWs(server.port, { read: false });
+    const rss0 = rssMiB(server.proc.pid!);
+    const open = (id: number): Buffer => clientFrame(0x2, codec.encodeOpen(id, 65536, StreamKind.TCP, 'x'.repeat(65_000)), true, true);
+    let peak = rss0;
+    let sent = 0;
+    const started = Date.now();
+    for (let id = 1; !flood.socket.destroyed && Date.now() - started < 10_000; ) {
+      if (flood.socket.writableLength < 8 * 1024 * 1024) {
+        const batch: Buffer[] = [];
+        for (let i = 0; i < 64; i++, id += 2) batch.push(open(id));
+        const buf = Buffer.concat(batch);
+        flood.socket.write(buf);
+        sent += buf.length;
+      }
+      await sleep(1);
+      peak = Math.max(peak, rssMiB(server.proc.pid!));
+    }
+    const took = sent - flood.socket.writableLength;
+    t.ok(took > 100e6, `the server took ${(took / 1e6).toFixed(0)} MB of OPENs`);
+    t.ok(peak - rss0 < 100, `server RSS grew at most ${(peak - rss0).toFixed(0)} MiB`);
+    flood.close();
+    const line = await server.waitLog(/stream#5 .*refused.*/);
+    t.ok(line.length < 1024, `the refusal line is short (${line.length} chars)`);
+  });
+
   t.test(`[${engine}] streams opened and reset as fast as a peer can send write a bounded number of lines`, async (t) => {
     const hold = await tcpServer(() => undefined);
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow', hold.addr]);

@@ -4,7 +4,7 @@
  * protocol throws ProtocolError, and the session closes) and acts on it.
  */
 import type { Socket } from 'node:net';
-import { RESET_NAMES, MAX_U32, ResetCode, StreamKind } from '../../protocol/constants';
+import { RESET_NAMES, MAX_TARGET, MAX_U32, ResetCode, StreamKind } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import { ProtocolError, TwsError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
@@ -71,7 +71,10 @@ export class Dispatcher {
     const peerParity = opts.role === 'server' ? 1 : 0;
     if (f.stream % 2 !== peerParity) throw new ProtocolError(`OPEN with id ${f.stream} of the wrong parity`);
     if (this.p.streams.inUse(f.stream)) throw new ProtocolError(`OPEN for stream ${f.stream} already in use`);
-    const refuse = (code: number, reason: string): void => this.hooks.refuse({ stream: f.stream, target: f.target, code, reason });
+    const tooLong = Buffer.byteLength(f.target) > MAX_TARGET;
+    const target = tooLong ? codec.utf8Prefix(f.target, MAX_TARGET).toString('utf8') : f.target;
+    const refuse = (code: number, reason: string): void => this.hooks.refuse({ stream: f.stream, target, code, reason });
+    if (tooLong) return refuse(ResetCode.CONNECT_FAILED, `bad target: longer than ${MAX_TARGET} bytes`);
     if (this.hooks.draining()) return refuse(ResetCode.GOING_AWAY, 'going away');
     if (opts.role === 'client') return refuse(ResetCode.DENIED, 'client accepts no streams');
     if (f.kind === StreamKind.UDP && opts.noUdp) return refuse(ResetCode.DENIED, 'udp is disabled on this server');
