@@ -7,8 +7,9 @@ void EventQueue::emit(Event e) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     was_empty = events_.empty();
+    pending_bytes_ += e.text.size() + e.note.size();
     events_.push_back(std::move(e));
-    if (events_.size() >= kBacklog) backlogged_ = true;
+    if (events_.size() >= kBacklog || pending_bytes_ >= kBacklogBytes) backlogged_ = true;
   }
   if (was_empty) notify_();
 }
@@ -39,9 +40,10 @@ std::vector<Event> EventQueue::take(bool* was_backlogged) {
   std::vector<Event> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    *was_backlogged = events_.size() >= kBacklog || pending_bytes_ >= kBacklogBytes;
     out.swap(events_);
     pending_datagram_bytes_ = 0;
-    *was_backlogged = out.size() >= kBacklog;
+    pending_bytes_ = 0;
   }
   if (*was_backlogged) caught_up_ = true;
   return out;

@@ -1,8 +1,8 @@
 // The events the I/O thread has for JavaScript, taken in batches, and the
 // bounds that keep JavaScript pacing the peers rather than the reverse: past
-// kBacklog waiting events the loop stops reading from peers until JavaScript
-// catches up, and datagram payloads are capped each way (the excess is
-// dropped and counted, as UDP would).
+// kBacklog waiting events, or kBacklogBytes of text in them, the loop stops
+// reading from peers until JavaScript catches up, and datagram payloads are
+// capped each way (the excess is dropped and counted, as UDP would).
 #pragma once
 
 #include <atomic>
@@ -19,6 +19,7 @@ namespace tws {
 class EventQueue {
  public:
   static constexpr size_t kBacklog = 4096;
+  static constexpr size_t kBacklogBytes = 4 * 1024 * 1024;
   static constexpr size_t kMaxDatagramBytes = 1024 * 1024;
 
   // `notify` is called (on the I/O thread) when events become pending.
@@ -49,6 +50,7 @@ class EventQueue {
   std::mutex mu_;
   std::vector<Event> events_;        // under mu_
   size_t pending_datagram_bytes_ = 0;  // under mu_: datagram payloads in events_
+  size_t pending_bytes_ = 0;           // under mu_: all text in events_
   bool backlogged_ = false;          // [I/O thread] set when events_ passed kBacklog
   std::atomic<bool> caught_up_{false};
   std::atomic<uint64_t> dropped_{0};

@@ -33,6 +33,7 @@
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 #include "../io/engine.h"
+#include "../io/event_queue.h"
 #include "watched_engine.h"
 
 namespace {
@@ -532,6 +533,22 @@ void test_gate_released_while_javascript_is_behind() {
   ::close(b.second);
 }
 
+// Events are weighed as well as counted: a few large ones stop reading as many small ones do.
+void test_event_bytes_are_bounded() {
+  tws::EventQueue q([] {});
+  tws::Event e(tws::Event::kRefused);
+  e.text.assign(64 * 1024, 'x');
+  size_t n = 0;
+  while (!q.backlogged() && n < tws::EventQueue::kBacklog) {
+    q.emit(e);
+    n++;
+  }
+  CHECK(q.backlogged() && n * e.text.size() >= tws::EventQueue::kBacklogBytes && n < 100,
+        "past kBacklogBytes of text the queue is backlogged (" + std::to_string(n) + " events of 64 KiB)");
+  bool was = false;
+  CHECK(q.take(&was).size() == n && was && q.take_caught_up() && !q.backlogged(), "taking them lets the loop read again");
+}
+
 // Pings from a peer that does not read: only the latest pong is kept.
 void test_pongs_do_not_pile_up() {
   Harness h;
@@ -712,5 +729,6 @@ int main() {
   test_refusals_are_reported();
   test_masking_keys_do_not_repeat();
   test_invalid_options();
+  test_event_bytes_are_bounded();
   return tws::test::report();
 }
