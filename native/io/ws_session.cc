@@ -239,7 +239,7 @@ void WsSession::tick(double now) {
   for (const auto& late : locals_.expired_dials(mux_, now)) {
     reject(late.first, 3, "connect timed out after " + std::to_string(late.second) + " ms");
   }
-  if (liveness_.ping_due(now, link_idle(now))) ping(now);
+  if (liveness_.ping_due(now, link_idle(now), mux_.last_data())) ping(now);
   flush();
 }
 
@@ -399,7 +399,7 @@ bool WsSession::link_idle(double now) const { return now - mux_.last_data() >= L
 
 void WsSession::ping(double now) {
   const uint64_t token = loop_.random().u64();
-  liveness_.pinged(now, token, link_idle(now));
+  liveness_.pinged(now, token, link_idle(now), mux_.last_data());
   queue_control(ws::kPing, reinterpret_cast<const uint8_t*>(&token), 8);
 }
 

@@ -417,25 +417,55 @@ void test_out_queue() {
 }
 
 // Pings come at half the timeout of silence, or on an idle link to sample
-// the round trip; the base RTT is the least of at least three samples.
+// the round trip, a few times after DATA stopped; the base RTT is the least
+// of at least three samples.
 void test_liveness() {
   tws::Liveness l(5000, 0);
-  CHECK(!l.ping_due(100, true), "no probe in the first 200 ms");
-  CHECK(l.ping_due(200, true), "the first idle-link probe comes after 200 ms");
-  CHECK(!l.ping_due(2499, false), "a busy link is not pinged before half the timeout");
-  CHECK(l.ping_due(2500, false), "half the timeout without a word: ping");
+  CHECK(!l.ping_due(100, true, 0), "no probe in the first 200 ms");
+  CHECK(l.ping_due(200, true, 0), "the first idle-link probe comes after 200 ms");
+  CHECK(!l.ping_due(2499, false, 0), "a busy link is not pinged before half the timeout");
+  CHECK(l.ping_due(2500, false, 0), "half the timeout without a word: ping");
   uint64_t token = 42;
   double base = -1;
   for (int i = 0; i < 3; i++) {
-    l.pinged(1000.0 * i, token, true);
+    l.pinged(1000.0 * i, token, true, 0);
     base = l.ponged(1000.0 * i + 10 - i, reinterpret_cast<const uint8_t*>(&token), 8);
   }
   CHECK(base == 8 && l.base_rtt() == 8, "the base RTT is the least sample once there are three");
-  l.pinged(5000, token, false);
+  l.pinged(5000, token, false, 0);
   CHECK(l.ponged(5001, reinterpret_cast<const uint8_t*>(&token), 8) < 0, "a ping on a busy link is not a sample");
-  l.pinged(6000, token, true);
+  l.pinged(6000, token, true, 0);
   const uint64_t other = 7;
   CHECK(l.ponged(6001, reinterpret_cast<const uint8_t*>(&other), 8) < 0, "a pong with another token is not a sample");
+}
+
+// A quiet session is probed a few times, then pinged only at half the
+// timeout of silence, until DATA moves again.
+void test_idle_pings() {
+  tws::Liveness l(5000, 0);
+  int probes = 0;
+  int pings = 0;
+  double data = 0;  // DATA last moved
+  for (double now = 0; now < 10000; now += 10) {
+    if (!l.ping_due(now, true, data)) continue;
+    pings++;
+    if (now < 2500) probes++;  // before any liveness ping is due
+    l.pinged(now, 1, true, data);
+  }
+  CHECK(pings <= tws::Liveness::kQuietProbes + 10000 / 2500, "an idle session pings only a few times, then at half the timeout");
+  CHECK(probes == tws::Liveness::kQuietProbes, "it takes its RTT samples right away");
+  // The peer answers and pings too: it is never silent, so we only probe.
+  tws::Liveness heard(5000, 0);
+  pings = 0;
+  for (double now = 0; now < 10000; now += 10) {
+    heard.heard(now);
+    if (now == 5000) data = now;  // a DATA burst
+    const bool idle = now - data >= tws::Liveness::kQuietMs;
+    if (!heard.ping_due(now, idle, data)) continue;
+    pings++;
+    heard.pinged(now, 1, idle, data);
+  }
+  CHECK(pings == 2 * tws::Liveness::kQuietProbes, "DATA moving again renews the probes, and only that");
 }
 
 int main() {
@@ -450,5 +480,6 @@ int main() {
   test_client_upgrade();
   test_out_queue();
   test_liveness();
+  test_idle_pings();
   return tws::test::report();
 }

@@ -37,8 +37,8 @@ export interface ServerFrame {
   payload: Buffer;
 }
 
-/** Splits the server's (unmasked) frames off `buf`; returns them and what is left. */
-export function parseServerFrames(buf: Buffer): { frames: ServerFrame[]; rest: Buffer } {
+/** Splits WebSocket frames off `buf` (a client's masked ones are unmasked); returns them and what is left. */
+export function parseFrames(buf: Buffer): { frames: ServerFrame[]; rest: Buffer } {
   const frames: ServerFrame[] = [];
   let at = 0;
   for (;;) {
@@ -55,8 +55,18 @@ export function parseServerFrames(buf: Buffer): { frames: ServerFrame[]; rest: B
       n = Number(buf.readBigUInt64BE(at + 2));
       h = 10;
     }
+    const masked = (buf[at + 1]! & 0x80) !== 0;
+    const key = h;
+    if (masked) h += 4;
     if (buf.length - at < h + n) break;
-    frames.push({ opcode: buf[at]! & 0x0f, payload: buf.subarray(at + h, at + h + n) });
+    const payload = buf.subarray(at + h, at + h + n);
+    if (masked) {
+      const plain = Buffer.from(payload);
+      for (let i = 0; i < n; i++) plain[i]! ^= buf[at + key + (i % 4)]!;
+      frames.push({ opcode: buf[at]! & 0x0f, payload: plain });
+    } else {
+      frames.push({ opcode: buf[at]! & 0x0f, payload });
+    }
     at += h + n;
   }
   return { frames, rest: buf.subarray(at) };
@@ -126,5 +136,5 @@ export function rawWs(port: number, opts: { after?: Buffer; auth?: string; read?
 export function afterHead(got: Buffer): { head: string; frames: ServerFrame[] } {
   const end = got.indexOf('\r\n\r\n');
   if (end < 0) return { head: '', frames: [] };
-  return { head: got.subarray(0, end + 4).toString('latin1'), frames: parseServerFrames(got.subarray(end + 4)).frames };
+  return { head: got.subarray(0, end + 4).toString('latin1'), frames: parseFrames(got.subarray(end + 4)).frames };
 }

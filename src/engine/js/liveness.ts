@@ -1,8 +1,9 @@
 /**
- * The js session's liveness: pings after silence and RTT probes while quiet,
- * pongs (ours to send, bounded), the peer timeout, the gate that stops
- * reading from a peer that does not read, and the idle and udp timeouts of
- * streams. One timer drives it all.
+ * The js session's liveness: pings after silence and a few RTT probes each
+ * time DATA stops (none after that until DATA moves again: an idle session
+ * sends only what liveness needs), pongs (ours to send, bounded), the peer
+ * timeout, the gate that stops reading from a peer that does not read, and
+ * the idle and udp timeouts of streams. One timer drives it all.
  */
 import type { WebSocket } from 'ws';
 import { CloseCode } from '../../protocol/constants';
@@ -15,6 +16,8 @@ import type { StreamTable } from './stream-table';
 const RTT_SAMPLES = 8;
 /** How often an RTT probe ping goes out while the session is quiet (ms). */
 const RTT_PROBE_MS = 250;
+/** RTT probes after DATA last moved (or the session opened); then none until DATA moves again. */
+const QUIET_PROBES = 3;
 /** Quiet RTT samples needed before the window may grow: one sample can be an outlier. */
 const MIN_RTT_SAMPLES = 3;
 /** When the first RTT probe goes out after the session opens (ms). */
@@ -49,6 +52,9 @@ export class Liveness {
   private pingSentAt = 0n;
   /** Whether the outstanding ping was sent while no DATA moved, so its RTT is the path's. */
   private pingQuiet = false;
+  /** Quiet pings sent since DATA last moved at `probedData`. */
+  private probes = 0;
+  private probedData = 0;
   /** The last few ping round trips in ms; their minimum estimates the path delay without queueing. */
   private readonly rtts: number[] = [];
   /** Their minimum once there are MIN_RTT_SAMPLES of them, else 0 (ms): kept, as every local write asks for it. */
@@ -138,13 +144,22 @@ export class Liveness {
   }
 
   private probeRtt(): void {
-    if (!this.hooks.closed() && this.quiet()) this.ping();
+    if (!this.hooks.closed() && this.quiet() && this.probesSinceData() < QUIET_PROBES) this.ping();
+  }
+
+  /** Quiet pings sent since DATA last moved. */
+  private probesSinceData(): number {
+    return this.lastDataAt === this.probedData ? this.probes : 0;
   }
 
   private ping(): void {
     if (this.ws.readyState !== 1) return;
     this.lastPingAt = Date.now();
     this.pingQuiet = this.quiet(this.lastPingAt);
+    if (this.pingQuiet) {
+      this.probes = this.probesSinceData() + 1;
+      this.probedData = this.lastDataAt;
+    }
     this.pingSentAt = process.hrtime.bigint();
     const payload = Buffer.allocUnsafe(8);
     payload.writeBigUInt64BE(this.pingSentAt);
@@ -177,7 +192,8 @@ export class Liveness {
     }
     this.expireIdleStreams(now);
     const sincePing = now - this.lastPingAt;
-    if ((quiet >= this.opts.timeoutMs / 2 && sincePing >= this.opts.timeoutMs / 2) || (sincePing >= RTT_PROBE_MS && this.quiet(now))) {
+    if ((quiet >= this.opts.timeoutMs / 2 && sincePing >= this.opts.timeoutMs / 2) ||
+      (sincePing >= RTT_PROBE_MS && this.quiet(now) && this.probesSinceData() < QUIET_PROBES)) {
       this.ping();
     }
   }
