@@ -224,9 +224,7 @@ async function main(): Promise<void> {
   const m = report.machine;
   const D = opts.duration;
   const rounds = `${opts.rounds} round${opts.rounds > 1 ? 's' : ''}`;
-  // The chart still draws one value per bar: the medians.
-  const medians = aggregate(runs).map((r) => ({ ...r, ...Object.fromEntries(Object.entries(r.figures).map(([f, v]) => [f, v.median])) }) as Run);
-  writeFileSync(svgPath, renderSvg(medians, `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs · ${rounds}`));
+  writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs · ${rounds}`));
   process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run, ${rounds}\n\n`);
   process.stdout.write(table(runs) + '\n\n');
   for (const s of skipped) process.stdout.write(`skipped: ${s.engine} (${s.reason})\n`);

@@ -57,7 +57,9 @@ if (hasIperf3) {
     t.ok(native, 'native was measured or listed as skipped');
     const svg = readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
     t.match(svg, /^<svg /);
-    t.match(svg, /Throughput/);
+    for (const panel of ['Throughput', 'wss:// and nginx, client → server', 'Round trip, 64 B, p50', 'Round trip, 64 B, p99', 'Connections/s', 'Peak RSS', 'CPU per GB']) {
+      t.ok(svg.includes(`>${panel}`), `chart panel ${panel}`);
+    }
     t.match(r.out, /throughput forward\s+js\s+[\d.]+\s+[\d.]+x/, 'the table shows the ratio to direct');
     t.match(r.err, /\[\d+\/\d+\] throughput forward · direct/, 'progress lines');
     // Nothing it started is left running.
