@@ -12,6 +12,7 @@ import { renderSvg } from './chart';
 import { connectRate, idleStreams, iperf, pingPong } from './measure';
 import { makeCa, makeCert } from './certs';
 import { exampleLocation, hasNginx, startNginx } from './nginx';
+import { schedule, Step } from './plan';
 import { cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
 import { aggregate, EngineName, machine, Report, Run, table } from './report';
 
@@ -35,7 +36,7 @@ function parseArgs(argv: string[]): Options {
     .option('--engines <list>', 'engines to measure, comma-separated', 'native,js')
     .option('--json <file>', 'write results here (default bench/results/bench-<date>.json); the SVG goes next to it')
     .option('--idle-streams <n>', 'idle streams held open for the memory scenario (default 10000, or 2000 with --quick)')
-    .option('--rounds <n>', 'rounds of the wss:// and nginx scenarios, each beside its own plain ws:// run (default 3, or 1 with --quick)')
+    .option('--rounds <n>', 'rounds: every scenario runs once per round, the engines back to back in a rotating order; figures are medians with their range (default 3, or 1 with --quick)')
     .parse(argv, { from: 'user' });
   const o = cmd.opts();
   const duration = o.duration !== undefined ? Number(o.duration) : o.quick ? 2 : 10;
@@ -98,6 +99,85 @@ async function throughTunnel(engine: EngineName, target: string, clientArgs: str
   }
 }
 
+/** What a step measures: where its tunnel leads, with which flags, through which front, and the measurement itself. */
+interface Measurement {
+  label: string;
+  target: 'iperf' | 'echo';
+  clientArgs: string[];
+  serverArgs?: string[];
+  front?: Front;
+  body(port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes?: number }>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** What each scenario measures (`D`: seconds per measurement; `tls`: certificates and fronts for the wss:// and nginx ones). */
+function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }): (step: Step) => Measurement {
+  const D = o.duration;
+  const bulk = (scenario: Run['scenario'], direction: Step['direction']) => async (port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes: number }> => {
+    const r = await iperf(port, D, { reverse: direction === 'reverse' });
+    return { run: { scenario, direction, gbps: r.gbps }, bytes: r.bytes };
+  };
+  const ping = (scenario: Run['scenario']) => async (port: number): Promise<{ run: Omit<Run, 'engine' | 'round'> }> => {
+    const r = await pingPong(port, Math.max(1, D / 2));
+    return { run: { scenario, p50_us: r.p50, p99_us: r.p99 } };
+  };
+  // port leads to the helper, which passes iperf3 on: through a tunnel the bulk
+  // stream and the ping-pong share the client's single session (-c 1); direct,
+  // they take the same path minus tws, so the baseline pays the helper's cost too.
+  // Flat out, every process here fights for the two cores and the figures are
+  // mostly scheduling delay; paced at 1 Gbit/s they show the tunnel's own queueing.
+  const underLoad = (scenario: Run['scenario'], rate?: string) => async (port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes: number }> => {
+    const load = iperf(port, D + 2, { rate });
+    await sleep(1000);
+    const r = await pingPong(port, Math.max(1, D / 2));
+    const b = await load;
+    return { run: { scenario, p50_us: r.p50, p99_us: r.p99, gbps: b.gbps }, bytes: b.bytes };
+  };
+  // wss:// straight to `tws server --tls-cert`, and as deployed behind nginx,
+  // which terminates TLS (example/nginx.conf) in front of the server; and the
+  // same nginx without TLS: what the proxy's relaying costs by itself, so the
+  // tls row's cost can be told apart from nginx's.
+  const direct: Front = async (serverPort) => ({ url: `wss://localhost:${serverPort}/`, clientArgs: ['--ca', tls.ca], stop: async () => undefined });
+  const viaNginx = (plain: boolean): Front => async (serverPort) => {
+    const nginx = await startNginx(tls.dir, { cert: tls.cert, key: tls.key, location: exampleLocation(`127.0.0.1:${serverPort}`), plain });
+    return { url: `${plain ? 'ws' : 'wss'}://localhost:${nginx.port}/some/path`, clientArgs: plain ? [] : ['--ca', tls.ca], pids: nginx.pids, stop: nginx.stop };
+  };
+  return (step) => {
+    const d = step.direction;
+    switch (step.scenario) {
+      case 'throughput': return { label: `throughput ${d}`, target: 'iperf', clientArgs: ['-c', '1'], body: bulk('throughput', d) };
+      case 'parallel': return {
+        label: 'parallel -P 8', target: 'iperf', clientArgs: [],
+        body: async (port) => { const r = await iperf(port, D, { parallel: 8 }); return { run: { scenario: 'parallel', gbps: r.gbps }, bytes: r.bytes }; },
+      };
+      case 'latency': return { label: 'latency', target: 'echo', clientArgs: ['-c', '1'], body: ping('latency') };
+      // The same with --busy-poll on both ends: latency bought with CPU (the threads poll instead of sleeping).
+      case 'latency_busy_poll': return {
+        label: 'latency --busy-poll 1000', target: 'echo', clientArgs: ['-c', '1', '--busy-poll', '1000'], serverArgs: ['--busy-poll', '1000'], body: ping('latency_busy_poll'),
+      };
+      case 'latency_under_load': return { label: 'latency under load', target: 'echo', clientArgs: ['-c', '1'], body: underLoad('latency_under_load') };
+      case 'latency_under_1g': return { label: 'latency under 1 Gbit/s load', target: 'echo', clientArgs: ['-c', '1'], body: underLoad('latency_under_1g', '1G') };
+      case 'connect_rate': return {
+        label: 'connect rate', target: 'echo', clientArgs: [],
+        body: async (port) => ({ run: { scenario: 'connect_rate', conns_per_s: await connectRate(port, Math.max(1, D / 2)) } }),
+      };
+      // Memory per stream: peak RSS of the tws processes with this many streams open and idle.
+      case 'idle_streams': return {
+        label: `${o.idleStreams} idle streams`, target: 'echo', clientArgs: [],
+        body: async (port) => ({ run: { scenario: 'idle_streams', streams: await idleStreams(port, o.idleStreams, () => sleep(1000)) } }),
+      };
+      case 'plain_ws': return { label: `plain ws ${d}`, target: 'iperf', clientArgs: ['-c', '1'], body: bulk('plain_ws', d) };
+      case 'tls_direct': return {
+        label: `tls (--tls-cert) ${d}`, target: 'iperf', clientArgs: ['-c', '1'], serverArgs: ['--tls-cert', tls.cert, '--tls-key', tls.key], front: direct,
+        body: bulk('tls_direct', d),
+      };
+      case 'nginx_ws': return { label: `ws (nginx) ${d}`, target: 'iperf', clientArgs: ['-c', '1'], front: viaNginx(true), body: bulk('nginx_ws', d) };
+      case 'tls': return { label: `tls (nginx) ${d}`, target: 'iperf', clientArgs: ['-c', '1'], front: viaNginx(false), body: bulk('tls', d) };
+    }
+  };
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (!hasIperf3()) {
@@ -106,121 +186,32 @@ async function main(): Promise<void> {
   }
   const { ok: engines, skipped } = available(opts.engines);
   for (const s of skipped) process.stderr.write(`bench: engine ${s.engine} skipped: ${s.reason}\n`);
-  const D = opts.duration;
+  if (!hasNginx) process.stderr.write('bench: nginx not found: the nginx scenarios (ws:// and wss:// through nginx) are skipped; apt-get install nginx\n');
+  const plan = schedule(engines, opts.rounds, hasNginx);
+  steps = plan.length;
   const iperfPort = await freePort();
   const iperfServer = await start('iperf3', ['-s', '-p', String(iperfPort), '--forceflush'], /Server listening/);
   const echo = await startEcho(iperfPort);
-  const iperfTarget = `127.0.0.1:${iperfPort}`;
-  const echoTarget = `127.0.0.1:${echo.port}`;
-  const all: EngineName[] = ['direct', ...engines];
-  const kindCount = hasNginx ? 3 : 1;
-  steps = all.length * 7 + engines.length * (1 + opts.rounds * (1 + kindCount) * 2) + (engines.includes('native') ? 1 : 0);
-  if (!hasNginx) process.stderr.write('bench: nginx not found: the nginx scenarios (ws:// and wss:// through nginx) are skipped; apt-get install nginx\n');
+  const targets = { iperf: `127.0.0.1:${iperfPort}`, echo: `127.0.0.1:${echo.port}` };
+  const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
   const runs: Run[] = [];
   const started = Date.now();
   try {
-    for (const engine of all) {
-      const viaTunnel = engine !== 'direct';
-      const measure = async (name: string, target: string, clientArgs: string[],
-        body: (port: number) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>): Promise<void> => {
-        progress(`${name} · ${engine}`);
-        const run = viaTunnel
-          ? await throughTunnel(engine, target, clientArgs, (t) => body(t.port))
-          : { ...(await body(Number(target.split(':')[1]))).run, engine };
-        runs.push(run);
-      };
-      for (const direction of ['forward', 'reverse'] as const) {
-        await measure(`throughput ${direction}`, iperfTarget, ['-c', '1'], async (port) => {
-          const r = await iperf(port, D, { reverse: direction === 'reverse' });
-          return { run: { scenario: 'throughput', direction, gbps: r.gbps }, bytes: r.bytes };
-        });
-      }
-      await measure('parallel -P 8', iperfTarget, [], async (port) => {
-        const r = await iperf(port, D, { parallel: 8 });
-        return { run: { scenario: 'parallel', gbps: r.gbps }, bytes: r.bytes };
-      });
-      await measure('latency', echoTarget, ['-c', '1'], async (port) => {
-        const r = await pingPong(port, Math.max(1, D / 2));
-        return { run: { scenario: 'latency', p50_us: r.p50, p99_us: r.p99 } };
-      });
-      if (engine === 'native') {
-        // The same with --busy-poll on both ends: latency bought with CPU (the threads poll instead of sleeping).
-        progress('latency --busy-poll 1000 · native');
-        runs.push(await throughTunnel(engine, echoTarget, ['-c', '1', '--busy-poll', '1000'], async (t) => {
-          const r = await pingPong(t.port, Math.max(1, D / 2));
-          return { run: { scenario: 'latency_busy_poll', p50_us: r.p50, p99_us: r.p99 } };
-        }, undefined, ['--busy-poll', '1000']));
-      }
-      // port leads to the helper, which passes iperf3 on: through a tunnel the bulk
-      // stream and the ping-pong share the client's single session (-c 1); direct,
-      // they take the same path minus tws, so the baseline pays the helper's cost too.
-      // Flat out, every process here fights for the two cores and the figures are
-      // mostly scheduling delay; paced at 1 Gbit/s they show the tunnel's own queueing.
-      for (const [scenario, label, rate] of [['latency_under_load', 'latency under load', undefined],
-        ['latency_under_1g', 'latency under 1 Gbit/s load', '1G']] as const) {
-        await measure(label, echoTarget, ['-c', '1'], async (port) => {
-          const bulk = iperf(port, D + 2, { rate });
-          await new Promise((r) => setTimeout(r, 1000));
-          const r = await pingPong(port, Math.max(1, D / 2));
-          const b = await bulk;
-          return { run: { scenario, p50_us: r.p50, p99_us: r.p99, gbps: b.gbps }, bytes: b.bytes };
-        });
-      }
-      await measure('connect rate', echoTarget, [], async (port) => {
-        const cps = await connectRate(port, Math.max(1, D / 2));
-        return { run: { scenario: 'connect_rate', conns_per_s: cps } };
-      });
-      if (viaTunnel) {
-        // Memory per stream: peak RSS of the tws processes with this many streams open and idle.
-        await measure(`${opts.idleStreams} idle streams`, echoTarget, [], async (port) => {
-          const n = await idleStreams(port, opts.idleStreams, () => new Promise((r) => setTimeout(r, 1000)));
-          return { run: { scenario: 'idle_streams', streams: n } };
-        });
-      }
-    }
-    // wss:// straight to `tws server --tls-cert`, and as deployed behind nginx,
-    // which terminates TLS (example/nginx.conf) in front of the server.
-    const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
-    try {
-      const ca = makeCa(dir, 'bench-ca');
-      const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
-      const direct: Front = async (serverPort) =>
-        ({ url: `wss://localhost:${serverPort}/`, clientArgs: ['--ca', ca.cert], stop: async () => undefined });
-      const viaNginx = (plain: boolean): Front => async (serverPort) => {
-        const nginx = await startNginx(dir, { cert: leaf.cert, key: leaf.key, location: exampleLocation(`127.0.0.1:${serverPort}`), plain });
-        return plain
-          ? { url: `ws://localhost:${nginx.port}/some/path`, clientArgs: [], pids: nginx.pids, stop: nginx.stop }
-          : { url: `wss://localhost:${nginx.port}/some/path`, clientArgs: ['--ca', ca.cert], pids: nginx.pids, stop: nginx.stop };
-      };
-      type Kind = [Run['scenario'], string, Front | undefined, string[]];
-      const kinds: Kind[] = [
-        ['tls_direct', 'tls (--tls-cert)', direct, ['--tls-cert', leaf.cert, '--tls-key', leaf.key]],
-        // The same nginx without TLS: what the proxy's relaying costs by itself,
-        // so the tls row's cost can be told apart from nginx's.
-        ...(hasNginx ? [['nginx_ws', 'ws (nginx)', viaNginx(true), []], ['tls', 'tls (nginx)', viaNginx(false), []]] as Kind[] : []),
-      ];
-      // Throughput moves by a third from one minute to the next here, so each
-      // round measures plain ws:// right before these, and the report gives the
-      // median of the ratios within rounds rather than one against a run made
-      // minutes earlier.
-      const plainKind: Kind = ['plain_ws', 'plain ws', undefined, []];
-      for (const engine of engines) {
-        for (const direction of ['forward', 'reverse'] as const) {
-          for (let round = 1; round <= opts.rounds; round++) {
-            for (const [scenario, label, front, serverArgs] of [plainKind, ...kinds]) {
-              progress(`${label} ${direction} · ${engine}${opts.rounds > 1 ? ` (round ${round}/${opts.rounds})` : ''}`);
-              runs.push(await throughTunnel(engine, iperfTarget, ['-c', '1'], async (t) => {
-                const r = await iperf(t.port, D, { reverse: direction === 'reverse' });
-                return { run: { scenario, direction, gbps: r.gbps, round }, bytes: r.bytes };
-              }, front, serverArgs));
-            }
-          }
-        }
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const ca = makeCa(dir, 'bench-ca');
+    const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
+    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir });
+    for (const step of plan) {
+      const m = measurementOf(step);
+      const target = targets[m.target];
+      progress(`${m.label} · ${step.engine}${opts.rounds > 1 ? ` (round ${step.round}/${opts.rounds})` : ''}`);
+      const { round, engine } = step;
+      const run = engine === 'direct'
+        ? { ...(await m.body(Number(target.split(':')[1]))).run, engine, round }
+        : { ...(await throughTunnel(engine, target, m.clientArgs, (t) => m.body(t.port), m.front, m.serverArgs)), round };
+      runs.push(run);
     }
   } finally {
+    rmSync(dir, { recursive: true, force: true });
     await stop(iperfServer.proc);
     await stop(echo.proc);
   }
@@ -231,8 +222,10 @@ async function main(): Promise<void> {
   writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
   const svgPath = jsonPath.replace(/\.json$/, '') + '.svg';
   const m = report.machine;
-  writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs`));
-  process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run\n\n`);
+  const D = opts.duration;
+  const rounds = `${opts.rounds} round${opts.rounds > 1 ? 's' : ''}`;
+  writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs · ${rounds}`));
+  process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run, ${rounds}\n\n`);
   process.stdout.write(table(runs) + '\n\n');
   for (const s of skipped) process.stdout.write(`skipped: ${s.engine} (${s.reason})\n`);
   process.stdout.write(`results: ${jsonPath}\nchart:   ${svgPath}\n(${((Date.now() - started) / 1000).toFixed(0)} s)\n`);

@@ -18,7 +18,7 @@ export interface Run {
   cpu_s_per_gb?: number;
   /** Scenarios through nginx: CPU seconds per GB of the nginx processes (not in cpu_s_per_gb). */
   front_cpu_s_per_gb?: number;
-  /** The wss:// and nginx scenarios run in rounds, each with its own plain_ws run. */
+  /** Which round of the benchmark measured it (every scenario runs once per round; see plan.ts). */
   round?: number;
 }
 
@@ -35,13 +35,48 @@ export function machine(): Report['machine'] {
   return { cpus: c.length, model: c[0]?.model.trim() ?? 'unknown', kernel: release(), node: process.version };
 }
 
-const fmt = (v: number | undefined, digits: number): string => (v === undefined || Number.isNaN(v) ? '' : v.toFixed(digits));
+/** The figures a run may have, each reported as the median over its rounds with their range. */
+export const FIGURES = ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb'] as const;
+export type Figure = (typeof FIGURES)[number];
+
+/** One figure over the rounds that measured it. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  /** How many rounds gave it. */
+  n: number;
+}
+
+/** One scenario, engine and direction over all its rounds: a row of the table, a bar of the chart. */
+export interface Row {
+  scenario: Scenario;
+  engine: EngineName;
+  direction?: 'forward' | 'reverse';
+  streams?: number;
+  rounds: number;
+  figures: Partial<Record<Figure, Spread>>;
+  /** Throughput as a share of the direct connection's, taken within each round. */
+  vsDirect?: Spread;
+}
 
 const median = (xs: number[]): number => {
   const v = [...xs].sort((a, b) => a - b);
   const m = Math.floor(v.length / 2);
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 };
+
+/** Median, least and greatest of `xs` (not empty). */
+export function spread(xs: number[]): Spread {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+}
+
+/** `median`, or `median (min–max)` when several rounds gave it; `digits` after the point, `suffix` after the median. */
+export function formatSpread(s: Spread | undefined, digits: number, suffix = ''): string {
+  if (!s || Number.isNaN(s.median)) return '';
+  const m = s.median.toFixed(digits) + suffix;
+  return s.n > 1 ? `${m} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})` : m;
+}
 
 /** The runs of each scenario, engine and direction (its rounds), in order of first appearance. */
 function byScenario(runs: Run[]): Run[][] {
@@ -53,16 +88,31 @@ function byScenario(runs: Run[]): Run[][] {
   return [...groups.values()];
 }
 
-/** One row per scenario, engine and direction: the median of each figure over its rounds. */
-export function aggregate(runs: Run[]): Run[] {
+/** What the tunnel engines are measured through on top of plain ws://: wss:// to the server, and nginx in front. */
+export const FRONT_SCENARIOS = ['tls_direct', 'nginx_ws', 'tls'] as const;
+
+/** The wss:// and nginx scenarios and their plain ws:// baseline: throughput compared with direct's plain one. */
+const wsLike = (s: Scenario): boolean => s === 'plain_ws' || (FRONT_SCENARIOS as readonly Scenario[]).includes(s);
+
+/** One row per scenario, engine and direction: each figure's median and range over its rounds. */
+export function aggregate(runs: Run[]): Row[] {
+  const directIn = (r: Run): Run | undefined => runs.find((d) => d.engine === 'direct' && d.round === r.round &&
+    d.scenario === (wsLike(r.scenario) ? 'throughput' : r.scenario) && d.direction === r.direction);
   return byScenario(runs).map((g) => {
-    const out: Run = { ...g[0]! };
-    delete out.round;
-    for (const f of ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb'] as const) {
-      const xs = g.map((r) => r[f]).filter((v): v is number => v !== undefined);
-      if (xs.length) out[f] = median(xs);
+    const { scenario, engine, direction, streams } = g[0]!;
+    const row: Row = { scenario, engine, rounds: g.length, figures: {}, ...(direction ? { direction } : {}), ...(streams ? { streams } : {}) };
+    for (const f of FIGURES) {
+      const xs = g.map((r) => r[f]).filter((v): v is number => v !== undefined && !Number.isNaN(v));
+      if (xs.length) row.figures[f] = spread(xs);
     }
-    return out;
+    if (engine !== 'direct') {
+      const ratios = g.flatMap((r) => {
+        const d = directIn(r)?.gbps;
+        return d && r.gbps !== undefined ? [r.gbps / d] : [];
+      });
+      if (ratios.length) row.vsDirect = spread(ratios);
+    }
+    return row;
   });
 }
 
@@ -72,11 +122,10 @@ export function aggregate(runs: Run[]): Run[] {
  * their range when there were several rounds.
  */
 function ratioNotes(runs: Run[]): string[] {
-  const wsLike = ['tls_direct', 'nginx_ws', 'tls'];
   const inRound = (scenario: Scenario, r: Run): Run | undefined =>
     runs.find((p) => p.scenario === scenario && p.engine === r.engine && p.direction === r.direction && p.round === r.round);
   const notes: string[] = [];
-  for (const g of byScenario(runs.filter((x) => wsLike.includes(x.scenario)))) {
+  for (const g of byScenario(runs.filter((x) => x.scenario !== 'plain_ws' && wsLike(x.scenario)))) {
     const r = g[0]!;
     const ratios = (base: Scenario): number[] => g.flatMap((x) => {
       const b = inRound(base, x);
@@ -92,23 +141,31 @@ function ratioNotes(runs: Run[]): string[] {
   return notes;
 }
 
-/** A plain-text table (medians over rounds); throughput rows also show the ratio to direct. */
+/**
+ * A plain-text table, one row per scenario, engine and direction: each
+ * figure's median with its range over the rounds, throughput also as a
+ * share of direct's within each round; then the wss:// and nginx ratios.
+ */
 export function table(all: Run[]): string {
-  const runs = aggregate(all);
-  const wsLike = (r: Run): boolean => r.scenario.startsWith('tls') || r.scenario === 'nginx_ws' || r.scenario === 'plain_ws';
-  const direct = (r: Run): Run | undefined =>
-    runs.find((d) => d.engine === 'direct' && d.scenario === (wsLike(r) ? 'throughput' : r.scenario) && d.direction === r.direction);
-  const rows = [['scenario', 'engine', 'Gbit/s', 'x direct', 'p50 µs', 'p99 µs', 'conn/s', 'peak RSS MB', 'CPU s/GB', 'nginx s/GB']];
-  for (const r of runs) {
-    const d = direct(r);
-    const ratio = r.gbps !== undefined && d?.gbps && r.engine !== 'direct' ? `${(r.gbps / d.gbps).toFixed(2)}x` : '';
-    rows.push([
-      r.scenario + (r.direction ? ` ${r.direction}` : '') + (r.streams ? ` ${r.streams}` : ''), r.engine, fmt(r.gbps, 2), ratio, fmt(r.p50_us, 0), fmt(r.p99_us, 0),
-      fmt(r.conns_per_s, 0), fmt(r.rss_mb, 0), fmt(r.cpu_s_per_gb, 2), fmt(r.front_cpu_s_per_gb, 2),
-    ]);
-  }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const text = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  const rows = aggregate(all);
+  const head = ['scenario', 'engine', 'Gbit/s', 'x direct', 'p50 µs', 'p99 µs', 'conn/s', 'peak RSS MB', 'CPU s/GB', 'nginx s/GB'];
+  const cells = rows.map((r) => {
+    const f = r.figures;
+    return [
+      rowName(r), r.engine, formatSpread(f.gbps, 2), formatSpread(r.vsDirect, 2, 'x'), formatSpread(f.p50_us, 0), formatSpread(f.p99_us, 0),
+      formatSpread(f.conns_per_s, 0), formatSpread(f.rss_mb, 0), formatSpread(f.cpu_s_per_gb, 2), formatSpread(f.front_cpu_s_per_gb, 2),
+    ];
+  });
+  const lines = [head, ...cells];
+  const widths = head.map((_, i) => Math.max(...lines.map((r) => r[i]!.length)));
+  const text = lines.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  const most = Math.max(0, ...rows.map((r) => r.rounds));
+  const intro = most > 1 ? `median (least–greatest) of ${most} rounds; x direct: the ratios within each round\n\n` : '';
   const notes = ratioNotes(all);
-  return notes.length ? `${text}\n\n${notes.join('\n')}` : text;
+  return intro + (notes.length ? `${text}\n\n${notes.join('\n')}` : text);
+}
+
+/** A row's name in the table, e.g. `throughput forward` or `idle_streams 10000`. */
+export function rowName(r: Pick<Row, 'scenario' | 'direction' | 'streams'>): string {
+  return r.scenario + (r.direction ? ` ${r.direction}` : '') + (r.streams ? ` ${r.streams}` : '');
 }

@@ -48,12 +48,18 @@ if (hasIperf3) {
     type R = { scenario: string; engine: string; direction: string; round: number };
     const paired = report.runs.filter((x: R) => ['plain_ws', 'tls_direct', 'nginx_ws', 'tls'].includes(x.scenario)) as R[];
     t.ok(paired.some((x) => x.scenario === 'plain_ws') && paired.every((x) => x.round === 1), 'the wss:// and nginx runs are in round 1, beside a plain ws:// run');
+    t.ok(report.runs.every((x: R) => x.round === 1), 'every run, direct and the headline rows too, is in round 1');
+    // Within a round the engines measure each scenario back to back.
+    const at = report.runs.map((x: R, i: number) => (x.scenario === 'throughput' && x.direction === 'forward' ? i : -1)).filter((i: number) => i >= 0);
+    t.same(at, at.map((_: number, k: number) => at[0] + k), 'throughput forward: direct and the engines one after another');
     t.ok(report.runs.some((x: { engine: string }) => x.engine === 'js'), 'the js engine was measured');
     const native = report.runs.some((x: { engine: string }) => x.engine === 'native') || report.skipped.some((s: { engine: string }) => s.engine === 'native');
     t.ok(native, 'native was measured or listed as skipped');
     const svg = readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
     t.match(svg, /^<svg /);
-    t.match(svg, /Throughput/);
+    for (const panel of ['Throughput', 'wss:// and nginx, client → server', 'Round trip, 64 B, p50', 'Round trip, 64 B, p99', 'Connections/s', 'Peak RSS', 'CPU per GB']) {
+      t.ok(svg.includes(`>${panel}`), `chart panel ${panel}`);
+    }
     t.match(r.out, /throughput forward\s+js\s+[\d.]+\s+[\d.]+x/, 'the table shows the ratio to direct');
     t.match(r.err, /\[\d+\/\d+\] throughput forward · direct/, 'progress lines');
     // Nothing it started is left running.

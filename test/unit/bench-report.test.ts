@@ -1,5 +1,7 @@
 import t from 'tap';
+import { rotate, schedule } from '../../bench/plan';
 import { aggregate, Run, table } from '../../bench/report';
+import { benchRuns } from '../helpers/bench-runs';
 
 // Figures as `npm run bench --rounds 3` records them: each round has its own plain ws:// run.
 const rounds: Run[] = [
@@ -18,13 +20,58 @@ t.test('ratios are taken within each round, and the note gives their median and 
   t.match(out, /^nginx_ws forward · native: 0\.71x plain ws:\/\/ \(median of 3 rounds; against plain ws:\/\/ 0\.60–0\.75x\)$/m);
 });
 
-t.test('the table has one row per scenario with the median of its rounds', async (t) => {
+t.test('the table has one row per scenario with the median of its rounds and their range', async (t) => {
   const rows = aggregate(rounds);
   t.equal(rows.length, 3);
-  t.match(rows.find((r) => r.scenario === 'tls'), { gbps: 4, round: undefined });
-  t.match(rows.find((r) => r.scenario === 'plain_ws'), { gbps: 7 });
-  t.equal(rows.find((r) => r.scenario === 'nginx_ws')!.front_cpu_s_per_gb, 0.9);
-  t.match(table(rounds), /^tls forward\s+native\s+4\.00\s*$/m);
+  t.match(rows.find((r) => r.scenario === 'tls'), { rounds: 3, figures: { gbps: { median: 4, min: 3.6, max: 4.9, n: 3 } } });
+  t.match(rows.find((r) => r.scenario === 'plain_ws'), { figures: { gbps: { median: 7 } } });
+  t.match(rows.find((r) => r.scenario === 'nginx_ws')!.figures.front_cpu_s_per_gb, { median: 0.9, min: 0.8, max: 1 });
+  t.match(table(rounds), /^tls forward\s+native\s+4\.00 \(3\.60–4\.90\)\s*$/m);
+  t.match(table(rounds), /^median \(least–greatest\) of 3 rounds/);
+});
+
+t.test('every row of a whole run shows each figure as median (least–greatest)', async (t) => {
+  const out = table(benchRuns());
+  // Rounds at 0.9, 1 and 1.25 times the base figures; within a round native keeps 7.37 / 12.66 of direct.
+  t.match(out, /^throughput forward\s+direct\s+12\.66 \(11\.39–15\.82\)\s*$/m);
+  t.match(out, /^throughput forward\s+native\s+7\.37 \(6\.63–9\.21\)\s+0\.58x \(0\.58–0\.58\)\s+115 \(104–144\)\s+1\.45 \(1\.30–1\.81\)\s*$/m);
+  t.match(out, /^latency\s+direct\s+25 \(23–31\)\s+90 \(81–113\)\s*$/m);
+  t.match(out, /^connect_rate\s+js\s+1094 \(985–1368\)\s+126 \(113–158\)\s*$/m);
+  t.match(out, /^idle_streams 2000\s+native\s+159 \(143–199\)\s*$/m);
+  t.match(out, /^tls reverse\s+js\s+2\.04 \(1\.84–2\.55\)\s+0\.15x \(0\.15–0\.15\)\s+174 \(156–217\)\s+5\.15 \(4\.63–6\.43\)\s+1\.62 \(1\.46–2\.02\)\s*$/m);
+});
+
+t.test('x direct is the median of the ratios within each round, not a ratio of medians', async (t) => {
+  const runs: Run[] = [[10, 6], [20, 8], [12, 9]].flatMap(([direct, native], i) => [
+    { scenario: 'throughput', engine: 'direct', direction: 'forward', gbps: direct, round: i + 1 },
+    { scenario: 'throughput', engine: 'native', direction: 'forward', gbps: native, round: i + 1 },
+  ] as Run[]);
+  // Within rounds 0.60, 0.40, 0.75; the medians' ratio would say 8 / 12 = 0.67.
+  t.match(table(runs), /^throughput forward\s+native\s+8\.00 \(6\.00–9\.00\)\s+0\.60x \(0\.40–0\.75\)\s*$/m);
+});
+
+t.test('each round measures every scenario, the engines back to back in a rotating order', async (t) => {
+  const plan = schedule(['native', 'js'], 3, true);
+  const key = (s: { scenario: string; direction?: string }): string => `${s.scenario}${s.direction ? ` ${s.direction}` : ''}`;
+  for (let round = 1; round <= 3; round++) {
+    const steps = plan.filter((s) => s.round === round);
+    const engines = (scenario: string): string[] => steps.filter((s) => key(s) === scenario).map((s) => s.engine);
+    const order = rotate(['direct', 'native', 'js'], round - 1);
+    for (const scenario of ['throughput forward', 'throughput reverse', 'parallel', 'latency', 'latency_under_load', 'latency_under_1g', 'connect_rate']) {
+      t.same(engines(scenario), order, `round ${round}: ${scenario} in order ${order.join(', ')}`);
+      const at = steps.map((s, i) => (key(s) === scenario ? i : -1)).filter((i) => i >= 0);
+      t.equal(at[at.length - 1]! - at[0]!, at.length - 1, `round ${round}: ${scenario}'s engines run back to back`);
+    }
+    t.same(engines('latency_busy_poll'), ['native']);
+    t.same(engines('idle_streams'), order.filter((e) => e !== 'direct'));
+    for (const direction of ['forward', 'reverse']) {
+      const fronts = steps.filter((s) => s.direction === direction && s.scenario !== 'throughput');
+      t.same(fronts.map((s) => `${s.engine} ${s.scenario}`), rotate(['native', 'js'], round - 1).flatMap((e) =>
+        ['plain_ws', 'tls_direct', 'nginx_ws', 'tls'].map((sc) => `${e} ${sc}`)), `round ${round} ${direction}: each engine's plain ws:// run just before its wss:// and nginx runs`);
+    }
+  }
+  t.equal(plan.length, 3 * (7 + 9 + 8 + 16));
+  t.notOk(schedule(['js'], 1, false).some((s) => s.scenario === 'nginx_ws' || s.scenario === 'tls' || s.engine === 'native'), 'no nginx, no native: none of their steps');
 });
 
 t.test('one round: the ratio alone, no range', async (t) => {
