@@ -8,8 +8,10 @@ import { createLogger } from '../../src/util/log';
 import { scrape, value } from '../helpers/metrics';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
 import { engines } from '../helpers/procs';
+import { fileNeeds } from '../helpers/tools';
 
 /** What the CLI offers, through the API: TLS files, metrics, and reload (SIGHUP's job). */
+fileNeeds(t, 'openssl');
 const dir = t.testdir({});
 const ca = makeCa(dir, 'api-ca');
 const leaf = makeCert(dir, ca, 'api-leaf', ['localhost']);

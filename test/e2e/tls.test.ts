@@ -8,8 +8,10 @@ import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, ioThreads, runCli } from '../helpers/procs';
+import { fileNeeds } from '../helpers/tools';
 
 /** wss:// straight to `tws server --tls-cert/--tls-key` (no proxy), with a throw-away CA. */
+fileNeeds(t, 'openssl');
 const dir = t.testdir({});
 const ca = makeCa(dir, 'test-ca');
 const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
