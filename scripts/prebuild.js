@@ -5,6 +5,7 @@
 // install script (npm 11 skips dependencies' install scripts by default).
 'use strict';
 const { spawnSync } = require('node:child_process');
+const { existsSync } = require('node:fs');
 const { join } = require('node:path');
 
 const nodedir = require('./node-headers')();
@@ -13,9 +14,21 @@ if (!nodedir) {
   process.exit(1);
 }
 const bin = require.resolve('prebuildify/bin.js');
+const root = join(__dirname, '..');
+// The build log (node-gyp's, some 300 lines) is kept and shown only when the
+// build fails; a good build is one line, on stderr: stdout is npm pack's (--json).
 const r = spawnSync(process.execPath, [bin, '--napi', '--strip'], {
-  cwd: join(__dirname, '..'),
-  stdio: ['ignore', 2, 2], // build chatter to stderr: stdout is npm pack's (--json)
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'pipe'],
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
   env: { ...process.env, npm_config_nodedir: nodedir },
 });
-process.exit(r.status ?? 1);
+const target = join('prebuilds', `${process.platform}-${process.arch}`, 'tws-native.node');
+if (r.status === 0 && existsSync(join(root, target))) {
+  process.stderr.write(`prebuild: ${target} built (N-API, for Node >= 20 on ${process.platform}-${process.arch})\n`);
+  process.exit(0);
+}
+process.stderr.write(`${r.stdout ?? ''}${r.stderr ?? ''}`);
+process.stderr.write(`prebuild: failed (${r.error ? r.error.message : r.signal ?? `exit ${r.status}`}); the log is above\n`);
+process.exit(1);

@@ -6,20 +6,18 @@ import { makeCa, makeCert } from '../../bench/certs';
 import { createClient, createServer } from '../../src/api';
 import { createLogger } from '../../src/util/log';
 import { scrape, value } from '../helpers/metrics';
-import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
+import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { engines } from '../helpers/procs';
+import { fileNeeds } from '../helpers/tools';
+import { waitFor } from '../helpers/wait';
 
 /** What the CLI offers, through the API: TLS files, metrics, and reload (SIGHUP's job). */
+fileNeeds(t, 'openssl');
 const dir = t.testdir({});
 const ca = makeCa(dir, 'api-ca');
 const leaf = makeCert(dir, ca, 'api-leaf', ['localhost']);
 const ca2 = makeCa(dir, 'api-ca2');
 const leaf2 = makeCert(dir, ca2, 'api-leaf2', ['localhost']);
-
-async function until(check: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check() && Date.now() < end) await sleep(50);
-}
 
 for (const engine of engines()) {
   t.test(`[${engine}] the API reads TLS files, serves metrics, and reload() swaps the certificate`, async (t) => {
@@ -51,7 +49,7 @@ for (const engine of engines()) {
       connections: 1, ca: ca2.cert, logger,
     });
     t.teardown(() => fresh.shutdown(0));
-    await until(() => fresh.client.liveSessions.length === 1);
+    await waitFor(() => fresh.client.liveSessions.length === 1);
     t.equal(fresh.client.liveSessions.length, 1, 'a client trusting only the new CA connects after reload()');
     t.equal(sha256(await roundTrip(c.address.port, data)), sha256(data), 'the session from before the reload still carries data');
   });

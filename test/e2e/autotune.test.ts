@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, Socket } from 'node:net';
 import { roundTrip, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
+import { DEFAULT_SESSION_OPTIONS } from '../../src/engine/types';
 
 /** A relay that holds every chunk for `delayMs` each way: a long path on loopback. */
 async function delayRelay(targetPort: number, delayMs: number): Promise<{ port: number; close(): Promise<void> }> {
@@ -23,7 +24,7 @@ async function delayRelay(targetPort: number, delayMs: number): Promise<{ port: 
 }
 
 for (const engine of engines()) {
-  t.test(`[${engine}] across a 50 ms round trip the receive window grows past its initial 256 KiB`, async (t) => {
+  t.test(`[${engine}] across a 50 ms round trip the receive window grows from its initial ${DEFAULT_SESSION_OPTIONS.initialWindow >> 20} MiB to at least twice that`, async (t) => {
     const sink = await tcpServer((s) => { s.resume(); s.on('end', () => s.end('done')); });
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '-v']);
     const relay = await delayRelay(server.port, 25);
@@ -39,7 +40,7 @@ for (const engine of engines()) {
     const grown = [...server.logs().matchAll(/window → (\d+) .*base rtt ([\d.]+) ms/g)];
     t.ok(grown.length > 0, 'the server grew the stream window');
     const last = grown.at(-1)!;
-    t.ok(Number(last[1]) >= 2 * 1024 * 1024, `window reached ${last[1]} bytes`);
+    t.ok(Number(last[1]) >= 2 * DEFAULT_SESSION_OPTIONS.initialWindow, `window reached ${last[1]} bytes`);
     t.ok(Number(last[2]) >= 45, `from a base RTT of ${last[2]} ms, i.e. the path, not a queue`);
     t.match(server.logs(), /closed \(fin\) .* in=25165824/, 'every byte arrived');
   });

@@ -2,8 +2,9 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, echoServer, sleep } from '../helpers/net';
+import { connect, echoServer } from '../helpers/net';
 import { CLI, PASSWD, runCli, startTunnel } from '../helpers/procs';
+import { waitFor } from '../helpers/wait';
 
 function tws(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -120,18 +121,26 @@ t.test('usage and config errors are one line and exit 1', async (t) => {
   t.equal(missing.err.trim().split('\n').length, 1);
   const badFile = await tws(['server', '--config', '/nonexistent.yaml']);
   t.match(badFile.err, /cannot read config file \/nonexistent\.yaml: ENOENT/);
-  const native = await tws(['server', '-l', '127.0.0.1:0', '-p', 'x', '--engine', 'native']);
-  if (/engine: js/.test((await tws(['--version'])).out)) {
-    t.equal(native.code, 1);
-    t.match(native.err, /native engine is not available/);
-  } else {
-    t.pass('native engine available in this build');
-  }
   const inUse = await echoServer();
   const busy = await tws(['server', '-l', inUse.addr, '-p', 'x']);
   await inUse.close();
   t.equal(busy.code, 1);
   t.match(busy.err, /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
+});
+
+t.test('--engine native runs the native engine where the addon loads, and is one error line where it does not', async (t) => {
+  const args = ['server', '-l', '127.0.0.1:0', '-p', 'x', '--engine', 'native'];
+  const broken = await tws(args, { TWS_NATIVE_ADDON: join(t.testdir({}), 'missing.node') });
+  t.equal(broken.code, 1, 'no addon: exit 1');
+  t.match(broken.err, /^tws: error: the native engine is not available: .*missing\.node.*; use --engine js or auto/);
+  t.equal(broken.err.trim().split('\n').length, 1, 'in one line');
+  if (/engine: js/.test((await tws(['--version'])).out)) {
+    t.equal((await tws(args)).code, 1, 'this build has no native engine: exit 1');
+  } else {
+    const server = await runCli(args);
+    t.teardown(() => server.stop('SIGKILL'));
+    t.match(server.logs(), /listening on 127\.0\.0\.1:\d+ path \/ \(engine native\)/, 'the server runs the native engine');
+  }
 });
 
 t.test("tws-rust's server.yaml starts a server, with a flag overriding its listen address", async (t) => {
@@ -161,9 +170,9 @@ t.test('the client drains open streams on SIGTERM and exits 0', async (t) => {
   let got = '';
   s.on('data', (c: Buffer) => { got += c.toString(); });
   s.write('before ');
-  await sleep(200);
+  t.ok(await waitFor(() => got === 'before '), 'the stream is open end to end');
   const exited = tun.client.stop('SIGTERM');
-  await sleep(300);
+  await tun.client.waitLog(/SIGTERM: shutting down/);
   s.end('after');
   await new Promise<void>((r) => s.on('end', () => r()));
   t.equal(got, 'before after', 'the stream finished during the drain');

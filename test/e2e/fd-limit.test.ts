@@ -1,5 +1,4 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { readdirSync } from 'node:fs';
@@ -12,13 +11,13 @@ import { connect, echoServer, roundTrip, sha256, sleep, tcpServer } from '../hel
 import { engines, runCli } from '../helpers/procs';
 import { makeCa, makeCert } from '../../bench/certs';
 import { rawPeer } from '../helpers/raw-peer';
+import { needs } from '../helpers/tools';
 
-const hasPrlimit = spawnSync('prlimit', ['--version'], { stdio: 'ignore' }).status === 0;
 const answered = (id: number) => (f: Frame): boolean => f.stream === id && (f.type === 'open-ok' || f.type === 'reset');
 
 for (const engine of engines()) {
   t.test(`[${engine}] under a low fd limit, one session's flood of streams never breaks another session, and every OPEN is answered`,
-    { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+    { skip: needs('prlimit') }, async (t) => {
       const echo = await echoServer();
       const hold = await tcpServer(() => undefined);
       const sink = createSocket('udp4');
@@ -51,7 +50,7 @@ for (const engine of engines()) {
     });
 
   t.test(`[${engine}] a client out of fds resets what it cannot carry; once local connections close, no stream is left and shutdown is prompt`,
-    { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+    { skip: needs('prlimit') }, async (t) => {
       const echo = await echoServer();
       const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
       const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr, '--engine', engine,
@@ -95,7 +94,7 @@ for (const engine of engines()) {
 
 for (const engine of engines()) {
   t.test(`[${engine}] connections that never finish their upgrade (no password needed) cannot take the fds sessions and streams need`,
-    { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+    { skip: needs('prlimit') }, async (t) => {
       const echo = await echoServer();
       const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine], {}, undefined, ['prlimit', '--nofile=256:256']);
       const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1']);
@@ -120,8 +119,7 @@ for (const engine of engines()) {
 }
 
 t.test('[native] TLS connections that never finish their handshake are capped too (the engine holds three fds each)',
-  { skip: !hasPrlimit ? 'prlimit is missing (Debian package util-linux)' : !engines().includes('native') ? 'the native engine is not under test'
-    : spawnSync('openssl', ['version'], { stdio: 'ignore' }).status !== 0 ? 'openssl is missing (Debian package openssl)' : false }, async (t) => {
+  { skip: needs('prlimit', 'openssl') || (engines().includes('native') ? false : 'the native engine is not under test') }, async (t) => {
     const dir = t.testdir({});
     const ca = makeCa(dir, 'ca');
     const leaf = makeCert(dir, ca, 'leaf', ['127.0.0.1']);

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { echoServer, howItEnds, connect, roundTrip, sleep } from '../helpers/net';
-import { metricsPort, scrape, value } from '../helpers/metrics';
+import { echoServer, howItEnds, connect, roundTrip } from '../helpers/net';
+import { metricsPort, scrape, scrapeWhen, value } from '../helpers/metrics';
 import { engines, startTunnel } from '../helpers/procs';
 
 for (const engine of engines()) {
@@ -18,9 +18,11 @@ for (const engine of engines()) {
     t.teardown(async () => { await refusedTun?.stop(); });
     const refused = connect(refusedTun!.port, '127.0.0.1');
     await howItEnds(refused);
-    await sleep(800);  // let the quiet-link pings measure a round trip
-    const s = await scrape(sp);
-    const c = await scrape(cp);
+    // Each end counts a stream when it has closed it there, and the round trip once a quiet-link ping came back.
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const c = await scrapeWhen(cp, (b) => (value(b, 'tws_ping_rtt_seconds{stat="mean"}') ?? 0) > 0 && value(b, 'tws_streams_closed_total{how="fin"}') === 3);
+    const s = await scrapeWhen(sp, (b) => value(b, 'tws_sessions') === 4 && value(b, 'tws_stream_bytes_total{direction="in"}') === total
+      && value(b, 'tws_streams_closed_total{how="refused"}') === 1);
     t.equal(c.status, 200);
     t.match(c.type, /^text\/plain; version=0\.0\.4/);
     t.match(c.body, new RegExp(`^tws_info\\{role="client",engine="${engine}",version="[^"]+"\\} 1$`, 'm'));
@@ -28,7 +30,6 @@ for (const engine of engines()) {
     t.equal(value(c.body, 'tws_sessions'), 2, 'client: its 2 sessions up');
     t.equal(value(s.body, 'tws_sessions'), 4, 'server: 2 sessions from each client');
     t.equal(value(c.body, 'tws_streams_closed_total{how="fin"}'), 3, 'client: 3 streams ended cleanly');
-    const total = sizes.reduce((a, b) => a + b, 0);
     t.equal(value(c.body, 'tws_stream_bytes_total{direction="out"}'), total, 'client: bytes sent');
     t.equal(value(c.body, 'tws_stream_bytes_total{direction="in"}'), total, 'client: bytes received');
     t.equal(value(s.body, 'tws_stream_bytes_total{direction="in"}'), total, 'server: bytes written to targets');
@@ -42,14 +43,13 @@ for (const engine of engines()) {
       const noisy = body.split('\n').filter((l) => l && !l.startsWith('#') && !/ -?\d+(\.\d{1,6})?$/.test(l));
       t.same(noisy, [], `${side}: every sample prints as a short decimal`);
     }
-    const r = await scrape(await metricsPort(refusedTun!.client));
+    const r = await scrapeWhen(await metricsPort(refusedTun!.client), (b) => value(b, 'tws_streams_closed_total{how="peer_reset"}') === 1);
     t.equal(value(r.body, 'tws_stream_resets_received_total{code="connect_failed"}'), 1, 'the other client: one RESET "connect failed"');
     t.equal(value(r.body, 'tws_streams_closed_total{how="peer_reset"}'), 1);
     // Take the server away: the client's sessions go, and failed attempts are counted.
     await tun.server.stop('SIGKILL');
     await tun.client.waitLog(/cannot connect to/);
-    await sleep(300);
-    const after = await scrape(cp);
+    const after = await scrapeWhen(cp, (b) => value(b, 'tws_sessions') === 0 && value(b, 'tws_sessions_closed_total{code="1006"}') === 2);
     t.equal(value(after.body, 'tws_sessions'), 0, 'client: no session after the server died');
     t.ok((value(after.body, 'tws_connect_failures_total') ?? 0) >= 1, 'client: failed reconnects counted');
     t.equal(value(after.body, 'tws_sessions_closed_total{code="1006"}'), 2, 'client: both sessions closed abnormally');

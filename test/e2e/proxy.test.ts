@@ -4,10 +4,8 @@ import { makeCa, makeCert } from '../../bench/certs';
 import { connectProxy } from '../helpers/connect-proxy';
 import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
+import { needs } from '../helpers/tools';
 
-const dir = t.testdir({});
-const ca = makeCa(dir, 'proxy-test-ca');
-const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
 const PROXY_PASS = 'proxy-pass-DO-NOT-LOG';
 
 function client(engine: string, url: string, target: string, extra: string[], env: NodeJS.ProcessEnv = {}) {
@@ -29,7 +27,10 @@ for (const engine of engines()) {
     t.notMatch(c.logs(), new RegExp(PROXY_PASS), 'proxy password not in the logs');
   });
 
-  t.test(`[${engine}] HTTPS_PROXY carries wss:// (TLS end to end); NO_PROXY bypasses it`, async (t) => {
+  t.test(`[${engine}] HTTPS_PROXY carries wss:// (TLS end to end); NO_PROXY bypasses it`, { skip: needs('openssl') }, async (t) => {
+    const dir = t.testdir({});
+    const ca = makeCa(dir, 'proxy-test-ca');
+    const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
     const echo = await echoServer();
     const proxy = await connectProxy();
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--tls-cert', leaf.cert, '--tls-key', leaf.key]);

@@ -2,9 +2,9 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { needs } from '../helpers/tools';
 
 const example = join(__dirname, '..', '..', 'example');
-const hasAnalyze = spawnSync('systemd-analyze', ['--version'], { stdio: 'ignore' }).status === 0;
 
 for (const unit of ['tws-server@.service', 'tws-client@.service']) {
   t.test(`${unit}: reads /etc/tws/%i.yaml, hardened, restarts on failure`, async (t) => {
@@ -16,7 +16,7 @@ for (const unit of ['tws-server@.service', 'tws-client@.service']) {
     }
   });
 
-  t.test(`${unit}: systemd-analyze verify finds nothing`, { skip: hasAnalyze ? false : 'systemd-analyze is not installed' }, async (t) => {
+  t.test(`${unit}: systemd-analyze verify finds nothing`, { skip: needs('systemd-analyze') }, async (t) => {
     const dir = t.testdir({ [unit]: readFileSync(join(example, unit), 'utf8') });
     const r = spawnSync('systemd-analyze', ['verify', join(dir, unit)], { encoding: 'utf8', timeout: 60_000 });
     t.equal(r.status, 0, 'exit 0');

@@ -8,8 +8,10 @@ import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { echoServer, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, ioThreads, runCli } from '../helpers/procs';
+import { fileNeeds } from '../helpers/tools';
 
 /** wss:// straight to `tws server --tls-cert/--tls-key` (no proxy), with a throw-away CA. */
+fileNeeds(t, 'openssl');
 const dir = t.testdir({});
 const ca = makeCa(dir, 'test-ca');
 const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
@@ -115,7 +117,7 @@ for (const engine of engines()) {
     const busy = connect(c.port, '127.0.0.1');
     const ended = howItEnds(busy);
     busy.write(randomBytes(1_000_000));
-    await sleep(200);
+    await new Promise((r) => { busy.once('data', r); busy.once('close', r); });  // the echo is coming back: the stream is in flight
     await first.server.stop('SIGKILL');
     t.match(await c.waitLog(/down \(.*/), /down \(/, 'the client notices the session is gone');
     t.equal((await ended).how, 'reset', 'the stream that was in flight is reset, not ended as if complete');
@@ -206,11 +208,13 @@ for (const engine of engines()) {
 
   t.test(`[${engine}] an untrusted certificate is one clear error, and the client keeps retrying`, async (t) => {
     const { server } = await tlsServer(engine, leaf);
-    const c = await client(engine, `wss://localhost:${server.port}/`, '127.0.0.1:9', []);
+    // -v: a repeated failure is logged again only at debug.
+    const c = await client(engine, `wss://localhost:${server.port}/`, '127.0.0.1:9', ['-v']);
     t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); });
     const line = await c.waitLog(/cannot connect to wss:.*retrying in \d+ ms/);
     t.match(line, /TLS: .*\((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\); trust its CA with --ca FILE/);
-    await sleep(700);
+    // Two more attempts fail the same way: it keeps retrying, and never comes up.
+    await c.waitLog(/(cannot connect to wss:.*retrying in \d+ ms[\s\S]*){3}/);
     t.notMatch(c.logs(), /up → /, 'no session came up');
     t.equal(c.proc.exitCode, null, 'still running (retrying)');
   });

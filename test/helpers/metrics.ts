@@ -1,6 +1,7 @@
 /** Scrapes a tws process's --metrics endpoint. */
 import { request } from 'node:http';
 import type { Proc } from './procs';
+import { waitFor } from './wait';
 
 export function scrape(port: number, method: 'GET' | 'HEAD' = 'GET'): Promise<{ status: number; type: string; length: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -23,4 +24,11 @@ export async function metricsPort(p: Proc): Promise<number> {
 export function value(body: string, sample: string): number | undefined {
   const row = body.split('\n').find((l) => l.startsWith(`${sample} `));
   return row === undefined ? undefined : Number(row.slice(sample.length + 1));
+}
+
+/** Scrapes until `ready(body)` holds (at most `timeoutMs`) and returns the last scrape, for exact assertions on it. */
+export async function scrapeWhen(port: number, ready: (body: string) => boolean, timeoutMs = 10_000): Promise<{ status: number; type: string; body: string }> {
+  let last = await scrape(port);
+  await waitFor(async () => ready((last = await scrape(port)).body), timeoutMs);
+  return last;
 }

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { needs } from '../helpers/tools';
 
-const hasPrlimit = spawnSync('prlimit', ['--version'], { stdio: 'ignore' }).status === 0;
 const dist = join(__dirname, '..', '..', 'dist');
 
 t.test('an OPEN whose UDP socket cannot be made (the process is out of fds) is answered RESET 2, not left unanswered',
-  { skip: hasPrlimit ? false : 'prlimit is missing (Debian package util-linux)' }, async (t) => {
+  { skip: needs('prlimit') }, async (t) => {
     // A child under a low fd limit takes every fd it has left, then asks for a
     // udp stream: the socket fails with EMFILE and the request must still get its answer.
     const r = spawnSync('prlimit', ['--nofile=64:64', process.execPath, '-e', `
