@@ -148,7 +148,9 @@ void Mux::on_datagram(Stream& s, const uint8_t* p, size_t n) {
   host_.emit_datagram(s.id, p, n);
 }
 
+// Only the first GOAWAY changes anything (and is reported): repeats are ignored.
 void Mux::on_goaway() {
+  if (peer_draining_) return;
   peer_draining_ = true;
   emit_simple(Event::kGoaway);
   if (streams_.empty()) emit_simple(Event::kIdle);

@@ -99,6 +99,21 @@ for (const engine of engines()) {
     t.ok(line.length < 1024, `the refusal line is short (${line.length} chars)`);
   });
 
+  t.test(`[${engine}] a peer repeating GOAWAY is logged going away once`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(() => server.stop('SIGKILL'));
+    const p = await rawPeer(server.port);
+    const n = 2000;
+    for (let i = 0; i < n; i++) p.send(codec.encodeGoaway(9, `bye ${i}`));
+    // An OPEN after them (empty target: RESET 1): its answer means the server has read every GOAWAY.
+    p.send(codec.encodeOpen(1, 65536, StreamKind.TCP, ''));
+    await p.next(is('reset', 1), 20_000);
+    p.ws.close();
+    await server.waitLog(/session#\d+ .*down/);
+    const lines = server.logs().split('\n').filter((l) => /going away/.test(l));
+    t.equal(lines.length, 1, `${n} GOAWAYs, ${lines.length} line(s): ${lines[0] ?? ''}`);
+  });
+
   t.test(`[${engine}] streams opened and reset as fast as a peer can send write a bounded number of lines`, async (t) => {
     const hold = await tcpServer(() => undefined);
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow', hold.addr]);

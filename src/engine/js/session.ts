@@ -204,7 +204,9 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.live.gateReading();
   }
 
+  /** Only the first GOAWAY changes anything (and is logged): repeats are ignored. */
   private peerGoingAway(code: number, reason: string): void {
+    if (this.peerDraining) return;
     this.peerDraining = true;
     this.log.info(`peer is going away (${reason || RESET_NAMES[code] || code})`);
     this.emit('goaway', code, reason);
