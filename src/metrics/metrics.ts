@@ -7,16 +7,28 @@
 import type { EngineSession, StreamClosedInfo, StreamRefusedInfo } from '../engine/types';
 import { processRows } from './process';
 
-/** Sorts how a stream ended (the engines' `how` text) into a few label values. */
+/**
+ * Sorts how a stream ended (the engines' `how` text) into a few label values.
+ * A peer chooses RESET codes: the ones the protocol names keep their name,
+ * any other is `other`, so a peer cannot mint label values.
+ */
 export function closeKind(how: string): { how: string; resetCode?: string } {
-  const peer = /^peer reset: ([a-z ]+[a-z]|code \d+)/.exec(how);
-  if (peer) return { how: 'peer_reset', resetCode: peer[1]!.replace(/ /g, '_') };
+  const peer = /^peer reset: (code \d+|[a-z ]+[a-z])/.exec(how);
+  if (peer) return { how: 'peer_reset', resetCode: peer[1]!.startsWith('code ') ? 'other' : peer[1]!.replace(/ /g, '_') };
   if (how === 'fin') return { how: 'fin' };
   if (how.startsWith('refused: ')) return { how: 'refused' };
   if (how.startsWith('local error')) return { how: 'local_error' };
   if (how === 'idle') return { how: 'idle' };
   if (how === 'local socket closed') return { how: 'local_closed' };
   return { how: 'session_ended' };
+}
+
+/**
+ * The label of a WebSocket close code. A peer chooses it: the codes RFC 6455
+ * and IANA define (1000-1015) keep their number, any other is `other`.
+ */
+export function closeCodeLabel(code: number): string {
+  return Number.isInteger(code) && code >= 1000 && code <= 1015 ? String(code) : 'other';
 }
 
 function line(name: string, labels: Record<string, string>, value: number): string {
@@ -67,7 +79,8 @@ export class Metrics {
     });
     session.on('close', (code: number) => {
       this.live.delete(session);
-      this.sessionsClosed.set(String(code), (this.sessionsClosed.get(String(code)) ?? 0) + 1);
+      const label = closeCodeLabel(code);
+      this.sessionsClosed.set(label, (this.sessionsClosed.get(label) ?? 0) + 1);
     });
   }
 

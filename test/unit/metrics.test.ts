@@ -25,3 +25,17 @@ t.test('ping round trips print as whole microseconds in seconds, with no float n
   one.track(session({ streams: 0, bytesIn: 0, bytesOut: 0, rttMs: 138 / 1000 }));
   t.equal(sample(one.render(), 'tws_ping_rtt_seconds{stat="mean"}'), '0.000138');
 });
+
+t.test('label values a peer chooses are bounded: unknown RESET and close codes are "other"', async (t) => {
+  const m = new Metrics('server', 'native', '0.0.0');
+  const s = session({ streams: 0, bytesIn: 0, bytesOut: 0, rttMs: 0.1 });
+  m.track(s);
+  for (let code = 10; code < 2010; code++) s.emit('stream-closed', { stream: code, how: `peer reset: code ${code} (x)`, bytesIn: 0, bytesOut: 0 });
+  s.emit('stream-closed', { stream: 1, how: 'peer reset: connect failed (refused)', bytesIn: 0, bytesOut: 0 });
+  s.emit('close', 4321);
+  const body = m.render();
+  t.equal(sample(body, 'tws_stream_resets_received_total{code="other"}'), '2000', '2000 unknown codes, one series');
+  t.equal(sample(body, 'tws_stream_resets_received_total{code="connect_failed"}'), '1', 'a named code keeps its name');
+  t.equal(sample(body, 'tws_sessions_closed_total{code="other"}'), '1', 'a private close code is "other"');
+  t.equal(body.split('\n').filter((l) => l.startsWith('tws_stream_resets_received_total{')).length, 2);
+});
