@@ -15,6 +15,7 @@ import { ConnectOptions, describeTlsFailure } from './connect-options';
 import { openTcp } from './open-tcp';
 import { parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
+import { TLS_SUITES } from '../util/tls-suites';
 
 export interface SlotOptions {
   server: URL;
@@ -117,7 +118,7 @@ export class SessionSlot extends EventEmitter {
   /** Node's TLS settings for wss:// (one secure context for every attempt: Node would otherwise parse all the roots again each time). */
   private nodeTls(): ConnectionOptions {
     const c = this.opts.connect ?? {};
-    this.secureContext ??= createSecureContext(c.ca ? { ca: c.ca } : {});
+    this.secureContext ??= createSecureContext({ ...TLS_SUITES, ...(c.ca ? { ca: c.ca } : {}) });
     const host = this.opts.server.hostname.replace(/^\[|\]$/g, '');
     const servername = c.sni ?? (isIP(host) ? undefined : host);
     return { secureContext: this.secureContext, rejectUnauthorized: !c.insecure, ...(servername ? { servername } : {}) };

@@ -20,6 +20,7 @@ import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
 import { upgradeResponse } from '../protocol/upgrade';
 import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
+import { TLS_SUITES } from '../util/tls-suites';
 
 export interface TwsServerOptions {
   listen: HostPort;
@@ -145,7 +146,7 @@ export class TwsServer extends EventEmitter {
     } else {
       // A TLS handshake that never comes is cut like a stalled request (Node's default waits 120 s).
       const tlsOpts = { ...httpOpts, handshakeTimeout: 9_000 };
-      this.http = opts.tls ? createTlsServer({ ...tlsOpts, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
+      this.http = opts.tls ? createTlsServer({ ...tlsOpts, ...TLS_SUITES, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
       this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string; remotePort?: number }) =>
         this.tlsFailed(`${socket.remoteAddress}:${socket.remotePort}`, err.code ?? err.message));
     }
@@ -199,7 +200,7 @@ export class TwsServer extends EventEmitter {
   reloadTls(tls: { cert: string | Buffer; key: string | Buffer }): void {
     if (!this.opts.tls) throw new TwsError('TWS_ERR_CONFIG', 'this server was not started with TLS');
     if (this.buildTlsContext) this.tlsContext = engineTlsContext(this.buildTlsContext, tls);
-    else (this.http as import('node:https').Server).setSecureContext({ cert: tls.cert, key: tls.key });
+    else (this.http as import('node:https').Server).setSecureContext({ ...TLS_SUITES, cert: tls.cert, key: tls.key });
   }
 
   /** Debug level: on a public port most failed handshakes are scanners. */

@@ -45,6 +45,21 @@ for (const engine of engines()) {
     t.match(server.logs(), engine === 'native' ? /TLS in the native engine/ : /TLS: sessions use the js engine/);
   });
 
+  t.test(`[${engine}] --tls-cert offers only forward-secret AEAD suites: no CBC, no RSA key exchange, no DHE`, async (t) => {
+    const { server } = await tlsServer(engine, leaf);
+    t.teardown(() => server.stop('SIGKILL'));
+    const handshake = (ciphers: string): Promise<string> => new Promise((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: server.port, servername: 'localhost', ca: readFileSync(ca.cert), ciphers, maxVersion: 'TLSv1.2' });
+      s.once('secureConnect', () => { resolve(`ok ${s.getCipher().name}`); s.destroy(); });
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(`refused ${e.code ?? e.message}`));
+      s.setTimeout(5000, () => { resolve('timeout'); s.destroy(); });
+    });
+    t.match(await handshake('ECDHE-RSA-AES128-GCM-SHA256'), /^ok ECDHE-RSA-AES128-GCM-SHA256/, 'TLS 1.2 ECDHE with AES-GCM');
+    for (const weak of ['AES128-SHA', 'AES128-GCM-SHA256', 'ECDHE-RSA-AES128-SHA', 'DHE-RSA-AES128-GCM-SHA256']) {
+      t.match(await handshake(weak), /^refused/, `${weak} is refused`);
+    }
+  });
+
   t.test(`[${engine}] wss:// TLS runs in the ${engine} engine: many streams both ways at once, intact`, async (t) => {
     const echo = await echoServer();
     const { server } = await tlsServer(engine, leaf);
