@@ -2,6 +2,7 @@ import t from 'tap';
 import { lookup } from 'node:dns/promises';
 import { randomInt } from 'node:crypto';
 import { ipText, parseIp } from '../../src/util/ip';
+import { AllowList, parseAllowRules } from '../../src/policy/allow-list';
 
 t.test('IPv4 in every form getaddrinfo reads is its dotted-decimal address', async (t) => {
   const forms: [string, string][] = [
@@ -71,4 +72,21 @@ t.test('zone ids: kept on link-local addresses, refused on any other', async (t)
 t.test('IPv4-compatible ::a.b.c.d is refused; ::1 is not one', async (t) => {
   for (const text of ['::127.0.0.1', '::7f00:1', '::0.0.0.2', '::2', '0:0:0:0:0:0:a00:1']) t.match(parseIp(text), /IPv4-compatible/, text);
   t.same(parseIp('::1'), { address: '::1', family: 'ipv6' });
+});
+
+t.test('the allow-list checks what a resolver answers in the same canonical form, and connects that', async (t) => {
+  const answer = (...a: string[]) => async (): Promise<string[]> => a;
+  const v6 = new AllowList(parseAllowRules(['[::/0]:*', '[fe80::/10]:*'], 'test'));
+  const v4 = new AllowList(parseAllowRules(['127.0.0.1:22'], 'test'));
+  const any = new AllowList(parseAllowRules(['*:22'], 'test'));
+  const name = { host: 'db.example', port: 22 };
+  t.match(await v6.decide(name, answer('::ffff:127.0.0.1')), { ok: false }, 'a mapped answer is IPv4: no IPv6 rule lets it through');
+  t.match(await v6.decide(name, answer('::FFFF:7F00:1')), { ok: false }, 'in any spelling');
+  t.match(await v4.decide(name, answer('::ffff:7f00:1')), { ok: true, address: '127.0.0.1' }, 'and an IPv4 rule does, connected as IPv4');
+  t.match(await v6.decide(name, answer('::7f00:1', '::', 'fe80::1%a%b')), { ok: false }, 'compatible, unspecified and bad-zone answers are skipped');
+  t.match(await any.decide(name, answer('0.0.0.0', '::ffff:0:0', '::')), { ok: false }, 'even by *: they would be connected as loopback');
+  t.match(await v6.decide(name, answer('::ffff:7f00:1', '2001:DB8:0::1')), { ok: true, address: '2001:db8::1' }, 'the first allowed answer, canonical');
+  t.match(await v6.decide({ host: 'fe80::1%eth0', port: 22 }), { ok: true, address: 'fe80::1%eth0' }, 'a link-local target keeps its zone');
+  t.match(await v6.decide({ host: '::ffff:127.0.0.1%lo', port: 22 }), { ok: false, why: /zone id/ }, 'a mapped one with a zone is refused');
+  t.match(await v4.decide({ host: '0x7f.1', port: 22 }), { ok: true, address: '127.0.0.1' }, 'a numeric target is its IPv4 address, not resolved');
 });
