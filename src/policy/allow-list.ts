@@ -12,6 +12,7 @@ import { BlockList, isIP } from 'node:net';
 import { TwsError } from '../util/errors';
 import { lookup } from 'node:dns/promises';
 import { HostPort, splitHostPort } from '../util/address';
+import { IpAddress, ipText, parseIp } from '../util/ip';
 
 type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6' } | { kind: 'name'; name: string };
 
@@ -74,27 +75,6 @@ export function parseAllowRules(value: unknown, where: string): AllowRule[] {
   });
 }
 
-/**
- * An IPv4-mapped IPv6 address is the IPv4 address for the rules, in any
- * spelling: `::ffff:10.1.2.3`, `::ffff:a01:203`, `0:0:0:0:0:ffff:a01:203`
- * (a connect to any of them reaches 10.1.2.3). The URL parser gives one
- * canonical form to match.
- */
-export function plainAddress(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
-  if (isIP(address) !== 6) return { address, family: 'ipv4' };
-  let canonical: string;
-  try {
-    canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  } catch {
-    return { address, family: 'ipv6' };  // a zone id (fe80::1%eth0): link-local, never IPv4
-  }
-  const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
-  if (!m) return { address, family: 'ipv6' };
-  const hi = parseInt(m[1]!, 16);
-  const lo = parseInt(m[2]!, 16);
-  return { address: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, family: 'ipv4' };
-}
-
 export type Decision = { ok: true; address: string; rule?: string } | { ok: false; why: string };
 
 export class AllowList {
@@ -104,36 +84,39 @@ export class AllowList {
     return this.rules.length === 0;
   }
 
-  /** The first rule that lets `name` (as the client asked) at `address`:`port` through. */
-  match(name: string, address: string, port: number): AllowRule | undefined {
-    const a = plainAddress(address);
+  /** The first rule that lets `name` (as the client asked) at `ip`:`port` through. */
+  match(name: string, ip: IpAddress, port: number): AllowRule | undefined {
     const n = name.toLowerCase().replace(/\.$/, '');
     // An IPv6 rule never matches an IPv4 address (Node's BlockList would match
     // it through ::ffff:, so [::/0] would let every IPv4 target through).
     return this.rules.find((r) => port >= r.ports[0] && port <= r.ports[1] && (
       r.host.kind === 'any' || (r.host.kind === 'name' && r.host.name === n) ||
-      (r.host.kind === 'net' && r.host.family === a.family && r.host.list.check(a.address, a.family))));
+      (r.host.kind === 'net' && r.host.family === ip.family && r.host.list.check(ip.address, ip.family))));
   }
 
   /**
    * Resolves the target (names in TypeScript, all addresses) and picks the
-   * first address a rule allows; the caller connects to exactly that address.
-   * An empty list allows nothing (fail closed).
+   * first address a rule allows, each in its canonical form (src/util/ip.ts);
+   * the caller connects to exactly that text. Addresses whose spelling is
+   * refused are skipped. An empty list allows nothing (fail closed).
    */
   async decide(target: HostPort, resolve: (host: string) => Promise<string[]> = resolveAll): Promise<Decision> {
     if (this.empty) return { ok: false, why: 'the allow-list is empty: no target is allowed' };
-    let addresses: string[];
+    const literal = parseIp(target.host);
+    if (typeof literal === 'string') return { ok: false, why: literal };
+    let answers: string[];
     try {
-      addresses = isIP(target.host) ? [target.host] : await resolve(target.host);
+      answers = literal ? [ipText(literal)] : await resolve(target.host);
     } catch (err) {
       return { ok: false, why: `resolve failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
     }
-    for (const address of addresses) {
-      const rule = this.match(target.host, address, target.port);
-      // An IPv4-mapped address is connected as the IPv4 address it was checked as.
-      if (rule) return { ok: true, address: plainAddress(address).address, rule: rule.text };
+    for (const answer of answers) {
+      const ip = parseIp(answer);
+      if (typeof ip !== 'object') continue;  // a spelling that would reach another address than it says
+      const rule = this.match(target.host, ip, target.port);
+      if (rule) return { ok: true, address: ipText(ip), rule: rule.text };
     }
-    return { ok: false, why: `not allowed (resolved to ${addresses.join(', ')}; no --allow rule matches)` };
+    return { ok: false, why: `not allowed (resolved to ${answers.join(', ')}; no --allow rule matches)` };
   }
 }
 

@@ -11,6 +11,7 @@ import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
+import { ipText, parseIp } from '../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
 
@@ -82,12 +83,18 @@ export function refuse(req: OpenRequest, refusals: RateLimitedLog, code: number,
   return undefined;
 }
 
-/** Parses the request's target, or rejects the request and returns undefined. */
+/**
+ * Parses the request's target, or rejects the request and returns undefined.
+ * An IP address comes back in its canonical form (src/util/ip.ts), which the
+ * policy checks and the connect uses, never the peer's spelling.
+ */
 function targetOf(req: OpenRequest, policy: StreamPolicy): HostPort | undefined {
   if (req.target === '') return refuse(req, policy.refusals, ResetCode.DENIED, 'no pinned target on this server');
   const hp = parseHostPort(req.target);
   if (typeof hp === 'string') return refuse(req, policy.refusals, ResetCode.CONNECT_FAILED, `bad target: ${peerText(hp, 120)}`);
-  return hp;
+  const ip = parseIp(hp.host);
+  if (typeof ip === 'string') return refuse(req, policy.refusals, ResetCode.CONNECT_FAILED, `bad target: ${ip}`);
+  return ip ? { host: ipText(ip), port: hp.port } : hp;
 }
 
 /**

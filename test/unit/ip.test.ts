@@ -1,0 +1,92 @@
+import t from 'tap';
+import { lookup } from 'node:dns/promises';
+import { randomInt } from 'node:crypto';
+import { ipText, parseIp } from '../../src/util/ip';
+import { AllowList, parseAllowRules } from '../../src/policy/allow-list';
+
+t.test('IPv4 in every form getaddrinfo reads is its dotted-decimal address', async (t) => {
+  const forms: [string, string][] = [
+    ['127.0.0.1', '127.0.0.1'], ['127.1', '127.0.0.1'], ['127.0.1', '127.0.0.1'], ['0x7f.1', '127.0.0.1'], ['0X7F000001', '127.0.0.1'],
+    ['0177.0.0.1', '127.0.0.1'], ['2130706433', '127.0.0.1'], ['127.000.0.01', '127.0.0.1'], ['10.0x10.0377.0xff', '10.16.255.255'],
+    ['1.65535', '1.0.255.255'], ['4294967295', '255.255.255.255'], ['0x0a.0.0.1', '10.0.0.1'],
+  ];
+  for (const [text, want] of forms) {
+    t.same(parseIp(text), { address: want, family: 'ipv4' }, `${text} → ${want}`);
+    // The resolver the connect would otherwise have gone through agrees.
+    t.equal((await lookup(text, { family: 4 })).address, want, `getaddrinfo(${text}) agrees`);
+  }
+});
+
+t.test('a numeric host that is no IPv4 address, or is the unspecified one, is refused', async (t) => {
+  for (const text of ['127.0.0.1.', '127.1.', '08.1', '09', '256.0.0.1', '1.256.1', '1.2.3.4.5', '4294967296', '1.16777216', '0x', '1.0x.1']) {
+    t.equal(typeof parseIp(text), 'string', `${text}: refused`);
+  }
+  for (const text of ['0', '0.0.0.0', '0x0', '00.0', '::ffff:0.0.0.0', '::', '0:0:0:0:0:0:0:0']) {
+    t.match(parseIp(text), /unspecified/, `${text}: the unspecified address`);
+  }
+});
+
+t.test('names are names', async (t) => {
+  for (const text of ['localhost', 'db.internal', 'db.internal.', 'face.cafe', '0x7f.com', '1.example', 'a1.2', 'foo.1']) {
+    t.equal(parseIp(text), undefined, text);
+  }
+});
+
+t.test('IPv4-mapped IPv6 is its IPv4 address in any spelling', async (t) => {
+  for (const text of ['::ffff:127.0.0.1', '::ffff:7f00:1', '::FFFF:7F00:0001', '0:0:0:0:0:ffff:7f00:1', '0000:0000:0000:0000:0000:FFFF:127.0.0.1', '0::ffff:7f00:1']) {
+    t.same(parseIp(text), { address: '127.0.0.1', family: 'ipv4' }, text);
+  }
+});
+
+t.test('IPv6 is RFC 5952 text whatever its spelling', async (t) => {
+  const forms: [string, string][] = [
+    ['::1', '::1'], ['0:0:0:0:0:0:0:1', '::1'], ['FE80::0001', 'fe80::1'], ['2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'], ['2001:0db8::', '2001:db8::'], ['1:0:0:2:0:0:0:3', '1:0:0:2::3'],
+    ['64:ff9b::10.0.0.1', '64:ff9b::a00:1'], ['::ffff:0:10.0.0.1', '::ffff:0:a00:1'],
+  ];
+  for (const [text, want] of forms) t.same(parseIp(text), { address: want, family: 'ipv6' }, `${text} → ${want}`);
+  // Random addresses, spelled in full, upper case with leading zeros: the same text as the URL parser's canonical form.
+  for (let i = 0; i < 500; i++) {
+    const g = Array.from({ length: 8 }, () => (randomInt(3) === 0 ? 0 : randomInt(65536)));
+    g[0] = 0x2001;
+    const full = g.map((x) => x.toString(16).toUpperCase().padStart(4, '0')).join(':');
+    const want = new URL(`http://[${full}]/`).hostname.slice(1, -1);
+    t.same(parseIp(full), { address: want, family: 'ipv6' }, full, { diagnostic: false });
+  }
+  for (const text of ['1::2::3', ':1::2', '1::2:', ':::', '12345::1', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7::8',
+    '::ffff:127.000.0.1', '::ffff:1.2.3', '1.2.3.4::', '::g', '[::1]']) {
+    t.equal(typeof parseIp(text), 'string', `${text}: refused`);
+  }
+});
+
+t.test('zone ids: kept on link-local addresses, refused on any other', async (t) => {
+  t.same(parseIp('fe80::1%eth0'), { address: 'fe80::1', family: 'ipv6', zone: 'eth0' });
+  t.same(parseIp('FEBF:0::1%2'), { address: 'febf::1', family: 'ipv6', zone: '2' });
+  t.equal(ipText(parseIp('FE80:0:0:0:0:0:0:1%lo') as never), 'fe80::1%lo');
+  for (const text of ['::ffff:127.0.0.1%lo', '::ffff:7f00:1%1', '::1%lo', '2001:db8::1%eth0', 'fec0::1%eth0', 'ff02::1%eth0',
+    'fe80::1%', 'fe80::1%a%b', 'fe80::1%a:b', 'fe80::1%sixteen-chars-xx', '127.0.0.1%lo']) {
+    t.equal(typeof parseIp(text), 'string', `${text}: refused`);
+  }
+});
+
+t.test('IPv4-compatible ::a.b.c.d is refused; ::1 is not one', async (t) => {
+  for (const text of ['::127.0.0.1', '::7f00:1', '::0.0.0.2', '::2', '0:0:0:0:0:0:a00:1']) t.match(parseIp(text), /IPv4-compatible/, text);
+  t.same(parseIp('::1'), { address: '::1', family: 'ipv6' });
+});
+
+t.test('the allow-list checks what a resolver answers in the same canonical form, and connects that', async (t) => {
+  const answer = (...a: string[]) => async (): Promise<string[]> => a;
+  const v6 = new AllowList(parseAllowRules(['[::/0]:*', '[fe80::/10]:*'], 'test'));
+  const v4 = new AllowList(parseAllowRules(['127.0.0.1:22'], 'test'));
+  const any = new AllowList(parseAllowRules(['*:22'], 'test'));
+  const name = { host: 'db.example', port: 22 };
+  t.match(await v6.decide(name, answer('::ffff:127.0.0.1')), { ok: false }, 'a mapped answer is IPv4: no IPv6 rule lets it through');
+  t.match(await v6.decide(name, answer('::FFFF:7F00:1')), { ok: false }, 'in any spelling');
+  t.match(await v4.decide(name, answer('::ffff:7f00:1')), { ok: true, address: '127.0.0.1' }, 'and an IPv4 rule does, connected as IPv4');
+  t.match(await v6.decide(name, answer('::7f00:1', '::', 'fe80::1%a%b')), { ok: false }, 'compatible, unspecified and bad-zone answers are skipped');
+  t.match(await any.decide(name, answer('0.0.0.0', '::ffff:0:0', '::')), { ok: false }, 'even by *: they would be connected as loopback');
+  t.match(await v6.decide(name, answer('::ffff:7f00:1', '2001:DB8:0::1')), { ok: true, address: '2001:db8::1' }, 'the first allowed answer, canonical');
+  t.match(await v6.decide({ host: 'fe80::1%eth0', port: 22 }), { ok: true, address: 'fe80::1%eth0' }, 'a link-local target keeps its zone');
+  t.match(await v6.decide({ host: '::ffff:127.0.0.1%lo', port: 22 }), { ok: false, why: /zone id/ }, 'a mapped one with a zone is refused');
+  t.match(await v4.decide({ host: '0x7f.1', port: 22 }), { ok: true, address: '127.0.0.1' }, 'a numeric target is its IPv4 address, not resolved');
+});
