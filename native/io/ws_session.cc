@@ -267,7 +267,7 @@ void WsSession::on_control(uint8_t op, uint8_t* p, size_t n) {
       close_reason_ = n > 2 ? std::string(reinterpret_cast<char*>(p + 2), n - 2) : "";
       send_close(code, close_reason_);  // the parser has checked it; an empty close (1005) is answered empty, as ws does
     }
-    mux_.reset_all("session closed");
+    mux_.reset_all("peer closed the session");
     if (out_empty()) teardown();
   }
 }
@@ -408,14 +408,14 @@ void WsSession::lost(uint16_t code, const std::string& reason) {
     close_code_ = code;
     close_reason_ = reason;
   }
-  mux_.reset_all("session closed");
+  mux_.reset_all("session lost");
   teardown();
 }
 
 // Closes the connection and reports the session closed, once.
 void WsSession::teardown() {
   if (dead_) return;
-  mux_.reset_all("session closed");
+  mux_.reset_all("session lost");
   dead_ = true;
   loop_.unwatch(fd_.get());
   fd_.reset();

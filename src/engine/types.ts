@@ -105,7 +105,12 @@ export interface StreamClosedInfo {
   bytesIn: number;
   /** Bytes read locally and sent to the peer. */
   bytesOut: number;
-  /** `fin` for a clean close, otherwise why it was reset. */
+  /**
+   * `fin` for a clean close, otherwise why it was reset. Streams that end
+   * with their session say how it ended: `session lost` (the connection went
+   * without a close handshake), `session timed out`, `protocol error`,
+   * `peer closed the session`, or the reason of a local close().
+   */
   how: string;
 }
 

@@ -73,7 +73,7 @@ export class JsSession extends EventEmitter implements EngineSession {
         this.finish(s, 'idle', 'info', abortive);
       },
     });
-    ws.on('error', (err: Error) => this.log.debug(`websocket error: ${err.message}`));
+    ws.on('error', (err: Error) => this.onWsError(err));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
     this.sched = new Scheduler(ws, {
       closed: () => this.closed,
@@ -221,10 +221,20 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.ws.terminate();
   }
 
+  /** ws found a frame it cannot take (its codes start WS_ERR_): it closes the WebSocket itself; the streams end now. */
+  private onWsError(err: Error): void {
+    this.log.debug(`websocket error: ${err.message}`);
+    if (this.closed || !String((err as NodeJS.ErrnoException).code).startsWith('WS_ERR_')) return;
+    this.closed = true;
+    this.live.stop();
+    this.resetAllLocally('protocol error');
+  }
+
   private onClose(code: number, reason: string): void {
     this.live.stop();
     this.closed = true;
-    this.resetAllLocally('session closed');
+    // Streams still open here: the peer closed first, or the connection went without a close handshake.
+    this.resetAllLocally(code === CloseCode.ABNORMAL ? 'session lost' : 'peer closed the session');
     this.streamLog.flush();
     // We closed and the peer never answered (1006): why it ended is our reason, as the native engine reports it.
     if (code === CloseCode.ABNORMAL && this.closedWith) this.emit('close', this.closedWith.code, this.closedWith.reason);
@@ -237,10 +247,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.emit('stream-refused', info);
   }
 
+  /** Every stream ends, its local socket reset; each gets its close line, with `why`. */
   private resetAllLocally(why: string): void {
     for (const s of this.streams.list()) {
       s.abort?.abort();
-      this.finish(s, why, 'debug', true);
+      this.finish(s, why, 'info', true);
     }
   }
 
