@@ -138,8 +138,8 @@ class NativeSession extends EventEmitter implements EngineSession {
     if (!this.closed) this.core.goaway(this.id, code, reason);
   }
 
-  close(code: number, reason: string): void {
-    if (!this.closed) this.core.closeSession(this.id, code, reason);
+  close(code: number, reason: string, how = reason): void {
+    if (!this.closed) this.core.closeSession(this.id, code, reason, how);
   }
 
   /** Turns one native event into EngineSession events. [JS thread] */

@@ -109,7 +109,7 @@ export interface StreamClosedInfo {
    * `fin` for a clean close, otherwise why it was reset. Streams that end
    * with their session say how it ended: `session lost` (the connection went
    * without a close handshake), `session timed out`, `protocol error`,
-   * `peer closed the session`, or the reason of a local close().
+   * `peer closed the session`, or what the local close() said (`drain timeout`).
    */
   how: string;
 }
@@ -146,7 +146,11 @@ export interface EngineSession extends EventEmitter {
    * so with its own 'goaway' event (as when the peer drains it).
    */
   goaway(code: number, reason: string): void;
-  close(code: number, reason: string): void;
+  /**
+   * Closes the session with `code` and `reason`; the streams still open end
+   * with `how` (default: `reason`) as their StreamClosedInfo.how.
+   */
+  close(code: number, reason: string, how?: string): void;
   stats(): SessionStats;
   on(event: 'open-request', listener: (req: OpenRequest) => void): this;
   on(event: 'stream-closed', listener: (info: StreamClosedInfo) => void): this;

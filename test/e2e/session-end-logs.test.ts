@@ -77,4 +77,27 @@ for (const engine of engines()) {
       checkClosedLines(t, alive, 'session lost');
     });
   }
+
+  for (const drainer of ['client', 'server'] as const) {
+    const peer = drainer === 'client' ? 'server' as const : 'client' as const;
+    t.test(`[${engine}] the ${drainer}'s --drain-timeout cuts open streams: each is logged closed once on both sides, and the down lines say how many were cut`, async (t) => {
+      const echo = await echoServer();
+      const drain = ['--drain-timeout', '1000'];
+      const tun = await startTunnel({ engine, target: echo.addr, [`${drainer}Args`]: drain });
+      const sockets = await openEchoed(tun.port);
+      t.teardown(async () => { for (const s of sockets) s.destroy(); await tun.stop(); await echo.close(); });
+      await waitCount(tun.server, 'stream#\\d+ open', SIZES.length);
+      t.equal(await tun[drainer].stop('SIGTERM'), 0, `the ${drainer} exits 0`);
+      await waitCount(tun[peer], 'down \\(', 2);
+      checkClosedLines(t, tun[drainer], 'drain timeout');
+      checkClosedLines(t, tun[peer], 'peer closed the session');
+      for (const who of [drainer, peer] as const) {
+        const logs = tun[who].logs();
+        const carrying = new Set(streamLines(logs).opened.map((id) => id.split(' ')[0]));
+        const cut = [...logs.matchAll(/down \(1001 \w+ shutting down; drain timeout cut (\d+) streams?\)/g)].map((m) => Number(m[1]));
+        t.equal(cut.length, carrying.size, `${who}: the down line of each session that carried streams says streams were cut`);
+        t.equal(cut.reduce((a, b) => a + b, 0), SIZES.length, `${who}: and how many (${cut.join(' + ')})`);
+      }
+    });
+  }
 }

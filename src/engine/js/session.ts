@@ -172,12 +172,12 @@ export class JsSession extends EventEmitter implements EngineSession {
     if (this.streams.size === 0) this.close(CloseCode.GOING_AWAY, reason);
   }
 
-  close(code: number, reason: string): void {
+  close(code: number, reason: string, how = reason): void {
     if (this.closed) return;
     this.closed = true;
     this.closedWith = { code, reason };
     this.live.stop();
-    this.resetAllLocally(reason);
+    this.resetAllLocally(how);
     try {
       this.ws.close(code, codec.clampReason(reason));  // at most 120 bytes, whole characters
     } catch {
@@ -198,7 +198,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.log.warn(`protocol error from peer: ${err.message}; closing session`);
-      this.close(err.closeCode ?? CloseCode.PROTOCOL_ERROR, err.message);
+      this.close(err.closeCode ?? CloseCode.PROTOCOL_ERROR, err.message, 'protocol error');
       return;
     }
     this.live.gateReading();
