@@ -142,8 +142,9 @@ export interface EngineSession extends EventEmitter {
   openDatagramStream(port: DatagramPort, target: string): number;
   /**
    * Sends GOAWAY and refuses new streams; the session closes with 1001 once
-   * idle. A session that runs out of stream ids does this itself, and says
-   * so with its own 'goaway' event (as when the peer drains it).
+   * idle. Udp streams end at once (RESET 9): datagrams have no end a drain
+   * could wait for. A session that runs out of stream ids does this itself,
+   * and says so with its own 'goaway' event (as when the peer drains it).
    */
   goaway(code: number, reason: string): void;
   /**

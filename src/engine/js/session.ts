@@ -166,8 +166,17 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   goaway(code: number, reason: string): void {
     if (this.closed || this.draining) return;
-    this.draining = true;
     this.sched.send(codec.encodeGoaway(code, reason));
+    // Datagrams have no end a drain could wait for: udp streams end now
+    // (RESET 9, after the GOAWAY). Before `draining` is set, so the last of
+    // them ending does not close the session: that is done below.
+    for (const s of this.streams.list()) {
+      if (!s.isUdp) continue;
+      s.abort?.abort();
+      this.sched.send(codec.encodeReset(s.id, ResetCode.GOING_AWAY, reason));
+      this.finish(s, 'going away', 'info');
+    }
+    this.draining = true;
     this.log.debug(`sent GOAWAY (${reason}); ${this.streams.size} streams draining`);
     if (this.streams.size === 0) this.close(CloseCode.GOING_AWAY, reason);
   }
