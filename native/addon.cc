@@ -26,7 +26,7 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 1;
+constexpr uint32_t kAbiVersion = 2;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -347,8 +347,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   void CloseSession(const Napi::CallbackInfo& info) {
+    // closeSession(session, code, reason, how): `how` is what the streams it ends are reported as
     engine_->close_session(info[0].ToNumber().Uint32Value(), static_cast<uint16_t>(info[1].ToNumber().Uint32Value()),
-                           info[2].ToString().Utf8Value());
+                           info[2].ToString().Utf8Value(), info[3].ToString().Utf8Value());
   }
 
   void OpenDatagramStream(const Napi::CallbackInfo& info) {

@@ -231,9 +231,21 @@ void Mux::send_datagram(uint32_t sid, const uint8_t* p, size_t n) {
 }
 
 bool Mux::goaway(uint16_t code, const std::string& reason) {
-  draining_ = true;
   uint8_t body[2 + tws2::kMaxReason];
   host_.send_frame(tws2::kGoaway, 0, body, coded_body(body, code, reason));
+  // Datagrams have no end a drain could wait for: udp streams end now
+  // (RESET 9, after the GOAWAY, so the peer opens no new one here). Before
+  // draining_ is set, so the last of them ending does not close the session:
+  // the caller does, when nothing is left.
+  std::vector<Stream*> udp;
+  for (auto& kv : streams_) {
+    if (kv.second->udp) udp.push_back(kv.second.get());
+  }
+  for (Stream* s : udp) {
+    send_reset(s->id, 9, reason);
+    finish(*s, "going away", false);
+  }
+  draining_ = true;
   return streams_.empty();
 }
 

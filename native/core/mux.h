@@ -180,7 +180,8 @@ class Mux {
   void accept_datagrams(Stream& s);
   void reject(uint32_t sid, uint16_t code, const std::string& reason);
   void send_datagram(uint32_t sid, const uint8_t* p, size_t n);
-  // Sends GOAWAY; true when no stream is left (the host closes at once).
+  // Sends GOAWAY and ends the udp streams (RESET 9: a drain would wait for
+  // them forever); true when no stream is left (the host closes at once).
   bool goaway(uint16_t code, const std::string& reason);
   void reset_all(const std::string& why);
 

@@ -113,8 +113,9 @@ void Engine::goaway(uint32_t session, uint16_t code, std::string reason) {
   post_to_session(loop_.get(), session, [code, reason = std::move(reason)](WsSession& s) { s.goaway(code, reason); });
 }
 
-void Engine::close_session(uint32_t session, uint16_t code, std::string reason) {
-  post_to_session(loop_.get(), session, [code, reason = std::move(reason)](WsSession& s) { s.close(code, reason); });
+void Engine::close_session(uint32_t session, uint16_t code, std::string reason, std::string how) {
+  post_to_session(loop_.get(), session,
+                  [code, reason = std::move(reason), how = std::move(how)](WsSession& s) { s.close(code, reason, how); });
 }
 
 void Engine::open_datagram_stream(uint32_t session, uint32_t stream, std::string target) {

@@ -69,7 +69,8 @@ class Engine {
   void dial_stream(uint32_t session, uint32_t stream, std::string address, uint16_t port, uint32_t timeout_ms);
   void reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason);
   void goaway(uint32_t session, uint16_t code, std::string reason);
-  void close_session(uint32_t session, uint16_t code, std::string reason);
+  // Closes with `code` and `reason`; streams still open end as `how` (their stream-closed text).
+  void close_session(uint32_t session, uint16_t code, std::string reason, std::string how);
   // UDP streams: datagrams are small and rare, so they cross to JavaScript
   // (Event::kDatagram) instead of going to an fd. Both ways are bounded: a
   // datagram that would queue past the bound is dropped and counted.

@@ -112,7 +112,7 @@ WsSession* Loop::find_session(uint32_t id) {
 void Loop::install(std::unique_ptr<WsSession> s, const std::string& head, const std::string& preamble, bool await_upgrade) {
   WsSession* sp = s.get();
   sessions_[sp->id()] = std::move(s);
-  if (!sp->start(head, preamble, await_upgrade)) sp->close(1011, "cannot watch the socket");
+  if (!sp->start(head, preamble, await_upgrade)) sp->close(1011, "cannot watch the socket", "session lost");
 }
 
 void Loop::run_commands() {

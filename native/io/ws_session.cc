@@ -127,7 +127,7 @@ void WsSession::goaway(uint16_t code, const std::string& reason) {
   flush();
 }
 
-void WsSession::close(uint16_t code, const std::string& reason) {
+void WsSession::close(uint16_t code, const std::string& reason, const std::string& how) {
   if (closing_ || dead_) return;
   sync_time();
   close_code_ = code;
@@ -136,7 +136,7 @@ void WsSession::close(uint16_t code, const std::string& reason) {
   // The close frame first: ending the streams may end a drain, whose own
   // close (1001) must not take this one's place.
   send_close(code, reason);
-  mux_.reset_all(reason);
+  mux_.reset_all(how);
   flush();
 }
 
@@ -223,7 +223,7 @@ void WsSession::tick(double now) {
   if (gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) {
     // It sends and never reads: it gets a close frame (which it will not
     // read either) and the connection goes after the close grace.
-    return close(1008, "peer is not reading");
+    return close(1008, "peer is not reading", "peer is not reading");
   }
   const double quiet = liveness_.silent_for(now);
   // While we hold off reading, its silence is ours, not the peer's.
@@ -267,7 +267,7 @@ void WsSession::on_control(uint8_t op, uint8_t* p, size_t n) {
       close_reason_ = n > 2 ? std::string(reinterpret_cast<char*>(p + 2), n - 2) : "";
       send_close(code, close_reason_);  // the parser has checked it; an empty close (1005) is answered empty, as ws does
     }
-    mux_.reset_all("session closed");
+    mux_.reset_all("peer closed the session");
     if (out_empty()) teardown();
   }
 }
@@ -408,14 +408,14 @@ void WsSession::lost(uint16_t code, const std::string& reason) {
     close_code_ = code;
     close_reason_ = reason;
   }
-  mux_.reset_all("session closed");
+  mux_.reset_all("session lost");
   teardown();
 }
 
 // Closes the connection and reports the session closed, once.
 void WsSession::teardown() {
   if (dead_) return;
-  mux_.reset_all("session closed");
+  mux_.reset_all("session lost");
   dead_ = true;
   loop_.unwatch(fd_.get());
   fd_.reset();

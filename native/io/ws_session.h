@@ -60,7 +60,8 @@ class WsSession final : public Pollable, private mux::MuxHost {
   void dial(uint32_t sid, const std::string& address, uint16_t port, uint32_t timeout_ms);
   void reject(uint32_t sid, uint16_t code, const std::string& reason);
   void goaway(uint16_t code, const std::string& reason);
-  void close(uint16_t code, const std::string& reason);
+  // Closes with `code` and `reason`; the streams still open end as `how`.
+  void close(uint16_t code, const std::string& reason, const std::string& how);
   void upgraded();
 
   // ---- the loop ----

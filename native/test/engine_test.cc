@@ -374,7 +374,7 @@ void test_close_while_draining() {
     h.engine.goaway(1, 1001, "restart");
     h.pump(50);
     if (how == 0) send_all(peer.second, ws_frame(tws::ws::kText, Bytes{'x'}, true));
-    else h.engine.close_session(1, 4001, "bye");
+    else h.engine.close_session(1, 4001, "bye", "bye");
     Decoded d = decode(read_for(peer.second, 300));
     int got = -2;
     for (const auto& m : d.msgs)

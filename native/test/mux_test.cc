@@ -205,6 +205,40 @@ void test_goaway() {
   g.turn();
 }
 
+// Datagrams have no end a drain could wait for: GOAWAY ends the udp streams
+// at once (RESET 9, after the GOAWAY), open or still being decided, and the
+// tcp streams go on. Ending them is not the drain's end: the caller closes.
+void test_goaway_ends_udp_streams() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  accept(h, 1, l);
+  h.open(3, 65536, true, "dns:53");
+  h.mux.accept_datagrams(*h.mux.find_accepting(3));
+  h.open(5, 65536, true, "dns:53");  // JavaScript has not answered yet
+  h.read();
+  CHECK(!h.mux.goaway(1001, "restart"), "with a tcp stream open the session does not close at once");
+  auto out = h.read();
+  CHECK(!out.empty() && out.front().type == tws2::kGoaway, "GOAWAY goes out first");
+  for (uint32_t sid : {3u, 5u}) {
+    const std::string n = std::to_string(sid);
+    CHECK(count_type(out, tws2::kReset, sid) == 1, "udp stream " + n + " is reset");
+    CHECK(h.last(Event::kStreamClosed, sid) && h.last(Event::kStreamClosed, sid)->text == "going away",
+          "udp stream " + n + " ends as going away");
+  }
+  for (const OutFrame& f : out) {
+    if (f.type == tws2::kReset) CHECK(f.body == MuxHarness::coded(9, "restart"), "RESET 9 with the GOAWAY's reason");
+  }
+  CHECK(h.mux.find(1) != nullptr && !l->closed, "the tcp stream goes on");
+  CHECK(h.drained_calls == 0, "the udp streams' end is not the drain's");
+  h.turn();
+  MuxHarness g(server_options());
+  g.open(1, 65536, true, "dns:53");
+  g.mux.accept_datagrams(*g.mux.find_accepting(1));
+  CHECK(g.mux.goaway(1001, "restart"), "with only udp streams the session is drained at once");
+  CHECK(g.mux.stream_count() == 0 && g.drained_calls == 0, "and the caller closes it, once");
+  g.turn();
+}
+
 void test_stream_ids() {
   MuxHarness h(server_options());
   h.open(2, 65536, false, "t:1");
@@ -317,6 +351,7 @@ int main() {
   test_half_close_both_ways();
   test_stalled_peer_while_streams_end();
   test_goaway();
+  test_goaway_ends_udp_streams();
   test_stream_ids();
   test_round_robin();
   test_udp_held_datagrams();

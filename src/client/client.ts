@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
 import type { Engine, EngineSession } from '../engine/types';
-import { CloseCode, ResetCode } from '../protocol/constants';
+import { drainSessions } from '../engine/drain';
 import { formatHostPort, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
@@ -185,7 +185,8 @@ export class TwsClient extends EventEmitter {
 
   /**
    * Graceful stop: stop accepting, let open streams finish for `drainMs`,
-   * then close every session with 1001.
+   * then close every session with 1001 (see drainSessions); resolves once
+   * they have closed.
    */
   async shutdown(drainMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
@@ -196,12 +197,7 @@ export class TwsClient extends EventEmitter {
     }
     const sessions = [...this.slots.map((s) => s.session).filter((s): s is EngineSession => !!s), ...this.draining];
     for (const slot of this.slots) slot.stop();
-    for (const s of sessions) s.goaway(ResetCode.GOING_AWAY, 'client shutting down');
-    const deadline = Date.now() + drainMs;
-    while (sessions.some((s) => !s.closed && s.streamCount > 0) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    for (const s of sessions) s.close(CloseCode.GOING_AWAY, 'client shutting down');
+    await drainSessions(sessions, drainMs, 'client shutting down');
     await closed;
   }
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 1;
+export const NATIVE_ABI = 2;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -86,7 +86,8 @@ export interface NativeCore {
   dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
   goaway(session: number, code: number, reason: string): void;
-  closeSession(session: number, code: number, reason: string): void;
+  /** Closes with `code` and `reason`; streams still open end with `how` as their stream-closed text. */
+  closeSession(session: number, code: number, reason: string, how: string): void;
   openDatagramStream(session: number, stream: number, target: string): void;
   acceptDatagrams(session: number, stream: number): void;
   sendDatagram(session: number, stream: number, payload: Buffer): void;

@@ -138,8 +138,8 @@ class NativeSession extends EventEmitter implements EngineSession {
     if (!this.closed) this.core.goaway(this.id, code, reason);
   }
 
-  close(code: number, reason: string): void {
-    if (!this.closed) this.core.closeSession(this.id, code, reason);
+  close(code: number, reason: string, how = reason): void {
+    if (!this.closed) this.core.closeSession(this.id, code, reason, how);
   }
 
   /** Turns one native event into EngineSession events. [JS thread] */
@@ -180,8 +180,11 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.closed = true;
         this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || `closed (${e.code})`));
         this.upgrade = undefined;
-        for (const s of this.streams.values()) s.abort?.abort();
-        this.streams.clear();
+        // The engine ended every stream it had before this event; one still
+        // here never reached it (opened as the session went): it ends too, once.
+        for (const id of [...this.streams.keys()]) {
+          this.onStreamClosed({ ...e, type: 'stream-closed', stream: id, bytesIn: 0, bytesOut: 0, text: 'session lost' });
+        }
         this.streamLog.flush();
         this.bytesIn = Math.max(this.bytesIn, e.bytesIn);
         this.bytesOut = Math.max(this.bytesOut, e.bytesOut);
@@ -246,8 +249,8 @@ class NativeSession extends EventEmitter implements EngineSession {
     }
     this.bytesIn += e.bytesIn;
     this.bytesOut += e.bytesOut;
-    // As the js engine does: streams that die with their session, and peer RESETs 6 (cancelled: the other side's app closed), at debug.
-    const level = /^(session closed|session timed out|protocol error|peer reset: cancelled\b.*)$/.test(e.text) ? 'debug' : 'info';
+    // As the js engine does: peer RESETs 6 (cancelled: the other side's app closed) at debug.
+    const level = /^peer reset: cancelled\b/.test(e.text) ? 'debug' : 'info';
     const info: StreamClosedInfo = { stream: e.stream, target: s?.target ?? '', bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
     this.streamLog.closed(level, info, s?.openedAt);
     this.emit('stream-closed', info);

@@ -105,7 +105,12 @@ export interface StreamClosedInfo {
   bytesIn: number;
   /** Bytes read locally and sent to the peer. */
   bytesOut: number;
-  /** `fin` for a clean close, otherwise why it was reset. */
+  /**
+   * `fin` for a clean close, otherwise why it was reset. Streams that end
+   * with their session say how it ended: `session lost` (the connection went
+   * without a close handshake), `session timed out`, `protocol error`,
+   * `peer closed the session`, or what the local close() said (`drain timeout`).
+   */
   how: string;
 }
 
@@ -137,11 +142,16 @@ export interface EngineSession extends EventEmitter {
   openDatagramStream(port: DatagramPort, target: string): number;
   /**
    * Sends GOAWAY and refuses new streams; the session closes with 1001 once
-   * idle. A session that runs out of stream ids does this itself, and says
-   * so with its own 'goaway' event (as when the peer drains it).
+   * idle. Udp streams end at once (RESET 9): datagrams have no end a drain
+   * could wait for. A session that runs out of stream ids does this itself,
+   * and says so with its own 'goaway' event (as when the peer drains it).
    */
   goaway(code: number, reason: string): void;
-  close(code: number, reason: string): void;
+  /**
+   * Closes the session with `code` and `reason`; the streams still open end
+   * with `how` (default: `reason`) as their StreamClosedInfo.how.
+   */
+  close(code: number, reason: string, how?: string): void;
   stats(): SessionStats;
   on(event: 'open-request', listener: (req: OpenRequest) => void): this;
   on(event: 'stream-closed', listener: (info: StreamClosedInfo) => void): this;

@@ -9,6 +9,7 @@ import { AddressInfo, createServer as createNetServer, Server as NetServer, Sock
 import type { Duplex } from 'node:stream';
 import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
+import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { AUTH_HEADER, CloseCode, ResetCode, StreamKind } from '../protocol/constants';
 import { formatHostPort, HostPort } from '../util/address';
@@ -306,7 +307,8 @@ export class TwsServer extends EventEmitter {
 
   /**
    * Graceful stop: no new upgrades, GOAWAY to every session, open streams get
-   * `drainMs` to finish, then sessions close with 1001.
+   * `drainMs` to finish, then sessions close with 1001 (see drainSessions);
+   * resolves once they have closed.
    */
   async shutdown(drainMs: number): Promise<void> {
     this.stopping = true;
@@ -315,12 +317,7 @@ export class TwsServer extends EventEmitter {
     if (this.sessions.size > 0) {
       this.opts.logger.info(`shutting down: draining ${this.sessions.size} session(s) for up to ${drainMs} ms`);
     }
-    for (const s of this.sessions) s.goaway(ResetCode.GOING_AWAY, 'server shutting down');
-    const deadline = Date.now() + drainMs;
-    while (this.sessions.size > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    for (const s of this.sessions) s.close(CloseCode.GOING_AWAY, 'server shutting down');
+    await drainSessions([...this.sessions], drainMs, 'server shutting down');
     this.http.closeAllConnections();
     await closed;
     await tcpClosed;

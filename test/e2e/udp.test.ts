@@ -105,3 +105,27 @@ for (const engine of engines()) {
     t.ok(dropped.every((d) => typeof d === 'number'), `tws_datagrams_dropped_total: server ${dropped[0]}, client ${dropped[1]}`);
   });
 }
+
+for (const engine of engines()) {
+  for (const side of ['client', 'server'] as const) {
+    const other = side === 'client' ? 'server' as const : 'client' as const;
+    t.test(`[${engine}] an open udp association does not hold up the ${side}'s SIGTERM: it exits long before its 30 s drain timeout`, async (t) => {
+      const echo = await udpEcho();
+      const drain = ['--drain-timeout', '30000'];
+      const tun = await startTunnel({ engine, target: echo.addr, clientArgs: drain, serverArgs: drain });
+      t.teardown(async () => { await tun.stop(); echo.sock.close(); });
+      t.same(await exchange(tun.port, ['hello']), ['echo:hello'], 'an association is up (its stream lasts --udp-timeout, 60 s)');
+      await tun.server.waitLog(/stream#\d+ open → udp /);
+      const proc = tun[side].proc;
+      const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+      const started = Date.now();
+      proc.kill('SIGTERM');
+      const code = await Promise.race([exited, sleep(20_000).then(() => 'still running after 20 s')]);
+      const ms = Date.now() - started;
+      t.equal(code, 0, 'it exits 0');
+      t.ok(ms < 10_000, `within ${ms} ms`);
+      t.match(tun[side].logs(), /stream#\d+ closed \(going away\)/, 'the udp stream ended as the drain began');
+      await tun[other].waitLog(/stream#\d+ closed \(peer reset: going away/);
+    });
+  }
+}

@@ -73,7 +73,7 @@ export class JsSession extends EventEmitter implements EngineSession {
         this.finish(s, 'idle', 'info', abortive);
       },
     });
-    ws.on('error', (err: Error) => this.log.debug(`websocket error: ${err.message}`));
+    ws.on('error', (err: Error) => this.onWsError(err));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
     this.sched = new Scheduler(ws, {
       closed: () => this.closed,
@@ -166,18 +166,27 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   goaway(code: number, reason: string): void {
     if (this.closed || this.draining) return;
-    this.draining = true;
     this.sched.send(codec.encodeGoaway(code, reason));
+    // Datagrams have no end a drain could wait for: udp streams end now
+    // (RESET 9, after the GOAWAY). Before `draining` is set, so the last of
+    // them ending does not close the session: that is done below.
+    for (const s of this.streams.list()) {
+      if (!s.isUdp) continue;
+      s.abort?.abort();
+      this.sched.send(codec.encodeReset(s.id, ResetCode.GOING_AWAY, reason));
+      this.finish(s, 'going away', 'info');
+    }
+    this.draining = true;
     this.log.debug(`sent GOAWAY (${reason}); ${this.streams.size} streams draining`);
     if (this.streams.size === 0) this.close(CloseCode.GOING_AWAY, reason);
   }
 
-  close(code: number, reason: string): void {
+  close(code: number, reason: string, how = reason): void {
     if (this.closed) return;
     this.closed = true;
     this.closedWith = { code, reason };
     this.live.stop();
-    this.resetAllLocally(reason);
+    this.resetAllLocally(how);
     try {
       this.ws.close(code, codec.clampReason(reason));  // at most 120 bytes, whole characters
     } catch {
@@ -198,7 +207,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.log.warn(`protocol error from peer: ${err.message}; closing session`);
-      this.close(err.closeCode ?? CloseCode.PROTOCOL_ERROR, err.message);
+      this.close(err.closeCode ?? CloseCode.PROTOCOL_ERROR, err.message, 'protocol error');
       return;
     }
     this.live.gateReading();
@@ -223,10 +232,20 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.ws.terminate();
   }
 
+  /** ws found a frame it cannot take (its codes start WS_ERR_): it closes the WebSocket itself; the streams end now. */
+  private onWsError(err: Error): void {
+    this.log.debug(`websocket error: ${err.message}`);
+    if (this.closed || !String((err as NodeJS.ErrnoException).code).startsWith('WS_ERR_')) return;
+    this.closed = true;
+    this.live.stop();
+    this.resetAllLocally('protocol error');
+  }
+
   private onClose(code: number, reason: string): void {
     this.live.stop();
     this.closed = true;
-    this.resetAllLocally('session closed');
+    // Streams still open here: the peer closed first, or the connection went without a close handshake.
+    this.resetAllLocally(code === CloseCode.ABNORMAL ? 'session lost' : 'peer closed the session');
     this.streamLog.flush();
     // We closed and the peer never answered (1006): why it ended is our reason, as the native engine reports it.
     if (code === CloseCode.ABNORMAL && this.closedWith) this.emit('close', this.closedWith.code, this.closedWith.reason);
@@ -239,10 +258,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.emit('stream-refused', info);
   }
 
+  /** Every stream ends, its local socket reset; each gets its close line, with `why`. */
   private resetAllLocally(why: string): void {
     for (const s of this.streams.list()) {
       s.abort?.abort();
-      this.finish(s, why, 'debug', true);
+      this.finish(s, why, 'info', true);
     }
   }
 
