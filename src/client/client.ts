@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
 import type { Engine, EngineSession } from '../engine/types';
 import { CloseCode, ResetCode } from '../protocol/constants';
-import { formatHostPort, HostPort } from '../util/address';
+import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import type { ConnectOptions } from './connect-options';
@@ -133,7 +133,7 @@ export class TwsClient extends EventEmitter {
   }
 
   private onLocal(socket: Socket): void {
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const peer = formatPeer(socket);
     const session = this.pick();
     if (session) {
       this.open(session, socket, peer);
