@@ -259,6 +259,28 @@ for (const engine of engines()) {
     server.proc.kill('SIGHUP');
     t.match(await server.waitLog(/SIGHUP: kept the old TLS certificate: .*/), /bad TLS certificate\/key/);
   });
+
+  t.test(`[${engine}] session numbers count sessions: TLS connections and failed handshakes take none`, async (t) => {
+    const echo = await echoServer();
+    const { server, certFile, keyFile } = await tlsServer(engine, leaf2);
+    // Two slots that fail their handshakes (the server's certificate is from a CA the client does not trust) ...
+    const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert, '-c', '2']);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    await c.waitLog(/(?:[\s\S]*?cannot connect to wss:){2}/);
+    // ... and a connection that is not TLS at all.
+    const junk = connect(server.port, '127.0.0.1');
+    junk.end('GET / HTTP/1.1\r\n\r\n');
+    await howItEnds(junk);
+    copyFileSync(leaf.cert, certFile);
+    copyFileSync(leaf.key, keyFile);
+    server.proc.kill('SIGHUP');
+    await server.waitLog(/SIGHUP: reloaded TLS certificate/);
+    await c.waitLog(/(?:[\s\S]*?up → wss:){2}/);
+    await server.waitLog(/(?:[\s\S]*?up from){2}/);
+    const numbers = (log: string): number[] => [...log.matchAll(/session#(\d+) up/g)].map((m) => Number(m[1])).sort();
+    t.same(numbers(server.logs()), [1, 2], 'the server numbers its two sessions 1 and 2');
+    t.same(numbers(c.logs()), [1, 2], 'and so does the client');
+  });
 }
 
 t.test('--tls-cert without --tls-key is a config error', async (t) => {
