@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "errno_name.h"
 #include "tws2.h"
 
 namespace tws::mux {
@@ -264,10 +265,10 @@ void Mux::local_writable(Stream& s) {
   flush_local(s);
 }
 
-void Mux::local_error(Stream& s) {
+void Mux::local_error(Stream& s, int err) {
   if (s.done) return;
   send_reset(s.id, 6, "local socket error");
-  finish(s, "local error", true);
+  finish(s, "local error: " + errno_name(err), true);
 }
 
 // ---- frames and lifecycle ----

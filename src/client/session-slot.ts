@@ -9,6 +9,7 @@ import { ConnectionOptions, createSecureContext, SecureContext } from 'node:tls'
 import { buildAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession, EngineTls, PendingUpgrade } from '../engine/types';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
+import { logSessionDown } from '../engine/session-close';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
 import { ConnectOptions, describeTlsFailure } from './connect-options';
@@ -206,10 +207,7 @@ export class SessionSlot extends EventEmitter {
       if (session.peerDraining) session.close(1000, 'drained');
     });
     session.on('close', (code: number, reason: string) => {
-      const st = session.stats();
-      const secs = ((Date.now() - started) / 1000).toFixed(1);
-      const level = code === 1000 || code === 1001 ? 'info' : 'warn';
-      log[level](`down (${code}${reason ? ` ${reason}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
+      logSessionDown(log, code, reason, started, session.stats());
       detach();
       this.emit('down', session);
     });
