@@ -35,6 +35,21 @@ async function exchange(port: number, messages: string[], waitMs = 2000): Promis
 const is = (type: string, stream?: number) => (f: Frame): boolean => f.type === type && (stream === undefined || f.stream === stream);
 
 for (const engine of engines()) {
+  t.test(`[${engine}] a UDP port in use is one warning, and the client still comes up`, async (t) => {
+    const busy = createSocket('udp4');
+    await new Promise<void>((resolve) => busy.bind(0, '127.0.0.1', () => resolve()));
+    const port = busy.address().port;
+    const echo = await udpEcho();
+    const tmp = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(async () => { await tmp.stop('SIGKILL'); busy.close(); echo.sock.close(); });
+    const client = await runCli(['client', '-l', `127.0.0.1:${port}`, '-s', `ws://127.0.0.1:${tmp.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1']);
+    t.teardown(() => client.stop('SIGKILL'));
+    await client.waitLog(/up → /);
+    const warnings = client.logs().split('\n').filter((l) => / WARN .*udp/.test(l));
+    t.equal(warnings.length, 1, `one warning: ${warnings.join(' | ')}`);
+    t.match(warnings[0], new RegExp(`udp: cannot listen on port ${port}: EADDRINUSE; carrying TCP only`));
+  });
+
   t.test(`[${engine}] UDP datagrams to the client's listen address reach the remote and come back`, async (t) => {
     const echo = await udpEcho();
     const tun = await startTunnel({ engine, target: echo.addr, clientArgs: ['--udp-timeout', '600'] });
