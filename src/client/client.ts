@@ -41,6 +41,9 @@ export interface TwsClientOptions {
   user?: string;
 }
 
+/** How long shutdown waits for the close handshakes (ms): the engines drop a peer that does not answer after 2 s. */
+const CLOSE_WAIT_MS = 3000;
+
 interface Waiting {
   socket: Socket;
   timer: NodeJS.Timeout;
@@ -52,6 +55,8 @@ export class TwsClient extends EventEmitter {
   private readonly slots: SessionSlot[] = [];
   /** Sessions still carrying streams after their slot moved on (GOAWAY). */
   private readonly draining = new Set<EngineSession>();
+  /** Every session up and not yet closed (its 'close' not yet emitted), draining or not. */
+  private readonly unclosed = new Set<EngineSession>();
   private readonly waiting: Waiting[] = [];
   private readonly timeout: number;
   private readonly udp: UdpRelay | undefined;
@@ -77,8 +82,12 @@ export class TwsClient extends EventEmitter {
       });
       slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
       slot.on('up', (session: EngineSession) => {
+        this.unclosed.add(session);
         session.on('goaway', () => this.draining.add(session));
-        session.on('close', () => this.draining.delete(session));
+        session.on('close', () => {
+          this.draining.delete(session);
+          this.unclosed.delete(session);
+        });
         this.emit('session', session, slot.index);
         this.flushWaiting();
       });
@@ -185,9 +194,12 @@ export class TwsClient extends EventEmitter {
 
   /**
    * Graceful stop: stop accepting, let open streams finish for `drainMs`,
-   * then close every session with 1001.
+   * then close every session with 1001 and wait (at most CLOSE_WAIT_MS)
+   * until their close handshakes are done: a process that exits sooner can
+   * cut a close frame off (a wss:// one, above all), and the server logs 1006.
    */
   async shutdown(drainMs: number): Promise<void> {
+    const ended = Promise.all([...this.unclosed].map((s) => new Promise((resolve) => s.once('close', resolve))));
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     this.udp?.close();
     for (const w of this.waiting.splice(0)) {
@@ -202,6 +214,9 @@ export class TwsClient extends EventEmitter {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of sessions) s.close(CloseCode.GOING_AWAY, 'client shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise((resolve) => { timer = setTimeout(resolve, CLOSE_WAIT_MS); })]);
+    clearTimeout(timer);
     await closed;
   }
 }

@@ -260,6 +260,21 @@ for (const engine of engines()) {
     t.match(await server.waitLog(/SIGHUP: kept the old TLS certificate: .*/), /bad TLS certificate\/key/);
   });
 
+  t.test(`[${engine}] a client stopped with SIGTERM over wss:// completes its close handshakes: the server logs 1001`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert, '-c', '2']);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    await c.waitLog(/(?:[\s\S]*?up → wss:){2}/);
+    await server.waitLog(/(?:[\s\S]*?up from){2}/);
+    t.equal(await c.stop('SIGTERM'), 0, 'the client exits 0');
+    await server.waitLog(/(?:[\s\S]*?down \(){2}/);
+    const downs = server.logs().match(/down \([^)]*\)/g)!;
+    t.same(downs, ['down (1001 client shutting down)', 'down (1001 client shutting down)'], 'both sessions closed normally, none 1006');
+    t.match(c.logs(), /session#\d down \(1001 client shutting down\)[\s\S]*session#\d down \(1001[\s\S]*stopped/,
+      'the client saw both closes before it stopped');
+  });
+
   t.test(`[${engine}] session numbers count sessions: TLS connections and failed handshakes take none`, async (t) => {
     const echo = await echoServer();
     const { server, certFile, keyFile } = await tlsServer(engine, leaf2);
