@@ -32,6 +32,8 @@ class Wire {
   // Why the last recv/sendv failed, and the WebSocket close code to report.
   virtual std::string error_text(int err) const { return errno_name(err); }
   virtual uint16_t error_code() const { return 1006; }
+  // A TLS handshake is under way (a wss:// client's, before the upgrade).
+  virtual bool handshaking() const { return false; }
 };
 
 class PlainWire final : public Wire {

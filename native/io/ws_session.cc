@@ -217,7 +217,10 @@ void WsSession::tick(double now) {
     return;
   }
   if (upgrade_.pending()) {
-    if (upgrade_.expired(now)) fail_upgrade(1006, "no answer to the upgrade within " + std::to_string(o_.timeout_ms) + " ms");
+    if (upgrade_.expired(now)) {
+      const char* what = wire_->handshaking() ? "no TLS handshake within " : "no answer to the upgrade within ";
+      fail_upgrade(1006, what + std::to_string(o_.timeout_ms) + " ms");
+    }
     return;
   }
   if (gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) {
@@ -289,6 +292,8 @@ void WsSession::read_some() {
   if (n < 0 && err == EINTR) return;
   // EOF or error without a close frame. (What JavaScript prints for 1006 with no reason: "connection lost".)
   readable_ = false;
+  // A plain port (or a server that dislikes our hello) ends a wss:// client's handshake by closing: say where it ended.
+  if (wire_->handshaking() && wire_->error_code() == 1006) return lost(1006, "connection closed during the TLS handshake");
   if (n == 0) return lost(1006, "");
   lost(wire_->error_code(), wire_->error_text(err));
 }

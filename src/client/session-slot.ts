@@ -12,7 +12,7 @@ import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { logSessionDown } from '../engine/session-close';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
-import { ConnectOptions, describeTlsFailure } from './connect-options';
+import { connectHint, ConnectOptions, describeTlsFailure } from './connect-options';
 import { openTcp } from './open-tcp';
 import { parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
@@ -105,7 +105,8 @@ export class SessionSlot extends EventEmitter {
    * 4, 8, … (and at least every REPORT_EVERY_MS), else at debug: a server
    * down for an hour is neither silent nor a flood.
    */
-  private failed(why: string): void {
+  private failed(reason: string): void {
+    const why = `${reason}${connectHint(this.opts.server, reason)}`;
     this.emit('connect-failed', why);
     const delay = this.backoff.next();
     const now = Date.now();

@@ -19,6 +19,7 @@ import {
   DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
+import { describeClose } from './session-close';
 import { StreamIds, StreamLog } from './stream-log';
 
 /** `EMFILE` for 24: how a failed handoff names its errno. */
@@ -192,7 +193,7 @@ class NativeSession extends EventEmitter implements EngineSession {
       case 'session-closed':
         this.explainClose(e.code, e.text);
         this.closed = true;
-        this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || `closed (${e.code})`));
+        this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || describeClose(e.code, '')));
         this.upgrade = undefined;
         for (const s of this.streams.values()) s.abort?.abort();
         this.streams.clear();
