@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "errno_name.h"
 #include "tws2.h"
 
 namespace tws::mux {
@@ -133,9 +134,14 @@ void Mux::on_fin(Stream& s) {
 }
 
 void Mux::on_reset(Stream& s, uint16_t code, const uint8_t* reason, size_t n) {
+  const std::string name = code < 10 && code > 0 ? kResetNames[code] : ("code " + std::to_string(code));
+  const std::string why(reinterpret_cast<const char*>(reason), n);
+  // As the js engine words it: a reason that starts with the code's name
+  // ("connect failed: ECONNREFUSED") does not say it twice.
   std::string how = "peer reset: ";
-  how += code < 10 && code > 0 ? kResetNames[code] : ("code " + std::to_string(code));
-  if (n > 0) how += " (" + std::string(reinterpret_cast<const char*>(reason), n) + ")";
+  if (why.empty() || why == name) how += name;
+  else if (why.rfind(name + ": ", 0) == 0) how += why;
+  else how += name + " (" + why + ")";
   finish(s, how, true);
 }
 
@@ -282,10 +288,10 @@ void Mux::local_writable(Stream& s) {
   flush_local(s);
 }
 
-void Mux::local_error(Stream& s) {
+void Mux::local_error(Stream& s, int err) {
   if (s.done) return;
   send_reset(s.id, 6, "local socket error");
-  finish(s, "local error", true);
+  finish(s, "local error: " + errno_name(err), true);
 }
 
 // ---- frames and lifecycle ----

@@ -93,6 +93,7 @@ struct Stream {
 struct LocalRead {
   enum Kind { kBytes, kEof, kWouldBlock, kInterrupted, kError } kind;
   size_t n = 0;
+  int err = 0;  // kError: the errno
 };
 
 // The local sockets, as the mux sees them (io/local_sockets.h does the syscalls).
@@ -100,7 +101,7 @@ class LocalIo {
  public:
   virtual ~LocalIo() = default;
   // Writes to the stream's local socket: bytes taken (0 when it would
-  // block), or -1 when the socket failed.
+  // block), or minus the errno when the socket failed.
   virtual ssize_t local_write(Stream& s, const uint8_t* p, size_t n) = 0;
   virtual LocalRead local_read(Stream& s, uint8_t* into, size_t n) = 0;
   virtual void local_shutdown(Stream& s) = 0;  // our direction ended (SHUT_WR)
@@ -188,7 +189,8 @@ class Mux {
   // ---- the local sockets ----
   void local_readable(Stream& s);
   void local_writable(Stream& s);
-  void local_error(Stream& s);
+  // The local socket failed with errno `err`: RESET 6, and the stream ends "local error: ECONNRESET".
+  void local_error(Stream& s, int err);
 
   // Reads local sockets into DATA frames, round-robin, while there is room.
   void pump();

@@ -30,7 +30,7 @@ void Mux::on_data(uint32_t sid, uint8_t* p, size_t n) {
     return;
   }
   const ssize_t w = local_.local_write(*s, p, n);
-  if (w < 0) return local_error(*s);
+  if (w < 0) return local_error(*s, static_cast<int>(-w));
   if (static_cast<size_t>(w) < n) {
     s->writable = false;
     gather(s->pending, p + w, n - static_cast<size_t>(w));
@@ -45,7 +45,7 @@ void Mux::flush_local(Stream& s) {
   while (!s.pending.empty() && s.writable) {
     Buf& b = s.pending.front();
     const ssize_t w = local_.local_write(s, b.data.get() + b.off, b.size());
-    if (w < 0) return local_error(s);
+    if (w < 0) return local_error(s, static_cast<int>(-w));
     if (w == 0) {
       s.writable = false;
       break;
@@ -123,7 +123,7 @@ void Mux::read_local(Stream& s, size_t turn) {
     case LocalRead::kInterrupted:
       return make_ready(s);
     case LocalRead::kError:
-      return local_error(s);
+      return local_error(s, r.err);
   }
 }
 

@@ -115,7 +115,7 @@ struct Run {
       case 13:
         if (tws::mux::Stream* s = with_socket(a)) {
           if (b % 2) {
-            h.mux.local_error(*s);
+            h.mux.local_error(*s, ECONNRESET);
           } else {
             locals[s->id]->fail = true;  // found by the next read or write
             h.mux.local_readable(*s);

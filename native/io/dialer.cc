@@ -29,21 +29,19 @@ UniqueFd start_connect(const std::string& address, uint16_t port, std::string* w
   }
   UniqueFd fd(::socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
-    *why = "connect failed: " + errno_code(errno);
+    *why = "connect failed: " + errno_name(errno);
     return UniqueFd();
   }
   set_nodelay(fd.get());  // created non-blocking
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 && errno != EINPROGRESS) {
-    *why = "connect failed: " + errno_code(errno);
+    *why = "connect failed: " + errno_name(errno);
     return UniqueFd();
   }
   return fd;
 }
 
 int connect_result(int fd, uint32_t events) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  int err = socket_error(fd);
   if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
   if (err != 0) return err;
   return (events & EPOLLOUT) ? 0 : -1;

@@ -9,6 +9,8 @@
 
 #include <string>
 
+#include "../core/errno_name.h"
+
 namespace tws {
 
 inline void set_nodelay(int fd) {
@@ -21,26 +23,17 @@ inline void set_nonblock(int fd) {
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+// A socket's pending error (SO_ERROR), or why it could not be read.
+inline int socket_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  return err;
+}
+
 inline void set_nodelay_nonblock(int fd) {
   set_nodelay(fd);
   set_nonblock(fd);
-}
-
-// Node's names for connect errors, so a refused stream reads the same on both engines.
-inline std::string errno_code(int err) {
-  switch (err) {
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case EHOSTUNREACH: return "EHOSTUNREACH";
-    case ENETUNREACH: return "ENETUNREACH";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case ECONNRESET: return "ECONNRESET";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    default: return "errno " + std::to_string(err);
-  }
 }
 
 }  // namespace tws

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include "loop.h"
+#include "sockets.h"
 #include "ws_session.h"
 
 namespace tws {
@@ -20,7 +21,7 @@ ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
     const ssize_t w = ::send(fd_.get(), p, n, MSG_NOSIGNAL);
     if (w >= 0) return w;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-    if (errno != EINTR) return -1;
+    if (errno != EINTR) return -errno;
   }
 }
 
@@ -30,8 +31,10 @@ mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
   if (r == 0) return {mux::LocalRead::kEof};
   if (errno == EAGAIN || errno == EWOULDBLOCK) return {mux::LocalRead::kWouldBlock};
   if (errno == EINTR) return {mux::LocalRead::kInterrupted};
-  return {mux::LocalRead::kError};
+  return {mux::LocalRead::kError, 0, errno};
 }
+
+int StreamSocket::error() const { return socket_error(fd_.get()); }
 
 void StreamSocket::shutdown_write() { ::shutdown(fd_.get(), SHUT_WR); }
 

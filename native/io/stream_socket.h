@@ -28,9 +28,11 @@ class StreamSocket final : public mux::Port, public Pollable {
 
   // Registers with the loop's epoll; false when it cannot (the stream then fails).
   bool watch(Loop& loop);
-  // Bytes taken (0: it would block), or -1 when the socket failed.
+  // Bytes taken (0: it would block), or minus the errno when the socket failed.
   ssize_t write(const uint8_t* p, size_t n);
   mux::LocalRead read(uint8_t* into, size_t n);
+  // Why the socket failed (SO_ERROR), after EPOLLERR.
+  int error() const;
   void shutdown_write();
   // Closes the socket: a RST for an aborted stream, else a FIN.
   void close(Loop& loop, bool abortive);

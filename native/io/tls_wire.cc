@@ -214,8 +214,9 @@ class TlsWire final : public Wire {
 
   bool holding() const override { return pending() > 0; }
   bool crosswise() const override { return true; }
-  std::string error_text(int err) const override { return error_.empty() ? std::strerror(err) : error_; }
+  std::string error_text(int err) const override { return error_.empty() ? errno_name(err) : error_; }
   uint16_t error_code() const override { return error_.empty() ? 1006 : 1015; }
+  bool handshaking() const override { return !SSL_is_init_finished(ssl_.get()); }
 
  private:
   // Ciphertext waiting for the socket, beyond which no more is encrypted.

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "../core/errno_name.h"
+
 namespace tws {
 
 class Wire {
@@ -28,8 +30,10 @@ class Wire {
   // write and the reverse), so every event should retry both.
   virtual bool crosswise() const { return false; }
   // Why the last recv/sendv failed, and the WebSocket close code to report.
-  virtual std::string error_text(int err) const { return std::strerror(err); }
+  virtual std::string error_text(int err) const { return errno_name(err); }
   virtual uint16_t error_code() const { return 1006; }
+  // A TLS handshake is under way (a wss:// client's, before the upgrade).
+  virtual bool handshaking() const { return false; }
 };
 
 class PlainWire final : public Wire {

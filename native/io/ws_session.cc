@@ -85,7 +85,7 @@ void WsSession::accept_stream(uint32_t sid, UniqueFd fd, std::string initial) {
   // Watched before anything is written to it: a socket epoll cannot watch
   // gets no early data, only the RESET.
   if (locals_.watch(*s)) mux_.start(*s);
-  else mux_.local_error(*s);
+  else mux_.local_error(*s, errno);
   flush();
 }
 
@@ -169,7 +169,7 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
   if (sock.dialing) {
     // The target the engine is connecting answered, or failed.
     const int err = locals_.dial_event(sock, events);
-    if (err > 0) reject(sid, err == ETIMEDOUT ? 3 : 2, "connect failed: " + errno_code(err));
+    if (err > 0) reject(sid, err == ETIMEDOUT ? 3 : 2, "connect failed: " + errno_name(err));
     else if (err == 0) {
       mux_.accept(*s, nullptr, std::string());  // the dialled socket, watched already
       mux_.start(*s);
@@ -179,7 +179,7 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
     return;
   }
   if (events & EPOLLERR) {
-    mux_.local_error(*s);
+    mux_.local_error(*s, sock.error());
     flush();
     return;
   }
@@ -217,7 +217,10 @@ void WsSession::tick(double now) {
     return;
   }
   if (upgrade_.pending()) {
-    if (upgrade_.expired(now)) fail_upgrade(1006, "no answer to the upgrade within " + std::to_string(o_.timeout_ms) + " ms");
+    if (upgrade_.expired(now)) {
+      const char* what = wire_->handshaking() ? "no TLS handshake within " : "no answer to the upgrade within ";
+      fail_upgrade(1006, what + std::to_string(o_.timeout_ms) + " ms");
+    }
     return;
   }
   if (gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) {
@@ -287,9 +290,11 @@ void WsSession::read_some() {
     return;
   }
   if (n < 0 && err == EINTR) return;
-  // EOF or error without a close frame.
+  // EOF or error without a close frame. (What JavaScript prints for 1006 with no reason: "connection lost".)
   readable_ = false;
-  if (n == 0) return lost(1006, "connection closed");
+  // A plain port (or a server that dislikes our hello) ends a wss:// client's handshake by closing: say where it ended.
+  if (wire_->handshaking() && wire_->error_code() == 1006) return lost(1006, "connection closed during the TLS handshake");
+  if (n == 0) return lost(1006, "");
   lost(wire_->error_code(), wire_->error_text(err));
 }
 
@@ -432,7 +437,7 @@ void WsSession::teardown() {
 
 // A stream whose socket epoll cannot watch fails (RESET 6).
 void WsSession::watch(mux::Stream& s) {
-  if (!s.done && !locals_.watch(s)) mux_.local_error(s);
+  if (!s.done && !locals_.watch(s)) mux_.local_error(s, errno);
 }
 
 void WsSession::emit(Event e) { loop_.events().emit(std::move(e)); }

@@ -6,6 +6,8 @@
 // tests (mux_test.cc) and the fuzzer (../fuzz/mux_fuzz.cc). [test programs only]
 #pragma once
 
+#include <errno.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -117,7 +119,7 @@ class MuxHarness final : public mux::MuxHost, public mux::LocalIo {
   // ---- mux::LocalIo ----
   ssize_t local_write(mux::Stream& s, const uint8_t* p, size_t n) override {
     Local& l = *static_cast<FakePort&>(*s.port).local;
-    if (l.fail) return -1;
+    if (l.fail) return -ECONNRESET;
     const size_t take = std::min(n, l.write_room);
     l.received.append(reinterpret_cast<const char*>(p), take);
     if (l.write_room != SIZE_MAX) l.write_room -= take;
@@ -125,7 +127,7 @@ class MuxHarness final : public mux::MuxHost, public mux::LocalIo {
   }
   mux::LocalRead local_read(mux::Stream& s, uint8_t* into, size_t n) override {
     Local& l = *static_cast<FakePort&>(*s.port).local;
-    if (l.fail) return {mux::LocalRead::kError};
+    if (l.fail) return {mux::LocalRead::kError, 0, ECONNRESET};
     if (l.to_send.empty()) return {l.eof ? mux::LocalRead::kEof : mux::LocalRead::kWouldBlock};
     const size_t take = std::min(n, l.to_send.size());
     std::memcpy(into, l.to_send.data(), take);

@@ -141,7 +141,7 @@ void test_stalled_peer_while_streams_end() {
   CHECK(h.backlog < tws::mux::Mux::kSendHighWater + tws2::kMaxData + 64, "and not much past it: the peer is not reading");
   // Stream 1: the peer resets it. Stream 3: its local socket fails.
   h.frame(tws2::kReset, 1, MuxHarness::coded(6, "bye"));
-  h.mux.local_error(*h.mux.find(3));
+  h.mux.local_error(*h.mux.find(3), EPIPE);
   h.turn();
   // Streams 7 and 9 hear from the peer at t=500; stream 5 stays idle.
   h.mux.set_time(500);
@@ -152,7 +152,7 @@ void test_stalled_peer_while_streams_end() {
   h.mux.tick();
   h.turn();
   CHECK(h.last(Event::kStreamClosed, 1) && h.last(Event::kStreamClosed, 1)->text.find("peer reset") == 0, "a RESET ends stream 1");
-  CHECK(h.last(Event::kStreamClosed, 3) && h.last(Event::kStreamClosed, 3)->text == "local error", "a local error ends stream 3");
+  CHECK(h.last(Event::kStreamClosed, 3) && h.last(Event::kStreamClosed, 3)->text == "local error: EPIPE", "a local error ends stream 3, and says which");
   CHECK(h.last(Event::kStreamClosed, 5) && h.last(Event::kStreamClosed, 5)->text == "idle", "idleness ends stream 5");
   CHECK(h.last(Event::kStreamClosed, 11) && h.last(Event::kStreamClosed, 11)->text == "idle", "and stream 11");
   CHECK(locals[0]->abortive && locals[1]->abortive && locals[2]->abortive, "aborted streams' sockets get a RST");
@@ -189,7 +189,7 @@ void test_goaway() {
   CHECK(count_type(out, tws2::kGoaway) == 1, "GOAWAY goes out");
   CHECK(count_type(out, tws2::kReset, 3) == 1 && out.back().body.substr(0, 2) == MuxHarness::coded(9, ""), "a new OPEN gets RESET 9");
   CHECK(h.count(Event::kRefused, 3) == 1, "and JavaScript hears of the refusal");
-  h.mux.local_error(*s);
+  h.mux.local_error(*s, ECONNRESET);
   CHECK(h.drained_calls == 1, "the last stream's end says the session is drained");
   h.turn();
   // Both sides drain, and the session is already closing when the last
@@ -200,7 +200,7 @@ void test_goaway() {
   g.frame(tws2::kGoaway, 0, MuxHarness::coded(1001, "peer restarts"));
   g.mux.goaway(1001, "we restart");
   g.closing = true;
-  g.mux.local_error(*t);
+  g.mux.local_error(*t, ECONNRESET);
   CHECK(g.count(Event::kIdle) == 1, "a closing session still reports idle after the peer's GOAWAY");
   g.turn();
 }

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
 import type { Engine, EngineSession } from '../engine/types';
 import { drainSessions } from '../engine/drain';
-import { formatHostPort, HostPort } from '../util/address';
+import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import type { ConnectOptions } from './connect-options';
@@ -52,6 +52,8 @@ export class TwsClient extends EventEmitter {
   private readonly slots: SessionSlot[] = [];
   /** Sessions still carrying streams after their slot moved on (GOAWAY). */
   private readonly draining = new Set<EngineSession>();
+  /** Every session up and not yet closed (its 'close' not yet emitted), draining or not. */
+  private readonly unclosed = new Set<EngineSession>();
   private readonly waiting: Waiting[] = [];
   private readonly timeout: number;
   private readonly udp: UdpRelay | undefined;
@@ -77,8 +79,12 @@ export class TwsClient extends EventEmitter {
       });
       slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
       slot.on('up', (session: EngineSession) => {
+        this.unclosed.add(session);
         session.on('goaway', () => this.draining.add(session));
-        session.on('close', () => this.draining.delete(session));
+        session.on('close', () => {
+          this.draining.delete(session);
+          this.unclosed.delete(session);
+        });
         this.emit('session', session, slot.index);
         this.flushWaiting();
       });
@@ -133,7 +139,7 @@ export class TwsClient extends EventEmitter {
   }
 
   private onLocal(socket: Socket): void {
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const peer = formatPeer(socket);
     const session = this.pick();
     if (session) {
       this.open(session, socket, peer);
@@ -186,7 +192,9 @@ export class TwsClient extends EventEmitter {
   /**
    * Graceful stop: stop accepting, let open streams finish for `drainMs`,
    * then close every session with 1001 (see drainSessions); resolves once
-   * they have closed.
+   * their close handshakes are done (or after drainSessions' wait): a process
+   * that exits sooner can cut a close frame off (a wss:// one, above all), and
+   * the server logs 1006.
    */
   async shutdown(drainMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
@@ -195,7 +203,7 @@ export class TwsClient extends EventEmitter {
       clearTimeout(w.timer);
       w.socket.destroy();
     }
-    const sessions = [...this.slots.map((s) => s.session).filter((s): s is EngineSession => !!s), ...this.draining];
+    const sessions = [...this.unclosed];
     for (const slot of this.slots) slot.stop();
     await drainSessions(sessions, drainMs, 'client shutting down');
     await closed;

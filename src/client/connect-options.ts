@@ -98,13 +98,30 @@ export function connectOptions(
 
 const TLS_CODES = /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_|ERR_TLS_|ERR_SSL_)/;
 const TLS_HINT = 'trust its CA with --ca FILE, or use --sni if the certificate is for another name';
+/** OpenSSL's words (both engines) when what came back to our ClientHello was not TLS: a plain HTTP port, say. */
+const NOT_TLS = /wrong version number|packet length too long|http request/i;
 
 /** One clear line for a failed connection; TLS verification failures say what to do. */
 export function describeConnectError(err: NodeJS.ErrnoException): string {
   if (err instanceof TwsError) return err.message;  // already one line of ours (a proxy failure, say)
   const code = err.code ?? '';
+  // Node gives OpenSSL's whole error string (EPROTO) here: its reason is what the native engine says.
+  const notTls = NOT_TLS.exec(err.message)?.[0];
+  if (notTls) return `TLS: ${notTls.toLowerCase()} (${code || 'ERR_SSL'})`;
   if (TLS_CODES.test(code)) return `TLS: ${err.message} (${code}); ${TLS_HINT}`;
   return code || err.message;
+}
+
+/**
+ * What a failed attempt suggests, where the URL and the failure make the
+ * cause knowable: a ws:// connection reset at once (a TLS port hangs up on
+ * plain HTTP), or a wss:// handshake that stalled, was cut, or got an answer
+ * that is not TLS (a plain port). Both engines word those failures alike.
+ */
+export function connectHint(server: URL, why: string): string {
+  if (server.protocol === 'ws:' && why === 'ECONNRESET') return ' (does the server speak TLS? then use wss://)';
+  if (server.protocol === 'wss:' && (/TLS handshake/.test(why) || NOT_TLS.test(why))) return ' (is it a plain ws:// port? then use ws://)';
+  return '';
 }
 
 /** The same line for the native engine's TLS failures, which come as "TLS: <reason> (<CODE>)". */

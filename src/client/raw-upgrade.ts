@@ -50,8 +50,16 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
       ...(route.signal ? { signal: route.signal } : {}),
       ...(createConnection ? { createConnection: createConnection as never } : {}),
     });
+    // Where a direct wss:// attempt got to, so that a stall or a close in the TLS handshake is called that.
+    let stage: 'tcp' | 'tls' | 'http' = tls && !proxy ? 'tcp' : 'http';
+    req.on('socket', (socket: Socket) => {
+      if (stage !== 'tcp') return;
+      socket.once('connect', () => { stage = 'tls'; });
+      socket.once('secureConnect', () => { stage = 'http'; });
+    });
     // One deadline for the whole attempt (connect, proxy, TLS, answer), as ws's handshakeTimeout: a server trickling bytes cannot stretch it.
-    const deadline = setTimeout(() => req.destroy(new UpgradeError(`no answer to the upgrade within ${timeoutMs} ms`)), timeoutMs);
+    const deadline = setTimeout(() => req.destroy(new UpgradeError(
+      `${stage === 'tls' ? 'no TLS handshake' : 'no answer to the upgrade'} within ${timeoutMs} ms`)), timeoutMs);
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
       clearTimeout(deadline);
       const problem = upgradeProblem(res.headers, key);
@@ -69,7 +77,10 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(deadline);
-      reject(err instanceof UpgradeError ? err : new UpgradeError(describeConnectError(err)));
+      if (err instanceof UpgradeError) return reject(err);
+      // The server hung up on our ClientHello (a plain port does): the words the native engine uses.
+      const cut = stage === 'tls' && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+      reject(new UpgradeError(cut ? 'connection closed during the TLS handshake' : describeConnectError(err)));
     });
     req.end();
   });

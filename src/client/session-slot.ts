@@ -9,9 +9,10 @@ import { ConnectionOptions, createSecureContext, SecureContext } from 'node:tls'
 import { buildAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession, EngineTls, PendingUpgrade } from '../engine/types';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
+import { logSessionDown } from '../engine/session-close';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
-import { ConnectOptions, describeTlsFailure } from './connect-options';
+import { connectHint, ConnectOptions, describeTlsFailure } from './connect-options';
 import { openTcp } from './open-tcp';
 import { parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
@@ -30,6 +31,9 @@ export interface SlotOptions {
   logger: Logger;
   connect?: ConnectOptions;
 }
+
+/** A slot that keeps failing for the same reason says so at info at least this often (ms). */
+const REPORT_EVERY_MS = 10 * 60_000;
 
 /** Redacts anything secret-looking from a URL before it is logged. */
 function showUrl(url: URL): string {
@@ -54,6 +58,10 @@ export class SessionSlot extends EventEmitter {
   private secureContext: SecureContext | undefined;
   private stopped = false;
   private lastError = '';
+  /** Attempts that failed in a row, since when, and when that was last said at info or warn. */
+  private failures = 0;
+  private failingSince = 0;
+  private reportedAt = 0;
 
   constructor(readonly index: number, private readonly opts: SlotOptions) {
     super();
@@ -92,15 +100,37 @@ export class SessionSlot extends EventEmitter {
     });
   }
 
-  /** Logs why a connection attempt failed and schedules the next one. */
-  private failed(why: string): void {
+  /**
+   * Logs why a connection attempt failed and schedules the next one. A new
+   * reason is a warning; the same one again is said at info on attempts 2,
+   * 4, 8, … (and at least every REPORT_EVERY_MS), else at debug: a server
+   * down for an hour is neither silent nor a flood.
+   */
+  private failed(reason: string): void {
+    const why = `${reason}${connectHint(this.opts.server, reason)}`;
     this.emit('connect-failed', why);
     const delay = this.backoff.next();
-    // Repeated identical failures are logged once at warn, then at debug.
-    const level = why === this.lastError ? 'debug' : 'warn';
+    const now = Date.now();
+    if (this.failures++ === 0) this.failingSince = now;
+    const log = this.opts.logger;
+    const url = showUrl(this.opts.server);
+    const due = (this.failures & (this.failures - 1)) === 0 || now - this.reportedAt >= REPORT_EVERY_MS;
+    if (why !== this.lastError) log.warn(`slot ${this.index}: cannot connect to ${url}: ${why}; retrying in ${delay} ms`);
+    else if (due) log.info(`slot ${this.index}: still cannot reach ${url}: ${why}; attempt ${this.failures}, next in ${(delay / 1000).toFixed(1)} s`);
+    else log.debug(`slot ${this.index}: cannot connect to ${url}: ${why}; attempt ${this.failures}, retrying in ${delay} ms`);
+    if (why !== this.lastError || due) this.reportedAt = now;
     this.lastError = why;
-    this.opts.logger[level](`slot ${this.index}: cannot connect to ${showUrl(this.opts.server)}: ${why}; retrying in ${delay} ms`);
     this.schedule(delay);
+  }
+
+  /** For the up line after failures: how long the server could not be reached. */
+  private recovered(): string {
+    if (this.failures === 0) return '';
+    const secs = ((Date.now() - this.failingSince) / 1000).toFixed(1);
+    const text = `; reachable again after ${this.failures} failed attempt${this.failures === 1 ? '' : 's'} in ${secs} s`;
+    this.failures = 0;
+    this.lastError = '';
+    return text;
   }
 
   private static hint(status: number | undefined): string {
@@ -138,7 +168,6 @@ export class SessionSlot extends EventEmitter {
           socket.destroy();
           return;
         }
-        this.lastError = '';
         this.attach(engine.adopt(socket, head, Buffer.alloc(0), this.sessionOptions()), secure ? `TLS in the ${engine.name} engine` : '');
       }, (err: UpgradeError) => {
         this.upgrading = undefined;
@@ -178,7 +207,6 @@ export class SessionSlot extends EventEmitter {
           if (problem) this.failed(problem);
           return;
         }
-        this.lastError = '';
         this.attach(pending.accept(), `TLS in the ${this.opts.engine.name} engine`);
       }, (err: Error) => {
         this.pending = undefined;
@@ -191,7 +219,7 @@ export class SessionSlot extends EventEmitter {
     const log = this.opts.logger.child(`session#${session.id}`);
     const started = Date.now();
     this.session = session;
-    log.info(`up → ${showUrl(this.opts.server)} (slot ${this.index}${how ? `, ${how}` : ''})`);
+    log.info(`up → ${showUrl(this.opts.server)} (slot ${this.index}${how ? `, ${how}` : ''}${this.recovered()})`);
     const detach = (): void => {
       if (this.session !== session) return;
       this.session = undefined;
@@ -207,10 +235,7 @@ export class SessionSlot extends EventEmitter {
       if (session.peerDraining) session.close(1000, 'drained');
     });
     session.on('close', (code: number, reason: string) => {
-      const st = session.stats();
-      const secs = ((Date.now() - started) / 1000).toFixed(1);
-      const level = code === 1000 || code === 1001 ? 'info' : 'warn';
-      log[level](`down (${code}${reason ? ` ${reason}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
+      logSessionDown(log, code, reason, started, session.stats());
       detach();
       this.emit('down', session);
     });

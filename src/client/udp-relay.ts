@@ -15,6 +15,7 @@ const MAX_ASSOCIATIONS = 4096;
 export class UdpRelay {
   private readonly sock: Socket;
   private readonly peers = new Map<string, DatagramPort>();
+  private bound = false;
 
   constructor(
     private readonly host: string,
@@ -24,15 +25,17 @@ export class UdpRelay {
   ) {
     this.sock = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
     this.sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
-    this.sock.on('error', (err) => this.log.warn(`udp: ${err.message}`));
+    // A failed bind is reported once, by bind()'s caller; later errors here.
+    this.sock.on('error', (err) => { if (this.bound) this.log.warn(`udp: ${err.message}`); });
   }
 
-  /** Binds to `port` on the relay's host (the TCP listener's port). */
+  /** Binds to `port` on the relay's host (the TCP listener's port); a failure is the caller's to report. */
   bind(port: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.sock.once('error', reject);
       this.sock.bind(port, this.host, () => {
         this.sock.off('error', reject);
+        this.bound = true;
         this.log.info(`udp listening on ${formatHostPort(this.host, port)} → ${this.remote}`);
         resolve();
       });

@@ -164,6 +164,9 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
       try {
         url = new URL(value.trim());
       } catch {
+        // A URL that is right but for its port: name the port.
+        const port = /^wss?:\/\/(?:\[[^\]]*\]|[^/?#:@]*):(\d+)(?:[/?#]|$)/i.exec(value.trim())?.[1];
+        if (port !== undefined && Number(port) > 65535) fail('TWS_ERR_CONFIG', `${where}: port ${port} is out of range (1-65535) in ${JSON.stringify(value)}`);
         return bad('a ws:// or wss:// URL');
       }
       if (url.protocol !== 'ws:' && url.protocol !== 'wss:') bad('a ws:// or wss:// URL');

@@ -19,6 +19,7 @@ import {
   DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
+import { describeClose } from './session-close';
 import { StreamIds, StreamLog } from './stream-log';
 
 /** `EMFILE` for 24: how a failed handoff names its errno. */
@@ -53,6 +54,12 @@ function takeOver(socket: Socket): { fd: number; buffered: Buffer } | undefined 
 }
 
 class NativeSession extends EventEmitter implements EngineSession {
+  /**
+   * The number logs and the control plane know it by (`session#N`), given
+   * when it becomes a session (see numbered): a TLS front or a handshake
+   * that fails takes none, so session numbers count sessions.
+   */
+  id = 0;
   peerDraining = false;
   closed = false;
   private readonly ids: StreamIds;
@@ -60,17 +67,26 @@ class NativeSession extends EventEmitter implements EngineSession {
   private bytesIn = 0;
   private bytesOut = 0;
   private rttMs: number | undefined;
-  private readonly log: Logger;
+  private log: Logger;
   /** Per-stream lines, rate-limited: a peer can provoke them by the thousand. */
-  private readonly streamLog: StreamLog;
+  private streamLog: StreamLog;
   /** While the engine runs this client session's TLS and upgrade: who waits for the response head. */
   upgrade: { resolve(head: string): void; reject(err: Error): void } | undefined;
 
-  constructor(readonly id: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
+  /** `coreId`: the addon's name for it (fronts and sessions share that space). */
+  constructor(readonly coreId: number, private readonly core: NativeCore, private readonly opts: SessionOptions) {
     super();
     this.ids = new StreamIds(opts.role, opts.firstStreamId);
-    this.log = opts.logger.child(`session#${id}`);
+    this.log = opts.logger;
     this.streamLog = new StreamLog(this.log);
+  }
+
+  /** Gives the session its number: at adopt, or for a wss:// client once its upgrade is accepted. */
+  numbered(id: number): this {
+    this.id = id;
+    this.log = this.opts.logger.child(`session#${id}`);
+    this.streamLog = new StreamLog(this.log);
+    return this;
   }
 
   /** The next stream id, or 0 when none is left; running low drains the session (see idsRunningOut). */
@@ -106,7 +122,7 @@ class NativeSession extends EventEmitter implements EngineSession {
       local.resetAndDestroy();
       return 0;
     }
-    const err = this.core.openStream(this.id, id, taken.fd, target, taken.buffered);
+    const err = this.core.openStream(this.coreId, id, taken.fd, target, taken.buffered);
     if (err !== 0) {
       // The engine could not take the socket (no fd left to dup it): the local connection is reset, nothing is left behind.
       this.log.warn(`stream#${id} not opened: cannot hand the local socket to the engine (${errnoName(err)})`);
@@ -129,17 +145,17 @@ class NativeSession extends EventEmitter implements EngineSession {
       return 0;
     }
     this.streams.set(id, { target, openedAt: Date.now(), port });
-    port.onDatagram = (payload) => this.core.sendDatagram(this.id, id, payload);
-    this.core.openDatagramStream(this.id, id, target);
+    port.onDatagram = (payload) => this.core.sendDatagram(this.coreId, id, payload);
+    this.core.openDatagramStream(this.coreId, id, target);
     return id;
   }
 
   goaway(code: number, reason: string): void {
-    if (!this.closed) this.core.goaway(this.id, code, reason);
+    if (!this.closed) this.core.goaway(this.coreId, code, reason);
   }
 
   close(code: number, reason: string, how = reason): void {
-    if (!this.closed) this.core.closeSession(this.id, code, reason, how);
+    if (!this.closed) this.core.closeSession(this.coreId, code, reason, how);
   }
 
   /** Turns one native event into EngineSession events. [JS thread] */
@@ -175,10 +191,9 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.streams.get(e.stream)?.port?.send(e.payload!);
         return;
       case 'session-closed':
-        if (e.text.startsWith('peer silent')) this.log.warn(`${e.text} (timeout ${this.opts.timeoutMs} ms); closing session`);
-        else if (e.code === 1002 || e.code === 1009) this.log.warn(`protocol error: ${e.text}; session closed`);
+        this.explainClose(e.code, e.text);
         this.closed = true;
-        this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || `closed (${e.code})`));
+        this.upgrade?.reject(new TwsError('TWS_ERR_HANDSHAKE', e.text || describeClose(e.code, '')));
         this.upgrade = undefined;
         // The engine ended every stream it had before this event; one still
         // here never reached it (opened as the session went): it ends too, once.
@@ -191,6 +206,13 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.emit('close', e.code, e.text);
         return;
     }
+  }
+
+  /** The warnings the js engine writes when it ends a session for a timeout or a protocol error. */
+  private explainClose(code: number, text: string): void {
+    if (this.id === 0) return;  // a wss:// client's failed upgrade (no number yet) is its slot's to report
+    if (text.startsWith('peer silent')) this.log.warn(`${text} (timeout ${this.opts.timeoutMs} ms); closing session`);
+    else if (code === 1002 || code === 1009) this.log.warn(`protocol error: ${text}; session closed`);
   }
 
   private onOpenRequest(stream: number, kind: number, target: string): void {
@@ -213,27 +235,27 @@ class NativeSession extends EventEmitter implements EngineSession {
       accept: (socket) => {
         if (!once()) { socket.destroy(); return; }
         const taken = takeOver(socket);
-        const err = taken ? this.core.acceptStream(this.id, stream, taken.fd, taken.buffered) : -1;
+        const err = taken ? this.core.acceptStream(this.coreId, stream, taken.fd, taken.buffered) : -1;
         socket.destroy();
         if (err !== 0) {
           // Answered all the same (RESET 8), so the peer is not left waiting and the stream is reported closed.
           const why = `cannot hand over the socket${err > 0 ? ` (${errnoName(err)})` : ''}`;
           this.log.warn(`stream#${stream} → ${peerText(target)}: ${why}`);
-          this.core.rejectStream(this.id, stream, ResetCode.INTERNAL, why);
+          this.core.rejectStream(this.coreId, stream, ResetCode.INTERNAL, why);
         }
       },
       acceptDatagrams: (port) => {
         if (!once()) { port.close(); return; }
         const entry = this.streams.get(stream);
         if (entry) entry.port = port;
-        port.onDatagram = (payload) => this.core.sendDatagram(this.id, stream, payload);
-        this.core.acceptDatagrams(this.id, stream);
+        port.onDatagram = (payload) => this.core.sendDatagram(this.coreId, stream, payload);
+        this.core.acceptDatagrams(this.coreId, stream);
       },
       dial: (address, port, timeoutMs) => {
-        if (once()) this.core.dialStream(this.id, stream, address, port, timeoutMs);
+        if (once()) this.core.dialStream(this.coreId, stream, address, port, timeoutMs);
       },
       reject: (code, reason) => {
-        if (once()) this.core.rejectStream(this.id, stream, code, reason);
+        if (once()) this.core.rejectStream(this.coreId, stream, code, reason);
       },
     };
     this.emit('open-request', req);
@@ -278,7 +300,9 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
     }
     return context;
   };
+  // The addon's ids (sessions and fronts) and, apart, the numbers sessions are known by.
   let nextId = 1;
+  let nextSessionNumber = 1;
   // Who hears why a front's TLS failed, by front id (fronts share the id space with sessions).
   const tlsFailureHandlers = new Map<number, (reason: string) => void>();
   const onEvents = (events: NativeEvent[]): void => {
@@ -323,7 +347,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
     };
   };
   const closeSoon = (session: NativeSession, code: number, text: string): void =>
-    queueMicrotask(() => session.handle({ type: 'session-closed', session: session.id, stream: 0, code, bytesIn: 0, bytesOut: 0, text }));
+    queueMicrotask(() => session.handle({ type: 'session-closed', session: session.coreId, stream: 0, code, bytesIn: 0, bytesOut: 0, text }));
   // TLS in the engine: wss:// sessions without JavaScript in their data path.
   const tls: EngineTls = {
     serverContext(cert, key) {
@@ -368,7 +392,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       } else {
         // Events come on a later turn of the event loop, so registering after the call is in time.
         const names = { servername: tls.servername, verifyName: tls.verifyName };
-        const bad = core.adoptTls(session.id, taken!.fd, context as object, names, request, nativeOptions(options));
+        const bad = core.adoptTls(session.coreId, taken!.fd, context as object, names, request, nativeOptions(options));
         socket.destroy();
         if (bad) closeSoon(session, 1011, `TLS: ${bad}`);
         else register();
@@ -376,8 +400,8 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       return {
         response,
         accept: () => {
-          core.upgraded(session.id);
-          return session;
+          core.upgraded(session.coreId);
+          return session.numbered(nextSessionNumber++);
         },
         abort: () => session.close(1000, 'upgrade abandoned'),
       };
@@ -400,6 +424,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       validateSessionOptions(options);
       const front = fronts.get(socket);
       const { session, core, register } = newSession(options, front?.core);
+      session.numbered(nextSessionNumber++);
       // A TLS socket's fd carries ciphertext: such a socket cannot be handed over (adoptsTlsSockets is false).
       const taken = socket instanceof TLSSocket ? undefined : takeOver(socket);
       if (!taken) {
@@ -410,8 +435,8 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       // The TLS connection behind a pair becomes the session (the pair goes); a plain socket is adopted.
       if (front) tlsFailureHandlers.delete(front.front);
       const bytes = Buffer.concat([head, taken.buffered]);
-      const err = front ? core.adoptFront(session.id, front.front, taken.fd, bytes, preamble, nativeOptions(options))
-        : core.adopt(session.id, taken.fd, bytes, preamble, nativeOptions(options));
+      const err = front ? core.adoptFront(session.coreId, front.front, taken.fd, bytes, preamble, nativeOptions(options))
+        : core.adopt(session.coreId, taken.fd, bytes, preamble, nativeOptions(options));
       // destroy(), never end(): our dup keeps the connection, and end() would send a FIN.
       socket.destroy();
       // Events come on a later turn of the event loop, so registering after the call is in time.

@@ -35,6 +35,17 @@ export const RESET_NAMES: Record<number, string> = {
   6: 'cancelled', 7: 'idle', 8: 'internal', 9: 'going away',
 };
 
+/**
+ * A RESET as logs word it: `connect failed (no route)`, or the reason alone
+ * when it starts with the code's name (`connect failed: ECONNREFUSED`, not
+ * `connect failed (connect failed: ECONNREFUSED)`). Native's mux words it the same.
+ */
+export function resetText(code: number, reason: string): string {
+  const name = RESET_NAMES[code] ?? `code ${code}`;
+  if (!reason || reason === name) return name;
+  return reason.startsWith(`${name}: `) ? reason : `${name} (${reason})`;
+}
+
 export const HEADER_LEN = 5;
 /** Largest DATA payload. */
 export const MAX_DATA = 262144;

@@ -11,8 +11,9 @@ import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
+import { logSessionDown } from '../engine/session-close';
 import { AUTH_HEADER, CloseCode, ResetCode, StreamKind } from '../protocol/constants';
-import { formatHostPort, HostPort } from '../util/address';
+import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
@@ -126,7 +127,7 @@ export class TwsServer extends EventEmitter {
       const frontTls = engineTls.frontTls;
       this.tcp = createNetServer({ noDelay: true }, (socket) => {
         socket.on('error', () => undefined);
-        const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+        const peer = formatPeer(socket);
         // Connections before their upgrade hold fds (three each here) and need no password: they are capped.
         // The engine may hold a front a while after JavaScript let go of it (a client that will not read the answer).
         if (Math.max(this.pending, engine.stats().fronts ?? 0) >= this.maxPending) {
@@ -149,7 +150,7 @@ export class TwsServer extends EventEmitter {
       const tlsOpts = { ...httpOpts, handshakeTimeout: 9_000 };
       this.http = opts.tls ? createTlsServer({ ...tlsOpts, ...TLS_SUITES, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
       this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string; remotePort?: number }) =>
-        this.tlsFailed(`${socket.remoteAddress}:${socket.remotePort}`, err.code ?? err.message));
+        this.tlsFailed(formatPeer(socket), err.code ?? err.message));
     }
     // A stalled or trickling upgrade request is cut off (slowloris): checked
     // each second, so 9 s here means gone within 10 s.
@@ -158,7 +159,7 @@ export class TwsServer extends EventEmitter {
     // Plain connections before their upgrade (and the js engine's sessions) are capped by Node itself.
     if (!this.tcp) this.http.maxConnections = this.maxSessions + this.maxPending;
     this.http.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) =>
-      this.droppedConnections.line('warn', `connection from ${d?.remoteAddress}:${d?.remotePort} dropped: ${this.maxSessions + this.maxPending} connections already`));
+      this.droppedConnections.line('warn', `connection from ${formatPeer(d)} dropped: ${this.maxSessions + this.maxPending} connections already`));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
@@ -296,10 +297,7 @@ export class TwsServer extends EventEmitter {
       opens.flush();
       this.sessions.delete(session);
       this.sessionUser.delete(session);
-      const st = session.stats();
-      const secs = ((Date.now() - started) / 1000).toFixed(1);
-      const level = code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY ? 'info' : 'warn';
-      log[level](`down (${code}${reason ? ` ${peerText(reason, 128)}` : ''}) after ${secs}s in=${st.bytesIn} out=${st.bytesOut}`);
+      logSessionDown(log, code, reason, started, session.stats());
       this.emit('session-closed', session);
     });
     this.emit('session', session);

@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AUTH_HEADER, SUBPROTOCOL } from '../protocol/constants';
+import { formatPeer } from '../util/address';
 
 /** Checks method, path and the RFC 6455 headers; returns why it is refused, or undefined. */
 export function checkUpgradeRequest(req: IncomingMessage, path: string): string | undefined {
@@ -36,7 +37,7 @@ export function respond404(socket: Duplex): void {
 /** The peer as logs should show it: the proxy's X-Forwarded-For first hop when present. */
 export function peerName(req: IncomingMessage): string {
   const xff = req.headers['x-forwarded-for'];
-  const addr = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+  const addr = formatPeer(req.socket);
   if (typeof xff === 'string' && xff.length > 0) return `${xff.split(',')[0]!.trim().slice(0, 64)} via ${addr}`;
   return addr;
 }

@@ -46,7 +46,15 @@ export function parseHostPort(text: string, allowZeroPort = false): HostPort | s
   return { host, port };
 }
 
-/** Formats a host and port back to `host:port` / `[v6]:port`. */
-export function formatHostPort(host: string, port: number): string {
+/** Formats a host and port back to `host:port` / `[v6]:port`: the one way an address is printed. */
+export function formatHostPort(host: string, port: number | string): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * A socket's peer as logs print it (`1.2.3.4:5`, `[::1]:5`); `?` stands in
+ * for what a closed socket no longer knows.
+ */
+export function formatPeer(peer: { remoteAddress?: string; remotePort?: number } | undefined): string {
+  return formatHostPort(peer?.remoteAddress ?? '?', peer?.remotePort ?? '?');
 }

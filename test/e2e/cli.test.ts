@@ -181,3 +181,11 @@ t.test('the client drains open streams on SIGTERM and exits 0', async (t) => {
   const refused = await new Promise<string>((r) => { const c = connect({ port: tun.port, host: '127.0.0.1' }); c.on('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')); c.on('connect', () => { c.destroy(); r('connected'); }); });
   t.equal(refused, 'ECONNREFUSED');
 });
+
+t.test('a server URL that is wrong only in its port names the port', async (t) => {
+  const r = await tws(['client', '-l', '127.0.0.1:0', '-s', 'ws://127.0.0.1:99999/', '-r', '127.0.0.1:9', '-p', 'x']);
+  t.equal(r.code, 1);
+  t.match(r.err, /^tws: error: flag -s\/--server: port 99999 is out of range \(1-65535\) in "ws:\/\/127\.0\.0\.1:99999\/"/);
+  const bad = await tws(['client', '-l', '127.0.0.1:0', '-s', 'http://127.0.0.1:80/', '-r', '127.0.0.1:9', '-p', 'x']);
+  t.match(bad.err, /expected a ws:\/\/ or wss:\/\/ URL/, 'a wrong scheme is still called what it is');
+});

@@ -1,9 +1,30 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { echoServer, roundTrip, sha256 } from '../helpers/net';
+import { echoServer, roundTrip, sha256, tcpServer } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 
 for (const engine of engines()) {
+  t.test(`[${engine}] a server that cannot be reached is said at info at growing intervals, and its return once`, async (t) => {
+    const echo = await echoServer();
+    const tmp = await tcpServer(() => undefined);
+    const port = tmp.port;
+    await tmp.close();
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', echo.addr, '--engine', engine,
+      '-c', '1', '-e', '10']);
+    let server: Awaited<ReturnType<typeof runCli>> | undefined;
+    t.teardown(async () => { await client.stop('SIGKILL'); await server?.stop('SIGKILL'); await echo.close(); });
+    const url = `ws://127\\.0\\.0\\.1:${port}/`;
+    t.match(await client.waitLog(/ WARN .*slot 1: cannot connect to .*/), new RegExp(`slot 1: cannot connect to ${url}: ECONNREFUSED; retrying in \\d+ ms`));
+    for (const n of [2, 4, 8]) {
+      const line = await client.waitLog(new RegExp(` INFO  slot 1: still cannot reach .*attempt ${n},.*`));
+      t.match(line, new RegExp(`still cannot reach ${url}: ECONNREFUSED; attempt ${n}, next in \\d+\\.\\d s$`));
+    }
+    t.notMatch(client.logs(), /attempt [3567],/, 'the attempts between are not at info');
+    server = await runCli(['server', '-l', `127.0.0.1:${port}`, '--engine', engine]);
+    const up = await client.waitLog(/session#1 up → .*/, 20_000);
+    t.match(up, /\(slot 1; reachable again after \d+ failed attempts in \d+\.\d s\)$/);
+  });
+
   t.test(`[${engine}] the client recovers after the server restarts`, async (t) => {
     const echo = await echoServer();
     const tun = await startTunnel({ engine, target: echo.addr, clientArgs: ['-e', '100'] });

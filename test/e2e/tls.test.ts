@@ -143,18 +143,57 @@ for (const engine of engines()) {
     t.equal(sha256(await roundTrip(c.port, data)), sha256(data), 'after reconnecting: 2 MB intact');
   });
 
-  t.test(`[${engine}] a TLS server that never answers: the upgrade times out, the client retries`, async (t) => {
+  t.test(`[${engine}] a port that never answers: the TLS handshake times out, said so, and the client retries`, async (t) => {
     let attempts = 0;
     const silent = await tcpServer(() => { attempts++; });
     const c = await client(engine, `wss://localhost:${silent.port}/`, '127.0.0.1:9', ['--ca', ca.cert, '-t', '1000']);
     t.teardown(async () => { await c.stop('SIGKILL'); await silent.close(); });
     const started = Date.now();
     const line = await c.waitLog(/cannot connect to wss:.*retrying in \d+ ms/, 8000);
-    if (engine === 'native') t.match(line, /no answer to the upgrade within 1000 ms/);
+    t.match(line, /: no TLS handshake within 1000 ms \(is it a plain ws:\/\/ port\? then use ws:\/\/\); retrying/);
     t.ok(Date.now() - started < 5000, 'given up within a few seconds');
     while (attempts < 2 && Date.now() - started < 8000) await sleep(50);
     t.ok(attempts >= 2, 'and tried again');
     t.notMatch(c.logs(), /up → /);
+  });
+
+  t.test(`[${engine}] a TLS server that never answers the upgrade: it times out, named as such`, async (t) => {
+    const held = new Set<Socket>();
+    const mute = createTlsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) }, (s) => {
+      s.on('error', () => undefined);
+      held.add(s);
+    });
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', () => r()));
+    const c = await client(engine, `wss://localhost:${(mute.address() as AddressInfo).port}/`, '127.0.0.1:9', ['--ca', ca.cert, '-t', '1000']);
+    t.teardown(async () => { await c.stop('SIGKILL'); for (const s of held) s.destroy(); await new Promise<void>((r) => { mute.close(() => r()); }); });
+    t.match(await c.waitLog(/cannot connect to wss:.*/, 8000), /: no answer to the upgrade within 1000 ms; retrying/);
+  });
+
+  t.test(`[${engine}] wss:// to a plain port: the failed TLS handshake is named, with a hint`, async (t) => {
+    const echo = await echoServer();
+    const plain = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    // A plain HTTP server that answers our ClientHello with its own words.
+    const http = await tcpServer((s) => s.once('data', () => s.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n')));
+    t.teardown(async () => { await plain.stop('SIGKILL'); await http.close(); await echo.close(); });
+    const hint = /\(is it a plain ws:\/\/ port\? then use ws:\/\/\); retrying/;
+    const a = await client(engine, `wss://localhost:${plain.port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(() => a.stop('SIGKILL'));
+    const closed = await a.waitLog(/cannot connect to wss:.*/);
+    t.match(closed, /: connection closed during the TLS handshake /, 'the tws server hangs up on the ClientHello');
+    t.match(closed, hint);
+    const b = await client(engine, `wss://localhost:${http.port}/`, echo.addr, ['--ca', ca.cert]);
+    t.teardown(() => b.stop('SIGKILL'));
+    const answered = await b.waitLog(/cannot connect to wss:.*/);
+    t.match(answered, /: TLS: (wrong version number|packet length too long)/i, 'an HTTP answer is not TLS');
+    t.match(answered, hint);
+    t.notMatch(answered, /--ca FILE/, 'and no talk of CAs');
+  });
+
+  t.test(`[${engine}] ws:// to a TLS server: the reset comes with a hint to use wss://`, async (t) => {
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `ws://localhost:${server.port}/`, '127.0.0.1:9', []);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); });
+    t.match(await c.waitLog(/cannot connect to ws:.*/), /: ECONNRESET \(does the server speak TLS\? then use wss:\/\/\); retrying/);
   });
 
   t.test(`[${engine}] a TLS server that answers with no upgrade, or an endless head, is refused clearly`, async (t) => {
@@ -277,6 +316,43 @@ for (const engine of engines()) {
     copyFileSync(join(dir, 'test-ca.crt'), keyFile);  // not a key: the next reload must fail and keep the current one
     server.proc.kill('SIGHUP');
     t.match(await server.waitLog(/SIGHUP: kept the old TLS certificate: .*/), /bad TLS certificate\/key/);
+  });
+
+  t.test(`[${engine}] a client stopped with SIGTERM over wss:// completes its close handshakes: the server logs 1001`, async (t) => {
+    const echo = await echoServer();
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert, '-c', '2']);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    await c.waitLog(/(?:[\s\S]*?up → wss:){2}/);
+    await server.waitLog(/(?:[\s\S]*?up from){2}/);
+    t.equal(await c.stop('SIGTERM'), 0, 'the client exits 0');
+    await server.waitLog(/(?:[\s\S]*?down \(){2}/);
+    const downs = server.logs().match(/down \([^)]*\)/g)!;
+    t.same(downs, ['down (1001 client shutting down)', 'down (1001 client shutting down)'], 'both sessions closed normally, none 1006');
+    t.match(c.logs(), /session#\d down \(1001 client shutting down\)[\s\S]*session#\d down \(1001[\s\S]*stopped/,
+      'the client saw both closes before it stopped');
+  });
+
+  t.test(`[${engine}] session numbers count sessions: TLS connections and failed handshakes take none`, async (t) => {
+    const echo = await echoServer();
+    const { server, certFile, keyFile } = await tlsServer(engine, leaf2);
+    // Two slots that fail their handshakes (the server's certificate is from a CA the client does not trust) ...
+    const c = await client(engine, `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert, '-c', '2']);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await echo.close(); });
+    await c.waitLog(/(?:[\s\S]*?cannot connect to wss:){2}/);
+    // ... and a connection that is not TLS at all.
+    const junk = connect(server.port, '127.0.0.1');
+    junk.end('GET / HTTP/1.1\r\n\r\n');
+    await howItEnds(junk);
+    copyFileSync(leaf.cert, certFile);
+    copyFileSync(leaf.key, keyFile);
+    server.proc.kill('SIGHUP');
+    await server.waitLog(/SIGHUP: reloaded TLS certificate/);
+    await c.waitLog(/(?:[\s\S]*?up → wss:){2}/);
+    await server.waitLog(/(?:[\s\S]*?up from){2}/);
+    const numbers = (log: string): number[] => [...log.matchAll(/session#(\d+) up/g)].map((m) => Number(m[1])).sort();
+    t.same(numbers(server.logs()), [1, 2], 'the server numbers its two sessions 1 and 2');
+    t.same(numbers(c.logs()), [1, 2], 'and so does the client');
   });
 }
 

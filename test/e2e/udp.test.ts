@@ -6,7 +6,7 @@ import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
 import { metricsPort, scrape, value } from '../helpers/metrics';
-import { rssMiB, sleep } from '../helpers/net';
+import { rssMiB, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 import { rawPeer } from '../helpers/raw-peer';
 
@@ -35,6 +35,38 @@ async function exchange(port: number, messages: string[], waitMs = 2000): Promis
 const is = (type: string, stream?: number) => (f: Frame): boolean => f.type === type && (stream === undefined || f.stream === stream);
 
 for (const engine of engines()) {
+  t.test(`[${engine}] a UDP port in use is one warning, and the client still comes up`, async (t) => {
+    const echo = await udpEcho();
+    const tmp = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(async () => { await tmp.stop('SIGKILL'); echo.sock.close(); });
+    // A port whose UDP side we hold and whose TCP side was free a moment ago (others' tests take ports too: try again if not).
+    let client: Awaited<ReturnType<typeof runCli>> | undefined;
+    let port = 0;
+    for (let i = 0; i < 5 && !client; i++) {
+      const tcp = await tcpServer(() => undefined);
+      port = tcp.port;
+      const busy = createSocket('udp4');
+      const held = await new Promise<boolean>((resolve) => {
+        busy.once('error', () => resolve(false));
+        busy.bind(port, '127.0.0.1', () => resolve(true));
+      });
+      await tcp.close();
+      if (!held) {
+        try { busy.close(); } catch { /* never bound */ }
+        continue;
+      }
+      t.teardown(() => busy.close());
+      client = await runCli(['client', '-l', `127.0.0.1:${port}`, '-s', `ws://127.0.0.1:${tmp.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1'])
+        .catch((err: Error) => { if (/EADDRINUSE \(TWS_ERR_LISTEN\)/.test(err.message)) return undefined; throw err; });
+    }
+    if (!client) throw new Error('no port with its TCP side free and its UDP side ours');
+    t.teardown(() => client!.stop('SIGKILL'));
+    await client.waitLog(/up → /);
+    const warnings = client.logs().split('\n').filter((l) => / WARN .*udp/.test(l));
+    t.equal(warnings.length, 1, `one warning: ${warnings.join(' | ')}`);
+    t.match(warnings[0], new RegExp(`udp: cannot listen on port ${port}: EADDRINUSE; carrying TCP only`));
+  });
+
   t.test(`[${engine}] UDP datagrams to the client's listen address reach the remote and come back`, async (t) => {
     const echo = await udpEcho();
     const tun = await startTunnel({ engine, target: echo.addr, clientArgs: ['--udp-timeout', '600'] });

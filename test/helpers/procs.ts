@@ -74,7 +74,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI, p
     },
   };
   return waitLog(/listening on \S+:(\d+)/).then((line) => {
-    p.port = Number(/:(\d+)/.exec(line.slice(line.lastIndexOf(' ')))![1]);
+    p.port = Number(/:(\d+)$/.exec(line)![1]);  // the last colon: [::1]:port has more
     return p;
   }, async (err) => {
     await p.stop('SIGKILL');

@@ -4,7 +4,7 @@
  * protocol throws ProtocolError, and the session closes) and acts on it.
  */
 import type { Socket } from 'node:net';
-import { RESET_NAMES, MAX_TARGET, MAX_U32, ResetCode, StreamKind } from '../../protocol/constants';
+import { MAX_TARGET, MAX_U32, resetText, ResetCode, StreamKind } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import { ProtocolError, TwsError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
@@ -180,7 +180,7 @@ export class Dispatcher {
   }
 
   private onReset(s: JsStream, code: number, reason: string): void {
-    const what = `peer reset: ${RESET_NAMES[code] ?? `code ${code}`}${reason ? ` (${reason})` : ''}`;
+    const what = `peer reset: ${resetText(code, reason)}`;
     s.abort?.abort();
     this.hooks.finish(s, what, code === ResetCode.CANCELLED ? 'debug' : 'info', true);
   }

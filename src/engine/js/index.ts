@@ -10,7 +10,10 @@ export const jsEngine: Engine = {
   adoptsTlsSockets: true,
   adopt(socket, head, preamble, options) {
     validateSessionOptions(options);  // before the socket is touched
-    return new JsSession(upgradedWebSocket(socket, head, preamble, options.role), options);
+    const session = new JsSession(upgradedWebSocket(socket, head, preamble, options.role), options);
+    // ws hears the socket fail before it closes (1006), and says nothing of why: the session is told.
+    socket.once('error', (err: NodeJS.ErrnoException) => session.connectionFailed(err.code ?? err.message));
+    return session;
   },
   stats: () => ({ ...jsEngineStats }),
 };

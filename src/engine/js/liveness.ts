@@ -38,7 +38,7 @@ export interface LivenessHooks {
   /** The peer has not read for the timeout: close the session (code, reason). */
   close(code: number, reason: string): void;
   /** Nothing came from the peer for the timeout: drop the session at once. */
-  timedOut(): void;
+  timedOut(why: string): void;
   /** `s` was idle too long: RESET it (code 7, `reason`) and end it. */
   idle(s: JsStream, reason: string, abortive: boolean): void;
 }
@@ -186,8 +186,9 @@ export class Liveness {
     const quiet = now - this.lastRecv;
     // While we hold off reading, its silence is ours, not the peer's.
     if (quiet > this.opts.timeoutMs && this.pausedAt === 0) {
-      this.log.warn(`peer silent for ${quiet} ms (timeout ${this.opts.timeoutMs} ms); closing session`);
-      this.hooks.timedOut();
+      const why = `peer silent for ${quiet} ms`;
+      this.log.warn(`${why} (timeout ${this.opts.timeoutMs} ms); closing session`);
+      this.hooks.timedOut(why);
       return;
     }
     this.expireIdleStreams(now);

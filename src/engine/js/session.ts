@@ -48,6 +48,8 @@ export class JsSession extends EventEmitter implements EngineSession {
   private bytesOut = 0;
   /** What we closed the session with, if we did. */
   private closedWith: { code: number; reason: string } | undefined;
+  /** Why the connection was lost without a close frame, when we know (a socket error, our timeout). */
+  private lostWith = '';
   /** Per-stream lines, rate-limited: a peer can provoke them by the thousand. */
   private readonly streamLog: StreamLog;
   private readonly sched: Scheduler;
@@ -67,7 +69,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.live = new Liveness(ws, opts, this.log, this.streams, {
       closed: () => this.closed,
       close: (code, reason) => this.close(code, reason),
-      timedOut: () => this.timedOut(),
+      timedOut: (why) => this.timedOut(why),
       idle: (s, reason, abortive) => {
         this.sched.send(codec.encodeReset(s.id, ResetCode.IDLE, reason));
         this.finish(s, 'idle', 'info', abortive);
@@ -225,7 +227,8 @@ export class JsSession extends EventEmitter implements EngineSession {
   // ---- teardown ----
 
   /** Nothing came from the peer for the timeout (liveness logged it): the connection is dropped, no close handshake. */
-  private timedOut(): void {
+  private timedOut(why: string): void {
+    this.lostWith = why;
     this.closed = true;
     this.live.stop();
     this.resetAllLocally('session timed out');
@@ -249,7 +252,12 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.streamLog.flush();
     // We closed and the peer never answered (1006): why it ended is our reason, as the native engine reports it.
     if (code === CloseCode.ABNORMAL && this.closedWith) this.emit('close', this.closedWith.code, this.closedWith.reason);
-    else this.emit('close', code, reason);
+    else this.emit('close', code, code === CloseCode.ABNORMAL ? this.lostWith : reason);
+  }
+
+  /** The connection failed (ECONNRESET, say): ws closes 1006 without a word, so the session remembers why. */
+  connectionFailed(why: string): void {
+    this.lostWith ||= why;
   }
 
   /** An OPEN refused before a stream existed: a rate-limited line, and an event for metrics. */
