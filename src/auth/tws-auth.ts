@@ -70,19 +70,31 @@ export function verifyAuthHeader(
 
 /**
  * Remembers accepted nonces for twice the replay window. Bounded: when full of
- * live entries it refuses new ones (fails closed) rather than forgetting.
+ * live entries it refuses new ones (fails closed) rather than forgetting. A
+ * nonce given with a party (a user, with --users) counts against that party's
+ * share, half the cache, so one user's handshakes cannot fill it for all.
  */
 export class ReplayCache {
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new Map<string, { expiry: number; party: string | undefined }>();
+  /** Live entries per party. */
+  private readonly held = new Map<string, number>();
+  private readonly share: number;
 
-  constructor(private readonly windowMs: number, private readonly maxEntries = 100_000) {}
+  constructor(private readonly windowMs: number, private readonly maxEntries = 100_000) {
+    this.share = Math.ceil(maxEntries / 2);
+  }
 
-  /** Records the nonce; false if it was already accepted (a replay) or the cache is full. */
-  accept(nonce: string, now = Date.now()): { ok: true } | { ok: false; reason: string } {
+  /** Records the nonce; false if it was already accepted (a replay), or the cache or the party's share of it is full. */
+  accept(nonce: string, party?: string, now = Date.now()): { ok: true } | { ok: false; reason: string } {
     this.expire(now);
     if (this.seen.has(nonce)) return { ok: false, reason: 'replayed nonce' };
     if (this.seen.size >= this.maxEntries) return { ok: false, reason: 'replay cache full (too many handshakes)' };
-    this.seen.set(nonce, now + 2 * this.windowMs);
+    const mine = party === undefined ? 0 : this.held.get(party) ?? 0;
+    if (party !== undefined && mine >= this.share) {
+      return { ok: false, reason: `replay cache: ${partyName(party)} holds ${mine} nonces, its share (half the cache; too many handshakes)` };
+    }
+    this.seen.set(nonce, { expiry: now + 2 * this.windowMs, party });
+    if (party !== undefined) this.held.set(party, mine + 1);
     return { ok: true };
   }
 
@@ -92,9 +104,18 @@ export class ReplayCache {
 
   private expire(now: number): void {
     // Map iterates in insertion order and expiry times only grow, so stop at the first live one.
-    for (const [nonce, expiry] of this.seen) {
+    for (const [nonce, { expiry, party }] of this.seen) {
       if (expiry > now) break;
       this.seen.delete(nonce);
+      if (party === undefined) continue;
+      const left = (this.held.get(party) ?? 0) - 1;
+      if (left > 0) this.held.set(party, left);
+      else this.held.delete(party);
     }
   }
+}
+
+/** How a party is named in a log line: "user NAME", or the shared password's sessions (party ''). */
+export function partyName(party: string): string {
+  return party === '' ? 'the shared password' : `user ${party}`;
 }

@@ -14,6 +14,7 @@ import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 import { ipText, parseIp } from '../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
+import { endLookup, LookupOwner, runLookup, takeLookup } from './lookups';
 
 const REFUSALS: Record<string, number> = {
   ECONNREFUSED: ResetCode.CONNECT_FAILED,
@@ -26,38 +27,13 @@ const REFUSALS: Record<string, number> = {
 /** Bytes of UDP sends to a target not yet taken by the kernel, per stream; more are dropped (UDP may lose, memory may not grow). */
 const MAX_PENDING_UDP_BYTES = 256 * 1024;
 
-/**
- * Name lookups run getaddrinfo on libuv's four threads and cannot be
- * cancelled: a peer opening (and resetting) streams to names whose servers
- * never answer would queue lookups without end and stall name resolution
- * for everyone. Lookups in flight are capped, counted until they settle.
- */
-export const MAX_LOOKUPS = 64;
-export const MAX_SESSION_LOOKUPS = 16;
-let lookupsInFlight = 0;
-
-/** Takes a lookup slot for the session, or says why not. */
-function startLookup(policy: StreamPolicy): boolean {
-  if (lookupsInFlight >= MAX_LOOKUPS || policy.lookups.n >= MAX_SESSION_LOOKUPS) return false;
-  lookupsInFlight++;
-  policy.lookups.n++;
-  return true;
-}
-
-function endLookup(policy: StreamPolicy): void {
-  lookupsInFlight--;
-  policy.lookups.n--;
-}
-
-/** Resolves `host` within a taken lookup slot, which is given back when the lookup itself settles. */
+/** Resolves `host` in a lookup slot taken for it, on a thread as soon as one is free (see lookups.ts). */
 function countedLookup<T>(policy: StreamPolicy, run: () => Promise<T>): Promise<T> {
-  return run().finally(() => endLookup(policy));
+  return new Promise<T>((resolve, reject) => runLookup(policy, (done) => { void Promise.resolve().then(run).then(resolve, reject).finally(done); }));
 }
 
 /** How one session's stream requests are judged and logged. */
-export interface StreamPolicy {
-  /** Name lookups of this session in flight (see MAX_SESSION_LOOKUPS). */
-  lookups: { n: number };
+export interface StreamPolicy extends LookupOwner {
   /** undefined: every target; an empty list: none. */
   allow: AllowList | undefined;
   log: Logger;
@@ -109,7 +85,7 @@ function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, timeoutM
   };
   if (!policy.allow) return pass(hp);
   const name = isIP(hp.host) === 0 && !policy.allow.empty;
-  if (name && !startLookup(policy)) return refuseBusy(req, policy);
+  if (name && !lookupSlot(req, hp.host, policy)) return;
   const decided = policy.allow.decide(hp, name ? (h) => countedLookup(policy, () => resolveAll(h)) : undefined);
   within(decided, timeoutMs).then((d) => {
     if (req.signal.aborted) return;
@@ -124,8 +100,15 @@ async function resolveAll(host: string): Promise<string[]> {
   return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 }
 
-function refuseBusy(req: OpenRequest, policy: StreamPolicy): void {
-  refuse(req, policy.refusals, ResetCode.TOO_MANY_STREAMS, 'too many name lookups in flight', 'warn');
+function refuseBusy(req: OpenRequest, policy: StreamPolicy, why: string): void {
+  refuse(req, policy.refusals, ResetCode.TOO_MANY_STREAMS, why, 'warn');
+}
+
+/** For a name, takes a lookup slot, or refuses the request and returns false. */
+function lookupSlot(req: OpenRequest, host: string, policy: StreamPolicy): boolean {
+  const busy = isIP(host) === 0 ? takeLookup(policy) : undefined;
+  if (busy) refuseBusy(req, policy, busy);
+  return busy === undefined;
 }
 
 /** Connects `req.target` within `timeoutMs` (if the policy lets it), then accepts or rejects the request. */
@@ -137,7 +120,7 @@ export function connectTarget(req: OpenRequest, timeoutMs: number, policy: Strea
     const inEngine = isIP(to.host) !== 0 && !to.host.includes('%') ? req.dial : undefined;
     policy.log.debug(`stream#${req.stream} connecting ${formatHostPort(to.host, to.port)}${inEngine ? ' (in the engine)' : ''}`);
     if (inEngine) return inEngine(to.host, to.port, timeoutMs);
-    if (isIP(to.host) === 0 && !startLookup(policy)) return refuseBusy(req, policy);
+    if (!lookupSlot(req, to.host, policy)) return;
     dial(req, to, timeoutMs, policy);
   });
 }
@@ -146,10 +129,10 @@ function dial(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamP
   let socket: Socket;
   // A name is resolved by net.connect through this, within the lookup slot taken for it.
   const counted = (host: string, options: object, cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void => {
-    lookupCb(host, options, (err, address, family) => {
-      endLookup(policy);
+    runLookup(policy, (done) => lookupCb(host, options, (err, address, family) => {
+      done();
       cb(err, address as string | LookupAddress[], family);
-    });
+    }));
   };
   try {
     socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true, ...(isIP(hp.host) === 0 ? { lookup: counted as never } : {}) });
@@ -196,7 +179,7 @@ export function connectUdpTarget(req: OpenRequest, timeoutMs: number, policy: St
 }
 
 function openUdp(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamPolicy): void {
-  if (isIP(hp.host) === 0 && !startLookup(policy)) return refuseBusy(req, policy);
+  if (!lookupSlot(req, hp.host, policy)) return;
   const resolve = isIP(hp.host) ? Promise.resolve({ address: hp.host, family: isIP(hp.host) }) : countedLookup(policy, () => lookup(hp.host));
   within(resolve, timeoutMs).then((r) => {
     if (req.signal.aborted) return;

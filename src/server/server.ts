@@ -7,7 +7,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { createServer as createTlsServer } from 'node:https';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
+import { partyName, ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
@@ -20,6 +20,7 @@ import type { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
+import type { UserLookups } from './lookups';
 import { upgradeResponse } from '../protocol/upgrade';
 import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
 import { TLS_SUITES } from '../util/tls-suites';
@@ -73,6 +74,13 @@ export class TwsServer extends EventEmitter {
   private readonly sessions = new Set<EngineSession>();
   /** Who each session authenticated as (users file), for per-user allow-lists and reloads. */
   private readonly sessionUser = new Map<EngineSession, User>();
+  /**
+   * With --users, what each party (a user, or '' for the shared password)
+   * holds of the process-wide pools: its shares are half of each. Entries are
+   * never dropped, as lookups outlive sessions; there are only as many as the
+   * users file ever named.
+   */
+  private readonly parties = new Map<string, { sessions: number; lookups: UserLookups }>();
   private users: Map<string, User> | undefined;
   private readonly replay: ReplayCache;
   private readonly path: string;
@@ -96,7 +104,8 @@ export class TwsServer extends EventEmitter {
     this.path = opts.path ?? '/';
     this.users = opts.users;
     this.replayWindow = opts.replayWindow ?? 30_000;
-    this.replay = new ReplayCache(this.replayWindow);
+    // Test hook only (never documented): a smaller nonce cache, so a test can fill it.
+    this.replay = new ReplayCache(this.replayWindow, Number(process.env.TWS_TEST_REPLAY_CACHE) || undefined);
     // Checked once here, so a bad option is an error at start, not in every upgrade.
     this.sessionOpts = sessionOptions('server', opts);
     validateSessionOptions(this.sessionOpts);
@@ -248,13 +257,19 @@ export class TwsServer extends EventEmitter {
     if (bad) return refuse(bad, 'info');
     const auth = verifyAuthHeader(req.headers[AUTH_HEADER], (user) => (user === undefined ? this.opts.passwd : this.users?.get(user)?.passwd), this.replayWindow);
     if (!auth.ok) return refuse(auth.reason, 'warn');
-    const fresh = this.replay.accept(auth.nonce);
+    // Every authenticated nonce is remembered, even for an upgrade refused below: else its header could be replayed into a session later.
+    const party = this.partyOf(auth.user);
+    const fresh = this.replay.accept(auth.nonce, party);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
     const max = this.maxSessions;
-    if (this.sessions.size >= max) {
+    const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
+    const held = party === undefined ? 0 : this.parties.get(party)?.sessions ?? 0;
+    let full: string | undefined;
+    if (this.sessions.size >= max) full = `${max} sessions already (${why})`;
+    else if (party !== undefined && held >= Math.ceil(max / 2)) full = `${partyName(party)} holds ${held} sessions, its share (half of ${max}, ${why})`;
+    if (full) {
       // The peer proved it holds the password: tell it why, so its log says so.
-      const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
-      this.refusedRequests.line('warn', `refused upgrade from ${who}: ${max} sessions already (${why}) (answered 503)`);
+      this.refusedRequests.line('warn', `refused upgrade from ${who}: ${full} (answered 503)`);
       socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
@@ -264,12 +279,26 @@ export class TwsServer extends EventEmitter {
     this.track(this.opts.engine.adopt(socket as Socket, head, preamble, this.sessionOpts), who, auth.user);
   }
 
+  /** Whose share a session of `userName` counts against: with --users its user, or '' (the shared password); without, none. */
+  private partyOf(userName: string | undefined): string | undefined {
+    return this.users ? userName ?? '' : undefined;
+  }
+
+  private share(party: string): { sessions: number; lookups: UserLookups } {
+    let share = this.parties.get(party);
+    if (!share) this.parties.set(party, (share = { sessions: 0, lookups: { n: 0, running: 0 } }));
+    return share;
+  }
+
   private track(session: EngineSession, who: string, userName: string | undefined): void {
     const log = this.opts.logger.child(`session#${session.id}`);
     const started = Date.now();
     this.sessions.add(session);
     const user = userName === undefined ? undefined : this.users?.get(userName);
     if (user) this.sessionUser.set(session, user);
+    const party = this.partyOf(userName);
+    const share = party === undefined ? undefined : this.share(party);
+    if (share) share.sessions++;
     log.info(`up from ${who}${user ? ` as ${user.name}` : ''}`);
     // Refusals a peer can provoke by the thousand are rate-limited, per session; so are open lines.
     const refusals = new RateLimitedLog(log, 'refused streams');
@@ -277,6 +306,7 @@ export class TwsServer extends EventEmitter {
     const lookups = { n: 0 };
     const policy = (): StreamPolicy => ({
       lookups,
+      userLookups: share?.lookups,
       // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
       allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
       log,
@@ -285,7 +315,7 @@ export class TwsServer extends EventEmitter {
       onDatagramDropped: () => { this.datagramsDropped++; },
     });
     session.on('open-request', (req) => {
-      const full = this.slots?.take(session, req.stream, this.sessionUser.get(session)?.name);
+      const full = this.slots?.take(session, req.stream, party);
       if (full) return refuse(req, refusals, ResetCode.TOO_MANY_STREAMS, full, 'warn');
       if (req.kind === StreamKind.UDP) connectUdpTarget(req, this.opts.connectTimeout ?? 10_000, policy());
       else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
@@ -297,6 +327,7 @@ export class TwsServer extends EventEmitter {
       opens.flush();
       this.sessions.delete(session);
       this.sessionUser.delete(session);
+      if (share) share.sessions--;
       logSessionDown(log, code, reason, started, session.stats());
       this.emit('session-closed', session);
     });

@@ -18,6 +18,7 @@ const PACKAGES = {
   'clang++': 'clang',
   ip: 'iproute2',
   iperf3: 'iperf3',
+  mount: 'mount',
   nginx: 'nginx',
   openssl: 'openssl',
   pgrep: 'procps',
@@ -25,6 +26,7 @@ const PACKAGES = {
   python3: 'python3',
   'systemd-analyze': 'systemd',
   tc: 'iproute2',
+  unshare: 'util-linux',
 } as const;
 
 export type Tool = keyof typeof PACKAGES;

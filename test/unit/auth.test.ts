@@ -45,15 +45,25 @@ t.test('the user name selects the password', async (t) => {
 
 t.test('the replay cache refuses a nonce twice and forgets it after twice the window', async (t) => {
   const c = new ReplayCache(1000);
-  t.equal(c.accept('n1', 0).ok, true);
-  t.match(c.accept('n1', 1500), { ok: false, reason: /replayed/ });
-  t.equal(c.accept('n1', 2001).ok, true, 'expired after 2 × window');
+  t.equal(c.accept('n1', undefined, 0).ok, true);
+  t.match(c.accept('n1', undefined, 1500), { ok: false, reason: /replayed/ });
+  t.equal(c.accept('n1', undefined, 2001).ok, true, 'expired after 2 × window');
 });
 
 t.test('the replay cache is bounded and fails closed when full', async (t) => {
   const c = new ReplayCache(1000, 3);
-  for (const n of ['a', 'b', 'c']) t.equal(c.accept(n, 0).ok, true);
-  t.match(c.accept('d', 10), { ok: false, reason: /full/ });
+  for (const n of ['a', 'b', 'c']) t.equal(c.accept(n, undefined, 0).ok, true);
+  t.match(c.accept('d', undefined, 10), { ok: false, reason: /full/ });
   t.equal(c.size, 3);
-  t.equal(c.accept('d', 2001).ok, true, 'room again once entries expire');
+  t.equal(c.accept('d', undefined, 2001).ok, true, 'room again once entries expire');
+});
+
+t.test("a party's nonces (a user's, with --users) fill at most half the cache, and free up as they expire", async (t) => {
+  const c = new ReplayCache(1000, 4);
+  for (const n of ['a1', 'a2']) t.equal(c.accept(n, 'alice', 0).ok, true);
+  t.match(c.accept('a3', 'alice', 10), { ok: false, reason: /user alice holds 2 nonces, its share/ });
+  t.equal(c.accept('s1', '', 10).ok, true, "another party's (the shared password's) still fit");
+  t.equal(c.accept('b1', 'bob', 10).ok, true);
+  t.match(c.accept('b2', 'bob', 10), { ok: false, reason: /full/ }, 'the whole cache still bounds them all');
+  t.equal(c.accept('a3', 'alice', 2001).ok, true, "alice's share frees as her nonces expire");
 });
