@@ -95,8 +95,9 @@ export class LocalRelay {
     s.lastActive = Date.now();
     s.bytesIn += payload.length;
     this.hooks.countIn(payload.length);
-    if (s.state === 'accepting') return this.hold(s, payload);
-    s.port!.send(payload);  // an open udp stream has its port
+    // A view into a socket read (see own()): held here, or queued by the port while its socket is busy.
+    if (s.state === 'accepting') return this.hold(s, own(payload));
+    s.port!.send(own(payload));  // an open udp stream has its port
   }
 
   /** Sends one datagram; like UDP it is dropped rather than queued when the link is full. */
