@@ -9,7 +9,7 @@ import { Socket } from 'node:net';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import { upgradeResponse } from '../../src/protocol/upgrade';
-import { echoServer, rssMiB, sha256, tcpServer, TcpServer } from '../helpers/net';
+import { connect, echoServer, rssMiB, sha256, tcpServer, TcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 import { afterHead, clientFrame, parseFrames, rawWs } from '../helpers/raw-ws';
 import { waitFor } from '../helpers/wait';
@@ -71,7 +71,7 @@ async function hostileServer(upgraded: (s: Socket, received: () => Buffer) => vo
 
 /** How many ~64 KiB units of the fragment flood each test sends (~150 MiB). */
 const UNITS = 2400;
-/** RSS growth allowed while a peer holds a message open in 1-byte fragments, or local data waits (MiB). */
+/** RSS growth allowed while a peer holds a message open in 1-byte fragments (MiB; views of the reads would be ~150). */
 const HELD_MIB = 40;
 
 for (const engine of engines()) {
@@ -133,5 +133,64 @@ for (const engine of engines()) {
     t.ok(await waitFor(() => hasPong(parseFrames(received()).frames, marker), 60_000), 'the client answered a ping sent after every fragment');
     const grew = rssMiB(client.proc.pid!) - rss0;
     t.ok(grew < HELD_MIB, `client RSS grew ${grew.toFixed(0)} MiB for ${UNITS} fragments in ${(UNITS * unit.length / 2 ** 20).toFixed(0)} MiB of reads`);
+  });
+}
+
+/** Streams to local sockets that each have more to send than any queue takes, while nothing can go out. */
+const STREAMS = 1000;
+/** What each local socket has to send at once (bytes). */
+const TALK = 256 * 1024;
+/** RSS growth allowed for them (MiB): their bookkeeping (~10-25 KiB each) and the queue; each read ahead would add ~128 KiB. */
+const READ_AHEAD_MIB = 64;
+
+/** Peak RSS growth of `pid` over `rss0` (MiB) seen within `ms`, stopping early past `limit`. */
+async function peakGrowth(pid: number, rss0: number, limit: number, ms: number): Promise<number> {
+  let peak = 0;
+  await waitFor(() => (peak = Math.max(peak, rssMiB(pid) - rss0)) > limit, ms);
+  return peak;
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] data read from many local sockets stays within the session's queue while the peer does not read (server)`, async (t) => {
+    const talk = Buffer.alloc(TALK, 0x61);
+    const target = await tcpServer((s) => s.write(talk));  // talks first
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--no-udp', '-t', '60000', '--allow', target.addr]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    // The peer grants every stream 16 MiB of credit and never reads: DATA backs up in the server.
+    const p = await rawWs(server.port, { read: false });
+    t.teardown(() => p.close());
+    const rss0 = rssMiB(server.proc.pid!);
+    const opens = Array.from({ length: STREAMS }, (_, i) => clientFrame(0x2, codec.encodeOpen(1 + 2 * i, 16 << 20, StreamKind.TCP, target.addr), true, true));
+    p.socket.write(Buffer.concat(opens));
+    t.ok(await waitFor(() => target.sockets.size === STREAMS, 30_000), `the server connected all ${STREAMS} streams (${target.sockets.size})`);
+    const grew = await peakGrowth(server.proc.pid!, rss0, READ_AHEAD_MIB, 3000);
+    t.ok(grew < READ_AHEAD_MIB, `server RSS grew ${grew.toFixed(0)} MiB with ${STREAMS} targets each sending ${TALK / 1024} KiB`);
+    t.notOk(p.socket.destroyed, 'the session is still up');
+  });
+
+  t.test(`[${engine}] data read from many local sockets stays within the session's queue while the peer does not read (client)`, async (t) => {
+    // A server that upgrades and then never reads: OPENs get no answer, early data and DATA back up in the client.
+    let upgraded: Socket | undefined;
+    const hostile = await hostileServer((s) => { s.pause(); upgraded = s; });
+    t.teardown(() => hostile.close());
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${hostile.port}/`, '-r', '127.0.0.1:9',
+      '--engine', engine, '-c', '1', '--no-udp', '-t', '60000']);
+    t.teardown(() => client.stop('SIGKILL'));
+    t.ok(await waitFor(() => upgraded !== undefined), 'the client upgraded');
+    const rss0 = rssMiB(client.proc.pid!);
+    const talk = Buffer.alloc(TALK, 0x61);
+    const apps: Socket[] = [];
+    t.teardown(() => { for (const a of apps) a.destroy(); });
+    let connected = 0;
+    for (let i = 0; i < STREAMS; i++) {
+      const a = connect(client.port, '127.0.0.1', () => { connected++; a.write(talk); });
+      a.on('error', () => undefined);
+      apps.push(a);
+    }
+    t.ok(await waitFor(() => connected === STREAMS, 30_000), `all ${STREAMS} local connections were accepted (${connected})`);
+    const opened = (): number => (client.logs().match(/ open from /g) ?? []).length;
+    t.ok(await waitFor(() => opened() === STREAMS, 30_000), `the client opened a stream for each (${opened()})`);
+    const grew = await peakGrowth(client.proc.pid!, rss0, READ_AHEAD_MIB, 3000);
+    t.ok(grew < READ_AHEAD_MIB, `client RSS grew ${grew.toFixed(0)} MiB with ${STREAMS} local connections each sending ${TALK / 1024} KiB`);
   });
 }
