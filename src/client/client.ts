@@ -186,7 +186,7 @@ export class TwsClient extends EventEmitter {
       return;
     }
     this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${this.opts.remote}`);
-    socket.resume();
+    // Still paused (pauseOnConnect): the engine reads it when it has room.
   }
 
   /**

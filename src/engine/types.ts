@@ -136,7 +136,7 @@ export interface EngineSession extends EventEmitter {
   /** The peer sent GOAWAY: open no new streams here. */
   readonly peerDraining: boolean;
   readonly closed: boolean;
-  /** Opens a stream to `target` carrying `local`; returns the stream id. */
+  /** Opens a stream to `target` carrying `local` (the engine reads it when it has room; paused or not); returns the stream id. */
   openStream(local: Socket, target: string): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
   openDatagramStream(port: DatagramPort, target: string): number;

@@ -9,7 +9,7 @@ import type { WebSocket } from 'ws';
 import { CloseCode } from '../../protocol/constants';
 import type { Logger } from '../../util/log';
 import type { SessionOptions } from '../types';
-import type { JsStream } from './stream';
+import { own, type JsStream } from './stream';
 import type { StreamTable } from './stream-table';
 
 /** Round-trip samples kept for the base-RTT estimate (one per probe). */
@@ -125,12 +125,13 @@ export class Liveness {
    */
   private answerPing(data: Buffer): void {
     if (this.ws.readyState !== 1) return;
+    // A ping's payload is a view into the socket read it came in (see own()): the pong may wait long in the send queue.
     if (this.pongInFlight) {
-      this.pongOwed = Buffer.from(data);
+      this.pongOwed = own(data);
       return;
     }
     this.pongInFlight = true;
-    this.ws.pong(data, this.opts.role === 'client', () => {
+    this.ws.pong(own(data), this.opts.role === 'client', () => {
       this.pongInFlight = false;
       const next = this.pongOwed;
       this.pongOwed = undefined;

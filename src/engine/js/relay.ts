@@ -8,6 +8,7 @@ import { ResetCode } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
 import type { DatagramPort } from '../types';
 import type { SessionFlow } from './flow';
+import { readOnlyWhenAsked } from './local-reads';
 import type { Scheduler } from './scheduler';
 import { HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, own } from './stream';
 
@@ -27,10 +28,15 @@ export interface RelayHooks {
 export class LocalRelay {
   constructor(private readonly sched: Scheduler, private readonly flow: SessionFlow, private readonly hooks: RelayHooks) {}
 
-  /** Connects `s` to its local tcp socket: what it reads is queued for sending; its end, error or close ends the stream's side. */
+  /**
+   * Connects `s` to its local tcp socket: what it reads is queued for
+   * sending, and it reads only while the scheduler has room (it decides);
+   * its end, error or close ends the stream's side.
+   */
   attach(s: JsStream, local: Socket): void {
     s.local = local;
     local.setNoDelay(true);
+    readOnlyWhenAsked(local);
     local.on('data', (chunk: Buffer) => {
       s.lastActive = Date.now();
       this.sched.enqueue(s, chunk);
@@ -56,6 +62,7 @@ export class LocalRelay {
         this.hooks.finish(s, 'local socket closed', 'info');
       }
     });
+    this.sched.attach(s);
   }
 
   /** Connects `s` to its local datagram port. */
@@ -95,8 +102,9 @@ export class LocalRelay {
     s.lastActive = Date.now();
     s.bytesIn += payload.length;
     this.hooks.countIn(payload.length);
-    if (s.state === 'accepting') return this.hold(s, payload);
-    s.port!.send(payload);  // an open udp stream has its port
+    // A view into a socket read (see own()): held here, or queued by the port while its socket is busy.
+    if (s.state === 'accepting') return this.hold(s, own(payload));
+    s.port!.send(own(payload));  // an open udp stream has its port
   }
 
   /** Sends one datagram; like UDP it is dropped rather than queued when the link is full. */

@@ -1,12 +1,14 @@
 /**
  * The js session's send side: every frame goes out through send(), and DATA
  * through a round-robin ready list that pump() drains while the WebSocket's
- * send buffer has room. It also bounds what local sockets may queue for
- * sending, pausing them at a limit and resuming them once it drained.
+ * send buffer has room. It also decides which local sockets read: each while
+ * its stream's queue and the session's have room, none once the session's is
+ * full, until it drained (see local-reads.ts: a stopped socket reads nothing).
  */
 import type { WebSocket } from 'ws';
 import { HEADER_LEN, MAX_DATA } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
+import { startReading, stopReading } from './local-reads';
 import { JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer (bytes), so pings never wait behind much DATA. */
@@ -30,9 +32,13 @@ export class Scheduler {
   /** The send buffer is past SEND_HIGH_WATER: pumping waits until a frame's write completes. */
   private congested = false;
   private pumping = false;
-  /** Bytes read from local sockets and not yet sent, all streams; and the streams paused for it. */
+  /** Bytes read from local sockets and not yet sent, all streams. */
   private queuedOut = 0;
-  private readonly pausedLocals = new Set<JsStream>();
+  /** Streams whose local socket reads; those stopped for want of room, oldest first. */
+  private readonly reading = new Set<JsStream>();
+  private readonly stopped = new Set<JsStream>();
+  /** The session's queue reached its limit: no local socket reads until it is half empty. */
+  private queueFull = false;
 
   constructor(private readonly ws: WebSocket, private readonly hooks: SchedulerHooks) {}
 
@@ -56,17 +62,26 @@ export class Scheduler {
     });
   }
 
+  /** `s` has its local socket: it reads unless the session's queue is full. */
+  attach(s: JsStream): void {
+    this.stopped.add(s);
+    this.resumeLocals();
+  }
+
   /** Queues bytes read from `s`'s local socket and sends what its credit allows. */
   enqueue(s: JsStream, chunk: Buffer): void {
     s.outQueue.push(chunk);
     s.outQueued += chunk.length;
     this.queuedOut += chunk.length;
     // A peer that grants credit and never reads must not make us read every
-    // local socket into memory: each stream, and the session as a whole, stops reading at a limit.
-    if (!s.localPaused && (s.outQueued >= STREAM_QUEUE_LIMIT || this.queuedOut >= SESSION_QUEUE_LIMIT)) {
-      s.localPaused = true;
-      this.pausedLocals.add(s);
-      s.local?.pause();
+    // local socket into memory: a stream stops reading at its limit, and at
+    // the session's every stream stops at once, so that no more than the
+    // read that crossed it comes in (each socket that still read would bring one).
+    if (this.queuedOut >= SESSION_QUEUE_LIMIT) {
+      this.queueFull = true;
+      for (const r of this.reading) this.stop(r);
+    } else if (s.outQueued >= STREAM_QUEUE_LIMIT) {
+      this.stop(s);
     }
     this.wake(s);
   }
@@ -113,22 +128,32 @@ export class Scheduler {
     this.resumeLocals();
   }
 
-  /** A stream ended: its queued bytes, pause and turn are dropped. */
+  /** A stream ended: its queued bytes, reading and turn are dropped (others may read in the room it leaves). */
   forget(s: JsStream): void {
     this.queuedOut -= s.outQueued;
-    this.pausedLocals.delete(s);
+    this.reading.delete(s);
+    this.stopped.delete(s);
     const i = this.ready.indexOf(s);
     if (i >= 0) this.ready.splice(i, 1);
+    this.resumeLocals();
   }
 
-  /** Local sockets paused for a full queue read again once their stream's and the session's queues are half empty. */
+  private stop(s: JsStream): void {
+    if (!this.reading.delete(s)) return;
+    this.stopped.add(s);
+    stopReading(s.local!);  // only attached streams (with a local socket) read
+  }
+
+  /** Stopped local sockets read again once the session's queue is not full (or half empty since it was) and their stream's is half empty. */
   private resumeLocals(): void {
-    if (this.pausedLocals.size === 0 || this.queuedOut >= SESSION_QUEUE_LIMIT / 2) return;
-    for (const s of this.pausedLocals) {
+    if (this.hooks.closed()) return;
+    if (this.queueFull && this.queuedOut < SESSION_QUEUE_LIMIT / 2) this.queueFull = false;
+    if (this.queueFull) return;
+    for (const s of this.stopped) {
       if (s.outQueued >= STREAM_QUEUE_LIMIT / 2) continue;
-      s.localPaused = false;
-      this.pausedLocals.delete(s);
-      s.local?.resume();
+      this.stopped.delete(s);
+      this.reading.add(s);
+      startReading(s.local!);  // only streams with a local socket are stopped
     }
   }
 }

@@ -86,7 +86,6 @@ export class JsStream {
   outQueued = 0;
   localEnded = false;
   finSent = false;
-  localPaused = false;
   /** The local socket closed after both directions ended (queued bytes may remain). */
   localClosed = false;
 

@@ -16,6 +16,18 @@ interface Settable {
   setSocket(socket: Socket, head: Buffer, o: object): void;
   /** Emits 'close' (1006) on a WebSocket that never got a socket. */
   emitClose(): void;
+  /** The parser setSocket made. */
+  _receiver: Receiver;
+}
+
+/** ws's Receiver, as far as gatherFragments() uses it. */
+interface Receiver {
+  /** The frame being parsed is its message's last. */
+  _fin: boolean;
+  /** The payloads of the message so far, kept until its last frame. */
+  _fragments: Buffer[];
+  /** Called after each data frame, once its payload is in _fragments (empty payloads are not). */
+  dataMessage(cb: unknown): void;
 }
 
 // What ws's WebSocketServer and client default to, except: permessage-deflate
@@ -53,5 +65,41 @@ export function upgradedWebSocket(socket: Socket, head: Buffer, preamble: Buffer
   }
   if (preamble.length > 0) socket.write(preamble);
   settable.setSocket(socket, head, RECEIVE);
+  gatherFragments(settable._receiver);
   return ws;
+}
+
+/**
+ * ws keeps each fragment of a message until its last one comes, as a view
+ * into the socket read it arrived in: a peer sending 1-byte fragments, each
+ * in its own 64 KiB read (padded with pongs), would make us hold 64 KiB per
+ * byte counted against maxPayload, for as long as it never ends the message.
+ * So each fragment of an unfinished message is copied, as it comes, onto the
+ * end of one buffer that doubles when full: what the message holds is at
+ * most twice its bytes, whatever the reads and however many the fragments.
+ */
+function gatherFragments(receiver: Receiver): void {
+  const dataMessage = receiver.dataMessage;
+  let buf: Buffer | undefined;
+  let len = 0;
+  receiver.dataMessage = function (this: Receiver, cb: unknown): void {
+    const fragments = this._fragments;
+    const last = fragments[fragments.length - 1];
+    if (this._fin) {
+      // The message ends: ws concatenates (copies) its fragments, or hands on the one.
+      buf = undefined;
+      len = 0;
+    } else if (last && (buf === undefined || last.buffer !== buf.buffer)) {
+      // A fragment that is not already ours: appended to the message so far, which stands for all of it.
+      if (!buf || len + last.length > buf.length) {
+        const grown = Buffer.allocUnsafeSlow(Math.max(256, 2 * (buf?.length ?? 0), len + last.length));
+        buf?.copy(grown, 0, 0, len);
+        buf = grown;
+      }
+      last.copy(buf, len);
+      len += last.length;
+      this._fragments = [buf.subarray(0, len)];
+    }
+    dataMessage.call(this, cb);
+  };
 }
