@@ -48,6 +48,41 @@ const cmd = nodeGyp ? process.execPath : 'node-gyp';
 const args = [...(nodeGyp ? [nodeGyp] : []), 'rebuild', `--nodedir=${nodedir}`];
 const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
 if (r.status === 0 && loads()) process.exit(0);
-const why = r.error ? r.error.message : (r.stderr || r.stdout || '').trim().split('\n').filter(Boolean).slice(-1)[0] || `exit ${r.status}`;
-process.stderr.write(`tws-native: native addon not built (${why}); the js engine will be used\n`);
+const why = r.error ? r.error.message : gypFailure(`${r.stderr}\n${r.stdout}`) || `exit ${r.status}`;
+// node-gyp needs Python and make besides the compiler: without them, the
+// compiler alone builds the same sources with binding.gyp's flags.
+const direct = compileDirectly(nodedir);
+if (direct === true && loads()) {
+  process.stderr.write(`tws-native: node-gyp could not build the addon (${why}); built it with the C++ compiler alone\n`);
+  process.exit(0);
+}
+process.stderr.write(`tws-native: native addon not built (${why}${direct === true ? '' : `; ${direct}`}); the js engine will be used\n`);
 process.exit(0);
+
+/** node-gyp's reason in a few words: a missing Python or make, else its last error line. */
+function gypFailure(log) {
+  if (/gyp ERR! find Python/.test(log)) return 'node-gyp found no Python';
+  if (/not found: make|spawn make ENOENT|make: not found/.test(log)) return 'node-gyp found no make';
+  return log.trim().split('\n').filter((l) => l && !/gyp ERR! not ok/.test(l)).slice(-1)[0];
+}
+
+/** One compiler run over binding.gyp's sources and flags into build/Release: true, or why not. */
+function compileDirectly(nodedir) {
+  const fs = require('node:fs');
+  const gyp = JSON.parse(fs.readFileSync(join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, ''));
+  const target = gyp.targets[0];
+  const cxx = process.env.CXX || 'c++';
+  const out = join(root, 'build', 'Release');
+  fs.mkdirSync(out, { recursive: true });
+  const args = [
+    ...target.cflags_cc, '-fPIC', '-shared', '-pthread',
+    ...target.defines.map((d) => `-D${d}`), `-DNODE_GYP_MODULE_NAME=${target.target_name}`, '-DBUILDING_NODE_EXTENSION',
+    `-I${join(nodedir, 'include', 'node')}`, `-I${require('node:path').dirname(require.resolve('node-addon-api/package.json'))}`,
+    ...target.sources.map((f) => join(root, f)),
+    '-o', join(out, `${target.target_name}.node`), ...target.libraries,
+  ];
+  const c = spawnSync(cxx, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  if (c.error) return `${cxx}: ${c.error.message}`;
+  if (c.status !== 0) return `${cxx} failed: ${(c.stderr || '').trim().split('\n').filter(Boolean).slice(-1)[0] || `exit ${c.status}`}`;
+  return true;
+}
