@@ -145,7 +145,7 @@ export class Dispatcher {
     this.p.flow.opened(s);
     s.heldBytes = 0;
     for (const d of s.held.splice(0)) this.p.relay.sendDatagram(s, d);
-    if (s.sendable() > 0) this.p.sched.markReady(s);
+    this.p.sched.credited(s);
     this.p.sched.pump();
   }
 

@@ -2,8 +2,13 @@
  * The js session's send side: every frame goes out through send(), and DATA
  * through a round-robin ready list that pump() drains while the WebSocket's
  * send buffer has room. It also decides which local sockets read: each while
- * its stream's queue and the session's have room, none once the session's is
- * full, until it drained (see local-reads.ts: a stopped socket reads nothing).
+ * its stream has credit beyond what it holds and room in its queue, and the
+ * session's queue has room; none once the session's is full, until it drained
+ * (see local-reads.ts: a stopped socket reads nothing). Bytes read beyond a
+ * stream's credit (at most one read each) wait for the peer, not for us: they
+ * do not count towards the session's queue, so streams the peer gives no
+ * credit cannot stop those it does (as in the native engine, which reads a
+ * local socket only as far as its credit goes).
  */
 import type { WebSocket } from 'ws';
 import { HEADER_LEN, MAX_DATA } from '../../protocol/constants';
@@ -34,6 +39,9 @@ export class Scheduler {
   private pumping = false;
   /** Bytes read from local sockets and not yet sent, all streams. */
   private queuedOut = 0;
+  /** Of those, the bytes beyond their stream's credit (waiting for a WINDOW); each stream's share. */
+  private waitingOut = 0;
+  private readonly waiting = new Map<JsStream, number>();
   /** Streams whose local socket reads; those stopped for want of room, oldest first. */
   private readonly reading = new Set<JsStream>();
   private readonly stopped = new Set<JsStream>();
@@ -62,10 +70,10 @@ export class Scheduler {
     });
   }
 
-  /** `s` has its local socket: it reads unless the session's queue is full. */
+  /** `s` has its local socket: it reads unless the session's queue is full or it has no credit. */
   attach(s: JsStream): void {
     this.stopped.add(s);
-    this.resumeLocals();
+    this.maybeResume(s);
   }
 
   /** Queues bytes read from `s`'s local socket and sends what its credit allows. */
@@ -73,14 +81,16 @@ export class Scheduler {
     s.outQueue.push(chunk);
     s.outQueued += chunk.length;
     this.queuedOut += chunk.length;
+    this.recount(s);
     // A peer that grants credit and never reads must not make us read every
-    // local socket into memory: a stream stops reading at its limit, and at
-    // the session's every stream stops at once, so that no more than the
-    // read that crossed it comes in (each socket that still read would bring one).
-    if (this.queuedOut >= SESSION_QUEUE_LIMIT) {
+    // local socket into memory: a stream stops reading at its limit or its
+    // credit, and at the session's limit every stream stops at once, so that
+    // no more than the read that crossed it comes in (each socket that still
+    // read would bring one).
+    if (this.sendableOut() >= SESSION_QUEUE_LIMIT) {
       this.queueFull = true;
       for (const r of this.reading) this.stop(r);
-    } else if (s.outQueued >= STREAM_QUEUE_LIMIT) {
+    } else if (!this.mayRead(s)) {
       this.stop(s);
     }
     this.wake(s);
@@ -88,10 +98,15 @@ export class Scheduler {
 
   /** `s` may send now (new data or credit): its turn is queued and the send loop runs. */
   wake(s: JsStream): void {
-    if (s.sendable() > 0) {
-      this.markReady(s);
-      this.pump();
-    }
+    this.credited(s);
+    if (s.sendable() > 0) this.pump();
+  }
+
+  /** `s`'s credit or queue changed: it is queued for a turn if it can send, and reads again if it may. */
+  credited(s: JsStream): void {
+    this.recount(s);
+    if (s.sendable() > 0) this.markReady(s);
+    else this.maybeResume(s);
   }
 
   /** Queues `s` for a turn (once) without running the send loop. */
@@ -119,23 +134,45 @@ export class Scheduler {
         s.bytesOut += n;
         this.hooks.sentData(n);
         this.send(frame);
+        this.recount(s);
+        this.maybeResume(s);
         if (s.sendable() > 0) this.ready.push(s);
         else this.hooks.drained(s);
       }
     } finally {
       this.pumping = false;
     }
-    this.resumeLocals();
+    this.resumeAfterFull();
   }
 
   /** A stream ended: its queued bytes, reading and turn are dropped (others may read in the room it leaves). */
   forget(s: JsStream): void {
     this.queuedOut -= s.outQueued;
+    this.waitingOut -= this.waiting.get(s) ?? 0;
+    this.waiting.delete(s);
     this.reading.delete(s);
     this.stopped.delete(s);
     const i = this.ready.indexOf(s);
     if (i >= 0) this.ready.splice(i, 1);
-    this.resumeLocals();
+    this.resumeAfterFull();
+  }
+
+  /** Bytes queued that only wait for the WebSocket (those beyond their stream's credit wait for the peer). */
+  private sendableOut(): number {
+    return this.queuedOut - this.waitingOut;
+  }
+
+  /** Updates what `s` holds beyond its credit. */
+  private recount(s: JsStream): void {
+    const w = Math.max(0, s.outQueued - Math.max(0, s.sendCredit));
+    this.waitingOut += w - (this.waiting.get(s) ?? 0);
+    if (w > 0) this.waiting.set(s, w);
+    else this.waiting.delete(s);
+  }
+
+  /** Whether `s`'s socket may keep reading: room in its queue, and credit beyond what it holds. */
+  private mayRead(s: JsStream): boolean {
+    return s.outQueued < STREAM_QUEUE_LIMIT && s.outQueued < s.sendCredit;
   }
 
   private stop(s: JsStream): void {
@@ -144,16 +181,19 @@ export class Scheduler {
     stopReading(s.local!);  // only attached streams (with a local socket) read
   }
 
-  /** Stopped local sockets read again once the session's queue is not full (or half empty since it was) and their stream's is half empty. */
-  private resumeLocals(): void {
-    if (this.hooks.closed()) return;
-    if (this.queueFull && this.queuedOut < SESSION_QUEUE_LIMIT / 2) this.queueFull = false;
-    if (this.queueFull) return;
-    for (const s of this.stopped) {
-      if (s.outQueued >= STREAM_QUEUE_LIMIT / 2) continue;
-      this.stopped.delete(s);
-      this.reading.add(s);
-      startReading(s.local!);  // only streams with a local socket are stopped
-    }
+  /** Once the session's queue is half empty after it was full, every stopped socket that may read again does. */
+  private resumeAfterFull(): void {
+    if (!this.queueFull || this.sendableOut() >= SESSION_QUEUE_LIMIT / 2) return;
+    this.queueFull = false;
+    for (const s of this.stopped) this.maybeResume(s);
+  }
+
+  /** `s`'s stopped socket reads again if the session's queue is not full, its own is half empty, and it has credit beyond it. */
+  private maybeResume(s: JsStream): void {
+    if (this.hooks.closed() || this.queueFull || !this.stopped.has(s)) return;
+    if (s.outQueued >= STREAM_QUEUE_LIMIT / 2 || s.outQueued >= s.sendCredit) return;
+    this.stopped.delete(s);
+    this.reading.add(s);
+    startReading(s.local!);  // only streams with a local socket are stopped
   }
 }
