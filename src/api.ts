@@ -54,7 +54,8 @@ export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | '
 };
 
 export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger'> & Common & {
-  listen: string | HostPort;
+  /** tws-rust's one tunnel, with `remote`; optional when `tunnels` are given. */
+  listen?: string | HostPort;
   server: string | URL;
   /** wss://: a file of PEM certificates to trust besides the system roots (ignored when `connect` is given). */
   ca?: string;
@@ -194,7 +195,7 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   });
   if (connect.proxy) logger.info(`reaching ${url.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) logger.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
-  const client = new TwsClient({ ...o, listen: address(o.listen, 'listen'), server: url, engine, logger, connect });
+  const client = new TwsClient({ ...o, listen: o.listen === undefined ? undefined : address(o.listen, 'listen'), server: url, engine, logger, connect });
   const metricsServer = await startMetrics(o, 'client', engine, logger, () => engine.stats().datagramsDropped, (m) => {
     client.on('session', (s: EngineSession, slot: number) => m.track(s, slot));
     client.on('connect-failed', () => m.connectFailed());

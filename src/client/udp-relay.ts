@@ -4,7 +4,7 @@
  * remote, ended by the engine after `udp_timeout` without datagrams.
  */
 import { createSocket, RemoteInfo, Socket } from 'node:dgram';
-import { isIP } from 'node:net';
+import { AddressInfo, isIP } from 'node:net';
 import type { DatagramPort, EngineSession } from '../engine/types';
 import { formatHostPort } from '../util/address';
 import type { Logger } from '../util/log';
@@ -20,6 +20,8 @@ export class UdpRelay {
   constructor(
     private readonly host: string,
     private readonly remote: string,
+    /** ` (-L …)` naming the tunnel in log lines, or empty. */
+    private readonly label: string,
     private readonly pick: () => EngineSession | undefined,
     private readonly log: Logger,
   ) {
@@ -29,17 +31,23 @@ export class UdpRelay {
     this.sock.on('error', (err) => { if (this.bound) this.log.warn(`udp: ${err.message}`); });
   }
 
-  /** Binds to `port` on the relay's host (the TCP listener's port); a failure is the caller's to report. */
-  bind(port: number): Promise<void> {
+  /** Binds to `port` on the relay's host (the TCP listener's port, or 0 = any); a failure is the caller's to report. */
+  bind(port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.sock.once('error', reject);
       this.sock.bind(port, this.host, () => {
         this.sock.off('error', reject);
         this.bound = true;
-        this.log.info(`udp listening on ${formatHostPort(this.host, port)} → ${this.remote}`);
-        resolve();
+        const addr = this.sock.address();
+        this.log.info(`udp listening on ${formatHostPort(this.host, addr.port)} → ${this.remote}${this.label}`);
+        resolve(addr);
       });
     });
+  }
+
+  /** The bound address, once bound. */
+  address(): AddressInfo | undefined {
+    return this.bound ? this.sock.address() : undefined;
   }
 
   close(): void {
@@ -67,7 +75,7 @@ export class UdpRelay {
       const id = session.openDatagramStream(p, this.remote);
       if (id === 0) return;
       this.peers.set(key, p);
-      this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}`);
+      this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}${this.label}`);
       port = p;
     }
     port.onDatagram?.(msg);
