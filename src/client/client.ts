@@ -122,7 +122,7 @@ export class TwsClient extends EventEmitter {
   private addTunnel(listen: HostPort, remote: string, name: string, label: string, kind: { tcp: boolean; udp: boolean; udpOptional: boolean }): void {
     const tunnel: LocalTunnel = { listen, remote, name, label, udpOptional: kind.udpOptional };
     if (kind.tcp) tunnel.tcp = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onLocal(s, tunnel));
-    if (kind.udp) tunnel.udp = new UdpRelay(listen.host, remote, label, () => this.pick(), this.opts.logger);
+    if (kind.udp) tunnel.udp = new UdpRelay(listen.host, remote, label ? name : '', () => this.pick(), this.opts.logger);
     this.tunnels.push(tunnel);
   }
 
@@ -253,7 +253,7 @@ export class TwsClient extends EventEmitter {
   }
 
   private open(session: EngineSession, socket: Socket, peer: string, tunnel: LocalTunnel): void {
-    const id = session.openStream(socket, tunnel.remote);
+    const id = session.openStream(socket, tunnel.remote, tunnel.label ? tunnel.name : undefined);
     if (id === 0) {
       // The session said why (out of fds, ids or memory); the local connection has been reset.
       this.opts.logger.warn(`session#${session.id}: connection from ${peer}${tunnel.label} not carried; reset`);

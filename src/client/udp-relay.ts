@@ -15,16 +15,19 @@ const MAX_ASSOCIATIONS = 4096;
 export class UdpRelay {
   private readonly sock: Socket;
   private readonly peers = new Map<string, DatagramPort>();
+  /** ` (-L …)` after a log line's target, or empty. */
+  private readonly label: string;
   private bound = false;
 
   constructor(
     private readonly host: string,
     private readonly remote: string,
-    /** ` (-L …)` naming the tunnel in log lines, or empty. */
-    private readonly label: string,
+    /** The tunnel's name (`-L 5353:ns:53/udp`) for log lines, or empty (-l/-r). */
+    private readonly tunnel: string,
     private readonly pick: () => EngineSession | undefined,
     private readonly log: Logger,
   ) {
+    this.label = tunnel ? ` (${tunnel})` : '';
     this.sock = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
     this.sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     // A failed bind is reported once, by bind()'s caller; later errors here.
@@ -72,7 +75,7 @@ export class UdpRelay {
         send: (payload) => this.sock.send(payload, rinfo.port, rinfo.address),
         close: () => { if (this.peers.get(key) === p) this.peers.delete(key); },
       };
-      const id = session.openDatagramStream(p, this.remote);
+      const id = session.openDatagramStream(p, this.remote, this.tunnel || undefined);
       if (id === 0) return;
       this.peers.set(key, p);
       this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}${this.label}`);

@@ -64,9 +64,11 @@ for (const engine of engines()) {
     }));
     await Promise.all(runs);
     for (const x of targets) {
-      t.match(client.logs(), new RegExp(`stream#\\d+ open from 127\\.0\\.0\\.1:\\d+ → ${x.addr.replace(/\./g, '\\.')} \\(-L 0:${x.addr.replace(/\./g, '\\.')}\\)`),
-        `open lines name the tunnel to ${x.addr}`);
+      const addr = x.addr.replace(/\./g, '\\.');
+      t.match(client.logs(), new RegExp(`stream#\\d+ open from 127\\.0\\.0\\.1:\\d+ → ${addr} \\(-L 0:${addr}\\)`), `open lines name the tunnel to ${x.addr}`);
+      await client.waitLog(new RegExp(`stream#\\d+ closed \\(fin\\) → ${addr} \\(-L 0:${addr}\\) in=`));
     }
+    t.pass('close lines name their tunnel');
     const sessions = new Set([...client.logs().matchAll(/session#(\d+) stream#\d+ open/g)].map((m) => m[1]));
     t.ok(sessions.size >= 1 && sessions.size <= 2, `all tunnels' streams ride the client's 2 sessions (${[...sessions].join(',')})`);
   });
@@ -78,13 +80,14 @@ for (const engine of engines()) {
     t.teardown(async () => { udp.sock.close(); await tcp.close(); await legacy.close(); });
     const server = await startServer(t, engine);
     const client = await runCli(['client', '-s', `ws://127.0.0.1:${server.port}/`, '--engine', engine, '-c', '1',
-      '-l', '127.0.0.1:0', '-r', legacy.addr, '--no-udp', '-L', `0:${udp.addr}/udp`, '-L', `0:${tcp.addr}`]);
+      '-l', '127.0.0.1:0', '-r', legacy.addr, '--no-udp', '--udp-timeout', '500', '-L', `0:${udp.addr}/udp`, '-L', `0:${tcp.addr}`]);
     t.teardown(() => client.stop('SIGKILL'));
     const udpPort = await tunnelPort(client, udp.addr, true);
     const tcpPort = await tunnelPort(client, tcp.addr);
     await client.waitLog(/up → /);
     t.same((await exchange(udpPort, ['a', 'b'])).sort(), ['echo:a', 'echo:b'], 'datagrams through the /udp tunnel');
     await client.waitLog(new RegExp(`stream#\\d+ udp open from 127\\.0\\.0\\.1:\\d+ → ${udp.addr.replace(/\./g, '\\.')} \\(-L 0:`));
+    await client.waitLog(new RegExp(`stream#\\d+ closed \\(idle\\) → ${udp.addr.replace(/\./g, '\\.')} \\(-L 0:${udp.addr.replace(/\./g, '\\.')}/udp\\)`), 5000);
     t.equal((await roundTrip(tcpPort, Buffer.from('x'))).toString(), 'tcp\nx', 'the -L tcp tunnel');
     t.equal((await roundTrip(client.port, Buffer.from('y'))).toString(), 'legacy\ny', 'the -l/-r tunnel (the first listening line)');
   });
@@ -103,7 +106,8 @@ for (const engine of engines()) {
     t.equal(logs.match(/^.*(?<!udp )listening on /gm)?.length, 1, 'one TCP listener');
     t.equal(logs.match(/udp listening on /g)?.length, 1, 'one UDP listener, on the same port');
     t.match(logs, new RegExp(`udp listening on 127\\.0\\.0\\.1:${client.port} → `));
-    t.notMatch(logs, /\(-L /, 'no -L names in its lines');
+    await client.waitLog(/stream#\d+ closed \(fin\) → 127\.0\.0\.1:\d+ in=/);
+    t.notMatch(client.logs(), /\(-L /, 'no -L names in its lines');
   });
 
   t.test(`[${engine}] YAML tunnels: strings and maps`, async (t) => {
