@@ -80,6 +80,9 @@ export class TwsClient extends EventEmitter {
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
+    if (!(opts.listen && opts.remote) && !opts.tunnels?.length) {
+      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, or tunnels');
+    }
     this.timeout = opts.timeout ?? 5000;
     const n = opts.connections ?? 2;
     for (let i = 1; i <= n; i++) {
@@ -116,7 +119,6 @@ export class TwsClient extends EventEmitter {
     for (const t of opts.tunnels ?? []) {
       this.addTunnel(t.listen, t.remote, t.name, ` (${t.name})`, { tcp: !t.udp, udp: t.udp, udpOptional: false });
     }
-    if (this.tunnels.length === 0) throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, or tunnels');
   }
 
   private addTunnel(listen: HostPort, remote: string, name: string, label: string, kind: { tcp: boolean; udp: boolean; udpOptional: boolean }): void {

@@ -7,6 +7,7 @@ import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { createClient, createServer } from '../../src/api';
 import { roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { exchange, udpEcho } from '../helpers/udp';
@@ -141,6 +142,25 @@ for (const engine of engines()) {
     const r = await tws(['client', '-s', 'ws://127.0.0.1:1/', '--engine', engine, '-L', `0:${taken.addr}`, '-L', `${taken.port}:${taken.addr}`]);
     t.equal(r.code, 1);
     t.match(r.err, new RegExp(`tws: error: cannot listen on 127\\.0\\.0\\.1:${taken.port} \\(-L ${taken.port}:127\\.0\\.0\\.1:${taken.port}\\): EADDRINUSE \\(TWS_ERR_LISTEN\\)`));
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] the API takes tunnels as -L specs and reports each bound address`, async (t) => {
+    const a = await taggedEcho('api-a');
+    const udp = await udpEcho();
+    const s = await createServer({ listen: '127.0.0.1:0', passwd: 'pw', engine: engine as 'js' | 'native' });
+    t.teardown(async () => { await s.shutdown(0); await a.close(); udp.sock.close(); });
+    const c = await createClient({ server: `ws://127.0.0.1:${s.address.port}/`, passwd: 'pw', engine: engine as 'js' | 'native', connections: 1,
+      tunnels: [`0:${a.addr}`, `0:${udp.addr}/udp`] });
+    t.teardown(() => c.shutdown(0));
+    t.same(c.tunnels.map((x) => x.name), [`-L 0:${a.addr}`, `-L 0:${udp.addr}/udp`]);
+    t.equal(c.address.port, c.tunnels[0]!.address!.port, 'address is the first tunnel\'s');
+    t.equal((await roundTrip(c.tunnels[0]!.address!.port, Buffer.from('q'), 10_000)).toString(), 'api-a\nq');
+    t.same(await exchange(c.tunnels[1]!.address!.port, ['r'], 5000), ['echo:r']);
+    await t.rejects(createClient({ server: 'ws://127.0.0.1:1/', passwd: 'pw', engine: 'js', tunnels: ['1:a'] }),
+      { code: 'TWS_ERR_CONFIG', message: /tunnels: expected \[BIND:\]PORT:HOST:PORT\[\/udp\], got "1:a"/ });
+    await t.rejects(createClient({ server: 'ws://127.0.0.1:1/', passwd: 'pw', engine: 'js' }), { code: 'TWS_ERR_CONFIG', message: /needs a tunnel/ });
   });
 }
 
