@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { TwsClient, TwsClientOptions } from './client/client';
 import { connectOptions } from './client/connect-options';
+import { checkDistinct, parseTunnelSpec, TunnelSpec } from './config/tunnels';
 import { EngineChoice, selectEngine } from './engine/select';
 import type { Engine, EngineSession } from './engine/types';
 import { serveMetrics } from './metrics/endpoint';
@@ -53,8 +54,11 @@ export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | '
   reloadOnSighup?: boolean;
 };
 
-export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger'> & Common & {
-  listen: string | HostPort;
+export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels'> & Common & {
+  /** tws-rust's one tunnel, with `remote`; optional when `tunnels` are given. */
+  listen?: string | HostPort;
+  /** More tunnels: `-L` specs (`2222:db:22`, `5353:ns:53/udp`) or parsed ones. */
+  tunnels?: readonly (string | TunnelSpec)[];
   server: string | URL;
   /** wss://: a file of PEM certificates to trust besides the system roots (ignored when `connect` is given). */
   ca?: string;
@@ -83,7 +87,10 @@ export interface RunningServer {
 
 export interface RunningClient {
   client: TwsClient;
+  /** The first tunnel's bound address (-l/-r's when given). */
   address: AddressInfo;
+  /** Every tunnel's name and bound address, -l/-r's first. */
+  tunnels: { name: string; address: AddressInfo | undefined }[];
   metrics?: AddressInfo;
   /** Drains and stops the client (see TwsClient.shutdown) and the metrics endpoint. */
   shutdown(drainMs: number): Promise<void>;
@@ -194,7 +201,10 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   });
   if (connect.proxy) logger.info(`reaching ${url.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) logger.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
-  const client = new TwsClient({ ...o, listen: address(o.listen, 'listen'), server: url, engine, logger, connect });
+  const tunnels = (o.tunnels ?? []).map((x) => (typeof x === 'string' ? parseTunnelSpec(x, 'tunnels') : x));
+  checkDistinct(tunnels);
+  const listen = o.listen === undefined ? undefined : address(o.listen, 'listen');
+  const client = new TwsClient({ ...o, listen, tunnels, server: url, engine, logger, connect });
   const metricsServer = await startMetrics(o, 'client', engine, logger, () => engine.stats().datagramsDropped, (m) => {
     client.on('session', (s: EngineSession, slot: number) => m.track(s, slot));
     client.on('connect-failed', () => m.connectFailed());
@@ -203,6 +213,7 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   return {
     client,
     address: addr,
+    tunnels: client.addresses,
     metrics: metricsServer?.address() as AddressInfo | undefined,
     async shutdown(drainMs) {
       metricsServer?.close();

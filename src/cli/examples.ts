@@ -17,6 +17,8 @@ const CLIENT = [
   'TWS_PASSWD=secret tws client -l 127.0.0.1:2222 -s ws://example.com:5202/ -r 127.0.0.1:22',
   '# over wss:// (nginx or --tls-cert), as one of the server\'s --users',
   'tws client -l 127.0.0.1:5432 -s wss://example.com/some/path -r db.internal:5432 --user alice --passwd-file ~/.tws-passwd',
+  '# several tunnels over the same sessions (ssh -L syntax): ssh, postgres on [::1], DNS over UDP',
+  'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -L 2222:127.0.0.1:22 -L [::1]:5432:db.internal:5432 -L 5353:10.0.0.53:53/udp',
   'tws client --config /etc/tws/client.yaml',
 ];
 

@@ -88,7 +88,7 @@ export function buildProgram(): Command {
   });
 
   const client = program.command('client')
-    .description('listen for local TCP connections and tunnel each to --remote through the server')
+    .description('listen for local TCP connections (and UDP datagrams) and tunnel each to --remote, or to its -L tunnel\'s target, through the server')
     .addHelpText('after', clientExamples);
   describe('client', client);
   client.action(async () => {

@@ -4,7 +4,7 @@
  * remote, ended by the engine after `udp_timeout` without datagrams.
  */
 import { createSocket, RemoteInfo, Socket } from 'node:dgram';
-import { isIP } from 'node:net';
+import { AddressInfo, isIP } from 'node:net';
 import type { DatagramPort, EngineSession } from '../engine/types';
 import { formatHostPort } from '../util/address';
 import type { Logger } from '../util/log';
@@ -15,31 +15,42 @@ const MAX_ASSOCIATIONS = 4096;
 export class UdpRelay {
   private readonly sock: Socket;
   private readonly peers = new Map<string, DatagramPort>();
+  /** ` (-L …)` after a log line's target, or empty. */
+  private readonly label: string;
   private bound = false;
 
   constructor(
     private readonly host: string,
     private readonly remote: string,
+    /** The tunnel's name (`-L 5353:ns:53/udp`) for log lines, or empty (-l/-r). */
+    private readonly tunnel: string,
     private readonly pick: () => EngineSession | undefined,
     private readonly log: Logger,
   ) {
+    this.label = tunnel ? ` (${tunnel})` : '';
     this.sock = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
     this.sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     // A failed bind is reported once, by bind()'s caller; later errors here.
     this.sock.on('error', (err) => { if (this.bound) this.log.warn(`udp: ${err.message}`); });
   }
 
-  /** Binds to `port` on the relay's host (the TCP listener's port); a failure is the caller's to report. */
-  bind(port: number): Promise<void> {
+  /** Binds to `port` on the relay's host (the TCP listener's port, or 0 = any); a failure is the caller's to report. */
+  bind(port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.sock.once('error', reject);
       this.sock.bind(port, this.host, () => {
         this.sock.off('error', reject);
         this.bound = true;
-        this.log.info(`udp listening on ${formatHostPort(this.host, port)} → ${this.remote}`);
-        resolve();
+        const addr = this.sock.address();
+        this.log.info(`udp listening on ${formatHostPort(this.host, addr.port)} → ${this.remote}${this.label}`);
+        resolve(addr);
       });
     });
+  }
+
+  /** The bound address, once bound. */
+  address(): AddressInfo | undefined {
+    return this.bound ? this.sock.address() : undefined;
   }
 
   close(): void {
@@ -64,10 +75,10 @@ export class UdpRelay {
         send: (payload) => this.sock.send(payload, rinfo.port, rinfo.address),
         close: () => { if (this.peers.get(key) === p) this.peers.delete(key); },
       };
-      const id = session.openDatagramStream(p, this.remote);
+      const id = session.openDatagramStream(p, this.remote, this.tunnel || undefined);
       if (id === 0) return;
       this.peers.set(key, p);
-      this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}`);
+      this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}${this.label}`);
       port = p;
     }
     port.onDatagram?.(msg);

@@ -6,12 +6,13 @@
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
 import { fail } from '../util/errors';
-import { HostPort, parseHostPort } from '../util/address';
+import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 import { readPasswordFile } from '../util/password-file';
 import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../util/proxy-url';
 import { AllowRule, parseAllowRules } from '../policy/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
+import { checkDistinct, parseTunnels, TunnelSpec } from './tunnels';
 
 export interface CommonConfig {
   listen: HostPort;
@@ -42,10 +43,14 @@ export interface ServerConfig extends CommonConfig {
   tlsKey?: string;
 }
 
-export interface ClientConfig extends CommonConfig {
+export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   passwd: string;
   server: URL;
-  remote: string;
+  /** The tws-rust tunnel (-l/-r): absent when only -L tunnels are given. */
+  listen?: HostPort;
+  remote?: string;
+  /** -L / YAML tunnels (may be empty). */
+  tunnels: TunnelSpec[];
   connections: number;
   retryTimeout: number;
   ca?: string;
@@ -188,6 +193,8 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
       return value;
     case 'allow':
       return parseAllowRules(value, where);
+    case 'tunnels':
+      return parseTunnels(value, where);
     case 'proxy':
       // Never echo the value: it may hold the proxy password.
       if (typeof value !== 'string') fail('TWS_ERR_CONFIG', `${where}: expected http://[user:pass@]host:port`);
@@ -201,6 +208,37 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
 }
 
 /**
+ * A client needs -l with -r (tws-rust's one tunnel), -L tunnels, or both;
+ * no two of them may listen on the same address and protocol.
+ */
+function checkClientTunnels(out: Record<string, unknown>, missing: { name: string; text: string }[]): void {
+  const tunnels = (out.tunnels ?? []) as TunnelSpec[];
+  out.tunnels = tunnels;
+  const listen = out.listen as HostPort | undefined;
+  const remote = out.remote as string | undefined;
+  const gone = (name: string): number => missing.findIndex((m) => m.name === name);
+  if (tunnels.length === 0 && gone('listen') >= 0 && gone('remote') >= 0) {
+    missing.splice(gone('remote'), 1);
+    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, or -L/--local (config keys "listen" and "remote", or "tunnels")';
+  }
+  if (tunnels.length > 0) {
+    if ((listen === undefined) !== (remote === undefined)) {
+      fail('TWS_ERR_CONFIG', `give ${listen ? '-r/--remote (config key "remote")' : '-l/--listen (config key "listen")'} too: -l and -r make one tunnel together`);
+    }
+    for (let i = missing.length - 1; i >= 0; i--) {
+      if (missing[i]!.name === 'listen' || missing[i]!.name === 'remote') missing.splice(i, 1);
+    }
+  }
+  const all = [...tunnels];
+  if (listen && remote) {
+    const name = `-l ${formatHostPort(listen.host, listen.port)} -r ${remote}`;
+    all.unshift({ listen, remote, udp: false, name });
+    if (!out.noUdp) all.unshift({ listen, remote, udp: true, name });
+  }
+  checkDistinct(all);
+}
+
+/**
  * Merges the layers and validates every value. `flags` holds only flags the
  * user actually gave, so a flag overrides the file and a default never does.
  */
@@ -211,7 +249,7 @@ export function resolveConfig(
   layers: { file?: Layer; fileName?: string; env: NodeJS.ProcessEnv; flags: Layer },
 ): ServerConfig | ClientConfig {
   const out: Record<string, unknown> = {};
-  const missing: string[] = [];
+  const missing: { name: string; text: string }[] = [];
   for (const s of settingsFor(mode)) {
     let src: Sourced | undefined;
     if (s.default !== undefined) src = { value: s.default, where: `default of ${s.key}` };
@@ -223,7 +261,7 @@ export function resolveConfig(
     }
     if (layers.flags[s.name] !== undefined) src = { value: layers.flags[s.name], where: `flag ${flagName(s)}` };
     if (!src) {
-      if (s.required) missing.push(`${flagName(s)} (config key "${s.key}")`);
+      if (s.required) missing.push({ name: s.name, text: `${flagName(s)} (config key "${s.key}")` });
       continue;
     }
     out[s.name] = validate(s, s.kind, src);
@@ -236,13 +274,14 @@ export function resolveConfig(
   }
   // A server with a users file may go without a shared password (then every client names a user).
   if (out.passwd === undefined && !(mode === 'server' && out.users !== undefined)) {
-    missing.push(`-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")${mode === 'server' ? ', or --users' : ''}`);
+    missing.push({ name: 'passwd', text: `-p/--passwd, --passwd-file or TWS_PASSWD (config key "passwd")${mode === 'server' ? ', or --users' : ''}` });
   }
+  if (mode === 'client') checkClientTunnels(out, missing);
   if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail('TWS_ERR_CONFIG', 'give both --tls-cert and --tls-key (config keys "tls_cert", "tls_key"), or neither');
   if (typeof out.bufferBudget === 'number' && out.bufferBudget > 0 && out.bufferBudget < 64) {
     fail('TWS_ERR_CONFIG', 'buffer_budget (--buffer-budget): at least 64 (MiB), or 0 for automatic');
   }
-  if (missing.length > 0) fail('TWS_ERR_CONFIG', `missing required option${missing.length > 1 ? 's' : ''}: ${missing.join('; ')}`);
+  if (missing.length > 0) fail('TWS_ERR_CONFIG', `missing required option${missing.length > 1 ? 's' : ''}: ${missing.map((m) => m.text).join('; ')}`);
   delete out.passwdFile;
   return out as unknown as ServerConfig | ClientConfig;
 }

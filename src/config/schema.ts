@@ -22,6 +22,7 @@ export type ValueKind =
   | { type: 'proxy' }
   | { type: 'allow' }
   | { type: 'user' }
+  | { type: 'tunnels' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -55,6 +56,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'URL of the tws server, e.g. ws://example.com:8080/ or ws://127.0.0.1:5202/some/path' },
   { name: 'remote', key: 'remote', flag: '-r, --remote <addr>', kind: { type: 'target' }, modes: ['client'], required: true,
     help: 'target the server connects each tunnelled connection to, as seen from the server (e.g. 127.0.0.1:22)' },
+  { name: 'tunnels', key: 'tunnels', flag: '-L, --local <spec>', repeatable: true, kind: { type: 'tunnels' }, modes: ['client'],
+    help: 'a tunnel, [BIND:]PORT:HOST:PORT[/udp] as in ssh -L: BIND:PORT (BIND default 127.0.0.1, [v6] in brackets) is carried to HOST:PORT as the server sees it; /udp for UDP; repeatable, all share the sessions, with or without -l/-r (e.g. -L 2222:db.internal:22 -L 5353:10.0.0.53:53/udp; YAML: a list of such strings, or maps with listen, remote, udp)' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,

@@ -63,7 +63,7 @@ class NativeSession extends EventEmitter implements EngineSession {
   peerDraining = false;
   closed = false;
   private readonly ids: StreamIds;
-  private readonly streams = new Map<number, { target: string; openedAt: number; abort?: AbortController; port?: DatagramPort }>();
+  private readonly streams = new Map<number, { target: string; tunnel?: string; openedAt: number; abort?: AbortController; port?: DatagramPort }>();
   private bytesIn = 0;
   private bytesOut = 0;
   private rttMs: number | undefined;
@@ -113,7 +113,7 @@ class NativeSession extends EventEmitter implements EngineSession {
     return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut, rttMs: this.rttMs };
   }
 
-  openStream(local: Socket, target: string): number {
+  openStream(local: Socket, target: string, tunnel?: string): number {
     const unavailable = this.closed || this.peerDraining;
     const taken = unavailable ? undefined : takeOver(local);
     const id = taken ? this.takeStreamId() : 0;
@@ -129,12 +129,12 @@ class NativeSession extends EventEmitter implements EngineSession {
       local.resetAndDestroy();
       return 0;
     }
-    this.streams.set(id, { target, openedAt: Date.now() });
+    this.streams.set(id, { target, tunnel, openedAt: Date.now() });
     local.destroy();
     return id;
   }
 
-  openDatagramStream(port: DatagramPort, target: string): number {
+  openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number {
     if (this.closed || this.peerDraining) {
       port.close();
       return 0;
@@ -144,7 +144,7 @@ class NativeSession extends EventEmitter implements EngineSession {
       port.close();
       return 0;
     }
-    this.streams.set(id, { target, openedAt: Date.now(), port });
+    this.streams.set(id, { target, tunnel, openedAt: Date.now(), port });
     port.onDatagram = (payload) => this.core.sendDatagram(this.coreId, id, payload);
     this.core.openDatagramStream(this.coreId, id, target);
     return id;
@@ -273,7 +273,7 @@ class NativeSession extends EventEmitter implements EngineSession {
     this.bytesOut += e.bytesOut;
     // As the js engine does: peer RESETs 6 (cancelled: the other side's app closed) at debug.
     const level = /^peer reset: cancelled\b/.test(e.text) ? 'debug' : 'info';
-    const info: StreamClosedInfo = { stream: e.stream, target: s?.target ?? '', bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
+    const info: StreamClosedInfo = { stream: e.stream, target: s?.target ?? '', tunnel: s?.tunnel, bytesIn: e.bytesIn, bytesOut: e.bytesOut, how: e.text };
     this.streamLog.closed(level, info, s?.openedAt);
     this.emit('stream-closed', info);
   }

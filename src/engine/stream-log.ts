@@ -59,7 +59,8 @@ export class StreamLog {
   /** A stream's one close line, with bytes each way and how long it lived (`openedAt`: ms since the epoch). */
   closed(level: LogLevel, info: StreamClosedInfo, openedAt: number | undefined): void {
     const secs = openedAt === undefined ? '0.0' : ((Date.now() - openedAt) / 1000).toFixed(1);
-    const line = `stream#${info.stream} closed (${info.how}) → ${peerText(info.target) || '(pinned)'} in=${info.bytesIn} out=${info.bytesOut} ${secs}s`;
+    const tunnel = info.tunnel ? ` (${info.tunnel})` : '';
+    const line = `stream#${info.stream} closed (${info.how}) → ${peerText(info.target) || '(pinned)'}${tunnel} in=${info.bytesIn} out=${info.bytesOut} ${secs}s`;
     if (info.how.startsWith('refused')) this.refusals.line(level, line);
     else this.lines.line(level, line);
   }

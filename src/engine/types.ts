@@ -101,6 +101,8 @@ export interface OpenRequest {
 export interface StreamClosedInfo {
   stream: number;
   target: string;
+  /** The client tunnel the stream belongs to, when it was opened with one. */
+  tunnel?: string;
   /** Bytes received from the peer and written locally. */
   bytesIn: number;
   /** Bytes read locally and sent to the peer. */
@@ -136,10 +138,14 @@ export interface EngineSession extends EventEmitter {
   /** The peer sent GOAWAY: open no new streams here. */
   readonly peerDraining: boolean;
   readonly closed: boolean;
-  /** Opens a stream to `target` carrying `local` (the engine reads it when it has room; paused or not); returns the stream id. */
-  openStream(local: Socket, target: string): number;
+  /**
+   * Opens a stream to `target` carrying `local` (the engine reads it when it
+   * has room; paused or not); returns the stream id. `tunnel` names the
+   * client's tunnel (`-L 2222:db:22`) in the stream's close line.
+   */
+  openStream(local: Socket, target: string, tunnel?: string): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
-  openDatagramStream(port: DatagramPort, target: string): number;
+  openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number;
   /**
    * Sends GOAWAY and refuses new streams; the session closes with 1001 once
    * idle. Udp streams end at once (RESET 9): datagrams have no end a drain

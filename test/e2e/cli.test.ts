@@ -21,9 +21,11 @@ t.test('--help explains both modes and their flags', async (t) => {
   t.match(top.out, /client/);
   const client = await tws(['client', '--help']);
   for (const flag of ['-l, --listen', '-s, --server', '-r, --remote', '-p, --passwd', '-c, --connections', '-e, --retry-timeout',
-    '-t, --timeout', '--passwd-file', '--engine', '--log-level', '--config', '-v']) {
+    '-t, --timeout', '--passwd-file', '--engine', '--log-level', '--config', '-v', '-L, --local <spec>']) {
     t.match(client.out, flag, `client --help shows ${flag}`);
   }
+  t.match(optionHelp(client.out, '-L, --local <spec>'), /\[BIND:\]PORT:HOST:PORT\[\/udp\].*e\.g\. -L 2222:db\.internal:22/);
+  t.match(client.out, /-L 2222:127\.0\.0\.1:22 -L \[::1\]:5432:db\.internal:5432 -L 5353:10\.0\.0\.53:53\/udp/, 'an example with -L');
   const server = await tws(['server', '--help']);
   t.match(server.out, /--path <path>/);
   t.match(optionHelp(server.out, '-t, --timeout <ms>'), /default: 5000/);

@@ -1,7 +1,6 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { createSocket, Socket } from 'node:dgram';
-import { AddressInfo } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
@@ -9,28 +8,7 @@ import { metricsPort, scrape, value } from '../helpers/metrics';
 import { rssMiB, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 import { rawPeer } from '../helpers/raw-peer';
-
-function udpEcho(): Promise<{ sock: Socket; addr: string }> {
-  const sock = createSocket('udp4');
-  sock.on('message', (msg, r) => sock.send(Buffer.concat([Buffer.from('echo:'), msg]), r.port, r.address));
-  return new Promise((resolve) => sock.bind(0, '127.0.0.1', () => resolve({ sock, addr: `127.0.0.1:${(sock.address() as AddressInfo).port}` })));
-}
-
-/** Sends datagrams from one local socket and collects the replies. */
-async function exchange(port: number, messages: string[], waitMs = 2000): Promise<string[]> {
-  const c = createSocket('udp4');
-  const got: string[] = [];
-  c.on('message', (m) => got.push(m.toString()));
-  await new Promise<void>((r) => c.bind(0, '127.0.0.1', () => r()));
-  for (const m of messages) {
-    c.send(m, port, '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const deadline = Date.now() + waitMs;
-  while (got.length < messages.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  c.close();
-  return got;
-}
+import { exchange, udpEcho } from '../helpers/udp';
 
 const is = (type: string, stream?: number) => (f: Frame): boolean => f.type === type && (stream === undefined || f.stream === stream);
 

@@ -118,8 +118,8 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   // ---- commands from the control plane ----
 
-  openStream(local: Socket, target: string): number {
-    const s = this.newOutgoing(target, StreamKind.TCP);
+  openStream(local: Socket, target: string, tunnel?: string): number {
+    const s = this.newOutgoing(target, StreamKind.TCP, tunnel);
     if (!s) {
       local.resetAndDestroy();
       return 0;
@@ -128,8 +128,8 @@ export class JsSession extends EventEmitter implements EngineSession {
     return s.id;
   }
 
-  openDatagramStream(port: DatagramPort, target: string): number {
-    const s = this.newOutgoing(target, StreamKind.UDP);
+  openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number {
+    const s = this.newOutgoing(target, StreamKind.UDP, tunnel);
     if (!s) {
       port.close();
       return 0;
@@ -138,7 +138,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     return s.id;
   }
 
-  private newOutgoing(target: string, kind: StreamKindValue): JsStream | undefined {
+  private newOutgoing(target: string, kind: StreamKindValue, tunnel: string | undefined): JsStream | undefined {
     if (this.closed || this.peerDraining || this.ids.exhausted) return undefined;
     if (kind === StreamKind.TCP && (this.flow.processFull() || this.flow.sessionFull())) {
       this.log.warn(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
@@ -146,6 +146,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     }
     const id = this.ids.take();
     const s = new JsStream(id, target, kind, 'opening', { sendCredit: EARLY_DATA_LIMIT, recvWindow: this.flow.freshWindow() });
+    s.tunnel = tunnel;
     this.addStream(s);
     this.sched.send(codec.encodeOpen(id, s.recvWindow, kind, target));
     if (this.ids.low) this.idsRunningOut();
@@ -287,7 +288,7 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.sched.forget(s);
     this.flow.release(s);
     this.relay.release(s, abortive);
-    const info: StreamClosedInfo = { stream: s.id, target: s.target, bytesIn: s.bytesIn, bytesOut: s.bytesOut, how };
+    const info: StreamClosedInfo = { stream: s.id, target: s.target, tunnel: s.tunnel, bytesIn: s.bytesIn, bytesOut: s.bytesOut, how };
     this.streamLog.closed(level, info, s.openedAt);
     this.emit('stream-closed', info);
     if (this.streams.size === 0) {

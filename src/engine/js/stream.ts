@@ -117,6 +117,8 @@ export class JsStream {
   readonly openedAt = Date.now();
   abort: AbortController | undefined;
   done = false;
+  /** The client tunnel that opened it, for its close line. */
+  tunnel: string | undefined;
 
   constructor(
     readonly id: number,

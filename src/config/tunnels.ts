@@ -1,0 +1,118 @@
+/**
+ * Local tunnels of `tws client`: `-L [BIND:]PORT:HOST:PORT[/udp]` (ssh's
+ * syntax) and YAML `tunnels:` entries (the same strings, or maps with
+ * listen/remote/udp). Every error is one TWS_ERR_CONFIG line naming the value.
+ */
+import { fail } from '../util/errors';
+import { formatHostPort, HostPort, parseHostPort } from '../util/address';
+
+/** One local listener and the target each of its connections (or UDP peers) is carried to. */
+export interface TunnelSpec {
+  listen: HostPort;
+  /** `host:port` / `[v6]:port`, as the server reaches it. */
+  remote: string;
+  /** A UDP tunnel (datagrams) instead of TCP. */
+  udp: boolean;
+  /** How logs name it, e.g. `-L 2222:db:22`. */
+  name: string;
+}
+
+const DEFAULT_BIND = '127.0.0.1';
+
+/** Splits at colons outside brackets: `[::1]:80:h:1` → `[::1]`, `80`, `h`, `1`. */
+function fields(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let depth = 0;
+  for (const ch of text) {
+    if (ch === '[') depth++;
+    if (ch === ']') depth--;
+    if (ch === ':' && depth === 0) {
+      out.push(cur);
+      cur = '';
+    } else {
+      cur += ch;
+    }
+  }
+  out.push(cur);
+  return out;
+}
+
+/** The name logs use for a tunnel: the -L spelling, bind left out when it is the default. */
+export function tunnelName(listen: HostPort, remote: string, udp: boolean): string {
+  const local = listen.host === DEFAULT_BIND ? String(listen.port) : formatHostPort(listen.host, listen.port);
+  return `-L ${local}:${remote}${udp ? '/udp' : ''}`;
+}
+
+function build(listenText: string, remoteText: string, udp: boolean, shown: string, where: string): TunnelSpec {
+  const listen = parseHostPort(listenText, true);
+  if (typeof listen === 'string') fail('TWS_ERR_CONFIG', `${where}: ${listen} in listen address of ${shown}`);
+  const remote = parseHostPort(remoteText);
+  if (typeof remote === 'string') fail('TWS_ERR_CONFIG', `${where}: ${remote} in target of ${shown}`);
+  const target = formatHostPort(remote.host, remote.port);
+  return { listen, remote: target, udp, name: tunnelName(listen, target, udp) };
+}
+
+/** Parses one `[BIND:]PORT:HOST:PORT[/udp]`; throws TWS_ERR_CONFIG naming `where` and the value. */
+export function parseTunnelSpec(text: string, where: string): TunnelSpec {
+  const shown = JSON.stringify(text);
+  let spec = text.trim();
+  let udp = false;
+  const proto = /\/(udp|tcp)$/i.exec(spec);
+  if (proto) {
+    udp = proto[1]!.toLowerCase() === 'udp';
+    spec = spec.slice(0, -proto[0].length);
+  }
+  const f = fields(spec);
+  if (f.length > 4 && !spec.includes('[')) fail('TWS_ERR_CONFIG', `${where}: IPv6 addresses need brackets ([::1]:PORT:[::1]:PORT) in ${shown}`);
+  if (f.length !== 3 && f.length !== 4) {
+    fail('TWS_ERR_CONFIG', `${where}: expected [BIND:]PORT:HOST:PORT[/udp], got ${shown}`);
+  }
+  const [bind, port, host, hostPort] = f.length === 4 ? f : [DEFAULT_BIND, ...f];
+  if (!bind) fail('TWS_ERR_CONFIG', `${where}: empty bind address in ${shown}`);
+  const bindText = bind!.startsWith('[') || !bind!.includes(':') ? bind! : `[${bind}]`;
+  return build(`${bindText}:${port}`, `${host}:${hostPort}`, udp, shown, where);
+}
+
+const MAP_KEYS = new Set(['listen', 'remote', 'udp']);
+
+/** One YAML `tunnels:` entry: a spec string or `{ listen: "[BIND:]PORT", remote: HOST:PORT, udp?: bool }`. */
+function parseEntry(entry: unknown, where: string): TunnelSpec {
+  if (typeof entry === 'string') return parseTunnelSpec(entry, where);
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) {
+    fail('TWS_ERR_CONFIG', `${where}: expected "[BIND:]PORT:HOST:PORT[/udp]" or a map with listen, remote, udp; got ${JSON.stringify(entry)}`);
+  }
+  const m = entry as Record<string, unknown>;
+  const extra = Object.keys(m).find((k) => !MAP_KEYS.has(k));
+  if (extra !== undefined) fail('TWS_ERR_CONFIG', `${where}: unknown key ${JSON.stringify(extra)} (known: listen, remote, udp)`);
+  const shown = JSON.stringify(entry);
+  const listen = typeof m.listen === 'number' ? String(m.listen) : m.listen;
+  if (typeof listen !== 'string' || typeof m.remote !== 'string') {
+    fail('TWS_ERR_CONFIG', `${where}: needs listen ("[BIND:]PORT") and remote ("HOST:PORT"), got ${shown}`);
+  }
+  if (m.udp !== undefined && typeof m.udp !== 'boolean') fail('TWS_ERR_CONFIG', `${where}: udp must be true or false, got ${shown}`);
+  const l = listen.trim();
+  const listenText = /^\d+$/.test(l) ? `${DEFAULT_BIND}:${l}` : l;
+  return build(listenText, m.remote.trim(), m.udp === true, shown, where);
+}
+
+/** Parses `-L` values (a list of strings) or YAML `tunnels:` (a list, or one entry). */
+export function parseTunnels(value: unknown, where: string): TunnelSpec[] {
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  return list.map((e) => parseEntry(e, where));
+}
+
+/**
+ * Refuses two tunnels on the same local address and protocol (port 0 = any
+ * free port never clashes).
+ */
+export function checkDistinct(tunnels: readonly TunnelSpec[]): void {
+  const seen = new Map<string, string>();
+  for (const t of tunnels) {
+    if (t.listen.port === 0) continue;
+    const key = `${t.udp ? 'udp' : 'tcp'} ${formatHostPort(t.listen.host, t.listen.port)}`;
+    const other = seen.get(key);
+    if (other !== undefined) fail('TWS_ERR_CONFIG', `tunnels ${other} and ${t.name} both listen on ${key}`);
+    seen.set(key, t.name);
+  }
+}
