@@ -11,7 +11,8 @@
  *   cannot take every slot;
  * - lookups are handed to libuv only while it has a thread free for them, a
  *   user's at most half of those threads at once, so one user's hanging
- *   lookups always leave a thread to everyone else's.
+ *   lookups always leave a thread to everyone else's, and a freed thread
+ *   goes to the user served longest ago.
  */
 export const MAX_LOOKUPS = 64;
 export const MAX_SESSION_LOOKUPS = 16;
@@ -75,17 +76,39 @@ export function runLookup(owner: LookupOwner, lookup: (done: () => void) => void
   next();
 }
 
-/** Starts waiting lookups, oldest first, while threads are free and their user is under its share of them. */
+// Turn counter: when each user's lookup last got a thread (the no-user party apart).
+let turn = 0;
+const servedAt = new WeakMap<UserLookups, number>();
+let unnamedServedAt = -1;
+
+function lastServed(user: UserLookups | undefined): number {
+  return user ? (servedAt.get(user) ?? -1) : unnamedServedAt;
+}
+
+/**
+ * Starts waiting lookups while threads are free: each freed thread goes to
+ * the user served longest ago (among those under their share of threads),
+ * that user's oldest lookup first. Oldest-first alone would let two users
+ * with long queues take every thread turn after turn from a third.
+ */
 function next(): void {
-  for (let i = 0; i < waiting.length && running < LOOKUP_THREADS;) {
-    const w = waiting[i]!;
-    if (w.user && w.user.running >= USER_LOOKUP_THREADS) {
-      i++;
-      continue;
+  while (running < LOOKUP_THREADS) {
+    let pick = -1;
+    for (let i = 0; i < waiting.length; i++) {
+      const w = waiting[i]!;
+      if (w.user && w.user.running >= USER_LOOKUP_THREADS) continue;
+      if (pick < 0 || lastServed(w.user) < lastServed(waiting[pick]!.user)) pick = i;
     }
-    waiting.splice(i, 1);
+    if (pick < 0) return;
+    const w = waiting.splice(pick, 1)[0]!;
     running++;
-    if (w.user) w.user.running++;
+    turn++;
+    if (w.user) {
+      w.user.running++;
+      servedAt.set(w.user, turn);
+    } else {
+      unnamedServedAt = turn;
+    }
     w.run();
   }
 }

@@ -46,3 +46,21 @@ t.test('a user may hold half the process-wide lookup slots, a session 16', async
   t.equal(takeLookup(other), undefined, "another user's lookup still gets a slot");
   for (const s of [...sessions, other]) while (s.lookups.n > 0) endLookup(s);
 });
+
+t.test('a freed thread goes to the user served longest ago, not to the oldest waiting lookup',
+  { skip: LOOKUP_THREADS !== 2 && 'written for the default pool (UV_THREADPOOL_SIZE unset)' }, async (t) => {
+  const alice = owner({ n: 0, running: 0 });
+  const carol = owner({ n: 0, running: 0 });
+  const bob = owner({ n: 0, running: 0 });
+  for (const n of ['a1', 'a2', 'a3']) lookup(t, alice, n);
+  for (const n of ['c1', 'c2', 'c3']) lookup(t, carol, n);
+  lookup(t, bob, 'b1');
+  t.same([...alice.started, ...carol.started, ...bob.started], ['a1', 'c1'], 'alice and carol hold both threads; bob waits');
+  alice.settle();
+  t.same(bob.started, ['b1'], "when alice's settles, bob (never served) goes next, not alice's older a2");
+  t.same(alice.started, ['a1'], 'alice waits her turn');
+  carol.settle();
+  t.same(alice.started, ['a1', 'a2'], "then carol's thread goes to alice, served longer ago than carol");
+  for (const o of [bob, alice, alice, carol, carol]) o.settle();
+  t.same([alice.userLookups, carol.userLookups, bob.userLookups], [{ n: 0, running: 0 }, { n: 0, running: 0 }, { n: 0, running: 0 }], 'all given back');
+});
