@@ -76,13 +76,14 @@ export function runLookup(owner: LookupOwner, lookup: (done: () => void) => void
   next();
 }
 
-// Turn counter: when each user's lookup last got a thread (the no-user party apart).
+// When each party's lookup last got a thread (a turn number): a user, or,
+// without --users, everyone as one party.
 let turn = 0;
-const servedAt = new WeakMap<UserLookups, number>();
-let unnamedServedAt = -1;
+const EVERYONE = {};
+const servedAt = new WeakMap<object, number>();
 
 function lastServed(user: UserLookups | undefined): number {
-  return user ? (servedAt.get(user) ?? -1) : unnamedServedAt;
+  return servedAt.get(user ?? EVERYONE) ?? -1;
 }
 
 /**
@@ -102,13 +103,8 @@ function next(): void {
     if (pick < 0) return;
     const w = waiting.splice(pick, 1)[0]!;
     running++;
-    turn++;
-    if (w.user) {
-      w.user.running++;
-      servedAt.set(w.user, turn);
-    } else {
-      unnamedServedAt = turn;
-    }
+    if (w.user) w.user.running++;
+    servedAt.set(w.user ?? EVERYONE, ++turn);
     w.run();
   }
 }

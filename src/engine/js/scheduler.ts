@@ -134,7 +134,7 @@ export class Scheduler {
         s.bytesOut += n;
         this.hooks.sentData(n);
         this.send(frame);
-        this.recount(s);
+        // Its queue and credit both fell by n: what it holds beyond credit is unchanged.
         this.maybeResume(s);
         if (s.sendable() > 0) this.ready.push(s);
         else this.hooks.drained(s);
