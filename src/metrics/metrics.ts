@@ -31,6 +31,9 @@ export function closeCodeLabel(code: number): string {
   return Number.isInteger(code) && code >= 1000 && code <= 1015 ? String(code) : 'other';
 }
 
+/** Distinct `tunnel` label values; any further tunnel counts as `other`. */
+export const MAX_TUNNEL_LABELS = 64;
+
 function line(name: string, labels: Record<string, string>, value: number): string {
   const l = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n')}"`).join(',');
   return `${name}${l ? `{${l}}` : ''} ${Number.isFinite(value) ? value : 0}`;
@@ -49,6 +52,8 @@ export class Metrics {
   private readonly slotsSeen = new Set<number>();
 
   private readonly refused = new Map<string, number>();
+  /** Finished streams and their bytes per named tunnel (`-L 2222:db:22`, `socks`, `reverse 8080`). */
+  private readonly tunnels = new Map<string, { streams: number; in: number; out: number }>();
 
   /** `datagramsDropped`: UDP payloads the engine (and server) dropped so far, read when scraped. */
   constructor(
@@ -72,6 +77,7 @@ export class Metrics {
       if (k.resetCode) this.resets.set(k.resetCode, (this.resets.get(k.resetCode) ?? 0) + 1);
       this.bytesIn += info.bytesIn;
       this.bytesOut += info.bytesOut;
+      if (info.tunnel !== undefined) this.countTunnel(info);
     });
     session.on('stream-refused', (info: StreamRefusedInfo) => {
       const code = String(info.code);
@@ -82,6 +88,21 @@ export class Metrics {
       const label = closeCodeLabel(code);
       this.sessionsClosed.set(label, (this.sessionsClosed.get(label) ?? 0) + 1);
     });
+  }
+
+  /**
+   * Tunnel names come from the configuration (and, on a server, from the
+   * reverse listeners it allowed); past MAX_TUNNEL_LABELS of them the rest
+   * count as `other`, so no peer can mint series.
+   */
+  private countTunnel(info: StreamClosedInfo): void {
+    let name = info.tunnel!;
+    if (!this.tunnels.has(name) && this.tunnels.size >= MAX_TUNNEL_LABELS) name = 'other';
+    const t = this.tunnels.get(name) ?? { streams: 0, in: 0, out: 0 };
+    t.streams++;
+    t.in += info.bytesIn;
+    t.out += info.bytesOut;
+    this.tunnels.set(name, t);
   }
 
   connectFailed(): void {
@@ -123,6 +144,10 @@ export class Metrics {
       [[{}, this.datagramsDropped()]]);
     metric('tws_stream_bytes_total', 'counter', 'Payload bytes of finished streams: in = written to local sockets, out = sent to the peer.',
       [[{ direction: 'in' }, this.bytesIn], [{ direction: 'out' }, this.bytesOut]]);
+    metric('tws_tunnel_streams_closed_total', 'counter', 'Streams ended, by the tunnel that carried them (-L, socks, http-connect, stdio, reverse).',
+      [...this.tunnels].map(([tunnel, v]) => [{ tunnel }, v.streams]));
+    metric('tws_tunnel_bytes_total', 'counter', 'Payload bytes of finished streams by tunnel: in = written to local sockets, out = sent to the peer.',
+      [...this.tunnels].flatMap(([tunnel, v]) => [[{ tunnel, direction: 'in' }, v.in], [{ tunnel, direction: 'out' }, v.out]] as [Record<string, string>, number][]));
     const meanUs = Math.round(rttsUs.reduce((a, b) => a + b, 0) / rttsUs.length);
     metric('tws_ping_rtt_seconds', 'gauge', 'Latest idle-link ping round trip of the sessions up now.',
       rttsUs.length ? [[{ stat: 'mean' }, meanUs / 1e6], [{ stat: 'max' }, Math.max(...rttsUs) / 1e6]] : []);

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createClient, createServer } from '../../src/api';
+import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
 import { roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { exchange, udpEcho } from '../helpers/udp';
@@ -50,7 +51,7 @@ for (const engine of engines()) {
     t.teardown(() => Promise.all(targets.map((x) => x.close())));
     const server = await startServer(t, engine);
     const client = await runCli(['client', '-s', `ws://127.0.0.1:${server.port}/`, '--engine', engine, '-c', '2',
-      ...targets.flatMap((x) => ['-L', `0:${x.addr}`])]);
+      '--metrics', '127.0.0.1:0', ...targets.flatMap((x) => ['-L', `0:${x.addr}`])]);
     t.teardown(() => client.stop('SIGKILL'));
     const ports = await Promise.all(targets.map((x) => tunnelPort(client, x.addr)));
     await client.waitLog(/(?:[\s\S]*?up → ){2}/);
@@ -68,6 +69,13 @@ for (const engine of engines()) {
       const addr = x.addr.replace(/\./g, '\\.');
       t.match(client.logs(), new RegExp(`stream#\\d+ open from 127\\.0\\.0\\.1:\\d+ → ${addr} \\(-L 0:${addr}\\)`), `open lines name the tunnel to ${x.addr}`);
       await client.waitLog(new RegExp(`stream#\\d+ closed \\(fin\\) → ${addr} \\(-L 0:${addr}\\) in=`));
+    }
+    // Metrics count each tunnel's streams and bytes under its name.
+    const mport = await metricsPort(client);
+    const size = (i: number): number => 2 * (3 * 1024 * 1024 + i);
+    const m = await scrapeWhen(mport, (b) => targets.every((x) => value(b, `tws_tunnel_streams_closed_total{tunnel="-L 0:${x.addr}"}`) === 2));
+    for (const [i, x] of targets.entries()) {
+      t.equal(value(m.body, `tws_tunnel_bytes_total{tunnel="-L 0:${x.addr}",direction="out"}`), size(i), `metrics: bytes sent through -L 0:${x.addr}`);
     }
     t.pass('close lines name their tunnel');
     const sessions = new Set([...client.logs().matchAll(/session#(\d+) stream#\d+ open/g)].map((m) => m[1]));

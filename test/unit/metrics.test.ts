@@ -39,3 +39,24 @@ t.test('label values a peer chooses are bounded: unknown RESET and close codes a
   t.equal(sample(body, 'tws_sessions_closed_total{code="other"}'), '1', 'a private close code is "other"');
   t.equal(body.split('\n').filter((l) => l.startsWith('tws_stream_resets_received_total{')).length, 2);
 });
+
+t.test('streams are counted per tunnel, with a bounded number of tunnel labels', async (t) => {
+  const m = new Metrics('client', 'native', '0.0.0');
+  const s = session({ streams: 0, bytesIn: 0, bytesOut: 0 });
+  m.track(s);
+  s.emit('stream-closed', { stream: 1, target: 'db:22', tunnel: '-L 2222:db:22', how: 'fin', bytesIn: 10, bytesOut: 20 });
+  s.emit('stream-closed', { stream: 3, target: 'db:22', tunnel: '-L 2222:db:22', how: 'fin', bytesIn: 1, bytesOut: 2 });
+  s.emit('stream-closed', { stream: 5, target: 'example.com:443', tunnel: 'socks', how: 'peer reset: denied (x)', bytesIn: 0, bytesOut: 7 });
+  s.emit('stream-closed', { stream: 7, target: 'h:1', how: 'fin', bytesIn: 5, bytesOut: 5 });
+  let body = m.render();
+  t.equal(sample(body, 'tws_tunnel_streams_closed_total{tunnel="-L 2222:db:22"}'), '2');
+  t.equal(sample(body, 'tws_tunnel_bytes_total{tunnel="-L 2222:db:22",direction="in"}'), '11');
+  t.equal(sample(body, 'tws_tunnel_bytes_total{tunnel="-L 2222:db:22",direction="out"}'), '22');
+  t.equal(sample(body, 'tws_tunnel_streams_closed_total{tunnel="socks"}'), '1');
+  t.equal(body.split('\n').filter((l) => l.startsWith('tws_tunnel_streams_closed_total{')).length, 2, 'a stream with no tunnel name has no tunnel series');
+  for (let i = 0; i < 200; i++) s.emit('stream-closed', { stream: 9 + 2 * i, target: 'h:1', tunnel: `reverse ${1000 + i}`, how: 'fin', bytesIn: 1, bytesOut: 0 });
+  body = m.render();
+  const series = body.split('\n').filter((l) => l.startsWith('tws_tunnel_streams_closed_total{'));
+  t.equal(series.length, 65, '64 names, then "other"');
+  t.equal(sample(body, 'tws_tunnel_streams_closed_total{tunnel="other"}'), String(200 - 62));
+});
