@@ -255,7 +255,7 @@ export class TwsClient extends EventEmitter {
   }
 
   private open(session: EngineSession, socket: Socket, peer: string, tunnel: LocalTunnel): void {
-    const id = session.openStream(socket, tunnel.remote, tunnel.label ? tunnel.name : undefined);
+    const id = session.openStream(socket, tunnel.remote, { tunnel: tunnel.label ? tunnel.name : undefined });
     if (id === 0) {
       // The session said why (out of fds, ids or memory); the local connection has been reset.
       this.opts.logger.warn(`session#${session.id}: connection from ${peer}${tunnel.label} not carried; reset`);
