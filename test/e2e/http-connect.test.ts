@@ -9,6 +9,7 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { createClient, createServer } from '../../src/api';
 import { connect, echoServer, howItEnds, sha256, tcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { fileNeeds } from '../helpers/tools';
@@ -125,6 +126,19 @@ for (const engine of engines()) {
     t.equal(second.w.split(' ')[0], '502', 'the second is refused by the server\'s limit: 502');
     const third = await raw(port, `CONNECT ${holder.addr} HTTP/1.1\r\n\r\n`);
     t.match(third.data.toString(), /^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*too many streams/, 'saying why');
+  });
+
+  t.test(`[${engine}] the API: createClient({ httpConnect }) alone is a client; a non-loopback bind is a config error`, async (t) => {
+    const target = await httpTarget(t);
+    const s = await createServer({ listen: '127.0.0.1:0', passwd: 'pw', engine: engine as 'js' | 'native' });
+    t.teardown(() => s.shutdown(0));
+    const c = await createClient({ server: `ws://127.0.0.1:${s.address.port}/`, passwd: 'pw', engine: engine as 'js' | 'native', connections: 1,
+      httpConnect: '127.0.0.1:0' });
+    t.teardown(() => c.shutdown(0));
+    t.same(c.tunnels.map((x) => x.name), ['http-connect']);
+    await bigBody(t, `http://127.0.0.1:${c.address.port}`, target);
+    await t.rejects(createClient({ server: 'ws://127.0.0.1:1/', passwd: 'pw', engine: 'js', httpConnect: '[::]:0' }),
+      { code: 'TWS_ERR_CONFIG', message: /refusing to listen on \[::\]:0/ });
   });
 
   t.test(`[${engine}] --http-connect on a non-loopback address is refused at start`, async (t) => {
