@@ -163,6 +163,9 @@ if (engines().includes(a!) && engines().includes(b!)) {
       await bigBody(t, proxy, target);
       const refused = await curl(['--proxytunnel', '--proxy', proxy, 'http://127.0.0.1:1/']);
       t.equal(refused.w.split(' ')[0], '502', 'a closed port: 502 (the RESET reason reads the same from either server)');
+      // .invalid is a reserved name: its lookup fails at once.
+      const unknown = await raw(Number(new URL(proxy).port), 'CONNECT nope.invalid:80 HTTP/1.1\r\n\r\n');
+      t.match(unknown.data.toString(), /^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*cannot resolve the target name/, 'a name not found: 502, saying so');
     });
   }
 }
