@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { TwsClient, TwsClientOptions } from './client/client';
 import { connectOptions } from './client/connect-options';
-import { checkDistinct, parseTunnelSpec, TunnelSpec } from './config/tunnels';
+import { checkDistinct, parseBindPort, parseTunnelSpec, TunnelSpec } from './config/tunnels';
 import { EngineChoice, selectEngine } from './engine/select';
 import type { Engine, EngineSession } from './engine/types';
 import { serveMetrics } from './metrics/endpoint';
@@ -54,7 +54,9 @@ export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | '
   reloadOnSighup?: boolean;
 };
 
-export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels'> & Common & {
+export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels' | 'httpConnect'> & Common & {
+  /** An HTTP CONNECT proxy listener, `[BIND:]PORT` (`8080`, `127.0.0.1:0`) or parsed; loopback only. */
+  httpConnect?: string | number | HostPort;
   /** tws-rust's one tunnel, with `remote`; optional when `tunnels` are given. */
   listen?: string | HostPort;
   /** More tunnels: `-L` specs (`2222:db:22`, `5353:ns:53/udp`) or parsed ones. */
@@ -202,9 +204,10 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   if (connect.proxy) logger.info(`reaching ${url.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) logger.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
   const tunnels = (o.tunnels ?? []).map((x) => (typeof x === 'string' ? parseTunnelSpec(x, 'tunnels') : x));
-  checkDistinct(tunnels);
+  const httpConnect = o.httpConnect === undefined || typeof o.httpConnect === 'object' ? o.httpConnect : parseBindPort(String(o.httpConnect), 'httpConnect');
+  checkDistinct([...tunnels, ...(httpConnect ? [{ listen: httpConnect, remote: '*', udp: false, name: 'httpConnect' }] : [])]);
   const listen = o.listen === undefined ? undefined : address(o.listen, 'listen');
-  const client = new TwsClient({ ...o, listen, tunnels, server: url, engine, logger, connect });
+  const client = new TwsClient({ ...o, listen, tunnels, httpConnect, server: url, engine, logger, connect });
   const metricsServer = await startMetrics(o, 'client', engine, logger, () => engine.stats().datagramsDropped, (m) => {
     client.on('session', (s: EngineSession, slot: number) => m.track(s, slot));
     client.on('connect-failed', () => m.connectFailed());

@@ -2,17 +2,20 @@
  * `tws client`: accepts local TCP connections (and UDP datagrams) on each of
  * its tunnels and carries each as a stream over the least-loaded of
  * `connections` sessions to the server; every stream names its own target,
- * so all tunnels share the sessions.
+ * so all tunnels share the sessions. A proxy listener (HTTP CONNECT) is a
+ * tunnel whose connections say their own target first.
  */
 import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
-import type { TunnelSpec } from '../config/tunnels';
-import type { Engine, EngineSession } from '../engine/types';
+import { isLoopbackBind, TunnelSpec } from '../config/tunnels';
+import { answerLocal } from '../engine/reply';
+import type { Engine, EngineSession, StreamReply } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import type { Logger } from '../util/log';
+import { Logger, peerText } from '../util/log';
 import type { ConnectOptions } from './connect-options';
+import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest } from './http-connect';
 import { SessionSlot } from './session-slot';
 import { UdpRelay } from './udp-relay';
 
@@ -22,8 +25,10 @@ export interface TwsClientOptions {
   server: URL;
   /** Target the server connects `listen`'s connections to, `host:port`. */
   remote?: string;
-  /** More tunnels (-L), each TCP or UDP; at least one tunnel in all. */
+  /** More tunnels (-L), each TCP or UDP; at least one tunnel or proxy listener in all. */
   tunnels?: readonly TunnelSpec[];
+  /** An HTTP CONNECT proxy listener (--http-connect); loopback addresses only. */
+  httpConnect?: HostPort;
   passwd: string;
   /** Sessions to keep open; default 2. */
   connections?: number;
@@ -59,6 +64,14 @@ interface LocalTunnel {
   udp?: UdpRelay;
   /** A UDP side that cannot bind is a warning (-l/-r), not an error (-L /udp). */
   udpOptional: boolean;
+  /** A proxy listener: reads where each connection goes (undefined: it was answered or dropped). */
+  proxy?: (socket: Socket, peer: string) => Promise<Carry | undefined>;
+}
+
+/** Where one local connection goes, and what the engine answers it with (proxy listeners). */
+interface Carry {
+  target: string;
+  reply?: StreamReply;
 }
 
 interface Waiting {
@@ -66,6 +79,7 @@ interface Waiting {
   timer: NodeJS.Timeout;
   peer: string;
   tunnel: LocalTunnel;
+  carry: Carry;
 }
 
 export class TwsClient extends EventEmitter {
@@ -80,8 +94,13 @@ export class TwsClient extends EventEmitter {
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
-    if (!(opts.listen && opts.remote) && !opts.tunnels?.length) {
-      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, or tunnels');
+    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.httpConnect) {
+      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, or httpConnect');
+    }
+    const proxyAt = opts.httpConnect;
+    if (proxyAt && !isLoopbackBind(proxyAt.host)) {
+      throw new TwsError('TWS_ERR_CONFIG', `--http-connect: refusing to listen on ${formatHostPort(proxyAt.host, proxyAt.port)}: a proxy open to the network lets anyone `
+        + 'reach what the server reaches; bind 127.0.0.1 (the default) or [::1], and reach it from elsewhere through ssh -L');
     }
     this.timeout = opts.timeout ?? 5000;
     const n = opts.connections ?? 2;
@@ -119,10 +138,18 @@ export class TwsClient extends EventEmitter {
     for (const t of opts.tunnels ?? []) {
       this.addTunnel(t.listen, t.remote, t.name, ` (${t.name})`, { tcp: !t.udp, udp: t.udp, udpOptional: false });
     }
+    if (proxyAt) {
+      const proxy = async (socket: Socket, peer: string): Promise<Carry | undefined> => {
+        const target = await readConnectRequest(socket, this.timeout, opts.logger, peer);
+        return target === undefined ? undefined : { target, reply: CONNECT_REPLY };
+      };
+      this.addTunnel(proxyAt, '*', HTTP_CONNECT, ` (${HTTP_CONNECT})`, { tcp: true, udp: false, udpOptional: false }, proxy);
+    }
   }
 
-  private addTunnel(listen: HostPort, remote: string, name: string, label: string, kind: { tcp: boolean; udp: boolean; udpOptional: boolean }): void {
-    const tunnel: LocalTunnel = { listen, remote, name, label, udpOptional: kind.udpOptional };
+  private addTunnel(listen: HostPort, remote: string, name: string, label: string, kind: { tcp: boolean; udp: boolean; udpOptional: boolean },
+    proxy?: LocalTunnel['proxy']): void {
+    const tunnel: LocalTunnel = { listen, remote, name, label, udpOptional: kind.udpOptional, proxy };
     if (kind.tcp) tunnel.tcp = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onLocal(s, tunnel));
     if (kind.udp) tunnel.udp = new UdpRelay(listen.host, remote, label ? name : '', () => this.pick(), this.opts.logger);
     this.tunnels.push(tunnel);
@@ -215,19 +242,28 @@ export class TwsClient extends EventEmitter {
 
   private onLocal(socket: Socket, tunnel: LocalTunnel): void {
     const peer = formatPeer(socket);
+    if (!tunnel.proxy) return this.carry(socket, peer, tunnel, { target: tunnel.remote });
+    void tunnel.proxy(socket, peer).then((c) => {
+      if (c && !socket.destroyed) this.carry(socket, peer, tunnel, c);
+    });
+  }
+
+  private carry(socket: Socket, peer: string, tunnel: LocalTunnel, carry: Carry): void {
     const session = this.pick();
     if (session) {
-      this.open(session, socket, peer, tunnel);
+      this.open(session, socket, peer, tunnel, carry);
       return;
     }
     const w: Waiting = {
       socket,
       peer,
       tunnel,
+      carry,
       timer: setTimeout(() => {
         this.unwait(w);
         this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${tunnel.label}`);
-        socket.destroy();
+        if (carry.reply) answerLocal(socket, carry.reply.otherwise);
+        else socket.destroy();
       }, this.timeout),
     };
     socket.on('error', () => this.unwait(w));
@@ -250,18 +286,19 @@ export class TwsClient extends EventEmitter {
       clearTimeout(w.timer);
       w.socket.removeAllListeners('error');
       w.socket.removeAllListeners('close');
-      this.open(session, w.socket, w.peer, w.tunnel);
+      this.open(session, w.socket, w.peer, w.tunnel, w.carry);
     }
   }
 
-  private open(session: EngineSession, socket: Socket, peer: string, tunnel: LocalTunnel): void {
-    const id = session.openStream(socket, tunnel.remote, tunnel.label ? tunnel.name : undefined);
+  private open(session: EngineSession, socket: Socket, peer: string, tunnel: LocalTunnel, carry: Carry): void {
+    const id = session.openStream(socket, carry.target, { tunnel: tunnel.label ? tunnel.name : undefined, reply: carry.reply });
     if (id === 0) {
-      // The session said why (out of fds, ids or memory); the local connection has been reset.
-      this.opts.logger.warn(`session#${session.id}: connection from ${peer}${tunnel.label} not carried; reset`);
+      // The session said why (out of fds, ids or memory); the local connection has been reset (or answered).
+      this.opts.logger.warn(`session#${session.id}: connection from ${peer}${tunnel.label} not carried; ${carry.reply ? 'answered' : 'reset'}`);
       return;
     }
-    this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${tunnel.remote}${tunnel.label}`);
+    // A proxy's target came from its local client: capped, and escaped by the sink.
+    this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${peerText(carry.target)}${tunnel.label}`);
     // Still paused (pauseOnConnect): the engine reads it when it has room.
   }
 

@@ -12,7 +12,7 @@ import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../util/proxy-url';
 import { AllowRule, parseAllowRules } from '../policy/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
-import { checkDistinct, parseTunnels, TunnelSpec } from './tunnels';
+import { checkDistinct, parseBindPort, parseTunnels, TunnelSpec } from './tunnels';
 
 export interface CommonConfig {
   listen: HostPort;
@@ -51,6 +51,8 @@ export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   remote?: string;
   /** -L / YAML tunnels (may be empty). */
   tunnels: TunnelSpec[];
+  /** --http-connect: an HTTP CONNECT proxy listener. */
+  httpConnect?: HostPort;
   connections: number;
   retryTimeout: number;
   ca?: string;
@@ -195,6 +197,9 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
       return parseAllowRules(value, where);
     case 'tunnels':
       return parseTunnels(value, where);
+    case 'bindPort':
+      if (typeof value !== 'string' && typeof value !== 'number') return bad('[BIND:]PORT');
+      return parseBindPort(String(value), where);
     case 'proxy':
       // Never echo the value: it may hold the proxy password.
       if (typeof value !== 'string') fail('TWS_ERR_CONFIG', `${where}: expected http://[user:pass@]host:port`);
@@ -208,20 +213,22 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
 }
 
 /**
- * A client needs -l with -r (tws-rust's one tunnel), -L tunnels, or both;
- * no two of them may listen on the same address and protocol.
+ * A client needs -l with -r (tws-rust's one tunnel), -L tunnels, a proxy
+ * listener (--http-connect), or several; no two of them may listen on the
+ * same address and protocol.
  */
 function checkClientTunnels(out: Record<string, unknown>, missing: { name: string; text: string }[]): void {
   const tunnels = (out.tunnels ?? []) as TunnelSpec[];
   out.tunnels = tunnels;
   const listen = out.listen as HostPort | undefined;
   const remote = out.remote as string | undefined;
+  const proxy = out.httpConnect as HostPort | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
-  if (tunnels.length === 0 && gone('listen') >= 0 && gone('remote') >= 0) {
+  if (tunnels.length === 0 && !proxy && gone('listen') >= 0 && gone('remote') >= 0) {
     missing.splice(gone('remote'), 1);
-    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, or -L/--local (config keys "listen" and "remote", or "tunnels")';
+    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, or --http-connect (config keys "listen" and "remote", "tunnels", or "http_connect")';
   }
-  if (tunnels.length > 0) {
+  if (tunnels.length > 0 || proxy) {
     if ((listen === undefined) !== (remote === undefined)) {
       fail('TWS_ERR_CONFIG', `give ${listen ? '-r/--remote (config key "remote")' : '-l/--listen (config key "listen")'} too: -l and -r make one tunnel together`);
     }
@@ -235,6 +242,7 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
     all.unshift({ listen, remote, udp: false, name });
     if (!out.noUdp) all.unshift({ listen, remote, udp: true, name });
   }
+  if (proxy) all.push({ listen: proxy, remote: '*', udp: false, name: '--http-connect' });
   checkDistinct(all);
 }
 

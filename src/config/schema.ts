@@ -23,6 +23,7 @@ export type ValueKind =
   | { type: 'allow' }
   | { type: 'user' }
   | { type: 'tunnels' }
+  | { type: 'bindPort' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -58,6 +59,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'target the server connects each tunnelled connection to, as seen from the server (e.g. 127.0.0.1:22)' },
   { name: 'tunnels', key: 'tunnels', flag: '-L, --local <spec>', repeatable: true, kind: { type: 'tunnels' }, modes: ['client'],
     help: 'a tunnel, [BIND:]PORT:HOST:PORT[/udp] as in ssh -L: BIND:PORT (BIND default 127.0.0.1, [v6] in brackets) is carried to HOST:PORT as the server sees it; /udp for UDP; repeatable, all share the sessions, with or without -l/-r (e.g. -L 2222:db.internal:22 -L 5353:10.0.0.53:53/udp; YAML: a list of such strings, or maps with listen, remote, udp)' },
+  { name: 'httpConnect', key: 'http_connect', flag: '--http-connect <addr>', kind: { type: 'bindPort' }, modes: ['client'],
+    help: 'an HTTP CONNECT proxy on [BIND:]PORT (BIND default 127.0.0.1; loopback only, as the proxy reaches whatever the server reaches): each CONNECT host:port is carried to host:port as the server sees it and answered 200, or 403 (not allowed by the server), 502 (refused, unreachable, name not found), 504 (timed out); other methods get 405; shares the sessions with the tunnels (e.g. --http-connect 8080, then curl --proxy http://127.0.0.1:8080 https://intranet.example/ or https_proxy=http://127.0.0.1:8080 git clone https://git.internal/repo)' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,

@@ -116,3 +116,20 @@ export function checkDistinct(tunnels: readonly TunnelSpec[]): void {
     seen.set(key, t.name);
   }
 }
+
+/**
+ * A proxy listener's address, `[BIND:]PORT` (`8080`, `127.0.0.1:8080`,
+ * `[::1]:8080`; BIND default 127.0.0.1); throws TWS_ERR_CONFIG naming `where`.
+ */
+export function parseBindPort(text: string, where: string): HostPort {
+  const spec = text.trim();
+  const withBind = /^\d+$/.test(spec) ? `${DEFAULT_BIND}:${spec}` : spec;
+  const hp = parseHostPort(withBind, true);
+  if (typeof hp === 'string') fail('TWS_ERR_CONFIG', `${where}: ${hp} in ${JSON.stringify(text)} (expected [BIND:]PORT)`);
+  return hp;
+}
+
+/** A bind address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackBind(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

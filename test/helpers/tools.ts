@@ -15,6 +15,7 @@ import type { Test } from 'tap';
 /** Each tool a test runs, and the Debian package that provides it. */
 const PACKAGES = {
   cmake: 'cmake',
+  curl: 'curl',
   'clang++': 'clang',
   ip: 'iproute2',
   iperf3: 'iperf3',

@@ -52,7 +52,17 @@ t.test('-L alone is enough; with -l/-r both forms are tunnels; -l and -r still g
   t.same(legacy.tunnels, [], 'tws-rust -l/-r alone: no -L tunnels');
   t.throws(() => client({ tunnels: ['2222:db:22'], listen: '127.0.0.1:5000' }), { message: /give -r\/--remote .* too: -l and -r make one tunnel together/ });
   t.throws(() => client({ tunnels: ['2222:db:22'], remote: 'a:1' }), { message: /give -l\/--listen .* too/ });
-  t.throws(() => client({}), { message: /missing required option: -l\/--listen with -r\/--remote, or -L\/--local/ });
+  t.throws(() => client({}), { message: /missing required option: -l\/--listen with -r\/--remote, -L\/--local, or --http-connect/ });
+});
+
+t.test('--http-connect [BIND:]PORT (YAML http_connect) is a client of its own, on its own address', async (t) => {
+  t.same(client({ httpConnect: '8080' }).httpConnect, { host: '127.0.0.1', port: 8080 }, 'BIND defaults to 127.0.0.1');
+  t.same(client({ httpConnect: 8080 }).httpConnect, { host: '127.0.0.1', port: 8080 }, 'a YAML number');
+  t.same(client({ httpConnect: '[::1]:0' }).httpConnect, { host: '::1', port: 0 });
+  t.same(client({ httpConnect: '8080' }).tunnels, [], 'no -L or -l/-r needed');
+  t.throws(() => client({ httpConnect: 'nope' }), { code: 'TWS_ERR_CONFIG', message: /http_connect|--http-connect/ });
+  t.throws(() => client({ httpConnect: '8080', tunnels: ['8080:a:1'] }), { message: /-L 8080:a:1 and --http-connect both listen on tcp 127\.0\.0\.1:8080/ });
+  t.doesNotThrow(() => client({ httpConnect: '8080', tunnels: ['8080:a:1/udp'] }), 'a UDP tunnel on the same port is another socket');
 });
 
 t.test('two tunnels on the same listen address and protocol are an error', async (t) => {
