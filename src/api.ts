@@ -11,7 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { TwsClient, TwsClientOptions } from './client/client';
 import { connectOptions } from './client/connect-options';
-import { checkDistinct, parseTunnelSpec, TunnelSpec } from './config/tunnels';
+import { checkDistinct, parseBindPort, parseTunnelSpec, TunnelSpec } from './config/tunnels';
+import { SocksLogins } from './client/socks/auth';
 import { EngineChoice, selectEngine } from './engine/select';
 import type { Engine, EngineSession } from './engine/types';
 import { serveMetrics } from './metrics/endpoint';
@@ -54,11 +55,15 @@ export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | '
   reloadOnSighup?: boolean;
 };
 
-export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels'> & Common & {
+export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels' | 'socks' | 'socksLogins'> & Common & {
   /** tws-rust's one tunnel, with `remote`; optional when `tunnels` are given. */
   listen?: string | HostPort;
   /** More tunnels: `-L` specs (`2222:db:22`, `5353:ns:53/udp`) or parsed ones. */
   tunnels?: readonly (string | TunnelSpec)[];
+  /** A SOCKS5 listener: `[BIND:]PORT` (`1080`, `127.0.0.1:1080`) or a parsed address. */
+  socks?: string | number | HostPort;
+  /** A file of `user:password` lines the SOCKS listener requires (RFC 1929); needed off loopback. */
+  socksAuth?: string;
   server: string | URL;
   /** wss://: a file of PEM certificates to trust besides the system roots (ignored when `connect` is given). */
   ca?: string;
@@ -100,6 +105,13 @@ function address(value: string | HostPort, what: string): HostPort {
   if (typeof value !== 'string') return value;
   const parsed = parseHostPort(value, true);
   if (typeof parsed === 'string') fail('TWS_ERR_CONFIG', `${what}: ${parsed}`);
+  return parsed;
+}
+
+function bindPort(value: string | number | HostPort): HostPort {
+  if (typeof value === 'object') return value;
+  const parsed = parseBindPort(String(value));
+  if (typeof parsed === 'string') fail('TWS_ERR_CONFIG', `socks: ${parsed}`);
   return parsed;
 }
 
@@ -204,7 +216,9 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   const tunnels = (o.tunnels ?? []).map((x) => (typeof x === 'string' ? parseTunnelSpec(x, 'tunnels') : x));
   checkDistinct(tunnels);
   const listen = o.listen === undefined ? undefined : address(o.listen, 'listen');
-  const client = new TwsClient({ ...o, listen, tunnels, server: url, engine, logger, connect });
+  const socks = o.socks === undefined ? undefined : bindPort(o.socks);
+  const socksLogins = o.socksAuth === undefined ? undefined : SocksLogins.fromFile(o.socksAuth);
+  const client = new TwsClient({ ...o, listen, tunnels, socks, socksLogins, server: url, engine, logger, connect });
   const metricsServer = await startMetrics(o, 'client', engine, logger, () => engine.stats().datagramsDropped, (m) => {
     client.on('session', (s: EngineSession, slot: number) => m.track(s, slot));
     client.on('connect-failed', () => m.connectFailed());

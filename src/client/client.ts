@@ -7,13 +7,15 @@
 import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
 import type { TunnelSpec } from '../config/tunnels';
-import type { Engine, EngineSession } from '../engine/types';
+import type { Engine, EngineSession, StreamReply } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import type { Logger } from '../util/log';
+import { Logger, peerText } from '../util/log';
 import type { ConnectOptions } from './connect-options';
 import { SessionSlot } from './session-slot';
+import type { SocksLogins } from './socks/auth';
+import { isLoopbackHost, SocksListener } from './socks/listener';
 import { UdpRelay } from './udp-relay';
 
 export interface TwsClientOptions {
@@ -22,8 +24,12 @@ export interface TwsClientOptions {
   server: URL;
   /** Target the server connects `listen`'s connections to, `host:port`. */
   remote?: string;
-  /** More tunnels (-L), each TCP or UDP; at least one tunnel in all. */
+  /** More tunnels (-L), each TCP or UDP; at least one tunnel or `socks` in all. */
   tunnels?: readonly TunnelSpec[];
+  /** A SOCKS5 listener (-D): CONNECT and UDP ASSOCIATE to any target the server allows. */
+  socks?: HostPort;
+  /** RFC 1929 logins the SOCKS listener requires; without them it must listen on loopback. */
+  socksLogins?: SocksLogins;
   passwd: string;
   /** Sessions to keep open; default 2. */
   connections?: number;
@@ -57,15 +63,25 @@ interface LocalTunnel {
   label: string;
   tcp?: Server;
   udp?: UdpRelay;
+  socks?: SocksListener;
   /** A UDP side that cannot bind is a warning (-l/-r), not an error (-L /udp). */
   udpOptional: boolean;
 }
 
-interface Waiting {
+/** A local connection to carry: where to, how logs name its tunnel, what the engine answers it with. */
+interface Carried {
   socket: Socket;
-  timer: NodeJS.Timeout;
   peer: string;
-  tunnel: LocalTunnel;
+  remote: string;
+  /** ` (-L …)` / ` (socks)` for log lines, or empty. */
+  label: string;
+  /** The tunnel's name for the engine's stream lines, or undefined (-l/-r). */
+  tunnel?: string;
+  reply?: StreamReply;
+}
+
+interface Waiting extends Carried {
+  timer: NodeJS.Timeout;
 }
 
 export class TwsClient extends EventEmitter {
@@ -80,8 +96,12 @@ export class TwsClient extends EventEmitter {
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
-    if (!(opts.listen && opts.remote) && !opts.tunnels?.length) {
-      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, or tunnels');
+    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.socks) {
+      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, or socks');
+    }
+    if (opts.socks && !opts.socksLogins && !isLoopbackHost(opts.socks.host)) {
+      throw new TwsError('TWS_ERR_CONFIG',
+        `a SOCKS listener on ${formatHostPort(opts.socks.host, opts.socks.port)} would be open to the network: give it logins (--socks-auth FILE) or bind it to loopback`);
     }
     this.timeout = opts.timeout ?? 5000;
     const n = opts.connections ?? 2;
@@ -118,6 +138,17 @@ export class TwsClient extends EventEmitter {
     }
     for (const t of opts.tunnels ?? []) {
       this.addTunnel(t.listen, t.remote, t.name, ` (${t.name})`, { tcp: !t.udp, udp: t.udp, udpOptional: false });
+    }
+    if (opts.socks) {
+      const socks = new SocksListener({
+        logins: opts.socksLogins,
+        timeout: this.timeout,
+        udpTimeout: opts.udpTimeout ?? 60000,
+        logger: opts.logger,
+        carry: (socket, peer, remote, reply) => this.carry({ socket, peer, remote, label: ' (socks)', tunnel: 'socks', reply }),
+        pick: () => this.pick(),
+      });
+      this.tunnels.push({ listen: opts.socks, remote: 'SOCKS5', name: 'socks', label: ' (socks)', tcp: socks.server, socks, udpOptional: false });
     }
   }
 
@@ -196,6 +227,7 @@ export class TwsClient extends EventEmitter {
       const tcp = t.tcp;
       if (tcp?.listening) closing.push(new Promise<void>((resolve) => tcp.close(() => resolve())));
       t.udp?.close();
+      t.socks?.close();
     }
     return Promise.all(closing).then(() => undefined);
   }
@@ -214,26 +246,30 @@ export class TwsClient extends EventEmitter {
   }
 
   private onLocal(socket: Socket, tunnel: LocalTunnel): void {
-    const peer = formatPeer(socket);
+    this.carry({ socket, peer: formatPeer(socket), remote: tunnel.remote, label: tunnel.label, tunnel: tunnel.label ? tunnel.name : undefined });
+  }
+
+  /** Opens a stream for `c` on the least-loaded session, or waits up to `timeout` for one. */
+  private carry(c: Carried): void {
     const session = this.pick();
     if (session) {
-      this.open(session, socket, peer, tunnel);
+      this.open(session, c);
       return;
     }
+    const { socket, peer, label } = c;
     const w: Waiting = {
-      socket,
-      peer,
-      tunnel,
+      ...c,
       timer: setTimeout(() => {
         this.unwait(w);
-        this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${tunnel.label}`);
-        socket.destroy();
+        this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${label}`);
+        if (c.reply) socket.end(c.reply.otherwise);
+        else socket.destroy();
       }, this.timeout),
     };
     socket.on('error', () => this.unwait(w));
     socket.on('close', () => this.unwait(w));
     this.waiting.push(w);
-    this.opts.logger.debug(`connection from ${peer}${tunnel.label} waits for a session`);
+    this.opts.logger.debug(`connection from ${peer}${label} waits for a session`);
   }
 
   private unwait(w: Waiting): void {
@@ -250,18 +286,20 @@ export class TwsClient extends EventEmitter {
       clearTimeout(w.timer);
       w.socket.removeAllListeners('error');
       w.socket.removeAllListeners('close');
-      this.open(session, w.socket, w.peer, w.tunnel);
+      this.open(session, w);
     }
   }
 
-  private open(session: EngineSession, socket: Socket, peer: string, tunnel: LocalTunnel): void {
-    const id = session.openStream(socket, tunnel.remote, tunnel.label ? tunnel.name : undefined);
+  private open(session: EngineSession, c: Carried): void {
+    // TODO(reply): the engine writes c.reply once the server answered (branch reply); until then, optimistically.
+    if (c.reply) c.socket.write(c.reply.ok);
+    const id = session.openStream(c.socket, c.remote, c.tunnel);
     if (id === 0) {
       // The session said why (out of fds, ids or memory); the local connection has been reset.
-      this.opts.logger.warn(`session#${session.id}: connection from ${peer}${tunnel.label} not carried; reset`);
+      this.opts.logger.warn(`session#${session.id}: connection from ${c.peer}${c.label} not carried; reset`);
       return;
     }
-    this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${tunnel.remote}${tunnel.label}`);
+    this.opts.logger.info(`session#${session.id} stream#${id} open from ${c.peer} → ${peerText(c.remote)}${c.label}`);
     // Still paused (pauseOnConnect): the engine reads it when it has room.
   }
 

@@ -12,7 +12,7 @@ import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../util/proxy-url';
 import { AllowRule, parseAllowRules } from '../policy/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
-import { checkDistinct, parseTunnels, TunnelSpec } from './tunnels';
+import { checkDistinct, parseBindPort, parseTunnels, TunnelSpec } from './tunnels';
 
 export interface CommonConfig {
   listen: HostPort;
@@ -51,6 +51,10 @@ export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   remote?: string;
   /** -L / YAML tunnels (may be empty). */
   tunnels: TunnelSpec[];
+  /** -D / YAML socks: the SOCKS5 listener. */
+  socks?: HostPort;
+  /** --socks-auth / YAML socks_auth: the file of its logins. */
+  socksAuth?: string;
   connections: number;
   retryTimeout: number;
   ca?: string;
@@ -186,6 +190,11 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
       if (!/^[A-Za-z0-9_.:[\]-]{1,255}$/.test(text)) bad('a host name');
       return text;
     }
+    case 'bindPort': {
+      const hp = typeof value === 'string' || typeof value === 'number' ? parseBindPort(String(value)) : 'expected [BIND:]PORT';
+      if (typeof hp === 'string') fail('TWS_ERR_CONFIG', `${where}: ${hp} in ${JSON.stringify(value)}`);
+      return hp;
+    }
     case 'headers':
       return parseHeaders(value, where);
     case 'user':
@@ -216,12 +225,13 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
   out.tunnels = tunnels;
   const listen = out.listen as HostPort | undefined;
   const remote = out.remote as string | undefined;
+  const socks = out.socks as HostPort | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
-  if (tunnels.length === 0 && gone('listen') >= 0 && gone('remote') >= 0) {
+  if (tunnels.length === 0 && !socks && gone('listen') >= 0 && gone('remote') >= 0) {
     missing.splice(gone('remote'), 1);
-    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, or -L/--local (config keys "listen" and "remote", or "tunnels")';
+    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, or -L/--local, or -D/--socks (config keys "listen" and "remote", or "tunnels", or "socks")';
   }
-  if (tunnels.length > 0) {
+  if (tunnels.length > 0 || socks) {
     if ((listen === undefined) !== (remote === undefined)) {
       fail('TWS_ERR_CONFIG', `give ${listen ? '-r/--remote (config key "remote")' : '-l/--listen (config key "listen")'} too: -l and -r make one tunnel together`);
     }
@@ -235,6 +245,8 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
     all.unshift({ listen, remote, udp: false, name });
     if (!out.noUdp) all.unshift({ listen, remote, udp: true, name });
   }
+  if (socks) all.push({ listen: socks, remote: 'SOCKS5', udp: false, name: 'socks' });
+  if (out.socksAuth !== undefined && !socks) fail('TWS_ERR_CONFIG', 'socks_auth (--socks-auth) is for the SOCKS listener: give -D/--socks (config key "socks") too');
   checkDistinct(all);
 }
 

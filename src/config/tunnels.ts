@@ -74,6 +74,12 @@ export function parseTunnelSpec(text: string, where: string): TunnelSpec {
   return build(`${bindText}:${port}`, `${host}:${hostPort}`, udp, shown, where);
 }
 
+/** `[BIND:]PORT` (BIND default 127.0.0.1, `[v6]` in brackets), as -D/--socks takes it; an error message instead of throwing. */
+export function parseBindPort(text: string): HostPort | string {
+  const t = text.trim();
+  return parseHostPort(/^\d+$/.test(t) ? `${DEFAULT_BIND}:${t}` : t, true);
+}
+
 const MAP_KEYS = new Set(['listen', 'remote', 'udp']);
 
 /** One YAML `tunnels:` entry: a spec string or `{ listen: "[BIND:]PORT", remote: HOST:PORT, udp?: bool }`. */
