@@ -76,13 +76,6 @@ export interface DatagramPort {
   onDatagram?: (payload: Buffer) => void;
 }
 
-/** Bytes the engine writes to a stream's local socket once the peer answered its OPEN (a SOCKS or HTTP CONNECT reply). */
-export interface StreamReply {
-  ok: Buffer;          // written by the engine to the local socket on OPEN_OK, before any payload
-  refused: readonly { code: number; reasonIncludes?: string; bytes: Buffer }[];  // on RESET before OPEN_OK: first match (code, and reason contains reasonIncludes) → bytes written, then FIN
-  otherwise: Buffer;   // no rule matched, or the session ended before the answer
-}
-
 /** A stream the peer wants opened; the control plane answers with accept or reject exactly once. */
 export interface OpenRequest {
   readonly stream: number;

@@ -77,9 +77,12 @@ export class SocksListener {
       this.negotiating.delete(socket);
       socket.off('data', onData);
       socket.off('close', done);
+      socket.off('end', onError);
     };
+    // An error, or the client's FIN before its request was answered (it can send nothing more), ends it.
     const onError = (): void => { socket.destroy(); };
     socket.on('error', onError);
+    socket.on('end', onError);
     socket.on('close', done);
     /** Answers `bytes` (if any) and closes; reads on but keeps nothing until the peer closes or the timer does. */
     const refuse = (why: string, bytes?: Buffer): void => {
@@ -178,6 +181,8 @@ export class SocksListener {
     this.associations.add(assoc);
     // The control connection carries nothing more; what the client sends on it is read and dropped.
     socket.on('data', () => undefined);
+    // allowHalfOpen: the client's FIN ends the association too, not only a close.
+    socket.on('end', () => assoc.end());
     socket.on('close', () => assoc.end());
     try {
       const addr = await assoc.bind();

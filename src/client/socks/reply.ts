@@ -22,9 +22,10 @@ export const CONNECT_REPLY: StreamReply = {
     refused(ResetCode.CONNECT_FAILED, Reply.CONNECTION_REFUSED, 'ECONNREFUSED'),
     refused(ResetCode.CONNECT_FAILED, Reply.HOST_UNREACHABLE, 'EHOSTUNREACH'),
     refused(ResetCode.CONNECT_FAILED, Reply.NETWORK_UNREACHABLE, 'ENETUNREACH'),
-    // A name that does not resolve: ENOTFOUND, EAI_AGAIN, EAI_FAIL, ... all say "resolve failed".
+    // A name that does not resolve: "resolve failed: …" (with an allow-list), "connect failed: ENOTFOUND / EAI_AGAIN …" (without).
     refused(ResetCode.CONNECT_FAILED, Reply.HOST_UNREACHABLE, 'resolve failed'),
     refused(ResetCode.CONNECT_FAILED, Reply.HOST_UNREACHABLE, 'ENOTFOUND'),
+    refused(ResetCode.CONNECT_FAILED, Reply.HOST_UNREACHABLE, 'EAI_'),
     refused(ResetCode.TIMEOUT, Reply.TTL_EXPIRED),
   ],
   otherwise: encodeReply(Reply.GENERAL_FAILURE),
