@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/mux.h"
 #include "core/tws2.h"
 #include "core/ws_frame.h"
 #include "io/engine.h"
@@ -26,7 +27,7 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 2;
+constexpr uint32_t kAbiVersion = 3;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -110,6 +111,53 @@ std::string bytes_of(const Napi::Value& v) {
   if (!v.IsBuffer()) return {};
   auto b = v.As<Napi::Buffer<char>>();
   return std::string(b.Data(), b.Length());
+}
+
+// A bounded buffer of a reply (Reply::kMaxBytes), or false.
+bool reply_bytes(const Napi::Value& v, std::string* out) {
+  if (!v.IsBuffer() || v.As<Napi::Buffer<char>>().Length() > tws::mux::Reply::kMaxBytes) return false;
+  *out = bytes_of(v);
+  return true;
+}
+
+// openStream's reply, { ok, refused: [{ code, reasonIncludes?, bytes }], otherwise }
+// (src/engine/reply.ts checks it first): null when absent; a bad one throws
+// a TypeError here, on the JavaScript thread, and never reaches the I/O thread.
+std::unique_ptr<const tws::mux::Reply> reply_of(Napi::Env env, const Napi::Value& v, bool* ok) {
+  *ok = true;
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  auto bad = [&]() -> std::unique_ptr<const tws::mux::Reply> {
+    Napi::TypeError::New(env, "openStream: bad reply (ok/otherwise/rule bytes at most 512 bytes, at most 16 rules)")
+        .ThrowAsJavaScriptException();
+    *ok = false;
+    return nullptr;
+  };
+  if (!v.IsObject()) return bad();
+  Napi::Object o = v.As<Napi::Object>();
+  auto r = std::make_unique<tws::mux::Reply>();
+  if (!reply_bytes(o.Get("ok"), &r->ok) || !reply_bytes(o.Get("otherwise"), &r->otherwise)) return bad();
+  Napi::Value rules = o.Get("refused");
+  if (!rules.IsArray() || rules.As<Napi::Array>().Length() > tws::mux::Reply::kMaxRules) return bad();
+  Napi::Array list = rules.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) return bad();
+    Napi::Object rule = item.As<Napi::Object>();
+    tws::mux::Reply::Rule rr;
+    Napi::Value code = rule.Get("code");
+    Napi::Value includes = rule.Get("reasonIncludes");
+    if (!code.IsNumber() || !reply_bytes(rule.Get("bytes"), &rr.bytes)) return bad();
+    const double c = code.As<Napi::Number>().DoubleValue();
+    if (!(c >= 0 && c <= 65535)) return bad();
+    rr.code = static_cast<uint16_t>(c);
+    if (!includes.IsUndefined()) {
+      if (!includes.IsString()) return bad();
+      rr.reason_includes = includes.As<Napi::String>().Utf8Value();
+      if (rr.reason_includes.size() > tws::tws2::kMaxReason) return bad();
+    }
+    r->refused.push_back(std::move(rr));
+  }
+  return r;
 }
 
 // new NativeEngine(onEvents: (events: object[]) => void, { busyPollUs }?)
@@ -312,12 +360,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
-    // openStream(session, stream, fd, target, initial)
+    // openStream(session, stream, fd, target, initial, reply?)
+    bool ok;
+    std::unique_ptr<const tws::mux::Reply> reply = reply_of(info.Env(), info[5], &ok);
+    if (!ok) return info.Env().Undefined();
     int err;
     tws::UniqueFd fd = dup_fd(info[2], &err);
     if (!fd) return Napi::Number::New(info.Env(), err);
     engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd),
-                         info[3].ToString().Utf8Value(), bytes_of(info[4]));
+                         info[3].ToString().Utf8Value(), bytes_of(info[4]), std::move(reply));
     return Napi::Number::New(info.Env(), 0);
   }
 

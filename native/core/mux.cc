@@ -114,7 +114,12 @@ void Mux::on_open_ok(Stream& s, uint32_t window) {
   s.state = Stream::State::kOpen;
   s.send_credit = static_cast<int64_t>(window) - static_cast<int64_t>(s.bytes_out);
   s.epoch_start = now_;
-  if (!s.udp) return make_ready(s);
+  if (!s.udp) {
+    // The listener's "accepted" goes to the local client before any of the peer's bytes.
+    if (s.reply) s.local_first = s.reply->ok;
+    flush_local(s);
+    return make_ready(s);
+  }
   // Datagrams held while the stream was opening go out now.
   for (Buf& b : s.pending) {
     s.bytes_out += b.size();
@@ -142,6 +147,7 @@ void Mux::on_reset(Stream& s, uint16_t code, const uint8_t* reason, size_t n) {
   if (why.empty() || why == name) how += name;
   else if (why.rfind(name + ": ", 0) == 0) how += why;
   else how += name + " (" + why + ")";
+  if (s.state == Stream::State::kOpening && s.reply) s.answer = &s.reply->pick(code, why);
   finish(s, how, true);
 }
 
@@ -172,7 +178,8 @@ const char* Mux::cannot_open(uint32_t sid, bool udp) const {
   return nullptr;
 }
 
-Stream& Mux::open(uint32_t sid, std::string target, bool udp, PortPtr port, std::string initial) {
+Stream& Mux::open(uint32_t sid, std::string target, bool udp, PortPtr port, std::string initial,
+                  std::unique_ptr<const Reply> reply) {
   auto fresh = std::make_unique<Stream>(sid, std::move(target), Stream::State::kOpening, tws2::kEarlyDataLimit,
                                         udp ? o_.initial_window : credit_.fresh_window());
   fresh->udp = udp;  // before add_stream: a udp stream holds no credit
@@ -182,6 +189,7 @@ Stream& Mux::open(uint32_t sid, std::string target, bool udp, PortPtr port, std:
   send_open(*s);
   if (!udp) {
     s->initial = std::move(initial);
+    s->reply = std::move(reply);
     connected(*s);
     make_ready(*s);
   }
@@ -352,6 +360,11 @@ void Mux::finish(Stream& s, const std::string& how, bool abortive) {
   s.done = true;
   s.ready_hook.unlink();  // nothing may point at it once it is retired
   if (!s.udp) credit_.add(-static_cast<int64_t>(s.recv_granted - s.bytes_in));
+  // An opened stream that ends unanswered tells its local client why (Reply), and closes with a FIN.
+  if (s.reply && s.state == Stream::State::kOpening && s.port) {
+    answer_refusal(s, s.answer ? *s.answer : s.reply->otherwise);
+    abortive = false;
+  }
   local_.local_close(s, abortive);
   emit_closed(s.id, s.bytes_in, s.bytes_out, how);
   remember_closed(s.id);

@@ -20,6 +20,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "buffers.h"
 #include "credit.h"
@@ -47,6 +48,34 @@ struct PortFree {
   void operator()(Port* p) const { p->free_fn(p); }
 };
 using PortPtr = std::unique_ptr<Port, PortFree>;
+
+// What the engine itself answers on an opened stream's local socket, for a
+// proxy listener (HTTP CONNECT, SOCKS5) whose client waits for the verdict:
+// `ok` when the peer accepts (before any of its bytes); on a RESET before
+// OPEN_OK the first rule whose code matches (and whose `reason_includes`, if
+// not empty, occurs in the reason), else `otherwise` (also when the stream
+// ends any other way before OPEN_OK: the session lost, closed, drained),
+// then a FIN. JavaScript bounds the sizes (kMaxReplyBytes, kMaxReplyRules).
+struct Reply {
+  static constexpr size_t kMaxBytes = 512;
+  static constexpr size_t kMaxRules = 16;
+  struct Rule {
+    uint16_t code = 0;
+    std::string reason_includes;
+    std::string bytes;
+  };
+  std::string ok;
+  std::vector<Rule> refused;
+  std::string otherwise;
+
+  // The bytes for a RESET with `code` and `reason`.
+  const std::string& pick(uint16_t code, const std::string& reason) const {
+    for (const Rule& r : refused) {
+      if (r.code == code && (r.reason_includes.empty() || reason.find(r.reason_includes) != std::string::npos)) return r.bytes;
+    }
+    return otherwise;
+  }
+};
 
 // One TWS2 stream: the flow-control state of both directions.
 struct Stream {
@@ -83,6 +112,12 @@ struct Stream {
   size_t pending_bytes = 0;
   // Bytes JavaScript read from the local socket before the handoff: sent first.
   std::string initial;
+  // An opened stream's answer to its local socket (see Reply), if it has one;
+  // `answer` the bytes a RESET picked, `local_first` the ok bytes not yet
+  // written (they go before the peer's, and count for no credit).
+  std::unique_ptr<const Reply> reply;
+  const std::string* answer = nullptr;
+  std::string local_first;
   uint64_t bytes_in = 0;   // written locally (tcp) / received (udp)
   uint64_t bytes_out = 0;  // sent to the peer
 
@@ -167,8 +202,10 @@ class Mux {
   // Why a stream cannot be opened now, or nullptr.
   const char* cannot_open(uint32_t sid, bool udp) const;
   // Opens a stream to `target` (checked with cannot_open first); its local
-  // socket is `port` (null for udp); `initial` goes out first.
-  Stream& open(uint32_t sid, std::string target, bool udp, PortPtr port, std::string initial);
+  // socket is `port` (null for udp); `initial` goes out first; `reply` (tcp
+  // only, may be null) is what the engine answers the local socket with.
+  Stream& open(uint32_t sid, std::string target, bool udp, PortPtr port, std::string initial,
+               std::unique_ptr<const Reply> reply = nullptr);
   // The stream the peer asked for, while JavaScript decides on it (null
   // when there is none, or it is decided).
   Stream* find_accepting(uint32_t sid);
@@ -229,6 +266,8 @@ class Mux {
 
   void hold_datagram(Stream& s, const uint8_t* p, size_t n);
   void flush_local(Stream& s);
+  // Writes the stream's answer for a refusal, half-closes, and discards what the local side sent.
+  void answer_refusal(Stream& s, const std::string& bytes);
   void maybe_shutdown(Stream& s);
   void check_done(Stream& s);
   void make_ready(Stream& s);

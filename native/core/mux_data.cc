@@ -23,7 +23,7 @@ void Mux::on_data(uint32_t sid, uint8_t* p, size_t n) {
   last_data_ = now_;
   s->last_active = now_;
   if (flow::starved(s->recv_granted, s->recvd, s->recv_window)) s->starved = true;
-  if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->writable) {
+  if (s->state == Stream::State::kAccepting || !s->pending.empty() || !s->local_first.empty() || !s->writable) {
     gather(s->pending, p, n);
     s->pending_bytes += n;
     if (s->state == Stream::State::kOpen) flush_local(*s);
@@ -39,9 +39,17 @@ void Mux::on_data(uint32_t sid, uint8_t* p, size_t n) {
   if (w > 0) consumed(*s, static_cast<size_t>(w));
 }
 
-// Writes what the peer sent to the local socket until it would block.
+// Writes what the peer sent to the local socket until it would block (the
+// reply's ok bytes first: they are no payload, and return no credit).
 void Mux::flush_local(Stream& s) {
   if (s.state != Stream::State::kOpen || s.done) return;
+  while (!s.local_first.empty() && s.writable) {
+    const ssize_t w = local_.local_write(s, reinterpret_cast<const uint8_t*>(s.local_first.data()), s.local_first.size());
+    if (w < 0) return local_error(s, static_cast<int>(-w));
+    if (w == 0) s.writable = false;
+    s.local_first.erase(0, static_cast<size_t>(w));
+  }
+  if (!s.local_first.empty()) return;
   while (!s.pending.empty() && s.writable) {
     Buf& b = s.pending.front();
     const ssize_t w = local_.local_write(s, b.data.get() + b.off, b.size());
@@ -58,8 +66,22 @@ void Mux::flush_local(Stream& s) {
   if (s.pending.empty()) maybe_shutdown(s);
 }
 
+// Nothing was ever written to an opening stream's socket, so its few bytes
+// (Reply::kMaxBytes) fit the empty send buffer: one write, no waiting. What
+// the local client sent and nobody will read would turn the close into a RST
+// (which can drop the answer): it is read away, within bounds.
+void Mux::answer_refusal(Stream& s, const std::string& bytes) {
+  if (!bytes.empty() && local_.local_write(s, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) < 0) return;
+  local_.local_shutdown(s);
+  uint8_t sink[4096];
+  for (int i = 0; i < 64; i++) {
+    const LocalRead r = local_.local_read(s, sink, sizeof sink);
+    if (r.kind != LocalRead::kBytes && r.kind != LocalRead::kInterrupted) break;
+  }
+}
+
 void Mux::maybe_shutdown(Stream& s) {
-  if (!s.fin_recv || s.shut_wr || !s.pending.empty() || s.state != Stream::State::kOpen) return;
+  if (!s.fin_recv || s.shut_wr || !s.pending.empty() || !s.local_first.empty() || s.state != Stream::State::kOpen) return;
   local_.local_shutdown(s);
   s.shut_wr = true;
   check_done(s);

@@ -95,7 +95,14 @@ struct Run {
         }
         auto l = local(b);
         locals[sid] = l;
-        h.mux.open(sid, "t:1", false, MuxHarness::port(l), b % 2 ? "hello" : "");
+        std::unique_ptr<tws::mux::Reply> reply;
+        if (b % 3 == 0) {  // some streams answer their local socket themselves (a proxy listener's)
+          reply = std::make_unique<tws::mux::Reply>();
+          reply->ok = "ok";
+          reply->refused.push_back({static_cast<uint16_t>(b % 4), b % 2 ? "E" : "", "no"});
+          reply->otherwise = "otherwise";
+        }
+        h.mux.open(sid, "t:1", false, MuxHarness::port(l), b % 2 ? "hello" : "", std::move(reply));
         return;
       }
       case 11:

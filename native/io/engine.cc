@@ -2,6 +2,7 @@
 // which finds the session (or front) it is for and carries it out there.
 #include "engine.h"
 
+#include "local_sockets.h"
 #include "loop.h"
 #include "tls_front.h"
 #include "ws_session.h"
@@ -83,12 +84,16 @@ void Engine::upgraded(uint32_t session) {
   post_to_session(loop_.get(), session, [](WsSession& s) { s.upgraded(); });
 }
 
-void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial) {
+void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial,
+                         std::unique_ptr<const mux::Reply> reply) {
   Loop* loop = loop_.get();
-  loop->post([loop, session, stream, fd = std::move(fd), target = std::move(target), initial = std::move(initial)]() mutable {
-    if (WsSession* s = loop->find_session(session)) return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial));
+  loop->post([loop, session, stream, fd = std::move(fd), target = std::move(target), initial = std::move(initial),
+              reply = std::move(reply)]() mutable {
+    if (WsSession* s = loop->find_session(session)) {
+      return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial), std::move(reply));
+    }
     // JavaScript counts on a closed event for every stream it opened.
-    fd.reset_abortive();
+    refuse_unopened(std::move(fd), reply.get());
     loop->events().emit(stream_closed(session, stream, "session closed"));
   });
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../core/event.h"
+#include "../core/mux.h"
 #include "../core/session_options.h"
 #include "fd.h"
 
@@ -62,7 +63,9 @@ class Engine {
   // it), head what it read past the request, preamble the 101.
   void front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire);
   void adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options);
-  void open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial);
+  // `reply` (may be null): what the engine answers the local socket with (mux::Reply).
+  void open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial,
+                   std::unique_ptr<const mux::Reply> reply = nullptr);
   void accept_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string initial);
   // Connects the target itself (`address`: an IP literal, already approved),
   // then accepts the stream; RESET 2 or 3 (after timeout_ms) when it cannot.

@@ -1,10 +1,22 @@
 #include "local_sockets.h"
 
+#include <sys/socket.h>
+
 #include "dialer.h"
 #include "loop.h"
 #include "sockets.h"
 
 namespace tws {
+
+void refuse_unopened(UniqueFd fd, const mux::Reply* reply) {
+  if (!reply) return fd.reset_abortive();
+  // As Mux::answer_refusal: the few bytes fit the empty send buffer; unread bytes are read away so the close is a FIN.
+  (void)::send(fd.get(), reply->otherwise.data(), reply->otherwise.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(fd.get(), SHUT_WR);
+  char sink[4096];
+  for (int i = 0; i < 64 && ::recv(fd.get(), sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+  }
+}
 
 mux::PortPtr LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
   set_nodelay_nonblock(fd.get());

@@ -18,6 +18,10 @@ namespace tws {
 class Loop;
 class WsSession;
 
+// A local socket whose stream could not be opened (no session, or it is
+// closing): with a reply, its `otherwise` bytes and a FIN; without, a RST.
+void refuse_unopened(UniqueFd fd, const mux::Reply* reply);
+
 class LocalSockets final : public mux::LocalIo {
  public:
   LocalSockets(Loop& loop, WsSession& session) : loop_(loop), session_(session) {}

@@ -341,6 +341,101 @@ void test_overlong_target_refused() {
   h.turn();
 }
 
+// A proxy listener's answers (mux::Reply), as the client opens streams with one.
+std::unique_ptr<const tws::mux::Reply> proxy_reply() {
+  auto r = std::make_unique<tws::mux::Reply>();
+  r->ok = "OK\n";
+  r->refused.push_back({2, "ECONNREFUSED", "REFUSED\n"});
+  r->refused.push_back({2, "", "CONNECT FAILED\n"});
+  r->refused.push_back({1, "", "DENIED\n"});
+  r->otherwise = "OTHERWISE\n";
+  return r;
+}
+
+void test_reply_ok_before_payload() {
+  SessionOptions o;  // the client
+  MuxHarness h(o);
+  auto l = std::make_shared<Local>();
+  l->to_send = "early";
+  h.mux.open(1, "t:1", false, MuxHarness::port(l), "", proxy_reply());
+  h.turn();
+  CHECK(l->received.empty(), "nothing is answered before the peer decides");
+  h.frame(tws2::kOpenOk, 1, MuxHarness::u32(65536));
+  h.frame(tws2::kData, 1, "payload");
+  h.turn();
+  CHECK(l->received == "OK\npayload", "the ok bytes come first, then the peer's: " + l->received);
+  CHECK(h.mux.find(1) && h.mux.find(1)->bytes_in == 7, "only the peer's bytes count as received");
+  h.frame(tws2::kFin, 1, "");
+  l->eof = true;
+  h.mux.local_readable(*h.mux.find(1));
+  h.turn();
+  CHECK(h.last(Event::kStreamClosed, 1) && h.last(Event::kStreamClosed, 1)->text == "fin", "the stream ends as any other");
+  CHECK(h.credit.load() == 0, "the ok bytes took no credit");
+}
+
+void test_reply_ok_waits_for_a_slow_local_socket() {
+  SessionOptions o;
+  MuxHarness h(o);
+  auto l = std::make_shared<Local>();
+  l->write_room = 2;
+  h.mux.open(1, "t:1", false, MuxHarness::port(l), "", proxy_reply());
+  h.frame(tws2::kOpenOk, 1, MuxHarness::u32(65536));
+  h.frame(tws2::kData, 1, "data");
+  CHECK(l->received == "OK", "a short write takes what fits: " + l->received);
+  l->write_room = SIZE_MAX;
+  h.mux.local_writable(*h.mux.find(1));
+  CHECK(l->received == "OK\ndata", "the rest of the ok bytes, then the payload: " + l->received);
+}
+
+void test_reply_refusal_rules() {
+  struct Case {
+    uint16_t code;
+    const char* reason;
+    const char* answer;
+  } cases[] = {
+      {2, "connect failed: ECONNREFUSED", "REFUSED\n"},
+      {2, "connect failed: EHOSTUNREACH", "CONNECT FAILED\n"},
+      {1, "target not allowed", "DENIED\n"},
+      {3, "connect timed out after 10 ms", "OTHERWISE\n"},
+  };
+  for (const Case& c : cases) {
+    SessionOptions o;
+    MuxHarness h(o);
+    auto l = std::make_shared<Local>();
+    l->to_send = std::string(200000, 'x');  // more than early data may carry: unread when the RESET comes
+    h.mux.open(1, "t:1", false, MuxHarness::port(l), "", proxy_reply());
+    h.turn();
+    h.frame(tws2::kReset, 1, MuxHarness::coded(c.code, c.reason));
+    h.turn();
+    CHECK(l->received == c.answer, std::string("RESET ") + c.reason + " is answered " + c.answer + ", got " + l->received);
+    CHECK(l->shut && l->closed && !l->abortive, "then a FIN, not a RST");
+    CHECK(l->to_send.empty(), "what the local side sent is read away, so the close stays a FIN");
+    CHECK(h.count(Event::kStreamClosed, 1) == 1, "the stream ends once");
+  }
+}
+
+void test_reply_when_the_session_ends() {
+  SessionOptions o;
+  MuxHarness h(o);
+  auto opening = std::make_shared<Local>();
+  auto open = std::make_shared<Local>();
+  auto plain = std::make_shared<Local>();
+  h.mux.open(1, "t:1", false, MuxHarness::port(opening), "", proxy_reply());
+  h.mux.open(3, "t:1", false, MuxHarness::port(open), "", proxy_reply());
+  h.mux.open(5, "t:1", false, MuxHarness::port(plain), "");
+  h.frame(tws2::kOpenOk, 3, MuxHarness::u32(65536));
+  h.turn();
+  h.mux.reset_all("session lost");
+  h.turn();
+  CHECK(opening->received == "OTHERWISE\n" && opening->closed && !opening->abortive, "an opening stream gets `otherwise` and a FIN");
+  CHECK(open->received == "OK\n" && open->abortive, "an open one was answered already: a RST, as without a reply");
+  CHECK(plain->received.empty() && plain->abortive, "a stream without a reply: a RST, as before");
+  auto local = std::make_shared<Local>();
+  h.mux.open(7, "t:1", false, MuxHarness::port(local), "", proxy_reply());
+  h.frame(tws2::kReset, 7, MuxHarness::coded(2, "connect failed: ECONNREFUSED"));
+  CHECK(local->received == "REFUSED\n", "a stream opened later is answered by its own RESET");
+}
+
 }  // namespace
 
 int main() {
@@ -358,5 +453,9 @@ int main() {
   test_window_grows_for_a_starved_peer();
   test_budget_refuses_new_streams();
   test_overlong_target_refused();
+  test_reply_ok_before_payload();
+  test_reply_ok_waits_for_a_slow_local_socket();
+  test_reply_refusal_rules();
+  test_reply_when_the_session_ends();
   return tws::test::report();
 }

@@ -262,7 +262,7 @@ export class TwsClient extends EventEmitter {
       timer: setTimeout(() => {
         this.unwait(w);
         this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${label}`);
-        if (c.reply) socket.end(c.reply.otherwise);
+        if (c.reply) socket.resume().end(c.reply.otherwise);  // read away what it sent; it hears why
         else socket.destroy();
       }, this.timeout),
     };
@@ -291,11 +291,10 @@ export class TwsClient extends EventEmitter {
   }
 
   private open(session: EngineSession, c: Carried): void {
-    // TODO(reply): the engine writes c.reply once the server answered (branch reply); until then, optimistically.
-    if (c.reply) c.socket.write(c.reply.ok);
-    const id = session.openStream(c.socket, c.remote, c.tunnel);
+    // With a reply (SOCKS), the engine answers the local client once the server accepted or refused.
+    const id = session.openStream(c.socket, c.remote, { tunnel: c.tunnel, reply: c.reply });
     if (id === 0) {
-      // The session said why (out of fds, ids or memory); the local connection has been reset.
+      // The session said why (out of fds, ids or memory); the local connection has been reset (or answered with reply.otherwise).
       this.opts.logger.warn(`session#${session.id}: connection from ${c.peer}${c.label} not carried; reset`);
       return;
     }

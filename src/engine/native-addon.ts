@@ -7,13 +7,14 @@
  * load is a reason string.
  */
 import { join } from 'node:path';
+import type { StreamReply } from './types';
 
 /**
  * The binding's version: native/addon.cc exports the same number as
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 2;
+export const NATIVE_ABI = 3;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -81,7 +82,8 @@ export interface NativeCore {
   frontTls(front: number, fd: number, context: NativeTlsContext): number | string;
   /** The upgrade of a frontTls connection: the session takes over the TLS connection; `jsFd` is JavaScript's end of the pair. */
   adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: NativeSessionOptions): number;
-  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): number;
+  /** `reply`: what the engine answers the local socket with (StreamReply, checked by reply.ts; the addon checks the bounds again and throws a TypeError). */
+  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer, reply?: StreamReply): number;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
   dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;

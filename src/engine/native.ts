@@ -16,9 +16,10 @@ import { Logger, peerText } from '../util/log';
 import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
-  DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, PendingUpgrade, SessionOptions, SessionStats,
+  DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, OpenStreamOptions, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
+import { answerLocal, checkReply } from './reply';
 import { describeClose } from './session-close';
 import { StreamIds, StreamLog } from './stream-log';
 
@@ -113,23 +114,28 @@ class NativeSession extends EventEmitter implements EngineSession {
     return { streams: this.streams.size, bytesIn: this.bytesIn, bytesOut: this.bytesOut, rttMs: this.rttMs };
   }
 
-  openStream(local: Socket, target: string, tunnel?: string): number {
+  openStream(local: Socket, target: string, opts: OpenStreamOptions = {}): number {
+    if (opts.reply) checkReply(opts.reply);
+    // Not carried: the local connection is reset, or answered as a session that ended would answer it.
+    const refuse = (): number => {
+      if (opts.reply) answerLocal(local, opts.reply.otherwise);
+      else local.resetAndDestroy();
+      return 0;
+    };
     const unavailable = this.closed || this.peerDraining;
     const taken = unavailable ? undefined : takeOver(local);
     const id = taken ? this.takeStreamId() : 0;
     if (!taken || id === 0) {
       if (!unavailable) this.log.warn(`connection not carried: ${taken ? 'no stream id left' : 'not a plain TCP socket'}`);
-      local.resetAndDestroy();
-      return 0;
+      return refuse();
     }
-    const err = this.core.openStream(this.coreId, id, taken.fd, target, taken.buffered);
+    const err = this.core.openStream(this.coreId, id, taken.fd, target, taken.buffered, opts.reply);
     if (err !== 0) {
-      // The engine could not take the socket (no fd left to dup it): the local connection is reset, nothing is left behind.
+      // The engine could not take the socket (no fd left to dup it): nothing is left behind.
       this.log.warn(`stream#${id} not opened: cannot hand the local socket to the engine (${errnoName(err)})`);
-      local.resetAndDestroy();
-      return 0;
+      return refuse();
     }
-    this.streams.set(id, { target, tunnel, openedAt: Date.now() });
+    this.streams.set(id, { target, tunnel: opts.tunnel, openedAt: Date.now() });
     local.destroy();
     return id;
   }

@@ -98,6 +98,34 @@ export interface OpenRequest {
   reject(code: number, reason: string): void;
 }
 
+/**
+ * What the engine answers on an opened stream's local socket, for a proxy
+ * listener (HTTP CONNECT, SOCKS5) whose client waits for the verdict. Sizes
+ * are bounded (reply.ts: 512 bytes each, 16 rules); more is a TypeError at
+ * openStream.
+ */
+export interface StreamReply {
+  /** Written to the local socket when the peer accepts (OPEN_OK), before any payload from the peer. */
+  ok: Buffer;
+  /**
+   * On RESET before OPEN_OK: the first rule whose code matches (and whose
+   * reasonIncludes, if set, occurs in the RESET's reason) gives the bytes
+   * written; then the local socket is closed gracefully (FIN, not RST), so
+   * the local client reads the answer.
+   */
+  refused: readonly { code: number; reasonIncludes?: string; bytes: Buffer }[];
+  /** When no rule matches, or the stream ends any other way before the answer (the session lost, closed, drained, unavailable). */
+  otherwise: Buffer;
+}
+
+/** openStream's options. */
+export interface OpenStreamOptions {
+  /** Names the client's tunnel (`-L 2222:db:22`, `http-connect`) in the stream's close line. */
+  tunnel?: string;
+  /** The engine answers the local socket itself (see StreamReply). */
+  reply?: StreamReply;
+}
+
 export interface StreamClosedInfo {
   stream: number;
   target: string;
@@ -140,10 +168,12 @@ export interface EngineSession extends EventEmitter {
   readonly closed: boolean;
   /**
    * Opens a stream to `target` carrying `local` (the engine reads it when it
-   * has room; paused or not); returns the stream id. `tunnel` names the
-   * client's tunnel (`-L 2222:db:22`) in the stream's close line.
+   * has room; paused or not; bytes unshifted onto it go first); returns the
+   * stream id, or 0 when the session cannot (then `local` is reset, or
+   * answered with `opts.reply.otherwise` and a FIN). Throws a TypeError for
+   * a reply out of bounds.
    */
-  openStream(local: Socket, target: string, tunnel?: string): number;
+  openStream(local: Socket, target: string, opts?: OpenStreamOptions): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
   openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number;
   /**

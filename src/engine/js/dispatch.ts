@@ -8,6 +8,7 @@ import { MAX_TARGET, MAX_U32, resetText, ResetCode, StreamKind } from '../../pro
 import * as codec from '../../protocol/frames';
 import { ProtocolError, TwsError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
+import { pickReply } from '../reply';
 import type { OpenRequest, SessionOptions, StreamRefusedInfo } from '../types';
 import type { SessionFlow } from './flow';
 import type { Liveness } from './liveness';
@@ -141,6 +142,8 @@ export class Dispatcher {
   private onOpenOk(s: JsStream, window: number): void {
     if (s.state !== 'opening') throw new ProtocolError(`unexpected OPEN_OK for stream ${s.id}`);
     s.state = 'open';
+    // The listener's "accepted" goes to the local client before any of the peer's bytes (no payload: no credit).
+    if (s.reply && s.local && !s.local.destroyed) s.local.write(s.reply.ok);
     s.sendCredit = window - s.bytesOut;
     this.p.flow.opened(s);
     s.heldBytes = 0;
@@ -182,6 +185,7 @@ export class Dispatcher {
   private onReset(s: JsStream, code: number, reason: string): void {
     const what = `peer reset: ${resetText(code, reason)}`;
     s.abort?.abort();
+    if (s.state === 'opening' && s.reply) s.answer = pickReply(s.reply, code, reason);
     this.hooks.finish(s, what, code === ResetCode.CANCELLED ? 'debug' : 'info', true);
   }
 

@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { ResetCode } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
+import { answerLocal } from '../reply';
 import type { DatagramPort } from '../types';
 import type { SessionFlow } from './flow';
 import { readOnlyWhenAsked } from './local-reads';
@@ -42,6 +43,7 @@ export class LocalRelay {
       this.sched.enqueue(s, chunk);
     });
     local.on('end', () => {
+      if (s.done) return;
       s.localEnded = true;
       this.maybeFin(s);
     });
@@ -121,10 +123,15 @@ export class LocalRelay {
     this.sched.send(codec.encodeDatagram(s.id, payload));
   }
 
-  /** The stream ended: its socket is closed (reset when `abortive`), its port closed and unhooked. */
+  /**
+   * The stream ended: its socket is closed (reset when `abortive`; answered
+   * and closed with a FIN when it never opened and has a reply), its port
+   * closed and unhooked.
+   */
   release(s: JsStream, abortive: boolean): void {
     if (s.local && !s.local.destroyed) {
-      if (abortive) s.local.resetAndDestroy();
+      if (s.reply && s.state === 'opening') answerLocal(s.local, s.answer ?? s.reply.otherwise);
+      else if (abortive) s.local.resetAndDestroy();
       else s.local.destroy();
     }
     if (s.port) {

@@ -15,7 +15,8 @@ import { ProtocolError } from '../../util/errors';
 import { Logger, peerText } from '../../util/log';
 import { validateSessionOptions } from '../options';
 import { StreamIds, StreamLog } from '../stream-log';
-import type { DatagramPort, EngineSession, SessionOptions, SessionStats, StreamClosedInfo, StreamRefusedInfo } from '../types';
+import { answerLocal, checkReply } from '../reply';
+import type { DatagramPort, EngineSession, OpenStreamOptions, SessionOptions, SessionStats, StreamClosedInfo, StreamRefusedInfo } from '../types';
 import { Dispatcher } from './dispatch';
 import { SessionFlow } from './flow';
 import { Liveness } from './liveness';
@@ -118,12 +119,15 @@ export class JsSession extends EventEmitter implements EngineSession {
 
   // ---- commands from the control plane ----
 
-  openStream(local: Socket, target: string, tunnel?: string): number {
-    const s = this.newOutgoing(target, StreamKind.TCP, tunnel);
+  openStream(local: Socket, target: string, opts: OpenStreamOptions = {}): number {
+    if (opts.reply) checkReply(opts.reply);
+    const s = this.newOutgoing(target, StreamKind.TCP, opts.tunnel);
     if (!s) {
-      local.resetAndDestroy();
+      if (opts.reply) answerLocal(local, opts.reply.otherwise);
+      else local.resetAndDestroy();
       return 0;
     }
+    s.reply = opts.reply;
     this.relay.attach(s, local);
     return s.id;
   }

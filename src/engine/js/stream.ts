@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { EARLY_DATA_LIMIT, StreamKind } from '../../protocol/constants';
-import type { DatagramPort } from '../types';
+import type { DatagramPort, StreamReply } from '../types';
 
 /** Local bytes queued beyond this pause the local socket (per stream). */
 export const STREAM_QUEUE_LIMIT = 256 * 1024;
@@ -119,6 +119,9 @@ export class JsStream {
   done = false;
   /** The client tunnel that opened it, for its close line. */
   tunnel: string | undefined;
+  /** What we answer the local socket with (an opened stream of a proxy listener), and the bytes a RESET picked. */
+  reply: StreamReply | undefined;
+  answer: Buffer | undefined;
 
   constructor(
     readonly id: number,
