@@ -19,6 +19,8 @@ const CLIENT = [
   'tws client -l 127.0.0.1:5432 -s wss://example.com/some/path -r db.internal:5432 --user alice --passwd-file ~/.tws-passwd',
   '# several tunnels over the same sessions (ssh -L syntax): ssh, postgres on [::1], DNS over UDP',
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -L 2222:127.0.0.1:22 -L [::1]:5432:db.internal:5432 -L 5353:10.0.0.53:53/udp',
+  '# a SOCKS5 listener on 127.0.0.1:1080 (then: curl --socks5-hostname 127.0.0.1:1080 http://intranet/)',
+  'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -D 1080',
   'tws client --config /etc/tws/client.yaml',
 ];
 
