@@ -11,6 +11,7 @@ import { createSocket } from 'node:dgram';
 import { createServer as createHttpServer, Server as HttpServer } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { createClient, createServer } from '../../src/api';
 import { hangingTarget, sha256, tcpServer } from '../helpers/net';
 import { engines, Proc, runCli, runToExit as tws } from '../helpers/procs';
 import {
@@ -216,6 +217,37 @@ for (const engine of engines()) {
     const flood = await answer([Buffer.alloc(64 * 1024, 5)], 2);
     t.ok(flood.length <= 2, 'a flood is not buffered: closed');
     t.notMatch(client.logs(), /\x1b/, 'nothing raw from a client in the logs');
+  });
+
+  t.test(`[${engine}] limits apply: a CONNECT beyond the server's --max-streams is answered 0x01`, async (t) => {
+    const http = await httpServer(t);
+    const { client } = await start(t, engine, engine, ['--max-streams', '1']);
+    const first = await socksRequest(client.port, CONNECT, '127.0.0.1', http.port);
+    t.teardown(() => first.socket.destroy());
+    t.equal(first.reply, 0, 'the first stream is open');
+    const second = await socksRequest(client.port, CONNECT, '127.0.0.1', http.port);
+    t.equal(second.reply, 0x01, 'the second: RESET 5 (too many streams), general failure');
+    t.ok(await closedWithin(second.socket, 5000), 'and closed');
+    second.socket.destroy();
+    await client.waitLog(/closed \(peer reset: too many streams[^\n]*\) → 127\.0\.0\.1:\d+ \(socks\)/);
+  });
+
+  t.test(`[${engine}] the API: createClient({ socks, socksAuth })`, async (t) => {
+    const http = await httpServer(t);
+    const e = engine as 'js' | 'native';
+    const s = await createServer({ listen: '127.0.0.1:0', passwd: 'pw', engine: e });
+    t.teardown(() => s.shutdown(0));
+    const dir = t.testdir({ auth: 'bob:builder\n' });
+    const c = await createClient({ server: `ws://127.0.0.1:${s.address.port}/`, passwd: 'pw', engine: e, connections: 1,
+      socks: '127.0.0.1:0', socksAuth: join(dir, 'auth') });
+    t.teardown(() => c.shutdown(0));
+    t.same(c.tunnels.map((x) => x.name), ['socks'], 'a client with only a SOCKS listener');
+    const r = await curl(['--proxy', `socks5h://bob:builder@127.0.0.1:${c.address.port}`, `http://localhost:${http.port}/big`]);
+    t.equal(r.code, 0, r.err);
+    t.equal(sha256(r.body), sha256(BODY));
+    await t.rejects(createClient({ server: 'ws://127.0.0.1:1/', passwd: 'pw', engine: e, socks: '[::]:0' }),
+      { code: 'TWS_ERR_CONFIG', message: /SOCKS listener on \[::\]:0 would be open to the network/ });
+    await t.rejects(createClient({ server: 'ws://127.0.0.1:1/', passwd: 'pw', engine: e, socks: 'x:y' }), { code: 'TWS_ERR_CONFIG', message: /^socks: / });
   });
 
   t.test(`[${engine}] a SOCKS listener off loopback needs --socks-auth`, async (t) => {
