@@ -155,7 +155,7 @@ for (const engine of engines()) {
   t.test(`[${engine}] UDP ASSOCIATE carries a DNS query and its answer; ends with its control connection`, async (t) => {
     const dns = await dnsResponder('192.0.2.7');
     t.teardown(() => dns.sock.close());
-    const { client } = await start(t, engine, engine, [], ['--udp-timeout', '5000']);
+    const { client } = await start(t, engine, engine, [], ['--udp-timeout', '5000', '-v']);
     const assoc = await socksRequest(client.port, 3, '0.0.0.0', 0);
     t.teardown(() => assoc.socket.destroy());
     t.equal(assoc.reply, 0, 'associated');
@@ -186,9 +186,35 @@ for (const engine of engines()) {
     t.equal(dnsAnswer(got[1]!.subarray(16)).id, 0x4343);
     t.equal(got.filter((m) => m.readUInt16BE(m[3] === 1 ? 10 : 16) === 0x1111).length, 0, 'the fragment was dropped');
     await client.waitLog(new RegExp(`stream#\\d+ udp open from 127\\.0\\.0\\.1:\\d+ → 127\\.0\\.0\\.1:${dns.port} \\(socks\\)`));
+    await client.waitLog(/socks udp: dropped a datagram from 127\.0\.0\.1:\d+: fragmented datagram/);
+    // Only the associated client's datagrams are taken: another local port is not it.
+    const stranger = createSocket('udp4');
+    t.teardown(() => stranger.close());
+    await new Promise<void>((r) => stranger.bind(0, '127.0.0.1', () => r()));
+    stranger.send(Buffer.concat([header, dnsQuery(0x5555, 'stranger.test')]), relay, '127.0.0.1');
+    await client.waitLog(new RegExp(`socks udp: dropped a datagram from 127\\.0\\.0\\.1:${(stranger.address() as AddressInfo).port}: not the associated client`));
     // Closing the control connection ends the association: the relay port closes (ICMP port unreachable → ECONNREFUSED).
     assoc.socket.destroy();
     t.ok(await waitFor(() => { send(Buffer.concat([header, dnsQuery(1, 'late.test')])); return refused; }, 10_000), 'the relay port closed with its control connection');
+  });
+
+  t.test(`[${engine}] a UDP association ends after --udp-timeout without datagrams, and its control connection with it`, async (t) => {
+    const dns = await dnsResponder('192.0.2.8');
+    t.teardown(() => dns.sock.close());
+    const { client } = await start(t, engine, engine, [], ['--udp-timeout', '700']);
+    const assoc = await socksRequest(client.port, 3, '127.0.0.1', 0);
+    t.teardown(() => assoc.socket.destroy());
+    t.equal(assoc.reply, 0);
+    const u = createSocket('udp4');
+    t.teardown(() => u.close());
+    const got: Buffer[] = [];
+    u.on('message', (m) => got.push(m));
+    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+    u.send(Buffer.concat([Buffer.from([0, 0, 0]), socksAddress('127.0.0.1', dns.port), dnsQuery(7, 'a.test')]), assoc.bound!.port, '127.0.0.1');
+    t.ok(await waitFor(() => got.length === 1, 10_000), 'answered');
+    const began = Date.now();
+    t.ok(await closedWithin(assoc.socket, 10_000), 'the control connection is closed once the association is idle');
+    t.ok(Date.now() - began >= 400, `not at once (${Date.now() - began} ms)`);
   });
 
   t.test(`[${engine}] hostile input: stalled greeting closed after timeout, malformed messages answered and closed`, async (t) => {
@@ -214,8 +240,8 @@ for (const engine of engines()) {
     const evil = Buffer.from('evil\x1b[2J\nhost');
     t.same(await answer([Buffer.from([5, 1, 0]), Buffer.concat([Buffer.from([5, 1, 0, 3, evil.length]), evil, Buffer.from([0, 80])])], 12),
       Buffer.from([5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0]), 'a domain name with control characters: general failure');
-    const flood = await answer([Buffer.alloc(64 * 1024, 5)], 2);
-    t.ok(flood.length <= 2, 'a flood is not buffered: closed');
+    const flood = await answer([Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 9]), Buffer.alloc(64 * 1024)])], 12);
+    t.ok(flood.length <= 2, `more than a negotiation's worth of bytes before the answer: closed, not buffered (${flood.length} bytes back)`);
     t.notMatch(client.logs(), /\x1b/, 'nothing raw from a client in the logs');
   });
 
