@@ -258,6 +258,19 @@ for (const engine of engines()) {
     await client.waitLog(/closed \(peer reset: too many streams[^\n]*\) → 127\.0\.0\.1:\d+ \(socks\)/);
   });
 
+  t.test(`[${engine}] with no session up, a CONNECT waits for --timeout, then is answered 0x01`, async (t) => {
+    const dead = await closedPort();
+    const client = await runCli(['client', '-s', `ws://127.0.0.1:${dead}/`, '--engine', engine, '-D', '0', '-t', '800']);
+    t.teardown(() => client.stop('SIGKILL'));
+    const began = Date.now();
+    const r = await socksRequest(client.port, CONNECT, 'localhost', 80);
+    t.equal(r.reply, 0x01, 'general failure');
+    t.ok(Date.now() - began >= 700, `after waiting for a session (${Date.now() - began} ms)`);
+    t.ok(await closedWithin(r.socket, 5000), 'and closed');
+    r.socket.destroy();
+    await client.waitLog(/no session to the server within 800 ms; closing connection from 127\.0\.0\.1:\d+ \(socks\)/);
+  });
+
   t.test(`[${engine}] the API: createClient({ socks, socksAuth })`, async (t) => {
     const http = await httpServer(t);
     const e = engine as 'js' | 'native';

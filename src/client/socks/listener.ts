@@ -9,7 +9,7 @@
 import { createServer, isIP, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
-import { Logger, peerText } from '../../util/log';
+import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
   Command, encodeAuthStatus, encodeMethod, encodeReply, MAX_MESSAGE, Method, parseAuth, parseGreeting,
@@ -17,6 +17,9 @@ import {
 } from './messages';
 import { CONNECT_REPLY } from './reply';
 import { UdpAssociation } from './udp-associate';
+
+/** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
+const MAX_ASSOCIATIONS = 1024;
 
 /** Bytes a connection may send before its request is answered: a greeting, a login and a request, pipelined. */
 const MAX_HANDSHAKE = 2 * MAX_MESSAGE + 3 + 255 + 255;
@@ -51,8 +54,11 @@ export class SocksListener {
   readonly server: Server;
   private readonly negotiating = new Set<Socket>();
   private readonly associations = new Set<UdpAssociation>();
+  /** A client can provoke these by the thousand. */
+  private readonly loginRefusals: RateLimitedLog;
 
   constructor(private readonly opts: SocksOptions) {
+    this.loginRefusals = new RateLimitedLog(opts.logger, 'socks login refusals');
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.negotiate(s));
   }
 
@@ -120,7 +126,7 @@ export class SocksListener {
           const a = step(parseAuth(buf), () => encodeAuthStatus(false));
           if (!a) return;
           if (!this.opts.logins!.check(a.user, a.pass)) {
-            log.warn(`socks: login refused for user ${JSON.stringify(peerText(a.user.toString('utf8'), 64))} from ${peer}`);
+            this.loginRefusals.line('warn', `socks: login refused for user ${JSON.stringify(peerText(a.user.toString('utf8'), 64))} from ${peer}`);
             return refuse('wrong login', encodeAuthStatus(false));
           }
           socket.write(encodeAuthStatus(true));
@@ -128,6 +134,8 @@ export class SocksListener {
         } else {
           const r = step(parseRequest(buf), (rep) => (rep === undefined ? undefined : encodeReply(rep)));
           if (!r) return;
+          const no = this.unanswerable(r);
+          if (no) return refuse(no.why, encodeReply(no.reply));
           done();
           socket.off('error', onError);
           this.request(socket, peer, r, buf);
@@ -140,27 +148,23 @@ export class SocksListener {
     socket.resume();  // accepted paused (pauseOnConnect), for the engine's sake
   }
 
+  /** Why a well-formed request is refused here, before any stream: a command other than CONNECT and UDP ASSOCIATE, and so on. */
+  private unanswerable(req: Request): { why: string; reply: number } | undefined {
+    if (req.cmd === Command.CONNECT) return req.port === 0 ? { why: 'CONNECT to port 0', reply: Reply.GENERAL_FAILURE } : undefined;
+    if (req.cmd !== Command.UDP_ASSOCIATE) return { why: `command ${req.cmd} not supported`, reply: Reply.COMMAND_NOT_SUPPORTED };
+    if (this.associations.size >= MAX_ASSOCIATIONS) return { why: `already ${MAX_ASSOCIATIONS} udp associations`, reply: Reply.GENERAL_FAILURE };
+    return undefined;
+  }
+
   private request(socket: Socket, peer: string, req: Request, early: Buffer): void {
-    const log = this.opts.logger;
     if (req.cmd === Command.CONNECT) {
-      if (req.port === 0) {
-        log.debug(`socks: closed ${peer}: CONNECT to port 0`);
-        socket.end(encodeReply(Reply.GENERAL_FAILURE));
-        return;
-      }
       socket.pause();
       // Data the client sent before its answer (optimistic clients) is the stream's first payload.
       if (early.length > 0) socket.unshift(early);
       this.opts.carry(socket, peer, targetOf(req), CONNECT_REPLY);
-      return;
-    }
-    if (req.cmd === Command.UDP_ASSOCIATE) {
+    } else {
       void this.associate(socket, peer, req);
-      return;
     }
-    log.debug(`socks: closed ${peer}: command ${req.cmd} not supported`);
-    socket.on('data', () => undefined);
-    socket.end(encodeReply(Reply.COMMAND_NOT_SUPPORTED));
   }
 
   private async associate(socket: Socket, peer: string, req: Request): Promise<void> {
@@ -191,8 +195,9 @@ export class SocksListener {
       log.info(`socks: udp association for ${peer} on ${formatHostPort(addr.address, addr.port)}`);
     } catch (err) {
       log.warn(`socks: udp association for ${peer} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      // The association ends when the client closes (end/close above), not before its answer is out.
+      this.associations.delete(assoc);
       socket.end(encodeReply(Reply.GENERAL_FAILURE));
-      assoc.end();
     }
   }
 }
