@@ -150,6 +150,13 @@ for (const engine of engines()) {
     const head = await readBytes(ok.socket, 12);
     t.equal(head.data.toString(), 'HTTP/1.1 200', 'and carries the stream right after the reply');
     ok.socket.destroy();
+    // An optimistic client: greeting, request and its first payload in one write; the payload is the stream's first bytes.
+    const eager = await openSocket(client.port);
+    eager.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0]), socksAddress('localhost', http.port), Buffer.from('GET /big HTTP/1.0\r\n\r\n')]));
+    const eagerHead = await readBytes(eager, 2 + 10 + 12);
+    t.same(eagerHead.data.subarray(0, 12), Buffer.from([5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]), 'method, then success');
+    t.equal(eagerHead.data.subarray(12).toString(), 'HTTP/1.1 200', 'early data carried');
+    eager.destroy();
   });
 
   t.test(`[${engine}] UDP ASSOCIATE carries a DNS query and its answer; ends with its control connection`, async (t) => {
