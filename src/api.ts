@@ -12,6 +12,7 @@ import { createSecureContext } from 'node:tls';
 import { TwsClient, TwsClientOptions } from './client/client';
 import { connectOptions } from './client/connect-options';
 import { checkDistinct, parseBindPort, parseTunnelSpec, TunnelSpec } from './config/tunnels';
+import { SocksLogins } from './client/socks/auth';
 import { EngineChoice, selectEngine } from './engine/select';
 import type { Engine, EngineSession } from './engine/types';
 import { serveMetrics } from './metrics/endpoint';
@@ -54,13 +55,17 @@ export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | '
   reloadOnSighup?: boolean;
 };
 
-export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels' | 'httpConnect'> & Common & {
+export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels' | 'httpConnect' | 'socks' | 'socksLogins'> & Common & {
   /** An HTTP CONNECT proxy listener, `[BIND:]PORT` (`8080`, `127.0.0.1:0`) or parsed; loopback only. */
   httpConnect?: string | number | HostPort;
   /** tws-rust's one tunnel, with `remote`; optional when `tunnels` are given. */
   listen?: string | HostPort;
   /** More tunnels: `-L` specs (`2222:db:22`, `5353:ns:53/udp`) or parsed ones. */
   tunnels?: readonly (string | TunnelSpec)[];
+  /** A SOCKS5 listener: `[BIND:]PORT` (`1080`, `127.0.0.1:1080`) or a parsed address. */
+  socks?: string | number | HostPort;
+  /** A file of `user:password` lines the SOCKS listener requires (RFC 1929); needed off loopback. */
+  socksAuth?: string;
   server: string | URL;
   /** wss://: a file of PEM certificates to trust besides the system roots (ignored when `connect` is given). */
   ca?: string;
@@ -103,6 +108,10 @@ function address(value: string | HostPort, what: string): HostPort {
   const parsed = parseHostPort(value, true);
   if (typeof parsed === 'string') fail('TWS_ERR_CONFIG', `${what}: ${parsed}`);
   return parsed;
+}
+
+function bindPort(value: string | number | HostPort, what: string): HostPort {
+  return typeof value === 'object' ? value : parseBindPort(String(value), what);
 }
 
 function engineOf(o: Common, logger: Logger): Engine {
@@ -204,10 +213,13 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   if (connect.proxy) logger.info(`reaching ${url.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) logger.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
   const tunnels = (o.tunnels ?? []).map((x) => (typeof x === 'string' ? parseTunnelSpec(x, 'tunnels') : x));
-  const httpConnect = o.httpConnect === undefined || typeof o.httpConnect === 'object' ? o.httpConnect : parseBindPort(String(o.httpConnect), 'httpConnect');
-  checkDistinct([...tunnels, ...(httpConnect ? [{ listen: httpConnect, remote: '*', udp: false, name: 'httpConnect' }] : [])]);
+  const httpConnect = o.httpConnect === undefined ? undefined : bindPort(o.httpConnect, 'httpConnect');
+  const socks = o.socks === undefined ? undefined : bindPort(o.socks, 'socks');
+  const proxies = [{ listen: httpConnect, name: 'httpConnect' }, { listen: socks, name: 'socks' }];
+  checkDistinct([...tunnels, ...proxies.flatMap((p) => (p.listen ? [{ listen: p.listen, remote: '*', udp: false, name: p.name }] : []))]);
   const listen = o.listen === undefined ? undefined : address(o.listen, 'listen');
-  const client = new TwsClient({ ...o, listen, tunnels, httpConnect, server: url, engine, logger, connect });
+  const socksLogins = o.socksAuth === undefined ? undefined : SocksLogins.fromFile(o.socksAuth);
+  const client = new TwsClient({ ...o, listen, tunnels, httpConnect, socks, socksLogins, server: url, engine, logger, connect });
   const metricsServer = await startMetrics(o, 'client', engine, logger, () => engine.stats().datagramsDropped, (m) => {
     client.on('session', (s: EngineSession, slot: number) => m.track(s, slot));
     client.on('connect-failed', () => m.connectFailed());

@@ -21,6 +21,8 @@ const CLIENT = [
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -L 2222:127.0.0.1:22 -L [::1]:5432:db.internal:5432 -L 5353:10.0.0.53:53/udp',
   '# an HTTP CONNECT proxy on 127.0.0.1:8080 (then: curl --proxy http://127.0.0.1:8080 https://intranet.example/, or https_proxy=http://127.0.0.1:8080 git clone ...)',
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd --http-connect 8080',
+  '# a SOCKS5 listener on 127.0.0.1:1080 (then: curl --socks5-hostname 127.0.0.1:1080 http://intranet/)',
+  'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -D 1080',
   'tws client --config /etc/tws/client.yaml',
 ];
 

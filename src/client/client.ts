@@ -2,8 +2,8 @@
  * `tws client`: accepts local TCP connections (and UDP datagrams) on each of
  * its tunnels and carries each as a stream over the least-loaded of
  * `connections` sessions to the server; every stream names its own target,
- * so all tunnels share the sessions. A proxy listener (HTTP CONNECT) is a
- * tunnel whose connections say their own target first.
+ * so all tunnels share the sessions. A proxy listener (HTTP CONNECT, SOCKS5)
+ * is a tunnel whose connections say their own target first.
  */
 import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
@@ -17,6 +17,8 @@ import { Logger, peerText } from '../util/log';
 import type { ConnectOptions } from './connect-options';
 import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest } from './http-connect';
 import { SessionSlot } from './session-slot';
+import type { SocksLogins } from './socks/auth';
+import { SocksListener } from './socks/listener';
 import { UdpRelay } from './udp-relay';
 
 export interface TwsClientOptions {
@@ -29,6 +31,10 @@ export interface TwsClientOptions {
   tunnels?: readonly TunnelSpec[];
   /** An HTTP CONNECT proxy listener (--http-connect); loopback addresses only. */
   httpConnect?: HostPort;
+  /** A SOCKS5 listener (-D): CONNECT and UDP ASSOCIATE to any target the server allows. */
+  socks?: HostPort;
+  /** RFC 1929 logins the SOCKS listener requires; without them it must listen on loopback. */
+  socksLogins?: SocksLogins;
   passwd: string;
   /** Sessions to keep open; default 2. */
   connections?: number;
@@ -62,24 +68,27 @@ interface LocalTunnel {
   label: string;
   tcp?: Server;
   udp?: UdpRelay;
+  socks?: SocksListener;
+  /** A proxy listener: reads where each connection goes (undefined: it was answered or dropped). */
+  proxy?: (socket: Socket, peer: string) => Promise<{ target: string; reply: StreamReply } | undefined>;
   /** A UDP side that cannot bind is a warning (-l/-r), not an error (-L /udp). */
   udpOptional: boolean;
-  /** A proxy listener: reads where each connection goes (undefined: it was answered or dropped). */
-  proxy?: (socket: Socket, peer: string) => Promise<Carry | undefined>;
 }
 
-/** Where one local connection goes, and what the engine answers it with (proxy listeners). */
-interface Carry {
-  target: string;
+/** A local connection to carry: where to, how logs name its tunnel, what the engine answers it with. */
+interface Carried {
+  socket: Socket;
+  peer: string;
+  remote: string;
+  /** ` (-L …)` / ` (socks)` for log lines, or empty. */
+  label: string;
+  /** The tunnel's name for the engine's stream lines, or undefined (-l/-r). */
+  tunnel?: string;
   reply?: StreamReply;
 }
 
-interface Waiting {
-  socket: Socket;
+interface Waiting extends Carried {
   timer: NodeJS.Timeout;
-  peer: string;
-  tunnel: LocalTunnel;
-  carry: Carry;
 }
 
 export class TwsClient extends EventEmitter {
@@ -94,13 +103,17 @@ export class TwsClient extends EventEmitter {
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
-    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.httpConnect) {
-      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, or httpConnect');
+    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.httpConnect && !opts.socks) {
+      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, httpConnect or socks');
     }
     const proxyAt = opts.httpConnect;
     if (proxyAt && !isLoopbackBind(proxyAt.host)) {
       throw new TwsError('TWS_ERR_CONFIG', `--http-connect: refusing to listen on ${formatHostPort(proxyAt.host, proxyAt.port)}: a proxy open to the network lets anyone `
         + 'reach what the server reaches; bind 127.0.0.1 (the default) or [::1], and reach it from elsewhere through ssh -L');
+    }
+    if (opts.socks && !opts.socksLogins && !isLoopbackBind(opts.socks.host)) {
+      throw new TwsError('TWS_ERR_CONFIG',
+        `a SOCKS listener on ${formatHostPort(opts.socks.host, opts.socks.port)} would be open to the network: give it logins (--socks-auth FILE) or bind it to loopback`);
     }
     this.timeout = opts.timeout ?? 5000;
     const n = opts.connections ?? 2;
@@ -139,11 +152,22 @@ export class TwsClient extends EventEmitter {
       this.addTunnel(t.listen, t.remote, t.name, ` (${t.name})`, { tcp: !t.udp, udp: t.udp, udpOptional: false });
     }
     if (proxyAt) {
-      const proxy = async (socket: Socket, peer: string): Promise<Carry | undefined> => {
+      const proxy = async (socket: Socket, peer: string): Promise<{ target: string; reply: StreamReply } | undefined> => {
         const target = await readConnectRequest(socket, this.timeout, opts.logger, peer);
         return target === undefined ? undefined : { target, reply: CONNECT_REPLY };
       };
       this.addTunnel(proxyAt, '*', HTTP_CONNECT, ` (${HTTP_CONNECT})`, { tcp: true, udp: false, udpOptional: false }, proxy);
+    }
+    if (opts.socks) {
+      const socks = new SocksListener({
+        logins: opts.socksLogins,
+        timeout: this.timeout,
+        udpTimeout: opts.udpTimeout ?? 60000,
+        logger: opts.logger,
+        carry: (socket, peer, remote, reply) => this.carry({ socket, peer, remote, label: ' (socks)', tunnel: 'socks', reply }),
+        pick: () => this.pick(),
+      });
+      this.tunnels.push({ listen: opts.socks, remote: 'SOCKS5', name: 'socks', label: ' (socks)', tcp: socks.server, socks, udpOptional: false });
     }
   }
 
@@ -223,6 +247,7 @@ export class TwsClient extends EventEmitter {
       const tcp = t.tcp;
       if (tcp?.listening) closing.push(new Promise<void>((resolve) => tcp.close(() => resolve())));
       t.udp?.close();
+      t.socks?.close();
     }
     return Promise.all(closing).then(() => undefined);
   }
@@ -242,34 +267,34 @@ export class TwsClient extends EventEmitter {
 
   private onLocal(socket: Socket, tunnel: LocalTunnel): void {
     const peer = formatPeer(socket);
-    if (!tunnel.proxy) return this.carry(socket, peer, tunnel, { target: tunnel.remote });
+    const name = tunnel.label ? tunnel.name : undefined;
+    if (!tunnel.proxy) return this.carry({ socket, peer, remote: tunnel.remote, label: tunnel.label, tunnel: name });
     void tunnel.proxy(socket, peer).then((c) => {
-      if (c && !socket.destroyed) this.carry(socket, peer, tunnel, c);
+      if (c && !socket.destroyed) this.carry({ socket, peer, remote: c.target, label: tunnel.label, tunnel: name, reply: c.reply });
     });
   }
 
-  private carry(socket: Socket, peer: string, tunnel: LocalTunnel, carry: Carry): void {
+  /** Opens a stream for `c` on the least-loaded session, or waits up to `timeout` for one. */
+  private carry(c: Carried): void {
     const session = this.pick();
     if (session) {
-      this.open(session, socket, peer, tunnel, carry);
+      this.open(session, c);
       return;
     }
+    const { socket, peer, label } = c;
     const w: Waiting = {
-      socket,
-      peer,
-      tunnel,
-      carry,
+      ...c,
       timer: setTimeout(() => {
         this.unwait(w);
-        this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${tunnel.label}`);
-        if (carry.reply) answerLocal(socket, carry.reply.otherwise);
+        this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${label}`);
+        if (c.reply) answerLocal(socket, c.reply.otherwise);
         else socket.destroy();
       }, this.timeout),
     };
     socket.on('error', () => this.unwait(w));
     socket.on('close', () => this.unwait(w));
     this.waiting.push(w);
-    this.opts.logger.debug(`connection from ${peer}${tunnel.label} waits for a session`);
+    this.opts.logger.debug(`connection from ${peer}${label} waits for a session`);
   }
 
   private unwait(w: Waiting): void {
@@ -286,19 +311,20 @@ export class TwsClient extends EventEmitter {
       clearTimeout(w.timer);
       w.socket.removeAllListeners('error');
       w.socket.removeAllListeners('close');
-      this.open(session, w.socket, w.peer, w.tunnel, w.carry);
+      this.open(session, w);
     }
   }
 
-  private open(session: EngineSession, socket: Socket, peer: string, tunnel: LocalTunnel, carry: Carry): void {
-    const id = session.openStream(socket, carry.target, { tunnel: tunnel.label ? tunnel.name : undefined, reply: carry.reply });
+  private open(session: EngineSession, c: Carried): void {
+    // With a reply (proxy listeners), the engine answers the local client once the server accepted or refused.
+    const id = session.openStream(c.socket, c.remote, { tunnel: c.tunnel, reply: c.reply });
     if (id === 0) {
-      // The session said why (out of fds, ids or memory); the local connection has been reset (or answered).
-      this.opts.logger.warn(`session#${session.id}: connection from ${peer}${tunnel.label} not carried; ${carry.reply ? 'answered' : 'reset'}`);
+      // The session said why (out of fds, ids or memory); the local connection has been reset (or answered with reply.otherwise).
+      this.opts.logger.warn(`session#${session.id}: connection from ${c.peer}${c.label} not carried; ${c.reply ? 'answered' : 'reset'}`);
       return;
     }
     // A proxy's target came from its local client: capped, and escaped by the sink.
-    this.opts.logger.info(`session#${session.id} stream#${id} open from ${peer} → ${peerText(carry.target)}${tunnel.label}`);
+    this.opts.logger.info(`session#${session.id} stream#${id} open from ${c.peer} → ${peerText(c.remote)}${c.label}`);
     // Still paused (pauseOnConnect): the engine reads it when it has room.
   }
 

@@ -53,6 +53,10 @@ export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   tunnels: TunnelSpec[];
   /** --http-connect: an HTTP CONNECT proxy listener. */
   httpConnect?: HostPort;
+  /** -D / YAML socks: the SOCKS5 listener. */
+  socks?: HostPort;
+  /** --socks-auth / YAML socks_auth: the file of its logins. */
+  socksAuth?: string;
   connections: number;
   retryTimeout: number;
   ca?: string;
@@ -223,12 +227,13 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
   const listen = out.listen as HostPort | undefined;
   const remote = out.remote as string | undefined;
   const proxy = out.httpConnect as HostPort | undefined;
+  const socks = out.socks as HostPort | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
-  if (tunnels.length === 0 && !proxy && gone('listen') >= 0 && gone('remote') >= 0) {
+  if (tunnels.length === 0 && !proxy && !socks && gone('listen') >= 0 && gone('remote') >= 0) {
     missing.splice(gone('remote'), 1);
-    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, or --http-connect (config keys "listen" and "remote", "tunnels", or "http_connect")';
+    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, -D/--socks or --http-connect (config keys "listen" and "remote", "tunnels", "socks" or "http_connect")';
   }
-  if (tunnels.length > 0 || proxy) {
+  if (tunnels.length > 0 || proxy || socks) {
     if ((listen === undefined) !== (remote === undefined)) {
       fail('TWS_ERR_CONFIG', `give ${listen ? '-r/--remote (config key "remote")' : '-l/--listen (config key "listen")'} too: -l and -r make one tunnel together`);
     }
@@ -243,6 +248,8 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
     if (!out.noUdp) all.unshift({ listen, remote, udp: true, name });
   }
   if (proxy) all.push({ listen: proxy, remote: '*', udp: false, name: '--http-connect' });
+  if (socks) all.push({ listen: socks, remote: 'SOCKS5', udp: false, name: 'socks' });
+  if (out.socksAuth !== undefined && !socks) fail('TWS_ERR_CONFIG', 'socks_auth (--socks-auth) is for the SOCKS listener: give -D/--socks (config key "socks") too');
   checkDistinct(all);
 }
 

@@ -10,6 +10,7 @@ export type Mode = 'server' | 'client';
 
 export type ValueKind =
   | { type: 'listen' }
+  | { type: 'bindPort' }
   | { type: 'target' }
   | { type: 'url' }
   | { type: 'path' }
@@ -23,7 +24,6 @@ export type ValueKind =
   | { type: 'allow' }
   | { type: 'user' }
   | { type: 'tunnels' }
-  | { type: 'bindPort' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -61,6 +61,10 @@ export const SETTINGS: readonly Setting[] = [
     help: 'a tunnel, [BIND:]PORT:HOST:PORT[/udp] as in ssh -L: BIND:PORT (BIND default 127.0.0.1, [v6] in brackets) is carried to HOST:PORT as the server sees it; /udp for UDP; repeatable, all share the sessions, with or without -l/-r (e.g. -L 2222:db.internal:22 -L 5353:10.0.0.53:53/udp; YAML: a list of such strings, or maps with listen, remote, udp)' },
   { name: 'httpConnect', key: 'http_connect', flag: '--http-connect <addr>', kind: { type: 'bindPort' }, modes: ['client'],
     help: 'an HTTP CONNECT proxy on [BIND:]PORT (BIND default 127.0.0.1; loopback only, as the proxy reaches whatever the server reaches): each CONNECT host:port is carried to host:port as the server sees it and answered 200, or 403 (not allowed by the server), 502 (refused, unreachable, name not found), 504 (timed out); other methods get 405; shares the sessions with the tunnels (e.g. --http-connect 8080, then curl --proxy http://127.0.0.1:8080 https://intranet.example/ or https_proxy=http://127.0.0.1:8080 git clone https://git.internal/repo)' },
+  { name: 'socks', key: 'socks', flag: '-D, --socks <[bind:]port>', kind: { type: 'bindPort' }, modes: ['client'],
+    help: 'a SOCKS5 listener (as ssh -D; BIND default 127.0.0.1): CONNECT to IPv4, IPv6 or a name the server resolves (its --allow applies), and UDP ASSOCIATE, all over the sessions (e.g. -D 1080, then curl --socks5-hostname 127.0.0.1:1080 http://intranet/); on a non-loopback address it needs --socks-auth' },
+  { name: 'socksAuth', key: 'socks_auth', flag: '--socks-auth <file>', kind: { type: 'file' }, modes: ['client'],
+    help: 'the SOCKS listener asks for a user name and password (RFC 1929) found in this file: one user:password per line (# comments); e.g. curl --proxy socks5h://alice:secret@127.0.0.1:1080' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,

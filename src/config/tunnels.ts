@@ -3,6 +3,7 @@
  * syntax) and YAML `tunnels:` entries (the same strings, or maps with
  * listen/remote/udp). Every error is one TWS_ERR_CONFIG line naming the value.
  */
+import { isIP } from 'node:net';
 import { fail } from '../util/errors';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 
@@ -118,7 +119,7 @@ export function checkDistinct(tunnels: readonly TunnelSpec[]): void {
 }
 
 /**
- * A proxy listener's address, `[BIND:]PORT` (`8080`, `127.0.0.1:8080`,
+ * A proxy listener's address (-D/--socks, --http-connect), `[BIND:]PORT` (`8080`, `127.0.0.1:8080`,
  * `[::1]:8080`; BIND default 127.0.0.1); throws TWS_ERR_CONFIG naming `where`.
  */
 export function parseBindPort(text: string, where: string): HostPort {
@@ -129,7 +130,13 @@ export function parseBindPort(text: string, where: string): HostPort {
   return hp;
 }
 
-/** A bind address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+/**
+ * A bind address only this machine can reach: 127.0.0.0/8, ::1 (in any
+ * spelling), localhost. Proxy listeners elsewhere are open relays.
+ */
 export function isLoopbackBind(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  const h = host.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return isIP(h) === 6 && /^(0{0,4}:){2,7}0{0,3}1$/.test(h);
 }

@@ -75,7 +75,8 @@ export function parseAllowRules(value: unknown, where: string): AllowRule[] {
   });
 }
 
-export type Decision = { ok: true; address: string; rule?: string } | { ok: false; why: string };
+/** `resolveFailed`: the name did not resolve, so no rule could be checked (not a denial as such). */
+export type Decision = { ok: true; address: string; rule?: string } | { ok: false; why: string; resolveFailed?: boolean };
 
 export class AllowList {
   constructor(readonly rules: readonly AllowRule[]) {}
@@ -108,7 +109,7 @@ export class AllowList {
     try {
       answers = literal ? [ipText(literal)] : await resolve(target.host);
     } catch (err) {
-      return { ok: false, why: `resolve failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+      return { ok: false, why: `resolve failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, resolveFailed: true };
     }
     for (const answer of answers) {
       const ip = parseIp(answer);

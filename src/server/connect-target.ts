@@ -91,6 +91,8 @@ function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, timeoutM
     if (req.signal.aborted) return;
     if (d === 'timeout') return req.reject(ResetCode.TIMEOUT, `resolve timed out after ${timeoutMs} ms`);
     if (d.ok) return pass({ host: d.address, port: hp.port });
+    // A name that does not resolve is not a policy decision: the peer hears it as it would without an allow-list.
+    if (d.resolveFailed) return req.reject(ResetCode.CONNECT_FAILED, d.why);
     policy.refusals.line('warn', `stream#${req.stream} denied → ${peerText(req.target)}: ${d.why}`);
     req.reject(ResetCode.DENIED, 'target not allowed');
   }, (err: Error) => req.reject(ResetCode.INTERNAL, err.message));

@@ -5,12 +5,11 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createClient, createServer } from '../../src/api';
 import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
 import { roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
-import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
+import { engines, Proc, runCli, runToExit as tws } from '../helpers/procs';
 import { exchange, udpEcho } from '../helpers/udp';
 
 /** An echo server that first says which one it is, so a stream reaching the wrong target shows. */
@@ -26,17 +25,6 @@ async function tunnelPort(client: Proc, target: string, udp = false): Promise<nu
   const esc = target.replace(/[.[\]]/g, '\\$&');
   const line = await client.waitLog(new RegExp(`${udp ? 'udp ' : ''}listening on 127\\.0\\.0\\.1:(\\d+) → ${esc} \\(-L 0:${esc}${udp ? '/udp' : ''}\\)`));
   return Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]);
-}
-
-/** Runs the CLI to its exit; resolves with its code and stderr. */
-function tws(args: string[]): Promise<{ code: number | null; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TWS_PASSWD: PASSWD }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-    p.on('exit', (code) => { clearTimeout(timer); resolve({ code, err }); });
-  });
 }
 
 async function startServer(t: Test, engine: string): Promise<Proc> {

@@ -82,6 +82,17 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI, p
   });
 }
 
+/** Runs the CLI to its exit (killed after 10 s); resolves with its exit code and stderr. */
+export function runToExit(args: string[]): Promise<{ code: number | null; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TWS_PASSWD: PASSWD }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    p.on('exit', (code) => { clearTimeout(timer); resolve({ code, err }); });
+  });
+}
+
 export interface Tunnel {
   server: Proc;
   client: Proc;

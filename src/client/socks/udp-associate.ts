@@ -1,0 +1,119 @@
+/**
+ * One SOCKS5 UDP ASSOCIATE (RFC 1928 §7): a UDP socket on the listener's
+ * address; each datagram from the associating client names its destination
+ * in a header, and each destination becomes one udp stream (tws datagrams)
+ * over the client's sessions. Answers come back wrapped in the same header
+ * with the destination as their source. The association ends with its TCP
+ * control connection, or after `udpTimeout` without a datagram either way.
+ */
+import { createSocket, RemoteInfo, Socket } from 'node:dgram';
+import { AddressInfo, isIP } from 'node:net';
+import type { DatagramPort, EngineSession } from '../../engine/types';
+import { formatHostPort } from '../../util/address';
+import { Logger, peerText } from '../../util/log';
+import { encodeUdp, parseUdp, targetOf } from './messages';
+
+/** Destinations one association may reach at once; datagrams to more are dropped. */
+export const MAX_DESTINATIONS = 64;
+
+export interface AssociationOptions {
+  /** The control connection's local address: the UDP socket binds there. */
+  localAddress: string;
+  /** The client's address: only its datagrams are taken. */
+  clientAddress: string;
+  /** The port the client said it sends from (0 = not known yet: the first datagram's). */
+  clientPort: number;
+  udpTimeout: number;
+  pick(): EngineSession | undefined;
+  logger: Logger;
+  /** Called once when the association ends (for the listener's bookkeeping). */
+  onEnd(): void;
+}
+
+export class UdpAssociation {
+  private readonly sock: Socket;
+  private readonly dests = new Map<string, DatagramPort>();
+  private clientPort: number;
+  private timer: NodeJS.Timeout | undefined;
+  private ended = false;
+
+  constructor(private readonly opts: AssociationOptions) {
+    this.clientPort = opts.clientPort;
+    this.sock = createSocket(isIP(opts.localAddress) === 6 ? 'udp6' : 'udp4');
+    this.sock.on('message', (msg, rinfo) => this.onClient(msg, rinfo));
+    this.sock.on('error', (err) => opts.logger.debug(`socks udp: ${err.message}`));
+  }
+
+  /** Binds a free port on the local address. */
+  bind(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.sock.once('error', reject);
+      this.sock.bind(0, this.opts.localAddress, () => {
+        this.sock.off('error', reject);
+        this.touch();
+        resolve(this.sock.address());
+      });
+    });
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    for (const port of [...this.dests.values()]) port.close();
+    this.dests.clear();
+    try {
+      this.sock.close();
+    } catch {
+      // never bound
+    }
+    this.opts.onEnd();
+  }
+
+  private touch(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.opts.logger.debug(`socks udp: association of ${this.opts.clientAddress} idle for ${this.opts.udpTimeout} ms; ended`);
+      this.end();
+    }, this.opts.udpTimeout);
+  }
+
+  private onClient(msg: Buffer, rinfo: RemoteInfo): void {
+    const from = formatHostPort(rinfo.address, rinfo.port);
+    if (rinfo.address !== this.opts.clientAddress || (this.clientPort !== 0 && rinfo.port !== this.clientPort)) {
+      this.opts.logger.debug(`socks udp: dropped a datagram from ${from}: not the associated client`);
+      return;
+    }
+    const d = parseUdp(msg);
+    if (d.kind !== 'ok') {
+      this.opts.logger.debug(`socks udp: dropped a datagram from ${from}: ${d.kind === 'bad' ? d.why : 'incomplete'}`);
+      return;
+    }
+    this.clientPort = rinfo.port;
+    this.touch();
+    const { host, port } = d.value;
+    const target = targetOf(d.value);
+    let dest = this.dests.get(target);
+    if (!dest) {
+      const session = this.opts.pick();
+      if (!session || this.dests.size >= MAX_DESTINATIONS) {
+        this.opts.logger.debug(`socks udp: dropped a datagram from ${from} to ${peerText(target)}: ${session ? 'too many destinations' : 'no session up'}`);
+        return;
+      }
+      const p: DatagramPort = {
+        send: (payload) => {
+          if (this.ended) return;
+          this.touch();
+          this.sock.send(encodeUdp(host, port, payload), this.clientPort, this.opts.clientAddress);
+        },
+        close: () => { if (this.dests.get(target) === p) this.dests.delete(target); },
+      };
+      const id = session.openDatagramStream(p, target, 'socks');
+      if (id === 0) return;
+      this.dests.set(target, p);
+      this.opts.logger.info(`session#${session.id} stream#${id} udp open from ${from} → ${peerText(target)} (socks)`);
+      dest = p;
+    }
+    dest.onDatagram?.(d.value.data);
+  }
+}
