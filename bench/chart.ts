@@ -58,7 +58,8 @@ function panels(rows: Row[]): PanelSpec[] {
     fronts('reverse'),
     latency('p50_us'),
     latency('p99_us'),
-    spec('Connections/s', 'conn/s (higher is better)', 'conns_per_s', 0, [['connect, echo,\nclose (8 workers)', is('connect_rate')]]),
+    spec('Connections/s', 'conn/s (higher is better)', 'conns_per_s', 0, [
+      ['connect, echo,\nclose (8 workers)', is('connect_rate')], ['the same through\nthe SOCKS5 listener', is('connect_rate_socks')]]),
     spec('Peak RSS, server + client', 'MB (lower is better)', 'rss_mb', 0, [[`${idle ?? ''} idle\nstreams`, (r) => r.scenario === 'idle_streams'], oneStream[0]!]),
     spec('CPU per GB, server + client', 's/GB (lower is better)', 'cpu_s_per_gb', 2, [
       ...oneStream, parallel, ['wss://\n--tls-cert →', is('tls_direct', 'forward')], ['wss://\n--tls-cert ←', is('tls_direct', 'reverse')]]),

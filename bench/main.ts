@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { renderSvg } from './chart';
-import { connectRate, idleStreams, iperf, pingPong } from './measure';
+import { connectRate, connectRateSocks, idleStreams, iperf, pingPong } from './measure';
 import { makeCa, makeCert } from './certs';
 import { exampleLocation, hasNginx, startNginx } from './nginx';
 import { schedule, Step } from './plan';
@@ -106,13 +106,18 @@ interface Measurement {
   clientArgs: string[];
   serverArgs?: string[];
   front?: Front;
-  body(port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes?: number }>;
+  /** `tunnel`: the running tunnel (absent for direct), for what its logs say. */
+  body(port: number, tunnel?: Tunnel): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes?: number }>;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** What each scenario measures (`D`: seconds per measurement; `tls`: certificates and fronts for the wss:// and nginx ones). */
-function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }): (step: Step) => Measurement {
+/**
+ * What each scenario measures (`D`: seconds per measurement; `tls`:
+ * certificates and fronts for the wss:// and nginx ones; `echoTarget`: the
+ * echo server, which SOCKS clients name themselves).
+ */
+function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }, echoTarget: string): (step: Step) => Measurement {
   const D = o.duration;
   const bulk = (scenario: Run['scenario'], direction: Step['direction']) => async (port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes: number }> => {
     const r = await iperf(port, D, { reverse: direction === 'reverse' });
@@ -162,6 +167,14 @@ function measurements(o: Options, tls: { ca: string; cert: string; key: string; 
         label: 'connect rate', target: 'echo', clientArgs: [],
         body: async (port) => ({ run: { scenario: 'connect_rate', conns_per_s: await connectRate(port, Math.max(1, D / 2)) } }),
       };
+      // New streams through the client's SOCKS5 listener (-D) to the echo server: the -l tunnel's rate plus the SOCKS exchange.
+      case 'connect_rate_socks': return {
+        label: 'connect rate (SOCKS5)', target: 'echo', clientArgs: ['-D', '127.0.0.1:0'],
+        body: async (_port, tunnel) => {
+          const port = Number(/listening on 127\.0\.0\.1:(\d+) → SOCKS5/.exec(tunnel!.logs.client())![1]);
+          return { run: { scenario: 'connect_rate_socks', conns_per_s: await connectRateSocks(port, echoTarget, Math.max(1, D / 2)) } };
+        },
+      };
       // Memory per stream: peak RSS of the tws processes with this many streams open and idle.
       case 'idle_streams': return {
         label: `${o.idleStreams} idle streams`, target: 'echo', clientArgs: [],
@@ -199,7 +212,7 @@ async function main(): Promise<void> {
   try {
     const ca = makeCa(dir, 'bench-ca');
     const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
-    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir });
+    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir }, targets.echo);
     for (const step of plan) {
       const m = measurementOf(step);
       const target = targets[m.target];
@@ -207,7 +220,7 @@ async function main(): Promise<void> {
       const { round, engine } = step;
       const run = engine === 'direct'
         ? { ...(await m.body(Number(target.split(':')[1]))).run, engine, round }
-        : { ...(await throughTunnel(engine, target, m.clientArgs, (t) => m.body(t.port), m.front, m.serverArgs)), round };
+        : { ...(await throughTunnel(engine, target, m.clientArgs, (t) => m.body(t.port, t), m.front, m.serverArgs)), round };
       runs.push(run);
     }
   } finally {

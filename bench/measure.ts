@@ -76,23 +76,67 @@ function open(port: number): Promise<Socket> {
   });
 }
 
-/** Connections per second: connect, 1-byte echo, close, by `workers` loops for `seconds`. */
-export async function connectRate(port: number, seconds: number, workers = 8): Promise<number> {
+/**
+ * Connections per second: `workers` loops run `one` (one connection, start to
+ * close; true when it went through) back to back for `seconds`.
+ */
+async function perSecond(what: string, seconds: number, workers: number, one: () => Promise<boolean>): Promise<number> {
   const end = Date.now() + seconds * 1000;
   const started = Date.now();
   let done = 0;
   let failed = 0;
-  const one = (): Promise<void> => new Promise((resolve) => {
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (Date.now() < end) {
+      if (await one()) done++;
+      else failed++;
+    }
+  }));
+  if (failed > done / 100) throw new Error(`${failed} of ${done + failed} ${what} failed`);
+  return done / ((Date.now() - started) / 1000);
+}
+
+/** Connections per second: connect, 1-byte echo, close, by `workers` loops for `seconds`. */
+export function connectRate(port: number, seconds: number, workers = 8): Promise<number> {
+  return perSecond('connections', seconds, workers, () => new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1', noDelay: true });
     s.once('connect', () => s.write(Buffer.from([0xff])));
-    s.once('data', () => { done++; s.destroy(); resolve(); });
-    s.once('error', () => { failed++; s.destroy(); resolve(); });
-  });
-  await Promise.all(Array.from({ length: workers }, async () => {
-    while (Date.now() < end) await one();
+    s.once('data', () => { s.destroy(); resolve(true); });
+    s.once('error', () => { s.destroy(); resolve(false); });
   }));
-  if (failed > done / 100) throw new Error(`${failed} of ${done + failed} connections failed`);
-  return done / ((Date.now() - started) / 1000);
+}
+
+/**
+ * The same through a SOCKS5 listener, as a SOCKS client does it: greeting,
+ * then CONNECT to `target` (an IPv4 `host:port`) once the method is chosen,
+ * then the 1-byte echo once the reply says it succeeded, then close.
+ */
+export function connectRateSocks(port: number, target: string, seconds: number, workers = 8): Promise<number> {
+  const [host, tport] = target.split(':');
+  const request = Buffer.from([5, 1, 0, 1, ...host!.split('.').map(Number), Number(tport) >> 8, Number(tport) & 0xff]);
+  return perSecond('SOCKS5 connections', seconds, workers, () => new Promise((resolve) => {
+    const s = connect({ port, host: '127.0.0.1', noDelay: true });
+    let got = Buffer.alloc(0);
+    let phase: 'method' | 'reply' | 'echo' = 'method';
+    const end = (ok: boolean): void => { s.destroy(); resolve(ok); };
+    s.once('connect', () => s.write(Buffer.from([5, 1, 0])));
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (phase === 'method' && got.length >= 2) {
+        if (got[1] !== 0) return end(false);
+        got = got.subarray(2);
+        phase = 'reply';
+        s.write(request);
+      }
+      if (phase === 'reply' && got.length >= 10) {
+        if (got[1] !== 0) return end(false);
+        got = got.subarray(10);
+        phase = 'echo';
+        s.write(Buffer.from([0xff]));
+      }
+      if (phase === 'echo' && got.length >= 1) end(true);
+    });
+    s.once('error', () => end(false));
+  }));
 }
 
 /**

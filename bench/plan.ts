@@ -44,6 +44,7 @@ export function schedule(engines: EngineName[], rounds: number, nginx: boolean):
     each('latency_under_load');
     each('latency_under_1g');
     each('connect_rate');
+    each('connect_rate_socks', undefined, (e) => e !== 'direct');
     each('idle_streams', undefined, (e) => e !== 'direct');
     const fronts = FRONT_SCENARIOS.filter((s) => nginx || s === 'tls_direct');
     for (const direction of ['forward', 'reverse'] as const) {

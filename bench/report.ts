@@ -1,7 +1,7 @@
 /** Benchmark result types, the JSON document and the printed table. */
 import { cpus, release } from 'node:os';
 
-export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'latency_under_1g' | 'connect_rate' | 'idle_streams' | 'tls' | 'tls_direct' | 'nginx_ws' | 'plain_ws';
+export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'latency_under_1g' | 'connect_rate' | 'connect_rate_socks' | 'idle_streams' | 'tls' | 'tls_direct' | 'nginx_ws' | 'plain_ws';
 export type EngineName = 'direct' | 'native' | 'js';
 
 export interface Run {

@@ -64,13 +64,14 @@ t.test('each round measures every scenario, the engines back to back in a rotati
     }
     t.same(engines('latency_busy_poll'), ['native']);
     t.same(engines('idle_streams'), order.filter((e) => e !== 'direct'));
+    t.same(engines('connect_rate_socks'), order.filter((e) => e !== 'direct'), 'SOCKS5: through a tunnel only');
     for (const direction of ['forward', 'reverse']) {
       const fronts = steps.filter((s) => s.direction === direction && s.scenario !== 'throughput');
       t.same(fronts.map((s) => `${s.engine} ${s.scenario}`), rotate(['native', 'js'], round - 1).flatMap((e) =>
         ['plain_ws', 'tls_direct', 'nginx_ws', 'tls'].map((sc) => `${e} ${sc}`)), `round ${round} ${direction}: each engine's plain ws:// run just before its wss:// and nginx runs`);
     }
   }
-  t.equal(plan.length, 3 * (7 + 9 + 8 + 16));
+  t.equal(plan.length, 3 * (7 + 9 + 8 + 16 + 2));
   t.notOk(schedule(['js'], 1, false).some((s) => s.scenario === 'nginx_ws' || s.scenario === 'tls' || s.engine === 'native'), 'no nginx, no native: none of their steps');
 });
 
