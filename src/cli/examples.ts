@@ -9,6 +9,8 @@ const SERVER = [
   'tws server -l 0.0.0.0:8443 --passwd-file /etc/tws/passwd --tls-cert fullchain.pem --tls-key privkey.pem',
   '# a password and allow list per user (--allow: for users without their own)',
   'tws server -l 127.0.0.1:5202 --users /etc/tws/users.yaml --allow 10.0.0.0/8:22 --allow db.internal:5432',
+  '# let clients open reverse tunnels (-R) on loopback ports 8000-8999 of the server',
+  'tws server -l 0.0.0.0:5202 --passwd-file /etc/tws/passwd --allow-reverse 127.0.0.1:8000-8999',
   'tws server --config /etc/tws/server.yaml',
 ];
 
@@ -19,6 +21,8 @@ const CLIENT = [
   'tws client -l 127.0.0.1:5432 -s wss://example.com/some/path -r db.internal:5432 --user alice --passwd-file ~/.tws-passwd',
   '# several tunnels over the same sessions (ssh -L syntax): ssh, postgres on [::1], DNS over UDP',
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -L 2222:127.0.0.1:22 -L [::1]:5432:db.internal:5432 -L 5353:10.0.0.53:53/udp',
+  '# a reverse tunnel (ssh -R syntax): port 8080 on the server reaches this machine\'s web server',
+  'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -R 8080:127.0.0.1:80',
   'tws client --config /etc/tws/client.yaml',
 ];
 

@@ -6,13 +6,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
-import type { TunnelSpec } from '../config/tunnels';
+import type { ReverseSpec, TunnelSpec } from '../config/tunnels';
 import type { Engine, EngineSession } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import type { ConnectOptions } from './connect-options';
+import { ReverseTunnels } from './reverse';
 import { SessionSlot } from './session-slot';
 import { UdpRelay } from './udp-relay';
 
@@ -24,6 +25,8 @@ export interface TwsClientOptions {
   remote?: string;
   /** More tunnels (-L), each TCP or UDP; at least one tunnel in all. */
   tunnels?: readonly TunnelSpec[];
+  /** Reverse tunnels (-R): ports the server listens on, carried back to targets this client reaches. */
+  reverse?: readonly ReverseSpec[];
   passwd: string;
   /** Sessions to keep open; default 2. */
   connections?: number;
@@ -80,9 +83,12 @@ export class TwsClient extends EventEmitter {
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
-    if (!(opts.listen && opts.remote) && !opts.tunnels?.length) {
-      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, or tunnels');
+    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.reverse?.length) {
+      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, or reverse');
     }
+    const reverse = opts.reverse?.length
+      ? new ReverseTunnels(opts.reverse, { logger: opts.logger, retryTimeout: opts.retryTimeout ?? 1000 })
+      : undefined;
     this.timeout = opts.timeout ?? 5000;
     const n = opts.connections ?? 2;
     for (let i = 1; i <= n; i++) {
@@ -94,14 +100,16 @@ export class TwsClient extends EventEmitter {
         udpTimeout: opts.udpTimeout,
         idleTimeout: opts.idleTimeout,
         bufferBudget: opts.bufferBudget,
+        acceptStreams: reverse !== undefined,
         engine: opts.engine,
         logger: opts.logger,
         connect: opts.connect,
         user: opts.user,
       });
       slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
-      slot.on('up', (session: EngineSession) => {
+      slot.on('up', (session: EngineSession, features: string[]) => {
         this.unclosed.add(session);
+        reverse?.attach(session, features);
         session.on('goaway', () => this.draining.add(session));
         session.on('close', () => {
           this.draining.delete(session);
@@ -141,8 +149,11 @@ export class TwsClient extends EventEmitter {
       this.closeListeners();
       throw err;
     }
+    for (const r of this.opts.reverse ?? []) {
+      this.opts.logger.info(`${r.name}: asking the server to listen on ${r.bind} → ${r.remote} via ${this.slots.length} session(s) (engine ${this.opts.engine.name})`);
+    }
     for (const slot of this.slots) slot.start();
-    return addrs[0]!;
+    return addrs[0] ?? ({ address: '', family: '', port: 0 } as AddressInfo);
   }
 
   /** The bound address of each tunnel, in the order given (-l/-r first). */

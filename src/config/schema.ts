@@ -23,6 +23,7 @@ export type ValueKind =
   | { type: 'allow' }
   | { type: 'user' }
   | { type: 'tunnels' }
+  | { type: 'reverse' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -58,6 +59,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'target the server connects each tunnelled connection to, as seen from the server (e.g. 127.0.0.1:22)' },
   { name: 'tunnels', key: 'tunnels', flag: '-L, --local <spec>', repeatable: true, kind: { type: 'tunnels' }, modes: ['client'],
     help: 'a tunnel, [BIND:]PORT:HOST:PORT[/udp] as in ssh -L: BIND:PORT (BIND default 127.0.0.1, [v6] in brackets) is carried to HOST:PORT as the server sees it; /udp for UDP; repeatable, all share the sessions, with or without -l/-r (e.g. -L 2222:db.internal:22 -L 5353:10.0.0.53:53/udp; YAML: a list of such strings, or maps with listen, remote, udp)' },
+  { name: 'reverse', key: 'reverse', flag: '-R, --reverse <spec>', repeatable: true, kind: { type: 'reverse' }, modes: ['client'],
+    help: 'a reverse tunnel, [BIND:]PORT:HOST:PORT as in ssh -R: the server listens on BIND:PORT (BIND default 127.0.0.1 on the server; it must allow it with --allow-reverse) and each connection there reaches HOST:PORT as this client sees it; repeatable (e.g. -R 8080:127.0.0.1:80; YAML: a list of such strings)' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,
@@ -97,6 +100,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'MiB of stream data all peers together may make this process buffer (flow-control credit granted, not yet delivered); past 3/4 windows stop growing, at the limit new streams are refused (RESET 5). 0 = a quarter of RAM, 256-2048' },
   { name: 'allow', key: 'allow', flag: '--allow <rule>', repeatable: true, kind: { type: 'allow' }, modes: ['server'],
     help: 'let streams reach only targets a rule matches: HOST:PORTS, HOST = IP, CIDR, [v6], name or *, PORTS = N, N-M or *; repeatable (YAML: a list). Without any rule every target is allowed' },
+  { name: 'allowReverse', key: 'allow_reverse', flag: '--allow-reverse <rule>', repeatable: true, kind: { type: 'allow' }, modes: ['server'],
+    help: 'let clients open reverse tunnels (-R) on bind addresses and ports a rule matches, same syntax as --allow (e.g. 127.0.0.1:8000-8999); repeatable (YAML: a list; per user: allow_reverse in the users file). Without any rule no reverse tunnel is allowed' },
   { name: 'tlsCert', key: 'tls_cert', flag: '--tls-cert <file>', kind: { type: 'file' }, modes: ['server'],
     help: 'serve wss:// directly with this PEM certificate chain (with --tls-key); SIGHUP reloads both' },
   { name: 'tlsKey', key: 'tls_key', flag: '--tls-key <file>', kind: { type: 'file' }, modes: ['server'],
