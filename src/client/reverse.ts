@@ -63,15 +63,16 @@ export class ReverseTunnels {
       if (f.type === 'listen') return;
       const a = asked.get(f.request);
       if (!a) return;
-      asked.delete(f.request);
       const { spec, backoff } = a;
       if (f.type === 'listen-ok') {
+        // Kept: a LISTEN_ERR may still come for it, when the server closes the listener (a reload no longer allows it).
         const level = this.announced.has(spec) ? 'debug' : 'info';
         this.announced.add(spec);
         this.refusedWith.delete(spec);
         log[level](`${spec.name}: the server listens on ${spec.bind} (port ${f.port}) → ${spec.remote}`);
         return;
       }
+      asked.delete(f.request);
       const delay = backoff.next();
       const name = LISTEN_ERROR_NAMES[f.code] ?? `code ${f.code}`;
       const reason = peerText(f.reason, 120);

@@ -51,7 +51,8 @@ interface Listener {
   name: string;
   server: Server;
   up: boolean;
-  sessions: Set<EngineSession>;
+  /** The sessions carrying it, each with the request its LISTEN_OK answered (a later LISTEN_ERR names it). */
+  sessions: Map<EngineSession, number>;
   /** LISTENs waiting for the bind to finish. */
   joining: { session: EngineSession; request: number }[];
   waiting: Waiting[];
@@ -114,7 +115,7 @@ export class ReverseListeners {
     const l: Listener = {
       key, user, client, bind, host: hp.host, port: hp.port, name, up: false,
       server: createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onConnection(l, s)),
-      sessions: new Set(), joining: [{ session, request }], waiting: [], grace: undefined,
+      sessions: new Map(), joining: [{ session, request }], waiting: [], grace: undefined,
     };
     this.listeners.set(key, l);
     l.server.once('error', (err: NodeJS.ErrnoException) => {
@@ -136,7 +137,7 @@ export class ReverseListeners {
 
   private join(l: Listener, session: EngineSession, request: number): void {
     if (session.closed) return;
-    l.sessions.add(session);
+    l.sessions.set(session, request);
     if (l.grace) {
       clearTimeout(l.grace);
       l.grace = undefined;
@@ -163,10 +164,14 @@ export class ReverseListeners {
     l.grace = setTimeout(() => this.close(l, `its client did not come back within ${this.opts.graceMs} ms`), this.opts.graceMs);
   }
 
-  private close(l: Listener, why: string): void {
+  /** Closes a listener; `code` tells its sessions (LISTEN_ERR for the request they were answered on), so they ask again later. */
+  private close(l: Listener, why: string, code?: number): void {
     if (this.listeners.get(l.key) !== l) return;
     this.listeners.delete(l.key);
     clearTimeout(l.grace);
+    if (code !== undefined) {
+      for (const [session, request] of l.sessions) session.sendControl({ type: 'listen-err', stream: 0, request, code, reason: `listener closed: ${why}` });
+    }
     for (const w of l.waiting.splice(0)) {
       clearTimeout(w.timer);
       w.socket.destroy();
@@ -177,7 +182,7 @@ export class ReverseListeners {
 
   private live(l: Listener): EngineSession | undefined {
     let best: EngineSession | undefined;
-    for (const s of l.sessions) {
+    for (const s of l.sessions.keys()) {
       if (s.closed || s.peerDraining) continue;
       if (!best || s.streamCount < best.streamCount) best = s;
     }
@@ -232,7 +237,7 @@ export class ReverseListeners {
     for (const l of [...this.listeners.values()]) {
       const ip = parseIp(l.host);
       const rules = this.opts.rulesFor(l.user);
-      if (!rules || typeof ip !== 'object' || !ip || !rules.match(l.host, ip, l.port)) this.close(l, 'no longer allowed after a reload');
+      if (!rules || typeof ip !== 'object' || !ip || !rules.match(l.host, ip, l.port)) this.close(l, 'no longer allowed after a reload', ListenError.NOT_ALLOWED);
     }
   }
 

@@ -9,6 +9,7 @@ import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, IncomingMessage } from 'node:http';
 import { AddressInfo, Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { sessionOptions } from '../../src/engine/options';
@@ -21,6 +22,7 @@ import { upgradeResponse } from '../../src/protocol/upgrade';
 import { createLogger } from '../../src/util/log';
 import { connect, echoServer, howItEnds, roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
 import { engines, Proc, runCli } from '../helpers/procs';
+import { waitFor } from '../helpers/wait';
 
 /** A loopback port nothing listens on right now. */
 async function freePort(): Promise<number> {
@@ -152,6 +154,26 @@ for (const engine of engines()) {
     t.equal((await roundTrip(alicePort, Buffer.from('alice'))).toString(), 'alice');
   });
 
+  t.test(`[${engine}] SIGHUP: a users file that no longer allows a listener closes it, and the client hears of it`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const users = (rules: string): string => `alice:\n  passwd: alice-secret\n  allow_reverse: [${rules}]\n`;
+    const dir = t.testdir({ 'users.yaml': users(`"127.0.0.1:${port}"`) });
+    const server = await startServer(t, engine, ['--users', join(dir, 'users.yaml')]);
+    const client = await startClient(t, engine, server.port, [`${port}:${echo.addr}`], ['-c', '2', '--user', 'alice', '-e', '100'],
+      { TWS_PASSWD: 'alice-secret' });
+    await client.waitLog(listening(port));
+    t.equal((await roundTrip(port, Buffer.from('allowed'))).toString(), 'allowed');
+    writeFileSync(join(dir, 'users.yaml'), users(''));
+    server.proc.kill('SIGHUP');
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: closed \\(no longer allowed after a reload\\)`));
+    t.notOk(await accepts(port), 'the port is closed');
+    t.match(await client.waitLog(new RegExp(`reverse ${port}: the server refused it: .*`)), /not allowed \(listener closed: no longer allowed after a reload\)/,
+      'the client is told, and asks again');
+    t.match(await server.waitLog(/SIGHUP: reloaded users from .*/), /: [12] session\(s\) kept, 0 closed$/, 'its sessions stay');
+  });
+
   t.test(`[${engine}] the listener survives a client reconnect, and closes once the client is gone longer than the grace period`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());
@@ -250,13 +272,14 @@ for (const engine of engines() as ('js' | 'native')[]) {
     const client = await runCli(['client', '-s', `ws://127.0.0.1:${evil.port}/`, '--engine', engine, '-c', '1',
       '-L', `0:${echo.addr}`, '-R', `${port}:${echo.addr}`]);
     t.teardown(() => client.stop('SIGKILL'));
-    const deadline = Date.now() + 10_000;
-    while (evil.frames.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => evil.frames.length > 0);
     t.match(evil.frames[0], { type: 'listen', bind: `127.0.0.1:${port}` }, 'the client asked for its listener');
     const session = evil.sessions[0]!;
-    const closed = (target: string): Promise<StreamClosedInfo> => new Promise((resolve) => {
+    const closed = (target: string): Promise<StreamClosedInfo> => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the stream to ${JSON.stringify(target)} did not end`)), 10_000);
       const on = (info: StreamClosedInfo): void => {
         if (info.target !== target) return;
+        clearTimeout(timer);
         session.off('stream-closed', on);
         resolve(info);
       };
