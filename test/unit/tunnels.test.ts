@@ -113,3 +113,17 @@ t.test('-R specs: ssh syntax, the server binds an IP (127.0.0.1 by default) and 
   for (const [spec, re] of cases) t.throws(() => client({ reverse: [spec] }), { code: 'TWS_ERR_CONFIG', message: re }, spec);
   t.throws(() => client({ reverse: ['8080:a:1', '127.0.0.1:8080:b:2'] }), { message: /two reverse tunnels listen on 127\.0\.0\.1:8080/ });
 });
+
+t.test('YAML reverse: (client) and allow_reverse: (server)', async (t) => {
+  const dir = t.testdir({
+    'client.yaml': 'server: ws://127.0.0.1:1/\npasswd: x\nreverse:\n  - 8080:127.0.0.1:80\n  - "0.0.0.0:2222:127.0.0.1:22"\n',
+    'server.yaml': 'listen: 127.0.0.1:1\npasswd: x\nallow_reverse: ["127.0.0.1:8000-8999", "0.0.0.0:2222"]\n',
+    'bad.yaml': 'server: ws://127.0.0.1:1/\npasswd: x\nreverse:\n  - { listen: 1, remote: "a:1" }\n',
+  });
+  const c = resolveConfig('client', { file: readConfigFile(join(dir, 'client.yaml'), 'client'), env: {}, flags: {} });
+  t.same(c.reverse.map((r) => `${r.name} ${r.bind} ${r.remote}`), ['reverse 8080 127.0.0.1:8080 127.0.0.1:80', 'reverse 0.0.0.0:2222 0.0.0.0:2222 127.0.0.1:22']);
+  const s = resolveConfig('server', { file: readConfigFile(join(dir, 'server.yaml'), 'server'), env: {}, flags: {} });
+  t.same(s.allowReverse?.map((r) => r.text), ['127.0.0.1:8000-8999', '0.0.0.0:2222']);
+  t.throws(() => resolveConfig('client', { file: readConfigFile(join(dir, 'bad.yaml'), 'client'), fileName: 'bad.yaml', env: {}, flags: {} }),
+    { code: 'TWS_ERR_CONFIG', message: /config key "reverse" in bad\.yaml: expected "\[BIND:\]PORT:HOST:PORT"/ });
+});
