@@ -63,6 +63,8 @@ export class ReverseListeners {
   private readonly listeners = new Map<string, Listener>();
   private readonly log: Logger;
   private readonly refusals: RateLimitedLog;
+  /** The server is stopping: no new listener. */
+  private stopped = false;
 
   constructor(private readonly opts: ReverseOptions) {
     this.log = opts.logger;
@@ -88,6 +90,7 @@ export class ReverseListeners {
 
   private onListen(session: EngineSession, user: string | undefined, request: number, token: Buffer, bind: string): void {
     const name = `reverse ${peerText(bind, 80)}`;
+    if (this.stopped) return this.refuse(session, request, ListenError.FAILED, name, 'listen failed: server shutting down');
     const hp = parseHostPort(bind);
     if (typeof hp === 'string' || !isIP(hp.host) || hp.port === 0) {
       return this.refuse(session, request, ListenError.BAD_ADDRESS, name, 'bad address: expected an IP address and a port 1-65535');
@@ -243,6 +246,7 @@ export class ReverseListeners {
 
   /** Closes every listener (the server is stopping). */
   closeAll(): void {
+    this.stopped = true;
     for (const l of [...this.listeners.values()]) this.close(l, 'server shutting down');
   }
 }
