@@ -23,7 +23,9 @@ import { createLogger } from '../../src/util/log';
 import { connect, echoServer, howItEnds, roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
 import { engines, Proc, runCli } from '../helpers/procs';
 import { rawPeer } from '../helpers/raw-peer';
+import { needs } from '../helpers/tools';
 import { waitFor } from '../helpers/wait';
+import { makeCa, makeCert } from '../../bench/certs';
 
 /** A loopback port nothing listens on right now. */
 async function freePort(): Promise<number> {
@@ -112,6 +114,22 @@ for (const [serverEngine, clientEngine] of pairs) {
 }
 
 for (const engine of engines()) {
+  t.test(`[${engine}] over wss:// the client sees the capability too (the 101 read by Node's TLS or by the engine's)`, { skip: needs('openssl') }, async (t) => {
+    const dir = t.testdir({});
+    const ca = makeCa(dir, 'ca');
+    const leaf = makeCert(dir, ca, 'leaf', ['localhost']);
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const server = await startServer(t, engine, ['--allow-reverse', `127.0.0.1:${port}`, '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
+    const client = await runCli(['client', '-s', `wss://localhost:${server.port}/`, '--ca', ca.cert, '--engine', engine, '-c', '1',
+      '-L', '0:127.0.0.1:9', '-R', `${port}:${echo.addr}`]);
+    t.teardown(() => client.stop('SIGKILL'));
+    await client.waitLog(listening(port));
+    const data = randomBytes(2 * 1024 * 1024);
+    t.equal(sha256(await roundTrip(port, data)), sha256(data), '2 MB there and back');
+  });
+
   t.test(`[${engine}] without --allow-reverse the server refuses: the client says so, nothing listens, other tunnels carry on`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());
