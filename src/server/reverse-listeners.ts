@@ -33,6 +33,13 @@ export interface ReverseOptions {
   maxStreams: number;
 }
 
+/** A session's share of the server's stream slots (the file descriptor plan), when it has one. */
+export interface SessionSlots {
+  /** Why one more stream would be refused, or undefined. */
+  full(): string | undefined;
+  take(stream: number): void;
+}
+
 interface Waiting {
   socket: Socket;
   timer: NodeJS.Timeout;
@@ -61,6 +68,7 @@ interface Listener {
 
 export class ReverseListeners {
   private readonly listeners = new Map<string, Listener>();
+  private readonly slots = new Map<EngineSession, SessionSlots>();
   private readonly log: Logger;
   private readonly refusals: RateLimitedLog;
   /** The server is stopping: no new listener. */
@@ -75,8 +83,9 @@ export class ReverseListeners {
     return this.listeners.size;
   }
 
-  /** Takes `session`'s LISTEN frames; `user` is who it authenticated as. */
-  attach(session: EngineSession, user: string | undefined): void {
+  /** Takes `session`'s LISTEN frames; `user` is who it authenticated as; its streams count against `slots`. */
+  attach(session: EngineSession, user: string | undefined, slots?: SessionSlots): void {
+    if (slots) this.slots.set(session, slots);
     session.on('control', (f: ControlFrame) => {
       if (f.type === 'listen') this.onListen(session, user, f.request, f.token, f.bind);
     });
@@ -155,6 +164,7 @@ export class ReverseListeners {
   }
 
   private detach(session: EngineSession): void {
+    this.slots.delete(session);
     for (const l of this.listeners.values()) {
       l.joining = l.joining.filter((j) => j.session !== session);
       if (l.sessions.delete(session) && l.sessions.size === 0 && l.up) this.startGrace(l);
@@ -227,11 +237,19 @@ export class ReverseListeners {
       socket.resetAndDestroy();
       return;
     }
+    const slots = this.slots.get(session);
+    const full = slots?.full();
+    if (full) {
+      this.refusals.line('warn', `session#${session.id}: connection from ${peer} (${l.name}) closed: ${full}`);
+      socket.resetAndDestroy();
+      return;
+    }
     const id = session.openStream(socket, l.bind, l.name);
     if (id === 0) {
       this.log.warn(`session#${session.id}: connection from ${peer} (${l.name}) not carried; reset`);
       return;
     }
+    slots?.take(id);
     this.log.info(`session#${session.id} stream#${id} open from ${peer} → client (${l.name})`);
   }
 

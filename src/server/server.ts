@@ -339,7 +339,10 @@ export class TwsServer extends EventEmitter {
       else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
     });
     session.on('stream-closed', (info: { stream: number }) => this.slots?.release(session, info.stream));
-    if (this.features.includes(FEATURE_REVERSE)) this.reverse.attach(session, user?.name);
+    const slots = this.slots;
+    if (this.features.includes(FEATURE_REVERSE)) {
+      this.reverse.attach(session, user?.name, slots && { full: () => slots.full(session, party), take: (id) => { slots.take(session, id, party); } });
+    }
     session.on('close', (code: number, reason: string) => {
       this.slots?.releaseSession(session);
       refusals.flush();
