@@ -27,7 +27,7 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 3;
+constexpr uint32_t kAbiVersion = 4;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -179,6 +179,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::OpenDatagramStream>("openDatagramStream"),
       InstanceMethod<&NativeEngine::AcceptDatagrams>("acceptDatagrams"),
       InstanceMethod<&NativeEngine::SendDatagram>("sendDatagram"),
+      InstanceMethod<&NativeEngine::SendControl>("sendControl"),
       InstanceMethod<&NativeEngine::Stats>("stats"),
       InstanceMethod<&NativeEngine::Ref>("ref"),
       InstanceMethod<&NativeEngine::Unref>("unref"),
@@ -240,7 +241,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     std::vector<tws::Event> events = engine_->take_events();
     if (events.empty()) return;
     static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window",
-                                        "datagram", "rtt", "upgrade-head", "tls-failed", "refused"};
+                                        "datagram", "rtt", "upgrade-head", "tls-failed", "refused", "control"};
     Napi::Array arr = Napi::Array::New(env, events.size());
     for (size_t i = 0; i < events.size(); i++) {
       const tws::Event& e = events[i];
@@ -251,7 +252,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       o.Set("code", Napi::Number::New(env, e.code));
       o.Set("bytesIn", Napi::Number::New(env, static_cast<double>(e.bytes_in)));
       o.Set("bytesOut", Napi::Number::New(env, static_cast<double>(e.bytes_out)));
-      if (e.kind == tws::Event::kDatagram) {
+      if (e.kind == tws::Event::kDatagram || e.kind == tws::Event::kControl) {
         o.Set("payload", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
       } else {
         o.Set("text", Napi::String::New(env, e.text));
@@ -275,6 +276,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (o.Has("sessionBudget")) opts.session_budget = static_cast<uint64_t>(o.Get("sessionBudget").ToNumber().Int64Value());
     if (o.Has("processBudget")) opts.process_budget = static_cast<uint64_t>(o.Get("processBudget").ToNumber().Int64Value());
     opts.no_udp = o.Get("noUdp").ToBoolean().Value();
+    opts.accept_streams = o.Get("acceptStreams").ToBoolean().Value();
     const char* bad = tws::invalid_options(opts);
     *ok = bad == nullptr;
     if (bad) Napi::TypeError::New(env, std::string("session options: ") + bad).ThrowAsJavaScriptException();
@@ -413,6 +415,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   void SendDatagram(const Napi::CallbackInfo& info) {
     engine_->send_datagram(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), bytes_of(info[2]));
+  }
+
+  void SendControl(const Napi::CallbackInfo& info) {
+    // sendControl(session, type, body): a reverse-tunnel frame on stream 0
+    engine_->send_control(info[0].ToNumber().Uint32Value(), static_cast<uint8_t>(info[1].ToNumber().Uint32Value()), bytes_of(info[2]));
   }
 
   // stats() → { datagramsDropped, fronts }: what the engine dropped rather than queue without bound, and TLS connections before their upgrade.

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { TwsClient, TwsClientOptions } from './client/client';
 import { connectOptions } from './client/connect-options';
-import { checkDistinct, parseBindPort, parseTunnelSpec, TunnelSpec } from './config/tunnels';
+import { checkDistinct, parseBindPort, parseReverse, parseTunnelSpec, ReverseSpec, TunnelSpec } from './config/tunnels';
 import { SocksLogins } from './client/socks/auth';
 import { EngineChoice, selectEngine } from './engine/select';
 import type { Engine, EngineSession } from './engine/types';
@@ -44,18 +44,20 @@ interface Common {
 /** TLS for the server: PEM contents, or the files to read them from (read again by reload()). */
 export type ServerTls = { cert: string | Buffer; key: string | Buffer } | { certFile: string; keyFile: string };
 
-export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | 'logger' | 'tls' | 'allow' | 'users'> & Common & {
+export type CreateServerOptions = Omit<TwsServerOptions, 'listen' | 'engine' | 'logger' | 'tls' | 'allow' | 'allowReverse' | 'users'> & Common & {
   listen: string | HostPort;
   tls?: ServerTls;
   /** Targets streams may reach, as rules (`10.0.0.0/8:22`) or an AllowList; absent = everywhere, empty = nowhere. */
   allow?: AllowList | readonly (string | AllowRule)[];
+  /** Where clients may open reverse tunnels (-R), the same kind of rules matching the bind address; absent or empty = nowhere. */
+  allowReverse?: AllowList | readonly (string | AllowRule)[];
   /** Per-user passwords and allow-lists: a users file (read again by reload()) or the users themselves. */
   users?: string | Map<string, User>;
   /** SIGHUP calls reload() (the CLI sets this); default false. */
   reloadOnSighup?: boolean;
 };
 
-export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels' | 'httpConnect' | 'socks' | 'socksLogins'> & Common & {
+export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | 'engine' | 'logger' | 'tunnels' | 'httpConnect' | 'socks' | 'socksLogins' | 'reverse'> & Common & {
   /** An HTTP CONNECT proxy listener, `[BIND:]PORT` (`8080`, `127.0.0.1:0`) or parsed; loopback only. */
   httpConnect?: string | number | HostPort;
   /** tws-rust's one tunnel, with `remote`; optional when `tunnels` are given. */
@@ -66,6 +68,8 @@ export type CreateClientOptions = Omit<TwsClientOptions, 'listen' | 'server' | '
   socks?: string | number | HostPort;
   /** A file of `user:password` lines the SOCKS listener requires (RFC 1929); needed off loopback. */
   socksAuth?: string;
+  /** Reverse tunnels: `-R` specs (`8080:127.0.0.1:80`) or parsed ones. */
+  reverse?: readonly (string | ReverseSpec)[];
   server: string | URL;
   /** wss://: a file of PEM certificates to trust besides the system roots (ignored when `connect` is given). */
   ca?: string;
@@ -148,12 +152,18 @@ async function startMetrics(o: Common, role: 'server' | 'client', engine: Engine
   return serveMetrics(address(o.metrics, 'metrics'), metrics, logger);
 }
 
+/** Rules given as strings or parsed, as an AllowList; undefined stays undefined. */
+function allowList(rules: AllowList | readonly (string | AllowRule)[] | undefined, where: string): AllowList | undefined {
+  return rules === undefined || rules instanceof AllowList ? rules
+    : new AllowList(rules.map((r) => (typeof r === 'string' ? parseAllowRules(r, where)[0]! : r)));
+}
+
 /** Starts a tws server; resolves once it listens. Stop it with `shutdown(drainMs)`. */
 export async function createServer(o: CreateServerOptions): Promise<RunningServer> {
   const logger = o.logger ?? silentLogger;
   const engine = engineOf(o, logger);
-  const allow = o.allow === undefined || o.allow instanceof AllowList ? o.allow
-    : new AllowList(o.allow.map((r) => (typeof r === 'string' ? parseAllowRules(r, 'allow')[0]! : r)));
+  const allow = allowList(o.allow, 'allow');
+  const allowReverse = allowList(o.allowReverse, 'allowReverse');
   const usersFile = typeof o.users === 'string' ? o.users : undefined;
   const server = new TwsServer({
     ...o,
@@ -162,6 +172,7 @@ export async function createServer(o: CreateServerOptions): Promise<RunningServe
     logger,
     tls: o.tls && readTls(o.tls),
     allow,
+    allowReverse,
     users: usersFile ? loadUsers(usersFile) : (o.users as Map<string, User> | undefined),
   });
   const metricsServer = await startMetrics(o, 'server', engine, logger, () => engine.stats().datagramsDropped + server.datagramsDropped,
@@ -219,7 +230,8 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   checkDistinct([...tunnels, ...proxies.flatMap((p) => (p.listen ? [{ listen: p.listen, remote: '*', udp: false, name: p.name }] : []))]);
   const listen = o.listen === undefined ? undefined : address(o.listen, 'listen');
   const socksLogins = o.socksAuth === undefined ? undefined : SocksLogins.fromFile(o.socksAuth);
-  const client = new TwsClient({ ...o, listen, tunnels, httpConnect, socks, socksLogins, server: url, engine, logger, connect });
+  const reverse = (o.reverse ?? []).map((x) => (typeof x === 'string' ? parseReverse(x, 'reverse')[0]! : x));
+  const client = new TwsClient({ ...o, listen, tunnels, httpConnect, socks, socksLogins, reverse, server: url, engine, logger, connect });
   const metricsServer = await startMetrics(o, 'client', engine, logger, () => engine.stats().datagramsDropped, (m) => {
     client.on('session', (s: EngineSession, slot: number) => m.track(s, slot));
     client.on('connect-failed', () => m.connectFailed());

@@ -12,6 +12,7 @@ struct Event {
   enum Kind : uint8_t {
     kOpenRequest, kStreamClosed, kSessionClosed, kGoaway, kIdle, kWindow, kDatagram, kRtt, kUpgradeHead, kTlsFailed,
     kRefused,  // an OPEN the engine refused itself (limits, draining): `code` the RESET code, `text` the target, `note` why
+    kControl,  // a reverse-tunnel frame (tws2::control_type): `code` its type, `text` its body (at most 279 bytes)
   };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;

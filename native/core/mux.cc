@@ -44,6 +44,10 @@ void Mux::on_frame(uint8_t type, uint32_t sid, uint8_t* body, size_t n) {
       return on_open(sid, tws2::read_u32(body), body[4], std::string(reinterpret_cast<char*>(body + 5), n - 5));
     case tws2::kGoaway:
       return on_goaway();
+    case tws2::kListen:
+    case tws2::kListenOk:
+    case tws2::kListenErr:
+      return on_control(type, body, n);
     default:
       break;
   }
@@ -79,7 +83,7 @@ void Mux::on_open(uint32_t sid, uint32_t window, uint8_t kind, std::string targe
   }
   const bool udp = kind == 2;
   if (draining_) return refuse(sid, 9, "going away", std::move(target));
-  if (!o_.server) return refuse(sid, 1, "client accepts no streams", std::move(target));
+  if (!o_.server && !o_.accept_streams) return refuse(sid, 1, "client accepts no streams", std::move(target));
   if (udp && o_.no_udp) return refuse(sid, 1, "udp is disabled on this server", std::move(target));
   if (streams_.size() >= o_.max_streams) return refuse(sid, 5, "too many streams", std::move(target));
   if (!udp && credit_.process_full()) return refuse(sid, 5, "memory budget reached", std::move(target));
@@ -168,7 +172,23 @@ void Mux::on_goaway() {
   if (streams_.empty()) emit_simple(Event::kIdle);
 }
 
+// LISTEN goes to a server, its answers to a client; the other way round is a
+// protocol error. JavaScript decodes the body (its layout is checked already).
+void Mux::on_control(uint8_t type, const uint8_t* body, size_t n) {
+  if ((type == tws2::kListen) != o_.server) return protocol_error("LISTEN frame sent the wrong way");
+  Event e{Event::kControl};
+  e.session = session_;
+  e.code = type;
+  e.text.assign(reinterpret_cast<const char*>(body), n);
+  host_.emit(std::move(e));
+}
+
 // ---- commands ----
+
+void Mux::send_control(uint8_t type, const uint8_t* body, size_t n) {
+  if (!tws2::control_type(type) || n > tws2::kMaxSmallBody || !host_.can_send()) return;
+  host_.send_frame(type, 0, body, n);
+}
 
 const char* Mux::cannot_open(uint32_t sid, bool udp) const {
   const bool full = !udp && (credit_.process_full() || credit_.session_full());

@@ -218,6 +218,8 @@ class Mux {
   void accept_datagrams(Stream& s);
   void reject(uint32_t sid, uint16_t code, const std::string& reason);
   void send_datagram(uint32_t sid, const uint8_t* p, size_t n);
+  // A reverse-tunnel frame from JavaScript (stream 0), unless the session is closing.
+  void send_control(uint8_t type, const uint8_t* body, size_t n);
   // Sends GOAWAY and ends the udp streams (RESET 9: a drain would wait for
   // them forever); true when no stream is left (the host closes at once).
   bool goaway(uint16_t code, const std::string& reason);
@@ -255,6 +257,7 @@ class Mux {
   void on_reset(Stream& s, uint16_t code, const uint8_t* reason, size_t n);
   void on_datagram(Stream& s, const uint8_t* p, size_t n);
   void on_goaway();
+  void on_control(uint8_t type, const uint8_t* body, size_t n);
   void refuse(uint32_t sid, uint16_t code, const char* why, std::string target);
 
   // Credit: what the peers may still send us, per session and per process.

@@ -21,6 +21,8 @@ struct SessionOptions {
   // the minimum; past all of it new streams are refused (RESET 5).
   uint64_t process_budget = 1024ull * 1024 * 1024;
   bool no_udp = false;
+  // A client with reverse tunnels takes server-opened streams; otherwise it refuses them (RESET 1).
+  bool accept_streams = false;
 };
 
 // Checks options a caller built: the reason the first bad one is bad, or

@@ -24,7 +24,15 @@ enum Type : uint8_t {
   kReset = 0x06,
   kDatagram = 0x07,
   kGoaway = 0x08,
+  // Reverse tunnels (docs/protocol.md), all on stream 0, passed to JavaScript whole.
+  kListen = 0x09,     // client → server: request u32, token (16), bind host:port
+  kListenOk = 0x0a,   // server → client: request u32, port u16
+  kListenErr = 0x0b,  // server → client: request u32, code u16, reason
 };
+
+constexpr size_t kListenTokenLen = 16;
+
+inline bool control_type(uint8_t t) { return t >= kListen && t <= kListenErr; }
 
 constexpr size_t kHeaderLen = 5;
 constexpr size_t kMaxData = 262144;
@@ -65,7 +73,12 @@ using ::tws::valid_utf8;
 // (1002) or none. Unknown types never reach here: they are skipped.
 inline ws::ParseError validate(uint8_t type, uint32_t stream, const uint8_t* body, size_t n) {
   auto bad = [](const char* why) { return ws::ParseError{1002, why}; };
-  if (type != kGoaway && stream == 0) return bad("frame on stream 0");
+  if (control_type(type)) {
+    if (stream != 0) return bad("LISTEN frame on a stream other than 0");
+    if (n < 6) return bad("LISTEN frame body shorter than 6 bytes");
+  } else if (type != kGoaway && stream == 0) {
+    return bad("frame on stream 0");
+  }
   switch (type) {
     case kOpen:
       if (n < 5) return bad("OPEN body shorter than 5 bytes");
@@ -92,12 +105,24 @@ inline ws::ParseError validate(uint8_t type, uint32_t stream, const uint8_t* bod
       return {};
     case kDatagram:
       return {};
+    case kListen:
+      if (n < 4 + kListenTokenLen + 1 || n - 4 - kListenTokenLen > kMaxTarget) return bad("LISTEN address empty or too long");
+      if (!valid_utf8(body + 4 + kListenTokenLen, n - 4 - kListenTokenLen)) return bad("LISTEN address is not UTF-8");
+      return {};
+    case kListenOk:
+      if (n != 6) return bad("LISTEN_OK body must be 6 bytes");
+      if (read_u16(body + 4) == 0) return bad("LISTEN_OK with port 0");
+      return {};
+    case kListenErr:
+      if (n - 6 > kMaxReason) return bad("reason longer than 120 bytes");
+      if (!valid_utf8(body + 6, n - 6)) return bad("reason is not UTF-8");
+      return {};
     default:
       return {};
   }
 }
 
-inline bool known_type(uint8_t t) { return t >= kOpen && t <= kGoaway; }
+inline bool known_type(uint8_t t) { return t >= kOpen && t <= kListenErr; }
 
 // Receives TWS2 frames. The sink gets:
 //   void on_data(uint32_t stream, uint8_t* p, size_t n)     DATA body bytes, any split

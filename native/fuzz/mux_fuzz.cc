@@ -69,7 +69,11 @@ struct Run {
       case 4: return h.frame(tws2::kReset, any_sid(a), MuxHarness::coded(b % 12, "r"));
       case 5: return h.frame(tws2::kOpenOk, any_sid(a), MuxHarness::u32(65536 + b * 8192u));
       case 6: return h.frame(tws2::kDatagram, any_sid(a), std::string(b, 'G'));
-      case 7: return h.frame(tws2::kGoaway, 0, MuxHarness::coded(1001, "bye"));
+      case 7:
+        // Now and then a reverse-tunnel frame instead (a protocol error the wrong way round).
+        if (b % 4 == 1) return h.frame(server ? tws2::kListen : tws2::kListenOk, 0, MuxHarness::u32(b) + std::string(16, 'k') + "1:1");
+        if (b % 4 == 2) return h.frame(tws2::kListenOk, 0, MuxHarness::u32(b) + std::string{'\0', '\x50'});
+        return h.frame(tws2::kGoaway, 0, MuxHarness::coded(1001, "bye"));
       case 8: {
         tws::mux::Stream* s = h.mux.find_accepting(any_sid(a));
         if (s && !s->udp) {

@@ -133,6 +133,10 @@ void Engine::accept_datagrams(uint32_t session, uint32_t stream) {
   post_to_session(loop_.get(), session, [stream](WsSession& s) { s.accept_datagrams(stream); });
 }
 
+void Engine::send_control(uint32_t session, uint8_t type, std::string body) {
+  post_to_session(loop_.get(), session, [type, body = std::move(body)](WsSession& s) { s.send_control(type, body); });
+}
+
 void Engine::send_datagram(uint32_t session, uint32_t stream, std::string payload) {
   Loop* loop = loop_.get();
   // Bounded like the other direction: JavaScript may read a UDP socket faster than the link drains.

@@ -105,6 +105,13 @@ void WsSession::send_datagram(uint32_t sid, const std::string& payload) {
   flush();
 }
 
+void WsSession::send_control(uint8_t type, const std::string& body) {
+  if (closing_ || dead_ || upgrade_.pending()) return;
+  sync_time();
+  mux_.send_control(type, reinterpret_cast<const uint8_t*>(body.data()), body.size());
+  flush();
+}
+
 void WsSession::reject(uint32_t sid, uint16_t code, const std::string& reason) {
   sync_time();
   mux_.reject(sid, code, reason);

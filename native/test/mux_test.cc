@@ -436,6 +436,56 @@ void test_reply_when_the_session_ends() {
   CHECK(local->received == "REFUSED\n", "a stream opened later is answered by its own RESET");
 }
 
+// Reverse tunnels: LISTEN frames reach JavaScript whole, in the right direction only.
+void test_listen_frames() {
+  const std::string token(16, 'k');
+  const std::string listen = MuxHarness::u32(7) + token + "127.0.0.1:8080";
+  auto bad = [](uint8_t type, uint32_t sid, const std::string& body) {
+    return static_cast<bool>(tws2::validate(type, sid, reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+  };
+  CHECK(!bad(tws2::kListen, 0, listen), "a LISTEN on stream 0 is well-formed");
+  CHECK(bad(tws2::kListen, 1, listen), "on another stream it is malformed");
+  CHECK(bad(tws2::kListen, 0, MuxHarness::u32(7) + token), "so is one without an address");
+  CHECK(bad(tws2::kListen, 0, MuxHarness::u32(7) + token + std::string(260, 'a')), "or with one over 259 bytes");
+  CHECK(bad(tws2::kListenOk, 0, MuxHarness::u32(7) + std::string(2, '\0')), "LISTEN_OK with port 0 is malformed");
+  CHECK(bad(tws2::kListenErr, 0, MuxHarness::u32(7) + MuxHarness::coded(2, std::string(121, 'x'))), "a LISTEN_ERR reason over 120 bytes too");
+
+  MuxHarness server(server_options());
+  server.frame(tws2::kListen, 0, listen);
+  const Event* e = server.events.empty() ? nullptr : &server.events.back();
+  CHECK(e && e->kind == Event::kControl && e->code == tws2::kListen && e->text == listen, "a server hands a LISTEN to JavaScript whole");
+  CHECK(server.mux.error() == nullptr, "without complaint");
+  const std::string ok = MuxHarness::u32(7) + std::string{'\x1f', '\x90'};
+  server.mux.send_control(tws2::kListenOk, reinterpret_cast<const uint8_t*>(ok.data()), ok.size());
+  auto out = server.read();
+  CHECK(out.size() == 1 && out[0].type == tws2::kListenOk && out[0].stream == 0 && out[0].body == ok, "and sends JavaScript's answer on stream 0");
+  server.frame(tws2::kListenOk, 0, ok);
+  CHECK(server.mux.error() != nullptr, "a LISTEN_OK sent to a server is a protocol error");
+
+  MuxHarness client{SessionOptions{}};
+  client.frame(tws2::kListenOk, 0, ok);
+  CHECK(client.count(Event::kControl) == 1 && client.mux.error() == nullptr, "a client takes LISTEN_OK");
+  client.frame(tws2::kListen, 0, listen);
+  CHECK(client.mux.error() != nullptr, "a LISTEN sent to a client is a protocol error");
+}
+
+// A client refuses server-opened streams unless it has reverse tunnels.
+void test_client_accepts_streams_only_when_asked() {
+  MuxHarness plain{SessionOptions{}};
+  plain.open(2, 65536, false, "127.0.0.1:8080");
+  const Event* e = plain.last(Event::kRefused, 2);
+  CHECK(e && e->code == 1 && plain.count(Event::kOpenRequest) == 0, "a client without reverse tunnels answers RESET 1");
+  SessionOptions o;
+  o.accept_streams = true;
+  MuxHarness reverse(o);
+  reverse.open(2, 65536, false, "127.0.0.1:8080");
+  CHECK(reverse.count(Event::kOpenRequest, 2) == 1, "one with them asks JavaScript");
+  reverse.open(3, 65536, false, "127.0.0.1:8080");
+  CHECK(reverse.mux.error() != nullptr, "an odd id from the server is still a protocol error");
+  plain.turn();
+  reverse.turn();
+}
+
 }  // namespace
 
 int main() {
@@ -457,5 +507,7 @@ int main() {
   test_reply_ok_waits_for_a_slow_local_socket();
   test_reply_refusal_rules();
   test_reply_when_the_session_ends();
+  test_listen_frames();
+  test_client_accepts_streams_only_when_asked();
   return tws::test::report();
 }

@@ -9,6 +9,8 @@ const SERVER = [
   'tws server -l 0.0.0.0:8443 --passwd-file /etc/tws/passwd --tls-cert fullchain.pem --tls-key privkey.pem',
   '# a password and allow list per user (--allow: for users without their own)',
   'tws server -l 127.0.0.1:5202 --users /etc/tws/users.yaml --allow 10.0.0.0/8:22 --allow db.internal:5432',
+  '# let clients open reverse tunnels (-R) on loopback ports 8000-8999 of the server',
+  'tws server -l 0.0.0.0:5202 --passwd-file /etc/tws/passwd --allow-reverse 127.0.0.1:8000-8999',
   'tws server --config /etc/tws/server.yaml',
 ];
 
@@ -23,6 +25,8 @@ const CLIENT = [
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd --http-connect 8080',
   '# a SOCKS5 listener on 127.0.0.1:1080 (then: curl --socks5-hostname 127.0.0.1:1080 http://intranet/)',
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -D 1080',
+  '# a reverse tunnel (ssh -R syntax): port 8080 on the server reaches this machine\'s web server',
+  'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -R 8080:127.0.0.1:80',
   'tws client --config /etc/tws/client.yaml',
 ];
 

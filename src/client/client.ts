@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { AddressInfo, createServer, Server, Socket } from 'node:net';
-import { isLoopbackBind, TunnelSpec } from '../config/tunnels';
+import { isLoopbackBind, ReverseSpec, TunnelSpec } from '../config/tunnels';
 import { answerLocal } from '../engine/reply';
 import type { Engine, EngineSession, StreamReply } from '../engine/types';
 import { drainSessions } from '../engine/drain';
@@ -16,6 +16,7 @@ import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
 import type { ConnectOptions } from './connect-options';
 import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest } from './http-connect';
+import { ReverseTunnels } from './reverse';
 import { SessionSlot } from './session-slot';
 import type { SocksLogins } from './socks/auth';
 import { SocksListener } from './socks/listener';
@@ -35,6 +36,8 @@ export interface TwsClientOptions {
   socks?: HostPort;
   /** RFC 1929 logins the SOCKS listener requires; without them it must listen on loopback. */
   socksLogins?: SocksLogins;
+  /** Reverse tunnels (-R): ports the server listens on, carried back to targets this client reaches. */
+  reverse?: readonly ReverseSpec[];
   passwd: string;
   /** Sessions to keep open; default 2. */
   connections?: number;
@@ -103,8 +106,8 @@ export class TwsClient extends EventEmitter {
 
   constructor(private readonly opts: TwsClientOptions) {
     super();
-    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.httpConnect && !opts.socks) {
-      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, httpConnect or socks');
+    if (!(opts.listen && opts.remote) && !opts.tunnels?.length && !opts.httpConnect && !opts.socks && !opts.reverse?.length) {
+      throw new TwsError('TWS_ERR_CONFIG', 'a client needs a tunnel: listen with remote, tunnels, httpConnect, socks or reverse');
     }
     const proxyAt = opts.httpConnect;
     if (proxyAt && !isLoopbackBind(proxyAt.host)) {
@@ -115,6 +118,9 @@ export class TwsClient extends EventEmitter {
       throw new TwsError('TWS_ERR_CONFIG',
         `a SOCKS listener on ${formatHostPort(opts.socks.host, opts.socks.port)} would be open to the network: give it logins (--socks-auth FILE) or bind it to loopback`);
     }
+    const reverse = opts.reverse?.length
+      ? new ReverseTunnels(opts.reverse, { logger: opts.logger, retryTimeout: opts.retryTimeout ?? 1000 })
+      : undefined;
     this.timeout = opts.timeout ?? 5000;
     const n = opts.connections ?? 2;
     for (let i = 1; i <= n; i++) {
@@ -126,14 +132,16 @@ export class TwsClient extends EventEmitter {
         udpTimeout: opts.udpTimeout,
         idleTimeout: opts.idleTimeout,
         bufferBudget: opts.bufferBudget,
+        acceptStreams: reverse !== undefined,
         engine: opts.engine,
         logger: opts.logger,
         connect: opts.connect,
         user: opts.user,
       });
       slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
-      slot.on('up', (session: EngineSession) => {
+      slot.on('up', (session: EngineSession, features: string[]) => {
         this.unclosed.add(session);
+        reverse?.attach(session, features);
         session.on('goaway', () => this.draining.add(session));
         session.on('close', () => {
           this.draining.delete(session);
@@ -192,8 +200,11 @@ export class TwsClient extends EventEmitter {
       this.closeListeners();
       throw err;
     }
+    for (const r of this.opts.reverse ?? []) {
+      this.opts.logger.info(`${r.name}: asking the server to listen on ${r.bind} → ${r.remote} via ${this.slots.length} session(s) (engine ${this.opts.engine.name})`);
+    }
     for (const slot of this.slots) slot.start();
-    return addrs[0]!;
+    return addrs[0] ?? ({ address: '', family: '', port: 0 } as AddressInfo);
   }
 
   /** The bound address of each tunnel, in the order given (-l/-r first). */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
-import { upgradeHeaders, upgradeProblem } from '../protocol/upgrade';
+import { offeredFeatures, upgradeHeaders, upgradeProblem } from '../protocol/upgrade';
 import { TwsError } from '../util/errors';
 import { describeConnectError } from './connect-options';
 import { viaProxy } from './proxy';
@@ -33,9 +33,11 @@ export interface UpgradeRoute {
 /**
  * Upgrades `url` to a tws2 WebSocket with `http.request` (unlike ws's client,
  * its `upgrade` event exposes every byte read past the 101); resolves with
- * the socket (a TLSSocket for wss://) and those bytes (`head`).
+ * the socket (a TLSSocket for wss://), those bytes (`head`) and what the
+ * server offers in Tws-Features.
  */
-export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs: number, route: UpgradeRoute = {}): Promise<{ socket: Socket; head: Buffer }> {
+export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs: number, route: UpgradeRoute = {}):
+  Promise<{ socket: Socket; head: Buffer; features: string[] }> {
   const key = randomBytes(16).toString('base64');
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port || (route.tls ? 443 : 80));
@@ -67,7 +69,7 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
         socket.destroy();
         return reject(new UpgradeError(problem));
       }
-      resolve({ socket, head });
+      resolve({ socket, head, features: offeredFeatures(res.headers) });
     });
     req.on('response', (res) => {
       clearTimeout(deadline);

@@ -14,7 +14,7 @@ import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
 import { connectHint, ConnectOptions, describeTlsFailure } from './connect-options';
 import { openTcp } from './open-tcp';
-import { parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
+import { offeredFeatures, parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
 import { TLS_SUITES } from '../util/tls-suites';
 
@@ -27,6 +27,8 @@ export interface SlotOptions {
   udpTimeout?: number;
   idleTimeout?: number;
   bufferBudget?: number;
+  /** Take streams the server opens (the client has reverse tunnels). */
+  acceptStreams?: boolean;
   engine: Engine;
   logger: Logger;
   connect?: ConnectOptions;
@@ -95,9 +97,12 @@ export class SessionSlot extends EventEmitter {
 
   private sessionOptions(): ReturnType<typeof sessionOptions> {
     const o = this.opts;
-    return sessionOptions('client', {
-      timeout: o.timeout, udpTimeout: o.udpTimeout, idleTimeout: o.idleTimeout, bufferBudget: o.bufferBudget, logger: o.logger,
-    });
+    return {
+      ...sessionOptions('client', {
+        timeout: o.timeout, udpTimeout: o.udpTimeout, idleTimeout: o.idleTimeout, bufferBudget: o.bufferBudget, logger: o.logger,
+      }),
+      acceptStreams: o.acceptStreams === true,
+    };
   }
 
   /**
@@ -162,13 +167,13 @@ export class SessionSlot extends EventEmitter {
     const abort = new AbortController();
     this.upgrading = abort;
     rawUpgrade(server, this.headers(), timeout, { proxy: this.opts.connect?.proxy, tls: secure ? this.nodeTls() : undefined, signal: abort.signal })
-      .then(({ socket, head }) => {
+      .then(({ socket, head, features }) => {
         this.upgrading = undefined;
         if (this.stopped) {
           socket.destroy();
           return;
         }
-        this.attach(engine.adopt(socket, head, Buffer.alloc(0), this.sessionOptions()), secure ? `TLS in the ${engine.name} engine` : '');
+        this.attach(engine.adopt(socket, head, Buffer.alloc(0), this.sessionOptions()), features, secure ? `TLS in the ${engine.name} engine` : '');
       }, (err: UpgradeError) => {
         this.upgrading = undefined;
         if (!this.stopped) this.failed(`${err.message}${SessionSlot.hint(err.status)}`);
@@ -207,7 +212,7 @@ export class SessionSlot extends EventEmitter {
           if (problem) this.failed(problem);
           return;
         }
-        this.attach(pending.accept(), `TLS in the ${this.opts.engine.name} engine`);
+        this.attach(pending.accept(), offeredFeatures(res!.headers), `TLS in the ${this.opts.engine.name} engine`);
       }, (err: Error) => {
         this.pending = undefined;
         if (!this.stopped) this.failed(err.message.startsWith('TLS: ') ? describeTlsFailure(err.message) : err.message);
@@ -215,7 +220,8 @@ export class SessionSlot extends EventEmitter {
     }, (err: Error) => this.failed(err.message));
   }
 
-  private attach(session: EngineSession, how = ''): void {
+  /** A session is up; `features` are what the server's 101 offered (Tws-Features). */
+  private attach(session: EngineSession, features: string[], how = ''): void {
     const log = this.opts.logger.child(`session#${session.id}`);
     const started = Date.now();
     this.session = session;
@@ -239,7 +245,7 @@ export class SessionSlot extends EventEmitter {
       detach();
       this.emit('down', session);
     });
-    this.emit('up', session);
+    this.emit('up', session, features);
   }
 
   private schedule(delay: number): void {

@@ -12,7 +12,7 @@ import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../util/proxy-url';
 import { AllowRule, parseAllowRules } from '../policy/allow-list';
 import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
-import { checkDistinct, parseBindPort, parseTunnels, TunnelSpec } from './tunnels';
+import { checkDistinct, parseBindPort, parseReverse, parseTunnels, ReverseSpec, TunnelSpec } from './tunnels';
 
 export interface CommonConfig {
   listen: HostPort;
@@ -39,6 +39,8 @@ export interface ServerConfig extends CommonConfig {
   maxStreams: number;
   users?: string;
   allow?: AllowRule[];
+  /** Where clients may open reverse tunnels; absent = nowhere. */
+  allowReverse?: AllowRule[];
   tlsCert?: string;
   tlsKey?: string;
 }
@@ -57,6 +59,8 @@ export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   socks?: HostPort;
   /** --socks-auth / YAML socks_auth: the file of its logins. */
   socksAuth?: string;
+  /** -R / YAML reverse (may be empty). */
+  reverse: ReverseSpec[];
   connections: number;
   retryTimeout: number;
   ca?: string;
@@ -204,6 +208,8 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
     case 'bindPort':
       if (typeof value !== 'string' && typeof value !== 'number') return bad('[BIND:]PORT');
       return parseBindPort(String(value), where);
+    case 'reverse':
+      return parseReverse(value, where);
     case 'proxy':
       // Never echo the value: it may hold the proxy password.
       if (typeof value !== 'string') fail('TWS_ERR_CONFIG', `${where}: expected http://[user:pass@]host:port`);
@@ -224,16 +230,18 @@ function validate(s: Setting, kind: ValueKind, src: Sourced): unknown {
 function checkClientTunnels(out: Record<string, unknown>, missing: { name: string; text: string }[]): void {
   const tunnels = (out.tunnels ?? []) as TunnelSpec[];
   out.tunnels = tunnels;
+  const reverse = (out.reverse ?? []) as ReverseSpec[];
+  out.reverse = reverse;
   const listen = out.listen as HostPort | undefined;
   const remote = out.remote as string | undefined;
   const proxy = out.httpConnect as HostPort | undefined;
   const socks = out.socks as HostPort | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
-  if (tunnels.length === 0 && !proxy && !socks && gone('listen') >= 0 && gone('remote') >= 0) {
+  if (tunnels.length === 0 && reverse.length === 0 && !proxy && !socks && gone('listen') >= 0 && gone('remote') >= 0) {
     missing.splice(gone('remote'), 1);
-    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, -D/--socks or --http-connect (config keys "listen" and "remote", "tunnels", "socks" or "http_connect")';
+    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, -R/--reverse, -D/--socks or --http-connect (config keys "listen" and "remote", "tunnels", "reverse", "socks" or "http_connect")';
   }
-  if (tunnels.length > 0 || proxy || socks) {
+  if (tunnels.length > 0 || reverse.length > 0 || proxy || socks) {
     if ((listen === undefined) !== (remote === undefined)) {
       fail('TWS_ERR_CONFIG', `give ${listen ? '-r/--remote (config key "remote")' : '-l/--listen (config key "listen")'} too: -l and -r make one tunnel together`);
     }

@@ -24,6 +24,7 @@ export type ValueKind =
   | { type: 'allow' }
   | { type: 'user' }
   | { type: 'tunnels' }
+  | { type: 'reverse' }
   | { type: 'enum'; values: readonly string[] };
 
 export interface Setting {
@@ -65,6 +66,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'a SOCKS5 listener (as ssh -D; BIND default 127.0.0.1): CONNECT to IPv4, IPv6 or a name the server resolves (its --allow applies), and UDP ASSOCIATE, all over the sessions (e.g. -D 1080, then curl --socks5-hostname 127.0.0.1:1080 http://intranet/); on a non-loopback address it needs --socks-auth' },
   { name: 'socksAuth', key: 'socks_auth', flag: '--socks-auth <file>', kind: { type: 'file' }, modes: ['client'],
     help: 'the SOCKS listener asks for a user name and password (RFC 1929) found in this file: one user:password per line (# comments); e.g. curl --proxy socks5h://alice:secret@127.0.0.1:1080' },
+  { name: 'reverse', key: 'reverse', flag: '-R, --reverse <spec>', repeatable: true, kind: { type: 'reverse' }, modes: ['client'],
+    help: 'a reverse tunnel, [BIND:]PORT:HOST:PORT as in ssh -R: the server listens on BIND:PORT (BIND default 127.0.0.1 on the server; it must allow it with --allow-reverse) and each connection there reaches HOST:PORT as this client sees it; repeatable (e.g. -R 8080:127.0.0.1:80; YAML: a list of such strings)' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,
@@ -104,6 +107,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'MiB of stream data all peers together may make this process buffer (flow-control credit granted, not yet delivered); past 3/4 windows stop growing, at the limit new streams are refused (RESET 5). 0 = a quarter of RAM, 256-2048' },
   { name: 'allow', key: 'allow', flag: '--allow <rule>', repeatable: true, kind: { type: 'allow' }, modes: ['server'],
     help: 'let streams reach only targets a rule matches: HOST:PORTS, HOST = IP, CIDR, [v6], name or *, PORTS = N, N-M or *; repeatable (YAML: a list). Without any rule every target is allowed' },
+  { name: 'allowReverse', key: 'allow_reverse', flag: '--allow-reverse <rule>', repeatable: true, kind: { type: 'allow' }, modes: ['server'],
+    help: 'let clients open reverse tunnels (-R) on bind addresses and ports a rule matches, same syntax as --allow (e.g. 127.0.0.1:8000-8999); repeatable (YAML: a list; per user: allow_reverse in the users file). Without any rule no reverse tunnel is allowed' },
   { name: 'tlsCert', key: 'tls_cert', flag: '--tls-cert <file>', kind: { type: 'file' }, modes: ['server'],
     help: 'serve wss:// directly with this PEM certificate chain (with --tls-key); SIGHUP reloads both' },
   { name: 'tlsKey', key: 'tls_key', flag: '--tls-key <file>', kind: { type: 'file' }, modes: ['server'],

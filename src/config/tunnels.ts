@@ -140,3 +140,40 @@ export function isLoopbackBind(host: string): boolean {
   if (isIP(h) === 4) return h.startsWith('127.');
   return isIP(h) === 6 && /^(0{0,4}:){2,7}0{0,3}1$/.test(h);
 }
+
+/** A reverse tunnel (-R): the server listens on `bind`, the client connects each stream to `remote`. */
+export interface ReverseSpec {
+  /** `host:port` / `[v6]:port` the server listens on (an IP literal; 127.0.0.1 by default), as LISTEN carries it. */
+  bind: string;
+  /** `host:port` as the client reaches it. */
+  remote: string;
+  /** How logs name it: `reverse 8080`, or `reverse 0.0.0.0:8080` off the default bind. */
+  name: string;
+}
+
+/** Parses one `-R [BIND:]PORT:HOST:PORT`; throws TWS_ERR_CONFIG naming `where` and the value. */
+export function parseReverseSpec(text: string, where: string): ReverseSpec {
+  const shown = JSON.stringify(text);
+  if (/\/udp$/i.test(text.trim())) fail('TWS_ERR_CONFIG', `${where}: reverse tunnels carry TCP only, got ${shown}`);
+  const t = parseTunnelSpec(text, where);
+  if (!isIP(t.listen.host)) fail('TWS_ERR_CONFIG', `${where}: the server binds an IP address (e.g. 0.0.0.0:8080:HOST:PORT), got ${shown}`);
+  if (t.listen.port === 0) fail('TWS_ERR_CONFIG', `${where}: a reverse tunnel needs a port on the server (1-65535), got ${shown}`);
+  const bind = formatHostPort(t.listen.host, t.listen.port);
+  const name = `reverse ${t.listen.host === DEFAULT_BIND ? String(t.listen.port) : bind}`;
+  return { bind, remote: t.remote, name };
+}
+
+/** Parses `-R` values or YAML `reverse:` (a list of strings, or one); two on the same server address are an error. */
+export function parseReverse(value: unknown, where: string): ReverseSpec[] {
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  const specs = list.map((e) => {
+    if (typeof e !== 'string') fail('TWS_ERR_CONFIG', `${where}: expected "[BIND:]PORT:HOST:PORT", got ${JSON.stringify(e)}`);
+    return parseReverseSpec(e, where);
+  });
+  const seen = new Set<string>();
+  for (const r of specs) {
+    if (seen.has(r.bind)) fail('TWS_ERR_CONFIG', `${where}: two reverse tunnels listen on ${r.bind}`);
+    seen.add(r.bind);
+  }
+  return specs;
+}

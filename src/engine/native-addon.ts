@@ -14,7 +14,7 @@ import type { StreamReply } from './types';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 3;
+export const NATIVE_ABI = 4;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -28,6 +28,8 @@ export interface NativeSessionOptions {
   sessionBudget?: number;
   processBudget?: number;
   noUdp: boolean;
+  /** A client takes server-opened streams (reverse tunnels) instead of refusing them. */
+  acceptStreams?: boolean;
 }
 
 /** An opaque TLS context (a `Napi::External`): built once by tlsClientContext/tlsServerContext, reused per connection. */
@@ -45,9 +47,10 @@ export interface NativeEvent {
    * upgrade-head: `text` the server's answer to an adoptTls upgrade.
    * tls-failed: a frontTls connection failed before its upgrade; `session` is the front's id, `text` why.
    * refused: an OPEN the engine refused itself; `code` the RESET code, `text` the target, `note` why.
+   * control: a reverse-tunnel frame (stream 0) checked by the engine: `code` its type, `payload` its body.
    */
   type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
-    | 'tls-failed' | 'refused';
+    | 'tls-failed' | 'refused' | 'control';
   session: number;
   stream: number;
   code: number;
@@ -93,6 +96,8 @@ export interface NativeCore {
   openDatagramStream(session: number, stream: number, target: string): void;
   acceptDatagrams(session: number, stream: number): void;
   sendDatagram(session: number, stream: number, payload: Buffer): void;
+  /** Sends a reverse-tunnel frame of `type` with `body` on stream 0 (nothing once the session is closing). */
+  sendControl(session: number, type: number, body: Buffer): void;
   stats(): NativeStats;
   /** While sessions exist the events callback keeps the process alive; unref when none is left. */
   ref(): void;

@@ -10,7 +10,8 @@ import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { constants as osConstants } from 'node:os';
-import { ResetCode } from '../protocol/constants';
+import { HEADER_LEN, ResetCode } from '../protocol/constants';
+import { ControlFrame, decodeFrame, encodeControl } from '../protocol/frames';
 import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
 import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
@@ -42,6 +43,7 @@ function nativeOptions(options: SessionOptions): NativeSessionOptions {
     sessionBudget: options.sessionBudget,
     processBudget: options.processBudget,
     noUdp: options.noUdp,
+    acceptStreams: options.acceptStreams ?? false,
   };
 }
 
@@ -156,6 +158,12 @@ class NativeSession extends EventEmitter implements EngineSession {
     return id;
   }
 
+  sendControl(f: ControlFrame): void {
+    if (this.closed) return;
+    const frame = encodeControl(f);
+    this.core.sendControl(this.coreId, frame[0]!, frame.subarray(HEADER_LEN));
+  }
+
   goaway(code: number, reason: string): void {
     if (!this.closed) this.core.goaway(this.coreId, code, reason);
   }
@@ -196,6 +204,13 @@ class NativeSession extends EventEmitter implements EngineSession {
       case 'datagram':
         this.streams.get(e.stream)?.port?.send(e.payload!);
         return;
+      case 'control': {
+        // Checked by the engine with the rules of frames.ts: decoding cannot fail.
+        const head = Buffer.alloc(HEADER_LEN);
+        head[0] = e.code;
+        this.emit('control', decodeFrame(Buffer.concat([head, e.payload!])) as ControlFrame);
+        return;
+      }
       case 'session-closed':
         this.explainClose(e.code, e.text);
         this.closed = true;

@@ -7,6 +7,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import type { ControlFrame } from '../protocol/frames';
 import type { Logger } from '../util/log';
 
 export type Role = 'client' | 'server';
@@ -42,6 +43,12 @@ export interface SessionOptions {
   processBudget: number;
   /** Refuse udp streams (RESET 1). */
   noUdp: boolean;
+  /**
+   * A client with reverse tunnels takes streams the server opens (the control
+   * plane then checks each target against its tunnels); otherwise a client
+   * answers every OPEN with RESET 1. Servers always accept.
+   */
+  acceptStreams?: boolean;
   /**
    * First id this side opens streams with (default 1 for a client, 2 for a
    * server). Tests start near 2^32 to see a session run out of ids.
@@ -176,6 +183,8 @@ export interface EngineSession extends EventEmitter {
   openStream(local: Socket, target: string, opts?: OpenStreamOptions): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
   openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number;
+  /** Sends a reverse-tunnel frame (LISTEN from a client, LISTEN_OK / LISTEN_ERR from a server); nothing once closed. */
+  sendControl(f: ControlFrame): void;
   /**
    * Sends GOAWAY and refuses new streams; the session closes with 1001 once
    * idle. Udp streams end at once (RESET 9): datagrams have no end a drain
@@ -192,6 +201,8 @@ export interface EngineSession extends EventEmitter {
   on(event: 'open-request', listener: (req: OpenRequest) => void): this;
   on(event: 'stream-closed', listener: (info: StreamClosedInfo) => void): this;
   on(event: 'stream-refused', listener: (info: StreamRefusedInfo) => void): this;
+  /** A reverse-tunnel frame from the peer (its direction and layout already checked). */
+  on(event: 'control', listener: (f: ControlFrame) => void): this;
   on(event: 'goaway', listener: (code: number, reason: string) => void): this;
   on(event: 'idle', listener: () => void): this;
   on(event: 'close', listener: (code: number, reason: string) => void): this;

@@ -11,6 +11,12 @@ export const FrameType = {
   RESET: 0x06,
   DATAGRAM: 0x07,
   GOAWAY: 0x08,
+  /** Reverse tunnels (docs/protocol.md "Reverse tunnels"): client → server, stream 0. */
+  LISTEN: 0x09,
+  /** server → client, stream 0: the listener is up. */
+  LISTEN_OK: 0x0a,
+  /** server → client, stream 0: it is not, and why. */
+  LISTEN_ERR: 0x0b,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
@@ -45,6 +51,25 @@ export function resetText(code: number, reason: string): string {
   if (!reason || reason === name) return name;
   return reason.startsWith(`${name}: `) ? reason : `${name} (${reason})`;
 }
+
+/** LISTEN_ERR codes. */
+export const ListenError = {
+  NOT_ALLOWED: 1,
+  ADDRESS_IN_USE: 2,
+  LIMIT: 3,
+  BAD_ADDRESS: 4,
+  FAILED: 5,
+} as const;
+
+export const LISTEN_ERROR_NAMES: Record<number, string> = {
+  1: 'not allowed', 2: 'address in use', 3: 'too many listeners', 4: 'bad address', 5: 'listen failed',
+};
+
+/** The per-client token of a LISTEN: all sessions of one client process send the same. */
+export const LISTEN_TOKEN_LEN = 16;
+/** The 101 response header by which a server says it takes LISTEN frames. */
+export const FEATURES_HEADER = 'tws-features';
+export const FEATURE_REVERSE = 'reverse';
 
 export const HEADER_LEN = 5;
 /** Largest DATA payload. */

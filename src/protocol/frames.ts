@@ -6,7 +6,8 @@
  */
 import { ProtocolError } from '../util/errors';
 import {
-  EARLY_DATA_LIMIT, FrameType, HEADER_LEN, MAX_DATA, MAX_FRAME_BODY, MAX_REASON, MAX_U32, StreamKind, StreamKindValue,
+  EARLY_DATA_LIMIT, FrameType, HEADER_LEN, LISTEN_TOKEN_LEN, MAX_DATA, MAX_FRAME_BODY, MAX_REASON, MAX_TARGET, MAX_U32,
+  StreamKind, StreamKindValue,
 } from './constants';
 
 export type Frame =
@@ -18,7 +19,23 @@ export type Frame =
   | { type: 'reset'; stream: number; code: number; reason: string }
   | { type: 'datagram'; stream: number; payload: Buffer }
   | { type: 'goaway'; stream: 0; code: number; reason: string }
+  | ControlFrame
   | { type: 'unknown'; stream: number; rawType: number };
+
+/**
+ * The reverse-tunnel frames (stream 0), which the engines hand to the
+ * control plane as they are: LISTEN from a client, LISTEN_OK / LISTEN_ERR
+ * from a server. `request` pairs an answer with its LISTEN.
+ */
+export type ControlFrame =
+  | { type: 'listen'; stream: 0; request: number; token: Buffer; bind: string }
+  | { type: 'listen-ok'; stream: 0; request: number; port: number }
+  | { type: 'listen-err'; stream: 0; request: number; code: number; reason: string };
+
+/** The frame types that decode to a ControlFrame. */
+export function isControlType(type: number): boolean {
+  return type >= FrameType.LISTEN && type <= FrameType.LISTEN_ERR;
+}
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -101,6 +118,58 @@ export function encodeGoaway(code: number, reason = ''): Buffer {
   return encodeCoded(FrameType.GOAWAY, 0, code, reason);
 }
 
+/** Encodes a reverse-tunnel frame (the bind is at most MAX_TARGET bytes, the reason is cut to MAX_REASON). */
+export function encodeControl(f: ControlFrame): Buffer {
+  switch (f.type) {
+    case 'listen': {
+      const bind = Buffer.from(f.bind, 'utf8');
+      const buf = header(FrameType.LISTEN, 0, 4 + LISTEN_TOKEN_LEN + bind.length);
+      buf.writeUInt32BE(f.request, 5);
+      f.token.copy(buf, 9, 0, LISTEN_TOKEN_LEN);
+      bind.copy(buf, 9 + LISTEN_TOKEN_LEN);
+      return buf;
+    }
+    case 'listen-ok': {
+      const buf = header(FrameType.LISTEN_OK, 0, 6);
+      buf.writeUInt32BE(f.request, 5);
+      buf.writeUInt16BE(f.port, 9);
+      return buf;
+    }
+    case 'listen-err': {
+      const r = clampReason(f.reason);
+      const buf = header(FrameType.LISTEN_ERR, 0, 6 + r.length);
+      buf.writeUInt32BE(f.request, 5);
+      buf.writeUInt16BE(f.code, 9);
+      r.copy(buf, 11);
+      return buf;
+    }
+  }
+}
+
+function decodeControl(type: number, stream: number, body: Buffer): ControlFrame {
+  if (stream !== 0) throw new ProtocolError('LISTEN frame on a stream other than 0');
+  if (body.length < 6) throw new ProtocolError('LISTEN frame body shorter than 6 bytes');
+  const request = body.readUInt32BE(0);
+  if (type === FrameType.LISTEN_OK) {
+    if (body.length !== 6) throw new ProtocolError('LISTEN_OK body must be 6 bytes');
+    const port = body.readUInt16BE(4);
+    if (port === 0) throw new ProtocolError('LISTEN_OK with port 0');
+    return { type: 'listen-ok', stream: 0, request, port };
+  }
+  if (type === FrameType.LISTEN_ERR) {
+    return { type: 'listen-err', stream: 0, request, code: body.readUInt16BE(4), reason: decodeReason(body.subarray(6), 'LISTEN_ERR') };
+  }
+  const bind = body.subarray(4 + LISTEN_TOKEN_LEN);
+  if (bind.length === 0 || bind.length > MAX_TARGET) throw new ProtocolError(`LISTEN address empty or longer than ${MAX_TARGET} bytes`);
+  let text: string;
+  try {
+    text = utf8.decode(bind);
+  } catch {
+    throw new ProtocolError('LISTEN address is not UTF-8');
+  }
+  return { type: 'listen', stream: 0, request, token: Buffer.from(body.subarray(4, 4 + LISTEN_TOKEN_LEN)), bind: text };
+}
+
 function decodeReason(body: Buffer, what: string): string {
   if (body.length > MAX_REASON) throw new ProtocolError(`${what} reason longer than ${MAX_REASON} bytes`);
   try {
@@ -120,7 +189,7 @@ export function decodeFrame(msg: Buffer): Frame {
   const type = msg[0]!;
   const stream = msg.readUInt32BE(1);
   const body = msg.subarray(HEADER_LEN);
-  if (type !== FrameType.DATA && type >= FrameType.OPEN && type <= FrameType.GOAWAY && body.length > MAX_FRAME_BODY) {
+  if (type !== FrameType.DATA && type >= FrameType.OPEN && type <= FrameType.LISTEN_ERR && body.length > MAX_FRAME_BODY) {
     throw new ProtocolError(`frame body over ${MAX_FRAME_BODY} bytes`);
   }
   switch (type) {
@@ -171,6 +240,10 @@ export function decodeFrame(msg: Buffer): Frame {
       if (stream !== 0) throw new ProtocolError('GOAWAY on a stream other than 0');
       if (body.length < 2) throw new ProtocolError('GOAWAY body shorter than 2 bytes');
       return { type: 'goaway', stream: 0, code: body.readUInt16BE(0), reason: decodeReason(body.subarray(2), 'GOAWAY') };
+    case FrameType.LISTEN:
+    case FrameType.LISTEN_OK:
+    case FrameType.LISTEN_ERR:
+      return decodeControl(type, stream, body);
     default:
       return { type: 'unknown', stream, rawType: type };
   }

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { TwsError } from '../util/errors';
-import { SUBPROTOCOL } from './constants';
+import { FEATURES_HEADER, SUBPROTOCOL } from './constants';
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -16,10 +16,18 @@ export function acceptKey(key: string): string {
   return createHash('sha1').update(key + WS_GUID).digest('base64');
 }
 
-/** The 101 response selecting tws2, for engines that write it themselves. */
-export function upgradeResponse(key: string): string {
+/** The 101 response selecting tws2, for engines that write it themselves; `features` go in Tws-Features. */
+export function upgradeResponse(key: string, features: readonly string[] = []): string {
+  const offered = features.length > 0 ? `Tws-Features: ${features.join(', ')}\r\n` : '';
   return 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`;
+    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n${offered}\r\n`;
+}
+
+/** What a server's 101 offers in Tws-Features (lower-cased; none from a server that predates it). */
+export function offeredFeatures(headers: Record<string, string | string[] | undefined>): string[] {
+  const v = headers[FEATURES_HEADER];
+  const text = Array.isArray(v) ? v.join(',') : v ?? '';
+  return text.split(',').map((f) => f.trim().toLowerCase()).filter((f) => f !== '');
 }
 
 /** The headers of our upgrade request beyond the caller's. */

@@ -6,23 +6,16 @@
  */
 import { createSocket, Socket as UdpSocket } from 'node:dgram';
 import { lookup as lookupCb, LookupAddress } from 'node:dns';
-import { connect, isIP, Socket } from 'node:net';
+import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
+import { dialRequest } from '../net/dial';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 import { ipText, parseIp } from '../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
 import { endLookup, LookupOwner, runLookup, takeLookup } from './lookups';
-
-const REFUSALS: Record<string, number> = {
-  ECONNREFUSED: ResetCode.CONNECT_FAILED,
-  EHOSTUNREACH: ResetCode.CONNECT_FAILED,
-  ENETUNREACH: ResetCode.CONNECT_FAILED,
-  ENOTFOUND: ResetCode.CONNECT_FAILED,
-  ETIMEDOUT: ResetCode.TIMEOUT,
-};
 
 /** Bytes of UDP sends to a target not yet taken by the kernel, per stream; more are dropped (UDP may lose, memory may not grow). */
 const MAX_PENDING_UDP_BYTES = 256 * 1024;
@@ -128,7 +121,6 @@ export function connectTarget(req: OpenRequest, timeoutMs: number, policy: Strea
 }
 
 function dial(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamPolicy): void {
-  let socket: Socket;
   // A name is resolved by net.connect through this, within the lookup slot taken for it.
   const counted = (host: string, options: object, cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void => {
     runLookup(policy, (done) => lookupCb(host, options, (err, address, family) => {
@@ -136,39 +128,8 @@ function dial(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: StreamP
       cb(err, address as string | LookupAddress[], family);
     }));
   };
-  try {
-    socket = connect({ host: hp.host, port: hp.port, allowHalfOpen: true, ...(isIP(hp.host) === 0 ? { lookup: counted as never } : {}) });
-  } catch (err) {
-    if (isIP(hp.host) === 0) endLookup(policy);  // the lookup never started
-    req.reject(ResetCode.CONNECT_FAILED, `connect failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    return;
-  }
-  let settled = false;
-  const settle = (): boolean => {
-    if (settled) return false;
-    settled = true;
-    clearTimeout(timer);
-    req.signal.removeEventListener('abort', onAbort);
-    return true;
-  };
-  const timer = setTimeout(() => {
-    if (!settle()) return;
-    socket.destroy();
-    req.reject(ResetCode.TIMEOUT, `connect timed out after ${timeoutMs} ms`);
-  }, timeoutMs);
-  const onAbort = (): void => {
-    if (settle()) socket.destroy();
-  };
-  req.signal.addEventListener('abort', onAbort);
-  socket.once('connect', () => {
-    if (!settle()) return;
-    socket.removeAllListeners('error');
-    req.accept(socket);
-  });
-  socket.once('error', (err: NodeJS.ErrnoException) => {
-    if (!settle()) return;
-    req.reject(REFUSALS[err.code ?? ''] ?? ResetCode.CONNECT_FAILED, `connect failed: ${err.code ?? err.message}`);
-  });
+  const name = isIP(hp.host) === 0;
+  dialRequest(req, hp, timeoutMs, name ? { lookup: counted as never, notStarted: () => endLookup(policy) } : {});
 }
 
 /**

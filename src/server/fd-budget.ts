@@ -67,15 +67,22 @@ export class StreamSlots<S> {
     return this.used;
   }
 
+  /** Which limit would refuse one more stream of `session` (of `user`, with --users), or undefined when none would. */
+  full(session: S, user?: string): string | undefined {
+    if (this.used >= this.plan.streams) return `server at its stream limit (${this.plan.streams}, from the file descriptor limit)`;
+    if ((this.held.get(session)?.size ?? 0) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
+    if (user !== undefined && (this.byUser.get(user) ?? 0) >= this.plan.perUser) {
+      return `user at its share of streams (${this.plan.perUser}, half the server's)`;
+    }
+    return undefined;
+  }
+
   /** Takes a slot for `stream` of `session` (of `user`, with --users), or says which limit refuses it. */
   take(session: S, stream: number, user?: string): string | undefined {
     let mine = this.held.get(session);
     if (mine?.has(stream)) return undefined;
-    if (this.used >= this.plan.streams) return `server at its stream limit (${this.plan.streams}, from the file descriptor limit)`;
-    if ((mine?.size ?? 0) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
-    if (user !== undefined && (this.byUser.get(user) ?? 0) >= this.plan.perUser) {
-      return `user at its share of streams (${this.plan.perUser}, half the server's)`;
-    }
+    const full = this.full(session, user);
+    if (full) return full;
     if (!mine) this.held.set(session, (mine = new Set()));
     mine.add(stream);
     this.used++;

@@ -12,7 +12,7 @@ import type { Engine, EngineSession } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { logSessionDown } from '../engine/session-close';
-import { AUTH_HEADER, CloseCode, ResetCode, StreamKind } from '../protocol/constants';
+import { AUTH_HEADER, CloseCode, FEATURE_REVERSE, ResetCode, StreamKind } from '../protocol/constants';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
@@ -22,6 +22,7 @@ import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
 import type { UserLookups } from './lookups';
 import { upgradeResponse } from '../protocol/upgrade';
+import { ReverseListeners } from './reverse-listeners';
 import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
 import { TLS_SUITES } from '../util/tls-suites';
 
@@ -53,6 +54,8 @@ export interface TwsServerOptions {
   maxStreams?: number;
   /** Targets streams may reach: undefined = all; an empty list = none. */
   allow?: AllowList;
+  /** Where clients may open reverse tunnels (-R); undefined or empty = nowhere. Users' allow_reverse replaces it. */
+  allowReverse?: AllowList;
   /** MiB of flow-control credit all sessions together may have outstanding; 0/undefined = a quarter of RAM (256 MiB-2 GiB). */
   bufferBudget?: number;
   /**
@@ -98,6 +101,9 @@ export class TwsServer extends EventEmitter {
   private readonly maxPending: number;
   private readonly refusedRequests: RateLimitedLog;
   private readonly droppedConnections: RateLimitedLog;
+  private readonly reverse: ReverseListeners;
+  /** What the 101 offers (Tws-Features). */
+  private readonly features: string[];
 
   constructor(private readonly opts: TwsServerOptions) {
     super();
@@ -116,6 +122,15 @@ export class TwsServer extends EventEmitter {
     // Anyone can make the server log a refused request: those lines are rate-limited.
     this.refusedRequests = new RateLimitedLog(opts.logger, 'refused requests');
     this.droppedConnections = new RateLimitedLog(opts.logger, 'connections dropped');
+    this.reverse = new ReverseListeners({
+      logger: opts.logger,
+      rulesFor: (user) => (user === undefined ? undefined : this.users?.get(user)?.allowReverse) ?? this.opts.allowReverse,
+      // A client's sessions may be gone briefly (a reconnect): its listeners wait this long for it.
+      graceMs: 3 * this.sessionOpts.timeoutMs,
+      maxStreams: this.sessionOpts.maxStreams,
+    });
+    // Test hook only (never documented): a server that predates reverse tunnels offers nothing.
+    this.features = process.env.TWS_TEST_NO_FEATURES === '1' ? [] : [FEATURE_REVERSE];
     const notFound = (req: IncomingMessage, res: ServerResponse): void => {
       this.refusedRequests.line('debug', `404 for ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))} from ${peerName(req)}: not an upgrade`);
       res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
@@ -195,6 +210,8 @@ export class TwsServer extends EventEmitter {
         if (!allow) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
         else if (allow.empty) this.opts.logger.warn('the allow-list is empty: every stream will be refused');
         else this.opts.logger.info(`allow-list: ${allow.rules.map((r) => r.text).join(', ')}; everything else is denied`);
+        const reverse = this.opts.allowReverse;
+        if (reverse && !reverse.empty) this.opts.logger.info(`reverse tunnels allowed on: ${reverse.rules.map((r) => r.text).join(', ')}`);
         const plan = this.fdPlan;
         if (plan) {
           const note = `file descriptor limit ${plan.limit}: at most ${plan.streams} streams (${plan.perSession} per session), ` +
@@ -238,6 +255,7 @@ export class TwsServer extends EventEmitter {
         closed++;
       }
     }
+    this.reverse.recheck();
     return { kept, closed };
   }
 
@@ -274,7 +292,7 @@ export class TwsServer extends EventEmitter {
       return;
     }
     // The engine writes the 101 itself, first thing (the native engine from its own thread), then the session starts.
-    const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string), 'latin1');
+    const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string, this.features), 'latin1');
     // An HTTP(S) server's upgrade socket is a net.Socket (a TLSSocket for https, which adoptsTlsSockets covers).
     this.track(this.opts.engine.adopt(socket as Socket, head, preamble, this.sessionOpts), who, auth.user);
   }
@@ -321,6 +339,10 @@ export class TwsServer extends EventEmitter {
       else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
     });
     session.on('stream-closed', (info: { stream: number }) => this.slots?.release(session, info.stream));
+    const slots = this.slots;
+    if (this.features.includes(FEATURE_REVERSE)) {
+      this.reverse.attach(session, user?.name, slots && { full: () => slots.full(session, party), take: (id) => { slots.take(session, id, party); } });
+    }
     session.on('close', (code: number, reason: string) => {
       this.slots?.releaseSession(session);
       refusals.flush();
@@ -341,6 +363,7 @@ export class TwsServer extends EventEmitter {
    */
   async shutdown(drainMs: number): Promise<void> {
     this.stopping = true;
+    this.reverse.closeAll();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     const tcpClosed = new Promise<void>((resolve) => (this.tcp ? this.tcp.close(() => resolve()) : resolve()));
     if (this.sessions.size > 0) {

@@ -5,6 +5,7 @@
  *     alice:
  *       passwd_file: /etc/tws/alice.passwd   # or passwd: ...
  *       allow: ["10.0.0.0/8:22", "db.internal:5432"]
+ *       allow_reverse: ["127.0.0.1:8000-8099"]   # reverse tunnels (-R) alice may open
  *     bob:
  *       passwd: another long secret          # no allow: the server's --allow applies
  *
@@ -21,6 +22,8 @@ export interface User {
   passwd: string;
   /** The user's own rules; undefined = the server's --allow. */
   allow?: AllowList;
+  /** Where the user may open reverse tunnels; undefined = the server's --allow-reverse. */
+  allowReverse?: AllowList;
 }
 
 const NAME = /^[^\s\x00-\x1f\x7f]{1,128}$/;
@@ -43,7 +46,9 @@ export function loadUsers(file: string): Map<string, User> {
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('TWS_ERR_CONFIG', `${where}: expected passwd or passwd_file, and optionally allow`);
     const r = raw as Record<string, unknown>;
     for (const key of Object.keys(r)) {
-      if (!['passwd', 'passwd_file', 'allow'].includes(key)) fail('TWS_ERR_CONFIG', `${where}: unknown key "${key}" (known: passwd, passwd_file, allow)`);
+      if (!['passwd', 'passwd_file', 'allow', 'allow_reverse'].includes(key)) {
+        fail('TWS_ERR_CONFIG', `${where}: unknown key "${key}" (known: passwd, passwd_file, allow, allow_reverse)`);
+      }
     }
     if ((r.passwd === undefined) === (r.passwd_file === undefined)) fail('TWS_ERR_CONFIG', `${where}: give exactly one of passwd and passwd_file`);
     let passwd: string;
@@ -55,7 +60,8 @@ export function loadUsers(file: string): Map<string, User> {
       passwd = readPasswordFile(r.passwd_file, `${where}: `);
     }
     const allow = r.allow === undefined ? undefined : new AllowList(parseAllowRules(r.allow, `${where}, allow`));
-    users.set(name, { name, passwd, allow });
+    const allowReverse = r.allow_reverse === undefined ? undefined : new AllowList(parseAllowRules(r.allow_reverse, `${where}, allow_reverse`));
+    users.set(name, { name, passwd, allow, allowReverse });
   }
   return users;
 }

@@ -26,8 +26,12 @@ t.test('--help explains both modes and their flags', async (t) => {
   }
   t.match(optionHelp(client.out, '-L, --local <spec>'), /\[BIND:\]PORT:HOST:PORT\[\/udp\].*e\.g\. -L 2222:db\.internal:22/);
   t.match(client.out, /-L 2222:127\.0\.0\.1:22 -L \[::1\]:5432:db\.internal:5432 -L 5353:10\.0\.0\.53:53\/udp/, 'an example with -L');
+  t.match(optionHelp(client.out, '-R, --reverse <spec>'), /\[BIND:\]PORT:HOST:PORT.*--allow-reverse.*e\.g\. -R 8080:127\.0\.0\.1:80/);
+  t.match(client.out, /-R 8080:127\.0\.0\.1:80/, 'an example with -R');
   const server = await tws(['server', '--help']);
   t.match(server.out, /--path <path>/);
+  t.match(optionHelp(server.out, '--allow-reverse <rule>'), /reverse tunnels.*e\.g\. 127\.0\.0\.1:8000-8999/);
+  t.match(server.out, /--allow-reverse 127\.0\.0\.1:8000-8999/, 'an example with --allow-reverse');
   t.match(optionHelp(server.out, '-t, --timeout <ms>'), /default: 5000/);
 });
 

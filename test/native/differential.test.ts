@@ -73,6 +73,11 @@ t.test('the C++ parser and the TypeScript codec agree on every frame, valid or n
     codec.encodeDatagram(7, randomBytes(65537)),
     codec.encodeDatagram(7, Buffer.alloc(0)),
     Buffer.concat([Buffer.from([0x0f, 0, 0, 0, 1]), randomBytes(100_000)]),  // unknown type, large: ignored
+    codec.encodeControl({ type: 'listen', stream: 0, request: 1, token: randomBytes(16), bind: '127.0.0.1:8080' }),
+    codec.encodeControl({ type: 'listen', stream: 0, request: 2, token: randomBytes(16), bind: 'h'.repeat(259) }),
+    codec.encodeControl({ type: 'listen', stream: 0, request: 2, token: randomBytes(16), bind: 'h'.repeat(260) }),
+    codec.encodeControl({ type: 'listen-ok', stream: 0, request: 3, port: 8080 }),
+    codec.encodeControl({ type: 'listen-err', stream: 0, request: 4, code: 2, reason: 'address in use' }),
   ];
   // Random mutations of valid frames, plus pure noise: type byte, lengths, ids; whole frames, not cut short.
   let seed = 99;

@@ -27,8 +27,29 @@ t.test('every frame type survives an encode/decode round trip', async (t) => {
   t.same((g as { payload: Buffer }).payload, Buffer.from([1, 2, 3]));
 });
 
+t.test('the reverse-tunnel frames: layout, round trip, and what is malformed', async (t) => {
+  const token = Buffer.alloc(16, 0xab);
+  const listen = codec.encodeControl({ type: 'listen', stream: 0, request: 5, token, bind: '127.0.0.1:8080' });
+  t.same(listen, Buffer.concat([hex('09 00000000 00000005'), token, Buffer.from('127.0.0.1:8080')]));
+  t.same(codec.decodeFrame(listen), { type: 'listen', stream: 0, request: 5, token, bind: '127.0.0.1:8080' });
+  t.same(codec.encodeControl({ type: 'listen-ok', stream: 0, request: 5, port: 8080 }), hex('0a 00000000 00000005 1f90'));
+  t.same(codec.decodeFrame(hex('0a 00000000 00000005 1f90')), { type: 'listen-ok', stream: 0, request: 5, port: 8080 });
+  t.same(codec.decodeFrame(codec.encodeControl({ type: 'listen-err', stream: 0, request: 5, code: 2, reason: 'in use' })),
+    { type: 'listen-err', stream: 0, request: 5, code: 2, reason: 'in use' });
+  const bad: [string, string][] = [
+    ['09 00000001 00000005' + 'ab'.repeat(16) + '31', 'LISTEN on a stream'],
+    ['09 00000000 00000005' + 'ab'.repeat(16), 'LISTEN without address'],
+    ['09 00000000 00000005' + 'ab'.repeat(16) + 'ff', 'LISTEN address not UTF-8'],
+    ['0a 00000000 00000005 0000', 'LISTEN_OK port 0'],
+    ['0a 00000000 00000005 1f9000', 'LISTEN_OK too long'],
+    ['0b 00000000 000000', 'LISTEN_ERR short'],
+  ];
+  for (const [h, what] of bad) t.throws(() => codec.decodeFrame(hex(h)), ProtocolError, what);
+  t.throws(() => codec.decodeFrame(Buffer.concat([hex('09 00000000 00000005'), token, Buffer.alloc(260, 0x61)])), ProtocolError, 'long address');
+});
+
 t.test('frames of unknown types decode as unknown instead of failing', async (t) => {
-  t.same(codec.decodeFrame(hex('09 00000000 ffff')), { type: 'unknown', stream: 0, rawType: 9 });
+  t.same(codec.decodeFrame(hex('0c 00000000 ffff')), { type: 'unknown', stream: 0, rawType: 12 });
   t.same(codec.decodeFrame(hex('00 00000003')), { type: 'unknown', stream: 3, rawType: 0 });
   t.same(codec.decodeFrame(hex('ff 00000001 00')), { type: 'unknown', stream: 1, rawType: 255 });
 });

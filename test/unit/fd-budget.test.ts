@@ -24,6 +24,8 @@ t.test('stream slots: per-session share and process limit, released per stream a
   t.equal(slots.take('a', 3), undefined);
   t.equal(slots.take('a', 5), undefined);
   t.match(slots.take('a', 7), /session at its share of streams \(3/);
+  t.match(slots.full('a'), /session at its share of streams \(3/, 'full() says the same without taking (reverse streams ask before they open)');
+  t.equal(slots.full('b'), undefined);
   t.equal(slots.take('b', 1), undefined);
   t.equal(slots.take('b', 3), undefined);
   t.match(slots.take('c', 1), /server at its stream limit \(5/);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { readConfigFile, resolveConfig } from '../../src/config/load';
-import { parseTunnelSpec } from '../../src/config/tunnels';
+import { parseReverseSpec, parseTunnelSpec } from '../../src/config/tunnels';
 import { TwsError } from '../../src/util/errors';
 
 const base = { server: 'ws://127.0.0.1:1/', passwd: 'x' };
@@ -52,7 +52,7 @@ t.test('-L alone is enough; with -l/-r both forms are tunnels; -l and -r still g
   t.same(legacy.tunnels, [], 'tws-rust -l/-r alone: no -L tunnels');
   t.throws(() => client({ tunnels: ['2222:db:22'], listen: '127.0.0.1:5000' }), { message: /give -r\/--remote .* too: -l and -r make one tunnel together/ });
   t.throws(() => client({ tunnels: ['2222:db:22'], remote: 'a:1' }), { message: /give -l\/--listen .* too/ });
-  t.throws(() => client({}), { message: /missing required option: -l\/--listen with -r\/--remote, -L\/--local, -D\/--socks or --http-connect/ });
+  t.throws(() => client({}), { message: /missing required option: -l\/--listen with -r\/--remote, -L\/--local, -R\/--reverse, -D\/--socks or --http-connect/ });
 });
 
 t.test('--http-connect [BIND:]PORT (YAML http_connect) is a client of its own, on its own address', async (t) => {
@@ -105,4 +105,35 @@ t.test('YAML tunnels: strings and maps; bad entries name the key and the value',
   // Flags replace the file's list, as every repeatable flag does.
   const c = resolveConfig('client', { file: readConfigFile(join(dir, 'ok.yaml'), 'client'), env: {}, flags: { tunnels: ['1:a:1'] } });
   t.same(c.tunnels.map((x) => x.name), ['-L 1:a:1']);
+});
+
+t.test('-R specs: ssh syntax, the server binds an IP (127.0.0.1 by default) and a real port; -R alone is enough', async (t) => {
+  t.same(parseReverseSpec('8080:127.0.0.1:80', 'x'), { bind: '127.0.0.1:8080', remote: '127.0.0.1:80', name: 'reverse 8080' });
+  t.same(parseReverseSpec('0.0.0.0:8080:web.internal:80', 'x'), { bind: '0.0.0.0:8080', remote: 'web.internal:80', name: 'reverse 0.0.0.0:8080' });
+  t.same(parseReverseSpec('[::1]:8080:[::1]:80', 'x'), { bind: '[::1]:8080', remote: '[::1]:80', name: 'reverse [::1]:8080' });
+  const only = client({ reverse: ['8080:127.0.0.1:80'] });
+  t.same(only.reverse.map((r) => r.name), ['reverse 8080']);
+  t.same(only.tunnels, []);
+  const cases: [string, RegExp][] = [
+    ['8080:h:80/udp', /reverse tunnels carry TCP only/],
+    ['localhost:8080:h:80', /the server binds an IP address/],
+    ['0:h:80', /needs a port on the server/],
+    ['8080:h', /expected \[BIND:\]PORT:HOST:PORT/],
+  ];
+  for (const [spec, re] of cases) t.throws(() => client({ reverse: [spec] }), { code: 'TWS_ERR_CONFIG', message: re }, spec);
+  t.throws(() => client({ reverse: ['8080:a:1', '127.0.0.1:8080:b:2'] }), { message: /two reverse tunnels listen on 127\.0\.0\.1:8080/ });
+});
+
+t.test('YAML reverse: (client) and allow_reverse: (server)', async (t) => {
+  const dir = t.testdir({
+    'client.yaml': 'server: ws://127.0.0.1:1/\npasswd: x\nreverse:\n  - 8080:127.0.0.1:80\n  - "0.0.0.0:2222:127.0.0.1:22"\n',
+    'server.yaml': 'listen: 127.0.0.1:1\npasswd: x\nallow_reverse: ["127.0.0.1:8000-8999", "0.0.0.0:2222"]\n',
+    'bad.yaml': 'server: ws://127.0.0.1:1/\npasswd: x\nreverse:\n  - { listen: 1, remote: "a:1" }\n',
+  });
+  const c = resolveConfig('client', { file: readConfigFile(join(dir, 'client.yaml'), 'client'), env: {}, flags: {} });
+  t.same(c.reverse.map((r) => `${r.name} ${r.bind} ${r.remote}`), ['reverse 8080 127.0.0.1:8080 127.0.0.1:80', 'reverse 0.0.0.0:2222 0.0.0.0:2222 127.0.0.1:22']);
+  const s = resolveConfig('server', { file: readConfigFile(join(dir, 'server.yaml'), 'server'), env: {}, flags: {} });
+  t.same(s.allowReverse?.map((r) => r.text), ['127.0.0.1:8000-8999', '0.0.0.0:2222']);
+  t.throws(() => resolveConfig('client', { file: readConfigFile(join(dir, 'bad.yaml'), 'client'), fileName: 'bad.yaml', env: {}, flags: {} }),
+    { code: 'TWS_ERR_CONFIG', message: /config key "reverse" in bad\.yaml: expected "\[BIND:\]PORT:HOST:PORT"/ });
 });

@@ -28,6 +28,8 @@ export interface DispatchHooks {
   /** How many listeners answer open requests. */
   acceptors(): number;
   openRequest(req: OpenRequest): void;
+  /** A reverse-tunnel frame, for the control plane. */
+  control(f: codec.ControlFrame): void;
   addStream(s: JsStream): void;
   finish(s: JsStream, how: string, level: 'info' | 'debug', abortive?: boolean): void;
 }
@@ -51,6 +53,7 @@ export class Dispatcher {
     if (f.type === 'goaway') return this.hooks.peerGoingAway(f.code, f.reason);
     if (f.type === 'open') return this.onOpen(f);
     if (f.type === 'unknown') return;
+    if (f.type === 'listen' || f.type === 'listen-ok' || f.type === 'listen-err') return this.onControl(f);
     const s = this.p.streams.get(f.stream);
     if (!s) {
       // Late frames for a stream we already closed are expected; frames for
@@ -77,7 +80,7 @@ export class Dispatcher {
     const refuse = (code: number, reason: string): void => this.hooks.refuse({ stream: f.stream, target, code, reason });
     if (tooLong) return refuse(ResetCode.CONNECT_FAILED, `bad target: longer than ${MAX_TARGET} bytes`);
     if (this.hooks.draining()) return refuse(ResetCode.GOING_AWAY, 'going away');
-    if (opts.role === 'client') return refuse(ResetCode.DENIED, 'client accepts no streams');
+    if (opts.role === 'client' && !opts.acceptStreams) return refuse(ResetCode.DENIED, 'client accepts no streams');
     if (f.kind === StreamKind.UDP && opts.noUdp) return refuse(ResetCode.DENIED, 'udp is disabled on this server');
     if (this.p.streams.size >= opts.maxStreams) return refuse(ResetCode.TOO_MANY_STREAMS, 'too many streams');
     if (f.kind === StreamKind.TCP && this.p.flow.processFull()) return refuse(ResetCode.TOO_MANY_STREAMS, 'memory budget reached');
@@ -88,6 +91,13 @@ export class Dispatcher {
     s.abort = new AbortController();
     this.hooks.addStream(s);
     this.hooks.openRequest(this.request(s));
+  }
+
+  /** LISTEN goes to a server, its answers to a client; the other way round is a protocol error. */
+  private onControl(f: codec.ControlFrame): void {
+    const toServer = f.type === 'listen';
+    if (toServer !== (this.p.opts.role === 'server')) throw new ProtocolError(`${f.type.toUpperCase()} sent to a ${this.p.opts.role}`);
+    this.hooks.control(f);
   }
 
   /** The open request the control plane answers once: a socket, a datagram port, or a refusal. */

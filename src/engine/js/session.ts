@@ -104,6 +104,7 @@ export class JsSession extends EventEmitter implements EngineSession {
       },
       acceptors: () => this.listenerCount('open-request'),
       openRequest: (req) => this.emit('open-request', req),
+      control: (f) => this.emit('control', f),
       addStream: (s) => this.addStream(s),
       finish: (s, how, level, abortive) => this.finish(s, how, level, abortive),
     });
@@ -130,6 +131,11 @@ export class JsSession extends EventEmitter implements EngineSession {
     s.reply = opts.reply;
     this.relay.attach(s, local);
     return s.id;
+  }
+
+  sendControl(f: codec.ControlFrame): void {
+    if (this.closed) return;
+    this.sched.send(codec.encodeControl(f));
   }
 
   openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number {

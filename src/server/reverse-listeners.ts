@@ -1,0 +1,270 @@
+/**
+ * Reverse tunnels on the server (docs/protocol.md, "Reverse tunnels"): a
+ * client's LISTEN binds a port here when --allow-reverse (or its user's
+ * allow_reverse) permits; each connection accepted there becomes a stream
+ * this server opens over the least-loaded live session of that client, its
+ * target the bind as the LISTEN spelled it. Listeners are keyed by (user,
+ * client token, bind), so every session of one client joins one listener,
+ * and outlive their client's sessions by a grace period, so a reconnect
+ * finds them again.
+ */
+import { createServer, isIP, Server, Socket } from 'node:net';
+import type { EngineSession } from '../engine/types';
+import { ListenError } from '../protocol/constants';
+import type { ControlFrame } from '../protocol/frames';
+import type { AllowList } from '../policy/allow-list';
+import { formatHostPort, formatPeer, parseHostPort } from '../util/address';
+import { parseIp } from '../util/ip';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
+
+/** Listeners one client (token) may hold, and one user (or the shared password) in all. */
+export const MAX_LISTENERS_PER_CLIENT = 16;
+export const MAX_LISTENERS_PER_USER = 64;
+/** Connections a listener holds while none of its client's sessions is up; more are closed. */
+const MAX_WAITING = 64;
+
+export interface ReverseOptions {
+  logger: Logger;
+  /** The rules for `user` (undefined: the shared password) as they are now; undefined = nothing allowed. */
+  rulesFor(user: string | undefined): AllowList | undefined;
+  /** How long a listener stays without any session of its client (ms). */
+  graceMs: number;
+  /** Streams a session may carry; a connection beyond it is closed. */
+  maxStreams: number;
+}
+
+/** A session's share of the server's stream slots (the file descriptor plan), when it has one. */
+export interface SessionSlots {
+  /** Why one more stream would be refused, or undefined. */
+  full(): string | undefined;
+  take(stream: number): void;
+}
+
+interface Waiting {
+  socket: Socket;
+  timer: NodeJS.Timeout;
+}
+
+interface Listener {
+  key: string;
+  user: string | undefined;
+  /** The owner's key: one client process of one user. */
+  client: string;
+  /** As the LISTEN spelled it: the target of the streams. */
+  bind: string;
+  host: string;
+  port: number;
+  /** `reverse 8080` (escaped and capped: the bind came from a peer). */
+  name: string;
+  server: Server;
+  up: boolean;
+  /** The sessions carrying it, each with the request its LISTEN_OK answered (a later LISTEN_ERR names it). */
+  sessions: Map<EngineSession, number>;
+  /** LISTENs waiting for the bind to finish. */
+  joining: { session: EngineSession; request: number }[];
+  waiting: Waiting[];
+  grace: NodeJS.Timeout | undefined;
+}
+
+export class ReverseListeners {
+  private readonly listeners = new Map<string, Listener>();
+  private readonly slots = new Map<EngineSession, SessionSlots>();
+  private readonly log: Logger;
+  private readonly refusals: RateLimitedLog;
+  /** The server is stopping: no new listener. */
+  private stopped = false;
+
+  constructor(private readonly opts: ReverseOptions) {
+    this.log = opts.logger;
+    this.refusals = new RateLimitedLog(opts.logger, 'refused reverse tunnels');
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+
+  /** Takes `session`'s LISTEN frames; `user` is who it authenticated as; its streams count against `slots`. */
+  attach(session: EngineSession, user: string | undefined, slots?: SessionSlots): void {
+    if (slots) this.slots.set(session, slots);
+    session.on('control', (f: ControlFrame) => {
+      if (f.type === 'listen') this.onListen(session, user, f.request, f.token, f.bind);
+    });
+    session.on('close', () => this.detach(session));
+  }
+
+  private refuse(session: EngineSession, request: number, code: number, name: string, reason: string): void {
+    this.refusals.line('info', `session#${session.id}: ${name} refused: ${reason}`);
+    session.sendControl({ type: 'listen-err', stream: 0, request, code, reason });
+  }
+
+  private onListen(session: EngineSession, user: string | undefined, request: number, token: Buffer, bind: string): void {
+    const name = `reverse ${peerText(bind, 80)}`;
+    if (this.stopped) return this.refuse(session, request, ListenError.FAILED, name, 'listen failed: server shutting down');
+    const hp = parseHostPort(bind);
+    if (typeof hp === 'string' || !isIP(hp.host) || hp.port === 0) {
+      return this.refuse(session, request, ListenError.BAD_ADDRESS, name, 'bad address: expected an IP address and a port 1-65535');
+    }
+    const ip = parseIp(hp.host);
+    const rules = this.opts.rulesFor(user);
+    if (!rules || typeof ip !== 'object' || !ip || !rules.match(hp.host, ip, hp.port)) {
+      return this.refuse(session, request, ListenError.NOT_ALLOWED, name, 'not allowed (no --allow-reverse rule matches)');
+    }
+    const client = `${user ?? ''}\n${token.toString('hex')}`;
+    const key = `${client}\n${bind}`;
+    const existing = this.listeners.get(key);
+    if (existing) {
+      if (existing.up) return this.join(existing, session, request);
+      existing.joining.push({ session, request });
+      return;
+    }
+    const mine = [...this.listeners.values()];
+    if (mine.filter((l) => l.client === client).length >= MAX_LISTENERS_PER_CLIENT) {
+      return this.refuse(session, request, ListenError.LIMIT, name, `too many listeners (${MAX_LISTENERS_PER_CLIENT} per client)`);
+    }
+    if (mine.filter((l) => l.user === user).length >= MAX_LISTENERS_PER_USER) {
+      return this.refuse(session, request, ListenError.LIMIT, name, `too many listeners (${MAX_LISTENERS_PER_USER} per user)`);
+    }
+    const l: Listener = {
+      key, user, client, bind, host: hp.host, port: hp.port, name, up: false,
+      server: createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onConnection(l, s)),
+      sessions: new Map(), joining: [{ session, request }], waiting: [], grace: undefined,
+    };
+    this.listeners.set(key, l);
+    l.server.once('error', (err: NodeJS.ErrnoException) => {
+      this.listeners.delete(key);
+      const inUse = err.code === 'EADDRINUSE';
+      const why = inUse ? `address in use: ${formatHostPort(hp.host, hp.port)}` : `listen failed: ${err.code ?? err.message}`;
+      for (const j of l.joining.splice(0)) {
+        if (!j.session.closed) this.refuse(j.session, j.request, inUse ? ListenError.ADDRESS_IN_USE : ListenError.FAILED, name, why);
+      }
+    });
+    l.server.listen({ host: hp.host, port: hp.port, backlog: 511 }, () => {
+      l.server.on('error', (err: NodeJS.ErrnoException) => this.log.debug(`${name}: ${err.code ?? err.message}`));
+      l.up = true;
+      this.log.info(`${name}: listening on ${formatHostPort(hp.host, hp.port)} for session#${session.id}${user ? ` (user ${user})` : ''}`);
+      for (const j of l.joining.splice(0)) this.join(l, j.session, j.request);
+      if (l.sessions.size === 0) this.startGrace(l);
+    });
+  }
+
+  private join(l: Listener, session: EngineSession, request: number): void {
+    if (session.closed) return;
+    l.sessions.set(session, request);
+    if (l.grace) {
+      clearTimeout(l.grace);
+      l.grace = undefined;
+      this.log.info(`${l.name}: its client is back (session#${session.id})`);
+    }
+    session.sendControl({ type: 'listen-ok', stream: 0, request, port: l.port });
+    for (const w of l.waiting.splice(0)) {
+      clearTimeout(w.timer);
+      w.socket.removeAllListeners('close');
+      this.carry(l, w.socket);
+    }
+  }
+
+  private detach(session: EngineSession): void {
+    this.slots.delete(session);
+    for (const l of this.listeners.values()) {
+      l.joining = l.joining.filter((j) => j.session !== session);
+      if (l.sessions.delete(session) && l.sessions.size === 0 && l.up) this.startGrace(l);
+    }
+  }
+
+  private startGrace(l: Listener): void {
+    if (l.grace) return;
+    this.log.info(`${l.name}: no session of its client is up; closing it in ${this.opts.graceMs} ms unless the client comes back`);
+    l.grace = setTimeout(() => this.close(l, `its client did not come back within ${this.opts.graceMs} ms`), this.opts.graceMs);
+  }
+
+  /** Closes a listener; `code` tells its sessions (LISTEN_ERR for the request they were answered on), so they ask again later. */
+  private close(l: Listener, why: string, code?: number): void {
+    if (this.listeners.get(l.key) !== l) return;
+    this.listeners.delete(l.key);
+    clearTimeout(l.grace);
+    if (code !== undefined) {
+      for (const [session, request] of l.sessions) session.sendControl({ type: 'listen-err', stream: 0, request, code, reason: `listener closed: ${why}` });
+    }
+    for (const w of l.waiting.splice(0)) {
+      clearTimeout(w.timer);
+      w.socket.destroy();
+    }
+    l.server.close();
+    this.log.info(`${l.name}: closed (${why})`);
+  }
+
+  private live(l: Listener): EngineSession | undefined {
+    let best: EngineSession | undefined;
+    for (const s of l.sessions.keys()) {
+      if (s.closed || s.peerDraining) continue;
+      if (!best || s.streamCount < best.streamCount) best = s;
+    }
+    return best;
+  }
+
+  private onConnection(l: Listener, socket: Socket): void {
+    socket.on('error', () => undefined);
+    if (this.live(l)) return this.carry(l, socket);
+    if (l.waiting.length >= MAX_WAITING) {
+      this.refusals.line('warn', `${l.name}: connection from ${formatPeer(socket)} closed: ${MAX_WAITING} already wait for the client`);
+      socket.destroy();
+      return;
+    }
+    const w: Waiting = {
+      socket,
+      timer: setTimeout(() => {
+        l.waiting.splice(l.waiting.indexOf(w), 1);
+        socket.destroy();
+      }, this.opts.graceMs),
+    };
+    socket.once('close', () => {
+      const i = l.waiting.indexOf(w);
+      if (i >= 0) l.waiting.splice(i, 1);
+      clearTimeout(w.timer);
+    });
+    l.waiting.push(w);
+  }
+
+  private carry(l: Listener, socket: Socket): void {
+    const peer = formatPeer(socket);
+    const session = this.live(l);
+    if (!session) {
+      socket.destroy();
+      return;
+    }
+    if (session.streamCount >= this.opts.maxStreams) {
+      this.refusals.line('warn', `session#${session.id}: connection from ${peer} (${l.name}) closed: ${this.opts.maxStreams} streams open (--max-streams)`);
+      socket.resetAndDestroy();
+      return;
+    }
+    const slots = this.slots.get(session);
+    const full = slots?.full();
+    if (full) {
+      this.refusals.line('warn', `session#${session.id}: connection from ${peer} (${l.name}) closed: ${full}`);
+      socket.resetAndDestroy();
+      return;
+    }
+    const id = session.openStream(socket, l.bind, { tunnel: l.name });
+    if (id === 0) {
+      this.log.warn(`session#${session.id}: connection from ${peer} (${l.name}) not carried; reset`);
+      return;
+    }
+    slots?.take(id);
+    this.log.info(`session#${session.id} stream#${id} open from ${peer} → client (${l.name})`);
+  }
+
+  /** After a reload: listeners the rules no longer allow are closed. */
+  recheck(): void {
+    for (const l of [...this.listeners.values()]) {
+      const ip = parseIp(l.host);
+      const rules = this.opts.rulesFor(l.user);
+      if (!rules || typeof ip !== 'object' || !ip || !rules.match(l.host, ip, l.port)) this.close(l, 'no longer allowed after a reload', ListenError.NOT_ALLOWED);
+    }
+  }
+
+  /** Closes every listener (the server is stopping). */
+  closeAll(): void {
+    this.stopped = true;
+    for (const l of [...this.listeners.values()]) this.close(l, 'server shutting down');
+  }
+}

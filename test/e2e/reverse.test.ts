@@ -1,0 +1,364 @@
+/**
+ * Reverse tunnels (-R): the server listens where --allow-reverse (or a
+ * user's allow_reverse) lets it, each connection there comes back over the
+ * client's sessions to the client's own target; refusals are clear on the
+ * client; the listener outlives a reconnect but not a client gone for good.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, IncomingMessage } from 'node:http';
+import { AddressInfo, Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { sessionOptions } from '../../src/engine/options';
+import { selectEngine } from '../../src/engine/select';
+import type { EngineSession, StreamClosedInfo } from '../../src/engine/types';
+import { dialRequest } from '../../src/net/dial';
+import { FEATURE_REVERSE, ListenError } from '../../src/protocol/constants';
+import { ControlFrame, encodeControl } from '../../src/protocol/frames';
+import { upgradeResponse } from '../../src/protocol/upgrade';
+import { createLogger } from '../../src/util/log';
+import { connect, echoServer, howItEnds, roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
+import { engines, Proc, runCli } from '../helpers/procs';
+import { rawPeer } from '../helpers/raw-peer';
+import { needs } from '../helpers/tools';
+import { waitFor } from '../helpers/wait';
+import { makeCa, makeCert } from '../../bench/certs';
+
+/** A loopback port nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const s = await tcpServer(() => undefined);
+  await s.close();
+  return s.port;
+}
+
+/** Whether something accepts connections on 127.0.0.1:`port`. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function startServer(t: Test, engine: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, ...args], env);
+  t.teardown(() => server.stop('SIGKILL'));
+  return server;
+}
+
+/** A client with -R specs (and one -L, so it has a listening line to wait for). */
+async function startClient(t: Test, engine: string, serverPort: number, reverse: string[], args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  const client = await runCli(['client', '-s', `ws://127.0.0.1:${serverPort}/`, '--engine', engine, '-L', '0:127.0.0.1:9',
+    ...reverse.flatMap((r) => ['-R', r]), ...args], env);
+  t.teardown(() => client.stop('SIGKILL'));
+  return client;
+}
+
+/** A relay in front of the server whose connections the test can cut, and keep cut (`down`) until it says otherwise. */
+async function cuttableRelay(to: number): Promise<TcpServer & { cut(): void; setDown(down: boolean): void }> {
+  const pairs = new Set<Socket>();
+  const state = { down: false };
+  const relay = await tcpServer((down) => {
+    if (state.down) return down.destroy();
+    const up = connect(to, '127.0.0.1');
+    up.on('error', () => down.destroy());
+    down.on('error', () => up.destroy());
+    down.pipe(up);
+    up.pipe(down);
+    up.on('close', () => down.destroy());
+    down.on('close', () => up.destroy());
+    pairs.add(up);
+    pairs.add(down);
+  });
+  return Object.assign(relay, {
+    cut: () => { for (const s of pairs) s.destroy(); pairs.clear(); },
+    setDown: (down: boolean) => { state.down = down; },
+  });
+}
+
+const listening = (port: number): RegExp => new RegExp(`reverse ${port}: the server listens on 127\\.0\\.0\\.1:${port} \\(port ${port}\\)`);
+
+/** Several connections at once through the reverse port to an echo target, `total` bytes in all, each way. */
+async function carry(t: Test, port: number, total: number, conns: number): Promise<void> {
+  await Promise.all(Array.from({ length: conns }, async (_, i) => {
+    const data = randomBytes(Math.floor(total / conns) + i);
+    const got = await roundTrip(port, data, 120_000);
+    t.equal(sha256(got), sha256(data), `connection ${i}: ${data.length} bytes there and back, sha256 intact`);
+  }));
+}
+
+const pairs: [string, string][] = [...engines().map((e): [string, string] => [e, e])];
+if (engines().includes('js') && engines().includes('native')) pairs.push(['native', 'js'], ['js', 'native']);
+
+for (const [serverEngine, clientEngine] of pairs) {
+  const label = serverEngine === clientEngine ? serverEngine : `server ${serverEngine}, client ${clientEngine}`;
+  const same = serverEngine === clientEngine;
+  t.test(`[${label}] a reverse tunnel carries ${same ? 100 : 20} MB both ways over 4 connections, sha256 intact`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const server = await startServer(t, serverEngine, ['--allow-reverse', `127.0.0.1:${port}`]);
+    const client = await startClient(t, clientEngine, server.port, [`${port}:${echo.addr}`]);
+    await client.waitLog(listening(port));
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: listening on 127\\.0\\.0\\.1:${port} for session#\\d+`));
+    await carry(t, port, (same ? 100 : 20) * 1024 * 1024, 4);
+    t.match(server.logs(), new RegExp(`stream#\\d*[02468] open from 127\\.0\\.0\\.1:\\d+ → client \\(reverse 127\\.0\\.0\\.1:${port}\\)`),
+      'the server opens even streams and names the tunnel');
+    t.match(client.logs(), new RegExp(`stream#\\d*[02468] open → ${echo.addr.replace(/\./g, '\\.')} \\(reverse ${port}\\)`), 'the client names it too');
+    await server.waitLog(new RegExp(`stream#\\d+ closed \\(fin\\) → 127\\.0\\.0\\.1:${port} \\(reverse 127\\.0\\.0\\.1:${port}\\)`));
+    t.notMatch(server.logs() + client.logs(), /protocol error|1002/);
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] over wss:// the client sees the capability too (the 101 read by Node's TLS or by the engine's)`, { skip: needs('openssl') }, async (t) => {
+    const dir = t.testdir({});
+    const ca = makeCa(dir, 'ca');
+    const leaf = makeCert(dir, ca, 'leaf', ['localhost']);
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const server = await startServer(t, engine, ['--allow-reverse', `127.0.0.1:${port}`, '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
+    const client = await runCli(['client', '-s', `wss://localhost:${server.port}/`, '--ca', ca.cert, '--engine', engine, '-c', '1',
+      '-L', '0:127.0.0.1:9', '-R', `${port}:${echo.addr}`]);
+    t.teardown(() => client.stop('SIGKILL'));
+    await client.waitLog(listening(port));
+    const data = randomBytes(2 * 1024 * 1024);
+    t.equal(sha256(await roundTrip(port, data)), sha256(data), '2 MB there and back');
+  });
+
+  t.test(`[${engine}] without --allow-reverse the server refuses: the client says so, nothing listens, other tunnels carry on`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const server = await startServer(t, engine);
+    const client = await runCli(['client', '-s', `ws://127.0.0.1:${server.port}/`, '--engine', engine, '-c', '1',
+      '-L', `0:${echo.addr}`, '-R', `${port}:${echo.addr}`]);
+    t.teardown(() => client.stop('SIGKILL'));
+    const line = await client.waitLog(/ WARN .*reverse \d+: the server refused it: .*/);
+    t.match(line, new RegExp(`reverse ${port}: the server refused it: not allowed \\(no --allow-reverse rule matches\\); asking again in \\d+ ms$`));
+    t.notOk(await accepts(port), 'nothing listens on the port');
+    t.equal((await roundTrip(client.port, Buffer.from('still here'))).toString(), 'still here', 'the -L tunnel works');
+  });
+
+  t.test(`[${engine}] only a matching rule allows a reverse listener; a port already taken is a clear error`, async (t) => {
+    const echo = await echoServer();
+    const taken = await tcpServer(() => undefined);
+    t.teardown(async () => { await echo.close(); await taken.close(); });
+    const [ok, other] = [await freePort(), await freePort()];
+    const server = await startServer(t, engine, ['--allow-reverse', `127.0.0.1:${ok}`, '--allow-reverse', `127.0.0.1:${taken.port}`]);
+    const client = await startClient(t, engine, server.port, [`${ok}:${echo.addr}`, `${other}:${echo.addr}`, `${taken.port}:${echo.addr}`], ['-c', '1']);
+    await client.waitLog(listening(ok));
+    t.match(await client.waitLog(new RegExp(`reverse ${other}: the server refused it: .*`)), /not allowed/, 'another port is not');
+    t.match(await client.waitLog(new RegExp(`reverse ${taken.port}: the server refused it: .*`)),
+      new RegExp(`address in use: 127\\.0\\.0\\.1:${taken.port}; asking again in \\d+ ms`), 'a taken port says so');
+    t.notOk(await accepts(other), 'nothing listens on the port not allowed');
+    t.equal((await roundTrip(ok, Buffer.from('allowed'))).toString(), 'allowed', 'the allowed one carries');
+  });
+
+  t.test(`[${engine}] per-user allow_reverse in the users file`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const [alicePort, bobPort] = [await freePort(), await freePort()];
+    const dir = t.testdir({
+      'users.yaml': `alice:\n  passwd: alice-secret\n  allow_reverse: ["127.0.0.1:${alicePort}"]\nbob:\n  passwd: bob-secret\n`,
+    });
+    const server = await startServer(t, engine, ['--users', join(dir, 'users.yaml'), '--allow-reverse', `127.0.0.1:${bobPort}`]);
+    const alice = await startClient(t, engine, server.port, [`${alicePort}:${echo.addr}`, `${bobPort}:${echo.addr}`], ['-c', '1', '--user', 'alice'],
+      { TWS_PASSWD: 'alice-secret' });
+    await alice.waitLog(listening(alicePort));
+    await alice.waitLog(new RegExp(`reverse ${bobPort}: the server refused it: not allowed`));
+    t.pass("alice's own rule replaces the server's");
+    const bob = await startClient(t, engine, server.port, [`${alicePort}:${echo.addr}`], ['-c', '1', '--user', 'bob'], { TWS_PASSWD: 'bob-secret' });
+    await bob.waitLog(new RegExp(`reverse ${alicePort}: the server refused it: not allowed`));
+    t.pass("bob, without his own, has the server's rules, which do not cover alice's port");
+    t.equal((await roundTrip(alicePort, Buffer.from('alice'))).toString(), 'alice');
+  });
+
+  t.test(`[${engine}] SIGHUP: a users file that no longer allows a listener closes it, and the client hears of it`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const users = (rules: string): string => `alice:\n  passwd: alice-secret\n  allow_reverse: [${rules}]\n`;
+    const dir = t.testdir({ 'users.yaml': users(`"127.0.0.1:${port}"`) });
+    const server = await startServer(t, engine, ['--users', join(dir, 'users.yaml')]);
+    const client = await startClient(t, engine, server.port, [`${port}:${echo.addr}`], ['-c', '2', '--user', 'alice', '-e', '100'],
+      { TWS_PASSWD: 'alice-secret' });
+    await client.waitLog(listening(port));
+    t.equal((await roundTrip(port, Buffer.from('allowed'))).toString(), 'allowed');
+    writeFileSync(join(dir, 'users.yaml'), users(''));
+    server.proc.kill('SIGHUP');
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: closed \\(no longer allowed after a reload\\)`));
+    t.notOk(await accepts(port), 'the port is closed');
+    t.match(await client.waitLog(new RegExp(`reverse ${port}: the server refused it: .*`)), /not allowed \(listener closed: no longer allowed after a reload\)/,
+      'the client is told, and asks again');
+    t.match(await server.waitLog(/SIGHUP: reloaded users from .*/), /: [12] session\(s\) kept, 0 closed$/, 'its sessions stay');
+  });
+
+  t.test(`[${engine}] the listener survives a client reconnect, and closes once the client is gone longer than the grace period`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const server = await startServer(t, engine, ['--allow-reverse', `127.0.0.1:${port}`, '-t', '1000']);
+    const relay = await cuttableRelay(server.port);
+    t.teardown(() => relay.close());
+    const client = await startClient(t, engine, relay.port, [`${port}:${echo.addr}`], ['-c', '2', '-t', '1000', '-e', '50']);
+    await client.waitLog(listening(port));
+    await server.waitLog(/(?:[\s\S]*?up from ){2}/);
+    t.equal((await roundTrip(port, Buffer.from('before'))).toString(), 'before', 'works before');
+    relay.setDown(true);
+    relay.cut();
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: no session of its client is up; closing it in 3000 ms`));
+    // A connection while the client is away waits for it, and is carried once it is back.
+    const early = roundTrip(port, Buffer.from('waited'));
+    await client.waitLog(/cannot connect to /);
+    relay.setDown(false);
+    t.equal((await early).toString(), 'waited', 'a connection made while the client was away is carried when it comes back');
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: its client is back`), 10_000);
+    const data = randomBytes(1024 * 1024);
+    t.equal(sha256(await roundTrip(port, data)), sha256(data), 'works again after the reconnect');
+    t.notMatch(server.logs(), /: closed \(/, 'the listener was never closed');
+
+    await client.stop('SIGKILL');
+    const gone = Date.now();
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: closed \\(its client did not come back within 3000 ms\\)`), 10_000);
+    t.ok(Date.now() - gone >= 2500, 'not before the grace period');
+    t.notOk(await accepts(port), 'and nothing listens any more');
+  });
+
+  t.test(`[${engine}] --max-streams applies to reverse streams`, async (t) => {
+    const held = await tcpServer(() => undefined);  // accepts and holds every connection
+    t.teardown(() => held.close());
+    const port = await freePort();
+    const server = await startServer(t, engine, ['--allow-reverse', `127.0.0.1:${port}`, '--max-streams', '1']);
+    const client = await startClient(t, engine, server.port, [`${port}:${held.addr}`], ['-c', '1']);
+    await client.waitLog(listening(port));
+    const first = connect(port, '127.0.0.1');
+    t.teardown(() => first.destroy());
+    first.on('error', () => undefined);
+    await server.waitLog(/stream#\d+ open from .* → client \(reverse /);
+    const second = connect(port, '127.0.0.1');
+    const ended = await howItEnds(second);
+    t.equal(ended.data.length, 0, 'a second connection is closed');
+    t.match(await server.waitLog(/connection from .* closed: 1 streams open \(--max-streams\)/), /reverse 127\.0\.0\.1:\d+/);
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] LISTEN at the byte level: layout and direction errors are 1002; bad address, limits`, async (t) => {
+    const server = await startServer(t, engine, ['--allow-reverse', '127.0.0.1:*']);
+    const token = randomBytes(16);
+    const listen = (request: number, bind: string): Buffer => encodeControl({ type: 'listen', stream: 0, request, token, bind });
+    const bad: [string, Buffer][] = [
+      ['LISTEN_OK sent to a server', encodeControl({ type: 'listen-ok', stream: 0, request: 1, port: 80 })],
+      ['LISTEN_ERR sent to a server', encodeControl({ type: 'listen-err', stream: 0, request: 1, code: 1, reason: 'x' })],
+      ['LISTEN on a stream', Buffer.concat([Buffer.from([9, 0, 0, 0, 1]), listen(1, '127.0.0.1:1').subarray(5)])],
+      ['LISTEN without an address', listen(1, '127.0.0.1:1').subarray(0, 25)],
+    ];
+    for (const [what, frame] of bad) {
+      const p = await rawPeer(server.port);
+      p.send(frame);
+      const late = new Promise<{ code: number }>((resolve) => setTimeout(() => resolve({ code: 0 }), 5000).unref());
+      t.equal((await Promise.race([p.closed, late])).code, 1002, what);
+      p.ws.terminate();
+    }
+    const p = await rawPeer(server.port);
+    t.teardown(() => p.ws.close());
+    p.send(Buffer.from([0x0c, 0, 0, 0, 0, 1, 2, 3]));
+    p.send(listen(1, 'localhost:80'));
+    t.match(await p.next((f) => f.type === 'listen-err' && f.request === 1), { code: ListenError.BAD_ADDRESS }, 'a name is a bad address (type 12 before it was ignored)');
+    const ports: number[] = [];
+    for (let i = 0; i < 17; i++) ports.push(await freePort());
+    ports.forEach((port, i) => p.send(listen(100 + i, `127.0.0.1:${port}`)));
+    const answers = await Promise.all(ports.map((_, i) => p.next((f) => (f.type === 'listen-ok' || f.type === 'listen-err') && f.request === 100 + i)));
+    t.equal(answers.filter((f) => f.type === 'listen-ok').length, 16, '16 listeners per client');
+    t.match(answers[16], { type: 'listen-err', code: ListenError.LIMIT, reason: 'too many listeners (16 per client)' }, 'the 17th is refused');
+  });
+}
+
+/**
+ * A server made here from a real engine, in-process, so the test decides
+ * what its 101 offers and which streams it opens: an old server (no
+ * Tws-Features), or one that opens a stream to a target the client never
+ * asked for.
+ */
+async function handMadeServer(t: Test, engineName: 'js' | 'native', features: string[]): Promise<{ port: number; sessions: EngineSession[]; frames: ControlFrame[] }> {
+  const engine = selectEngine(engineName);
+  const sessions: EngineSession[] = [];
+  const frames: ControlFrame[] = [];
+  const http = createHttpServer();
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string, features), 'latin1');
+    const session = engine.adopt(socket as Socket, head, preamble, sessionOptions('server', { logger: createLogger('error') }));
+    session.on('control', (f: ControlFrame) => frames.push(f));
+    // It carries the client's -L streams like a server without an allow-list.
+    session.on('open-request', (req) => {
+      const [host, p] = [req.target.slice(0, req.target.lastIndexOf(':')), Number(req.target.slice(req.target.lastIndexOf(':') + 1))];
+      dialRequest(req, { host, port: p }, 5000);
+    });
+    sessions.push(session);
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => {
+    for (const s of sessions) s.close(1001, 'test over');
+    http.close();
+  });
+  return { port: (http.address() as AddressInfo).port, sessions, frames };
+}
+
+for (const engine of engines() as ('js' | 'native')[]) {
+  t.test(`[${engine}] a server without the capability: one warning, no LISTEN sent, no 1002, the other tunnels work`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const old = await handMadeServer(t, engine, []);
+    const client = await runCli(['client', '-s', `ws://127.0.0.1:${old.port}/`, '--engine', engine, '-c', '1',
+      '-L', `0:${echo.addr}`, '-R', `${await freePort()}:${echo.addr}`]);
+    t.teardown(() => client.stop('SIGKILL'));
+    await client.waitLog(/ WARN .*reverse tunnels are not available on this server \(it does not offer them; an older tws\?\): reverse \d+ not opened/);
+    t.equal((await roundTrip(client.port, Buffer.from('old server'))).toString(), 'old server', 'the -L tunnel works');
+    t.same(old.frames, [], 'the server got no LISTEN');
+    t.ok(old.sessions.every((s) => !s.closed), 'and its session is up');
+    t.notMatch(client.logs(), /protocol error|1002/);
+  });
+
+  t.test(`[${engine}] a server-opened stream to a target the client did not register is refused with RESET 1`, async (t) => {
+    const echo = await echoServer();
+    const sink = await tcpServer(() => undefined);
+    t.teardown(async () => { await echo.close(); await sink.close(); });
+    const port = await freePort();
+    const evil = await handMadeServer(t, engine, [FEATURE_REVERSE]);
+    const client = await runCli(['client', '-s', `ws://127.0.0.1:${evil.port}/`, '--engine', engine, '-c', '1',
+      '-L', `0:${echo.addr}`, '-R', `${port}:${echo.addr}`]);
+    t.teardown(() => client.stop('SIGKILL'));
+    await waitFor(() => evil.frames.length > 0);
+    t.match(evil.frames[0], { type: 'listen', bind: `127.0.0.1:${port}` }, 'the client asked for its listener');
+    const session = evil.sessions[0]!;
+    const closed = (target: string): Promise<StreamClosedInfo> => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the stream to ${JSON.stringify(target)} did not end`)), 10_000);
+      const on = (info: StreamClosedInfo): void => {
+        if (info.target !== target) return;
+        clearTimeout(timer);
+        session.off('stream-closed', on);
+        resolve(info);
+      };
+      session.on('stream-closed', on);
+    });
+    for (const target of [sink.addr, `127.0.0.1:${port + 1}`, '']) {
+      const local = connect(sink.port, '127.0.0.1');
+      await new Promise((r) => local.once('connect', r));
+      const done = closed(target);
+      t.not(session.openStream(local, target), 0, `a stream to ${JSON.stringify(target)} is opened`);
+      t.match((await done).how, /^peer reset: denied \(no such reverse tunnel\)$/, `and refused: ${JSON.stringify(target)}`);
+    }
+    t.match(client.logs(), /stream#\d*[02468] refused: the server asked for 127\.0\.0\.1:\d+, which is no reverse tunnel of this client/);
+    // The registered one is carried (an OPEN naming the bind).
+    const local = connect(sink.port, '127.0.0.1');
+    await new Promise((r) => local.once('connect', r));
+    t.not(session.openStream(local, `127.0.0.1:${port}`), 0);
+    await client.waitLog(new RegExp(`stream#\\d+ open → ${echo.addr.replace(/\./g, '\\.')} \\(reverse ${port}\\)`));
+    t.pass('the registered bind is carried');
+  });
+}
