@@ -107,6 +107,7 @@ export class ReverseTunnels {
       req.reject(ResetCode.CONNECT_FAILED, `bad target: ${hp}`);
       return;
     }
+    req.nameTunnel(spec.name);
     opens.line('info', `stream#${req.stream} open → ${spec.remote} (${spec.name})`);
     // An IP address the engine can connect itself; a name resolves here.
     if (isIP(hp.host) !== 0 && !hp.host.includes('%') && req.dial) return req.dial(hp.host, hp.port, CONNECT_TIMEOUT_MS);

@@ -278,6 +278,10 @@ class NativeSession extends EventEmitter implements EngineSession {
       reject: (code, reason) => {
         if (once()) this.core.rejectStream(this.coreId, stream, code, reason);
       },
+      nameTunnel: (name) => {
+        const entry = this.streams.get(stream);
+        if (entry) entry.tunnel = name;
+      },
     };
     this.emit('open-request', req);
   }

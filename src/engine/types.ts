@@ -103,6 +103,8 @@ export interface OpenRequest {
   dial?(address: string, port: number, timeoutMs: number): void;
   /** Answers with RESET `code`. */
   reject(code: number, reason: string): void;
+  /** Names the tunnel the stream belongs to (a client's `reverse 8080`) in its close line and metrics, as openStream's `tunnel` does. */
+  nameTunnel(name: string): void;
 }
 
 /**

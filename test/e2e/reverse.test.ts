@@ -21,6 +21,7 @@ import { ControlFrame, encodeControl } from '../../src/protocol/frames';
 import { upgradeResponse } from '../../src/protocol/upgrade';
 import { createLogger } from '../../src/util/log';
 import { connect, echoServer, howItEnds, roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
+import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
 import { engines, Proc, runCli } from '../helpers/procs';
 import { rawPeer } from '../helpers/raw-peer';
 import { needs } from '../helpers/tools';
@@ -101,14 +102,19 @@ for (const [serverEngine, clientEngine] of pairs) {
     t.teardown(() => echo.close());
     const port = await freePort();
     const server = await startServer(t, serverEngine, ['--allow-reverse', `127.0.0.1:${port}`]);
-    const client = await startClient(t, clientEngine, server.port, [`${port}:${echo.addr}`]);
+    const client = await startClient(t, clientEngine, server.port, [`${port}:${echo.addr}`], ['--metrics', '127.0.0.1:0']);
     await client.waitLog(listening(port));
     await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: listening on 127\\.0\\.0\\.1:${port} for session#\\d+`));
-    await carry(t, port, (same ? 100 : 20) * 1024 * 1024, 4);
+    const total = (same ? 100 : 20) * 1024 * 1024;
+    await carry(t, port, total, 4);
     t.match(server.logs(), new RegExp(`stream#\\d*[02468] open from 127\\.0\\.0\\.1:\\d+ → client \\(reverse 127\\.0\\.0\\.1:${port}\\)`),
       'the server opens even streams and names the tunnel');
     t.match(client.logs(), new RegExp(`stream#\\d*[02468] open → ${echo.addr.replace(/\./g, '\\.')} \\(reverse ${port}\\)`), 'the client names it too');
     await server.waitLog(new RegExp(`stream#\\d+ closed \\(fin\\) → 127\\.0\\.0\\.1:${port} \\(reverse 127\\.0\\.0\\.1:${port}\\)`));
+    await client.waitLog(new RegExp(`stream#\\d*[02468] closed \\(fin\\) → 127\\.0\\.0\\.1:${port} \\(reverse ${port}\\)`));
+    const m = await scrapeWhen(await metricsPort(client), (b) => value(b, `tws_tunnel_streams_closed_total{tunnel="reverse ${port}"}`) === 4);
+    t.equal(value(m.body, `tws_tunnel_bytes_total{tunnel="reverse ${port}",direction="in"}`), total + 0 + 1 + 2 + 3,
+      'the client counts the reverse tunnel\'s streams and bytes under its name');
     t.notMatch(server.logs() + client.logs(), /protocol error|1002/);
   });
 }

@@ -19,7 +19,7 @@ t.test('an OPEN whose UDP socket cannot be made (the process is out of fds) is a
       const answer = (kind, code, reason) => { console.log(JSON.stringify({ kind, code, reason, held: held.length })); process.exit(0); };
       const req = {
         stream: 1, kind: 2, target: '127.0.0.1:53', signal: new AbortController().signal,
-        accept: () => answer('accept'), acceptDatagrams: () => answer('datagrams'), reject: (code, reason) => answer('reject', code, reason),
+        accept: () => answer('accept'), acceptDatagrams: () => answer('datagrams'), reject: (code, reason) => answer('reject', code, reason), nameTunnel: () => undefined,
       };
       connectUdpTarget(req, 2000, { allow: undefined, log, refusals: new RateLimitedLog(log, 'x'), admitted: () => {}, lookups: { n: 0 } });
       setTimeout(() => answer('none'), 3000);

@@ -131,6 +131,9 @@ export class Dispatcher {
         this.p.sched.send(codec.encodeReset(s.id, code, reason));
         this.hooks.finish(s, `refused: ${reason}`, 'info');
       },
+      nameTunnel: (name) => {
+        s.tunnel = name;
+      },
     };
   }
 
