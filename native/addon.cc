@@ -312,12 +312,17 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
-    // openStream(session, stream, fd, target, initial)
+    // openStream(session, stream, fd, target, initial[, writeFd]): with writeFd, fd is only read (a split stream)
     int err;
     tws::UniqueFd fd = dup_fd(info[2], &err);
     if (!fd) return Napi::Number::New(info.Env(), err);
+    tws::UniqueFd out;
+    if (info.Length() > 5 && !info[5].IsUndefined()) {
+      out = dup_fd(info[5], &err);
+      if (!out) return Napi::Number::New(info.Env(), err);
+    }
     engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd),
-                         info[3].ToString().Utf8Value(), bytes_of(info[4]));
+                         info[3].ToString().Utf8Value(), bytes_of(info[4]), std::move(out));
     return Napi::Number::New(info.Env(), 0);
   }
 

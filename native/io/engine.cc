@@ -83,10 +83,12 @@ void Engine::upgraded(uint32_t session) {
   post_to_session(loop_.get(), session, [](WsSession& s) { s.upgraded(); });
 }
 
-void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial) {
+void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial, UniqueFd out) {
   Loop* loop = loop_.get();
-  loop->post([loop, session, stream, fd = std::move(fd), target = std::move(target), initial = std::move(initial)]() mutable {
-    if (WsSession* s = loop->find_session(session)) return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial));
+  loop->post([loop, session, stream, fd = std::move(fd), target = std::move(target), initial = std::move(initial), out = std::move(out)]() mutable {
+    if (WsSession* s = loop->find_session(session)) {
+      return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial), std::move(out));
+    }
     // JavaScript counts on a closed event for every stream it opened.
     fd.reset_abortive();
     loop->events().emit(stream_closed(session, stream, "session closed"));

@@ -62,7 +62,8 @@ class Engine {
   // it), head what it read past the request, preamble the 101.
   void front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire);
   void adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options);
-  void open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial);
+  // `out`, when given, makes a split stream (see WsSession::open_stream).
+  void open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial, UniqueFd out = UniqueFd());
   void accept_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string initial);
   // Connects the target itself (`address`: an IP literal, already approved),
   // then accepts the stream; RESET 2 or 3 (after timeout_ms) when it cannot.

@@ -57,14 +57,15 @@ bool WsSession::start(const std::string& head, const std::string& preamble, bool
 
 // ---- commands ----
 
-void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial) {
+void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial, UniqueFd out) {
   sync_time();
   // (cannot_open() covers a closing or dead session too.)
   if (const char* why = mux_.cannot_open(sid, false)) {
     fd.reset_abortive();
     return emit(stream_closed(id_, sid, why));
   }
-  mux::Stream& s = mux_.open(sid, std::move(target), false, locals_.adopt(sid, std::move(fd)), std::move(initial));
+  mux::PortPtr port = out ? locals_.adopt_split(sid, std::move(fd), std::move(out)) : locals_.adopt(sid, std::move(fd));
+  mux::Stream& s = mux_.open(sid, std::move(target), false, std::move(port), std::move(initial));
   watch(s);
   flush();
 }

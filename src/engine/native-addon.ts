@@ -81,7 +81,8 @@ export interface NativeCore {
   frontTls(front: number, fd: number, context: NativeTlsContext): number | string;
   /** The upgrade of a frontTls connection: the session takes over the TLS connection; `jsFd` is JavaScript's end of the pair. */
   adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: NativeSessionOptions): number;
-  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer): number;
+  /** With `writeFd`, a split stream: `fd` is only read, `writeFd` written (and closed for the FIN). */
+  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer, writeFd?: number): number;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
   dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
