@@ -60,6 +60,8 @@ export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   headers?: Record<string, string>;
   proxy?: URL;
   user?: string;
+  /** --stdio HOST:PORT: one stream between stdin/stdout and the target, no listener. */
+  stdio?: string;
 }
 
 // Headers the handshake itself sets: a user value would break or forge it.
@@ -217,6 +219,11 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
   const listen = out.listen as HostPort | undefined;
   const remote = out.remote as string | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
+  if (out.stdio !== undefined) {
+    // One stream over stdin/stdout: no listener is opened, so none is needed (those of a shared config file are left unused).
+    for (const name of ['listen', 'remote']) if (gone(name) >= 0) missing.splice(gone(name), 1);
+    return;
+  }
   if (tunnels.length === 0 && gone('listen') >= 0 && gone('remote') >= 0) {
     missing.splice(gone('remote'), 1);
     missing[gone('listen')]!.text = '-l/--listen with -r/--remote, or -L/--local (config keys "listen" and "remote", or "tunnels")';
@@ -250,6 +257,7 @@ export function resolveConfig(
 ): ServerConfig | ClientConfig {
   const out: Record<string, unknown> = {};
   const missing: { name: string; text: string }[] = [];
+  let defaultLogLevel = false;
   for (const s of settingsFor(mode)) {
     let src: Sourced | undefined;
     if (s.default !== undefined) src = { value: s.default, where: `default of ${s.key}` };
@@ -265,7 +273,10 @@ export function resolveConfig(
       continue;
     }
     out[s.name] = validate(s, s.kind, src);
+    if (s.name === 'logLevel' && src.where.startsWith('default')) defaultLogLevel = true;
   }
+  // --stdio runs under ssh and the like: quiet unless asked (stdout is payload only either way; logs go to stderr).
+  if (mode === 'client' && out.stdio !== undefined && defaultLogLevel) out.logLevel = 'warn';
   if (out.passwdFile !== undefined) {
     const fromFile = readPasswordFile(out.passwdFile as string);
     // Two sources for the secret are more likely a mistake than a wish; refuse rather than guess.

@@ -58,6 +58,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'target the server connects each tunnelled connection to, as seen from the server (e.g. 127.0.0.1:22)' },
   { name: 'tunnels', key: 'tunnels', flag: '-L, --local <spec>', repeatable: true, kind: { type: 'tunnels' }, modes: ['client'],
     help: 'a tunnel, [BIND:]PORT:HOST:PORT[/udp] as in ssh -L: BIND:PORT (BIND default 127.0.0.1, [v6] in brackets) is carried to HOST:PORT as the server sees it; /udp for UDP; repeatable, all share the sessions, with or without -l/-r (e.g. -L 2222:db.internal:22 -L 5353:10.0.0.53:53/udp; YAML: a list of such strings, or maps with listen, remote, udp)' },
+  { name: 'stdio', key: 'stdio', flag: '--stdio <host:port>', kind: { type: 'target' }, modes: ['client'],
+    help: 'no listener: carry stdin/stdout as one stream to HOST:PORT over one session and exit with it (0 on a clean end, else 1 with one line on stderr); logs stay on stderr, at warn unless --log-level says otherwise; -l/-r/-L and -c are not used (e.g. ssh -o ProxyCommand=\'tws client --stdio %h:%p -s wss://tws.example.com/ --passwd-file ~/.tws\' host)' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,
