@@ -19,6 +19,8 @@ const CLIENT = [
   'tws client -l 127.0.0.1:5432 -s wss://example.com/some/path -r db.internal:5432 --user alice --passwd-file ~/.tws-passwd',
   '# several tunnels over the same sessions (ssh -L syntax): ssh, postgres on [::1], DNS over UDP',
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -L 2222:127.0.0.1:22 -L [::1]:5432:db.internal:5432 -L 5353:10.0.0.53:53/udp',
+  '# as ssh\'s ProxyCommand: stdin/stdout carried to the host and port ssh asks for (%h:%p as the server sees them)',
+  'ssh -o ProxyCommand=\'tws client --stdio %h:%p -s wss://example.com/some/path --passwd-file ~/.tws-passwd\' user@10.0.0.5',
   'tws client --config /etc/tws/client.yaml',
 ];
 
