@@ -10,6 +10,7 @@
  * the payload passes through a Node stream pair (stdio-streams.ts).
  */
 import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import type { Engine, EngineSession, StreamClosedInfo } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { Logger, peerText, safeLine } from '../util/log';
@@ -33,6 +34,8 @@ export interface StdioOptions {
   connect?: ConnectOptions;
 }
 
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGTERM'];
+
 /** How the stream's log lines name it. */
 export const STDIO_TUNNEL = 'stdio';
 
@@ -42,13 +45,14 @@ export function stdioPollable(): boolean {
 }
 
 /**
- * A logger for the session slot: its retry warnings become info lines, since
- * a stdio client says why it gave up in its one line and otherwise stays quiet.
+ * A logger for the session slot: its own retry warnings (`slot 1: cannot
+ * connect …`) become info lines, since a stdio client says why it gave up in
+ * its one line and otherwise stays quiet; its session's warnings stay warnings.
  */
 function quietRetries(log: Logger): Logger {
   return {
     error: (m) => log.error(m),
-    warn: (m) => log.info(m),
+    warn: (m) => (m.startsWith('slot ') ? log.info(m) : log.warn(m)),
     info: (m) => log.info(m),
     debug: (m) => log.debug(m),
     enabled: (level) => log.enabled(level),
@@ -76,12 +80,21 @@ export function runStdio(o: StdioOptions): Promise<number> {
       if (done) return;
       done = true;
       clearTimeout(deadline);
+      for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
       slot.stop();
       if (line) process.stderr.write(`tws: ${safeLine(line)}\n`);
       // Close the session with its handshake, so the server logs a clean end rather than a lost connection.
       const closing = session && !session.closed ? drainSessions([session], 0, 'stdio stream done') : Promise.resolve();
       void closing.then(() => resolve(code));
     };
+    // ssh sends its ProxyCommand SIGHUP as it exits, often before the
+    // stream's FINs have crossed: close the session cleanly (the server then
+    // logs a close, not a lost connection) and exit as a signal would.
+    const onSignal = (sig: NodeJS.Signals): void => {
+      log.info(`${sig}: closing the stream`);
+      finish(128 + (osConstants.signals[sig] ?? 0));
+    };
+    for (const sig of STOP_SIGNALS) process.once(sig, onSignal);
     const deadline = setTimeout(() => {
       finish(1, `no session to ${o.server.host} within ${timeout} ms${lastWhy ? `: ${lastWhy}` : ''}`);
     }, timeout);

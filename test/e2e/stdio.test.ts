@@ -6,7 +6,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -48,8 +48,8 @@ function spawnClient(argv: string[], pipes = false): ChildProcess {
   return child;
 }
 
-/** Feeds `input` (ends stdin after it) and collects what comes out until the process exits. */
-function runToEnd(child: ChildProcess, input: Buffer | undefined, timeoutMs = 60_000): Promise<Ended> {
+/** Feeds `input` and ends stdin (null: ends it at once; undefined: leaves it to the caller), and collects what comes out until the process exits. */
+function runToEnd(child: ChildProcess, input: Buffer | null | undefined, timeoutMs = 60_000): Promise<Ended> {
   const started = Date.now();
   const hash = createHash('sha256');
   const kept: Buffer[] = [];
@@ -61,9 +61,9 @@ function runToEnd(child: ChildProcess, input: Buffer | undefined, timeoutMs = 60
     if (outBytes <= MB) kept.push(d);
   });
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  child.stdin!.on('error', () => undefined);  // a client that failed stops reading
+  child.stdin?.on('error', () => undefined);  // a client that failed stops reading
   if (input) Readable.from(chunks(input)).pipe(child.stdin!);
-  else child.stdin!.end();
+  else if (input === null) child.stdin?.end();
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   return new Promise((resolve) => {
     child.on('close', (code) => {
@@ -183,6 +183,23 @@ for (const engine of engines()) {
     t.equal(r.outBytes, 0, 'nothing on stdout');
   });
 
+  t.test(`[${engine}] SIGHUP (ssh's goodbye to its ProxyCommand) mid-stream: the session closes cleanly, exit 129`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const server = await startServer(t, engine);
+    const child = spawnClient(clientArgs(server, echo.addr, engine));
+    t.teardown(() => child.kill('SIGKILL'));
+    const ended = runToEnd(child, undefined, 20_000);
+    child.stdin!.write('still talking');  // stdin stays open: the stream is live
+    await server.waitLog(/stream#1 open/);
+    child.kill('SIGHUP');
+    const r = await ended;
+    t.equal(r.code, 129, 'exit 128 + SIGHUP');
+    t.equal(r.err, '', 'nothing on stderr at the default level');
+    await server.waitLog(/session#\d+ down/);
+    t.notMatch(server.logs(), /1006|session lost/, 'the server saw a close handshake, not a lost connection');
+  });
+
   t.test(`[${engine}] --log-level info: log lines on stderr name the tunnel (stdio), stdout is payload only`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());
@@ -195,3 +212,26 @@ for (const engine of engines()) {
     t.match(r.err, /stream#1 closed \(fin\) → 127\.0\.0\.1:\d+ \(stdio\) in=524288 out=524288/, 'so does the close line');
   });
 }
+
+t.test('stdin a regular file: auto carries it through Node streams (js engine), native refuses in one line', { skip: !engines().includes('native') && 'needs the native engine' }, async (t) => {
+  const echo = await echoServer();
+  t.teardown(() => echo.close());
+  const server = await startServer(t, 'native');
+  const dir = mkdtempSync(join(tmpdir(), 'tws-stdio-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const data = randomBytes(4 * MB);
+  writeFileSync(join(dir, 'in'), data);
+  const fromFile = (engine: string): ChildProcess => {
+    const fd = openSync(join(dir, 'in'), 'r');
+    const child = spawn(process.execPath, clientArgs(server, echo.addr, engine), { env: { ...process.env, TWS_PASSWD: PASSWD }, stdio: [fd, 'pipe', 'pipe'] });
+    closeSync(fd);
+    return child;
+  };
+  const auto = await runToEnd(fromFile('auto'), undefined);
+  t.equal(auto.code, 0, `auto: exit 0 (stderr: ${auto.err})`);
+  t.equal(auto.outHash, sha256(data), 'auto: the file came back intact');
+  const native = await runToEnd(fromFile('native'), undefined);
+  t.equal(native.code, 1, 'native: exit 1');
+  t.equal(lines(native.err).length, 1, `native: one line: ${native.err}`);
+  t.match(native.err, /needs stdin and stdout to be pipes or sockets/, 'native: says why');
+});
