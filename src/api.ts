@@ -13,7 +13,6 @@ import { TwsClient, TwsClientOptions } from './client/client';
 import { ConnectOptions, connectOptions } from './client/connect-options';
 import { runStdio, stdioPollable } from './client/stdio';
 import { checkDistinct, parseTunnelSpec, TunnelSpec } from './config/tunnels';
-import { jsEngine } from './engine/js';
 import { EngineChoice, selectEngine } from './engine/select';
 import type { Engine, EngineSession } from './engine/types';
 import { serveMetrics } from './metrics/endpoint';
@@ -217,7 +216,7 @@ export async function runStdioClient(o: CreateClientOptions & { stdio: string })
   if (o.engine === 'native' && !pollable) {
     fail('TWS_ERR_CONFIG', '--stdio with --engine native needs stdin and stdout to be pipes or sockets (not a terminal or a file); use --engine js or auto');
   }
-  const engine = !pollable && (o.engine ?? 'auto') === 'auto' ? jsEngine : engineOf(o, logger);
+  const engine = !pollable && (o.engine ?? 'auto') === 'auto' ? selectEngine('js') : engineOf(o, logger);
   const { url, connect } = clientConnect(o, logger);
   return runStdio({ ...o, remote: o.stdio, server: url, engine, logger, connect });
 }
