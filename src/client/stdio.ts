@@ -80,12 +80,15 @@ export function runStdio(o: StdioOptions): Promise<number> {
       if (done) return;
       done = true;
       clearTimeout(deadline);
-      for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
       slot.stop();
       if (line) process.stderr.write(`tws: ${safeLine(line)}\n`);
       // Close the session with its handshake, so the server logs a clean end rather than a lost connection.
       const closing = session && !session.closed ? drainSessions([session], 0, 'stdio stream done') : Promise.resolve();
-      void closing.then(() => resolve(code));
+      // The signal handlers stay until then: ssh's SIGHUP often comes while the close is under way.
+      void closing.then(() => {
+        for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
+        resolve(code);
+      });
     };
     // ssh sends its ProxyCommand SIGHUP as it exits, often before the
     // stream's FINs have crossed: close the session cleanly (the server then
