@@ -218,6 +218,7 @@ export async function runStdioClient(o: CreateClientOptions & { stdio: string })
   }
   const engine = !pollable && (o.engine ?? 'auto') === 'auto' ? selectEngine('js') : engineOf(o, logger);
   const { url, connect } = clientConnect(o, logger);
+  if (o.metrics) logger.warn('--metrics is not served with --stdio (one stream, then exit)');
   return runStdio({ ...o, remote: o.stdio, server: url, engine, logger, connect });
 }
 
