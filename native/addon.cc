@@ -362,15 +362,20 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
-    // openStream(session, stream, fd, target, initial, reply?)
+    // openStream(session, stream, fd, target, initial, reply?, writeFd?): with writeFd, fd is only read (a split stream)
     bool ok;
     std::unique_ptr<const tws::mux::Reply> reply = reply_of(info.Env(), info[5], &ok);
     if (!ok) return info.Env().Undefined();
     int err;
     tws::UniqueFd fd = dup_fd(info[2], &err);
     if (!fd) return Napi::Number::New(info.Env(), err);
+    tws::UniqueFd out;
+    if (info.Length() > 6 && !info[6].IsUndefined()) {
+      out = dup_fd(info[6], &err);
+      if (!out) return Napi::Number::New(info.Env(), err);
+    }
     engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd),
-                         info[3].ToString().Utf8Value(), bytes_of(info[4]), std::move(reply));
+                         info[3].ToString().Utf8Value(), bytes_of(info[4]), std::move(reply), std::move(out));
     return Napi::Number::New(info.Env(), 0);
   }
 

@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { TwsClient, TwsClientOptions } from './client/client';
-import { connectOptions } from './client/connect-options';
+import { ConnectOptions, connectOptions } from './client/connect-options';
+import { runStdio, stdioPollable } from './client/stdio';
 import { checkDistinct, parseBindPort, parseReverse, parseTunnelSpec, ReverseSpec, TunnelSpec } from './config/tunnels';
 import { SocksLogins } from './client/socks/auth';
 import { EngineChoice, selectEngine } from './engine/select';
@@ -212,10 +213,8 @@ export async function createServer(o: CreateServerOptions): Promise<RunningServe
   };
 }
 
-/** Starts a tws client; resolves once its local port listens (sessions come up in the background). */
-export async function createClient(o: CreateClientOptions): Promise<RunningClient> {
-  const logger = o.logger ?? silentLogger;
-  const engine = engineOf(o, logger);
+/** The server URL and how to reach it (TLS, headers, proxy), said once in the log. */
+function clientConnect(o: CreateClientOptions, logger: Logger): { url: URL; connect: ConnectOptions } {
   const url = typeof o.server === 'string' ? new URL(o.server) : o.server;
   const connect = o.connect ?? connectOptions({
     server: url, ca: o.ca, insecure: o.insecure, sni: o.sni, hostHeader: o.hostHeader, headers: o.headers,
@@ -223,6 +222,33 @@ export async function createClient(o: CreateClientOptions): Promise<RunningClien
   });
   if (connect.proxy) logger.info(`reaching ${url.host} through proxy ${showProxy(connect.proxy)}`);
   if (connect.insecure) logger.warn('--insecure: the server certificate is NOT verified; anyone on the path can read and change the tunnel');
+  return { url, connect };
+}
+
+/**
+ * `tws client --stdio`: carries this process's stdin/stdout to `stdio`
+ * (`host:port`) over one session (no listener, no pool; tunnels, listen and
+ * connections are not used); resolves with the exit code once the stream
+ * ended (see runStdio). `auto` takes the js engine when stdin or stdout is
+ * not a pipe or socket (a TTY, a file), which the native engine cannot carry.
+ */
+export async function runStdioClient(o: CreateClientOptions & { stdio: string }): Promise<number> {
+  const logger = o.logger ?? silentLogger;
+  const pollable = stdioPollable();
+  if (o.engine === 'native' && !pollable) {
+    fail('TWS_ERR_CONFIG', '--stdio with --engine native needs stdin and stdout to be pipes or sockets (not a terminal or a file); use --engine js or auto');
+  }
+  const engine = !pollable && (o.engine ?? 'auto') === 'auto' ? selectEngine('js') : engineOf(o, logger);
+  const { url, connect } = clientConnect(o, logger);
+  if (o.metrics) logger.warn('--metrics is not served with --stdio (one stream, then exit)');
+  return runStdio({ ...o, remote: o.stdio, server: url, engine, logger, connect });
+}
+
+/** Starts a tws client; resolves once its local port listens (sessions come up in the background). */
+export async function createClient(o: CreateClientOptions): Promise<RunningClient> {
+  const logger = o.logger ?? silentLogger;
+  const engine = engineOf(o, logger);
+  const { url, connect } = clientConnect(o, logger);
   const tunnels = (o.tunnels ?? []).map((x) => (typeof x === 'string' ? parseTunnelSpec(x, 'tunnels') : x));
   const httpConnect = o.httpConnect === undefined ? undefined : bindPort(o.httpConnect, 'httpConnect');
   const socks = o.socks === undefined ? undefined : bindPort(o.socks, 'socks');

@@ -85,12 +85,12 @@ void Engine::upgraded(uint32_t session) {
 }
 
 void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial,
-                         std::unique_ptr<const mux::Reply> reply) {
+                         std::unique_ptr<const mux::Reply> reply, UniqueFd out) {
   Loop* loop = loop_.get();
   loop->post([loop, session, stream, fd = std::move(fd), target = std::move(target), initial = std::move(initial),
-              reply = std::move(reply)]() mutable {
+              reply = std::move(reply), out = std::move(out)]() mutable {
     if (WsSession* s = loop->find_session(session)) {
-      return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial), std::move(reply));
+      return s->open_stream(stream, std::move(fd), std::move(target), std::move(initial), std::move(reply), std::move(out));
     }
     // JavaScript counts on a closed event for every stream it opened.
     refuse_unopened(std::move(fd), reply.get());

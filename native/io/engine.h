@@ -64,8 +64,9 @@ class Engine {
   void front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire);
   void adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options);
   // `reply` (may be null): what the engine answers the local socket with (mux::Reply).
+  // `out`, when given, makes a split stream (see WsSession::open_stream).
   void open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string target, std::string initial,
-                   std::unique_ptr<const mux::Reply> reply = nullptr);
+                   std::unique_ptr<const mux::Reply> reply = nullptr, UniqueFd out = UniqueFd());
   void accept_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string initial);
   // Connects the target itself (`address`: an IP literal, already approved),
   // then accepts the stream; RESET 2 or 3 (after timeout_ms) when it cannot.

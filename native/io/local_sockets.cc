@@ -23,6 +23,12 @@ mux::PortPtr LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
   return mux::PortPtr(new StreamSocket(&session_, sid, std::move(fd)));
 }
 
+mux::PortPtr LocalSockets::adopt_split(uint32_t sid, UniqueFd in, UniqueFd out) {
+  set_nonblock(in.get());
+  set_nonblock(out.get());
+  return mux::PortPtr(new StreamSocket(&session_, sid, std::move(in), std::move(out)));
+}
+
 bool LocalSockets::watch(mux::Stream& s) { return of(s)->watch(loop_); }
 
 // The socket leaves the stream for the loop's graveyard: freed after the

@@ -1,6 +1,8 @@
 #include "stream_socket.h"
 
 #include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include "loop.h"
@@ -9,16 +11,27 @@
 
 namespace tws {
 
-void StreamSocket::on_events(uint32_t events) { session_->stream_event(stream_, events); }
+// A split stream's read fd speaks only for reading (a socket as stdin is writable too: not ours to write).
+void StreamSocket::on_events(uint32_t events) { session_->stream_event(stream_, split_ ? events & ~EPOLLOUT : events); }
+
+void StreamSocket::OutEnd::on_events(uint32_t events) {
+  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) sock->session_->stream_event(sock->stream_, EPOLLOUT);
+}
 
 bool StreamSocket::watch(Loop& loop) {
   registered_ = loop.watch(fd_.get(), this);
+  if (registered_ && split_) {
+    loop_ = &loop;
+    out_registered_ = loop.watch(out_fd_.get(), &out_end_);
+    return out_registered_;
+  }
   return registered_;
 }
 
 ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
   for (;;) {
-    const ssize_t w = ::send(fd_.get(), p, n, MSG_NOSIGNAL);
+    // write(), not send(): a pipe is no socket (SIGPIPE is ignored in Node, so EPIPE comes back as an error).
+    const ssize_t w = split_ ? ::write(out_fd_.get(), p, n) : ::send(fd_.get(), p, n, MSG_NOSIGNAL);
     if (w >= 0) return w;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     if (errno != EINTR) return -errno;
@@ -26,7 +39,7 @@ ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
 }
 
 mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
-  const ssize_t r = ::recv(fd_.get(), into, n, 0);
+  const ssize_t r = split_ ? ::read(fd_.get(), into, n) : ::recv(fd_.get(), into, n, 0);
   if (r > 0) return {mux::LocalRead::kBytes, static_cast<size_t>(r)};
   if (r == 0) return {mux::LocalRead::kEof};
   if (errno == EAGAIN || errno == EWOULDBLOCK) return {mux::LocalRead::kWouldBlock};
@@ -36,9 +49,20 @@ mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
 
 int StreamSocket::error() const { return socket_error(fd_.get()); }
 
-void StreamSocket::shutdown_write() { ::shutdown(fd_.get(), SHUT_WR); }
+void StreamSocket::shutdown_write() {
+  if (!split_) ::shutdown(fd_.get(), SHUT_WR);
+  else if (loop_) close_out(*loop_);
+  else out_fd_.reset();
+}
+
+void StreamSocket::close_out(Loop& loop) {
+  if (out_registered_) loop.unwatch(out_fd_.get());
+  out_registered_ = false;
+  out_fd_.reset();
+}
 
 void StreamSocket::close(Loop& loop, bool abortive) {
+  if (split_) close_out(loop);
   if (!fd_) return;
   if (registered_) loop.unwatch(fd_.get());
   registered_ = false;

@@ -19,10 +19,18 @@ namespace tws {
 class Loop;
 class WsSession;
 
+// Usually one socket both ways. A split stream (`--stdio`) reads one fd and
+// writes another (pipes or sockets): read() of 0 is the EOF, and the FIN
+// closes the write fd, since a pipe has no shutdown.
 class StreamSocket final : public mux::Port, public Pollable {
  public:
-  StreamSocket(WsSession* session, uint32_t stream, UniqueFd fd)
-      : mux::Port([](mux::Port* p) { delete static_cast<StreamSocket*>(p); }), session_(session), stream_(stream), fd_(std::move(fd)) {}
+  StreamSocket(WsSession* session, uint32_t stream, UniqueFd fd, UniqueFd out = UniqueFd())
+      : mux::Port([](mux::Port* p) { delete static_cast<StreamSocket*>(p); }),
+        session_(session),
+        stream_(stream),
+        fd_(std::move(fd)),
+        out_fd_(std::move(out)),
+        split_(static_cast<bool>(out_fd_)) {}
 
   void on_events(uint32_t events) override;
 
@@ -44,10 +52,24 @@ class StreamSocket final : public mux::Port, public Pollable {
   uint32_t dial_timeout_ms = 0;
 
  private:
+  // The write fd of a split stream: its readiness (or its reader gone) is a
+  // chance to write; the write then says which.
+  struct OutEnd final : Pollable {
+    explicit OutEnd(StreamSocket* s) : sock(s) {}
+    void on_events(uint32_t events) override;
+    StreamSocket* sock;
+  };
+  void close_out(Loop& loop);
+
   WsSession* session_;
   uint32_t stream_;
   UniqueFd fd_;
+  UniqueFd out_fd_;
+  const bool split_;
+  OutEnd out_end_{this};
   bool registered_ = false;
+  bool out_registered_ = false;
+  Loop* loop_ = nullptr;  // a split stream's loop, for closing its write fd at the FIN
 };
 
 }  // namespace tws

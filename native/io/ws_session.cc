@@ -58,15 +58,15 @@ bool WsSession::start(const std::string& head, const std::string& preamble, bool
 // ---- commands ----
 
 void WsSession::open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial,
-                            std::unique_ptr<const mux::Reply> reply) {
+                            std::unique_ptr<const mux::Reply> reply, UniqueFd out) {
   sync_time();
   // (cannot_open() covers a closing or dead session too.)
   if (const char* why = mux_.cannot_open(sid, false)) {
     refuse_unopened(std::move(fd), reply.get());
     return emit(stream_closed(id_, sid, why));
   }
-  mux::Stream& s = mux_.open(sid, std::move(target), false, locals_.adopt(sid, std::move(fd)), std::move(initial),
-                             std::move(reply));
+  mux::PortPtr port = out ? locals_.adopt_split(sid, std::move(fd), std::move(out)) : locals_.adopt(sid, std::move(fd));
+  mux::Stream& s = mux_.open(sid, std::move(target), false, std::move(port), std::move(initial), std::move(reply));
   watch(s);
   flush();
 }

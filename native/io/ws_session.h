@@ -52,7 +52,9 @@ class WsSession final : public Pollable, private mux::MuxHost {
   bool dead() const { return dead_; }
 
   // ---- commands (see Engine in engine.h) ----
-  void open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial, std::unique_ptr<const mux::Reply> reply);
+  // `out`, when given, makes a split stream: `fd` is read, `out` written.
+  void open_stream(uint32_t sid, UniqueFd fd, std::string target, std::string initial, std::unique_ptr<const mux::Reply> reply,
+                   UniqueFd out = UniqueFd());
   void open_datagrams(uint32_t sid, std::string target);
   void accept_stream(uint32_t sid, UniqueFd fd, std::string initial);
   void accept_datagrams(uint32_t sid);

@@ -419,6 +419,54 @@ void test_a_second_answer_to_a_dialled_stream_is_ignored() {
   CHECK(wrong == 0, "a dialled stream is opened once, whatever else JavaScript answers (" + std::to_string(wrong) + " of 20 wrong)");
 }
 
+// A split stream (--stdio) reads one pipe and writes another: what the read
+// pipe holds goes out as DATA and its EOF as FIN; the peer's DATA lands in
+// the write pipe and the peer's FIN closes it (its reader sees EOF: a pipe
+// has no shutdown).
+void test_a_split_stream_reads_one_pipe_and_writes_another() {
+  Harness h;
+  auto peer = unix_pair();
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) std::abort();
+  nonblock(out[0]);
+  CHECK(::write(in[1], "hello", 5) == 5, "split: the read pipe holds the payload");
+  ::close(in[1]);  // and then its EOF
+  h.engine.open_stream(1, 2, tws::UniqueFd(in[0]), "x:1", "", nullptr, tws::UniqueFd(out[1]));
+  Bytes window(4);
+  tws::tws2::write_u32(window.data(), 1 << 20);
+  const std::string world = "world";
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpenOk, 2, window), true));
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kData, 2, Bytes(world.begin(), world.end())), true));
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kFin, 2, Bytes()), true));
+  // The write pipe: the peer's bytes, then EOF.
+  std::string got;
+  bool eof = false;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(3000);
+  while (!eof && Clock::now() < deadline) {
+    char buf[64];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    else if (n == 0) eof = true;
+    else {
+      pollfd p{out[0], POLLIN, 0};
+      ::poll(&p, 1, 10);
+    }
+  }
+  CHECK(got == "world" && eof, "split: the peer's DATA reaches the write pipe, and its FIN closes it (got '" + got + "')");
+  // The peer: OPEN, then the read pipe's bytes as DATA, then FIN.
+  std::string sent;
+  bool fin = false;
+  for (const auto& m : decode(read_for(peer.second, 500)).msgs) {
+    if (m.op != tws::ws::kBinary || m.payload.size() < tws::tws2::kHeaderLen || tws::tws2::read_u32(m.payload.data() + 1) != 2) continue;
+    if (m.payload[0] == tws::tws2::kData) sent.append(m.payload.begin() + tws::tws2::kHeaderLen, m.payload.end());
+    if (m.payload[0] == tws::tws2::kFin) fin = true;
+  }
+  CHECK(sent == "hello" && fin, "split: the read pipe's bytes go out as DATA and its EOF as FIN (sent '" + sent + "')");
+  ::close(out[0]);
+  ::close(peer.second);
+}
+
 // Commands own their fds: one posted after stop() closes its fd at once.
 void test_commands_after_stop_close_their_fds() {
   Harness h;
@@ -722,6 +770,7 @@ int main() {
   test_close_while_draining();
   test_a_second_answer_to_a_dialled_stream_is_ignored();
   test_commands_after_stop_close_their_fds();
+  test_a_split_stream_reads_one_pipe_and_writes_another();
   test_a_peer_that_never_reads();
   test_gate_released_while_javascript_is_behind();
   test_pongs_do_not_pile_up();

@@ -27,6 +27,8 @@ const CLIENT = [
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -D 1080',
   '# a reverse tunnel (ssh -R syntax): port 8080 on the server reaches this machine\'s web server',
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -R 8080:127.0.0.1:80',
+  '# as ssh\'s ProxyCommand: stdin/stdout carried to the host and port ssh asks for (%h:%p as the server sees them)',
+  'ssh -o ProxyCommand=\'tws client --stdio %h:%p -s wss://example.com/some/path --passwd-file ~/.tws-passwd\' user@10.0.0.5',
   'tws client --config /etc/tws/client.yaml',
 ];
 

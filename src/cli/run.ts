@@ -3,7 +3,7 @@
  * composition root, api.ts) and handles the signals: SIGTERM/SIGINT drain,
  * SIGHUP reloads (the API does it when asked).
  */
-import { createClient, createServer } from '../api';
+import { createClient, createServer, runStdioClient } from '../api';
 import type { ClientConfig, ServerConfig } from '../config/load';
 import { createLogger, Logger } from '../util/log';
 
@@ -53,6 +53,10 @@ export async function runServer(cfg: ServerConfig): Promise<void> {
 export async function runClient(cfg: ClientConfig): Promise<void> {
   const { logLevel, drainTimeout, ...rest } = cfg;
   const log = createLogger(logLevel);
+  if (rest.stdio !== undefined) {
+    // One stream, then exit with how it ended (a signal just ends the process: there is nothing to drain but that stream).
+    process.exit(await runStdioClient({ ...rest, stdio: rest.stdio, logger: log }));
+  }
   const running = await createClient({ ...rest, logger: log });
   onSignals(running, drainTimeout, log);
 }

@@ -70,6 +70,8 @@ export interface ClientConfig extends Omit<CommonConfig, 'listen'> {
   headers?: Record<string, string>;
   proxy?: URL;
   user?: string;
+  /** --stdio HOST:PORT: one stream between stdin/stdout and the target, no listener. */
+  stdio?: string;
 }
 
 // Headers the handshake itself sets: a user value would break or forge it.
@@ -237,9 +239,14 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
   const proxy = out.httpConnect as HostPort | undefined;
   const socks = out.socks as HostPort | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
+  if (out.stdio !== undefined) {
+    // One stream over stdin/stdout: no listener is opened, so none is needed (those of a shared config file are left unused).
+    for (const name of ['listen', 'remote']) if (gone(name) >= 0) missing.splice(gone(name), 1);
+    return;
+  }
   if (tunnels.length === 0 && reverse.length === 0 && !proxy && !socks && gone('listen') >= 0 && gone('remote') >= 0) {
     missing.splice(gone('remote'), 1);
-    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, -R/--reverse, -D/--socks or --http-connect (config keys "listen" and "remote", "tunnels", "reverse", "socks" or "http_connect")';
+    missing[gone('listen')]!.text = '-l/--listen with -r/--remote, -L/--local, -R/--reverse, -D/--socks, --http-connect or --stdio (config keys "listen" and "remote", "tunnels", "reverse", "socks", "http_connect" or "stdio")';
   }
   if (tunnels.length > 0 || reverse.length > 0 || proxy || socks) {
     if ((listen === undefined) !== (remote === undefined)) {
@@ -273,6 +280,7 @@ export function resolveConfig(
 ): ServerConfig | ClientConfig {
   const out: Record<string, unknown> = {};
   const missing: { name: string; text: string }[] = [];
+  let defaultLogLevel = false;
   for (const s of settingsFor(mode)) {
     let src: Sourced | undefined;
     if (s.default !== undefined) src = { value: s.default, where: `default of ${s.key}` };
@@ -288,7 +296,10 @@ export function resolveConfig(
       continue;
     }
     out[s.name] = validate(s, s.kind, src);
+    if (s.name === 'logLevel' && src.where.startsWith('default')) defaultLogLevel = true;
   }
+  // --stdio runs under ssh and the like: quiet unless asked (stdout is payload only either way; logs go to stderr).
+  if (mode === 'client' && out.stdio !== undefined && defaultLogLevel) out.logLevel = 'warn';
   if (out.passwdFile !== undefined) {
     const fromFile = readPasswordFile(out.passwdFile as string);
     // Two sources for the secret are more likely a mistake than a wish; refuse rather than guess.

@@ -68,6 +68,8 @@ export const SETTINGS: readonly Setting[] = [
     help: 'the SOCKS listener asks for a user name and password (RFC 1929) found in this file: one user:password per line (# comments); e.g. curl --proxy socks5h://alice:secret@127.0.0.1:1080' },
   { name: 'reverse', key: 'reverse', flag: '-R, --reverse <spec>', repeatable: true, kind: { type: 'reverse' }, modes: ['client'],
     help: 'a reverse tunnel, [BIND:]PORT:HOST:PORT as in ssh -R: the server listens on BIND:PORT (BIND default 127.0.0.1 on the server; it must allow it with --allow-reverse) and each connection there reaches HOST:PORT as this client sees it; repeatable (e.g. -R 8080:127.0.0.1:80; YAML: a list of such strings)' },
+  { name: 'stdio', key: 'stdio', flag: '--stdio <host:port>', kind: { type: 'target' }, modes: ['client'],
+    help: 'no listener: carry stdin/stdout as one stream to HOST:PORT over one session and exit with it (0 on a clean end, else 1 with one line on stderr); logs stay on stderr, at warn unless --log-level says otherwise; -l/-r/-L and -c are not used (e.g. ssh -o ProxyCommand=\'tws client --stdio %h:%p -s wss://tws.example.com/ --passwd-file ~/.tws\' host)' },
   { name: 'passwd', key: 'passwd', flag: '-p, --passwd <secret>', env: 'TWS_PASSWD', kind: { type: 'secret' }, modes: both,
     help: 'shared password (visible in ps: prefer --passwd-file or TWS_PASSWD)' },
   { name: 'passwdFile', key: 'passwd_file', flag: '--passwd-file <file>', kind: { type: 'file' }, modes: both,

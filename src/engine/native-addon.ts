@@ -85,8 +85,12 @@ export interface NativeCore {
   frontTls(front: number, fd: number, context: NativeTlsContext): number | string;
   /** The upgrade of a frontTls connection: the session takes over the TLS connection; `jsFd` is JavaScript's end of the pair. */
   adoptFront(session: number, front: number, jsFd: number, head: Buffer, preamble: Buffer, o: NativeSessionOptions): number;
-  /** `reply`: what the engine answers the local socket with (StreamReply, checked by reply.ts; the addon checks the bounds again and throws a TypeError). */
-  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer, reply?: StreamReply): number;
+  /**
+   * `reply`: what the engine answers the local socket with (StreamReply, checked by reply.ts; the addon checks the
+   * bounds again and throws a TypeError). With `writeFd`, a split stream: `fd` is only read, `writeFd` written (and
+   * closed for the FIN).
+   */
+  openStream(session: number, stream: number, fd: number, target: string, initial: Buffer, reply?: StreamReply, writeFd?: number): number;
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
   dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;

@@ -142,6 +142,19 @@ class NativeSession extends EventEmitter implements EngineSession {
     return id;
   }
 
+  openFdStream(fds: { read: number; write: number }, target: string, opts: OpenStreamOptions = {}): number {
+    if (opts.reply) checkReply(opts.reply);
+    const id = this.closed || this.peerDraining ? 0 : this.takeStreamId();
+    if (id === 0) return 0;
+    const err = this.core.openStream(this.coreId, id, fds.read, target, Buffer.alloc(0), opts.reply, fds.write);
+    if (err !== 0) {
+      this.log.warn(`stream#${id} not opened: cannot hand fds ${fds.read} and ${fds.write} to the engine (${errnoName(err)})`);
+      return 0;
+    }
+    this.streams.set(id, { target, tunnel: opts.tunnel, openedAt: Date.now() });
+    return id;
+  }
+
   openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number {
     if (this.closed || this.peerDraining) {
       port.close();

@@ -183,6 +183,14 @@ export interface EngineSession extends EventEmitter {
    * a reply out of bounds.
    */
   openStream(local: Socket, target: string, opts?: OpenStreamOptions): number;
+  /**
+   * Engines that carry file descriptors themselves (native): opens a stream
+   * to `target` whose local end is two fds, pipes or sockets (`--stdio`):
+   * payload read from `read` (0 bytes read is the FIN) and written to
+   * `write` (closed for the peer's FIN). The engine takes copies; returns
+   * the stream id, or 0 when it cannot (said in a warning).
+   */
+  openFdStream?(fds: { read: number; write: number }, target: string, opts?: OpenStreamOptions): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
   openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number;
   /** Sends a reverse-tunnel frame (LISTEN from a client, LISTEN_OK / LISTEN_ERR from a server); nothing once closed. */

@@ -165,7 +165,7 @@ t.test('bad -L specs are one-line config errors naming the value, exit 1', async
     [['-L', '2222:db'], /^tws: error: flag -L\/--local: expected \[BIND:\]PORT:HOST:PORT\[\/udp\], got "2222:db" \(TWS_ERR_CONFIG\)\n$/],
     [['-L', '2222:db:70000'], /^tws: error: flag -L\/--local: port 70000 is out of range \(1-65535\) in target of "2222:db:70000" \(TWS_ERR_CONFIG\)\n$/],
     [['-L', '2222:a:1', '-L', '2222:b:2'], /^tws: error: tunnels -L 2222:a:1 and -L 2222:b:2 both listen on tcp 127\.0\.0\.1:2222 \(TWS_ERR_CONFIG\)\n$/],
-    [[], /^tws: error: missing required option: -l\/--listen with -r\/--remote, -L\/--local, -R\/--reverse, -D\/--socks or --http-connect/],
+    [[], /^tws: error: missing required option: -l\/--listen with -r\/--remote, -L\/--local, -R\/--reverse, -D\/--socks, --http-connect or --stdio/],
     [['-R', 'localhost:8080:h:80'], /^tws: error: flag -R\/--reverse: the server binds an IP address .* got "localhost:8080:h:80" \(TWS_ERR_CONFIG\)\n$/],
   ];
   for (const [args, re] of cases) {

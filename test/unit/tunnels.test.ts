@@ -52,7 +52,7 @@ t.test('-L alone is enough; with -l/-r both forms are tunnels; -l and -r still g
   t.same(legacy.tunnels, [], 'tws-rust -l/-r alone: no -L tunnels');
   t.throws(() => client({ tunnels: ['2222:db:22'], listen: '127.0.0.1:5000' }), { message: /give -r\/--remote .* too: -l and -r make one tunnel together/ });
   t.throws(() => client({ tunnels: ['2222:db:22'], remote: 'a:1' }), { message: /give -l\/--listen .* too/ });
-  t.throws(() => client({}), { message: /missing required option: -l\/--listen with -r\/--remote, -L\/--local, -R\/--reverse, -D\/--socks or --http-connect/ });
+  t.throws(() => client({}), { message: /missing required option: -l\/--listen with -r\/--remote, -L\/--local, -R\/--reverse, -D\/--socks, --http-connect or --stdio/ });
 });
 
 t.test('--http-connect [BIND:]PORT (YAML http_connect) is a client of its own, on its own address', async (t) => {
