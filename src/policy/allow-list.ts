@@ -95,6 +95,12 @@ export class AllowList {
       (r.host.kind === 'net' && r.host.family === ip.family && r.host.list.check(ip.address, ip.family))));
   }
 
+  /** Whether some rule could let `target` through: its port is in range, and the rule takes any host, addresses (checked once resolved), or this name. */
+  mayAllow(target: HostPort): boolean {
+    const n = target.host.toLowerCase().replace(/\.$/, '');
+    return this.rules.some((r) => target.port >= r.ports[0] && target.port <= r.ports[1] && (r.host.kind !== 'name' || r.host.name === n));
+  }
+
   /**
    * Resolves the target (names in TypeScript, all addresses) and picks the
    * first address a rule allows, each in its canonical form (src/util/ip.ts);
@@ -103,6 +109,10 @@ export class AllowList {
    */
   async decide(target: HostPort, resolve: (host: string) => Promise<string[]> = resolveAll): Promise<Decision> {
     if (this.empty) return { ok: false, why: 'the allow-list is empty: no target is allowed' };
+    // No rule could let this host and port through, whatever it resolves to:
+    // refused without a lookup, so the answers tell a peer nothing of which
+    // names the server's DNS knows, and it cannot make the server look them up.
+    if (!this.mayAllow(target)) return { ok: false, why: 'not allowed (no --allow rule covers this host and port)' };
     const literal = parseIp(target.host);
     if (typeof literal === 'string') return { ok: false, why: literal };
     let answers: string[];

@@ -79,7 +79,11 @@ function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, timeoutM
   if (!policy.allow) return pass(hp);
   const name = isIP(hp.host) === 0 && !policy.allow.empty;
   if (name && !lookupSlot(req, hp.host, policy)) return;
-  const decided = policy.allow.decide(hp, name ? (h) => countedLookup(policy, () => resolveAll(h)) : undefined);
+  // The slot taken for a name goes back when its lookup settles, or here when
+  // the list decided without one (no rule covers the port, a numeric spelling).
+  let looked = false;
+  const decided = policy.allow.decide(hp, name ? (h) => { looked = true; return countedLookup(policy, () => resolveAll(h)); } : undefined)
+    .finally(() => { if (name && !looked) endLookup(policy); });
   within(decided, timeoutMs).then((d) => {
     if (req.signal.aborted) return;
     if (d === 'timeout') return req.reject(ResetCode.TIMEOUT, `resolve timed out after ${timeoutMs} ms`);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { buildAuthHeader } from '../../src/auth/tws-auth';
-import { StreamKind } from '../../src/protocol/constants';
+import { ResetCode, StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
 import { echoServer, rssMiB, sleep, tcpServer } from '../helpers/net';
@@ -239,6 +239,38 @@ for (const engine of engines()) {
     p.send(codec.encodeOpen(again, 65536, StreamKind.TCP, hold.addr));
     const f = await p.next((x) => x.stream === again && (x.type === 'open-ok' || x.type === 'reset'));
     t.equal(f.type, 'open-ok', 'a new stream is accepted again');
+    p.ws.close();
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] --allow: numeric spellings and names no rule covers take no lookup slot for good, and are refused without a lookup`, async (t) => {
+    const echo = await echoServer();
+    const port = Number(echo.addr.split(':')[1]);
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow', `127.0.0.0/8:${port}`]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+    const p = await rawPeer(server.port);
+    // Targets that are not IP literals as Node spells them, yet need no lookup:
+    // inet_aton spellings, a bad numeric one, and names at a port no rule covers.
+    // A session has 16 lookup slots: 3 x 20 of these would use them all up if any stayed taken.
+    const targets = [`127.1:${port}`, `999.1.1.1:${port}`, 'nothing-here.invalid:9'];
+    let id = 1;
+    const got: Frame[][] = targets.map(() => []);
+    for (let round = 0; round < 20; round++) {
+      for (const [i, target] of targets.entries()) {
+        p.send(codec.encodeOpen(id, 65536, StreamKind.TCP, target));
+        got[i]!.push(await p.next((f) => f.stream === id && (f.type === 'reset' || f.type === 'open-ok')));
+        id += 2;
+      }
+    }
+    const codes = (i: number): (number | string)[] => got[i]!.map((f) => (f.type === 'reset' ? f.code : f.type));
+    t.same(new Set(codes(0)), new Set(['open-ok']), '127.1 is 127.0.0.1: allowed and connected, every time');
+    t.same(new Set(codes(1)), new Set([ResetCode.CONNECT_FAILED]), 'a bad numeric spelling: no such address (RESET 2), every time');
+    t.same(new Set(codes(2)), new Set([ResetCode.DENIED]), 'a name at a port no rule covers: denied (RESET 1), not "resolve failed": the answer says nothing of the server\'s DNS');
+    // A name a rule could cover still resolves: the session's lookup slots are all free.
+    p.send(codec.encodeOpen(id, 65536, StreamKind.TCP, `localhost:${port}`));
+    const last = await p.next((f) => f.stream === id && (f.type === 'reset' || f.type === 'open-ok'));
+    t.equal(last.type, 'open-ok', 'localhost resolves and connects after all that');
     p.ws.close();
   });
 }

@@ -141,7 +141,8 @@ for (const engine of engines()) {
     t.equal(await code('localhost', 9), 0x02, 'a name resolved to a port --allow does not allow: not allowed');
     t.equal(await code('localhost', closed), 0x05, 'a closed port: connection refused');
     t.equal(await code('127.0.0.1', closed), 0x05, 'by IPv4 too');
-    t.equal(await code('nothing-here.invalid', 80), 0x04, 'a name that does not resolve: host unreachable');
+    t.equal(await code('nothing-here.invalid', closed), 0x04, 'a name that does not resolve, at a port a rule covers: host unreachable');
+    t.equal(await code('nothing-here.invalid', 80), 0x02, 'a name at a port no rule covers: not allowed, without a lookup');
     t.equal(await code('127.0.0.1', hangingPort), 0x06, 'a connect timeout: TTL expired');
     t.equal(await code('127.0.0.1', http.port, 2), 0x07, 'BIND: command not supported');
     const ok = await socksRequest(client.port, CONNECT, 'localhost', http.port);

@@ -90,3 +90,15 @@ t.test('the allow-list checks what a resolver answers in the same canonical form
   t.match(await v6.decide({ host: '::ffff:127.0.0.1%lo', port: 22 }), { ok: false, why: /zone id/ }, 'a mapped one with a zone is refused');
   t.match(await v4.decide({ host: '0x7f.1', port: 22 }), { ok: true, address: '127.0.0.1' }, 'a numeric target is its IPv4 address, not resolved');
 });
+
+t.test('a target no rule could allow is refused without a lookup', async (t) => {
+  const rules = new AllowList(parseAllowRules(['10.0.0.0/8:22', 'db.internal:5432-5433'], 'test'));
+  let lookups = 0;
+  const resolve = async (): Promise<string[]> => { lookups++; return ['10.1.2.3']; };
+  t.match(await rules.decide({ host: 'anything.example', port: 80 }, resolve), { ok: false, why: /no --allow rule covers/ });
+  t.match(await rules.decide({ host: 'other.internal', port: 5432 }, resolve), { ok: false, why: /no --allow rule covers/ }, 'a name rule covers its own name only');
+  t.equal(lookups, 0, 'neither was looked up');
+  t.match(await rules.decide({ host: 'DB.internal.', port: 5433 }, resolve), { ok: true }, 'the named host, in any case, with a trailing dot');
+  t.match(await rules.decide({ host: 'anything.example', port: 22 }, resolve), { ok: true, address: '10.1.2.3' }, 'a CIDR rule at that port: resolved, then checked');
+  t.equal(lookups, 2);
+});
