@@ -16,10 +16,14 @@ import {
   parseRequest, Parsed, Reply, Request, targetOf,
 } from './messages';
 import { CONNECT_REPLY } from './reply';
+import { UdpStreamBudget } from '../udp-streams';
 import { UdpAssociation } from './udp-associate';
 
 /** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
 const MAX_ASSOCIATIONS = 1024;
+
+/** Udp streams all of a listener's associations may have open at once; datagrams to more destinations are dropped. */
+export const MAX_SOCKS_UDP_STREAMS = 4096;
 
 /** Bytes a connection may send before its request is answered: a greeting, a login and a request, pipelined. */
 const MAX_HANDSHAKE = 2 * MAX_MESSAGE + 3 + 255 + 255;
@@ -46,6 +50,7 @@ export class SocksListener {
   readonly server: Server;
   private readonly negotiating = new Set<Socket>();
   private readonly associations = new Set<UdpAssociation>();
+  private readonly udpBudget = new UdpStreamBudget(MAX_SOCKS_UDP_STREAMS);
   /** A client can provoke these by the thousand. */
   private readonly loginRefusals: RateLimitedLog;
 
@@ -167,6 +172,7 @@ export class SocksListener {
       clientAddress: unmapped(socket.remoteAddress ?? ''),
       clientPort: req.port,
       udpTimeout: this.opts.udpTimeout,
+      budget: this.udpBudget,
       pick: () => this.opts.pick(),
       logger: log,
       onEnd: () => {

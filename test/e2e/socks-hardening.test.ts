@@ -1,0 +1,45 @@
+/**
+ * The SOCKS5 listener under abuse (issue 15's review): udp streams end with
+ * their association rather than after --udp-timeout.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { createSocket } from 'node:dgram';
+import { readdirSync } from 'node:fs';
+import { engines, Proc, runCli } from '../helpers/procs';
+import { socksAddress, socksRequest } from '../helpers/socks';
+import { waitFor } from '../helpers/wait';
+
+async function start(t: Test, engine: string, serverArgs: string[] = [], clientArgs: string[] = []): Promise<{ server: Proc; client: Proc }> {
+  const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, ...serverArgs]);
+  t.teardown(() => server.stop('SIGKILL'));
+  const client = await runCli(['client', '-s', `ws://127.0.0.1:${server.port}/`, '--engine', engine, '-c', '1', '-D', '0', ...clientArgs]);
+  t.teardown(() => client.stop('SIGKILL'));
+  await client.waitLog(/listening on 127\.0\.0\.1:\d+ → SOCKS5 \(socks\)/);
+  await client.waitLog(/up → /);
+  return { server, client };
+}
+
+const fds = (p: Proc): number => readdirSync(`/proc/${p.proc.pid!}/fd`).length;
+
+for (const engine of engines()) {
+  t.test(`[${engine}] udp streams end with their association: the server's fds come back at once, not after --udp-timeout`, async (t) => {
+    const { server, client } = await start(t, engine, ['--udp-timeout', '300000'], ['--udp-timeout', '300000']);
+    const DESTS = 24;
+    const baseline = fds(server);
+    const u = createSocket('udp4');
+    t.teardown(() => u.close());
+    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+    for (let round = 0; round < 3; round++) {
+      const assoc = await socksRequest(client.port, 3, '127.0.0.1', 0);
+      t.equal(assoc.reply, 0, `association ${round} answered`);
+      // One datagram to each of DESTS destinations (nothing needs to listen there): one udp stream, one server socket each.
+      for (let i = 0; i < DESTS; i++) {
+        u.send(Buffer.concat([Buffer.from([0, 0, 0]), socksAddress('127.0.0.1', 9 + i), Buffer.from('x')]), assoc.bound!.port, '127.0.0.1');
+      }
+      t.ok(await waitFor(() => fds(server) >= baseline + DESTS, 10_000), `round ${round}: the server opened a socket per destination (${fds(server)} fds, baseline ${baseline})`);
+      assoc.socket.destroy();
+      t.ok(await waitFor(() => fds(server) <= baseline + 2, 10_000), `round ${round}: and closed them with the association (${fds(server)} fds, baseline ${baseline})`);
+    }
+  });
+}
