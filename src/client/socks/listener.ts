@@ -25,9 +25,6 @@ const MAX_ASSOCIATIONS = 1024;
 /** Udp streams all of a listener's associations may have open at once; datagrams to more destinations are dropped. */
 export const MAX_SOCKS_UDP_STREAMS = 4096;
 
-/** Bytes a connection may send before its request is answered: a greeting, a login and a request, pipelined. */
-const MAX_HANDSHAKE = 2 * MAX_MESSAGE + 3 + 255 + 255;
-
 export interface SocksOptions {
   logins?: SocksLogins;
   /** How long the negotiation may take (ms). */
@@ -96,7 +93,11 @@ export class SocksListener {
       else socket.end();
     };
     const step = <T>(r: Parsed<T>, badBytes: (rep?: number) => Buffer | undefined): T | undefined => {
-      if (r.kind === 'more') return undefined;
+      // No message is longer than MAX_MESSAGE: a parser never asks for more than that (a guard, not a limit on early data).
+      if (r.kind === 'more') {
+        if (buf.length > MAX_MESSAGE) refuse(`sent a message longer than ${MAX_MESSAGE} bytes`);
+        return undefined;
+      }
       if (r.kind === 'bad') {
         refuse(r.why, badBytes(r.reply));
         return undefined;
@@ -106,7 +107,6 @@ export class SocksListener {
     };
     const onData = (chunk: Buffer): void => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      if (buf.length > MAX_HANDSHAKE) return refuse(`sent more than ${MAX_HANDSHAKE} bytes before its request was answered`);
       for (;;) {
         const before = phase;
         if (phase === 'greeting') {
