@@ -11,9 +11,9 @@ import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
-import { echoServer, sha256 } from '../helpers/net';
+import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { engines, Proc, runCli } from '../helpers/procs';
-import { readBytes, socksAddress, socksRequest } from '../helpers/socks';
+import { closedWithin, readBytes, socksAddress, socksRequest } from '../helpers/socks';
 import { waitFor } from '../helpers/wait';
 
 async function start(t: Test, engine: string, serverArgs: string[] = [], clientArgs: string[] = [], prefix: string[] = []):
@@ -26,6 +26,12 @@ async function start(t: Test, engine: string, serverArgs: string[] = [], clientA
   await client.waitLog(/listening on 127\.0\.0\.1:\d+ → SOCKS5 \(socks\)/);
   await client.waitLog(/up → /);
   return { server, client };
+}
+
+/** The port a client's tunnel listens on, from its log line (`→ SOCKS5`, `→ * (http-connect)`, `→ host:port`). */
+async function portOf(p: Proc, to: string): Promise<number> {
+  const line = await p.waitLog(new RegExp(`listening on 127\\.0\\.0\\.1:\\d+ → ${to.replace(/[.*()]/g, '\\$&')}`));
+  return Number(/127\.0\.0\.1:(\d+) →/.exec(line)![1]);
 }
 
 /** A connection to the client's `port` from loopback address `from` (127.0.0.x: each is another source). */
@@ -63,6 +69,44 @@ for (const engine of engines()) {
 }
 
 for (const engine of engines()) {
+  t.test(`[${engine}] negotiating connections are bounded per listener and per address; a -L tunnel works through a flood`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    // Few fds: without the bound the flood takes them all and the -L tunnel cannot accept.
+    const { client } = await start(t, engine, [], ['-t', '30000', '--http-connect', '127.0.0.1:0', '-L', `0:127.0.0.1:${echo.port}`],
+      ['prlimit', '--nofile=420', '--']);
+    const socks = await portOf(client, 'SOCKS5');
+    const http = await portOf(client, '* (http-connect)');
+    const tunnel = await portOf(client, `127.0.0.1:${echo.port}`);
+    // 64 idle connections from 127.0.0.1 are held; the 65th is closed at once.
+    const idle: Socket[] = [];
+    for (let i = 0; i < 64; i++) idle.push(await connectFrom(socks, '127.0.0.1', t));
+    t.ok(await closedWithin(await connectFrom(socks, '127.0.0.1', t), 3000), 'the 65th from one address is closed at once');
+    await client.waitLog(/socks: closed the connection from 127\.0\.0\.1:\d+ at once: already 64 connections from its address negotiating/);
+    t.notOk(idle.some((s) => s.destroyed || s.readableEnded), 'the first 64 are not');
+    // 127.0.0.2..8: the listener holds 256 in all; the rest are closed at once.
+    const flood: Promise<boolean>[] = [];
+    for (let a = 2; a <= 8; a++) {
+      for (let i = 0; i < 48; i++) {
+        const s = await connectFrom(socks, `127.0.0.${a}`, t);
+        flood.push(closedWithin(s, 3000));
+      }
+    }
+    const closed = (await Promise.all(flood)).filter(Boolean).length;
+    t.equal(closed, 7 * 48 - 192, `beyond 256 negotiating, ${closed} closed at once`);
+    await client.waitLog(/socks: closed the connection from 127\.0\.0\.\d:\d+ at once: already 256 connections negotiating/);
+    const data = randomBytes(256 * 1024);
+    t.equal(sha256(await roundTrip(tunnel, data, 10_000)), sha256(data), 'the -L tunnel works while the SOCKS listener is flooded');
+    // The HTTP CONNECT listener: the same bound, answered 503.
+    for (let i = 0; i < 64; i++) idle.push(await connectFrom(http, '127.0.0.1', t));
+    const late = await connectFrom(http, '127.0.0.1', t);
+    const answer = await readBytes(late, 1 << 16, 3000);
+    t.match(answer.data.toString('latin1'), /^HTTP\/1\.1 503 /, 'the 65th from one address is answered 503');
+    t.ok(answer.ended, 'and closed');
+    await client.waitLog(/http-connect: closed the connection from 127\.0\.0\.1:\d+ at once: already 64 connections from its address negotiating/);
+    for (const s of idle) s.destroy();
+  });
+
   t.test(`[${engine}] early data in the same write as the CONNECT request (2000 bytes, 64 KiB) reaches the target intact`, async (t) => {
     const target = await echoServer();
     t.teardown(() => target.close());

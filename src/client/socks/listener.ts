@@ -16,6 +16,7 @@ import {
   parseRequest, Parsed, Reply, Request, targetOf,
 } from './messages';
 import { CONNECT_REPLY } from './reply';
+import { NegotiationLimit } from '../negotiation-limit';
 import { UdpStreamBudget } from '../udp-streams';
 import { UdpAssociation } from './udp-associate';
 
@@ -50,9 +51,11 @@ export class SocksListener {
   private readonly udpBudget = new UdpStreamBudget(MAX_SOCKS_UDP_STREAMS);
   /** A client can provoke these by the thousand. */
   private readonly loginRefusals: RateLimitedLog;
+  private readonly limit: NegotiationLimit;
 
   constructor(private readonly opts: SocksOptions) {
     this.loginRefusals = new RateLimitedLog(opts.logger, 'socks login refusals');
+    this.limit = new NegotiationLimit('socks', opts.logger);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.negotiate(s));
   }
 
@@ -65,6 +68,11 @@ export class SocksListener {
   private negotiate(socket: Socket): void {
     const peer = formatPeer(socket);
     const log = this.opts.logger;
+    const release = this.limit.admit(socket, peer);
+    if (!release) {
+      socket.destroy();
+      return;
+    }
     let phase: Phase = 'greeting';
     let buf: Buffer = Buffer.alloc(0);
     this.negotiating.add(socket);
@@ -74,6 +82,7 @@ export class SocksListener {
     }, this.opts.timeout);
     const done = (): void => {
       clearTimeout(timer);
+      release();
       this.negotiating.delete(socket);
       socket.off('data', onData);
       socket.off('close', done);
