@@ -11,6 +11,7 @@ import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
+import { join } from 'node:path';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { engines, Proc, runCli } from '../helpers/procs';
 import { closedWithin, readBytes, socksAddress, socksRequest } from '../helpers/socks';
@@ -69,6 +70,35 @@ for (const engine of engines()) {
 }
 
 for (const engine of engines()) {
+  t.test(`[${engine}] password guessing: failed logins answered late, an address locked out after 10, another address logs in at once`, async (t) => {
+    const dir = t.testdir({ 'socks-auth': 'alice:open-sesame\n' });
+    const { client } = await start(t, engine, [], ['--socks-auth', join(dir, 'socks-auth')]);
+    const login = async (from: string, pass: string): Promise<{ status?: number; ms: number }> => {
+      const began = Date.now();
+      const s = await connectFrom(client.port, from, t);
+      s.write(Buffer.concat([Buffer.from([5, 1, 2, 1, 5]), Buffer.from('alice'), Buffer.from([pass.length]), Buffer.from(pass)]));
+      const r = await readBytes(s, 4, 5000);
+      s.destroy();
+      return { status: r.data.length === 4 ? r.data[3] : undefined, ms: Date.now() - began };
+    };
+    // 8 guessers from 127.0.0.1 for 2.5 s: each answer takes a second, so a few dozen at most (thousands without).
+    let answers = 0;
+    const until = Date.now() + 2500;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (Date.now() < until) {
+        if ((await login('127.0.0.1', 'guess')).status === 1) answers++;
+      }
+    }));
+    t.ok(answers > 0 && answers <= 40, `${answers} wrong logins answered in 2.5 s by 8 connections`);
+    await client.waitLog(/failed logins from 127\.0\.0\.1 within 60 s; refusing its logins for 300 s/);
+    const locked = await login('127.0.0.1', 'open-sesame');
+    t.equal(locked.status, 1, 'the locked-out address is refused even with the right password');
+    const other = await login('127.0.0.2', 'open-sesame');
+    t.equal(other.status, 0, 'another address logs in');
+    t.ok(other.ms < 800, `at once (${other.ms} ms)`);
+    t.equal(client.logs().match(/refusing its logins/g)?.length, 1, 'the lockout is logged once');
+  });
+
   t.test(`[${engine}] negotiating connections are bounded per listener and per address; a -L tunnel works through a flood`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());

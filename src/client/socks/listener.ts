@@ -4,7 +4,9 @@
  * CONNECT to the client as a stream named `socks` whose reply the engine
  * writes once the server answered, or starts a UDP ASSOCIATE. Everything
  * read before that is bounded, and a connection that does not finish the
- * negotiation within `timeout` is closed.
+ * negotiation within `timeout` is closed. Connections negotiating are
+ * bounded (NegotiationLimit), and failed logins answered late and locked
+ * out per address (LoginThrottle).
  */
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
@@ -18,6 +20,7 @@ import {
 import { CONNECT_REPLY } from './reply';
 import { NegotiationLimit } from '../negotiation-limit';
 import { UdpStreamBudget } from '../udp-streams';
+import { FAILED_LOGIN_DELAY_MS, LoginThrottle } from './login-throttle';
 import { UdpAssociation } from './udp-associate';
 
 /** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
@@ -51,10 +54,12 @@ export class SocksListener {
   private readonly udpBudget = new UdpStreamBudget(MAX_SOCKS_UDP_STREAMS);
   /** A client can provoke these by the thousand. */
   private readonly loginRefusals: RateLimitedLog;
+  private readonly throttle: LoginThrottle;
   private readonly limit: NegotiationLimit;
 
   constructor(private readonly opts: SocksOptions) {
     this.loginRefusals = new RateLimitedLog(opts.logger, 'socks login refusals');
+    this.throttle = new LoginThrottle(opts.logger);
     this.limit = new NegotiationLimit('socks', opts.logger);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.negotiate(s));
   }
@@ -76,12 +81,14 @@ export class SocksListener {
     let phase: Phase = 'greeting';
     let buf: Buffer = Buffer.alloc(0);
     this.negotiating.add(socket);
+    let tarpit: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
       log.debug(`socks: closed ${peer}: no request within ${this.opts.timeout} ms`);
       socket.destroy();
     }, this.opts.timeout);
     const done = (): void => {
       clearTimeout(timer);
+      clearTimeout(tarpit);
       release();
       this.negotiating.delete(socket);
       socket.off('data', onData);
@@ -131,9 +138,19 @@ export class SocksListener {
         } else if (phase === 'auth') {
           const a = step(parseAuth(buf), () => encodeAuthStatus(false));
           if (!a) return;
-          if (!this.opts.logins!.check(a.user, a.pass)) {
-            this.loginRefusals.line('warn', `socks: login refused for user ${JSON.stringify(peerText(a.user.toString('utf8'), 64))} from ${peer}`);
-            return refuse('wrong login', encodeAuthStatus(false));
+          const source = unmapped(socket.remoteAddress ?? '');
+          const locked = this.throttle.locked(source);
+          if (locked || !this.opts.logins!.check(a.user, a.pass)) {
+            if (!locked) {
+              this.throttle.failed(source);
+              this.loginRefusals.line('warn', `socks: login refused for user ${JSON.stringify(peerText(a.user.toString('utf8'), 64))} from ${peer}`);
+            }
+            // Answered late (this connection waits, nothing else does): guessing goes slowly.
+            socket.off('data', onData);
+            socket.on('data', () => undefined);
+            tarpit = setTimeout(() => refuse(locked ? 'login refused: too many failed logins from its address' : 'wrong login',
+              encodeAuthStatus(false)), FAILED_LOGIN_DELAY_MS);
+            return;
           }
           socket.write(encodeAuthStatus(true));
           phase = 'request';
