@@ -112,7 +112,6 @@ for (const engine of engines()) {
     const idle: Socket[] = [];
     for (let i = 0; i < 64; i++) idle.push(await connectFrom(socks, '127.0.0.1', t));
     t.ok(await closedWithin(await connectFrom(socks, '127.0.0.1', t), 3000), 'the 65th from one address is closed at once');
-    await client.waitLog(/socks: closed the connection from 127\.0\.0\.1:\d+ at once: already 64 connections from its address negotiating/);
     t.notOk(idle.some((s) => s.destroyed || s.readableEnded), 'the first 64 are not');
     // 127.0.0.2..8: the listener holds 256 in all; the rest are closed at once.
     const flood: Promise<boolean>[] = [];
@@ -124,9 +123,11 @@ for (const engine of engines()) {
     }
     const closed = (await Promise.all(flood)).filter(Boolean).length;
     t.equal(closed, 7 * 48 - 192, `beyond 256 negotiating, ${closed} closed at once`);
-    await client.waitLog(/socks: closed the connection from 127\.0\.0\.\d:\d+ at once: already 256 connections negotiating/);
     const data = randomBytes(256 * 1024);
-    t.equal(sha256(await roundTrip(tunnel, data, 10_000)), sha256(data), 'the -L tunnel works while the SOCKS listener is flooded');
+    const echoed = await roundTrip(tunnel, data, 10_000).catch((err: Error) => Buffer.from(err.message));
+    t.equal(sha256(echoed), sha256(data), 'the -L tunnel works while the SOCKS listener is flooded');
+    await client.waitLog(/socks: closed the connection from 127\.0\.0\.1:\d+ at once: already 64 connections from its address negotiating/);
+    await client.waitLog(/socks: closed the connection from 127\.0\.0\.\d:\d+ at once: already 256 connections negotiating/);
     // The HTTP CONNECT listener: the same bound, answered 503.
     for (let i = 0; i < 64; i++) idle.push(await connectFrom(http, '127.0.0.1', t));
     const late = await connectFrom(http, '127.0.0.1', t);
