@@ -6,11 +6,12 @@
  * the caller to close at once; why is logged, rate-limited.
  */
 import type { Socket } from 'node:net';
+import { sourceKey } from '../util/ip';
 import { Logger, RateLimitedLog } from '../util/log';
 
 /** Connections one listener may have negotiating at once. */
 export const MAX_NEGOTIATING = 256;
-/** Of those, from one source address. */
+/** Of those, from one source address (an IPv6 /64: sourceKey). */
 export const MAX_NEGOTIATING_PER_SOURCE = 64;
 
 export class NegotiationLimit {
@@ -35,7 +36,7 @@ export class NegotiationLimit {
    * caller closes the connection.
    */
   admit(socket: Socket, peer: string): (() => void) | undefined {
-    const source = socket.remoteAddress ?? '';
+    const source = sourceKey(socket.remoteAddress ?? '');
     const n = this.bySource.get(source) ?? 0;
     const full = this.total >= this.max ? `${this.max} connections`
       : n >= this.perSource ? `${this.perSource} connections from its address` : '';

@@ -11,6 +11,7 @@
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
+import { sourceKey } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
@@ -138,7 +139,7 @@ export class SocksListener {
         } else if (phase === 'auth') {
           const a = step(parseAuth(buf), () => encodeAuthStatus(false));
           if (!a) return;
-          const source = unmapped(socket.remoteAddress ?? '');
+          const source = sourceKey(socket.remoteAddress ?? '');
           const locked = this.throttle.locked(source);
           if (locked || !this.opts.logins!.check(a.user, a.pass)) {
             if (!locked) {

@@ -3,7 +3,8 @@
  * login is answered only after FAILED_LOGIN_DELAY_MS (the connection waits,
  * not the event loop), and an address with MAX_FAILURES failures within
  * FAILURE_WINDOW_MS has all its logins refused for LOCKOUT_MS, right or
- * wrong. The memory is bounded: at most MAX_SOURCES addresses, the oldest
+ * wrong. Addresses are counted as sourceKey spells them (an IPv6 /64
+ * as one). The memory is bounded: at most MAX_SOURCES addresses, the oldest
  * forgotten first.
  */
 import { Logger, RateLimitedLog } from '../../util/log';
