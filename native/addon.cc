@@ -27,7 +27,7 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 4;
+constexpr uint32_t kAbiVersion = 5;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -174,6 +174,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::AcceptStream>("acceptStream"),
       InstanceMethod<&NativeEngine::DialStream>("dialStream"),
       InstanceMethod<&NativeEngine::RejectStream>("rejectStream"),
+      InstanceMethod<&NativeEngine::CloseStream>("closeStream"),
       InstanceMethod<&NativeEngine::Goaway>("goaway"),
       InstanceMethod<&NativeEngine::CloseSession>("closeSession"),
       InstanceMethod<&NativeEngine::OpenDatagramStream>("openDatagramStream"),
@@ -420,6 +421,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   void SendDatagram(const Napi::CallbackInfo& info) {
     engine_->send_datagram(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), bytes_of(info[2]));
+  }
+
+  void CloseStream(const Napi::CallbackInfo& info) {
+    // closeStream(session, stream, code)
+    engine_->close_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(),
+                          static_cast<uint16_t>(info[2].ToNumber().Uint32Value()));
   }
 
   void SendControl(const Napi::CallbackInfo& info) {

@@ -252,6 +252,13 @@ void Mux::reject(uint32_t sid, uint16_t code, const std::string& reason) {
   finish(*s, "refused: " + reason, false);
 }
 
+void Mux::close_stream(uint32_t sid, uint16_t code) {
+  Stream* s = find(sid);
+  if (!s || s->done) return;
+  send_reset(sid, code, code < 10 && code > 0 ? kResetNames[code] : "closed");
+  finish(*s, "closed locally", true);
+}
+
 // Like UDP, a datagram is dropped (and counted) rather than queued when the
 // link is full; a few are held while the stream is opening.
 void Mux::send_datagram(uint32_t sid, const uint8_t* p, size_t n) {

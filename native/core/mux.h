@@ -218,6 +218,10 @@ class Mux {
   void accept_datagrams(Stream& s);
   void reject(uint32_t sid, uint16_t code, const std::string& reason);
   void send_datagram(uint32_t sid, const uint8_t* p, size_t n);
+  // Ends a stream the control plane gives up on (a udp stream whose local
+  // peer is gone): RESET `code` to the peer, the stream finished "closed
+  // locally". Nothing for an unknown or finished id.
+  void close_stream(uint32_t sid, uint16_t code);
   // A reverse-tunnel frame from JavaScript (stream 0), unless the session is closing.
   void send_control(uint8_t type, const uint8_t* body, size_t n);
   // Sends GOAWAY and ends the udp streams (RESET 9: a drain would wait for

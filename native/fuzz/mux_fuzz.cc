@@ -61,7 +61,7 @@ struct Run {
   }
 
   void step(uint8_t op, uint8_t a, uint8_t b) {
-    switch (op % 20) {
+    switch (op % 21) {
       case 0: return h.open(peer_sid(a), 65536 + b * 4096u, b % 5 == 0, "t:" + std::to_string(a));
       case 1: return h.frame(tws2::kData, any_sid(a), std::string(1 + static_cast<size_t>(b) * 97, 'D'));
       case 2: return h.frame(tws2::kWindow, any_sid(a), MuxHarness::u32(1 + b * 1024u));
@@ -143,6 +143,7 @@ struct Run {
       case 16: return h.turn();
       case 17: h.mux.goaway(1001, "restart"); return;
       case 18: return h.mux.send_datagram(any_sid(a), reinterpret_cast<const uint8_t*>("dgram"), 5);
+      case 19: return h.mux.close_stream(any_sid(a), 1 + b % 9);
       default: return h.mux.pump();
     }
   }

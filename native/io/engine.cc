@@ -133,6 +133,10 @@ void Engine::accept_datagrams(uint32_t session, uint32_t stream) {
   post_to_session(loop_.get(), session, [stream](WsSession& s) { s.accept_datagrams(stream); });
 }
 
+void Engine::close_stream(uint32_t session, uint32_t stream, uint16_t code) {
+  post_to_session(loop_.get(), session, [stream, code](WsSession& s) { s.close_stream(stream, code); });
+}
+
 void Engine::send_control(uint32_t session, uint8_t type, std::string body) {
   post_to_session(loop_.get(), session, [type, body = std::move(body)](WsSession& s) { s.send_control(type, body); });
 }

@@ -81,6 +81,7 @@ class Engine {
   void open_datagram_stream(uint32_t session, uint32_t stream, std::string target);
   void accept_datagrams(uint32_t session, uint32_t stream);
   void send_datagram(uint32_t session, uint32_t stream, std::string payload);
+  void close_stream(uint32_t session, uint32_t stream, uint16_t code);
   void send_control(uint32_t session, uint8_t type, std::string body);
 
   // Takes the pending events. [JS thread]

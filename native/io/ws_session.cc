@@ -105,6 +105,12 @@ void WsSession::send_datagram(uint32_t sid, const std::string& payload) {
   flush();
 }
 
+void WsSession::close_stream(uint32_t sid, uint16_t code) {
+  sync_time();
+  mux_.close_stream(sid, code);
+  flush();
+}
+
 void WsSession::send_control(uint8_t type, const std::string& body) {
   if (closing_ || dead_ || upgrade_.pending()) return;
   sync_time();

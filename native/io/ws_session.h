@@ -59,6 +59,7 @@ class WsSession final : public Pollable, private mux::MuxHost {
   void accept_stream(uint32_t sid, UniqueFd fd, std::string initial);
   void accept_datagrams(uint32_t sid);
   void send_datagram(uint32_t sid, const std::string& payload);
+  void close_stream(uint32_t sid, uint16_t code);
   void send_control(uint8_t type, const std::string& body);
   void dial(uint32_t sid, const std::string& address, uint16_t port, uint32_t timeout_ms);
   void reject(uint32_t sid, uint16_t code, const std::string& reason);

@@ -239,6 +239,35 @@ void test_goaway_ends_udp_streams() {
   g.turn();
 }
 
+// The control plane ends a stream it gave up on (a SOCKS association that
+// ended): RESET 6 out, the stream finished and reported once; an unknown or
+// finished id is nothing.
+void test_close_stream() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  accept(h, 1, l);
+  h.open(3, 65536, true, "dns:53");
+  h.mux.accept_datagrams(*h.mux.find_accepting(3));
+  h.read();
+  h.mux.close_stream(3, 6);
+  auto out = h.read();
+  CHECK(count_type(out, tws2::kReset, 3) == 1, "the udp stream is reset");
+  for (const OutFrame& f : out) {
+    if (f.type == tws2::kReset) CHECK(f.body == MuxHarness::coded(6, "cancelled"), "RESET 6 cancelled");
+  }
+  CHECK(h.mux.find(3) == nullptr && h.mux.stream_count() == 1, "its state is freed");
+  CHECK(h.last(Event::kStreamClosed, 3) && h.last(Event::kStreamClosed, 3)->text == "closed locally", "it ends as closed locally");
+  h.mux.close_stream(3, 6);
+  h.mux.close_stream(99, 6);
+  CHECK(h.read().empty(), "closing it again, or an unknown id, sends nothing");
+  h.mux.close_stream(1, 6);
+  CHECK(l->closed && h.mux.stream_count() == 0, "a tcp stream closes its local socket");
+  int closed = 0;
+  for (const Event& e : h.events) closed += e.kind == Event::kStreamClosed ? 1 : 0;
+  CHECK(closed == 2, "each stream is reported closed once");
+  h.turn();
+}
+
 void test_stream_ids() {
   MuxHarness h(server_options());
   h.open(2, 65536, false, "t:1");
@@ -497,6 +526,7 @@ int main() {
   test_stalled_peer_while_streams_end();
   test_goaway();
   test_goaway_ends_udp_streams();
+  test_close_stream();
   test_stream_ids();
   test_round_robin();
   test_udp_held_datagrams();

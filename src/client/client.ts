@@ -15,7 +15,8 @@ import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
 import type { ConnectOptions } from './connect-options';
-import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest } from './http-connect';
+import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest, TOO_MANY_NEGOTIATING } from './http-connect';
+import { NegotiationLimit } from './negotiation-limit';
 import { ReverseTunnels } from './reverse';
 import { SessionSlot } from './session-slot';
 import type { SocksLogins } from './socks/auth';
@@ -160,8 +161,15 @@ export class TwsClient extends EventEmitter {
       this.addTunnel(t.listen, t.remote, t.name, ` (${t.name})`, { tcp: !t.udp, udp: t.udp, udpOptional: false });
     }
     if (proxyAt) {
+      const limit = new NegotiationLimit(HTTP_CONNECT, opts.logger);
       const proxy = async (socket: Socket, peer: string): Promise<{ target: string; reply: StreamReply } | undefined> => {
+        const release = limit.admit(socket, peer);
+        if (!release) {
+          answerLocal(socket, TOO_MANY_NEGOTIATING, 100);
+          return undefined;
+        }
         const target = await readConnectRequest(socket, this.timeout, opts.logger, peer);
+        release();
         return target === undefined ? undefined : { target, reply: CONNECT_REPLY };
       };
       this.addTunnel(proxyAt, '*', HTTP_CONNECT, ` (${HTTP_CONNECT})`, { tcp: true, udp: false, udpOptional: false }, proxy);

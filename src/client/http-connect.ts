@@ -26,6 +26,9 @@ export function httpResponse(status: number, text: string, body: string, extra =
 
 const badGateway = (why: string): Buffer => httpResponse(502, 'Bad Gateway', `tws: ${why}\n`);
 
+/** The answer to a connection beyond the listener's bound on connections still sending their request (NegotiationLimit). */
+export const TOO_MANY_NEGOTIATING = httpResponse(503, 'Service Unavailable', 'tws: too many connections waiting to send their request; try again\n');
+
 /** The engine's answers: 200, or the status for why the server refused the stream. */
 export const CONNECT_REPLY: StreamReply = {
   ok: Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n', 'latin1'),

@@ -5,16 +5,17 @@
  */
 import { createSocket, RemoteInfo, Socket } from 'node:dgram';
 import { AddressInfo, isIP } from 'node:net';
-import type { DatagramPort, EngineSession } from '../engine/types';
+import type { EngineSession } from '../engine/types';
 import { formatHostPort } from '../util/address';
 import type { Logger } from '../util/log';
+import { UdpStreamBudget, UdpStreams } from './udp-streams';
 
 /** Local peers carried at once; datagrams from more are dropped. */
 const MAX_ASSOCIATIONS = 4096;
 
 export class UdpRelay {
   private readonly sock: Socket;
-  private readonly peers = new Map<string, DatagramPort>();
+  private readonly peers = new UdpStreams(new UdpStreamBudget(MAX_ASSOCIATIONS));
   /** ` (-L …)` after a log line's target, or empty. */
   private readonly label: string;
   private bound = false;
@@ -53,8 +54,13 @@ export class UdpRelay {
     return this.bound ? this.sock.address() : undefined;
   }
 
+  /**
+   * Closes the socket, as the client stops (its only caller): the sessions'
+   * GOAWAY ends the udp streams. The relay drops no peer otherwise: a peer's
+   * stream ends when the engine's udp timeout ends it.
+   */
   close(): void {
-    for (const port of [...this.peers.values()]) port.close();
+    this.peers.forgetAll();
     try {
       this.sock.close();
     } catch {
@@ -67,19 +73,14 @@ export class UdpRelay {
     let port = this.peers.get(key);
     if (!port) {
       const session = this.pick();
-      if (!session || this.peers.size >= MAX_ASSOCIATIONS) {
+      if (!session || this.peers.full) {
         this.log.debug(`udp: dropped a datagram from ${key}: ${session ? 'too many udp peers' : 'no session up'}`);
         return;
       }
-      const p: DatagramPort = {
-        send: (payload) => this.sock.send(payload, rinfo.port, rinfo.address),
-        close: () => { if (this.peers.get(key) === p) this.peers.delete(key); },
-      };
-      const id = session.openDatagramStream(p, this.remote, this.tunnel || undefined);
+      const id = this.peers.open(key, session, (payload) => this.sock.send(payload, rinfo.port, rinfo.address), this.remote, this.tunnel || undefined);
       if (id === 0) return;
-      this.peers.set(key, p);
       this.log.info(`session#${session.id} stream#${id} udp open from ${key} → ${this.remote}${this.label}`);
-      port = p;
+      port = this.peers.get(key)!;
     }
     port.onDatagram?.(msg);
   }

@@ -14,7 +14,7 @@ import type { StreamReply } from './types';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 4;
+export const NATIVE_ABI = 5;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -100,6 +100,8 @@ export interface NativeCore {
   openDatagramStream(session: number, stream: number, target: string): void;
   acceptDatagrams(session: number, stream: number): void;
   sendDatagram(session: number, stream: number, payload: Buffer): void;
+  /** Ends a stream: RESET `code` to the peer, local state freed (nothing for an unknown id). */
+  closeStream(session: number, stream: number, code: number): void;
   /** Sends a reverse-tunnel frame of `type` with `body` on stream 0 (nothing once the session is closing). */
   sendControl(session: number, type: number, body: Buffer): void;
   stats(): NativeStats;

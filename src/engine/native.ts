@@ -171,6 +171,11 @@ class NativeSession extends EventEmitter implements EngineSession {
     return id;
   }
 
+  closeStream(id: number, code: number = ResetCode.CANCELLED): void {
+    if (this.closed || !this.streams.has(id)) return;
+    this.core.closeStream(this.coreId, id, code);
+  }
+
   sendControl(f: ControlFrame): void {
     if (this.closed) return;
     const frame = encodeControl(f);

@@ -193,6 +193,13 @@ export interface EngineSession extends EventEmitter {
   openFdStream?(fds: { read: number; write: number }, target: string, opts?: OpenStreamOptions): number;
   /** Opens a udp stream to `target` for one local peer; returns the stream id (0 if the session cannot). */
   openDatagramStream(port: DatagramPort, target: string, tunnel?: string): number;
+  /**
+   * Ends a stream this side opened or accepted (a udp stream whose local
+   * peer is gone): RESET `code` (default 6, cancelled) to the peer, local
+   * state freed, 'stream-closed' with how `closed locally`. Nothing for an
+   * unknown or finished id.
+   */
+  closeStream(id: number, code?: number): void;
   /** Sends a reverse-tunnel frame (LISTEN from a client, LISTEN_OK / LISTEN_ERR from a server); nothing once closed. */
   sendControl(f: ControlFrame): void;
   /**

@@ -45,6 +45,20 @@ export function parseIp(host: string): IpAddress | string | undefined {
   return ipv4(n);
 }
 
+/**
+ * What a peer's address (a socket's remoteAddress) is counted under by
+ * per-source limits: an IPv4 address itself (also IPv4-mapped), and an
+ * IPv6 address's /64 (`2001:db8:1:2::/64`), since one host usually holds a
+ * whole /64 and could otherwise take a fresh address per try.
+ */
+export function sourceKey(remote: string): string {
+  const pct = remote.indexOf('%');
+  const g = remote.includes(':') ? ipv6Groups(pct < 0 ? remote : remote.slice(0, pct)) : undefined;
+  if (!g) return remote;
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return [g[6]! >> 8, g[6]! & 255, g[7]! >> 8, g[7]! & 255].join('.');
+  return `${formatIpv6([...g.slice(0, 4), 0, 0, 0, 0])}/64`;
+}
+
 /** The text to connect to: the address, with `%zone` if it has one. */
 export function ipText(ip: IpAddress): string {
   return ip.zone === undefined ? ip.address : `${ip.address}%${ip.zone}`;

@@ -248,8 +248,9 @@ for (const engine of engines()) {
     const evil = Buffer.from('evil\x1b[2J\nhost');
     t.same(await answer([Buffer.from([5, 1, 0]), Buffer.concat([Buffer.from([5, 1, 0, 3, evil.length]), evil, Buffer.from([0, 80])])], 12),
       Buffer.from([5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0]), 'a domain name with control characters: general failure');
-    const flood = await answer([Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 9]), Buffer.alloc(64 * 1024)])], 12);
-    t.ok(flood.length <= 2, `more than a negotiation's worth of bytes before the answer: closed, not buffered (${flood.length} bytes back)`);
+    // (Bytes after a complete request are the stream's early data: socks-hardening.test.ts.)
+    const flood = await answer([Buffer.concat([Buffer.from([5, 1, 0]), Buffer.alloc(64 * 1024)])], 12);
+    t.same(flood, Buffer.from([5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0]), '64 KiB of junk after the greeting: general failure and closed, not buffered');
     t.notMatch(client.logs(), /\x1b/, 'nothing raw from a client in the logs');
   });
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { lookup } from 'node:dns/promises';
 import { randomInt } from 'node:crypto';
-import { ipText, parseIp } from '../../src/util/ip';
+import { ipText, parseIp, sourceKey } from '../../src/util/ip';
 import { AllowList, parseAllowRules } from '../../src/policy/allow-list';
 
 t.test('IPv4 in every form getaddrinfo reads is its dotted-decimal address', async (t) => {
@@ -101,4 +101,17 @@ t.test('a target no rule could allow is refused without a lookup', async (t) => 
   t.match(await rules.decide({ host: 'DB.internal.', port: 5433 }, resolve), { ok: true }, 'the named host, in any case, with a trailing dot');
   t.match(await rules.decide({ host: 'anything.example', port: 22 }, resolve), { ok: true, address: '10.1.2.3' }, 'a CIDR rule at that port: resolved, then checked');
   t.equal(lookups, 2);
+});
+
+t.test('sourceKey: IPv4 (also mapped) as itself, IPv6 as its /64, anything else unchanged', async (t) => {
+  t.equal(sourceKey('203.0.113.7'), '203.0.113.7');
+  t.equal(sourceKey('::ffff:203.0.113.7'), '203.0.113.7', 'IPv4-mapped, as a dual-stack socket spells it');
+  t.equal(sourceKey('::FFFF:cb00:7107'), '203.0.113.7');
+  t.equal(sourceKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd'), '2001:db8:1:2::/64');
+  t.equal(sourceKey('2001:0db8:0001:0002::1'), '2001:db8:1:2::/64', 'one /64, however spelled');
+  t.equal(sourceKey('2001:db8::1'), '2001:db8::/64');
+  t.equal(sourceKey('::1'), '::/64');
+  t.equal(sourceKey('fe80::1%eth0'), 'fe80::/64', 'the zone does not count');
+  t.equal(sourceKey(''), '');
+  t.equal(sourceKey('not:an:address::x'), 'not:an:address::x');
 });

@@ -4,11 +4,14 @@
  * CONNECT to the client as a stream named `socks` whose reply the engine
  * writes once the server answered, or starts a UDP ASSOCIATE. Everything
  * read before that is bounded, and a connection that does not finish the
- * negotiation within `timeout` is closed.
+ * negotiation within `timeout` is closed. Connections negotiating are
+ * bounded (NegotiationLimit), and failed logins answered late and locked
+ * out per address (LoginThrottle).
  */
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
+import { sourceKey } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
@@ -16,13 +19,16 @@ import {
   parseRequest, Parsed, Reply, Request, targetOf,
 } from './messages';
 import { CONNECT_REPLY } from './reply';
+import { NegotiationLimit } from '../negotiation-limit';
+import { UdpStreamBudget } from '../udp-streams';
+import { FAILED_LOGIN_DELAY_MS, LoginThrottle } from './login-throttle';
 import { UdpAssociation } from './udp-associate';
 
 /** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
 const MAX_ASSOCIATIONS = 1024;
 
-/** Bytes a connection may send before its request is answered: a greeting, a login and a request, pipelined. */
-const MAX_HANDSHAKE = 2 * MAX_MESSAGE + 3 + 255 + 255;
+/** Udp streams all of a listener's associations may have open at once; datagrams to more destinations are dropped. */
+export const MAX_SOCKS_UDP_STREAMS = 4096;
 
 export interface SocksOptions {
   logins?: SocksLogins;
@@ -46,11 +52,16 @@ export class SocksListener {
   readonly server: Server;
   private readonly negotiating = new Set<Socket>();
   private readonly associations = new Set<UdpAssociation>();
+  private readonly udpBudget = new UdpStreamBudget(MAX_SOCKS_UDP_STREAMS);
   /** A client can provoke these by the thousand. */
   private readonly loginRefusals: RateLimitedLog;
+  private readonly throttle: LoginThrottle;
+  private readonly limit: NegotiationLimit;
 
   constructor(private readonly opts: SocksOptions) {
     this.loginRefusals = new RateLimitedLog(opts.logger, 'socks login refusals');
+    this.throttle = new LoginThrottle(opts.logger);
+    this.limit = new NegotiationLimit('socks', opts.logger);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.negotiate(s));
   }
 
@@ -63,15 +74,23 @@ export class SocksListener {
   private negotiate(socket: Socket): void {
     const peer = formatPeer(socket);
     const log = this.opts.logger;
+    const release = this.limit.admit(socket, peer);
+    if (!release) {
+      socket.destroy();
+      return;
+    }
     let phase: Phase = 'greeting';
     let buf: Buffer = Buffer.alloc(0);
     this.negotiating.add(socket);
+    let tarpit: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
       log.debug(`socks: closed ${peer}: no request within ${this.opts.timeout} ms`);
       socket.destroy();
     }, this.opts.timeout);
     const done = (): void => {
       clearTimeout(timer);
+      clearTimeout(tarpit);
+      release();
       this.negotiating.delete(socket);
       socket.off('data', onData);
       socket.off('close', done);
@@ -91,7 +110,11 @@ export class SocksListener {
       else socket.end();
     };
     const step = <T>(r: Parsed<T>, badBytes: (rep?: number) => Buffer | undefined): T | undefined => {
-      if (r.kind === 'more') return undefined;
+      // No message is longer than MAX_MESSAGE: a parser never asks for more than that (a guard, not a limit on early data).
+      if (r.kind === 'more') {
+        if (buf.length > MAX_MESSAGE) refuse(`sent a message longer than ${MAX_MESSAGE} bytes`);
+        return undefined;
+      }
       if (r.kind === 'bad') {
         refuse(r.why, badBytes(r.reply));
         return undefined;
@@ -101,7 +124,6 @@ export class SocksListener {
     };
     const onData = (chunk: Buffer): void => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      if (buf.length > MAX_HANDSHAKE) return refuse(`sent more than ${MAX_HANDSHAKE} bytes before its request was answered`);
       for (;;) {
         const before = phase;
         if (phase === 'greeting') {
@@ -117,9 +139,19 @@ export class SocksListener {
         } else if (phase === 'auth') {
           const a = step(parseAuth(buf), () => encodeAuthStatus(false));
           if (!a) return;
-          if (!this.opts.logins!.check(a.user, a.pass)) {
-            this.loginRefusals.line('warn', `socks: login refused for user ${JSON.stringify(peerText(a.user.toString('utf8'), 64))} from ${peer}`);
-            return refuse('wrong login', encodeAuthStatus(false));
+          const source = sourceKey(socket.remoteAddress ?? '');
+          const locked = this.throttle.locked(source);
+          if (locked || !this.opts.logins!.check(a.user, a.pass)) {
+            if (!locked) {
+              this.throttle.failed(source);
+              this.loginRefusals.line('warn', `socks: login refused for user ${JSON.stringify(peerText(a.user.toString('utf8'), 64))} from ${peer}`);
+            }
+            // Answered late (this connection waits, nothing else does): guessing goes slowly.
+            socket.off('data', onData);
+            socket.on('data', () => undefined);
+            tarpit = setTimeout(() => refuse(locked ? 'login refused: too many failed logins from its address' : 'wrong login',
+              encodeAuthStatus(false)), FAILED_LOGIN_DELAY_MS);
+            return;
           }
           socket.write(encodeAuthStatus(true));
           phase = 'request';
@@ -167,6 +199,7 @@ export class SocksListener {
       clientAddress: unmapped(socket.remoteAddress ?? ''),
       clientPort: req.port,
       udpTimeout: this.opts.udpTimeout,
+      budget: this.udpBudget,
       pick: () => this.opts.pick(),
       logger: log,
       onEnd: () => {

@@ -8,9 +8,10 @@
  */
 import { createSocket, RemoteInfo, Socket } from 'node:dgram';
 import { AddressInfo, isIP } from 'node:net';
-import type { DatagramPort, EngineSession } from '../../engine/types';
+import type { EngineSession } from '../../engine/types';
 import { formatHostPort } from '../../util/address';
 import { Logger, peerText } from '../../util/log';
+import { UdpStreamBudget, UdpStreams } from '../udp-streams';
 import { encodeUdp, parseUdp, targetOf } from './messages';
 
 /** Destinations one association may reach at once; datagrams to more are dropped. */
@@ -24,6 +25,8 @@ export interface AssociationOptions {
   /** The port the client said it sends from (0 = not known yet: the first datagram's). */
   clientPort: number;
   udpTimeout: number;
+  /** The listener's cap on udp streams over all its associations. */
+  budget: UdpStreamBudget;
   pick(): EngineSession | undefined;
   logger: Logger;
   /** Called once when the association ends (for the listener's bookkeeping). */
@@ -32,13 +35,14 @@ export interface AssociationOptions {
 
 export class UdpAssociation {
   private readonly sock: Socket;
-  private readonly dests = new Map<string, DatagramPort>();
+  private readonly dests: UdpStreams;
   private clientPort: number;
   private timer: NodeJS.Timeout | undefined;
   private ended = false;
 
   constructor(private readonly opts: AssociationOptions) {
     this.clientPort = opts.clientPort;
+    this.dests = new UdpStreams(opts.budget);
     this.sock = createSocket(isIP(opts.localAddress) === 6 ? 'udp6' : 'udp4');
     this.sock.on('message', (msg, rinfo) => this.onClient(msg, rinfo));
     this.sock.on('error', (err) => opts.logger.debug(`socks udp: ${err.message}`));
@@ -60,8 +64,8 @@ export class UdpAssociation {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.timer);
-    for (const port of [...this.dests.values()]) port.close();
-    this.dests.clear();
+    // Its streams end on both sides now, not after the engines' udp timeout.
+    this.dests.closeAll();
     try {
       this.sock.close();
     } catch {
@@ -96,23 +100,19 @@ export class UdpAssociation {
     let dest = this.dests.get(target);
     if (!dest) {
       const session = this.opts.pick();
-      if (!session || this.dests.size >= MAX_DESTINATIONS) {
-        this.opts.logger.debug(`socks udp: dropped a datagram from ${from} to ${peerText(target)}: ${session ? 'too many destinations' : 'no session up'}`);
+      const full = this.dests.size >= MAX_DESTINATIONS ? 'too many destinations' : this.dests.full ? 'too many socks udp streams' : '';
+      if (!session || full) {
+        this.opts.logger.debug(`socks udp: dropped a datagram from ${from} to ${peerText(target)}: ${session ? full : 'no session up'}`);
         return;
       }
-      const p: DatagramPort = {
-        send: (payload) => {
-          if (this.ended) return;
-          this.touch();
-          this.sock.send(encodeUdp(host, port, payload), this.clientPort, this.opts.clientAddress);
-        },
-        close: () => { if (this.dests.get(target) === p) this.dests.delete(target); },
-      };
-      const id = session.openDatagramStream(p, target, 'socks');
+      const id = this.dests.open(target, session, (payload) => {
+        if (this.ended) return;
+        this.touch();
+        this.sock.send(encodeUdp(host, port, payload), this.clientPort, this.opts.clientAddress);
+      }, target, 'socks');
       if (id === 0) return;
-      this.dests.set(target, p);
       this.opts.logger.info(`session#${session.id} stream#${id} udp open from ${from} → ${peerText(target)} (socks)`);
-      dest = p;
+      dest = this.dests.get(target)!;
     }
     dest.onDatagram?.(d.value.data);
   }

@@ -177,6 +177,14 @@ export class JsSession extends EventEmitter implements EngineSession {
     this.emit('goaway', ResetCode.GOING_AWAY, 'stream ids exhausted');
   }
 
+  closeStream(id: number, code: number = ResetCode.CANCELLED): void {
+    const s = this.streams.get(id);
+    if (!s || s.done || this.closed) return;
+    s.abort?.abort();
+    this.sched.send(codec.encodeReset(s.id, code, RESET_NAMES[code] ?? 'closed'));
+    this.finish(s, 'closed locally', 'info', true);
+  }
+
   goaway(code: number, reason: string): void {
     if (this.closed || this.draining) return;
     this.sched.send(codec.encodeGoaway(code, reason));

@@ -1,0 +1,62 @@
+/**
+ * Bounds the connections a proxy listener (SOCKS5, HTTP CONNECT) holds while
+ * they negotiate (greeting, login, request; a request head): in all, and per
+ * source address, so idle or slow connections cannot take the client's file
+ * descriptors from its other tunnels. A connection beyond the bound is for
+ * the caller to close at once; why is logged, rate-limited.
+ */
+import type { Socket } from 'node:net';
+import { sourceKey } from '../util/ip';
+import { Logger, RateLimitedLog } from '../util/log';
+
+/** Connections one listener may have negotiating at once. */
+export const MAX_NEGOTIATING = 256;
+/** Of those, from one source address (an IPv6 /64: sourceKey). */
+export const MAX_NEGOTIATING_PER_SOURCE = 64;
+
+export class NegotiationLimit {
+  private total = 0;
+  /** Sources with a connection negotiating: at most `max` entries. */
+  private readonly bySource = new Map<string, number>();
+  private readonly refusals: RateLimitedLog;
+
+  constructor(
+    private readonly name: string,
+    logger: Logger,
+    private readonly max = MAX_NEGOTIATING,
+    private readonly perSource = MAX_NEGOTIATING_PER_SOURCE,
+  ) {
+    this.refusals = new RateLimitedLog(logger, `${name} connections closed over the negotiation limit`);
+  }
+
+  /**
+   * Takes a place for `socket` (from `peer`, as logs spell it): returns the
+   * function that gives it back (idempotent; the socket's close does it
+   * too), or undefined when the listener is full, said in a warning: the
+   * caller closes the connection.
+   */
+  admit(socket: Socket, peer: string): (() => void) | undefined {
+    const source = sourceKey(socket.remoteAddress ?? '');
+    const n = this.bySource.get(source) ?? 0;
+    const full = this.total >= this.max ? `${this.max} connections`
+      : n >= this.perSource ? `${this.perSource} connections from its address` : '';
+    if (full) {
+      this.refusals.line('warn', `${this.name}: closed the connection from ${peer} at once: already ${full} negotiating`);
+      return undefined;
+    }
+    this.total++;
+    this.bySource.set(source, n + 1);
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      socket.off('close', release);
+      this.total--;
+      const left = (this.bySource.get(source) ?? 1) - 1;
+      if (left > 0) this.bySource.set(source, left);
+      else this.bySource.delete(source);
+    };
+    socket.on('close', release);
+    return release;
+  }
+}
