@@ -136,5 +136,12 @@ function open(s: EngineSession, o: StdioOptions): number {
     if (id !== 0) detachStdio();
     return id;
   }
-  return s.openStream(new StdioDuplex() as unknown as Socket, o.remote, { tunnel: STDIO_TUNNEL });
+  let local: StdioDuplex;
+  try {
+    local = new StdioDuplex();
+  } catch (err) {
+    o.logger.warn(`stdin/stdout cannot be carried: ${safeLine(String((err as Error).message))}`);
+    return 0;
+  }
+  return s.openStream(local as unknown as Socket, o.remote, { tunnel: STDIO_TUNNEL });
 }
