@@ -134,6 +134,19 @@ async function startServer(t: Test, engine: string, extra: string[] = []): Promi
   return server;
 }
 
+/** A stdio client to an echo server with its stream open and stdin left open: `ended` is its run to the end. */
+async function liveStream(t: Test, engine: string): Promise<{ server: Proc; child: ChildProcess; ended: Promise<Ended> }> {
+  const echo = await echoServer();
+  t.teardown(() => echo.close());
+  const server = await startServer(t, engine);
+  const child = spawnClient(clientArgs(server, echo.addr, engine));
+  t.teardown(() => child.kill('SIGKILL'));
+  const ended = runToEnd(child, undefined, 20_000);
+  child.stdin!.write('still talking');  // stdin stays open: the stream is live
+  await server.waitLog(/stream#1 open/);
+  return { server, child, ended };
+}
+
 const lines = (s: string): string[] => s.split('\n').filter(Boolean);
 
 const pairs: [string, string][] = engines().map((e) => [e, e]);
@@ -261,20 +274,22 @@ for (const engine of engines()) {
   });
 
   t.test(`[${engine}] SIGHUP (ssh's goodbye to its ProxyCommand) mid-stream: the session closes cleanly, exit 129`, async (t) => {
-    const echo = await echoServer();
-    t.teardown(() => echo.close());
-    const server = await startServer(t, engine);
-    const child = spawnClient(clientArgs(server, echo.addr, engine));
-    t.teardown(() => child.kill('SIGKILL'));
-    const ended = runToEnd(child, undefined, 20_000);
-    child.stdin!.write('still talking');  // stdin stays open: the stream is live
-    await server.waitLog(/stream#1 open/);
+    const { server, child, ended } = await liveStream(t, engine);
     child.kill('SIGHUP');
     const r = await ended;
     t.equal(r.code, 129, 'exit 128 + SIGHUP');
     t.equal(r.err, '', 'nothing on stderr at the default level');
     await server.waitLog(/session#\d+ down/);
     t.notMatch(server.logs(), /1006|session lost/, 'the server saw a close handshake, not a lost connection');
+  });
+
+  t.test(`[${engine}] the server killed mid-stream: exit 1 with exactly one line on stderr`, async (t) => {
+    const { server, ended } = await liveStream(t, engine);
+    await server.stop('SIGKILL');
+    const r = await ended;
+    t.equal(r.code, 1, 'exit 1');
+    t.equal(lines(r.err).length, 1, `one line: ${r.err}`);
+    t.match(r.err, /^tws: stream to 127\.0\.0\.1:\d+ failed: session lost/, 'it says the session was lost');
   });
 
   t.test(`[${engine}] --log-level info: log lines on stderr name the tunnel (stdio), stdout is payload only`, async (t) => {
