@@ -7,6 +7,7 @@
 // at load. testing.decodeStream() exposes the parser for differential tests.
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <napi.h>
 #include <unistd.h>
 
@@ -105,6 +106,21 @@ tws::UniqueFd dup_fd(const Napi::Value& v, int* err) {
   tws::UniqueFd fd(::fcntl(v.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0));
   if (!fd) *err = errno;
   return fd;
+}
+
+// One fd of a split stream (--stdio): the caller's stdin or stdout, whose
+// open file description the shell and other processes share, so its flags
+// are not ours to change. A pipe is opened anew through /proc (on Linux a new
+// description of the same pipe), non-blocking; a socket is only duplicated,
+// left blocking, and read and written with MSG_DONTWAIT (StreamSocket).
+tws::UniqueFd split_end(const Napi::Value& v, bool write, int* err) {
+  tws::UniqueFd fd = dup_fd(v, err);
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) return fd;
+  const std::string path = "/proc/self/fd/" + std::to_string(fd.get());
+  tws::UniqueFd own(::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_NONBLOCK | O_CLOEXEC));
+  if (!own) *err = errno;  // ENXIO: stdout's reader is gone already
+  return own;
 }
 
 std::string bytes_of(const Napi::Value& v) {
@@ -368,11 +384,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     std::unique_ptr<const tws::mux::Reply> reply = reply_of(info.Env(), info[5], &ok);
     if (!ok) return info.Env().Undefined();
     int err;
-    tws::UniqueFd fd = dup_fd(info[2], &err);
+    const bool split = info.Length() > 6 && !info[6].IsUndefined();
+    tws::UniqueFd fd = split ? split_end(info[2], false, &err) : dup_fd(info[2], &err);
     if (!fd) return Napi::Number::New(info.Env(), err);
     tws::UniqueFd out;
-    if (info.Length() > 6 && !info[6].IsUndefined()) {
-      out = dup_fd(info[6], &err);
+    if (split) {
+      out = split_end(info[6], true, &err);
       if (!out) return Napi::Number::New(info.Env(), err);
     }
     engine_->open_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), std::move(fd),

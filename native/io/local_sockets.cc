@@ -23,9 +23,8 @@ mux::PortPtr LocalSockets::adopt(uint32_t sid, UniqueFd fd) {
   return mux::PortPtr(new StreamSocket(&session_, sid, std::move(fd)));
 }
 
+// Flags untouched: a split stream's fds are shared (see StreamSocket).
 mux::PortPtr LocalSockets::adopt_split(uint32_t sid, UniqueFd in, UniqueFd out) {
-  set_nonblock(in.get());
-  set_nonblock(out.get());
   return mux::PortPtr(new StreamSocket(&session_, sid, std::move(in), std::move(out)));
 }
 

@@ -30,7 +30,8 @@ class LocalSockets final : public mux::LocalIo {
 
   // A connected socket JavaScript handed over, made a stream's port.
   mux::PortPtr adopt(uint32_t sid, UniqueFd fd);
-  // A split stream's two fds (`--stdio`): reads from `in`, writes to `out`.
+  // A split stream's two fds (`--stdio`): reads from `in`, writes to `out`
+  // (each a pipe of its own, non-blocking, or a socket, left as it is).
   mux::PortPtr adopt_split(uint32_t sid, UniqueFd in, UniqueFd out);
   // Registers the stream's socket with epoll; false when it cannot.
   bool watch(mux::Stream& s);

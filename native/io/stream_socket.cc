@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "loop.h"
 #include "sockets.h"
@@ -30,8 +31,10 @@ bool StreamSocket::watch(Loop& loop) {
 
 ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
   for (;;) {
-    // write(), not send(): a pipe is no socket (SIGPIPE is ignored in Node, so EPIPE comes back as an error).
-    const ssize_t w = split_ ? ::write(out_fd_.get(), p, n) : ::send(fd_.get(), p, n, MSG_NOSIGNAL);
+    // write() to a pipe, no socket (SIGPIPE is ignored in Node, so EPIPE comes back as an error).
+    const ssize_t w = !split_       ? ::send(fd_.get(), p, n, MSG_NOSIGNAL)
+                      : out_socket_ ? ::send(out_fd_.get(), p, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+                                    : ::write(out_fd_.get(), p, n);
     if (w >= 0) return w;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     if (errno != EINTR) return -errno;
@@ -39,7 +42,7 @@ ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
 }
 
 mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
-  const ssize_t r = split_ ? ::read(fd_.get(), into, n) : ::recv(fd_.get(), into, n, 0);
+  const ssize_t r = !split_ ? ::recv(fd_.get(), into, n, 0) : in_socket_ ? ::recv(fd_.get(), into, n, MSG_DONTWAIT) : ::read(fd_.get(), into, n);
   if (r > 0) return {mux::LocalRead::kBytes, static_cast<size_t>(r)};
   if (r == 0) return {mux::LocalRead::kEof};
   if (errno == EAGAIN || errno == EWOULDBLOCK) return {mux::LocalRead::kWouldBlock};
@@ -49,9 +52,16 @@ mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
 
 int StreamSocket::error() const { return socket_error(fd_.get()); }
 
+bool StreamSocket::is_socket(int fd) {
+  struct stat st;
+  return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 void StreamSocket::shutdown_write() {
-  if (!split_) ::shutdown(fd_.get(), SHUT_WR);
-  else if (loop_) close_out(*loop_);
+  if (!split_) return (void)::shutdown(fd_.get(), SHUT_WR);
+  // fds 0 and 1 may be one socket (socat EXEC:, inetd): closing our copy of fd 1 alone would send no FIN.
+  if (out_socket_) ::shutdown(out_fd_.get(), SHUT_WR);
+  if (loop_) close_out(*loop_);
   else out_fd_.reset();
 }
 

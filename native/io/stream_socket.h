@@ -21,7 +21,11 @@ class WsSession;
 
 // Usually one socket both ways. A split stream (`--stdio`) reads one fd and
 // writes another (pipes or sockets): read() of 0 is the EOF, and the FIN
-// closes the write fd, since a pipe has no shutdown.
+// shuts a socket's write side down (fds 0 and 1 may be one socket) and
+// closes the write fd, since a pipe has no shutdown. Its fds are shared
+// with other processes: a pipe must come as a description of our own,
+// already non-blocking; a socket is left as it is (blocking, most likely)
+// and read and written with MSG_DONTWAIT.
 class StreamSocket final : public mux::Port, public Pollable {
  public:
   StreamSocket(WsSession* session, uint32_t stream, UniqueFd fd, UniqueFd out = UniqueFd())
@@ -30,7 +34,9 @@ class StreamSocket final : public mux::Port, public Pollable {
         stream_(stream),
         fd_(std::move(fd)),
         out_fd_(std::move(out)),
-        split_(static_cast<bool>(out_fd_)) {}
+        split_(static_cast<bool>(out_fd_)),
+        in_socket_(split_ && is_socket(fd_.get())),
+        out_socket_(split_ && is_socket(out_fd_.get())) {}
 
   void on_events(uint32_t events) override;
 
@@ -60,12 +66,15 @@ class StreamSocket final : public mux::Port, public Pollable {
     StreamSocket* sock;
   };
   void close_out(Loop& loop);
+  static bool is_socket(int fd);
 
   WsSession* session_;
   uint32_t stream_;
   UniqueFd fd_;
   UniqueFd out_fd_;
   const bool split_;
+  const bool in_socket_;   // a split stream's read fd is a socket (else a pipe)
+  const bool out_socket_;  // its write fd is
   OutEnd out_end_{this};
   bool registered_ = false;
   bool out_registered_ = false;

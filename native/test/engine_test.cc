@@ -419,6 +419,36 @@ void test_a_second_answer_to_a_dialled_stream_is_ignored() {
   CHECK(wrong == 0, "a dialled stream is opened once, whatever else JavaScript answers (" + std::to_string(wrong) + " of 20 wrong)");
 }
 
+// Opens split stream 2 on session 1 (the peer at `peer`) with `in` and
+// `out`, and has the peer answer OPEN_OK, DATA "world" and FIN.
+void open_split_and_answer_world(Harness& h, int peer, int in, int out) {
+  h.engine.open_stream(1, 2, tws::UniqueFd(in), "x:1", "", nullptr, tws::UniqueFd(out));
+  Bytes window(4);
+  tws::tws2::write_u32(window.data(), 1 << 20);
+  const std::string world = "world";
+  send_all(peer, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpenOk, 2, window), true));
+  send_all(peer, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kData, 2, Bytes(world.begin(), world.end())), true));
+  send_all(peer, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kFin, 2, Bytes()), true));
+}
+
+// What non-blocking `fd` yields within 3 s; *eof once it read EOF.
+std::string read_to_eof(int fd, bool* eof) {
+  std::string got;
+  *eof = false;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(3000);
+  while (!*eof && Clock::now() < deadline) {
+    char buf[64];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    else if (n == 0) *eof = true;
+    else {
+      pollfd p{fd, POLLIN, 0};
+      ::poll(&p, 1, 10);
+    }
+  }
+  return got;
+}
+
 // A split stream (--stdio) reads one pipe and writes another: what the read
 // pipe holds goes out as DATA and its EOF as FIN; the peer's DATA lands in
 // the write pipe and the peer's FIN closes it (its reader sees EOF: a pipe
@@ -428,31 +458,14 @@ void test_a_split_stream_reads_one_pipe_and_writes_another() {
   auto peer = unix_pair();
   h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
   int in[2], out[2];
-  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) std::abort();
-  nonblock(out[0]);
+  // Non-blocking, as the addon's own descriptions of stdin/stdout pipes are.
+  if (::pipe2(in, O_CLOEXEC | O_NONBLOCK) != 0 || ::pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0) std::abort();
   CHECK(::write(in[1], "hello", 5) == 5, "split: the read pipe holds the payload");
   ::close(in[1]);  // and then its EOF
-  h.engine.open_stream(1, 2, tws::UniqueFd(in[0]), "x:1", "", nullptr, tws::UniqueFd(out[1]));
-  Bytes window(4);
-  tws::tws2::write_u32(window.data(), 1 << 20);
-  const std::string world = "world";
-  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpenOk, 2, window), true));
-  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kData, 2, Bytes(world.begin(), world.end())), true));
-  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kFin, 2, Bytes()), true));
+  open_split_and_answer_world(h, peer.second, in[0], out[1]);
   // The write pipe: the peer's bytes, then EOF.
-  std::string got;
   bool eof = false;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(3000);
-  while (!eof && Clock::now() < deadline) {
-    char buf[64];
-    const ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    else if (n == 0) eof = true;
-    else {
-      pollfd p{out[0], POLLIN, 0};
-      ::poll(&p, 1, 10);
-    }
-  }
+  const std::string got = read_to_eof(out[0], &eof);
   CHECK(got == "world" && eof, "split: the peer's DATA reaches the write pipe, and its FIN closes it (got '" + got + "')");
   // The peer: OPEN, then the read pipe's bytes as DATA, then FIN.
   std::string sent;
@@ -464,6 +477,27 @@ void test_a_split_stream_reads_one_pipe_and_writes_another() {
   }
   CHECK(sent == "hello" && fin, "split: the read pipe's bytes go out as DATA and its EOF as FIN (sent '" + sent + "')");
   ::close(out[0]);
+  ::close(peer.second);
+}
+
+// A split stream whose read and write fds are one socket (stdin and stdout
+// the same socket: socat EXEC:, inetd), left blocking as the caller's is:
+// the peer's FIN must reach the far end as EOF although the read copy stays
+// open, and the socket must not be made non-blocking.
+void test_a_split_stream_on_one_socket_passes_the_fin() {
+  Harness h;
+  auto peer = unix_pair();
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+  auto local = unix_pair();  // .first: the client's stdin and stdout (blocking); .second: the far end
+  const int in = ::fcntl(local.first, F_DUPFD_CLOEXEC, 0);
+  const int probe = ::fcntl(local.first, F_DUPFD_CLOEXEC, 0);  // ours: its flags are the shared socket's
+  open_split_and_answer_world(h, peer.second, in, local.first);
+  bool eof = false;
+  const std::string got = read_to_eof(local.second, &eof);
+  CHECK(got == "world" && eof, "split on one socket: the peer's FIN reaches the far end as EOF (got '" + got + "')");
+  CHECK((::fcntl(probe, F_GETFL) & O_NONBLOCK) == 0, "split on one socket: the shared socket stays blocking");
+  ::close(probe);
+  ::close(local.second);
   ::close(peer.second);
 }
 
@@ -771,6 +805,7 @@ int main() {
   test_a_second_answer_to_a_dialled_stream_is_ignored();
   test_commands_after_stop_close_their_fds();
   test_a_split_stream_reads_one_pipe_and_writes_another();
+  test_a_split_stream_on_one_socket_passes_the_fin();
   test_a_peer_that_never_reads();
   test_gate_released_while_javascript_is_behind();
   test_pongs_do_not_pile_up();

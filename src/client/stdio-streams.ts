@@ -4,7 +4,7 @@
  * stdin, writes go to stdout, end() closes stdout so its reader sees EOF
  * while stdin may still be read (half-close).
  */
-import { closeSync, createWriteStream, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Duplex, Readable, Writable } from 'node:stream';
 
@@ -45,21 +45,61 @@ export function detachStdio(): void {
 }
 
 /**
+ * fd 0 or 1 (a pipe or socket) as a net.Socket that leaves the caller's
+ * file description as it was: the shell and other processes share it, and
+ * libuv makes what it polls non-blocking. A pipe is opened anew through
+ * /proc (on Linux a description of our own of the same pipe); a socket has
+ * no such thing, so its description is put back to blocking when we are
+ * done with it (`shared`; we cannot read what it was, blocking is the norm).
+ */
+function pollableEnd(fd: number, write: boolean): { socket: Socket; shared: boolean } {
+  if (!fstatSync(fd).isFIFO()) return { socket: new Socket({ fd, readable: !write, writable: write }), shared: true };
+  const own = openSync(`/proc/self/fd/${fd}`, (write ? fsConstants.O_WRONLY : fsConstants.O_RDONLY) | fsConstants.O_NONBLOCK);
+  return { socket: new Socket({ fd: own, readable: !write, writable: write }), shared: false };
+}
+
+/** Puts a shared socket's description back to blocking (see pollableEnd). */
+function restoreBlocking(socket: Socket): void {
+  const handle = (socket as unknown as { _handle?: { setBlocking?: (on: boolean) => number } | null })._handle;
+  handle?.setBlocking?.(true);
+}
+
+/** Whether fds 0 and 1 are one socket or pipe (socat EXEC:, inetd). */
+function sameFile(a: number, b: number): boolean {
+  try {
+    const x = fstatSync(a);
+    const y = fstatSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * stdin/stdout as the Duplex the js engine carries as a stream's local end
  * (it uses the stream side of a net.Socket, and setNoDelay/resetAndDestroy).
+ * Throws when a pipe cannot be opened anew (stdout's reader gone: ENXIO).
  */
 export class StdioDuplex extends Duplex {
-  private readonly input: Readable = process.stdin;
+  private readonly input: Readable;
   private readonly output: Writable;
   /** stdout is a pipe or socket: closing fd 1 is what tells its reader we are done. */
   private readonly closeOutput: boolean;
+  /** Shared socket descriptions to put back to blocking: stdin's at the end, stdout's once it is closed unless it is stdin's too. */
+  private readonly restoreInput: boolean;
+  private readonly restoreOutput: boolean;
   private released = false;
 
   constructor() {
     super({ allowHalfOpen: true });
     this.closeOutput = pollableFd(STDOUT);
-    // A pipe or socket is written without blocking; a TTY or a file through fs (libuv cannot poll those).
-    this.output = this.closeOutput ? new Socket({ fd: STDOUT, readable: false, writable: true }) : createWriteStream('', { fd: STDOUT, autoClose: false });
+    // A pipe or socket is read and written without blocking; a TTY or a file through Node's stdin and fs (libuv cannot poll those).
+    const input = pollableFd(STDIN) ? pollableEnd(STDIN, false) : { socket: process.stdin, shared: false };
+    const output = this.closeOutput ? pollableEnd(STDOUT, true) : { socket: createWriteStream('', { fd: STDOUT, autoClose: false }), shared: false };
+    this.input = input.socket;
+    this.output = output.socket;
+    this.restoreInput = input.shared;
+    this.restoreOutput = output.shared && !(input.shared && sameFile(STDIN, STDOUT));
     this.input.pause();
     this.input.on('data', (chunk: Buffer) => {
       if (!this.push(chunk)) this.input.pause();
@@ -86,6 +126,10 @@ export class StdioDuplex extends Duplex {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.input.pause();
+    if (this.input !== process.stdin) {
+      if (this.restoreInput) restoreBlocking(this.input as Socket);
+      this.input.destroy();
+    }
     this.releaseOutput();
     cb(err);
   }
@@ -96,6 +140,7 @@ export class StdioDuplex extends Duplex {
     if (!this.closeOutput) return;
     // libuv never closes fds 0-2 itself: once its handle is gone, the fd is closed here.
     this.output.once('close', () => replaceWithNull(STDOUT));
+    if (this.restoreOutput) restoreBlocking(this.output as Socket);
     this.output.destroy();
   }
 

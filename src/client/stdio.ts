@@ -46,17 +46,19 @@ export function stdioPollable(): boolean {
 
 /**
  * A logger for the session slot: its own retry warnings (`slot 1: cannot
- * connect …`) become info lines, since a stdio client says why it gave up in
- * its one line and otherwise stays quiet; its session's warnings stay warnings.
+ * connect …`) and its session's `down (…)` line become info lines, since a
+ * stdio client says why it gave up in its one line (a lost session: `stream
+ * to … failed: session lost`) and otherwise stays quiet; the session's other
+ * warnings stay warnings.
  */
-function quietRetries(log: Logger): Logger {
+function quietRetries(log: Logger, quiet: (m: string) => boolean = (m) => m.startsWith('slot ')): Logger {
   return {
     error: (m) => log.error(m),
-    warn: (m) => (m.startsWith('slot ') ? log.info(m) : log.warn(m)),
+    warn: (m) => (quiet(m) ? log.info(m) : log.warn(m)),
     info: (m) => log.info(m),
     debug: (m) => log.debug(m),
     enabled: (level) => log.enabled(level),
-    child: (prefix) => quietRetries(log.child(prefix)),
+    child: (prefix) => quietRetries(log.child(prefix), prefix.startsWith('session#') ? (m) => m.startsWith('down (') : quiet),
   };
 }
 
@@ -136,5 +138,12 @@ function open(s: EngineSession, o: StdioOptions): number {
     if (id !== 0) detachStdio();
     return id;
   }
-  return s.openStream(new StdioDuplex() as unknown as Socket, o.remote, { tunnel: STDIO_TUNNEL });
+  let local: StdioDuplex;
+  try {
+    local = new StdioDuplex();
+  } catch (err) {
+    o.logger.warn(`stdin/stdout cannot be carried: ${safeLine(String((err as Error).message))}`);
+    return 0;
+  }
+  return s.openStream(local as unknown as Socket, o.remote, { tunnel: STDIO_TUNNEL });
 }

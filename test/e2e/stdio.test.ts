@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { echoServer, sha256, tcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
+import { needs } from '../helpers/tools';
 import { waitFor } from '../helpers/wait';
 
 const MB = 1024 * 1024;
@@ -77,10 +78,73 @@ function* chunks(buf: Buffer, size = 256 * 1024): Generator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
 }
 
+/**
+ * Runs the stdio client (argv after the node binary) from python3 with its
+ * stdin and stdout as `kind` ('pipes'; 'sockets': a socketpair each; 'one
+ * socket': fds 0 and 1 one socket, as socat EXEC: and inetd give them),
+ * sends `input` and its EOF, and reports, once it exited, whether the
+ * descriptions it shared with us were left non-blocking, what came back,
+ * and (one socket) whether the target's FIN arrived as EOF while the
+ * client was still running.
+ */
+const SHARED_FDS_PY = `
+import fcntl, json, os, socket, subprocess, sys, time
+kind, data, argv = sys.argv[1], sys.argv[2].encode(), sys.argv[3:]
+nb = lambda fd: bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+# The client runs as from a shell: without the preload tap puts into NODE_OPTIONS, which uses process.stdout (and so makes fd 1 non-blocking).
+os.environ.pop('NODE_OPTIONS', None)
+out, eof_while_running = b'', None
+if kind == 'pipes':
+    r0, w0 = os.pipe(); r1, w1 = os.pipe()
+    p = subprocess.Popen(argv, stdin=r0, stdout=w1)
+    os.write(w0, data); os.close(w0)
+    code = p.wait(20)
+    mine = [r0, w1]
+    os.set_blocking(r1, False)
+    try: out = os.read(r1, 65536)
+    except BlockingIOError: pass
+elif kind == 'sockets':
+    a, b = socket.socketpair(); c, d = socket.socketpair()
+    p = subprocess.Popen(argv, stdin=b.fileno(), stdout=d.fileno())
+    a.sendall(data); a.shutdown(socket.SHUT_WR)
+    code = p.wait(20)
+    mine = [b.fileno(), d.fileno()]
+    c.setblocking(False)
+    try: out = c.recv(65536)
+    except BlockingIOError: pass
+else:
+    a, b = socket.socketpair()
+    p = subprocess.Popen(argv, stdin=b.fileno(), stdout=b.fileno())
+    a.sendall(data)
+    a.settimeout(10)
+    while True:
+        got = a.recv(65536)
+        if not got: break
+        out += got
+    eof_while_running = p.poll() is None
+    a.shutdown(socket.SHUT_WR)
+    code = p.wait(20)
+    mine = [b.fileno()]
+print(json.dumps({'code': code, 'out': out.decode(), 'nonblocking': [nb(fd) for fd in mine], 'eofWhileRunning': eof_while_running}))
+`;
+
 async function startServer(t: Test, engine: string, extra: string[] = []): Promise<Proc> {
   const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, ...extra]);
   t.teardown(() => server.stop('SIGKILL'));
   return server;
+}
+
+/** A stdio client to an echo server with its stream open and stdin left open: `ended` is its run to the end. */
+async function liveStream(t: Test, engine: string): Promise<{ server: Proc; child: ChildProcess; ended: Promise<Ended> }> {
+  const echo = await echoServer();
+  t.teardown(() => echo.close());
+  const server = await startServer(t, engine);
+  const child = spawnClient(clientArgs(server, echo.addr, engine));
+  t.teardown(() => child.kill('SIGKILL'));
+  const ended = runToEnd(child, undefined, 20_000);
+  child.stdin!.write('still talking');  // stdin stays open: the stream is live
+  await server.waitLog(/stream#1 open/);
+  return { server, child, ended };
 }
 
 const lines = (s: string): string[] => s.split('\n').filter(Boolean);
@@ -159,6 +223,32 @@ for (const engine of engines()) {
     }
   });
 
+  t.test(`[${engine}] the caller's stdin/stdout are left blocking, and a FIN goes out when they are one socket`, { skip: needs('python3') }, async (t) => {
+    // The target answers once it has the whole 'hi', and FINs: the client's FIN may come later (one socket) or earlier.
+    const target = await tcpServer((s) => {
+      let heard = '';
+      s.on('data', (d: Buffer) => {
+        heard += d.toString();
+        if (heard === 'hi') s.end(`got ${heard}`);
+      });
+    });
+    t.teardown(() => target.close());
+    const server = await startServer(t, engine);
+    for (const kind of ['pipes', 'sockets', 'one socket']) {
+      const argv = [process.execPath, ...clientArgs(server, target.addr, engine)];
+      const py = spawn('python3', ['-c', SHARED_FDS_PY, kind, 'hi', ...argv], { env: { ...process.env, TWS_PASSWD: PASSWD }, stdio: ['ignore', 'pipe', 'inherit'] });
+      t.teardown(() => py.kill('SIGKILL'));
+      let report = '';
+      py.stdout.on('data', (d: Buffer) => { report += d.toString(); });
+      await new Promise((resolve) => py.on('close', resolve));
+      const r = JSON.parse(report) as { code: number; out: string; nonblocking: boolean[]; eofWhileRunning: boolean | null };
+      t.equal(r.code, 0, `${kind}: exit 0`);
+      t.equal(r.out, 'got hi', `${kind}: the answer came back`);
+      t.same(r.nonblocking, r.nonblocking.map(() => false), `${kind}: the shared descriptions are blocking as they were`);
+      if (kind === 'one socket') t.equal(r.eofWhileRunning, true, "one socket: the target's FIN arrived as EOF while stdin was still open");
+    }
+  });
+
   t.test(`[${engine}] a target --allow refuses: exit 1, one line on stderr, nothing on stdout`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());
@@ -184,20 +274,22 @@ for (const engine of engines()) {
   });
 
   t.test(`[${engine}] SIGHUP (ssh's goodbye to its ProxyCommand) mid-stream: the session closes cleanly, exit 129`, async (t) => {
-    const echo = await echoServer();
-    t.teardown(() => echo.close());
-    const server = await startServer(t, engine);
-    const child = spawnClient(clientArgs(server, echo.addr, engine));
-    t.teardown(() => child.kill('SIGKILL'));
-    const ended = runToEnd(child, undefined, 20_000);
-    child.stdin!.write('still talking');  // stdin stays open: the stream is live
-    await server.waitLog(/stream#1 open/);
+    const { server, child, ended } = await liveStream(t, engine);
     child.kill('SIGHUP');
     const r = await ended;
     t.equal(r.code, 129, 'exit 128 + SIGHUP');
     t.equal(r.err, '', 'nothing on stderr at the default level');
     await server.waitLog(/session#\d+ down/);
     t.notMatch(server.logs(), /1006|session lost/, 'the server saw a close handshake, not a lost connection');
+  });
+
+  t.test(`[${engine}] the server killed mid-stream: exit 1 with exactly one line on stderr`, async (t) => {
+    const { server, ended } = await liveStream(t, engine);
+    await server.stop('SIGKILL');
+    const r = await ended;
+    t.equal(r.code, 1, 'exit 1');
+    t.equal(lines(r.err).length, 1, `one line: ${r.err}`);
+    t.match(r.err, /^tws: stream to 127\.0\.0\.1:\d+ failed: session lost/, 'it says the session was lost');
   });
 
   t.test(`[${engine}] --log-level info: log lines on stderr name the tunnel (stdio), stdout is payload only`, async (t) => {
