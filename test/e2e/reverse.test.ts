@@ -35,10 +35,10 @@ async function freePort(): Promise<number> {
   return s.port;
 }
 
-/** Whether something accepts connections on 127.0.0.1:`port`. */
-function accepts(port: number): Promise<boolean> {
+/** Whether something accepts connections on `host`:`port`. */
+function accepts(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
+    const s = connect(port, host);
     s.once('connect', () => { s.destroy(); resolve(true); });
     s.once('error', () => resolve(false));
   });
@@ -165,6 +165,28 @@ for (const engine of engines()) {
     t.equal((await roundTrip(ok, Buffer.from('allowed'))).toString(), 'allowed', 'the allowed one carries');
   });
 
+  t.test(`[${engine}] 0.0.0.0 and [::] binds: * and a rule naming them allow them; a network containing them does not`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const ports: number[] = [];
+    for (let i = 0; i < 6; i++) ports.push(await freePort());
+    const [any4, any6, exact4, exact6, net4, net6] = ports as [number, number, number, number, number, number];
+    const server = await startServer(t, engine, ['--allow-reverse', `*:${any4}`, '--allow-reverse', `*:${any6}`,
+      '--allow-reverse', `0.0.0.0:${exact4}`, '--allow-reverse', `[::]:${exact6}`,
+      '--allow-reverse', `0.0.0.0/0:${net4}`, '--allow-reverse', `[::/0]:${net6}`]);
+    const client = await startClient(t, engine, server.port, [any4, exact4, net4].map((p) => `0.0.0.0:${p}:${echo.addr}`)
+      .concat([any6, exact6, net6].map((p) => `[::]:${p}:${echo.addr}`)), ['-c', '1']);
+    for (const p of [any4, exact4]) await client.waitLog(new RegExp(`reverse 0\\.0\\.0\\.0:${p}: the server listens on 0\\.0\\.0\\.0:${p} `));
+    for (const p of [any6, exact6]) await client.waitLog(new RegExp(`reverse \\[::\\]:${p}: the server listens on \\[::\\]:${p} `));
+    t.match(await client.waitLog(new RegExp(`reverse 0\\.0\\.0\\.0:${net4}: the server refused it: .*`)), /not allowed \(no --allow-reverse rule matches\)/,
+      '0.0.0.0/0 does not cover every interface at once');
+    t.match(await client.waitLog(new RegExp(`reverse \\[::\\]:${net6}: the server refused it: .*`)), /not allowed \(no --allow-reverse rule matches\)/,
+      '[::/0] does not either');
+    t.equal((await roundTrip(any4, Buffer.from('any4'))).toString(), 'any4', '0.0.0.0 carries');
+    t.ok(await accepts(exact6, '::1'), '[::] accepts over IPv6');
+    t.notOk(await accepts(exact6), '[::] binds IPv6 only: an IPv6 rule opens no IPv4 port');
+  });
+
   t.test(`[${engine}] per-user allow_reverse in the users file`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());
@@ -282,6 +304,18 @@ for (const engine of engines()) {
     const answers = await Promise.all(ports.map((_, i) => p.next((f) => (f.type === 'listen-ok' || f.type === 'listen-err') && f.request === 100 + i)));
     t.equal(answers.filter((f) => f.type === 'listen-ok').length, 16, '16 listeners per client');
     t.match(answers[16], { type: 'listen-err', code: ListenError.LIMIT, reason: 'too many listeners (16 per client)' }, 'the 17th is refused');
+  });
+
+  t.test(`[${engine}] one session sending LISTENs with fresh tokens gets at most 16 listeners`, async (t) => {
+    const server = await startServer(t, engine, ['--allow-reverse', '127.0.0.1:*']);
+    const p = await rawPeer(server.port);
+    t.teardown(() => p.ws.close());
+    const ports: number[] = [];
+    for (let i = 0; i < 100; i++) ports.push(await freePort());
+    ports.forEach((port, i) => p.send(encodeControl({ type: 'listen', stream: 0, request: 1 + i, token: randomBytes(16), bind: `127.0.0.1:${port}` })));
+    const answers = await Promise.all(ports.map((_, i) => p.next((f) => (f.type === 'listen-ok' || f.type === 'listen-err') && f.request === 1 + i)));
+    t.equal(answers.filter((f) => f.type === 'listen-ok').length, 16, '16 listeners per session, whatever its tokens');
+    t.match(answers[99], { type: 'listen-err', code: ListenError.LIMIT, reason: 'too many listeners (16 per session)' });
   });
 }
 
