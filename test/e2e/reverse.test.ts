@@ -8,7 +8,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, IncomingMessage } from 'node:http';
-import { AddressInfo, Socket } from 'node:net';
+import { AddressInfo, createServer, Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -224,6 +224,25 @@ for (const engine of engines()) {
     t.match(await client.waitLog(new RegExp(`reverse ${port}: the server refused it: .*`)), /not allowed \(listener closed: no longer allowed after a reload\)/,
       'the client is told, and asks again');
     t.match(await server.waitLog(/SIGHUP: reloaded users from .*/), /: [12] session\(s\) kept, 0 closed$/, 'its sessions stay');
+  });
+
+  t.test(`[${engine}] SIGHUP: a user removed from the users file loses its listeners at once, not after the grace period`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const users = (alice: boolean): string => `${alice ? 'alice:\n  passwd: alice-secret\n' : ''}bob:\n  passwd: bob-secret\n`;
+    const dir = t.testdir({ 'users.yaml': users(true) });
+    const server = await startServer(t, engine, ['--users', join(dir, 'users.yaml'), '--allow-reverse', `127.0.0.1:${port}`, '-t', '20000']);
+    const client = await startClient(t, engine, server.port, [`${port}:${echo.addr}`], ['-c', '1', '--user', 'alice'], { TWS_PASSWD: 'alice-secret' });
+    await client.waitLog(listening(port));
+    writeFileSync(join(dir, 'users.yaml'), users(false));
+    server.proc.kill('SIGHUP');
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: closed \\(no longer allowed after a reload\\)`), 5000);
+    t.notOk(await accepts(port), 'the port is free at once (the grace period is 60 s)');
+    const again = createServer();
+    await new Promise<void>((resolve, reject) => { again.once('error', reject); again.listen(port, '127.0.0.1', resolve); });
+    t.teardown(() => again.close());
+    t.pass('and can be bound again');
   });
 
   t.test(`[${engine}] the listener survives a client reconnect, and closes once the client is gone longer than the grace period`, async (t) => {
