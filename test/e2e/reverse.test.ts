@@ -421,3 +421,47 @@ for (const engine of engines() as ('js' | 'native')[]) {
     t.pass('the registered bind is carried');
   });
 }
+
+/** Opens `n` streams from `session` toward `target`, each from a socket of `sinkPort`; `refused` counts those the client answers with RESET 5. */
+async function openMany(t: Test, session: EngineSession, sinkPort: number, target: string, n: number): Promise<{ refused: number }> {
+  const locals: Socket[] = [];
+  const counts = { refused: 0 };
+  const onClosed = (info: StreamClosedInfo): void => { if (/^peer reset: too many streams/.test(info.how)) counts.refused++; };
+  session.on('stream-closed', onClosed);
+  t.teardown(() => {
+    session.off('stream-closed', onClosed);
+    for (const s of locals) s.destroy();
+  });
+  for (let i = 0; i < n; i++) {
+    const local = connect(sinkPort, '127.0.0.1');
+    local.on('error', () => undefined);
+    locals.push(local);
+    await new Promise((r) => local.once('connect', r));
+    t.not(session.openStream(local, target), 0, `stream ${i} opened`, { diagnostic: false });
+  }
+  return counts;
+}
+
+for (const engine of engines() as ('js' | 'native')[]) {
+  for (const [args, cap] of [[[], 1024], [['--max-streams', '8'], 8]] as [string[], number][]) {
+    t.test(`[${engine}] a server opening streams without end gets ${cap} per session (${args.length ? args.join(' ') : 'the client default'}); more are RESET 5`, async (t) => {
+      const echo = await echoServer();
+      const sink = await tcpServer(() => undefined);  // holds what it accepts: the client's dials and the test's own ends
+      t.teardown(async () => { await echo.close(); await sink.close(); });
+      const port = await freePort();
+      const evil = await handMadeServer(t, engine, [FEATURE_REVERSE]);
+      const client = await runCli(['client', '-s', `ws://127.0.0.1:${evil.port}/`, '--engine', engine, '-c', '1',
+        '-L', `0:${echo.addr}`, '-R', `${port}:${sink.addr}`, ...args]);
+      t.teardown(() => client.stop('SIGKILL'));
+      await waitFor(() => evil.frames.length > 0);
+      const session = evil.sessions[0]!;
+      const extra = 20;
+      const counts = await openMany(t, session, sink.port, `127.0.0.1:${port}`, cap + extra);
+      await waitFor(() => counts.refused + session.streamCount === cap + extra && counts.refused >= extra, 20_000)
+        .catch(() => undefined);
+      t.equal(counts.refused, extra, `${extra} refused with RESET 5`);
+      t.equal(session.streamCount, cap, `${cap} carried`);
+      t.equal((await roundTrip(client.port, Buffer.from('still'), 5000)).toString(), 'still', 'the -L tunnel still works');
+    });
+  }
+}
