@@ -4,7 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { readConfigFile, resolveConfig, Layer } from '../config/load';
-import { helpFor, Mode, settingsFor } from '../config/schema';
+import { defaultFor, helpFor, Mode, settingsFor } from '../config/schema';
 import { ENGINE_CHOICES, engineSummary } from '../engine/select';
 import { errorLine } from '../util/errors';
 import { clientExamples, serverExamples, topExamples } from './examples';
@@ -43,7 +43,8 @@ function versionLine(env: NodeJS.ProcessEnv): string {
 function describe(mode: Mode, cmd: Command): void {
   for (const s of settingsFor(mode)) {
     if (!s.flag) continue;
-    const extra = [s.default !== undefined && s.kind.type !== 'bool' ? `default: ${s.default}` : '', `config: ${s.key}`, s.env ? `env: ${s.env}` : '']
+    const def = defaultFor(s, mode);
+    const extra = [def !== undefined && s.kind.type !== 'bool' ? `default: ${def}` : '', `config: ${s.key}`, s.env ? `env: ${s.env}` : '']
       .filter(Boolean).join(', ');
     const option = new Option(s.flag, `${helpFor(s, mode)} [${extra}]`);
     if (s.repeatable) option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);

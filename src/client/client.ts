@@ -54,6 +54,8 @@ export interface TwsClientOptions {
   noUdp?: boolean;
   /** MiB of credit all sessions may have outstanding (see SessionOptions.processBudget); 0/undefined = automatic. */
   bufferBudget?: number;
+  /** Streams a session may hold beyond which one the server opens is refused (RESET 5); default 1024. */
+  maxStreams?: number;
   engine: Engine;
   logger: Logger;
   /** Upgrade headers and, for wss://, trusted roots, SNI, verification. */
@@ -133,6 +135,7 @@ export class TwsClient extends EventEmitter {
         udpTimeout: opts.udpTimeout,
         idleTimeout: opts.idleTimeout,
         bufferBudget: opts.bufferBudget,
+        maxStreams: opts.maxStreams,
         acceptStreams: reverse !== undefined,
         engine: opts.engine,
         logger: opts.logger,

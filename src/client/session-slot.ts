@@ -27,6 +27,7 @@ export interface SlotOptions {
   udpTimeout?: number;
   idleTimeout?: number;
   bufferBudget?: number;
+  maxStreams?: number;
   /** Take streams the server opens (the client has reverse tunnels). */
   acceptStreams?: boolean;
   engine: Engine;
@@ -36,6 +37,12 @@ export interface SlotOptions {
 
 /** A slot that keeps failing for the same reason says so at info at least this often (ms). */
 const REPORT_EVERY_MS = 10 * 60_000;
+/**
+ * Streams a session may hold before one the server opens (reverse tunnels)
+ * is refused with RESET 5: each costs this process a connection, and a
+ * hostile server could otherwise make it dial 16384 per session (--max-streams).
+ */
+const CLIENT_MAX_STREAMS = 1024;
 
 /** Redacts anything secret-looking from a URL before it is logged. */
 function showUrl(url: URL): string {
@@ -100,6 +107,7 @@ export class SessionSlot extends EventEmitter {
     return {
       ...sessionOptions('client', {
         timeout: o.timeout, udpTimeout: o.udpTimeout, idleTimeout: o.idleTimeout, bufferBudget: o.bufferBudget, logger: o.logger,
+        maxStreams: o.maxStreams ?? CLIENT_MAX_STREAMS,
       }),
       acceptStreams: o.acceptStreams === true,
     };

@@ -11,7 +11,7 @@ import { readPasswordFile } from '../util/password-file';
 import type { LogLevel } from '../util/log';
 import { parseProxyUrl } from '../util/proxy-url';
 import { AllowRule, parseAllowRules } from '../policy/allow-list';
-import { flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
+import { defaultFor, flagName, Mode, Setting, settingsFor, ValueKind } from './schema';
 import { checkDistinct, parseBindPort, parseReverse, parseTunnels, ReverseSpec, TunnelSpec } from './tunnels';
 
 export interface CommonConfig {
@@ -28,6 +28,8 @@ export interface CommonConfig {
   busyPoll: number;
   /** MiB; 0 = automatic. */
   bufferBudget: number;
+  /** Server: streams per session. Client: streams per session beyond which the server may open none. */
+  maxStreams: number;
   logLevel: LogLevel;
   metrics?: HostPort;
 }
@@ -36,7 +38,6 @@ export interface ServerConfig extends CommonConfig {
   path: string;
   connectTimeout: number;
   maxSessions: number;
-  maxStreams: number;
   users?: string;
   allow?: AllowRule[];
   /** Where clients may open reverse tunnels; absent = nowhere. */
@@ -283,7 +284,8 @@ export function resolveConfig(
   let defaultLogLevel = false;
   for (const s of settingsFor(mode)) {
     let src: Sourced | undefined;
-    if (s.default !== undefined) src = { value: s.default, where: `default of ${s.key}` };
+    const def = defaultFor(s, mode);
+    if (def !== undefined) src = { value: def, where: `default of ${s.key}` };
     if (layers.file && layers.file[s.name] !== undefined) {
       src = { value: layers.file[s.name], where: `config key "${s.key}"${layers.fileName ? ` in ${layers.fileName}` : ''}` };
     }

@@ -40,7 +40,8 @@ export interface Setting {
   env?: string;
   kind: ValueKind;
   modes: readonly Mode[];
-  default?: string | number | boolean;
+  /** One value, or one per mode. */
+  default?: string | number | boolean | Readonly<Record<Mode, number>>;
   required?: boolean;
   /** Help text; one per mode where the setting means something different to each (see helpFor). */
   help: string | Readonly<Record<Mode, string>>;
@@ -102,8 +103,12 @@ export const SETTINGS: readonly Setting[] = [
     help: { server: 'refuse UDP streams', client: 'do not listen for UDP on the listen address (TCP only)' } },
   { name: 'maxSessions', key: 'max_sessions', flag: '--max-sessions <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
     default: 1024, help: 'sessions (WebSocket connections) at once; an authenticated upgrade beyond it gets HTTP 503' },
-  { name: 'maxStreams', key: 'max_streams', flag: '--max-streams <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
-    default: 16384, help: 'open streams per session; one more is refused with RESET 5 (too many streams)' },
+  { name: 'maxStreams', key: 'max_streams', flag: '--max-streams <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: both,
+    default: { server: 16384, client: 1024 },
+    help: {
+      server: 'open streams per session; one more is refused with RESET 5 (too many streams)',
+      client: 'open streams per session beyond which a stream the server opens (a reverse tunnel, -R) is refused with RESET 5; each one costs this client a connection (a file descriptor)',
+    } },
   { name: 'bufferBudget', key: 'buffer_budget', flag: '--buffer-budget <mib>', kind: { type: 'int', min: 0, max: 1_048_576, unit: 'MiB' },
     modes: both, default: 0,
     help: 'MiB of stream data all peers together may make this process buffer (flow-control credit granted, not yet delivered); past 3/4 windows stop growing, at the limit new streams are refused (RESET 5). 0 = a quarter of RAM, 256-2048' },
@@ -157,4 +162,9 @@ export function flagName(s: Setting): string {
   const m = /(?:^|\s)(-[A-Za-z])?,?\s*(--[a-z-]+)/.exec(s.flag ?? '');
   if (!m) return '';
   return m[1] ? `${m[1]}/${m[2]}` : m[2]!;
+}
+
+/** The default of `s` in `mode`, if it has one. */
+export function defaultFor(s: Setting, mode: Mode): string | number | boolean | undefined {
+  return typeof s.default === 'object' ? s.default[mode] : s.default;
 }

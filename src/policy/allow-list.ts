@@ -14,7 +14,7 @@ import { lookup } from 'node:dns/promises';
 import { HostPort, splitHostPort } from '../util/address';
 import { IpAddress, ipText, parseIp } from '../util/ip';
 
-type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6' } | { kind: 'name'; name: string };
+type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6'; prefix: number } | { kind: 'name'; name: string };
 
 export interface AllowRule {
   text: string;
@@ -44,7 +44,7 @@ function parseHost(text: string): HostMatch | string {
     if (!(prefix >= 0 && prefix <= max)) return `"/${prefixText}" is not a prefix length for IPv${family}`;
     const list = new BlockList();
     list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
-    return { kind: 'net', list, family: family === 4 ? 'ipv4' : 'ipv6' };
+    return { kind: 'net', list, family: family === 4 ? 'ipv4' : 'ipv6', prefix };
   }
   if (prefixText !== undefined) return `"${addr}" is not an IP address`;
   if (!NAME.test(text)) return `"${text}" is not an IP, CIDR, host name or *`;
@@ -93,6 +93,19 @@ export class AllowList {
     return this.rules.find((r) => port >= r.ports[0] && port <= r.ports[1] && (
       r.host.kind === 'any' || (r.host.kind === 'name' && r.host.name === n) ||
       (r.host.kind === 'net' && r.host.family === ip.family && r.host.list.check(ip.address, ip.family))));
+  }
+
+  /**
+   * The first rule that lets a listener bind `ip`:`port`. The unspecified
+   * address (every interface) is covered by `*` and by a rule naming exactly
+   * it (`0.0.0.0:P`, `[::]:P`), not by a network that merely contains it
+   * (`0.0.0.0/0` means any one IPv4 address, not all of them at once).
+   */
+  matchBind(ip: IpAddress, port: number): AllowRule | undefined {
+    const rule = this.match(ip.address, ip, port);
+    if (!rule || (ip.address !== '0.0.0.0' && ip.address !== '::')) return rule;
+    return this.rules.find((r) => port >= r.ports[0] && port <= r.ports[1] && (r.host.kind === 'any' ||
+      (r.host.kind === 'net' && r.host.family === ip.family && r.host.prefix === (ip.family === 'ipv4' ? 32 : 128) && r.host.list.check(ip.address, ip.family))));
   }
 
   /** Whether some rule could let `target` through: its port is in range, and the rule takes any host, addresses (checked once resolved), or this name. */

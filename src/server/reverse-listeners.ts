@@ -14,11 +14,15 @@ import { ListenError } from '../protocol/constants';
 import type { ControlFrame } from '../protocol/frames';
 import type { AllowList } from '../policy/allow-list';
 import { formatHostPort, formatPeer, parseHostPort } from '../util/address';
-import { parseIp } from '../util/ip';
+import { IpAddress, ipText, parseBindIp } from '../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 
-/** Listeners one client (token) may hold, and one user (or the shared password) in all. */
+/**
+ * Listeners one client (token) may hold, one session (whatever tokens it
+ * sends: the client chooses them), and one user (or the shared password) in all.
+ */
 export const MAX_LISTENERS_PER_CLIENT = 16;
+export const MAX_LISTENERS_PER_SESSION = 16;
 export const MAX_LISTENERS_PER_USER = 64;
 /** Connections a listener holds while none of its client's sessions is up; more are closed. */
 const MAX_WAITING = 64;
@@ -52,7 +56,8 @@ interface Listener {
   client: string;
   /** As the LISTEN spelled it: the target of the streams. */
   bind: string;
-  host: string;
+  /** What it binds: the canonical address (the rules checked it). */
+  ip: IpAddress;
   port: number;
   /** `reverse 8080` (escaped and capped: the bind came from a peer). */
   name: string;
@@ -104,15 +109,19 @@ export class ReverseListeners {
     if (typeof hp === 'string' || !isIP(hp.host) || hp.port === 0) {
       return this.refuse(session, request, ListenError.BAD_ADDRESS, name, 'bad address: expected an IP address and a port 1-65535');
     }
-    const ip = parseIp(hp.host);
-    const rules = this.opts.rulesFor(user);
-    if (!rules || typeof ip !== 'object' || !ip || !rules.match(hp.host, ip, hp.port)) {
+    const ip = parseBindIp(hp.host);
+    if (typeof ip !== 'object') return this.refuse(session, request, ListenError.BAD_ADDRESS, name, `bad address: ${ip ?? 'not an IP address'}`);
+    if (!this.allows(user, ip, hp.port)) {
       return this.refuse(session, request, ListenError.NOT_ALLOWED, name, 'not allowed (no --allow-reverse rule matches)');
     }
+    const host = ipText(ip);
     const client = `${user ?? ''}\n${token.toString('hex')}`;
     const key = `${client}\n${bind}`;
     const existing = this.listeners.get(key);
+    const onIt = existing !== undefined && (existing.sessions.has(session) || existing.joining.some((j) => j.session === session));
+    const sessionFull = (): void => this.refuse(session, request, ListenError.LIMIT, name, `too many listeners (${MAX_LISTENERS_PER_SESSION} per session)`);
     if (existing) {
+      if (!onIt && this.held(session) >= MAX_LISTENERS_PER_SESSION) return sessionFull();
       if (existing.up) return this.join(existing, session, request);
       existing.joining.push({ session, request });
       return;
@@ -121,11 +130,12 @@ export class ReverseListeners {
     if (mine.filter((l) => l.client === client).length >= MAX_LISTENERS_PER_CLIENT) {
       return this.refuse(session, request, ListenError.LIMIT, name, `too many listeners (${MAX_LISTENERS_PER_CLIENT} per client)`);
     }
+    if (this.held(session) >= MAX_LISTENERS_PER_SESSION) return sessionFull();
     if (mine.filter((l) => l.user === user).length >= MAX_LISTENERS_PER_USER) {
       return this.refuse(session, request, ListenError.LIMIT, name, `too many listeners (${MAX_LISTENERS_PER_USER} per user)`);
     }
     const l: Listener = {
-      key, user, client, bind, host: hp.host, port: hp.port, name, up: false,
+      key, user, client, bind, ip, port: hp.port, name, up: false,
       server: createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onConnection(l, s)),
       sessions: new Map(), joining: [{ session, request }], waiting: [], grace: undefined,
     };
@@ -133,18 +143,26 @@ export class ReverseListeners {
     l.server.once('error', (err: NodeJS.ErrnoException) => {
       this.listeners.delete(key);
       const inUse = err.code === 'EADDRINUSE';
-      const why = inUse ? `address in use: ${formatHostPort(hp.host, hp.port)}` : `listen failed: ${err.code ?? err.message}`;
+      const why = inUse ? `address in use: ${formatHostPort(host, hp.port)}` : `listen failed: ${err.code ?? err.message}`;
       for (const j of l.joining.splice(0)) {
         if (!j.session.closed) this.refuse(j.session, j.request, inUse ? ListenError.ADDRESS_IN_USE : ListenError.FAILED, name, why);
       }
     });
-    l.server.listen({ host: hp.host, port: hp.port, backlog: 511 }, () => {
+    // [::] binds IPv6 only: an IPv6 rule never stands for IPv4 addresses (`*` covers 0.0.0.0 as well).
+    l.server.listen({ host, port: hp.port, backlog: 511, ipv6Only: ip.family === 'ipv6' }, () => {
       l.server.on('error', (err: NodeJS.ErrnoException) => this.log.debug(`${name}: ${err.code ?? err.message}`));
       l.up = true;
-      this.log.info(`${name}: listening on ${formatHostPort(hp.host, hp.port)} for session#${session.id}${user ? ` (user ${user})` : ''}`);
+      this.log.info(`${name}: listening on ${formatHostPort(host, hp.port)} for session#${session.id}${user ? ` (user ${user})` : ''}`);
       for (const j of l.joining.splice(0)) this.join(l, j.session, j.request);
       if (l.sessions.size === 0) this.startGrace(l);
     });
+  }
+
+  /** Listeners `session` carries or waits to join. */
+  private held(session: EngineSession): number {
+    let n = 0;
+    for (const l of this.listeners.values()) if (l.sessions.has(session) || l.joining.some((j) => j.session === session)) n++;
+    return n;
   }
 
   private join(l: Listener, session: EngineSession, request: number): void {
@@ -256,10 +274,12 @@ export class ReverseListeners {
   /** After a reload: listeners the rules no longer allow are closed. */
   recheck(): void {
     for (const l of [...this.listeners.values()]) {
-      const ip = parseIp(l.host);
-      const rules = this.opts.rulesFor(l.user);
-      if (!rules || typeof ip !== 'object' || !ip || !rules.match(l.host, ip, l.port)) this.close(l, 'no longer allowed after a reload', ListenError.NOT_ALLOWED);
+      if (!this.allows(l.user, l.ip, l.port)) this.close(l, 'no longer allowed after a reload', ListenError.NOT_ALLOWED);
     }
+  }
+
+  private allows(user: string | undefined, ip: IpAddress, port: number): boolean {
+    return this.opts.rulesFor(user)?.matchBind(ip, port) !== undefined;
   }
 
   /** Closes every listener (the server is stopping). */

@@ -124,7 +124,12 @@ export class TwsServer extends EventEmitter {
     this.droppedConnections = new RateLimitedLog(opts.logger, 'connections dropped');
     this.reverse = new ReverseListeners({
       logger: opts.logger,
-      rulesFor: (user) => (user === undefined ? undefined : this.users?.get(user)?.allowReverse) ?? this.opts.allowReverse,
+      // A user no longer in the users file may hold nothing (a reload closes its listeners at once).
+      rulesFor: (user) => {
+        if (user === undefined) return this.opts.allowReverse;
+        const u = this.users?.get(user);
+        return u ? u.allowReverse ?? this.opts.allowReverse : undefined;
+      },
       // A client's sessions may be gone briefly (a reconnect): its listeners wait this long for it.
       graceMs: 3 * this.sessionOpts.timeoutMs,
       maxStreams: this.sessionOpts.maxStreams,

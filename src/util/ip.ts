@@ -17,6 +17,10 @@
  * it to IPv4), the unspecified address (`0.0.0.0`, `::`: the kernel connects
  * it to loopback), and a numeric host that is no IPv4 address
  * (`127.0.0.1.`, `08.1`, `256.0.0.1`).
+ *
+ * parseBindIp reads the address a listener binds (reverse tunnels) by the
+ * same rules, except that the unspecified address is allowed there: binding
+ * it means every interface, which is what it says.
  */
 
 /** An IP address as checked and connected. */
@@ -38,11 +42,20 @@ const ZONE = /^[A-Za-z0-9_.-]{1,15}$/;
  * why the address is refused, or undefined when `host` is a name.
  */
 export function parseIp(host: string): IpAddress | string | undefined {
-  if (host.includes(':') || host.includes('%')) return parseIpv6(host);
+  return parse(host, false);
+}
+
+/** Parses the address a listener binds: as parseIp, but `0.0.0.0` and `::` (every interface) are addresses too. */
+export function parseBindIp(host: string): IpAddress | string | undefined {
+  return parse(host, true);
+}
+
+function parse(host: string, bind: boolean): IpAddress | string | undefined {
+  if (host.includes(':') || host.includes('%')) return parseIpv6(host, bind);
   if (!NUMERIC_HOST.test(host)) return undefined;
   const n = inetAton(host);
   if (n === undefined) return 'not an IPv4 address';
-  return ipv4(n);
+  return ipv4(n, bind);
 }
 
 /**
@@ -64,8 +77,8 @@ export function ipText(ip: IpAddress): string {
   return ip.zone === undefined ? ip.address : `${ip.address}%${ip.zone}`;
 }
 
-function ipv4(n: number): IpAddress | string {
-  if (n === 0) return 'the unspecified address is not a target';
+function ipv4(n: number, bind: boolean): IpAddress | string {
+  if (n === 0 && !bind) return 'the unspecified address is not a target';
   return { address: [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'), family: 'ipv4' };
 }
 
@@ -79,17 +92,18 @@ function inetAton(text: string): number | undefined {
   return parts.reduce((n, p, i) => n + p * 2 ** (24 - 8 * i), 0) + last;
 }
 
-function parseIpv6(host: string): IpAddress | string {
+function parseIpv6(host: string, bind: boolean): IpAddress | string {
   const pct = host.indexOf('%');
   const text = pct < 0 ? host : host.slice(0, pct);
   const zone = pct < 0 ? undefined : host.slice(pct + 1);
   const g = ipv6Groups(text);
   if (!g) return 'not an IP address';
   if (zone !== undefined && !((g[0]! & 0xffc0) === 0xfe80 && ZONE.test(zone))) return 'a zone id is only allowed on a link-local (fe80::/10) address';
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return ipv4(g[6]! * 65536 + g[7]!);
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return ipv4(g[6]! * 65536 + g[7]!, bind);
   if (g.slice(0, 6).every((x) => x === 0)) {
-    if (g[6] === 0 && g[7] === 0) return 'the unspecified address is not a target';
-    if (g[6] !== 0 || g[7] !== 1) return 'an IPv4-compatible address (::a.b.c.d) is not a target';
+    if (g[6] === 0 && g[7] === 0) {
+      if (!bind) return 'the unspecified address is not a target';
+    } else if (g[6] !== 0 || g[7] !== 1) return 'an IPv4-compatible address (::a.b.c.d) is not a target';
   }
   return { address: formatIpv6(g), family: 'ipv6', ...(zone === undefined ? {} : { zone }) };
 }

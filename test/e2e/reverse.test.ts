@@ -8,7 +8,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, IncomingMessage } from 'node:http';
-import { AddressInfo, Socket } from 'node:net';
+import { AddressInfo, createServer, Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -35,10 +35,10 @@ async function freePort(): Promise<number> {
   return s.port;
 }
 
-/** Whether something accepts connections on 127.0.0.1:`port`. */
-function accepts(port: number): Promise<boolean> {
+/** Whether something accepts connections on `host`:`port`. */
+function accepts(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
+    const s = connect(port, host);
     s.once('connect', () => { s.destroy(); resolve(true); });
     s.once('error', () => resolve(false));
   });
@@ -165,6 +165,28 @@ for (const engine of engines()) {
     t.equal((await roundTrip(ok, Buffer.from('allowed'))).toString(), 'allowed', 'the allowed one carries');
   });
 
+  t.test(`[${engine}] 0.0.0.0 and [::] binds: * and a rule naming them allow them; a network containing them does not`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const ports: number[] = [];
+    for (let i = 0; i < 6; i++) ports.push(await freePort());
+    const [any4, any6, exact4, exact6, net4, net6] = ports as [number, number, number, number, number, number];
+    const server = await startServer(t, engine, ['--allow-reverse', `*:${any4}`, '--allow-reverse', `*:${any6}`,
+      '--allow-reverse', `0.0.0.0:${exact4}`, '--allow-reverse', `[::]:${exact6}`,
+      '--allow-reverse', `0.0.0.0/0:${net4}`, '--allow-reverse', `[::/0]:${net6}`]);
+    const client = await startClient(t, engine, server.port, [any4, exact4, net4].map((p) => `0.0.0.0:${p}:${echo.addr}`)
+      .concat([any6, exact6, net6].map((p) => `[::]:${p}:${echo.addr}`)), ['-c', '1']);
+    for (const p of [any4, exact4]) await client.waitLog(new RegExp(`reverse 0\\.0\\.0\\.0:${p}: the server listens on 0\\.0\\.0\\.0:${p} `));
+    for (const p of [any6, exact6]) await client.waitLog(new RegExp(`reverse \\[::\\]:${p}: the server listens on \\[::\\]:${p} `));
+    t.match(await client.waitLog(new RegExp(`reverse 0\\.0\\.0\\.0:${net4}: the server refused it: .*`)), /not allowed \(no --allow-reverse rule matches\)/,
+      '0.0.0.0/0 does not cover every interface at once');
+    t.match(await client.waitLog(new RegExp(`reverse \\[::\\]:${net6}: the server refused it: .*`)), /not allowed \(no --allow-reverse rule matches\)/,
+      '[::/0] does not either');
+    t.equal((await roundTrip(any4, Buffer.from('any4'))).toString(), 'any4', '0.0.0.0 carries');
+    t.ok(await accepts(exact6, '::1'), '[::] accepts over IPv6');
+    t.notOk(await accepts(exact6), '[::] binds IPv6 only: an IPv6 rule opens no IPv4 port');
+  });
+
   t.test(`[${engine}] per-user allow_reverse in the users file`, async (t) => {
     const echo = await echoServer();
     t.teardown(() => echo.close());
@@ -202,6 +224,25 @@ for (const engine of engines()) {
     t.match(await client.waitLog(new RegExp(`reverse ${port}: the server refused it: .*`)), /not allowed \(listener closed: no longer allowed after a reload\)/,
       'the client is told, and asks again');
     t.match(await server.waitLog(/SIGHUP: reloaded users from .*/), /: [12] session\(s\) kept, 0 closed$/, 'its sessions stay');
+  });
+
+  t.test(`[${engine}] SIGHUP: a user removed from the users file loses its listeners at once, not after the grace period`, async (t) => {
+    const echo = await echoServer();
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const users = (alice: boolean): string => `${alice ? 'alice:\n  passwd: alice-secret\n' : ''}bob:\n  passwd: bob-secret\n`;
+    const dir = t.testdir({ 'users.yaml': users(true) });
+    const server = await startServer(t, engine, ['--users', join(dir, 'users.yaml'), '--allow-reverse', `127.0.0.1:${port}`, '-t', '20000']);
+    const client = await startClient(t, engine, server.port, [`${port}:${echo.addr}`], ['-c', '1', '--user', 'alice'], { TWS_PASSWD: 'alice-secret' });
+    await client.waitLog(listening(port));
+    writeFileSync(join(dir, 'users.yaml'), users(false));
+    server.proc.kill('SIGHUP');
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: closed \\(no longer allowed after a reload\\)`), 5000);
+    t.notOk(await accepts(port), 'the port is free at once (the grace period is 60 s)');
+    const again = createServer();
+    await new Promise<void>((resolve, reject) => { again.once('error', reject); again.listen(port, '127.0.0.1', resolve); });
+    t.teardown(() => again.close());
+    t.pass('and can be bound again');
   });
 
   t.test(`[${engine}] the listener survives a client reconnect, and closes once the client is gone longer than the grace period`, async (t) => {
@@ -282,6 +323,18 @@ for (const engine of engines()) {
     const answers = await Promise.all(ports.map((_, i) => p.next((f) => (f.type === 'listen-ok' || f.type === 'listen-err') && f.request === 100 + i)));
     t.equal(answers.filter((f) => f.type === 'listen-ok').length, 16, '16 listeners per client');
     t.match(answers[16], { type: 'listen-err', code: ListenError.LIMIT, reason: 'too many listeners (16 per client)' }, 'the 17th is refused');
+  });
+
+  t.test(`[${engine}] one session sending LISTENs with fresh tokens gets at most 16 listeners`, async (t) => {
+    const server = await startServer(t, engine, ['--allow-reverse', '127.0.0.1:*']);
+    const p = await rawPeer(server.port);
+    t.teardown(() => p.ws.close());
+    const ports: number[] = [];
+    for (let i = 0; i < 100; i++) ports.push(await freePort());
+    ports.forEach((port, i) => p.send(encodeControl({ type: 'listen', stream: 0, request: 1 + i, token: randomBytes(16), bind: `127.0.0.1:${port}` })));
+    const answers = await Promise.all(ports.map((_, i) => p.next((f) => (f.type === 'listen-ok' || f.type === 'listen-err') && f.request === 1 + i)));
+    t.equal(answers.filter((f) => f.type === 'listen-ok').length, 16, '16 listeners per session, whatever its tokens');
+    t.match(answers[99], { type: 'listen-err', code: ListenError.LIMIT, reason: 'too many listeners (16 per session)' });
   });
 }
 
@@ -367,4 +420,48 @@ for (const engine of engines() as ('js' | 'native')[]) {
     await client.waitLog(new RegExp(`stream#\\d+ open → ${echo.addr.replace(/\./g, '\\.')} \\(reverse ${port}\\)`));
     t.pass('the registered bind is carried');
   });
+}
+
+/** Opens `n` streams from `session` toward `target`, each from a socket of `sinkPort`; `refused` counts those the client answers with RESET 5. */
+async function openMany(t: Test, session: EngineSession, sinkPort: number, target: string, n: number): Promise<{ refused: number }> {
+  const locals: Socket[] = [];
+  const counts = { refused: 0 };
+  const onClosed = (info: StreamClosedInfo): void => { if (/^peer reset: too many streams/.test(info.how)) counts.refused++; };
+  session.on('stream-closed', onClosed);
+  t.teardown(() => {
+    session.off('stream-closed', onClosed);
+    for (const s of locals) s.destroy();
+  });
+  for (let i = 0; i < n; i++) {
+    const local = connect(sinkPort, '127.0.0.1');
+    local.on('error', () => undefined);
+    locals.push(local);
+    await new Promise((r) => local.once('connect', r));
+    t.not(session.openStream(local, target), 0, `stream ${i} opened`, { diagnostic: false });
+  }
+  return counts;
+}
+
+for (const engine of engines() as ('js' | 'native')[]) {
+  for (const [args, cap] of [[[], 1024], [['--max-streams', '8'], 8]] as [string[], number][]) {
+    t.test(`[${engine}] a server opening streams without end gets ${cap} per session (${args.length ? args.join(' ') : 'the client default'}); more are RESET 5`, async (t) => {
+      const echo = await echoServer();
+      const sink = await tcpServer(() => undefined);  // holds what it accepts: the client's dials and the test's own ends
+      t.teardown(async () => { await echo.close(); await sink.close(); });
+      const port = await freePort();
+      const evil = await handMadeServer(t, engine, [FEATURE_REVERSE]);
+      const client = await runCli(['client', '-s', `ws://127.0.0.1:${evil.port}/`, '--engine', engine, '-c', '1',
+        '-L', `0:${echo.addr}`, '-R', `${port}:${sink.addr}`, ...args]);
+      t.teardown(() => client.stop('SIGKILL'));
+      await waitFor(() => evil.frames.length > 0);
+      const session = evil.sessions[0]!;
+      const extra = 20;
+      const counts = await openMany(t, session, sink.port, `127.0.0.1:${port}`, cap + extra);
+      await waitFor(() => counts.refused + session.streamCount === cap + extra && counts.refused >= extra, 20_000)
+        .catch(() => undefined);
+      t.equal(counts.refused, extra, `${extra} refused with RESET 5`);
+      t.equal(session.streamCount, cap, `${cap} carried`);
+      t.equal((await roundTrip(client.port, Buffer.from('still'), 5000)).toString(), 'still', 'the -L tunnel still works');
+    });
+  }
 }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { lookup } from 'node:dns/promises';
 import { randomInt } from 'node:crypto';
-import { ipText, parseIp, sourceKey } from '../../src/util/ip';
+import { IpAddress, ipText, parseBindIp, parseIp, sourceKey } from '../../src/util/ip';
 import { AllowList, parseAllowRules } from '../../src/policy/allow-list';
 
 t.test('IPv4 in every form getaddrinfo reads is its dotted-decimal address', async (t) => {
@@ -114,4 +114,27 @@ t.test('sourceKey: IPv4 (also mapped) as itself, IPv6 as its /64, anything else 
   t.equal(sourceKey('fe80::1%eth0'), 'fe80::/64', 'the zone does not count');
   t.equal(sourceKey(''), '');
   t.equal(sourceKey('not:an:address::x'), 'not:an:address::x');
+});
+
+t.test('a bind address may be the unspecified one; otherwise a bind is read as a target is', async (t) => {
+  for (const text of ['0.0.0.0', '::ffff:0.0.0.0']) t.same(parseBindIp(text), { address: '0.0.0.0', family: 'ipv4' }, text);
+  for (const text of ['::', '0:0::0', '0000:0:0:0:0:0:0:0']) t.same(parseBindIp(text), { address: '::', family: 'ipv6' }, text);
+  t.same(parseBindIp('::FFFF:7f00:1'), { address: '127.0.0.1', family: 'ipv4' }, 'mapped is IPv4');
+  t.match(parseBindIp('::7f00:1'), /IPv4-compatible/, 'compatible is still refused');
+  t.match(parseBindIp('::1%eth0'), /zone/, 'a zone only on link-local');
+  t.same(parseBindIp('fe80::1%eth0'), { address: 'fe80::1', family: 'ipv6', zone: 'eth0' });
+});
+
+t.test('a bind on every interface matches * or a rule naming it, not a network containing it', async (t) => {
+  const list = new AllowList(parseAllowRules(['0.0.0.0/0:1', '[::/0]:1', '10.0.0.0/8:2', '*:3', '0.0.0.0:4', '[::]:5'], 'test'));
+  const any4 = parseBindIp('0.0.0.0') as IpAddress;
+  const any6 = parseBindIp('::') as IpAddress;
+  t.notOk(list.matchBind(any4, 1), '0.0.0.0/0');
+  t.notOk(list.matchBind(any6, 1), '[::/0]');
+  t.notOk(list.matchBind(any4, 2), '10.0.0.0/8');
+  t.ok(list.matchBind(any4, 3) && list.matchBind(any6, 3), '*');
+  t.ok(list.matchBind(any4, 4), '0.0.0.0');
+  t.notOk(list.matchBind(any6, 4), '0.0.0.0 is not [::]');
+  t.ok(list.matchBind(any6, 5), '[::]');
+  t.ok(list.matchBind(parseBindIp('10.1.2.3') as IpAddress, 1), 'a network still covers its own addresses');
 });
