@@ -23,7 +23,7 @@ bool StreamSocket::watch(Loop& loop) {
   registered_ = loop.watch(fd_.get(), this);
   if (registered_ && split_) {
     loop_ = &loop;
-    out_registered_ = loop.watch(out_fd_.get(), &out_end_);
+    out_registered_ = loop.watch(out_fd_.get(), out_end_.get());
     return out_registered_;
   }
   return registered_;

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "../core/mux.h"
 #include "fd.h"
@@ -36,7 +37,8 @@ class StreamSocket final : public mux::Port, public Pollable {
         out_fd_(std::move(out)),
         split_(static_cast<bool>(out_fd_)),
         in_socket_(split_ && is_socket(fd_.get())),
-        out_socket_(split_ && is_socket(out_fd_.get())) {}
+        out_socket_(split_ && is_socket(out_fd_.get())),
+        out_end_(split_ ? new OutEnd(this) : nullptr) {}
 
   void on_events(uint32_t events) override;
 
@@ -75,7 +77,11 @@ class StreamSocket final : public mux::Port, public Pollable {
   const bool split_;
   const bool in_socket_;   // a split stream's read fd is a socket (else a pipe)
   const bool out_socket_;  // its write fd is
-  OutEnd out_end_{this};
+  // Only a split stream has one. Not a member of every stream: its (virtual)
+  // destructor's first run is checked by UBSan's vptr check, which opens a
+  // pipe, and in a process out of fds a stream ends with the pipe failing and
+  // a valid object reported invalid (see mux::Port).
+  std::unique_ptr<OutEnd> out_end_;
   bool registered_ = false;
   bool out_registered_ = false;
   Loop* loop_ = nullptr;  // a split stream's loop, for closing its write fd at the FIN
