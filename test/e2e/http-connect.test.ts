@@ -12,7 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createClient, createServer } from '../../src/api';
 import { connect, echoServer, howItEnds, sha256, tcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
-import { fileNeeds } from '../helpers/tools';
+import { fileNeeds, toolEnv } from '../helpers/tools';
 
 fileNeeds(t, 'curl');
 
@@ -34,7 +34,7 @@ async function httpTarget(t: Test): Promise<number> {
 function curl(args: string[]): Promise<{ code: number; out: Buffer; w: string }> {
   return new Promise((resolve) => {
     execFile('curl', ['-sS', '--max-time', '20', '-w', '%{stderr}\nstatus: %{http_connect} %{http_code}', ...args],
-      { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, env: toolEnv() }, (err, stdout, stderr) => {
         const w = /\nstatus: (\d+ \d+)/.exec(stderr.toString())?.[1] ?? stderr.toString();
         resolve({ code: (err as { code?: number } | null)?.code ?? 0, out: stdout, w });
       });

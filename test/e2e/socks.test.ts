@@ -18,7 +18,7 @@ import {
   closedWithin, dnsAnswer, dnsQuery, dnsResponder, openSocket, readBytes, socksAddress, socksRequest,
 } from '../helpers/socks';
 import { waitFor } from '../helpers/wait';
-import { needs } from '../helpers/tools';
+import { needs, toolEnv } from '../helpers/tools';
 
 /** curl drives these tests (a client nobody here wrote); without it they skip with one line. */
 const noCurl = needs('curl');
@@ -53,7 +53,7 @@ async function httpServer(t: Test): Promise<{ port: number; v6: boolean }> {
 /** Runs curl; resolves with its exit code and what it wrote to stdout. */
 function curl(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; body: Buffer; err: string }> {
   return new Promise((resolve) => {
-    const p = spawn('curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv() });
     const chunks: Buffer[] = [];
     let err = '';
     p.stdout.on('data', (c: Buffer) => chunks.push(c));

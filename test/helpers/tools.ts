@@ -88,3 +88,14 @@ export function needsLibFuzzer(): string | false {
   const major = /clang version (\d+)/.exec(spawnSync('clang++', ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? 'N';
   return skipLine("clang's libFuzzer runtime", `libclang-rt-${major}-dev`);
 }
+
+/**
+ * The environment for a system tool a test runs (curl, ssh): ours without
+ * LD_PRELOAD, which the sanitizer pass (scripts/test-asan.sh) sets for the
+ * tws processes and which an uninstrumented tool must not load.
+ */
+export function toolEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  return env;
+}
