@@ -12,6 +12,7 @@
         "native/io/dialer.cc",
         "native/io/engine.cc",
         "native/io/event_queue.cc",
+        "native/io/listener.cc",
         "native/io/local_sockets.cc",
         "native/io/loop.cc",
         "native/io/stream_socket.cc",

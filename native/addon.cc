@@ -28,7 +28,7 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 5;
+constexpr uint32_t kAbiVersion = 6;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -197,6 +197,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::AcceptDatagrams>("acceptDatagrams"),
       InstanceMethod<&NativeEngine::SendDatagram>("sendDatagram"),
       InstanceMethod<&NativeEngine::SendControl>("sendControl"),
+      InstanceMethod<&NativeEngine::Listen>("listen"),
+      InstanceMethod<&NativeEngine::GrantListener>("grantListener"),
+      InstanceMethod<&NativeEngine::CloseListener>("closeListener"),
       InstanceMethod<&NativeEngine::Stats>("stats"),
       InstanceMethod<&NativeEngine::Ref>("ref"),
       InstanceMethod<&NativeEngine::Unref>("unref"),
@@ -258,7 +261,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     std::vector<tws::Event> events = engine_->take_events();
     if (events.empty()) return;
     static const char* const kinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window",
-                                        "datagram", "rtt", "upgrade-head", "tls-failed", "refused", "control"};
+                                        "datagram", "rtt", "upgrade-head", "tls-failed", "refused", "control",
+                                        "local-opened", "listener"};
     Napi::Array arr = Napi::Array::New(env, events.size());
     for (size_t i = 0; i < events.size(); i++) {
       const tws::Event& e = events[i];
@@ -450,6 +454,23 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     // sendControl(session, type, body): a reverse-tunnel frame on stream 0
     engine_->send_control(info[0].ToNumber().Uint32Value(), static_cast<uint8_t>(info[1].ToNumber().Uint32Value()), bytes_of(info[2]));
   }
+
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    // listen(listener, fd, target, timeoutMs): the engine accepts on a duplicate of the listening socket fd; 0 or an errno
+    int err;
+    tws::UniqueFd fd = dup_fd(info[1], &err);
+    if (!fd) return Napi::Number::New(info.Env(), err);
+    engine_->listen(info[0].ToNumber().Uint32Value(), std::move(fd), info[2].ToString().Utf8Value(), info[3].ToNumber().Uint32Value());
+    return Napi::Number::New(info.Env(), 0);
+  }
+
+  void GrantListener(const Napi::CallbackInfo& info) {
+    // grantListener(listener, session, firstId, count): session 0 takes the grant back
+    engine_->grant_listener(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), info[2].ToNumber().Uint32Value(),
+                            info[3].ToNumber().Uint32Value());
+  }
+
+  void CloseListener(const Napi::CallbackInfo& info) { engine_->close_listener(info[0].ToNumber().Uint32Value()); }
 
   // stats() → { datagramsDropped, fronts }: what the engine dropped rather than queue without bound, and TLS connections before their upgrade.
   Napi::Value Stats(const Napi::CallbackInfo& info) {

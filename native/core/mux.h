@@ -244,6 +244,7 @@ class Mux {
   size_t stream_count() const { return streams_.size(); }
   bool has_ready() const { return !ready_.empty(); }
   bool draining() const { return draining_; }
+  bool peer_draining() const { return peer_draining_; }
   double last_data() const { return last_data_; }
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }

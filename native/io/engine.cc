@@ -2,6 +2,7 @@
 // which finds the session (or front) it is for and carries it out there.
 #include "engine.h"
 
+#include "listener.h"
 #include "local_sockets.h"
 #include "loop.h"
 #include "tls_front.h"
@@ -149,6 +150,42 @@ void Engine::send_datagram(uint32_t session, uint32_t stream, std::string payloa
     loop->events().outgoing_datagram_done(payload.size());
     if (WsSession* s = loop->find_session(session)) s->send_datagram(stream, payload);
   });
+}
+
+void Engine::listen(uint32_t listener, UniqueFd fd, std::string target, uint32_t timeout_ms) {
+  Loop* loop = loop_.get();
+  loop->post([loop, listener, fd = std::move(fd), target = std::move(target), timeout_ms]() mutable {
+    auto l = std::make_unique<Listener>(*loop, listener, std::move(fd), std::move(target), timeout_ms);
+    if (!l->start()) {
+      Event e(Event::kListener);
+      e.session = listener;
+      e.code = errno ? errno : EBADF;
+      loop->events().emit(std::move(e));
+      return;
+    }
+    loop->listeners()[listener] = std::move(l);
+  });
+}
+
+namespace {
+
+template <class F>
+void post_to_listener(Loop* loop, uint32_t listener, F f) {
+  loop->post([loop, listener, f = std::move(f)]() mutable {
+    auto it = loop->listeners().find(listener);
+    if (it != loop->listeners().end()) f(*it->second);
+  });
+}
+
+}  // namespace
+
+void Engine::grant_listener(uint32_t listener, uint32_t session, uint32_t first_id, uint32_t count) {
+  post_to_listener(loop_.get(), listener, [session, first_id, count](Listener& l) { l.grant(session, first_id, count); });
+}
+
+void Engine::close_listener(uint32_t listener) {
+  Loop* loop = loop_.get();
+  post_to_listener(loop, listener, [](Listener& l) { l.close(); });
 }
 
 }  // namespace tws

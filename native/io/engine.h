@@ -83,6 +83,12 @@ class Engine {
   void send_datagram(uint32_t session, uint32_t stream, std::string payload);
   void close_stream(uint32_t session, uint32_t stream, uint16_t code);
   void send_control(uint32_t session, uint8_t type, std::string body);
+  // Native accept (io/listener.h): `fd` a listening socket whose connections
+  // become streams to `target`, on the sessions and ids grant_listener() gives;
+  // without one, a connection waits up to timeout_ms.
+  void listen(uint32_t listener, UniqueFd fd, std::string target, uint32_t timeout_ms);
+  void grant_listener(uint32_t listener, uint32_t session, uint32_t first_id, uint32_t count);
+  void close_listener(uint32_t listener);
 
   // Takes the pending events. [JS thread]
   std::vector<Event> take_events();

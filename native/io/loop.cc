@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "listener.h"
 #include "stream_socket.h"
 #include "tls_front.h"
 #include "ws_session.h"
@@ -62,6 +63,7 @@ void Loop::stop() {
     left.swap(commands_);
   }
   left.clear();
+  listeners_.clear();
   sessions_.clear();  // closes every fd
   fronts_.clear();
   graveyard_streams_.clear();
@@ -167,6 +169,7 @@ void Loop::run() {
     if (now >= next_tick) {
       for (auto& kv : sessions_) kv.second->tick(now);
       for (auto& kv : fronts_) kv.second->tick(now);
+      for (auto& kv : listeners_) kv.second->tick(now);
       next_tick = now + kTickMs;
     }
     end_turn();
@@ -190,6 +193,10 @@ void Loop::end_turn() {
   dead_sessions.clear();  // their streams ended (and were retired) when they died
   for (auto it = fronts_.begin(); it != fronts_.end();) {
     if (it->second->dead()) it = fronts_.erase(it);
+    else ++it;
+  }
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    if (it->second->closed()) it = listeners_.erase(it);
     else ++it;
   }
 }

@@ -28,6 +28,7 @@ namespace tws {
 class WsSession;
 class Front;
 class StreamSocket;
+class Listener;
 
 class Loop {
  public:
@@ -63,6 +64,7 @@ class Loop {
   void install(std::unique_ptr<WsSession> s, const std::string& head, const std::string& preamble, bool await_upgrade);
   std::unordered_map<uint32_t, std::unique_ptr<Front>>& fronts() { return fronts_; }
   std::atomic<uint32_t>& fronts_alive() { return fronts_alive_; }
+  std::unordered_map<uint32_t, std::unique_ptr<Listener>>& listeners() { return listeners_; }
 
  private:
   void run();
@@ -81,6 +83,7 @@ class Loop {
   std::atomic<uint32_t> fronts_alive_{0};  // Front objects that exist (they may outlive JavaScript's end of the pair)
   std::unordered_map<uint32_t, std::unique_ptr<WsSession>> sessions_;
   std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
+  std::unordered_map<uint32_t, std::unique_ptr<Listener>> listeners_;
   std::vector<WsSession*> dirty_;
   std::vector<std::unique_ptr<mux::Stream>> graveyard_streams_;
   std::vector<std::unique_ptr<StreamSocket>> graveyard_sockets_;

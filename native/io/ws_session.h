@@ -50,6 +50,8 @@ class WsSession final : public Pollable, private mux::MuxHost {
   bool start(const std::string& head, const std::string& preamble, bool await_upgrade);
   uint32_t id() const { return id_; }
   bool dead() const { return dead_; }
+  // New streams may open: up, not closing, and neither side going away.
+  bool takes_new_streams() const { return !closing_ && !dead_ && !upgrade_.pending() && !mux_.draining() && !mux_.peer_draining(); }
 
   // ---- commands (see Engine in engine.h) ----
   // `out`, when given, makes a split stream: `fd` is read, `out` written.

@@ -15,6 +15,7 @@ import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
 import type { ConnectOptions } from './connect-options';
+import { EngineAccept } from './engine-accept';
 import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest, TOO_MANY_NEGOTIATING } from './http-connect';
 import { NegotiationLimit } from './negotiation-limit';
 import { ReverseTunnels } from './reverse';
@@ -73,6 +74,9 @@ interface LocalTunnel {
   /** ` (-L 2222:db:22)` for log lines; empty for -l/-r, whose lines stay as they were. */
   label: string;
   tcp?: Server;
+  /** When the engine accepts `tcp`'s connections itself (then `tcp` is closed, and `bound` is its address). */
+  native?: EngineAccept;
+  bound?: AddressInfo;
   udp?: UdpRelay;
   socks?: SocksListener;
   /** A proxy listener: reads where each connection goes (undefined: it was answered or dropped). */
@@ -153,6 +157,7 @@ export class TwsClient extends EventEmitter {
         });
         this.emit('session', session, slot.index);
         this.flushWaiting();
+        for (const t of this.tunnels) t.native?.sessionUp();
       });
       this.slots.push(slot);
     }
@@ -222,7 +227,7 @@ export class TwsClient extends EventEmitter {
   get addresses(): { name: string; address: AddressInfo | undefined }[] {
     return this.tunnels.map((t) => ({
       name: t.name,
-      address: (t.tcp?.address() ?? t.udp?.address()) as AddressInfo | undefined,
+      address: (t.bound ?? t.tcp?.address() ?? t.udp?.address()) as AddressInfo | undefined,
     }));
   }
 
@@ -255,6 +260,7 @@ export class TwsClient extends EventEmitter {
         // Past the listen, an error (an accept failing for want of fds) is a line, not a crash.
         listener.on('error', (err: NodeJS.ErrnoException) => this.opts.logger.debug(`listener${t.label}: ${err.code ?? err.message}`));
         const addr = listener.address() as AddressInfo;
+        this.acceptInEngine(t, listener, addr);
         this.opts.logger.info(
           `listening on ${formatHostPort(addr.address, addr.port)} → ${t.remote}${t.label} via ${this.slots.length} session(s) (engine ${this.opts.engine.name})`,
         );
@@ -263,9 +269,24 @@ export class TwsClient extends EventEmitter {
     });
   }
 
+  /** A plain tunnel's connections go straight to the engine where it can take them (see engine-accept.ts). */
+  private acceptInEngine(t: LocalTunnel, listener: Server, addr: AddressInfo): void {
+    if (t.proxy) return;
+    t.native = EngineAccept.start(this.opts.engine, listener, {
+      remote: t.remote, label: t.label, tunnel: t.label ? t.name : undefined, pick: () => this.pick(), timeoutMs: this.timeout, logger: this.opts.logger,
+    });
+    if (!t.native) return;
+    // The engine holds its own duplicate of the listening socket: Node stops accepting on it.
+    t.bound = addr;
+    listener.close();
+    this.opts.logger.debug(`listener${t.label}: the engine accepts its connections`);
+  }
+
   private closeListeners(): Promise<void> {
     const closing: Promise<void>[] = [];
     for (const t of this.tunnels) {
+      t.native?.close();
+      t.native = undefined;
       const tcp = t.tcp;
       if (tcp?.listening) closing.push(new Promise<void>((resolve) => tcp.close(() => resolve())));
       t.udp?.close();

@@ -14,7 +14,7 @@ import type { StreamReply } from './types';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 5;
+export const NATIVE_ABI = 6;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -48,9 +48,12 @@ export interface NativeEvent {
    * tls-failed: a frontTls connection failed before its upgrade; `session` is the front's id, `text` why.
    * refused: an OPEN the engine refused itself; `code` the RESET code, `text` the target, `note` why.
    * control: a reverse-tunnel frame (stream 0) checked by the engine: `code` its type, `payload` its body.
+   * local-opened: listener `code` accepted a connection from `text` and opened it as `stream` of `session`.
+   * listener: listener `session` needs a grant (`code` 0, `stream` 0; `bytesIn` ids left of the last one),
+   *   reset a connection from `text` that waited out its timeout (`stream` 1), or could not accept (`code` an errno).
    */
   type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
-    | 'tls-failed' | 'refused' | 'control';
+    | 'tls-failed' | 'refused' | 'control' | 'local-opened' | 'listener';
   session: number;
   stream: number;
   code: number;
@@ -104,6 +107,11 @@ export interface NativeCore {
   closeStream(session: number, stream: number, code: number): void;
   /** Sends a reverse-tunnel frame of `type` with `body` on stream 0 (nothing once the session is closing). */
   sendControl(session: number, type: number, body: Buffer): void;
+  /** Accepts on a duplicate of listening socket `fd` (see io/listener.h); 0, or the errno of the dup. */
+  listen(listener: number, fd: number, target: string, timeoutMs: number): number;
+  /** Its streams go to `session` with ids firstId, firstId + 2, … (`count`); session 0 takes the grant back. */
+  grantListener(listener: number, session: number, firstId: number, count: number): void;
+  closeListener(listener: number): void;
   stats(): NativeStats;
   /** While sessions exist the events callback keeps the process alive; unref when none is left. */
   ref(): void;

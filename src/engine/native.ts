@@ -7,7 +7,7 @@
  * engine's, including the per-stream close log line.
  */
 import { EventEmitter } from 'node:events';
-import { Socket } from 'node:net';
+import { Server, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { constants as osConstants } from 'node:os';
 import { HEADER_LEN, ResetCode } from '../protocol/constants';
@@ -17,7 +17,7 @@ import { Logger, peerText } from '../util/log';
 import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
-  DatagramPort, Engine, EngineSession, EngineTls, OpenRequest, OpenStreamOptions, PendingUpgrade, SessionOptions, SessionStats,
+  DatagramPort, Engine, EngineSession, EngineTls, LocalAcceptEvents, LocalAcceptor, OpenRequest, OpenStreamOptions, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
 import { answerLocal, checkReply } from './reply';
@@ -47,10 +47,16 @@ function nativeOptions(options: SessionOptions): NativeSessionOptions {
   };
 }
 
+/** The fd under a Node socket or server (TCP or a pipe), if it has one. */
+function fdOf(handleOwner: Socket | Server): number | undefined {
+  const fd = (handleOwner as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
 /** The fd of a plain TCP socket, and the bytes JavaScript already read from it. */
 function takeOver(socket: Socket): { fd: number; buffered: Buffer } | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return undefined;
+  const fd = fdOf(socket);
+  if (fd === undefined) return undefined;
   const chunks: Buffer[] = [];
   for (let c: Buffer | null = socket.read(); c !== null; c = socket.read()) chunks.push(c);
   return { fd, buffered: Buffer.concat(chunks) };
@@ -73,6 +79,8 @@ class NativeSession extends EventEmitter implements EngineSession {
   private log: Logger;
   /** Per-stream lines, rate-limited: a peer can provoke them by the thousand. */
   private streamLog: StreamLog;
+  /** Native listeners by id: what their streams are called (shared by the engine's sessions). */
+  localListeners: ReadonlyMap<number, { target: string; tunnel?: string }> = new Map();
   /** While the engine runs this client session's TLS and upgrade: who waits for the response head. */
   upgrade: { resolve(head: string): void; reject(err: Error): void } | undefined;
 
@@ -94,8 +102,13 @@ class NativeSession extends EventEmitter implements EngineSession {
 
   /** The next stream id, or 0 when none is left; running low drains the session (see idsRunningOut). */
   private takeStreamId(): number {
-    const id = this.ids.take();
-    if (id !== 0 && this.ids.low && !this.peerDraining) {
+    return this.takeStreamIds(1).first;
+  }
+
+  /** Up to `n` ids (first, first + 2, …; first 0 when none is left); running low drains the session. */
+  private takeStreamIds(n: number): { first: number; count: number } {
+    const ids = this.ids.takeBlock(n);
+    if (ids.first !== 0 && this.ids.low && !this.peerDraining) {
       // Ids are never reused within a session: drain it (GOAWAY, so the peer
       // knows) and let the client's slot bring up a fresh one meanwhile.
       this.log.info('stream ids running out; draining this session for a new one');
@@ -105,7 +118,17 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.emit('goaway', ResetCode.GOING_AWAY, 'stream ids exhausted');
       });
     }
-    return id;
+    return ids;
+  }
+
+  /**
+   * Ids for a native listener's next streams (Engine.acceptLocal), or
+   * undefined when this session takes no new ones.
+   */
+  grantIds(n: number, ahead = false): { first: number; count: number } | undefined {
+    if (this.closed || this.peerDraining || (ahead && this.ids.beforeLow === 0)) return undefined;
+    const ids = this.takeStreamIds(n);
+    return ids.first === 0 ? undefined : ids;
   }
 
   get streamCount(): number {
@@ -194,6 +217,11 @@ class NativeSession extends EventEmitter implements EngineSession {
   handle(e: NativeEvent): void {
     switch (e.type) {
       case 'open-request': return this.onOpenRequest(e.stream, e.code, e.text);
+      case 'local-opened': {
+        const l = this.localListeners.get(e.code);
+        this.streams.set(e.stream, { target: l?.target ?? '', tunnel: l?.tunnel, openedAt: Date.now() });
+        return;
+      }
       case 'stream-closed': return this.onStreamClosed(e);
       case 'refused': {
         const info: StreamRefusedInfo = { stream: e.stream, target: e.text, code: e.code, reason: e.note ?? '' };
@@ -348,6 +376,15 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
   let nextSessionNumber = 1;
   // Who hears why a front's TLS failed, by front id (fronts share the id space with sessions).
   const tlsFailureHandlers = new Map<number, (reason: string) => void>();
+  // Native listeners (acceptLocal) by id: the same id space as sessions and fronts.
+  const listeners = new Map<number, { target: string; tunnel?: string; events: LocalAcceptEvents }>();
+  const onListener = (e: NativeEvent): void => {
+    const l = listeners.get(e.session);
+    if (!l) return;
+    if (e.stream > 0) l.events.timedOut(e.text);
+    else if (e.code !== 0) l.events.acceptFailed(errnoName(e.code));
+    else l.events.wantsSession(e.bytesIn);
+  };
   const onEvents = (events: NativeEvent[]): void => {
     for (const e of events) {
       if (e.type === 'tls-failed') {
@@ -355,10 +392,15 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
         tlsFailureHandlers.delete(e.session);
         continue;
       }
+      if (e.type === 'listener') {
+        onListener(e);
+        continue;
+      }
       const entry = sessions.get(e.session);
       if (!entry) continue;
       try {
         entry.session.handle(e);
+        if (e.type === 'local-opened') listeners.get(e.code)?.events.opened(entry.session, e.stream, e.text);
       } catch (err) {
         // A listener that throws must not cost the rest of the batch (a lost
         // stream-closed or session-closed would leave its state behind).
@@ -367,9 +409,16 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       if (e.type === 'session-closed') {
         sessions.delete(e.session);
         // A core with no sessions must not keep the process alive.
-        if (--load[entry.core]! === 0) cores[entry.core]?.unref();
+        release(entry.core);
       }
     }
+  };
+  // What a core runs (sessions, listeners) keeps the process alive; a core with nothing must not.
+  const hold = (index: number): void => {
+    if (load[index]!++ === 0) cores[index]?.ref();
+  };
+  const release = (index: number): void => {
+    if (--load[index]! === 0) cores[index]?.unref();
   };
   // Server-side TLS connections before their upgrade: the pair socket JavaScript reads → where the TLS runs.
   const fronts = new WeakMap<Socket, { front: number; core: number }>();
@@ -380,12 +429,13 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
     const index = at ?? id % cores.length;
     const core = coreAt(index);
     const session = new NativeSession(id, core, options);
+    session.localListeners = listeners;
     return {
       session,
       core,
       register() {
         sessions.set(id, { session, core: index });
-        if (load[index]!++ === 0) core.ref();
+        hold(index);
       },
     };
   };
@@ -488,5 +538,39 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       return session;
     },
     tls,
+    acceptLocal(server, target, tunnel, timeoutMs, events): LocalAcceptor | undefined {
+      // A listener lives on one I/O thread and opens streams of that thread's sessions only.
+      if (cores.length !== 1) return undefined;
+      const fd = fdOf(server);
+      if (fd === undefined) return undefined;
+      const id = nextId++;
+      const core = coreAt(0);
+      listeners.set(id, { target, tunnel, events });
+      if (core.listen(id, fd, target, timeoutMs) !== 0) {
+        listeners.delete(id);
+        return undefined;
+      }
+      // The listener keeps the process alive as Node's server did.
+      hold(0);
+      let closed = false;
+      return {
+        grant(session, ahead) {
+          const s = sessions.get((session as NativeSession).coreId);
+          const ids = s && s.session === session && !closed ? s.session.grantIds(LOCAL_ID_BLOCK, ahead) : undefined;
+          if (ids) core.grantListener(id, s!.session.coreId, ids.first, ids.count);
+          return ids !== undefined;
+        },
+        close() {
+          if (closed) return;
+          closed = true;
+          core.closeListener(id);
+          listeners.delete(id);
+          release(0);
+        },
+      };
+    },
   };
 }
+
+/** Stream ids a native listener gets at a time (it asks for more with a few left). */
+const LOCAL_ID_BLOCK = 32;

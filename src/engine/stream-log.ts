@@ -24,6 +24,16 @@ export class StreamIds {
     return this.next > MAX_U32;
   }
 
+  /** Ids left. */
+  get left(): number {
+    return this.exhausted ? 0 : Math.floor((MAX_U32 - this.next) / 2) + 1;
+  }
+
+  /** Ids that can be taken before `low` holds. */
+  get beforeLow(): number {
+    return Math.max(0, this.left - 1 - STREAM_IDS_RESERVE);
+  }
+
   /** Fewer than STREAM_IDS_RESERVE ids are left: time to drain the session for a new one. */
   get low(): boolean {
     return (MAX_U32 - this.next) / 2 < STREAM_IDS_RESERVE;
@@ -31,10 +41,19 @@ export class StreamIds {
 
   /** The next id, or 0 when none is left. */
   take(): number {
-    if (this.exhausted) return 0;
-    const id = this.next;
-    this.next += 2;
-    return id;
+    return this.takeBlock(1).first;
+  }
+
+  /**
+   * Up to `n` ids (first, first + 2, …); first 0 when none is left. A block
+   * stops where the ids run low, so it is the next one that drains the session.
+   */
+  takeBlock(n: number): { first: number; count: number } {
+    if (this.exhausted) return { first: 0, count: 0 };
+    const count = Math.max(1, Math.min(n, this.left, this.beforeLow));
+    const first = this.next;
+    this.next += 2 * count;
+    return { first, count };
   }
 }
 

@@ -6,7 +6,7 @@
  * this by taking over the sockets' file descriptors.
  */
 import type { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { ControlFrame } from '../protocol/frames';
 import type { Logger } from '../util/log';
 
@@ -257,6 +257,43 @@ export interface Engine {
   readonly adoptsTlsSockets: boolean;
   /** Present when the engine runs TLS itself: then wss:// goes through it, not through Node's TLS. */
   readonly tls?: EngineTls;
+  /**
+   * Present when the engine can accept a client's local connections itself
+   * (native, one I/O thread): each connection to `server` (listening) becomes
+   * a stream to `target` on the session last granted, with no JavaScript in
+   * its way; with none, it waits up to `timeoutMs`. `events` hears what
+   * happened. Returns undefined when it cannot take this listener (the
+   * caller keeps accepting as before). The caller closes `server` once this
+   * returns: the engine holds its own reference.
+   */
+  acceptLocal?(server: Server, target: string, tunnel: string | undefined, timeoutMs: number, events: LocalAcceptEvents): LocalAcceptor | undefined;
+}
+
+/** What a LocalAcceptor tells its owner. */
+export interface LocalAcceptEvents {
+  /**
+   * It needs a grant(): it has no session to open streams on (`left` 0), or
+   * only `left` ids remain of the last grant (grant ahead, if that is free).
+   */
+  wantsSession(left: number): void;
+  /** Connection from `peer` became `stream` of `session`. */
+  opened(session: EngineSession, stream: number, peer: string): void;
+  /** A connection from `peer` waited `timeoutMs` for a session and was reset. */
+  timedOut(peer: string): void;
+  /** Accepting failed (`code`: EMFILE, say); it tries again shortly. */
+  acceptFailed(code: string): void;
+}
+
+/** A listener whose connections the engine accepts (Engine.acceptLocal). */
+export interface LocalAcceptor {
+  /**
+   * New connections become streams of `session` (from here on, until it
+   * drains or closes). `ahead`: only if that costs the session nothing
+   * (ids that would drain it are kept for when none is left). False when
+   * the session could not give any.
+   */
+  grant(session: EngineSession, ahead?: boolean): boolean;
+  close(): void;
 }
 
 /** TLS run by the engine itself (native), so no JavaScript is in the data path of a wss:// session. */

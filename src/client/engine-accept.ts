@@ -1,0 +1,90 @@
+/**
+ * A plain tunnel listener (-l/-r, -L) whose connections the engine accepts
+ * itself (Engine.acceptLocal, the native engine): no JavaScript between a
+ * new connection and its OPEN frame. This side keeps the decisions: which
+ * session gets the next streams (the least loaded, granted a block of ids at
+ * a time, the next block asked for before this one runs out), and the log
+ * lines. A connection that finds no session waits in the engine up to
+ * `timeoutMs`, as one accepted here would.
+ */
+import type { Server } from 'node:net';
+import type { Engine, EngineSession, LocalAcceptor } from '../engine/types';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
+
+/** A session picked but unable to take the grant (it drains itself) is asked again after this long. */
+const REGRANT_MS = 50;
+
+export interface EngineAcceptOptions {
+  remote: string;
+  /** ` (-L …)` for log lines, or empty. */
+  label: string;
+  /** The tunnel's name for stream lines and metrics (undefined for -l/-r). */
+  tunnel: string | undefined;
+  /** The session new streams should go to now, if any. */
+  pick(): EngineSession | undefined;
+  timeoutMs: number;
+  logger: Logger;
+}
+
+export class EngineAccept {
+  private acceptor: LocalAcceptor | undefined;
+  /** The engine has no session for new connections and waits for grant(). */
+  private wanting = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly failures: RateLimitedLog;
+
+  private constructor(private readonly o: EngineAcceptOptions) {
+    this.failures = new RateLimitedLog(o.logger, 'accept failures');
+  }
+
+  /** Hands `server`'s connections to `engine`, or undefined when it cannot take them (the caller keeps accepting). */
+  static start(engine: Engine, server: Server, o: EngineAcceptOptions): EngineAccept | undefined {
+    if (!engine.acceptLocal) return undefined;
+    const self = new EngineAccept(o);
+    self.acceptor = engine.acceptLocal(server, o.remote, o.tunnel, o.timeoutMs, {
+      wantsSession: (left) => {
+        if (left === 0) {
+          self.wanting = true;
+          self.grant();
+          return;
+        }
+        // Running low: the next block now, where that costs nothing (ids that
+        // would drain a session wait until none is left).
+        const session = o.pick();
+        if (session) self.acceptor?.grant(session, true);
+      },
+      opened: (session, stream, peer) => {
+        o.logger.info(`session#${session.id} stream#${stream} open from ${peer} → ${peerText(o.remote)}${o.label}`);
+      },
+      timedOut: (peer) => o.logger.warn(`no session to the server within ${o.timeoutMs} ms; closing connection from ${peer}${o.label}`),
+      acceptFailed: (code) => self.failures.line('warn', `listener${o.label}: cannot accept a connection: ${code}; turning connections away`),
+    });
+    return self.acceptor ? self : undefined;
+  }
+
+  /** A session came up: the listener gets it if it was waiting for one. */
+  sessionUp(): void {
+    if (this.wanting) this.grant();
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.acceptor?.close();
+    this.acceptor = undefined;
+  }
+
+  private grant(): void {
+    if (!this.acceptor || !this.wanting || this.timer) return;
+    const session = this.o.pick();
+    if (!session) return;  // sessionUp() grants once one is up
+    if (!this.acceptor.grant(session)) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.grant();
+      }, REGRANT_MS);
+      return;
+    }
+    this.wanting = false;
+  }
+}
