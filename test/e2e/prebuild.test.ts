@@ -8,7 +8,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
 import { runCli } from '../helpers/procs';
@@ -43,9 +43,9 @@ function armNode(): { version?: string; skip: string | false } {
 }
 
 /** What an installed package has (dist, prebuilds, no build/): node-gyp-build picks from prebuilds/. */
-function packageTree(t: Test): string {
-  const tree = t.testdir({});
-  for (const f of ['package.json', 'dist', 'prebuilds']) cpSync(join(root, f), join(tree, f), { recursive: true });
+function packageTree(tree: string, withPrebuilds = true): string {
+  mkdirSync(tree, { recursive: true });
+  for (const f of ['package.json', 'dist', ...(withPrebuilds ? ['prebuilds'] : [])]) cpSync(join(root, f), join(tree, f), { recursive: true });
   symlinkSync(join(root, 'node_modules'), join(tree, 'node_modules'));
   return tree;
 }
@@ -83,6 +83,25 @@ t.test('the local build exports N-API\'s entry points only (hidden visibility)',
   t.same(exported.map((l) => l.split(' ').pop()).sort(), ENTRY_POINTS, `${exported.length} exported`);
 });
 
+t.test('where the addon cannot load, the one warning says why and what to do', async (t) => {
+  const remedy = /; install a C\+\+ compiler and run npm rebuild tws-native \(-g for a global install\)$/;
+  const dir = t.testdir({});
+  const none = packageTree(join(dir, 'none'), false);
+  const version = spawnSync(process.execPath, [join(none, ...CLI), '--version'], { encoding: 'utf8', env: { ...process.env, TWS_ENGINE: '' } });
+  t.match(version.stdout, /\(engine: js; native unavailable: no prebuilt addon for linux-\w+ and no local build; install a C\+\+ compiler/,
+    'no prebuild for this platform: --version says so');
+  // A prebuild that is there but does not load (what an older glibc makes of one that needs a newer).
+  const broken = packageTree(join(dir, 'broken'), false);
+  mkdirSync(join(broken, 'prebuilds', `linux-${process.arch}`), { recursive: true });
+  writeFileSync(join(broken, 'prebuilds', `linux-${process.arch}`, prebuilds.FILE), 'not a shared object');
+  const server = await runCli(['server', '-l', '127.0.0.1:0'], {}, join(broken, ...CLI), [], { readyMs: 60_000 });
+  t.teardown(() => server.stop('SIGKILL'));
+  const warnings = server.logs().split('\n').filter((l) => /native engine unavailable/.test(l));
+  t.equal(warnings.length, 1, 'one warning line');
+  t.match(warnings[0], new RegExp(`using the js engine: the prebuild linux-${process.arch} does not load: .*${remedy.source}`), warnings[0] ?? server.logs());
+  t.match(server.logs(), /\(engine js\)/, 'and the server runs the js engine');
+});
+
 /** Server and client, `data` through them to an echo server and back; sha256 compared. */
 async function tunnelThrough(t: Test, server: Parameters<typeof runCli>, client: (serverPort: number, target: string) => Parameters<typeof runCli>,
   bytes: number): Promise<void> {
@@ -102,7 +121,7 @@ async function tunnelThrough(t: Test, server: Parameters<typeof runCli>, client:
 t.test('the x64 prebuild is what an installed package loads here, and it tunnels', {
   timeout: 300_000, skip: noZig || process.arch !== 'x64',
 }, async (t) => {
-  const tree = packageTree(t);
+  const tree = packageTree(t.testdir({}));
   const version = spawnSync(process.execPath, [join(tree, ...CLI), '--version'], { encoding: 'utf8', env: { ...process.env, TWS_ENGINE: '' } });
   t.match(version.stdout, /\(engine: native, napi 8, prebuild linux-x64, linux-x64\)/, version.stdout || version.stderr);
   const cli = join(tree, ...CLI);
@@ -114,7 +133,7 @@ const arm = noZig ? { skip: noZig } : armNode();
 t.test(`the arm64 prebuild loads in Debian's arm64 Node ${arm.version ?? ''} under qemu-user, and tunnels to an x64 client`, {
   timeout: 900_000, skip: arm.skip,
 }, async (t) => {
-  const tree = packageTree(t);
+  const tree = packageTree(t.testdir({}));
   const cli = join(tree, ...CLI);
   const version = spawnSync(QEMU[0]!, [...QEMU.slice(1), ARM_NODE, cli, '--version'], {
     encoding: 'utf8', timeout: 300_000, env: { ...process.env, ...armEnv, TWS_ENGINE: '' },
