@@ -179,7 +179,9 @@ export function loadNativeAddon(): LoadedAddon {
     from = explicit ? `TWS_NATIVE_ADDON ${explicit}` : describe(file, root);
     const addon = require(file) as NativeAddon;
     const mismatch = abiMismatch(addon);
-    cached = mismatch ? { from, error: `${from}: ${mismatch}; ${NATIVE_REMEDY}` } : { addon, from };
+    // A stale build/Release is a developer's: npm run build:native rebuilds it.
+    const remedy = from === 'local build' ? 'rebuild it: npm run build:native' : NATIVE_REMEDY;
+    cached = mismatch ? { from, error: `${from}: ${mismatch}; ${remedy}` } : { addon, from };
   } catch (err) {
     const msg = (err as Error).message.split('\n')[0] ?? 'unknown error';
     const why = /No native build was found/.test(msg)
