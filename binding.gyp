@@ -2,6 +2,8 @@
   # node-gyp build of the native addon. CMakeLists.txt builds the same
   # sources for cmake-js; test/native/build.test.ts checks the lists match.
   # Headers come from the local Node install (npm's nodedir), never a download.
+  # Hidden visibility and native/exports.map: the .node file exports N-API's
+  # entry points only (scripts/compile-addon.js reads these lists too).
   "targets": [
     {
       "target_name": "tws_native",
@@ -27,7 +29,8 @@
         "NAPI_VERSION=8",
         "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"
       ],
-      "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
+      "ldflags": ["-Wl,--version-script=<(module_root_dir)/native/exports.map"],
       "libraries": ["-lpthread"],
       "cflags_cc!": ["-fno-rtti"]
     }

@@ -68,21 +68,7 @@ function gypFailure(log) {
 
 /** One compiler run over binding.gyp's sources and flags into build/Release: true, or why not. */
 function compileDirectly(nodedir) {
-  const fs = require('node:fs');
-  const gyp = JSON.parse(fs.readFileSync(join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, ''));
-  const target = gyp.targets[0];
-  const cxx = process.env.CXX || 'c++';
-  const out = join(root, 'build', 'Release');
-  fs.mkdirSync(out, { recursive: true });
-  const args = [
-    ...target.cflags_cc, '-fPIC', '-shared', '-pthread',
-    ...target.defines.map((d) => `-D${d}`), `-DNODE_GYP_MODULE_NAME=${target.target_name}`, '-DBUILDING_NODE_EXTENSION',
-    `-I${join(nodedir, 'include', 'node')}`, `-I${require('node:path').dirname(require.resolve('node-addon-api/package.json'))}`,
-    ...target.sources.map((f) => join(root, f)),
-    '-o', join(out, `${target.target_name}.node`), ...target.libraries,
-  ];
-  const c = spawnSync(cxx, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-  if (c.error) return `${cxx}: ${c.error.message}`;
-  if (c.status !== 0) return `${cxx} failed: ${(c.stderr || '').trim().split('\n').filter(Boolean).slice(-1)[0] || `exit ${c.status}`}`;
-  return true;
+  const { compileAddon, gypTarget } = require('./compile-addon');
+  const out = join(root, 'build', 'Release', `${gypTarget().target_name}.node`);
+  return compileAddon({ cxx: [process.env.CXX || 'c++'], out, nodedir });
 }

@@ -121,7 +121,7 @@ function bindPort(value: string | number | HostPort, what: string): HostPort {
 
 function engineOf(o: Common, logger: Logger): Engine {
   if (typeof o.engine === 'object') return o.engine;
-  return selectEngine(o.engine ?? 'auto', (why) => logger.warn(`native engine unavailable (${why}); using the js engine`), o.threads ?? 1, o.busyPoll ?? 0);
+  return selectEngine(o.engine ?? 'auto', (why) => logger.warn(`native engine unavailable, using the js engine: ${why}`), o.threads ?? 1, o.busyPoll ?? 0);
 }
 
 /** Reads TLS files (or takes contents) and checks that Node accepts them; any problem is one config error naming the files. */

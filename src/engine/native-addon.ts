@@ -4,7 +4,7 @@
  * loader. The loader refuses an addon whose ABI version is not this file's
  * (an old build left in build/Release, say): tws then falls back to the js
  * engine with one warning line naming the mismatch. Never throws: a failed
- * load is a reason string.
+ * load is a reason string, ending with what to do (NATIVE_REMEDY).
  */
 import { join } from 'node:path';
 import type { StreamReply } from './types';
@@ -147,28 +147,61 @@ export interface NativeAddon {
   };
 }
 
-let cached: { addon?: NativeAddon; error?: string } | undefined;
+/** The addon, which binary it is (`from`), or why it cannot be used. */
+export interface LoadedAddon {
+  addon?: NativeAddon;
+  /** `local build` (build/Release), `prebuild linux-arm64`, or `TWS_NATIVE_ADDON <path>`. */
+  from?: string;
+  error?: string;
+}
+
+let cached: LoadedAddon | undefined;
+
+/** What to do when the addon cannot be used: every reason ends with it. */
+export const NATIVE_REMEDY = 'install a C++ compiler and run npm rebuild tws-native (-g for a global install)';
 
 /** Why `addon` cannot be used by this build of tws, or undefined when it can. */
 function abiMismatch(addon: Partial<NativeAddon>): string | undefined {
   if (addon.abiVersion === NATIVE_ABI) return undefined;
   const got = typeof addon.abiVersion === 'number' ? `ABI version ${addon.abiVersion}` : 'no ABI version';
-  return `the addon has ${got}, this tws needs ${NATIVE_ABI} (rebuild it: npm run build:native)`;
+  return `the addon has ${got}, this tws needs ${NATIVE_ABI}`;
+}
+
+/** Which binary `file` is, in two or three words. */
+function describe(file: string, root: string): string {
+  const prebuilt = /[\\/]prebuilds[\\/]([^\\/]+)[\\/][^\\/]+$/.exec(file);
+  if (prebuilt && file.startsWith(root)) return `prebuild ${prebuilt[1]}`;
+  return file.startsWith(join(root, 'build')) ? 'local build' : file;
 }
 
 /** The addon (a dev tree's build/Release first, then prebuilds/, or TWS_NATIVE_ADDON), or why it cannot be used. */
-export function loadNativeAddon(): { addon?: NativeAddon; error?: string } {
+export function loadNativeAddon(): LoadedAddon {
   if (cached) return cached;
+  const root = join(__dirname, '..', '..');
+  let from: string | undefined;
   try {
     // TWS_NATIVE_ADDON picks a specific build (npm run test:asan uses a sanitizer build).
     const explicit = process.env.TWS_NATIVE_ADDON;
-    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    const addon = explicit ? (require(explicit) as NativeAddon) : load(join(__dirname, '..', '..'));
+    const resolve = (require('node-gyp-build') as { resolve(dir: string): string }).resolve;
+    const file = explicit || resolve(root);
+    from = explicit ? `TWS_NATIVE_ADDON ${explicit}` : describe(file, root);
+    const addon = require(file) as NativeAddon;
     const mismatch = abiMismatch(addon);
-    cached = mismatch ? { error: mismatch } : { addon };
+    // A stale build/Release is a developer's: npm run build:native rebuilds it.
+    const remedy = from === 'local build' ? 'rebuild it: npm run build:native' : NATIVE_REMEDY;
+    cached = mismatch ? { from, error: `${from}: ${mismatch}; ${remedy}` } : { addon, from };
   } catch (err) {
     const msg = (err as Error).message.split('\n')[0] ?? 'unknown error';
-    cached = { error: /No native build was found/.test(msg) ? 'no native build for this platform (run npm run build:native)' : msg };
+    const why = /No native build was found/.test(msg)
+      ? `no prebuilt addon for ${process.platform}-${process.arch}${isMusl() ? ' (musl)' : ''} and no local build`
+      : `${from ? `the ${from} does not load: ` : ''}${msg}`;
+    cached = { from, error: `${why}; ${NATIVE_REMEDY}` };
   }
   return cached;
+}
+
+/** Whether this Node runs on musl (Alpine), where the glibc prebuilds do not apply. */
+function isMusl(): boolean {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return process.platform === 'linux' && !report?.header?.glibcVersionRuntime;
 }

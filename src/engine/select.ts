@@ -39,10 +39,14 @@ export function selectEngine(choice: EngineChoice, onFallback?: (why: string) =>
   return engine;
 }
 
-/** One line for `tws --version`: the engine `choice` runs here ("none" when it cannot), and whether native loads. */
+/**
+ * One line for `tws --version`: the engine `choice` runs here ("none" when it cannot), whether native loads, and
+ * which binary it is (`local build`, `prebuild linux-arm64`).
+ */
 export function engineSummary(choice: EngineChoice = 'auto'): string {
   const why = nativeUnavailableReason();
   if (why) return `engine: ${choice === 'native' ? 'none' : 'js'}; native unavailable: ${why}`;
-  const napi = `napi ${loadNativeAddon().addon?.napiVersion}`;
-  return choice === 'js' ? `engine: js; native ${napi} available` : `engine: native, ${napi}`;
+  const { addon, from } = loadNativeAddon();
+  const napi = `napi ${addon?.napiVersion}`;
+  return choice === 'js' ? `engine: js; native ${napi} available (${from})` : `engine: native, ${napi}, ${from}`;
 }

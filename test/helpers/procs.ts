@@ -29,9 +29,12 @@ export interface Proc {
  * Starts the CLI (`cli`: another tws entry point, e.g. an installed
  * package's). `prefix` runs it through another command, e.g.
  * `['ip', 'netns', 'exec', NAME]` (which execs, so the pid stays node's).
+ * `o.node`: another Node (an arm64 one under qemu-user, say), which may
+ * need `o.readyMs` to start listening.
  */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI, prefix: string[] = []): Promise<Proc> {
-  const [cmd, ...pre] = [...prefix, process.execPath];
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI, prefix: string[] = [],
+  o: { node?: string; readyMs?: number } = {}): Promise<Proc> {
+  const [cmd, ...pre] = [...prefix, o.node ?? process.execPath];
   const proc = spawn(cmd!, [...pre, cli, ...args], {
     env: { ...process.env, TWS_PASSWD: PASSWD, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -73,7 +76,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI, p
       return code;
     },
   };
-  return waitLog(/listening on \S+:(\d+)/).then((line) => {
+  return waitLog(/listening on \S+:(\d+)/, o.readyMs).then((line) => {
     p.port = Number(/:(\d+)$/.exec(line)![1]);  // the last colon: [::1]:port has more
     return p;
   }, async (err) => {

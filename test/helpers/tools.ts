@@ -4,6 +4,7 @@
  *
  *     needs nginx (Debian package nginx)
  *
+ * (or the PyPI package, for the one tool Debian does not have: Zig),
  * so `npm test` passes on a fresh machine, and .ci/run, which installs every
  * package, fails when it finds such a line (CI must run everything).
  */
@@ -21,10 +22,14 @@ const PACKAGES = {
   iperf3: 'iperf3',
   mount: 'mount',
   nginx: 'nginx',
+  nm: 'binutils',
+  objdump: 'binutils',
   openssl: 'openssl',
   pgrep: 'procps',
   prlimit: 'util-linux',
   python3: 'python3',
+  'qemu-aarch64-static': 'qemu-user-static',
+  readelf: 'binutils',
   ssh: 'openssh-client',
   'ssh-keygen': 'openssh-client',
   sshd: 'openssh-server',
@@ -98,4 +103,14 @@ export function toolEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.LD_PRELOAD;
   return env;
+}
+
+/**
+ * Zig at the version scripts/prebuild.js pins (the prebuilds' cross
+ * compiler), or the line naming its PyPI package: Debian has no Zig.
+ */
+export function needsZig(): string | false {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { ZIG_VERSION, findZig } = require('../../scripts/prebuild.js') as { ZIG_VERSION: string; findZig(): { zig?: string[] } };
+  return findZig().zig ? false : `needs zig ${ZIG_VERSION} (PyPI package ziglang==${ZIG_VERSION})`;
 }
