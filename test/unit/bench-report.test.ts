@@ -79,3 +79,37 @@ t.test('one round: the ratio alone, no range', async (t) => {
   const out = table(rounds.filter((r) => r.round === 2));
   t.match(out, /^tls forward · native: 0\.60x plain ws:\/\/, 0\.80x ws:\/\/ through the same nginx$/m);
 });
+
+t.test('peers join the rotation in throughput, -P 8, the idle round trip, connection rate and idle streams, and nothing else', async (t) => {
+  const plan = schedule(['native', 'js'], 3, true, ['wstunnel', 'tws-rust']);
+  const key = (s: { scenario: string; direction?: string }): string => `${s.scenario}${s.direction ? ` ${s.direction}` : ''}`;
+  for (let round = 1; round <= 3; round++) {
+    const steps = plan.filter((s) => s.round === round);
+    const engines = (scenario: string): string[] => steps.filter((s) => key(s) === scenario).map((s) => s.engine);
+    const order = rotate(['direct', 'native', 'js', 'wstunnel', 'tws-rust'], round - 1);
+    for (const scenario of ['throughput forward', 'throughput reverse', 'parallel', 'latency', 'connect_rate']) {
+      t.same(engines(scenario), order, `round ${round}: ${scenario} in order ${order.join(', ')}`);
+    }
+    t.same(engines('idle_streams'), order.filter((e) => e !== 'direct'), `round ${round}: idle streams through every tunnel`);
+    for (const scenario of ['latency_under_load', 'latency_under_1g', 'connect_rate_socks']) {
+      t.same(engines(scenario), order.filter((e) => e === 'native' || e === 'js' || (e === 'direct' && !scenario.endsWith('socks'))), `round ${round}: ${scenario} without peers`);
+    }
+  }
+  t.notOk(plan.some((s) => (s.engine === 'wstunnel' || s.engine === 'tws-rust') && ['plain_ws', 'tls_direct', 'nginx_ws', 'tls', 'latency_busy_poll'].includes(s.scenario)),
+    'no wss://, nginx or --busy-poll rows for peers');
+  t.equal(plan.length, 3 * (7 + 9 + 8 + 16 + 2) + 3 * 2 * 6, 'six more steps a round per peer');
+});
+
+t.test('peer rows: x direct within rounds, failed rounds named in the table, and what the load generator used', async (t) => {
+  const out = table(benchRuns({ peers: true }));
+  // 10.6 of direct's 12.66 in every round.
+  t.match(out, /^throughput forward\s+wstunnel\s+10\.60 \(9\.54–13\.25\)\s+0\.84x \(0\.84–0\.84\)\s+30 \(27–38\)\s+0\.74 \(0\.67–0\.93\)\s*$/m);
+  t.match(out, /^throughput forward\s+tws-rust \(failed 3\/3\)\s*$/m, 'a row whose every round failed keeps its place, marked');
+  t.match(out, /^throughput reverse · tws-rust failed in round 2: iperf3: error - control socket has closed unexpectedly$/m);
+  t.match(out, /^connect_rate\s+wstunnel\s+1900 \(1710–2375\)/m);
+  t.match(out, /^connect_rate · direct: load generator 0\.30 \(0\.30–0\.30\) cores, echo target 0\.50 \(0\.50–0\.50\) cores$/m);
+  const rows = aggregate(benchRuns({ peers: true }));
+  t.same(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'throughput')!.figures, {}, 'no figures from failed rounds');
+  t.match(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'parallel'), { figures: { gbps: { median: 0.8 } } });
+  t.notOk(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'parallel')!.failed, 'only the failed rows carry failures');
+});
