@@ -4,8 +4,11 @@
  * connect / 1-byte echo / close. The former generator, 8 async loops in the
  * bench's own Node process, was what limited the direct row: on a busy
  * 2-core machine it made ~2,000 connections/s using a fifth of a core while
- * the compiled one made 7,000–13,000 against the same echo helper. Where
- * no compiler works the bench falls back to the Node loops and says so.
+ * the compiled one made 7,000–13,000 against the same echo helper, which
+ * then used most of a core itself: so the compiled program is the echo
+ * target of those rows too (`connect-load serve`). Where no compiler works
+ * the bench falls back to the Node loops and the Node echo helper, and says
+ * so.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -22,6 +25,8 @@ export interface LoadGenerator {
   /** For the report: what made the connections. */
   describe: string;
   run(port: number, seconds: number, workers?: number): Promise<ConnectLoad>;
+  /** The compiled program, whose `serve` mode is the echo target of the connection-rate rows; absent with the fallback. */
+  bin?: string;
 }
 
 const SOURCE = join(__dirname, '..', '..', 'bench', 'connect-load.c');
@@ -49,7 +54,8 @@ export function loadGenerator(dir: string): LoadGenerator {
     return inProcess(why);
   }
   return {
-    describe: `bench/connect-load.c built with ${cc} -O2: 8 threads of blocking connect, 1-byte echo, close`,
+    describe: `bench/connect-load.c built with ${cc} -O2: 8 threads of blocking connect, 1-byte echo, close; echo target: its serve mode, one epoll thread`,
+    bin,
     run: (port, seconds, workers = 8) => new Promise((resolve, reject) => {
       execFile(bin, [String(port), String(seconds), String(workers)], { timeout: (seconds + 30) * 1000 }, (err, stdout, stderr) => {
         if (err) return reject(new Error(`connect-load: ${err.message} ${stderr}`.trim()));

@@ -111,7 +111,8 @@ async function throughTunnel(engine: EngineName, startIt: () => Promise<Tunnel>,
 /** What a step measures: where its tunnel leads, with which flags, through which front, and the measurement itself. */
 interface Measurement {
   label: string;
-  target: 'iperf' | 'echo';
+  /** `connect`: the connection-rate echo target (connect-load serve, else the echo helper). */
+  target: 'iperf' | 'echo' | 'connect';
   clientArgs: string[];
   serverArgs?: string[];
   front?: Front;
@@ -126,7 +127,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * certificates and fronts for the wss:// and nginx ones; `echoTarget`: the
  * echo server, which SOCKS clients name themselves).
  */
-function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }, echo: { target: string; pid: number }, load: LoadGenerator): (step: Step) => Measurement {
+function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }, echo: { target: string; connectPid: number }, load: LoadGenerator): (step: Step) => Measurement {
   const echoTarget = echo.target;
   const D = o.duration;
   const bulk = (scenario: Run['scenario'], direction: Step['direction']) => async (port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes: number }> => {
@@ -174,12 +175,12 @@ function measurements(o: Options, tls: { ca: string; cert: string; key: string; 
       case 'latency_under_load': return { label: 'latency under load', target: 'echo', clientArgs: ['-c', '1'], body: underLoad('latency_under_load') };
       case 'latency_under_1g': return { label: 'latency under 1 Gbit/s load', target: 'echo', clientArgs: ['-c', '1'], body: underLoad('latency_under_1g', '1G') };
       case 'connect_rate': return {
-        label: 'connect rate', target: 'echo', clientArgs: [],
+        label: 'connect rate', target: 'connect', clientArgs: [],
         body: async (port) => {
           const t0 = Date.now();
-          const cpu0 = cpuSeconds(echo.pid);
+          const cpu0 = cpuSeconds(echo.connectPid);
           const r = await load.run(port, Math.max(1, D / 2));
-          const target_cpu = (cpuSeconds(echo.pid) - cpu0) / ((Date.now() - t0) / 1000);
+          const target_cpu = (cpuSeconds(echo.connectPid) - cpu0) / ((Date.now() - t0) / 1000);
           return { run: { scenario: 'connect_rate', conns_per_s: r.rate, loadgen_cpu: r.cpu, target_cpu } };
         },
       };
@@ -221,17 +222,17 @@ async function main(): Promise<void> {
   const iperfPort = await freePort();
   const iperfServer = await start('iperf3', ['-s', '-p', String(iperfPort), '--forceflush'], /Server listening/);
   const echo = await startEcho(iperfPort);
-  const targets = { iperf: `127.0.0.1:${iperfPort}`, echo: `127.0.0.1:${echo.port}` };
   const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
+  const load = loadGenerator(dir);
+  const connectEcho = load.bin ? await start(load.bin, ['serve'], /echo on (\d+)/) : undefined;
+  const connect = connectEcho ? { port: Number(connectEcho.match[1]), pid: connectEcho.proc.pid! } : { port: echo.port, pid: echo.proc.pid! };
+  const targets = { iperf: `127.0.0.1:${iperfPort}`, echo: `127.0.0.1:${echo.port}`, connect: `127.0.0.1:${connect.port}` };
   const runs: Run[] = [];
-  let loadDescription = '';
   const started = Date.now();
   try {
     const ca = makeCa(dir, 'bench-ca');
     const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
-    const load = loadGenerator(dir);
-    loadDescription = load.describe;
-    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir }, { target: targets.echo, pid: echo.proc.pid! }, load);
+    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir }, { target: targets.echo, connectPid: connect.pid }, load);
     for (const step of plan) {
       const m = measurementOf(step);
       const target = targets[m.target];
@@ -256,9 +257,10 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await stop(iperfServer.proc);
     await stop(echo.proc);
+    if (connectEcho) await stop(connectEcho.proc);
   }
 
-  const report: Report = { version: VERSION, date: new Date().toISOString(), machine: machine(), runs, skipped, load_generator: loadDescription };
+  const report: Report = { version: VERSION, date: new Date().toISOString(), machine: machine(), runs, skipped, load_generator: load.describe };
   if (opts.peers.length) report.peers = opts.peers;
   const jsonPath = resolve(opts.json ?? join(__dirname, '..', '..', 'bench', 'results', `bench-${report.date.slice(0, 19).replace(/:/g, '-')}.json`));
   mkdirSync(dirname(jsonPath), { recursive: true });
@@ -271,7 +273,7 @@ async function main(): Promise<void> {
   writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs · ${rounds}`, peerNames));
   process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run, ${rounds}\n`);
   for (const p of opts.peers) process.stdout.write(`peer ${p.name}: ${p.version} (${p.path}), ${p.flags}\n`);
-  process.stdout.write(`connection rates: ${loadDescription}\n\n`);
+  process.stdout.write(`connection rates: ${load.describe}\n\n`);
   process.stdout.write(table(runs) + '\n\n');
   for (const s of skipped) process.stdout.write(`skipped: ${s.engine} (${s.reason})\n`);
   process.stdout.write(`results: ${jsonPath}\nchart:   ${svgPath}\n(${((Date.now() - started) / 1000).toFixed(0)} s)\n`);

@@ -5,6 +5,7 @@
  * of the same targets the tws engines use.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { freePort, start, stop, Tunnel, waitFor } from './procs';
 
 export const PEER_NAMES = ['wstunnel', 'wstunnel-unmasked', 'tws-rust'] as const;
@@ -60,6 +61,15 @@ export function resolvePeers(specs: string[]): Peer[] | string {
   return peers;
 }
 
+/** Whether a TCP socket listens on 127.0.0.1:`port` (from /proc/net/tcp, without connecting to it). */
+export function listening(port: number): boolean {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').some((line) => {
+    const f = line.trim().split(/\s+/);
+    return f[1] === local && f[3] === '0A';
+  });
+}
+
 /** tws-rust's shared secret on loopback. */
 const PEER_PASSWD = 'bench-password';
 
@@ -83,6 +93,8 @@ export async function startPeer(peer: Peer, target: string, sessions: number): P
       : await start(peer.path, ['client', ...mask, '-L', `tcp://127.0.0.1:${localPort}:${target}`, ws], /listening cnx on 127\.0\.0\.1/);
     const logs = c.logs;
     if (rust) await waitFor(() => (logs().match(/Session up/g) ?? []).length >= sessions, 10_000);
+    // wstunnel logs its listener before binding it; a test connection would reach the target, so look instead.
+    await waitFor(() => listening(localPort), 10_000);
   } catch (e) {
     await Promise.all([c && stop(c.proc), stop(s.proc)]);
     throw e;
