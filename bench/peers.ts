@@ -83,14 +83,16 @@ export async function startPeer(peer: Peer, target: string, sessions: number): P
   const ws = `ws://127.0.0.1:${serverPort}`;
   const rust = peer.name === 'tws-rust';
   const mask = peer.name === 'wstunnel' ? ['--websocket-mask-frame'] : [];
+  // wstunnel takes NO_COLOR as its --no-color flag, which only accepts true or false (tap sets NO_COLOR=1).
+  const env = rust ? {} : { NO_COLOR: 'true' };
   const s = rust
     ? await start(peer.path, ['server', '-l', `127.0.0.1:${serverPort}`, '-p', PEER_PASSWD, '--no_udp'], /Server up and listening/)
-    : await start(peer.path, ['server', ...mask, ws], /listening on 127\.0\.0\.1/);
+    : await start(peer.path, ['server', ...mask, ws], /listening on 127\.0\.0\.1/, env);
   let c: Awaited<ReturnType<typeof start>> | undefined;
   try {
     c = rust
       ? await start(peer.path, ['client', '-l', `127.0.0.1:${localPort}`, '-s', `${ws}/`, '-r', target, '-p', PEER_PASSWD, '-c', String(sessions), '--no_udp'], /Session up/)
-      : await start(peer.path, ['client', ...mask, '-L', `tcp://127.0.0.1:${localPort}:${target}`, ws], /listening cnx on 127\.0\.0\.1/);
+      : await start(peer.path, ['client', ...mask, '-L', `tcp://127.0.0.1:${localPort}:${target}`, ws], /listening cnx on 127\.0\.0\.1/, env);
     const logs = c.logs;
     if (rust) await waitFor(() => (logs().match(/Session up/g) ?? []).length >= sessions, 10_000);
     // wstunnel logs its listener before binding it; a test connection would reach the target, so look instead.
