@@ -151,7 +151,8 @@ export function connectRateSocks(port: number, target: string, seconds: number, 
 
 /**
  * Opens `n` tunnelled connections that stay idle after a 1-byte echo proves
- * each is open; `hold` runs while they are all open. Returns how many opened.
+ * each is open; `hold` runs while they are all open. Returns how many opened;
+ * throws when any did not (closed, refused, or no echo within 10 s).
  */
 export async function idleStreams(port: number, n: number, hold: () => Promise<void>): Promise<number> {
   const open: Socket[] = [];
@@ -159,9 +160,12 @@ export async function idleStreams(port: number, n: number, hold: () => Promise<v
   const one = (): Promise<void> => new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
     let settled = false;
+    // A tunnel out of file descriptors may leave the connection in its listen backlog, never answered.
+    const limit = setTimeout(() => settle(false), 10_000);
     const settle = (ok: boolean): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(limit);
       if (ok) open.push(s);
       else { failed++; s.destroy(); }
       resolve();
