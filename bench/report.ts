@@ -177,8 +177,42 @@ export function table(all: Run[]): string {
   const text = lines.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
   const most = Math.max(0, ...rows.map((r) => r.rounds));
   const intro = most > 1 ? `median (least–greatest) of ${most} rounds; x direct: the ratios within each round\n\n` : '';
-  const notes = [...ratioNotes(all), ...loadNotes(rows), ...rows.flatMap((r) => (r.failed ?? []).map((f) => `${rowName(r)} · ${r.engine} failed in ${f}`))];
+  const notes = [...ratioNotes(all), ...peerNotes(all), ...loadNotes(rows), ...rows.flatMap((r) => (r.failed ?? []).map((f) => `${rowName(r)} · ${r.engine} failed in ${f}`))];
   return intro + (notes.length ? `${text}\n\n${notes.join('\n')}` : text);
+}
+
+/** What tws is compared with a peer in: scenario, direction, figure, and how the note names it. */
+const VERSUS: [Scenario, Run['direction'], Figure, string][] = [
+  ['throughput', 'forward', 'gbps', 'Gbit/s →'], ['throughput', 'reverse', 'gbps', 'Gbit/s ←'], ['parallel', undefined, 'gbps', 'Gbit/s -P 8'],
+  ['throughput', 'forward', 'cpu_s_per_gb', 'CPU s/GB →'], ['throughput', 'reverse', 'cpu_s_per_gb', 'CPU s/GB ←'], ['parallel', undefined, 'cpu_s_per_gb', 'CPU s/GB -P 8'],
+  ['latency', undefined, 'p50_us', 'p50'], ['latency', undefined, 'p99_us', 'p99'],
+  ['connect_rate', undefined, 'conns_per_s', 'conn/s'], ['idle_streams', undefined, 'rss_mb', 'idle-streams RSS'],
+];
+
+/**
+ * Each tws engine against each peer (`--peer`): the median of the ratios
+ * within rounds, figure by figure, e.g. `native / wstunnel: Gbit/s → 0.91x, …`.
+ */
+function peerNotes(runs: Run[]): string[] {
+  const engines = [...new Set(runs.map((r) => r.engine))];
+  const tws: EngineName[] = engines.filter((e) => e === 'native' || e === 'js');
+  const peers = engines.filter((e) => e !== 'direct' && !tws.includes(e));
+  const notes: string[] = [];
+  for (const e of tws) {
+    for (const p of peers) {
+      const parts = VERSUS.flatMap(([scenario, direction, figure, name]) => {
+        const of = (engine: EngineName): Run[] => runs.filter((r) => r.engine === engine && r.scenario === scenario && r.direction === direction && r[figure] !== undefined);
+        const theirs = of(p);
+        const ratios = of(e).flatMap((r) => {
+          const q = theirs.find((x) => x.round === r.round)?.[figure];
+          return q ? [r[figure]! / q] : [];
+        });
+        return ratios.length ? [`${name} ${median(ratios).toFixed(2)}x`] : [];
+      });
+      if (parts.length) notes.push(`${e} / ${p}, median of the ratios within rounds: ${parts.join(', ')}`);
+    }
+  }
+  return notes;
 }
 
 /** What the connection-rate load generator and the echo target used while each engine was measured: the generator must not be the limit. */

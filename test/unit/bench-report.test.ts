@@ -113,3 +113,19 @@ t.test('peer rows: x direct within rounds, failed rounds named in the table, and
   t.match(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'parallel'), { figures: { gbps: { median: 0.8 } } });
   t.notOk(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'parallel')!.failed, 'only the failed rows carry failures');
 });
+
+t.test('each tws engine is compared with each peer figure by figure, as the median of the ratios within rounds', async (t) => {
+  const out = table(benchRuns({ peers: true }));
+  // native 7.37 / wstunnel 10.6 Gbit/s, 1.45 / 0.74 s/GB, 61 / 66 µs, 1419 / 1900 conn/s, 159 / 140 MB, … in every round.
+  t.match(out, /^native \/ wstunnel, median of the ratios within rounds: Gbit\/s → 0\.70x, Gbit\/s ← 0\.67x, Gbit\/s -P 8 0\.70x, CPU s\/GB → 1\.96x, CPU s\/GB ← 2\.06x, CPU s\/GB -P 8 1\.88x, p50 0\.92x, p99 2\.83x, conn\/s 0\.75x, idle-streams RSS 1\.14x$/m);
+  // tws-rust's single-stream rounds all failed: those figures are left out, not taken as zero.
+  t.match(out, /^native \/ tws-rust, median of the ratios within rounds: Gbit\/s -P 8 10\.00x, CPU s\/GB -P 8 0\.16x, p50 0\.51x, p99 1\.13x, conn\/s 0\.57x, idle-streams RSS 1\.77x$/m);
+  t.match(out, /^js \/ wstunnel, /m);
+  t.notMatch(table(benchRuns()), / \/ wstunnel/, 'no peers, no comparison');
+  // Within rounds 0.60, 0.40, 0.75; the medians' ratio would say 8 / 12 = 0.67.
+  const runs: Run[] = [[6, 10], [8, 20], [9, 12]].flatMap(([native, peer], i) => [
+    { scenario: 'connect_rate', engine: 'native', conns_per_s: native, round: i + 1 },
+    { scenario: 'connect_rate', engine: 'wstunnel', conns_per_s: peer, round: i + 1 },
+  ] as Run[]);
+  t.match(table(runs), /^native \/ wstunnel, median of the ratios within rounds: conn\/s 0\.60x$/m);
+});
