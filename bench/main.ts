@@ -222,7 +222,7 @@ async function main(): Promise<void> {
   const iperfPort = await freePort();
   const iperfServer = await start('iperf3', ['-s', '-p', String(iperfPort), '--forceflush'], /Server listening/);
   const echo = await startEcho(iperfPort);
-  const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
+  const dir = mkdtempSync(join(tmpdir(), 'tws-bench-'));
   const load = loadGenerator(dir);
   const connectEcho = load.bin ? await start(load.bin, ['serve'], /echo on (\d+)/) : undefined;
   const connect = connectEcho ? { port: Number(connectEcho.match[1]), pid: connectEcho.proc.pid! } : { port: echo.port, pid: echo.proc.pid! };
