@@ -8,8 +8,8 @@
  */
 import { Figure, Row, rowName, Spread } from './report';
 
-const COLORS: Record<string, string> = { direct: '#7f8c8d', native: '#2980b9', js: '#e67e22' };
-const ENGINE_ORDER = ['direct', 'native', 'js'];
+const COLORS: Record<string, string> = { direct: '#7f8c8d', native: '#2980b9', js: '#e67e22', wstunnel: '#27ae60', 'wstunnel-unmasked': '#8bc34a', 'tws-rust': '#8e44ad' };
+const ENGINE_ORDER = ['direct', 'native', 'js', 'wstunnel', 'wstunnel-unmasked', 'tws-rust'];
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /**
@@ -178,11 +178,25 @@ function panel(p: PanelSpec, x0: number, y0: number): string {
   return out;
 }
 
-/** The whole chart: `rows` as aggregate() gives them, `subtitle` (machine, date, settings) under the heading. */
-export function renderSvg(rows: Row[], subtitle: string): string {
+/**
+ * The whole chart: `rows` as aggregate() gives them, `subtitle` (machine,
+ * date, settings) under the heading; `names`: legend entries other than
+ * the engine's name (a peer's version).
+ */
+export function renderSvg(rows: Row[], subtitle: string, names: Record<string, string> = {}): string {
   const specs = panels(rows);
   const widths = specs.map((p) => layout(p).width);
-  const W = Math.ceil(Math.max(1360, textWidth(subtitle, UNIT) + 32, ...widths.map((w) => w + 16)));
+  const engines = [...new Set(rows.map((r) => r.engine))].sort((a, b) => order(a) - order(b));
+  const most = Math.max(0, ...rows.map((r) => r.rounds));
+  // Under the panels: the engines and peers, then how to read the bars, then what failed.
+  const entries = engines.map((e) => ({ engine: e, name: names[e] ?? e, width: 18 + textWidth(names[e] ?? e, 12) + 24 }));
+  const notes = [most > 1
+    ? `bar: median of ${most} rounds, whisker: least to greatest · → client to server, ← server to client`
+    : 'one round: one measurement per bar (--rounds 3 gives medians and ranges) · → client to server, ← server to client'];
+  const failed = rows.filter((r) => r.failed).map((r) => `${rowName(r)} · ${r.engine} (${r.failed!.length}/${r.rounds})`);
+  if (failed.length) notes.push(`failed rounds, left out of the bars: ${failed.join(', ')}`);
+  const W = Math.ceil(Math.max(1360, textWidth(subtitle, UNIT) + 32, ...widths.map((w) => w + 16),
+    16 + entries.reduce((n, e) => n + e.width, 0), ...notes.map((n) => textWidth(n, UNIT) + 32)));
   const GAP = 20;
   let x = 8;
   let y = 56;
@@ -195,18 +209,15 @@ export function renderSvg(rows: Row[], subtitle: string): string {
     body += panel(p, x, y) + '\n';
     x += widths[i]! + GAP;
   });
-  const H = y + PANEL_H + 34;
-  const engines = [...new Set(rows.map((r) => r.engine))].sort((a, b) => order(a) - order(b));
-  const most = Math.max(0, ...rows.map((r) => r.rounds));
+  const legendY = y + PANEL_H + 10;
+  const H = legendY + 20 + 16 * notes.length + 8;
   let legend = '';
   let lx = 16;
-  for (const e of engines) {
-    legend += `<rect x="${lx}" y="${H - 24}" width="12" height="12" fill="${COLORS[e] ?? '#999'}"/>` + text(lx + 18, H - 14, 12, e);
-    lx += 18 + textWidth(e, 12) + 24;
+  for (const e of entries) {
+    legend += `<rect x="${lx}" y="${legendY}" width="12" height="12" fill="${COLORS[e.engine] ?? '#999'}"/>` + text(lx + 18, legendY + 10, 12, e.name);
+    lx += e.width;
   }
-  legend += text(lx, H - 14, UNIT, most > 1
-    ? `bar: median of ${most} rounds, whisker: least to greatest · → client to server, ← server to client`
-    : 'one round: one measurement per bar (--rounds 3 gives medians and ranges) · → client to server, ← server to client', 'fill="#555"');
+  notes.forEach((n, i) => { legend += text(16, legendY + 32 + 16 * i, UNIT, n, 'fill="#555"'); });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif">
 <rect width="100%" height="100%" fill="white"/>
 ${text(16, 24, 16, 'tws-native benchmark', 'font-weight="bold"')}

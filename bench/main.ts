@@ -9,11 +9,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { renderSvg } from './chart';
-import { connectRate, connectRateSocks, idleStreams, iperf, pingPong } from './measure';
+import { connectRateSocks, idleStreams, iperf, pingPong } from './measure';
+import { LoadGenerator, loadGenerator } from './loadgen';
 import { makeCa, makeCert } from './certs';
 import { exampleLocation, hasNginx, startNginx } from './nginx';
+import { Peer, printable, resolvePeers, startPeer } from './peers';
 import { schedule, Step } from './plan';
-import { cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, start, startEcho, startTunnel, stop, Tunnel } from './procs';
+import { cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, sessionsOf, start, startEcho, startTunnel, stop, Tunnel } from './procs';
 import { aggregate, EngineName, machine, Report, Run, table } from './report';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -26,6 +28,7 @@ interface Options {
   json?: string;
   idleStreams: number;
   rounds: number;
+  peers: Peer[];
 }
 
 function parseArgs(argv: string[]): Options {
@@ -37,6 +40,8 @@ function parseArgs(argv: string[]): Options {
     .option('--json <file>', 'write results here (default bench/results/bench-<date>.json); the SVG goes next to it')
     .option('--idle-streams <n>', 'idle streams held open for the memory scenario (default 10000, or 2000 with --quick)')
     .option('--rounds <n>', 'rounds: every scenario runs once per round, the engines back to back in a rotating order; figures are medians with their range (default 3, or 1 with --quick)')
+    .option('--peer <name=path>', 'also measure another tunnel, in the same rounds (repeatable): wstunnel (erebe/wstunnel, --websocket-mask-frame), wstunnel-unmasked, tws-rust',
+      (v: string, all: string[]) => [...all, v], [] as string[])
     .parse(argv, { from: 'user' });
   const o = cmd.opts();
   const duration = o.duration !== undefined ? Number(o.duration) : o.quick ? 2 : 10;
@@ -54,7 +59,12 @@ function parseArgs(argv: string[]): Options {
     process.stderr.write('bench: --rounds must be a whole number from 1 to 20\n');
     process.exit(2);
   }
-  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json, idleStreams: idle, rounds };
+  const peers = resolvePeers(o.peer as string[]);
+  if (typeof peers === 'string') {
+    process.stderr.write(`bench: ${peers}\n`);
+    process.exit(2);
+  }
+  return { quick: !!o.quick, duration, engines: String(o.engines).split(',').map((e) => e.trim()).filter(Boolean), json: o.json, idleStreams: idle, rounds, peers };
 }
 
 let step = 0;
@@ -78,10 +88,9 @@ function available(engines: string[]): { ok: EngineName[]; skipped: Report['skip
   return { ok, skipped };
 }
 
-/** Measures a scenario through a fresh tunnel, adding peak RSS and CPU per GB of the tws processes. */
-async function throughTunnel(engine: EngineName, target: string, clientArgs: string[],
-  body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>, front?: Front, serverArgs: string[] = []): Promise<Run> {
-  const t = await startTunnel(engine, target, clientArgs, front, serverArgs);
+/** Measures a scenario through a fresh tunnel (tws or a peer), adding peak RSS and CPU per GB of its server and client processes. */
+async function throughTunnel(engine: EngineName, startIt: () => Promise<Tunnel>, body: (t: Tunnel) => Promise<{ run: Omit<Run, 'engine'>; bytes?: number }>): Promise<Run> {
+  const t = await startIt();
   try {
     const pids = [t.server.pid!, t.client.pid!];
     const frontPids = t.frontPids();
@@ -102,7 +111,8 @@ async function throughTunnel(engine: EngineName, target: string, clientArgs: str
 /** What a step measures: where its tunnel leads, with which flags, through which front, and the measurement itself. */
 interface Measurement {
   label: string;
-  target: 'iperf' | 'echo';
+  /** `connect`: the connection-rate echo target (connect-load serve, else the echo helper). */
+  target: 'iperf' | 'echo' | 'connect';
   clientArgs: string[];
   serverArgs?: string[];
   front?: Front;
@@ -117,7 +127,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * certificates and fronts for the wss:// and nginx ones; `echoTarget`: the
  * echo server, which SOCKS clients name themselves).
  */
-function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }, echoTarget: string): (step: Step) => Measurement {
+function measurements(o: Options, tls: { ca: string; cert: string; key: string; dir: string }, echo: { target: string; connectPid: number }, load: LoadGenerator): (step: Step) => Measurement {
+  const echoTarget = echo.target;
   const D = o.duration;
   const bulk = (scenario: Run['scenario'], direction: Step['direction']) => async (port: number): Promise<{ run: Omit<Run, 'engine' | 'round'>; bytes: number }> => {
     const r = await iperf(port, D, { reverse: direction === 'reverse' });
@@ -164,8 +175,14 @@ function measurements(o: Options, tls: { ca: string; cert: string; key: string; 
       case 'latency_under_load': return { label: 'latency under load', target: 'echo', clientArgs: ['-c', '1'], body: underLoad('latency_under_load') };
       case 'latency_under_1g': return { label: 'latency under 1 Gbit/s load', target: 'echo', clientArgs: ['-c', '1'], body: underLoad('latency_under_1g', '1G') };
       case 'connect_rate': return {
-        label: 'connect rate', target: 'echo', clientArgs: [],
-        body: async (port) => ({ run: { scenario: 'connect_rate', conns_per_s: await connectRate(port, Math.max(1, D / 2)) } }),
+        label: 'connect rate', target: 'connect', clientArgs: [],
+        body: async (port) => {
+          const t0 = Date.now();
+          const cpu0 = cpuSeconds(echo.connectPid);
+          const r = await load.run(port, Math.max(1, D / 2));
+          const target_cpu = (cpuSeconds(echo.connectPid) - cpu0) / ((Date.now() - t0) / 1000);
+          return { run: { scenario: 'connect_rate', conns_per_s: r.rate, loadgen_cpu: r.cpu, target_cpu } };
+        },
       };
       // New streams through the client's SOCKS5 listener (-D) to the echo server: the -l tunnel's rate plus the SOCKS exchange.
       case 'connect_rate_socks': return {
@@ -200,36 +217,51 @@ async function main(): Promise<void> {
   const { ok: engines, skipped } = available(opts.engines);
   for (const s of skipped) process.stderr.write(`bench: engine ${s.engine} skipped: ${s.reason}\n`);
   if (!hasNginx) process.stderr.write('bench: nginx not found: the nginx scenarios (ws:// and wss:// through nginx) are skipped; apt-get install nginx\n');
-  const plan = schedule(engines, opts.rounds, hasNginx);
+  const plan = schedule(engines, opts.rounds, hasNginx, opts.peers.map((p) => p.name));
   steps = plan.length;
   const iperfPort = await freePort();
   const iperfServer = await start('iperf3', ['-s', '-p', String(iperfPort), '--forceflush'], /Server listening/);
   const echo = await startEcho(iperfPort);
-  const targets = { iperf: `127.0.0.1:${iperfPort}`, echo: `127.0.0.1:${echo.port}` };
-  const dir = mkdtempSync(join(tmpdir(), 'tws-bench-tls-'));
+  const dir = mkdtempSync(join(tmpdir(), 'tws-bench-'));
+  const load = loadGenerator(dir);
+  const connectEcho = load.bin ? await start(load.bin, ['serve'], /echo on (\d+)/) : undefined;
+  const connect = connectEcho ? { port: Number(connectEcho.match[1]), pid: connectEcho.proc.pid! } : { port: echo.port, pid: echo.proc.pid! };
+  const targets = { iperf: `127.0.0.1:${iperfPort}`, echo: `127.0.0.1:${echo.port}`, connect: `127.0.0.1:${connect.port}` };
   const runs: Run[] = [];
   const started = Date.now();
   try {
     const ca = makeCa(dir, 'bench-ca');
     const leaf = makeCert(dir, ca, 'bench-leaf', ['localhost']);
-    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir }, targets.echo);
+    const measurementOf = measurements(opts, { ca: ca.cert, cert: leaf.cert, key: leaf.key, dir }, { target: targets.echo, connectPid: connect.pid }, load);
     for (const step of plan) {
       const m = measurementOf(step);
       const target = targets[m.target];
       progress(`${m.label} · ${step.engine}${opts.rounds > 1 ? ` (round ${step.round}/${opts.rounds})` : ''}`);
       const { round, engine } = step;
-      const run = engine === 'direct'
-        ? { ...(await m.body(Number(target.split(':')[1]))).run, engine, round }
-        : { ...(await throughTunnel(engine, target, m.clientArgs, (t) => m.body(t.port, t), m.front, m.serverArgs)), round };
-      runs.push(run);
+      const peer = opts.peers.find((p) => p.name === engine);
+      if (engine === 'direct') runs.push({ ...(await m.body(Number(target.split(':')[1]))).run, engine, round });
+      else if (!peer) runs.push({ ...(await throughTunnel(engine, () => startTunnel(engine, target, m.clientArgs, m.front, m.serverArgs), (t) => m.body(t.port, t))), round });
+      else {
+        // Another project's tunnel may fail a measurement (tws-rust's sessions die under a long bulk
+        // transfer): that is a result for its row, not a reason to stop.
+        try {
+          runs.push({ ...(await throughTunnel(engine, () => startPeer(peer, target, sessionsOf(m.clientArgs)), (t) => m.body(t.port, t))), round });
+        } catch (err) {
+          const why = printable((err as Error).message, 300);
+          process.stderr.write(`bench: ${m.label} · ${engine} failed: ${why}\n`);
+          runs.push({ scenario: step.scenario, engine, round, ...(step.direction ? { direction: step.direction } : {}), failed: why });
+        }
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await stop(iperfServer.proc);
     await stop(echo.proc);
+    if (connectEcho) await stop(connectEcho.proc);
   }
 
-  const report: Report = { version: VERSION, date: new Date().toISOString(), machine: machine(), runs, skipped };
+  const report: Report = { version: VERSION, date: new Date().toISOString(), machine: machine(), runs, skipped, load_generator: load.describe };
+  if (opts.peers.length) report.peers = opts.peers;
   const jsonPath = resolve(opts.json ?? join(__dirname, '..', '..', 'bench', 'results', `bench-${report.date.slice(0, 19).replace(/:/g, '-')}.json`));
   mkdirSync(dirname(jsonPath), { recursive: true });
   writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
@@ -237,8 +269,11 @@ async function main(): Promise<void> {
   const m = report.machine;
   const D = opts.duration;
   const rounds = `${opts.rounds} round${opts.rounds > 1 ? 's' : ''}`;
-  writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs · ${rounds}`));
-  process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run, ${rounds}\n\n`);
+  const peerNames = Object.fromEntries(opts.peers.map((p) => [p.name, `${p.name} (${p.version})`]));
+  writeFileSync(svgPath, renderSvg(aggregate(runs), `tws-native ${VERSION} · ${m.cpus} × ${m.model} · Linux ${m.kernel} · Node ${m.node} · ${report.date.slice(0, 10)} · ${D} s runs · ${rounds}`, peerNames));
+  process.stdout.write(`\ntws-native ${VERSION} on ${m.cpus} × ${m.model}, Linux ${m.kernel}, Node ${m.node}, ${D} s per run, ${rounds}\n`);
+  for (const p of opts.peers) process.stdout.write(`peer ${p.name}: ${p.version} (${p.path}), ${p.flags}\n`);
+  process.stdout.write(`connection rates: ${load.describe}\n\n`);
   process.stdout.write(table(runs) + '\n\n');
   for (const s of skipped) process.stdout.write(`skipped: ${s.engine} (${s.reason})\n`);
   process.stdout.write(`results: ${jsonPath}\nchart:   ${svgPath}\n(${((Date.now() - started) / 1000).toFixed(0)} s)\n`);

@@ -39,7 +39,7 @@ export interface LatencyResult {
   samples: number;
 }
 
-/** 64-byte ping-pong round trips on one connection for `seconds`; microseconds. */
+/** 64-byte ping-pong round trips on one connection for `seconds`; microseconds. A tunnel that closes the connection or answers nothing for 5 s fails it. */
 export async function pingPong(port: number, seconds: number): Promise<LatencyResult> {
   const sock = await open(port);
   const msg = Buffer.alloc(64, 0xff); // 0xFF first: the target helper echoes it
@@ -47,10 +47,17 @@ export async function pingPong(port: number, seconds: number): Promise<LatencyRe
   // The first 200 ms warm up the JIT and the connection; they are not counted.
   const warmupUntil = Date.now() + 200;
   const end = warmupUntil + seconds * 1000;
+  let stall: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve, reject) => {
     let got = 0;
     let t0 = process.hrtime.bigint();
+    const watch = (): void => {
+      clearTimeout(stall);
+      stall = setTimeout(() => reject(new Error('no answer for 5 s')), 5000);
+    };
+    watch();
     sock.on('data', (c: Buffer) => {
+      watch();
       got += c.length;
       if (got < msg.length) return;
       got -= msg.length;
@@ -61,9 +68,12 @@ export async function pingPong(port: number, seconds: number): Promise<LatencyRe
       sock.write(msg);
     });
     sock.on('error', reject);
+    sock.on('close', () => reject(new Error('the connection closed')));
     sock.write(msg);
+  }).finally(() => {
+    clearTimeout(stall);
+    sock.destroy();
   });
-  sock.destroy();
   samples.sort((a, b) => a - b);
   return { p50: percentile(samples, 50), p99: percentile(samples, 99), samples: samples.length };
 }
@@ -141,16 +151,30 @@ export function connectRateSocks(port: number, target: string, seconds: number, 
 
 /**
  * Opens `n` tunnelled connections that stay idle after a 1-byte echo proves
- * each is open; `hold` runs while they are all open. Returns how many opened.
+ * each is open; `hold` runs while they are all open. Returns how many opened;
+ * throws when any did not (closed, refused, or no echo within 10 s).
  */
 export async function idleStreams(port: number, n: number, hold: () => Promise<void>): Promise<number> {
   const open: Socket[] = [];
   let failed = 0;
   const one = (): Promise<void> => new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
+    let settled = false;
+    // A tunnel out of file descriptors may leave the connection in its listen backlog, never answered.
+    const limit = setTimeout(() => settle(false), 10_000);
+    const settle = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(limit);
+      if (ok) open.push(s);
+      else { failed++; s.destroy(); }
+      resolve();
+    };
     s.once('connect', () => s.write(Buffer.from([0xff])));
-    s.once('data', () => { open.push(s); resolve(); });
-    s.once('error', () => { failed++; s.destroy(); resolve(); });
+    s.once('data', () => settle(true));
+    // A tunnel that cannot open the stream may just close it: that fails it too.
+    s.once('error', () => settle(false));
+    s.once('close', () => settle(false));
   });
   try {
     for (let i = 0; i < n; i += 200) await Promise.all(Array.from({ length: Math.min(200, n - i) }, one));

@@ -84,7 +84,7 @@ export async function startTunnel(engine: string, target: string, clientArgs: st
   const url = f ? f.url : `ws://127.0.0.1:${serverPort}/`;
   const c = await start(process.execPath, [CLI, 'client', '-l', '127.0.0.1:0', '-s', url, '-r', target,
     '--engine', engine, '--no-udp', ...clientArgs, ...(f?.clientArgs ?? [])], /listening on 127\.0\.0\.1:(\d+)/, env);
-  const n = Number(/-c\s+(\d+)/.exec(clientArgs.join(' '))?.[1] ?? 2);
+  const n = sessionsOf(clientArgs);
   await waitFor(() => (c.logs().match(/up → /g) ?? []).length >= n, 10_000);
   return {
     server: s.proc,
@@ -99,7 +99,12 @@ export async function startTunnel(engine: string, target: string, clientArgs: st
   };
 }
 
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+/** How many sessions (WebSocket connections) client flags ask for: `-c N`, default 2. */
+export function sessionsOf(clientArgs: string[]): number {
+  return Number(/-c\s+(\d+)/.exec(clientArgs.join(' '))?.[1] ?? 2);
+}
+
+export async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error('timed out waiting for tunnel sessions');

@@ -1,8 +1,10 @@
 /** Benchmark result types, the JSON document and the printed table. */
 import { cpus, release } from 'node:os';
+import type { Peer, PeerName } from './peers';
 
 export type Scenario = 'throughput' | 'parallel' | 'latency' | 'latency_busy_poll' | 'latency_under_load' | 'latency_under_1g' | 'connect_rate' | 'connect_rate_socks' | 'idle_streams' | 'tls' | 'tls_direct' | 'nginx_ws' | 'plain_ws';
-export type EngineName = 'direct' | 'native' | 'js';
+/** What carries the bytes: nothing (direct), a tws engine, or another tunnel (`--peer`, see peers.ts). */
+export type EngineName = 'direct' | 'native' | 'js' | PeerName;
 
 export interface Run {
   scenario: Scenario;
@@ -20,6 +22,12 @@ export interface Run {
   front_cpu_s_per_gb?: number;
   /** Which round of the benchmark measured it (every scenario runs once per round; see plan.ts). */
   round?: number;
+  /** connect_rate: CPU the load generator used, in cores (CPU seconds per second of the run). */
+  loadgen_cpu?: number;
+  /** connect_rate: CPU the echo target used, in cores. */
+  target_cpu?: number;
+  /** A peer's measurement that did not complete: why (no figures then). */
+  failed?: string;
 }
 
 export interface Report {
@@ -28,6 +36,10 @@ export interface Report {
   machine: { cpus: number; model: string; kernel: string; node: string };
   runs: Run[];
   skipped: { engine: string; reason: string }[];
+  /** Other tunnels measured beside tws: binary, version, flags. */
+  peers?: Peer[];
+  /** What made the connections of the connect_rate rows. */
+  load_generator?: string;
 }
 
 export function machine(): Report['machine'] {
@@ -36,7 +48,7 @@ export function machine(): Report['machine'] {
 }
 
 /** The figures a run may have, each reported as the median over its rounds with their range. */
-export const FIGURES = ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb'] as const;
+export const FIGURES = ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb', 'loadgen_cpu', 'target_cpu'] as const;
 export type Figure = (typeof FIGURES)[number];
 
 /** One figure over the rounds that measured it. */
@@ -58,6 +70,8 @@ export interface Row {
   figures: Partial<Record<Figure, Spread>>;
   /** Throughput as a share of the direct connection's, taken within each round. */
   vsDirect?: Spread;
+  /** Rounds whose measurement failed (a peer's), each as `round N: why`. */
+  failed?: string[];
 }
 
 const median = (xs: number[]): number => {
@@ -112,6 +126,8 @@ export function aggregate(runs: Run[]): Row[] {
       });
       if (ratios.length) row.vsDirect = spread(ratios);
     }
+    const failed = g.filter((r) => r.failed !== undefined).map((r) => `round ${r.round ?? 1}: ${r.failed}`);
+    if (failed.length) row.failed = failed;
     return row;
   });
 }
@@ -152,7 +168,7 @@ export function table(all: Run[]): string {
   const cells = rows.map((r) => {
     const f = r.figures;
     return [
-      rowName(r), r.engine, formatSpread(f.gbps, 2), formatSpread(r.vsDirect, 2, 'x'), formatSpread(f.p50_us, 0), formatSpread(f.p99_us, 0),
+      rowName(r), r.failed ? `${r.engine} (failed ${r.failed.length}/${r.rounds})` : r.engine, formatSpread(f.gbps, 2), formatSpread(r.vsDirect, 2, 'x'), formatSpread(f.p50_us, 0), formatSpread(f.p99_us, 0),
       formatSpread(f.conns_per_s, 0), formatSpread(f.rss_mb, 0), formatSpread(f.cpu_s_per_gb, 2), formatSpread(f.front_cpu_s_per_gb, 2),
     ];
   });
@@ -161,8 +177,49 @@ export function table(all: Run[]): string {
   const text = lines.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
   const most = Math.max(0, ...rows.map((r) => r.rounds));
   const intro = most > 1 ? `median (least–greatest) of ${most} rounds; x direct: the ratios within each round\n\n` : '';
-  const notes = ratioNotes(all);
+  const notes = [...ratioNotes(all), ...peerNotes(all), ...loadNotes(rows), ...rows.flatMap((r) => (r.failed ?? []).map((f) => `${rowName(r)} · ${r.engine} failed in ${f}`))];
   return intro + (notes.length ? `${text}\n\n${notes.join('\n')}` : text);
+}
+
+/** What tws is compared with a peer in: scenario, direction, figure, and how the note names it. */
+const VERSUS: [Scenario, Run['direction'], Figure, string][] = [
+  ['throughput', 'forward', 'gbps', 'Gbit/s →'], ['throughput', 'reverse', 'gbps', 'Gbit/s ←'], ['parallel', undefined, 'gbps', 'Gbit/s -P 8'],
+  ['throughput', 'forward', 'cpu_s_per_gb', 'CPU s/GB →'], ['throughput', 'reverse', 'cpu_s_per_gb', 'CPU s/GB ←'], ['parallel', undefined, 'cpu_s_per_gb', 'CPU s/GB -P 8'],
+  ['latency', undefined, 'p50_us', 'p50'], ['latency', undefined, 'p99_us', 'p99'],
+  ['connect_rate', undefined, 'conns_per_s', 'conn/s'], ['idle_streams', undefined, 'rss_mb', 'idle-streams RSS'],
+];
+
+/**
+ * Each tws engine against each peer (`--peer`): the median of the ratios
+ * within rounds, figure by figure, e.g. `native / wstunnel: Gbit/s → 0.91x, …`.
+ */
+function peerNotes(runs: Run[]): string[] {
+  const engines = [...new Set(runs.map((r) => r.engine))];
+  const tws: EngineName[] = engines.filter((e) => e === 'native' || e === 'js');
+  const peers = engines.filter((e) => e !== 'direct' && !tws.includes(e));
+  const notes: string[] = [];
+  for (const e of tws) {
+    for (const p of peers) {
+      const parts = VERSUS.flatMap(([scenario, direction, figure, name]) => {
+        const of = (engine: EngineName): Run[] => runs.filter((r) => r.engine === engine && r.scenario === scenario && r.direction === direction && r[figure] !== undefined);
+        const theirs = of(p);
+        const ratios = of(e).flatMap((r) => {
+          const q = theirs.find((x) => x.round === r.round)?.[figure];
+          return q ? [r[figure]! / q] : [];
+        });
+        return ratios.length ? [`${name} ${median(ratios).toFixed(2)}x`] : [];
+      });
+      if (parts.length) notes.push(`${e} / ${p}, median of the ratios within rounds: ${parts.join(', ')}`);
+    }
+  }
+  return notes;
+}
+
+/** What the connection-rate load generator and the echo target used while each engine was measured: the generator must not be the limit. */
+function loadNotes(rows: Row[]): string[] {
+  const cores = (s: Spread | undefined): string => formatSpread(s, 2) || '?';
+  return rows.filter((r) => r.scenario === 'connect_rate' && r.figures.loadgen_cpu)
+    .map((r) => `connect_rate · ${r.engine}: load generator ${cores(r.figures.loadgen_cpu)} cores, echo target ${cores(r.figures.target_cpu)} cores`);
 }
 
 /** A row's name in the table, e.g. `throughput forward` or `idle_streams 10000`. */

@@ -35,6 +35,7 @@ if (!missing) {
       for (const x of [...of('latency'), ...of('latency_under_load'), ...of('latency_under_1g')]) t.ok(x.p50_us > 0 && x.p99_us >= x.p50_us, `${engine} ${x.scenario}: p50 ${x.p50_us} µs`);
       t.ok(of('latency_under_1g')[0]?.gbps > 0.3, `${engine}: the paced load ran (${of('latency_under_1g')[0]?.gbps} Gbit/s)`);
       t.ok(of('connect_rate')[0]?.conns_per_s > 0, `${engine}: connect rate`);
+      t.match(of('connect_rate')[0], { loadgen_cpu: Number, target_cpu: Number }, `${engine}: what the load generator and the echo target used`);
       if (engine !== 'direct') {
         t.match(of('idle_streams')[0], { streams: 300, rss_mb: Number }, `${engine}: RSS with 300 idle streams`);
         t.ok(of('throughput').every((x: { rss_mb: number; cpu_s_per_gb: number }) => x.rss_mb > 0 && x.cpu_s_per_gb > 0), `${engine}: RSS and CPU/GB`);
@@ -63,6 +64,8 @@ if (!missing) {
       t.ok(svg.includes(`>${panel}`), `chart panel ${panel}`);
     }
     t.match(r.out, /throughput forward\s+js\s+[\d.]+\s+[\d.]+x/, 'the table shows the ratio to direct');
+    t.match(report.load_generator, /connect-load\.c built with/, 'connections come from the compiled load generator');
+    t.match(r.out, /^connect_rate · direct: load generator [\d.]+ cores, echo target [\d.]+ cores$/m, 'the table says what it used');
     t.match(r.err, /\[\d+\/\d+\] throughput forward · direct/, 'progress lines');
     // Nothing it started is left running.
     t.same(helpers().filter((pid) => !before.includes(pid)), [], 'no helper left running');

@@ -6,7 +6,7 @@
  */
 import type { Run } from '../../bench/report';
 
-type Figures = Omit<Run, 'scenario' | 'engine' | 'direction' | 'round'>;
+type Figures = Omit<Run, 'scenario' | 'engine' | 'direction' | 'round' | 'failed'>;
 
 const BASE: Record<string, Partial<Record<Run['engine'], Figures>>> = {
   'throughput forward': { direct: { gbps: 12.66 }, native: { gbps: 7.37, rss_mb: 115, cpu_s_per_gb: 1.45 }, js: { gbps: 2.92, rss_mb: 195, cpu_s_per_gb: 4.1 } },
@@ -30,16 +30,36 @@ const BASE: Record<string, Partial<Record<Run['engine'], Figures>>> = {
   tls: { native: { gbps: 2.61, rss_mb: 118, cpu_s_per_gb: 1.46, front_cpu_s_per_gb: 1.6 }, js: { gbps: 2.27, rss_mb: 193, cpu_s_per_gb: 5.72, front_cpu_s_per_gb: 1.8 } },
 };
 
+/** The peers' figures (`--peer`), in the scenarios the bench measures them in; tws-rust's bulk runs fail. */
+const PEERS: Record<string, Partial<Record<Run['engine'], Figures>>> = {
+  'throughput forward': { wstunnel: { gbps: 10.6, rss_mb: 30, cpu_s_per_gb: 0.74 } },
+  'throughput reverse': { wstunnel: { gbps: 11, rss_mb: 31, cpu_s_per_gb: 0.68 } },
+  parallel: { wstunnel: { gbps: 11.5, rss_mb: 35, cpu_s_per_gb: 0.8 }, 'tws-rust': { gbps: 0.8, rss_mb: 60, cpu_s_per_gb: 9.5 } },
+  latency: { wstunnel: { p50_us: 66, p99_us: 160, rss_mb: 20 }, 'tws-rust': { p50_us: 120, p99_us: 400, rss_mb: 12 } },
+  connect_rate: { wstunnel: { conns_per_s: 1900, rss_mb: 25 }, 'tws-rust': { conns_per_s: 2500, rss_mb: 14 } },
+  idle_streams: { wstunnel: { streams: 2000, rss_mb: 140 }, 'tws-rust': { streams: 2000, rss_mb: 90 } },
+};
+
+/** Each round's figures of the load generator and the echo target in the connect_rate rows, in cores. */
+const LOAD: Figures = { loadgen_cpu: 0.3, target_cpu: 0.5 };
+
 const FRONTS: Run['scenario'][] = ['plain_ws', 'tls_direct', 'nginx_ws', 'tls'];
 
 /** Each round's figures are the base times this (rounds 1, 2, 3): medians are the base figures. */
 export const ROUND_FACTORS = [0.9, 1, 1.25];
 
-/** The runs of a 3-round benchmark of direct, native and js, each round measuring every scenario of every engine. */
-export function benchRuns(): Run[] {
+/**
+ * The runs of a 3-round benchmark of direct, native and js, each round
+ * measuring every scenario of every engine; with `peers`, wstunnel and
+ * tws-rust too, tws-rust's single-stream runs failed, and the connect_rate
+ * rows with what the load generator and echo target used.
+ */
+export function benchRuns(opts: { peers?: boolean } = {}): Run[] {
   const runs: Run[] = [];
+  const keys = [...new Set([...Object.keys(BASE), ...(opts.peers ? Object.keys(PEERS) : [])])];
   ROUND_FACTORS.forEach((k, i) => {
-    for (const [key, engines] of Object.entries(BASE)) {
+    for (const key of keys) {
+      const engines = { ...BASE[key], ...(opts.peers ? PEERS[key] : {}) };
       const [scenario, direction] = key.split(' ') as [Run['scenario'], Run['direction']];
       // The wss:// and nginx scenarios run both ways; server → client a little slower here.
       const ways: [Run['direction'], number][] = FRONTS.includes(scenario) ? [['forward', 1], ['reverse', 0.9]] : [[direction, 1]];
@@ -47,9 +67,11 @@ export function benchRuns(): Run[] {
         for (const [d, slower] of ways) {
           const figures: Figures = {};
           for (const [f, v] of Object.entries(base) as [keyof Figures, number][]) figures[f] = f === 'streams' ? v : v * k * slower;
+          if (opts.peers && scenario === 'connect_rate') Object.assign(figures, LOAD);
           runs.push({ scenario, engine, round: i + 1, ...(d ? { direction: d } : {}), ...figures });
         }
       }
+      if (opts.peers && scenario === 'throughput') runs.push({ scenario, engine: 'tws-rust', round: i + 1, direction, failed: 'iperf3: error - control socket has closed unexpectedly' });
     }
   });
   return runs;

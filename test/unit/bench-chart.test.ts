@@ -41,18 +41,23 @@ t.test('every row of the table has a bar in the chart, and memory and CPU have p
   }
 });
 
-t.test('no two labels of the chart overlap, and every label lies inside it', async (t) => {
-  const { width, height } = attrs(/<svg([^>]*)>/.exec(svg)![1]!);
-  const boxes = labels(svg);
-  t.ok(boxes.length > 100, `${boxes.length} labels`);
-  const clashes: string[] = [];
+/** Labels of `doc` that overlap another or lie outside it. */
+function clashes(doc: string): string[] {
+  const { width, height } = attrs(/<svg([^>]*)>/.exec(doc)![1]!);
+  const boxes = labels(doc);
+  const found: string[] = [];
   boxes.forEach((a, i) => {
-    if (a.x0 < 0 || a.x1 > Number(width) || a.y0 < 0 || a.y1 > Number(height)) clashes.push(`${a.text} lies outside`);
+    if (a.x0 < 0 || a.x1 > Number(width) || a.y0 < 0 || a.y1 > Number(height)) found.push(`${a.text} lies outside`);
     for (const b of boxes.slice(i + 1)) {
-      if (a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1) clashes.push(`${a.text} / ${b.text}`);
+      if (a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1) found.push(`${a.text} / ${b.text}`);
     }
   });
-  t.same(clashes, []);
+  return found;
+}
+
+t.test('no two labels of the chart overlap, and every label lies inside it', async (t) => {
+  t.ok(labels(svg).length > 100, `${labels(svg).length} labels`);
+  t.same(clashes(svg), []);
 });
 
 t.test('latency is drawn on a log axis: a 25 µs idle round trip stays visible beside 18 ms under load', async (t) => {
@@ -77,4 +82,19 @@ t.test('rsvg-convert renders the chart', { skip: spawnSync('rsvg-convert', ['--v
   writeFileSync(join(dir, 'chart.svg'), svg);
   const r = spawnSync('rsvg-convert', [join(dir, 'chart.svg'), '-o', join(dir, 'chart.png')], { encoding: 'utf8', timeout: 20_000 });
   t.equal(r.status, 0, r.stderr);
+});
+
+t.test('peers get bars of their own colour, a legend entry with their version, and failed rows are named under the chart', async (t) => {
+  const peerRuns = benchRuns({ peers: true });
+  const doc = renderSvg(aggregate(peerRuns), 'tws-native 0.1.0 · 2 × AMD EPYC · 3 rounds', { wstunnel: 'wstunnel (wstunnel-cli 10.6.2)', 'tws-rust': 'tws-rust (tws-rust 0.2.0)' });
+  const titles = [...doc.matchAll(/<rect([^>]*)><title>([^<]*)<\/title><\/rect>/g)].map((m) => ({ title: unescape(m[2]!), fill: attrs(m[1]!).fill }));
+  const withFigures = [...new Set(peerRuns.filter((r) => !r.failed).map(rowName))].filter((n) => / · (wstunnel|tws-rust)$/.test(n));
+  t.equal(withFigures.length, 10, 'wstunnel in six rows, tws-rust in four');
+  for (const name of withFigures) t.ok(titles.some((b) => b.title.startsWith(`${name} — `)), `a bar for ${name}`);
+  t.ok(titles.filter((b) => b.title.includes(' · wstunnel — ')).every((b) => b.fill === titles.find((x) => x.title.includes(' · wstunnel — '))!.fill), 'wstunnel has one colour');
+  t.not(titles.find((b) => b.title.includes(' · wstunnel — '))!.fill, titles.find((b) => b.title.includes(' · tws-rust — '))!.fill, 'peers differ in colour');
+  t.notOk(titles.some((b) => b.title.startsWith('throughput forward · tws-rust')), 'no bar for a row whose rounds all failed');
+  t.match(doc, />wstunnel \(wstunnel-cli 10\.6\.2\)</);
+  t.match(doc, />failed rounds, left out of the bars: throughput forward · tws-rust \(3\/3\), throughput reverse · tws-rust \(3\/3\)</);
+  t.same(clashes(doc), [], 'no label overlaps another or leaves the chart');
 });

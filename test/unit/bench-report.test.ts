@@ -79,3 +79,53 @@ t.test('one round: the ratio alone, no range', async (t) => {
   const out = table(rounds.filter((r) => r.round === 2));
   t.match(out, /^tls forward · native: 0\.60x plain ws:\/\/, 0\.80x ws:\/\/ through the same nginx$/m);
 });
+
+t.test('peers join the rotation in throughput, -P 8, the idle round trip, connection rate and idle streams, and nothing else', async (t) => {
+  const plan = schedule(['native', 'js'], 3, true, ['wstunnel', 'tws-rust']);
+  const key = (s: { scenario: string; direction?: string }): string => `${s.scenario}${s.direction ? ` ${s.direction}` : ''}`;
+  for (let round = 1; round <= 3; round++) {
+    const steps = plan.filter((s) => s.round === round);
+    const engines = (scenario: string): string[] => steps.filter((s) => key(s) === scenario).map((s) => s.engine);
+    const order = rotate(['direct', 'native', 'js', 'wstunnel', 'tws-rust'], round - 1);
+    for (const scenario of ['throughput forward', 'throughput reverse', 'parallel', 'latency', 'connect_rate']) {
+      t.same(engines(scenario), order, `round ${round}: ${scenario} in order ${order.join(', ')}`);
+    }
+    t.same(engines('idle_streams'), order.filter((e) => e !== 'direct'), `round ${round}: idle streams through every tunnel`);
+    for (const scenario of ['latency_under_load', 'latency_under_1g', 'connect_rate_socks']) {
+      t.same(engines(scenario), order.filter((e) => e === 'native' || e === 'js' || (e === 'direct' && !scenario.endsWith('socks'))), `round ${round}: ${scenario} without peers`);
+    }
+  }
+  t.notOk(plan.some((s) => (s.engine === 'wstunnel' || s.engine === 'tws-rust') && ['plain_ws', 'tls_direct', 'nginx_ws', 'tls', 'latency_busy_poll'].includes(s.scenario)),
+    'no wss://, nginx or --busy-poll rows for peers');
+  t.equal(plan.length, 3 * (7 + 9 + 8 + 16 + 2) + 3 * 2 * 6, 'six more steps a round per peer');
+});
+
+t.test('peer rows: x direct within rounds, failed rounds named in the table, and what the load generator used', async (t) => {
+  const out = table(benchRuns({ peers: true }));
+  // 10.6 of direct's 12.66 in every round.
+  t.match(out, /^throughput forward\s+wstunnel\s+10\.60 \(9\.54–13\.25\)\s+0\.84x \(0\.84–0\.84\)\s+30 \(27–38\)\s+0\.74 \(0\.67–0\.93\)\s*$/m);
+  t.match(out, /^throughput forward\s+tws-rust \(failed 3\/3\)\s*$/m, 'a row whose every round failed keeps its place, marked');
+  t.match(out, /^throughput reverse · tws-rust failed in round 2: iperf3: error - control socket has closed unexpectedly$/m);
+  t.match(out, /^connect_rate\s+wstunnel\s+1900 \(1710–2375\)/m);
+  t.match(out, /^connect_rate · direct: load generator 0\.30 \(0\.30–0\.30\) cores, echo target 0\.50 \(0\.50–0\.50\) cores$/m);
+  const rows = aggregate(benchRuns({ peers: true }));
+  t.same(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'throughput')!.figures, {}, 'no figures from failed rounds');
+  t.match(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'parallel'), { figures: { gbps: { median: 0.8 } } });
+  t.notOk(rows.find((r) => r.engine === 'tws-rust' && r.scenario === 'parallel')!.failed, 'only the failed rows carry failures');
+});
+
+t.test('each tws engine is compared with each peer figure by figure, as the median of the ratios within rounds', async (t) => {
+  const out = table(benchRuns({ peers: true }));
+  // native 7.37 / wstunnel 10.6 Gbit/s, 1.45 / 0.74 s/GB, 61 / 66 µs, 1419 / 1900 conn/s, 159 / 140 MB, … in every round.
+  t.match(out, /^native \/ wstunnel, median of the ratios within rounds: Gbit\/s → 0\.70x, Gbit\/s ← 0\.67x, Gbit\/s -P 8 0\.70x, CPU s\/GB → 1\.96x, CPU s\/GB ← 2\.06x, CPU s\/GB -P 8 1\.88x, p50 0\.92x, p99 2\.83x, conn\/s 0\.75x, idle-streams RSS 1\.14x$/m);
+  // tws-rust's single-stream rounds all failed: those figures are left out, not taken as zero.
+  t.match(out, /^native \/ tws-rust, median of the ratios within rounds: Gbit\/s -P 8 10\.00x, CPU s\/GB -P 8 0\.16x, p50 0\.51x, p99 1\.13x, conn\/s 0\.57x, idle-streams RSS 1\.77x$/m);
+  t.match(out, /^js \/ wstunnel, /m);
+  t.notMatch(table(benchRuns()), / \/ wstunnel/, 'no peers, no comparison');
+  // Within rounds 0.60, 0.40, 0.75; the medians' ratio would say 8 / 12 = 0.67.
+  const runs: Run[] = [[6, 10], [8, 20], [9, 12]].flatMap(([native, peer], i) => [
+    { scenario: 'connect_rate', engine: 'native', conns_per_s: native, round: i + 1 },
+    { scenario: 'connect_rate', engine: 'wstunnel', conns_per_s: peer, round: i + 1 },
+  ] as Run[]);
+  t.match(table(runs), /^native \/ wstunnel, median of the ratios within rounds: conn\/s 0\.60x$/m);
+});
