@@ -1,0 +1,182 @@
+/**
+ * tws-rust 0.2 interop (docs/legacy.md), against the real binary: its client
+ * through `tws server --legacy`, and `tws client --legacy` to its server, on
+ * both engines. Transfers stay at tens of MB: tws-rust's inverted throttle
+ * makes a saturating sender buffer without bound (../shared/peers/README.md).
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import { connect, echoServer, howItEnds, sha256, tcpServer } from '../helpers/net';
+import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
+import { echoExactly, freePort, needsTwsRust, runRust, RustProc } from '../helpers/tws-rust';
+import { exchange, udpEcho } from '../helpers/udp';
+import { metricsPort, scrapeWhen } from '../helpers/metrics';
+
+const skip = needsTwsRust();
+if (skip) {
+  t.comment(`skipped: ${skip}`);
+  t.pass(skip);
+  t.end();
+} else {
+  run();
+}
+
+/** 20 streams of random sizes (about 20 MB each way in all), each checked by sha256. */
+async function twentyStreams(port: number): Promise<boolean[]> {
+  const sizes = Array.from({ length: 20 }, (_, i) => (i === 0 ? 1 : 1000 + Math.floor(Math.random() * 2_000_000)));
+  return Promise.all(sizes.map(async (n) => {
+    const data = randomBytes(n);
+    return sha256(await echoExactly(port, data)) === sha256(data);
+  }));
+}
+
+/** The tws-rust client, -l on a fixed port, once a line matches `ready` (default: a session is up). */
+async function rustClient(serverPort: number, target: string, o: { passwd?: string; ready?: RegExp; connections?: number } = {}): Promise<{ rust: RustProc; port: number }> {
+  const port = await freePort();
+  const rust = await runRust(['client', '-l', `127.0.0.1:${port}`, '-s', `ws://127.0.0.1:${serverPort}/`, '-r', target, '-p', o.passwd ?? PASSWD,
+    '-c', String(o.connections ?? 2)], o.ready ?? /Session up/);
+  return { rust, port };
+}
+
+async function rustServer(port?: number): Promise<{ rust: RustProc; port: number }> {
+  const p = port ?? await freePort();
+  const rust = await runRust(['server', '-l', `127.0.0.1:${p}`, '-p', PASSWD], /Server up and listening/);
+  return { rust, port: p };
+}
+
+function legacyClient(engine: string, serverPort: number, target: string, extra: string[] = []): Promise<Proc> {
+  return runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${serverPort}/`, '-r', target, '--legacy', '--engine', engine, '-c', '2', ...extra]);
+}
+
+function run(): void {
+  for (const engine of engines()) {
+    t.test(`[${engine}] a tws-rust client through tws server --legacy: 20 streams intact, UDP, metrics, logs`, async (t) => {
+      const echo = await echoServer();
+      const udp = await udpEcho();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--metrics', '127.0.0.1:0']);
+      const { rust, port } = await rustClient(server.port, echo.addr);
+      t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); udp.sock.close(); });
+      await server.waitLog(/session#\d+ \(tws-rust\) up from .*tws-rust → 127\.0\.0\.1:\d+/);
+      t.match(server.logs(), /--legacy: tws-rust 0\.2 clients are accepted with their weaker authentication.*replayed within 5 s/, 'the warning at start');
+      const results = await twentyStreams(port);
+      t.same(results, results.map(() => true), 'every stream intact both ways');
+      await server.waitLog(/session#\d+ \(tws-rust\) stream#\d+ closed \(fin\)/);
+
+      // UDP through the tws-rust client's UDP listener (same address as its TCP one).
+      const { rust: rustUdp, port: udpPort } = await rustClient(server.port, udp.addr, { connections: 1 });
+      t.teardown(() => rustUdp.stop());
+      t.same(await exchange(udpPort, ['one', 'two']), ['echo:one', 'echo:two'], 'datagrams both ways');
+      await server.waitLog(/\(tws-rust\) stream#\d+ open → udp 127\.0\.0\.1/);
+
+      const m = await scrapeWhen(await metricsPort(server), (b) => /tws_protocol_sessions\{protocol="tws-rust"\} [1-9]/.test(b));
+      t.match(m.body, /tws_protocol_sessions_opened_total\{protocol="tws-rust"\} [1-9]/, 'sessions by protocol');
+      t.match(m.body, /tws_protocol_stream_bytes_total\{protocol="tws-rust",direction="in"\} [1-9]\d{6}/, 'bytes by protocol');
+      t.match(m.body, /^tws_sessions [1-9]/m, 'the existing series count them too, unlabelled as before');
+      t.notMatch(server.logs(), new RegExp(PASSWD), 'the password never reaches the log');
+    });
+
+    t.test(`[${engine}] tws server --legacy applies --allow to a tws-rust session's TARGET: the local socket closes`, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--allow', '127.0.0.1:1']);
+      const { rust, port } = await rustClient(server.port, echo.addr);
+      t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); });
+      const { data } = await howItEnds(connect({ port, host: '127.0.0.1' }));
+      t.equal(data.length, 0, 'nothing from a denied target');
+      await server.waitLog(/\(tws-rust\) stream#\d+ denied → 127\.0\.0\.1:\d+: /);
+      t.equal(echo.sockets.size, 0, 'the target was never connected');
+    });
+
+    t.test(`[${engine}] a tws-rust client with the wrong password is refused; without --legacy it gets the prober's 404`, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy']);
+      const { rust } = await rustClient(server.port, echo.addr, { passwd: 'wrong-password', ready: /Session \d+ closed/ });
+      t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); });
+      await server.waitLog(/refused tws-rust session from 127\.0\.0\.1:\d+: bad MAC \(wrong password\?\) \(closed 1008\)/);
+      t.notMatch(server.logs(), /\(tws-rust\) up from/, 'no session came up');
+
+      const plain = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+      t.teardown(() => plain.stop('SIGKILL'));
+      const old = await rustClient(plain.port, echo.addr, { ready: /Session \d+ closed/ });
+      t.teardown(() => old.rust.stop());
+      await plain.waitLog(/refused upgrade from 127\.0\.0\.1:\d+: subprotocol tws2 not offered \(answered 404\)/);
+      // What a tws-rust upgrade gets is byte for byte what a prober's GET gets.
+      const answer = (headers: Record<string, string>): Promise<string> => new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: plain.port, path: '/', headers });
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => { body += d.toString(); });
+          res.on('end', () => resolve(`${res.statusCode} ${res.headers['content-length']} ${body}`));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      const legacyUpgrade = await answer({ Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64') });
+      t.equal(legacyUpgrade, '404 9 Not Found');
+      t.equal(await answer({}), legacyUpgrade, 'the same 404 as a plain GET');
+    });
+
+    t.test(`[${engine}] a tws-rust client recovers when tws server --legacy restarts`, async (t) => {
+      const echo = await echoServer();
+      const sport = await freePort();
+      let server = await runCli(['server', '-l', `127.0.0.1:${sport}`, '--engine', engine, '--legacy']);
+      const { rust, port } = await rustClient(sport, echo.addr);
+      t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); });
+      const data = randomBytes(100_000);
+      t.equal(sha256(await echoExactly(port, data)), sha256(data), 'before the restart');
+      await server.stop('SIGKILL');
+      server = await runCli(['server', '-l', `127.0.0.1:${sport}`, '--engine', engine, '--legacy']);
+      await server.waitLog(/\(tws-rust\) up from/, 20_000);
+      t.equal(sha256(await echoExactly(port, data)), sha256(data), 'after the restart');
+    });
+
+    t.test(`[${engine}] tws client --legacy to a tws-rust server: 20 streams intact, UDP, refused target, restart`, async (t) => {
+      const echo = await echoServer();
+      const udp = await udpEcho();
+      let { rust, port: sport } = await rustServer();
+      const client = await legacyClient(engine, sport, `localhost:${echo.port}`, ['--metrics', '127.0.0.1:0']);
+      t.teardown(async () => { await client.stop('SIGKILL'); await rust.stop(); await echo.close(); udp.sock.close(); });
+      await client.waitLog(/(?:[\s\S]*?session#\d+ \(tws-rust\) up → ws:\/\/127\.0\.0\.1:\d+\/ \(slot \d, tws-rust → 127\.0\.0\.1:\d+\)){2}/);
+      const results = await twentyStreams(client.port);
+      t.same(results, results.map(() => true), 'every stream intact both ways');
+      await client.waitLog(/session#\d+ \(tws-rust\) stream#\d+ closed \(fin\)/);
+      const m = await scrapeWhen(await metricsPort(client), (b) => /tws_protocol_sessions\{protocol="tws-rust"\} 2/.test(b));
+      t.match(m.body, /tws_protocol_sessions_opened_total\{protocol="tws-rust"\} 2/);
+
+      // UDP through our client's UDP listener.
+      const udpClient = await legacyClient(engine, sport, udp.addr, ['-c', '1']);
+      t.teardown(() => udpClient.stop('SIGKILL'));
+      await udpClient.waitLog(/\(tws-rust\) up →/);
+      t.same(await exchange(udpClient.port, ['one', 'two']), ['echo:one', 'echo:two'], 'datagrams both ways');
+
+      // A target the tws-rust server cannot reach: the local socket closes.
+      const dead = await tcpServer(() => undefined);
+      await dead.close();
+      const refusing = await legacyClient(engine, sport, dead.addr, ['-c', '1']);
+      t.teardown(() => refusing.stop('SIGKILL'));
+      await refusing.waitLog(/\(tws-rust\) up →/);
+      const { data } = await howItEnds(connect({ port: refusing.port, host: '127.0.0.1' }));
+      t.equal(data.length, 0, 'nothing from a refused target');
+      await refusing.waitLog(/\(tws-rust\) stream#\d+ closed \(refused: closed by the server\)/);
+
+      // The tws-rust server restarts on the same port: the client's slots come back.
+      await rust.stop();
+      await client.waitLog(/\(tws-rust\) down/);
+      ({ rust } = await rustServer(sport));
+      await client.waitLog(/\(tws-rust\) up → .*reachable again/, 20_000);
+      const after = randomBytes(200_000);
+      t.equal(sha256(await echoExactly(client.port, after)), sha256(after), 'a stream after the restart');
+      t.notMatch(client.logs(), new RegExp(PASSWD), 'the password never reaches the log');
+    });
+
+    t.test(`[${engine}] tws client --legacy with the wrong password says so and retries`, async (t) => {
+      const { rust, port } = await rustServer();
+      const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:1', '--legacy',
+        '--engine', engine, '-c', '1'], { TWS_PASSWD: 'wrong-password' });
+      t.teardown(async () => { await client.stop('SIGKILL'); await rust.stop(); });
+      await client.waitLog(/slot 1: cannot connect to ws:\/\/127\.0\.0\.1:\d+\/: tws-rust handshake failed: .*wrong password/);
+      t.notMatch(client.logs(), /up →/, 'no session came up');
+      t.notMatch(client.logs(), /wrong-password/, 'the password never reaches the log');
+    });
+  }
+}
