@@ -7,20 +7,19 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { connect, echoServer, howItEnds, sha256, tcpServer } from '../helpers/net';
+import { connect, echoServer, howItEnds, rssMiB, sha256, tcpServer } from '../helpers/net';
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { echoExactly, freePort, needsTwsRust, runRust, RustProc } from '../helpers/tws-rust';
 import { exchange, udpEcho } from '../helpers/udp';
 import { metricsPort, scrapeWhen } from '../helpers/metrics';
+import { WebSocket } from 'ws';
+import { authMessage, handshakeBody, newConnectionBody } from '../../src/engine/legacy/wire';
+import { waitFor } from '../helpers/wait';
 
 const skip = needsTwsRust();
-if (skip) {
-  t.comment(`skipped: ${skip}`);
-  t.pass(skip);
-  t.end();
-} else {
-  run();
-}
+if (skip) t.comment(`interop tests skipped: ${skip}`);
+else run();
+hostile();
 
 /** 20 streams of random sizes (about 20 MB each way in all), each checked by sha256. */
 async function twentyStreams(port: number): Promise<boolean[]> {
@@ -126,7 +125,8 @@ function run(): void {
       t.equal(sha256(await echoExactly(port, data)), sha256(data), 'before the restart');
       await server.stop('SIGKILL');
       server = await runCli(['server', '-l', `127.0.0.1:${sport}`, '--engine', engine, '--legacy']);
-      await server.waitLog(/\(tws-rust\) up from/, 20_000);
+      // Both of the tws-rust client's sessions back: it may place a connection on either.
+      await server.waitLog(/(?:[\s\S]*?\(tws-rust\) up from){2}/, 20_000);
       t.equal(sha256(await echoExactly(port, data)), sha256(data), 'after the restart');
     });
 
@@ -163,7 +163,7 @@ function run(): void {
       await rust.stop();
       await client.waitLog(/\(tws-rust\) down/);
       ({ rust } = await rustServer(sport));
-      await client.waitLog(/\(tws-rust\) up → .*reachable again/, 20_000);
+      await client.waitLog(/(?:[\s\S]*?\(tws-rust\) down[\s\S]*?){2}(?:[\s\S]*?\(tws-rust\) up →){2}/, 20_000);
       const after = randomBytes(200_000);
       t.equal(sha256(await echoExactly(client.port, after)), sha256(after), 'a stream after the restart');
       t.notMatch(client.logs(), new RegExp(PASSWD), 'the password never reaches the log');
@@ -177,6 +177,128 @@ function run(): void {
       await client.waitLog(/slot 1: cannot connect to ws:\/\/127\.0\.0\.1:\d+\/: tws-rust handshake failed: .*wrong password/);
       t.notMatch(client.logs(), /up →/, 'no session came up');
       t.notMatch(client.logs(), /wrong-password/, 'the password never reaches the log');
+    });
+  }
+}
+
+/** A raw tws-rust client written for these tests: it sends whatever it is told, right or wrong. */
+interface LegacyPeer {
+  ws: WebSocket;
+  texts: string[];
+  closed: Promise<{ code: number; reason: string }>;
+  /** Resolves once a Text message equal to `text` came. */
+  text(text: string, timeoutMs?: number): Promise<void>;
+  handshake(nowMs?: number): void;
+}
+
+function legacyPeer(port: number): Promise<LegacyPeer> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
+  const texts: string[] = [];
+  ws.on('message', (data: Buffer, isBinary) => { if (!isBinary) texts.push(data.toString()); });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return new Promise((resolve, reject) => {
+    ws.once('error', reject);
+    ws.once('open', () => resolve({
+      ws, texts, closed,
+      text: async (want, timeoutMs = 10_000) => {
+        if (!await waitFor(() => texts.includes(want), timeoutMs)) throw new Error(`no ${JSON.stringify(want)}; got ${JSON.stringify(texts)}`);
+      },
+      handshake: (nowMs = Date.now()) => ws.send(authMessage(PASSWD, handshakeBody(nowMs, '127.0.0.1:1'))),
+    }));
+  });
+}
+
+/** A peer that is up, with a TARGET of `target`. */
+async function upPeer(port: number, target: string): Promise<LegacyPeer> {
+  const p = await legacyPeer(port);
+  p.ws.send(authMessage(PASSWD, handshakeBody(Date.now(), target)));
+  await p.text('hello');
+  return p;
+}
+
+function hostile(): void {
+  for (const engine of engines()) {
+    t.test(`[${engine}] tws server --legacy refuses a bad MAC, a NOW outside ±5 s either way, data first, a huge Text, silence`, async (t) => {
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '-t', '1000']);
+      t.teardown(() => server.stop('SIGKILL'));
+      const cases: [string, (p: LegacyPeer) => void, number, RegExp][] = [
+        ['bad MAC', (p) => p.ws.send(authMessage('not-the-password', handshakeBody(Date.now(), '127.0.0.1:1'))), 1008, /bad MAC/],
+        ['stale NOW', (p) => p.handshake(Date.now() - 6000), 1008, /NOW is 6 s behind our clock/],
+        ['future NOW', (p) => p.handshake(Date.now() + 6000), 1008, /NOW is 6 s ahead of our clock/],
+        ['data first', (p) => p.ws.send(Buffer.from('Pabcdefdata')), 1002, /data before the handshake/],
+        ['huge Text', (p) => p.ws.send(`AUTH ${'x'.repeat(100_000)}`), 1009, /text message of 100005 characters/],
+        ['oversized message', (p) => p.ws.send(Buffer.alloc(2 * 1024 * 1024)), 1009, /.*/],
+        ['silence', () => undefined, 1008, /no handshake within 1000 ms/],
+      ];
+      for (const [name, act, code, why] of cases) {
+        const p = await legacyPeer(server.port);
+        act(p);
+        const c = await p.closed;
+        t.equal(c.code, code, `${name}: closed ${code}`);
+        t.match(c.reason, why, name);
+        t.notOk(p.texts.includes('hello'), `${name}: no hello`);
+      }
+      await server.waitLog(/refused tws-rust session from .*no handshake within 1000 ms/);
+      t.notMatch(server.logs(), /\(tws-rust\) up from/, 'no session came up');
+    });
+
+    t.test(`[${engine}] after the handshake: an unsigned NEW CONNECTION, a bad or duplicate id each close the session; unknown ids are dropped`, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy']);
+      t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+      // Unknown ids: data and CONNECTION messages for streams that do not exist are dropped, the session carries on.
+      const ok = await upPeer(server.port, echo.addr);
+      ok.ws.send(Buffer.from('PzzzzzzIGNORED'));
+      ok.ws.send('CONNECTION zzzzzz CLOSED');
+      ok.ws.send(authMessage(PASSWD, newConnectionBody('abc123', false)));
+      await ok.text('CONNECTION abc123 OK');
+      const got: Buffer[] = [];
+      ok.ws.on('message', (d: Buffer, bin) => { if (bin) got.push(d); });
+      ok.ws.send(Buffer.from('Pabc123ping'));
+      t.ok(await waitFor(() => Buffer.concat(got).toString() === 'Pabc123ping'), 'the echo came back on the stream');
+      // The same id again while it is open.
+      ok.ws.send(authMessage(PASSWD, newConnectionBody('abc123', false)));
+      t.same(await ok.closed, { code: 1002, reason: 'stream id abc123 is already open' });
+
+      const cases: [string, string, number, RegExp][] = [
+        ['unsigned', authMessage('not-the-password', newConnectionBody('abcdef', false)), 1008, /bad MAC on a message/],
+        ['bad id', authMessage(PASSWD, 'NEW CONNECTION ab\ncd'), 1002, /bad stream id|unknown authenticated/],
+        ['unknown Text', 'FORGED\n2026-01-01T00:00:00.000Z INFO  session#1 up', 1002, /unknown message/],
+      ];
+      for (const [name, msg, code, why] of cases) {
+        const p = await upPeer(server.port, echo.addr);
+        p.ws.send(msg);
+        const c = await p.closed;
+        t.equal(c.code, code, `${name}: closed ${code}`);
+        t.match(c.reason, why, name);
+      }
+      await server.waitLog(/\(tws-rust\) down \(1002 unknown message "FORGED\\n2026/);
+      t.notMatch(server.logs(), /^FORGED/m, 'the forged line was escaped');
+      t.notMatch(server.logs(), new RegExp(PASSWD), 'the password never reaches the log');
+    });
+
+    t.test(`[${engine}] a tws-rust peer flooding a stream past PAUSE gets that stream closed; the session and memory stay`, async (t) => {
+      // A target that never reads: everything the peer sends piles up in front of it.
+      const sink = await tcpServer((s) => s.pause());
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy']);
+      t.teardown(async () => { await server.stop('SIGKILL'); await sink.close(); await echo.close(); });
+      const p = await upPeer(server.port, sink.addr);
+      p.ws.send(authMessage(PASSWD, newConnectionBody('flood1', false)));
+      await p.text('CONNECTION flood1 OK');
+      const chunk = Buffer.concat([Buffer.from('Pflood1'), Buffer.alloc(64 * 1024, 0x41)]);
+      // 40 MiB, ignoring PAUSE as tws-rust's inverted throttle does; stopped once the stream is closed.
+      for (let i = 0; i < 640 && !p.texts.includes('CONNECTION flood1 CLOSED'); i++) {
+        p.ws.send(chunk);
+        if (i % 32 === 31) await waitFor(() => p.ws.bufferedAmount < 1024 * 1024);
+      }
+      await p.text('CONNECTION flood1 PAUSE');
+      await p.text('CONNECTION flood1 CLOSED', 20_000);
+      t.ok(p.texts.indexOf('CONNECTION flood1 PAUSE') < p.texts.indexOf('CONNECTION flood1 CLOSED'), 'PAUSE first, then CLOSED');
+      await server.waitLog(/\(tws-rust\) stream#1 closed \(flooded: \d+ bytes queued after PAUSE\)/);
+      const rss = rssMiB(server.proc.pid!);
+      t.ok(rss < 400, `server RSS ${rss.toFixed(0)} MiB after a 40 MiB flood`);
+      t.equal(p.ws.readyState, WebSocket.OPEN, 'the session stays up');
     });
   }
 }
