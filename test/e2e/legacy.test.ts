@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { request } from 'node:http';
 import { connect, echoServer, howItEnds, rssMiB, sha256, tcpServer } from '../helpers/net';
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
@@ -275,6 +276,26 @@ function hostile(): void {
       await server.waitLog(/\(tws-rust\) down \(1002 unknown message "FORGED\\n2026/);
       t.notMatch(server.logs(), /^FORGED/m, 'the forged line was escaped');
       t.notMatch(server.logs(), new RegExp(PASSWD), 'the password never reaches the log');
+    });
+
+    t.test(`[${engine}] --legacy with only --users refuses tws-rust clients (no user name) with the prober's 404, and says so at start`, async (t) => {
+      const dir = t.testdir({ 'users.yaml': `alice:\n  passwd: a-secret\n` });
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--users', join(dir, 'users.yaml')], { TWS_PASSWD: '' });
+      t.teardown(() => server.stop('SIGKILL'));
+      await server.waitLog(/--legacy: this server has only --users and no shared password: tws-rust clients .* will be refused/);
+      await t.rejects(legacyPeer(server.port), { message: /Unexpected server response: 404/ });
+      await server.waitLog(/refused upgrade from .*: a tws-rust client \(no user name\) on a server with only --users \(answered 404\)/);
+    });
+
+    t.test(`[${engine}] --idle-timeout ends an idle tws-rust stream with CLOSED`, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--idle-timeout', '300', '-t', '500']);
+      t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+      const p = await upPeer(server.port, echo.addr);
+      p.ws.send(authMessage(PASSWD, newConnectionBody('idle01', false)));
+      await p.text('CONNECTION idle01 OK');
+      await p.text('CONNECTION idle01 CLOSED', 5000);
+      await server.waitLog(/\(tws-rust\) stream#1 closed \(idle\)/);
     });
 
     t.test(`[${engine}] a tws-rust peer flooding a stream past PAUSE gets that stream closed; the session and memory stay`, async (t) => {

@@ -519,6 +519,17 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     this.awaitingPong = true;
     this.pingSentAt = Date.now();
     this.ws.ping();
+    this.endIdleStreams();
+  }
+
+  /** --idle-timeout for tcp streams, checked each tick (so up to `timeout` late): tws-rust has no RESET, so CLOSED. */
+  private endIdleStreams(): void {
+    const limit = this.opts.idleTimeoutMs;
+    if (limit <= 0) return;
+    const now = Date.now();
+    for (const s of [...this.streams.values()]) {
+      if (!s.udp && s.state === 'open' && now - s.lastActive >= limit) this.finish(s, 'idle', 'info', { tellPeer: true, local: 'destroy' });
+    }
   }
 
   /**
