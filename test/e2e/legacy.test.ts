@@ -7,6 +7,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { makeCa, makeCert } from '../../bench/certs';
+import { needs } from '../helpers/tools';
 import { request } from 'node:http';
 import { connect, echoServer, howItEnds, rssMiB, sha256, tcpServer } from '../helpers/net';
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
@@ -240,6 +242,7 @@ function hostile(): void {
         t.notOk(p.texts.includes('hello'), `${name}: no hello`);
       }
       await server.waitLog(/refused tws-rust session from .*no handshake within 1000 ms/);
+      await server.waitLog(/refused tws-rust session from .*message over 1048583 bytes \(closed 1009\)/);
       t.notMatch(server.logs(), /\(tws-rust\) up from/, 'no session came up');
     });
 
@@ -276,6 +279,22 @@ function hostile(): void {
       await server.waitLog(/\(tws-rust\) down \(1002 unknown message "FORGED\\n2026/);
       t.notMatch(server.logs(), /^FORGED/m, 'the forged line was escaped');
       t.notMatch(server.logs(), new RegExp(PASSWD), 'the password never reaches the log');
+    });
+
+    t.test(`[${engine}] tws client --legacy over wss:// to tws server --legacy --tls-cert: TLS on both ends`, { skip: needs('openssl') }, async (t) => {
+      const dir = t.testdir({});
+      const ca = makeCa(dir, 'legacy-ca');
+      const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
+      t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+      const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `wss://localhost:${server.port}/`, '-r', echo.addr, '--ca', ca.cert,
+        '--legacy', '--engine', engine, '-c', '1']);
+      t.teardown(() => client.stop('SIGKILL'));
+      await client.waitLog(/\(tws-rust\) up → wss:\/\/localhost:\d+\/ \(slot 1, tws-rust → 127\.0\.0\.1:\d+, TLS in Node\)/);
+      const data = randomBytes(3_000_000);
+      t.equal(sha256(await echoExactly(client.port, data)), sha256(data), 'a stream through TLS intact');
+      await server.waitLog(/\(tws-rust\) up from/);
     });
 
     t.test(`[${engine}] --legacy with only --users refuses tws-rust clients (no user name) with the prober's 404, and says so at start`, async (t) => {

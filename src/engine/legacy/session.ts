@@ -113,7 +113,14 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       this.awaitingPong = false;
       this.rttMs = Date.now() - this.pingSentAt;
     });
-    ws.on('error', (err: Error & { code?: string }) => { this.lostWith = err.code ?? err.message; });
+    ws.on('error', (err: Error & { code?: string }) => {
+      this.lostWith = err.code ?? err.message;
+      // ws closed the connection itself for a bad frame (and sent the peer its close code): say that, not 1006.
+      if (err.code?.startsWith('WS_ERR_')) {
+        const tooBig = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+        this.closedWith ??= { code: tooBig ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: tooBig ? `message over ${wire.MAX_BINARY} bytes` : err.message };
+      }
+    });
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
     this.ticker = setInterval(() => this.tick(), opts.timeoutMs);
     this.handshakeTimer = setTimeout(() => this.close(CloseCode.POLICY, `no handshake within ${opts.timeoutMs} ms`), opts.timeoutMs);
