@@ -36,6 +36,13 @@ const PONG_LIMIT = 4 * SEND_HIGH;
 
 let nextSessionId = 1;
 
+/**
+ * What all legacy sessions of the process hold unflushed, against
+ * SessionOptions.processBudget: past it every session stops reading its
+ * WebSocket, and those that stopped for it read again once it is down to half.
+ */
+const processQueue = { bytes: 0, stalled: new Set<LegacySession>() };
+
 interface Stream {
   id: string;
   /** The number logs and StreamClosedInfo name it by. */
@@ -389,14 +396,11 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     const local = s.local;
     if (!local || local.destroyed || payload.length === 0) return;
     const n = payload.length;
-    s.queued += n;
-    this.queuedTotal += n;
-    let done = false;
+    this.account(s, n);
     local.write(payload, () => {
-      if (done) return;
-      done = true;
-      s.queued -= n;
-      this.queuedTotal -= n;
+      // A stream that ended let go of all it held at once (finish).
+      if (this.streams.get(s.id) !== s) return;
+      this.account(s, -n);
       this.checkQueue(s);
       this.checkWsReading();
     });
@@ -417,10 +421,24 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     }
   }
 
-  /** Stops reading the WebSocket while all streams' queues together pass the session budget. */
+  /** `delta` bytes more (or fewer) held for stream `s`'s local socket: the stream's, the session's and the process's counts. */
+  private account(s: Stream, delta: number): void {
+    s.queued += delta;
+    this.queuedTotal += delta;
+    processQueue.bytes += delta;
+    if (delta < 0 && processQueue.stalled.size > 0 && processQueue.bytes <= this.opts.processBudget / 2) {
+      for (const stalled of [...processQueue.stalled]) stalled.checkWsReading();
+    }
+  }
+
+  /** Stops reading the WebSocket while this session's queues pass its budget, or all sessions' pass the process's. */
   private checkWsReading(): void {
     if (this.closed) return;
-    const read = readsWebSocket(this.queuedTotal, this.opts.sessionBudget, this.readingWs);
+    const own = readsWebSocket(this.queuedTotal, this.opts.sessionBudget, this.readingWs);
+    const all = readsWebSocket(processQueue.bytes, this.opts.processBudget, this.readingWs);
+    if (all) processQueue.stalled.delete(this);
+    else processQueue.stalled.add(this);
+    const read = own && all;
     if (read === this.readingWs) return;
     this.readingWs = read;
     if (read) this.ws.resume();
@@ -480,8 +498,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     clearTimeout(s.idleTimer);
     s.request?.abort();
     if (o.tellPeer && !this.closed) this.sendText(wire.connectionMessage(s.id, 'CLOSED'));
-    this.queuedTotal -= s.queued;
-    s.queued = 0;
+    this.account(s, -s.queued);
     s.early.length = 0;
     const local = s.local;
     if (local) {
@@ -573,6 +590,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
   }
 
   private onClose(code: number, reason: string): void {
+    processQueue.stalled.delete(this);
     clearInterval(this.ticker);
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.closeTimer);
