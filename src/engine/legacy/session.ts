@@ -259,6 +259,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       accept: (socket: Socket) => {
         if (!answer()) return void socket.destroy();
         s.local = socket;
+        this.watchLocal(s, socket);
         this.sendText(wire.connectionMessage(id, 'OK'));
         this.opened(s);
       },
@@ -301,8 +302,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     s.reply = opts.reply;
     // Until the server says OK the local socket is not read (tws-rust's client waits too); its end or error ends the stream.
     local.pause();
-    local.on('error', (err: NodeJS.ErrnoException) => this.localGone(s, `local error: ${err.code ?? err.message}`));
-    local.on('close', () => this.localGone(s, 'local socket closed'));
+    this.watchLocal(s, local);
     this.sendText(wire.authMessage(this.legacy.passwd, wire.newConnectionBody(s.id, false)));
     return s.n;
   }
@@ -341,8 +341,6 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     s.state = 'open';
     if (s.reply && this.opts.role === 'client') local.write(s.reply.ok);
     local.setNoDelay?.(true);
-    local.removeAllListeners('close');
-    local.removeAllListeners('error');
     local.on('data', (chunk: Buffer) => {
       s.bytesOut += chunk.length;
       this.bytesOut += chunk.length;
@@ -351,8 +349,6 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     });
     // tws-rust has no half-close: our side's EOF ends the stream both ways.
     local.on('end', () => this.finish(s, 'fin', 'info', { tellPeer: true, local: 'end' }));
-    local.on('error', (err: NodeJS.ErrnoException) => this.localGone(s, `local error: ${err.code ?? err.message}`));
-    local.on('close', () => this.localGone(s, 'local socket closed'));
     for (const chunk of s.early.splice(0)) this.writeLocal(s, chunk);
     s.earlyBytes = 0;
     this.applyReading(s);
@@ -469,6 +465,12 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
 
   private sendText(text: string): void {
     this.send(text);
+  }
+
+  /** A stream's local socket failing or closing ends the stream, whatever its state. */
+  private watchLocal(s: Stream, local: Socket): void {
+    local.on('error', (err: NodeJS.ErrnoException) => this.localGone(s, `local error: ${err.code ?? err.message}`));
+    local.on('close', () => this.localGone(s, 'local socket closed'));
   }
 
   private localGone(s: Stream, how: string): void {
