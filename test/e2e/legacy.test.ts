@@ -236,7 +236,8 @@ function hostile(): void {
       for (const [name, act, code, why] of cases) {
         const p = await legacyPeer(server.port);
         act(p);
-        const c = await p.closed;
+        const c = await Promise.race([p.closed, new Promise<{ code: number; reason: string }>((r) => setTimeout(() => r({ code: 0, reason: 'still open after 10 s' }), 10_000))]);
+        p.ws.terminate();
         t.equal(c.code, code, `${name}: closed ${code}`);
         t.match(c.reason, why, name);
         t.notOk(p.texts.includes('hello'), `${name}: no hello`);
