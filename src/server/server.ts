@@ -338,6 +338,7 @@ export class TwsServer extends EventEmitter {
     this.legacyHandshakes++;
     session.once('authenticated', () => {
       this.legacyHandshakes--;
+      if (this.stopping) return session.close(CloseCode.GOING_AWAY, 'server shutting down');
       // Sessions came up while this one shook hands: the limit holds all the same.
       const over = this.sessionLimit(this.partyOf(undefined));
       if (over) {
