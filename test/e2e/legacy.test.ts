@@ -41,6 +41,14 @@ async function rustClient(serverPort: number, target: string, o: { passwd?: stri
   return { rust, port };
 }
 
+/**
+ * Both of a tws-rust client's sessions are up on `server`: it places a new
+ * connection on either, and one not up yet closes it.
+ */
+async function bothUp(server: Proc, timeoutMs = 10_000): Promise<void> {
+  await server.waitLog(/(?:[\s\S]*?\(tws-rust\) up from){2}/, timeoutMs);
+}
+
 async function rustServer(port?: number): Promise<{ rust: RustProc; port: number }> {
   const p = port ?? await freePort();
   const rust = await runRust(['server', '-l', `127.0.0.1:${p}`, '-p', PASSWD], /Server up and listening/);
@@ -59,7 +67,8 @@ function run(): void {
       const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--metrics', '127.0.0.1:0']);
       const { rust, port } = await rustClient(server.port, echo.addr);
       t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); udp.sock.close(); });
-      await server.waitLog(/session#\d+ \(tws-rust\) up from .*tws-rust → 127\.0\.0\.1:\d+/);
+      await bothUp(server);
+      t.match(server.logs(), /session#\d+ \(tws-rust\) up from .*tws-rust → 127\.0\.0\.1:\d+/);
       t.match(server.logs(), /--legacy: tws-rust 0\.2 clients are accepted with their weaker authentication.*replayed within 5 s/, 'the warning at start');
       const results = await twentyStreams(port);
       t.same(results, results.map(() => true), 'every stream intact both ways');
@@ -83,6 +92,7 @@ function run(): void {
       const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--allow', '127.0.0.1:1']);
       const { rust, port } = await rustClient(server.port, echo.addr);
       t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); });
+      await bothUp(server);
       const { data } = await howItEnds(connect({ port, host: '127.0.0.1' }));
       t.equal(data.length, 0, 'nothing from a denied target');
       await server.waitLog(/\(tws-rust\) stream#\d+ denied → 127\.0\.0\.1:\d+: /);
@@ -124,12 +134,12 @@ function run(): void {
       let server = await runCli(['server', '-l', `127.0.0.1:${sport}`, '--engine', engine, '--legacy']);
       const { rust, port } = await rustClient(sport, echo.addr);
       t.teardown(async () => { await rust.stop(); await server.stop('SIGKILL'); await echo.close(); });
+      await bothUp(server);
       const data = randomBytes(100_000);
       t.equal(sha256(await echoExactly(port, data)), sha256(data), 'before the restart');
       await server.stop('SIGKILL');
       server = await runCli(['server', '-l', `127.0.0.1:${sport}`, '--engine', engine, '--legacy']);
-      // Both of the tws-rust client's sessions back: it may place a connection on either.
-      await server.waitLog(/(?:[\s\S]*?\(tws-rust\) up from){2}/, 20_000);
+      await bothUp(server, 20_000);
       t.equal(sha256(await echoExactly(port, data)), sha256(data), 'after the restart');
     });
 

@@ -15,5 +15,8 @@ import { MAX_BINARY } from './wire';
 /** Starts a tws-rust session on an upgraded connection (`preamble`: a server's 101, written first). */
 export function adoptLegacy(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions, legacy: LegacyOptions): LegacySessionHandle {
   validateSessionOptions(options);
-  return new LegacySession(upgradedWebSocket(socket, head, preamble, options.role, MAX_BINARY), options, legacy);
+  const session = new LegacySession(upgradedWebSocket(socket, head, preamble, options.role, MAX_BINARY), options, legacy);
+  // ws hears the socket fail before it closes (1006), and says nothing of why: the session is told, as the js engine's is.
+  socket.once('error', (err: NodeJS.ErrnoException) => session.connectionFailed(err.code ?? err.message));
+  return session;
 }

@@ -137,6 +137,11 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     }
   }
 
+  /** The connection failed (ECONNRESET, say): what a 1006 close then says. */
+  connectionFailed(why: string): void {
+    this.lostWith ||= why;
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }
