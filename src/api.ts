@@ -234,6 +234,7 @@ function clientConnect(o: CreateClientOptions, logger: Logger): { url: URL; conn
  */
 export async function runStdioClient(o: CreateClientOptions & { stdio: string }): Promise<number> {
   const logger = o.logger ?? silentLogger;
+  if (o.legacy) fail('TWS_ERR_CONFIG', 'legacy: a tws-rust session carries one tunnel, listen with remote; not --stdio');
   const pollable = stdioPollable();
   if (o.engine === 'native' && !pollable) {
     fail('TWS_ERR_CONFIG', '--stdio with --engine native needs stdin and stdout to be pipes or sockets (not a terminal or a file); use --engine js or auto');

@@ -11,6 +11,8 @@ const SERVER = [
   'tws server -l 127.0.0.1:5202 --users /etc/tws/users.yaml --allow 10.0.0.0/8:22 --allow db.internal:5432',
   '# let clients open reverse tunnels (-R) on loopback ports 8000-8999 of the server',
   'tws server -l 0.0.0.0:5202 --passwd-file /etc/tws/passwd --allow-reverse 127.0.0.1:8000-8999',
+  '# also serve tws-rust 0.2 clients on the same port and path, while a fleet moves over (see "Moving from tws-rust" in the README)',
+  'tws server -l 127.0.0.1:5202 --passwd-file /etc/tws/passwd --legacy',
   'tws server --config /etc/tws/server.yaml',
 ];
 
@@ -29,6 +31,8 @@ const CLIENT = [
   'tws client -s wss://example.com/some/path --passwd-file ~/.tws-passwd -R 8080:127.0.0.1:80',
   '# as ssh\'s ProxyCommand: stdin/stdout carried to the host and port ssh asks for (%h:%p as the server sees them)',
   'ssh -o ProxyCommand=\'tws client --stdio %h:%p -s wss://example.com/some/path --passwd-file ~/.tws-passwd\' user@10.0.0.5',
+  '# to a tws-rust 0.2 server that is not upgraded yet (its protocol; one -l/-r tunnel)',
+  'tws client -l 127.0.0.1:2222 -s wss://example.com/some/path -r 127.0.0.1:22 --passwd-file ~/.tws-passwd --legacy',
   'tws client --config /etc/tws/client.yaml',
 ];
 

@@ -11,6 +11,7 @@ import { isLoopbackBind, ReverseSpec, TunnelSpec } from '../config/tunnels';
 import { answerLocal } from '../engine/reply';
 import type { Engine, EngineSession, StreamReply } from '../engine/types';
 import { drainSessions } from '../engine/drain';
+import { sessionName } from '../engine/session-close';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
@@ -63,6 +64,8 @@ export interface TwsClientOptions {
   connect?: ConnectOptions;
   /** User to authenticate as (the server has a users file). */
   user?: string;
+  /** Speak tws-rust 0.2's protocol (docs/legacy.md): one tunnel, listen with remote; no tunnels, proxies, reverse or user. */
+  legacy?: boolean;
 }
 
 /** One local listener: a TCP server, or a UDP relay, or (tws-rust's -l/-r) both. */
@@ -125,6 +128,9 @@ export class TwsClient extends EventEmitter {
       throw new TwsError('TWS_ERR_CONFIG',
         `a SOCKS listener on ${formatHostPort(opts.socks.host, opts.socks.port)} would be open to the network: give it logins (--socks-auth FILE) or bind it to loopback`);
     }
+    if (opts.legacy && (opts.tunnels?.length || proxyAt || opts.socks || opts.reverse?.length || opts.user !== undefined || !opts.remote)) {
+      throw new TwsError('TWS_ERR_CONFIG', 'legacy: a tws-rust session carries one tunnel, listen with remote; no tunnels, httpConnect, socks, reverse or user');
+    }
     const reverse = opts.reverse?.length
       ? new ReverseTunnels(opts.reverse, { logger: opts.logger, retryTimeout: opts.retryTimeout ?? 1000 })
       : undefined;
@@ -145,6 +151,7 @@ export class TwsClient extends EventEmitter {
         logger: opts.logger,
         connect: opts.connect,
         user: opts.user,
+        legacyTarget: opts.legacy ? opts.remote : undefined,
       });
       slot.on('connect-failed', (why: string) => this.emit('connect-failed', why));
       slot.on('up', (session: EngineSession, features: string[]) => {
@@ -363,11 +370,11 @@ export class TwsClient extends EventEmitter {
     const id = session.openStream(c.socket, c.remote, { tunnel: c.tunnel, reply: c.reply });
     if (id === 0) {
       // The session said why (out of fds, ids or memory); the local connection has been reset (or answered with reply.otherwise).
-      this.opts.logger.warn(`session#${session.id}: connection from ${c.peer}${c.label} not carried; ${c.reply ? 'answered' : 'reset'}`);
+      this.opts.logger.warn(`${sessionName(session)}: connection from ${c.peer}${c.label} not carried; ${c.reply ? 'answered' : 'reset'}`);
       return;
     }
     // A proxy's target came from its local client: capped, and escaped by the sink.
-    this.opts.logger.info(`session#${session.id} stream#${id} open from ${c.peer} → ${peerText(c.remote)}${c.label}`);
+    this.opts.logger.info(`${sessionName(session)} stream#${id} open from ${c.peer} → ${peerText(c.remote)}${c.label}`);
     // Still paused (pauseOnConnect): the engine reads it when it has room.
   }
 

@@ -28,6 +28,8 @@ export interface UpgradeRoute {
   tls?: ConnectionOptions;
   /** Aborts the attempt (the client is stopping). */
   signal?: AbortSignal;
+  /** null: offer no subprotocol and expect none (a tws-rust server); default tws2. */
+  subprotocol?: null;
 }
 
 /**
@@ -48,7 +50,7 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
       host,
       port,
       path: `${url.pathname}${url.search}`,
-      headers: { ...headers, ...upgradeHeaders(key) },
+      headers: { ...headers, ...upgradeHeaders(key, route.subprotocol) },
       ...(route.signal ? { signal: route.signal } : {}),
       ...(createConnection ? { createConnection: createConnection as never } : {}),
     });
@@ -64,7 +66,7 @@ export function rawUpgrade(url: URL, headers: Record<string, string>, timeoutMs:
       `${stage === 'tls' ? 'no TLS handshake' : 'no answer to the upgrade'} within ${timeoutMs} ms`)), timeoutMs);
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
       clearTimeout(deadline);
-      const problem = upgradeProblem(res.headers, key);
+      const problem = upgradeProblem(res.headers, key, route.subprotocol);
       if (problem) {
         socket.destroy();
         return reject(new UpgradeError(problem));

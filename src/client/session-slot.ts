@@ -9,7 +9,7 @@ import { ConnectionOptions, createSecureContext, SecureContext } from 'node:tls'
 import { buildAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession, EngineTls, PendingUpgrade } from '../engine/types';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
-import { logSessionDown } from '../engine/session-close';
+import { describeClose, logSessionDown, sessionName } from '../engine/session-close';
 import type { Logger } from '../util/log';
 import { Backoff } from './backoff';
 import { connectHint, ConnectOptions, describeTlsFailure } from './connect-options';
@@ -17,6 +17,7 @@ import { openTcp } from './open-tcp';
 import { offeredFeatures, parseResponseHead, upgradeProblem, upgradeRequest } from '../protocol/upgrade';
 import { rawUpgrade, UpgradeError } from './raw-upgrade';
 import { TLS_SUITES } from '../util/tls-suites';
+import { legacyTarget } from './legacy-target';
 
 export interface SlotOptions {
   server: URL;
@@ -33,6 +34,8 @@ export interface SlotOptions {
   engine: Engine;
   logger: Logger;
   connect?: ConnectOptions;
+  /** Speak tws-rust 0.2's protocol (docs/legacy.md) with this one target (`host:port`; a name is resolved at each connect). */
+  legacyTarget?: string;
 }
 
 /** A slot that keeps failing for the same reason says so at info at least this often (ms). */
@@ -62,6 +65,8 @@ export class SessionSlot extends EventEmitter {
   private upgrading: AbortController | undefined;
   /** A client session whose TLS and upgrade the engine is running. */
   private pending: PendingUpgrade | undefined;
+  /** A tws-rust session in its handshake (waiting for hello). */
+  private handshaking: EngineSession | undefined;
   /** The trusted roots as one PEM string, built once: the native engine caches its TLS context by it. */
   private readonly caPem: string;
   private secureContext: SecureContext | undefined;
@@ -91,11 +96,15 @@ export class SessionSlot extends EventEmitter {
     this.upgrading = undefined;
     this.pending?.abort();
     this.pending = undefined;
+    this.handshaking?.close(1001, 'client stopping');
+    this.handshaking = undefined;
   }
 
   private connect(): void {
     if (this.stopped) return;
     const { engine, server } = this.opts;
+    // tws-rust sessions run in TypeScript on either engine (engine/legacy/), so wss:// goes through Node's TLS.
+    if (this.opts.legacyTarget !== undefined) return this.connectLegacy(engine, this.opts.legacyTarget);
     // wss:// runs its TLS in the engine when the engine runs TLS itself (a
     // TLS socket cannot be handed over by fd), else in Node.
     if (server.protocol === 'wss:' && engine.tls) this.connectTls(engine.tls);
@@ -188,6 +197,45 @@ export class SessionSlot extends EventEmitter {
       });
   }
 
+  /**
+   * A tws-rust server: the upgrade offers no subprotocol and carries no
+   * Tws-Auth (the password signs the first message instead); the session is
+   * up once the server answered hello.
+   */
+  private connectLegacy(engine: Engine, remote: string): void {
+    const { server, timeout } = this.opts;
+    const secure = server.protocol === 'wss:';
+    const abort = new AbortController();
+    this.upgrading = abort;
+    const c = this.opts.connect ?? {};
+    const headers = { ...c.headers, ...(c.hostHeader ? { Host: c.hostHeader } : {}) };
+    legacyTarget(remote, timeout).then((target) => {
+      if (abort.signal.aborted) throw new UpgradeError('client stopping');
+      return rawUpgrade(server, headers, timeout, { proxy: c.proxy, tls: secure ? this.nodeTls() : undefined, signal: abort.signal, subprotocol: null })
+        .then((up) => ({ ...up, target }));
+    }).then(({ socket, head, target }) => {
+      this.upgrading = undefined;
+      if (this.stopped) {
+        socket.destroy();
+        return;
+      }
+      const session = engine.adoptLegacy(socket, head, Buffer.alloc(0), this.sessionOptions(), { passwd: this.opts.passwd, target });
+      this.handshaking = session;
+      session.once('authenticated', () => {
+        this.handshaking = undefined;
+        this.attach(session, [], `tws-rust → ${target}${secure ? ', TLS in Node' : ''}`);
+      });
+      session.once('close', (code: number, reason: string) => {
+        if (session.authenticated) return;
+        this.handshaking = undefined;
+        if (!this.stopped) this.failed(`tws-rust handshake failed: ${describeClose(code, reason)} (wrong password or clock, or not a tws-rust server?)`);
+      });
+    }, (err: Error) => {
+      this.upgrading = undefined;
+      if (!this.stopped) this.failed(`${err.message}${err instanceof UpgradeError ? SessionSlot.hint(err.status) : ''}`);
+    });
+  }
+
   /** wss:// on an engine that runs TLS itself: we open the TCP connection and judge the answer. */
   private connectTls(engineTls: EngineTls): void {
     const { server, timeout } = this.opts;
@@ -230,7 +278,7 @@ export class SessionSlot extends EventEmitter {
 
   /** A session is up; `features` are what the server's 101 offered (Tws-Features). */
   private attach(session: EngineSession, features: string[], how = ''): void {
-    const log = this.opts.logger.child(`session#${session.id}`);
+    const log = this.opts.logger.child(sessionName(session));
     const started = Date.now();
     this.session = session;
     log.info(`up → ${showUrl(this.opts.server)} (slot ${this.index}${how ? `, ${how}` : ''}${this.recovered()})`);

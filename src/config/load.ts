@@ -32,6 +32,8 @@ export interface CommonConfig {
   maxStreams: number;
   logLevel: LogLevel;
   metrics?: HostPort;
+  /** Server: also serve tws-rust clients. Client: speak tws-rust's protocol. */
+  legacy: boolean;
 }
 
 export interface ServerConfig extends CommonConfig {
@@ -240,6 +242,7 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
   const proxy = out.httpConnect as HostPort | undefined;
   const socks = out.socks as HostPort | undefined;
   const gone = (name: string): number => missing.findIndex((m) => m.name === name);
+  if (out.stdio !== undefined && out.legacy === true) fail('TWS_ERR_CONFIG', 'legacy (--legacy) carries one tunnel, -l with -r, as tws-rust does; drop --stdio');
   if (out.stdio !== undefined) {
     // One stream over stdin/stdout: no listener is opened, so none is needed (those of a shared config file are left unused).
     for (const name of ['listen', 'remote']) if (gone(name) >= 0) missing.splice(gone(name), 1);
@@ -255,6 +258,13 @@ function checkClientTunnels(out: Record<string, unknown>, missing: { name: strin
     }
     for (let i = missing.length - 1; i >= 0; i--) {
       if (missing[i]!.name === 'listen' || missing[i]!.name === 'remote') missing.splice(i, 1);
+    }
+  }
+  if (out.legacy === true) {
+    const extra = [tunnels.length > 0 && '-L/--local', reverse.length > 0 && '-R/--reverse', socks && '-D/--socks', proxy && '--http-connect',
+      out.stdio !== undefined && '--stdio', out.user !== undefined && '--user'].filter(Boolean);
+    if (extra.length > 0) {
+      fail('TWS_ERR_CONFIG', `legacy (--legacy) carries one tunnel, -l with -r, as tws-rust does; drop ${extra.join(', ')}`);
     }
   }
   const all = [...tunnels];

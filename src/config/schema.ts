@@ -101,6 +101,11 @@ export const SETTINGS: readonly Setting[] = [
     modes: both, default: 0, help: 'a TCP stream with no data either way for this long is reset (RESET 7, idle); 0 = never' },
   { name: 'noUdp', key: 'no_udp', flag: '--no-udp', kind: { type: 'bool' }, modes: both, default: false,
     help: { server: 'refuse UDP streams', client: 'do not listen for UDP on the listen address (TCP only)' } },
+  { name: 'legacy', key: 'legacy', flag: '--legacy', kind: { type: 'bool' }, modes: both, default: false,
+    help: {
+      server: 'also serve tws-rust 0.2 clients on the same address and path (an upgrade without the tws2 subprotocol and Tws-Auth); they sign with the shared password (never a --users entry) and get every policy of the server; their authentication is weaker (replayable for 5 s): serve them behind TLS (see "Moving from tws-rust" in the README)',
+      client: 'speak tws-rust 0.2\'s protocol to a tws-rust server: one tunnel, -l with -r (a name in -r is resolved here, as tws-rust takes only an IP); no -L, -R, -D, --http-connect, --stdio or --user',
+    } },
   { name: 'maxSessions', key: 'max_sessions', flag: '--max-sessions <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: ['server'],
     default: 1024, help: 'sessions (WebSocket connections) at once; an authenticated upgrade beyond it gets HTTP 503' },
   { name: 'maxStreams', key: 'max_streams', flag: '--max-streams <n>', kind: { type: 'int', min: 1, max: 1_000_000 }, modes: both,

@@ -20,6 +20,7 @@ import {
   DatagramPort, Engine, EngineSession, EngineTls, LocalAcceptEvents, LocalAcceptor, OpenRequest, OpenStreamOptions, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
+import { adoptLegacy } from './legacy/adopt';
 import { answerLocal, checkReply } from './reply';
 import { describeClose } from './session-close';
 import { StreamIds, StreamLog } from './stream-log';
@@ -503,6 +504,8 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
   return {
     name: 'native',
     adoptsTlsSockets: false,
+    // tws-rust sessions run on ws in TypeScript, as on the js engine (engine/legacy/adopt.ts says why).
+    adoptLegacy,
     stats: () => {
       let datagramsDropped = 0;
       let fronts = 0;

@@ -5,6 +5,11 @@
 import { Logger, peerText } from '../util/log';
 import type { SessionStats } from './types';
 
+/** How logs name a session: `session#3`, or `session#3 (tws-rust)` for a legacy one (docs/legacy.md). */
+export function sessionName(session: { id: number; protocol?: string }): string {
+  return `session#${session.id}${session.protocol ? ` (${session.protocol})` : ''}`;
+}
+
 /** Words for a close code that came without a reason. */
 const CLOSE_NAMES: Record<number, string> = {
   1000: 'normal', 1001: 'going away', 1002: 'protocol error', 1003: 'unsupported data', 1005: 'no status',

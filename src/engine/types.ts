@@ -171,6 +171,8 @@ export interface SessionStats {
 
 export interface EngineSession extends EventEmitter {
   readonly id: number;
+  /** `tws-rust` for a legacy session (docs/legacy.md); absent for TWS2. */
+  readonly protocol?: 'tws-rust';
   readonly streamCount: number;
   /** The peer sent GOAWAY: open no new streams here. */
   readonly peerDraining: boolean;
@@ -225,6 +227,26 @@ export interface EngineSession extends EventEmitter {
   on(event: 'close', listener: (code: number, reason: string) => void): this;
 }
 
+/** What a tws-rust session (docs/legacy.md) needs beyond SessionOptions. */
+export interface LegacyOptions {
+  /** The password both sides sign with (a legacy client has no user name). */
+  passwd: string;
+  /** Client: the session's one target, `ip:port` as tws-rust spells it (IPv6 unbracketed). */
+  target?: string;
+}
+
+/**
+ * A tws-rust session. It starts in its handshake (a server waits for the
+ * client's AUTH/NOW/TARGET, a client sends it and waits for hello); it emits
+ * 'authenticated' (no arguments; listen with once()) once that is done,
+ * synchronously, before any stream can open, or 'close' if it fails.
+ */
+export interface LegacySessionHandle extends EngineSession {
+  readonly authenticated: boolean;
+  /** Where every stream of the session goes (`host:port`), known once authenticated. */
+  readonly target: string;
+}
+
 /** What an engine dropped rather than queue without bound, since it started. */
 export interface EngineStats {
   /** UDP payloads dropped: the link was full, the other side was behind, or too many waited for a stream to open. */
@@ -249,6 +271,12 @@ export interface Engine {
    * The engine owns the socket from here, whatever happens.
    */
   adopt(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions): EngineSession;
+  /**
+   * Takes over an upgraded connection (no subprotocol) as a tws-rust session
+   * (docs/legacy.md), as adopt() does. Both engines carry these on `ws`, in
+   * TypeScript (engine/legacy/).
+   */
+  adoptLegacy(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions, legacy: LegacyOptions): LegacySessionHandle;
   /**
    * Whether adopt() takes a socket on which Node runs TLS (a TLSSocket). The
    * js engine does; one that takes over file descriptors cannot (they carry

@@ -50,6 +50,8 @@ export class Metrics {
   private bytesIn = 0;
   private bytesOut = 0;
   private readonly slotsSeen = new Set<number>();
+  /** Per wire protocol (`tws2`, `tws-rust`): sessions opened and finished streams' bytes; the series above count every protocol. */
+  private readonly protocols = new Map<string, { opened: number; in: number; out: number }>([['tws2', { opened: 0, in: 0, out: 0 }]]);
 
   private readonly refused = new Map<string, number>();
   /** Finished streams and their bytes per named tunnel (`-L 2222:db:22`, `socks`, `reverse 8080`). */
@@ -66,6 +68,8 @@ export class Metrics {
   /** Follows a new session until it closes; `slot` (client) tells reconnects apart. */
   track(session: EngineSession, slot?: number): void {
     this.sessionsOpened++;
+    const protocol = this.protocolOf(session);
+    protocol.opened++;
     if (slot !== undefined) {
       if (this.slotsSeen.has(slot)) this.reconnects++;
       this.slotsSeen.add(slot);
@@ -77,6 +81,8 @@ export class Metrics {
       if (k.resetCode) this.resets.set(k.resetCode, (this.resets.get(k.resetCode) ?? 0) + 1);
       this.bytesIn += info.bytesIn;
       this.bytesOut += info.bytesOut;
+      protocol.in += info.bytesIn;
+      protocol.out += info.bytesOut;
       if (info.tunnel !== undefined) this.countTunnel(info);
     });
     session.on('stream-refused', (info: StreamRefusedInfo) => {
@@ -103,6 +109,14 @@ export class Metrics {
     t.in += info.bytesIn;
     t.out += info.bytesOut;
     this.tunnels.set(name, t);
+  }
+
+  /** The counters of a session's protocol (a fixed set of values: the engines name it, never a peer). */
+  private protocolOf(session: EngineSession): { opened: number; in: number; out: number } {
+    const name = session.protocol ?? 'tws2';
+    let p = this.protocols.get(name);
+    if (!p) this.protocols.set(name, (p = { opened: 0, in: 0, out: 0 }));
+    return p;
   }
 
   connectFailed(): void {
@@ -133,6 +147,14 @@ export class Metrics {
       metric('tws_reconnects_total', 'counter', 'Sessions re-established by a slot that had one before.', [[{}, this.reconnects]]);
       metric('tws_connect_failures_total', 'counter', 'Failed attempts to bring a session up.', [[{}, this.connectFailures]]);
     }
+    const liveBy = new Map<string, number>([...this.protocols.keys()].map((k) => [k, 0]));
+    for (const s of this.live) liveBy.set(s.protocol ?? 'tws2', (liveBy.get(s.protocol ?? 'tws2') ?? 0) + 1);
+    metric('tws_protocol_sessions', 'gauge', 'Sessions up now, by wire protocol (tws2, or tws-rust with --legacy).',
+      [...liveBy].map(([protocol, n]) => [{ protocol }, n]));
+    metric('tws_protocol_sessions_opened_total', 'counter', 'Sessions established, by wire protocol.',
+      [...this.protocols].map(([protocol, p]) => [{ protocol }, p.opened]));
+    metric('tws_protocol_stream_bytes_total', 'counter', 'Payload bytes of finished streams by wire protocol: in = written to local sockets, out = sent to the peer.',
+      [...this.protocols].flatMap(([protocol, p]) => [[{ protocol, direction: 'in' }, p.in], [{ protocol, direction: 'out' }, p.out]] as [Record<string, string>, number][]));
     metric('tws_streams', 'gauge', 'Streams open now.', [[{}, open]]);
     metric('tws_streams_closed_total', 'counter', 'Streams ended, by how (fin, peer_reset, refused, local_error, idle, local_closed, session_ended).',
       [...this.closed].map(([how, n]) => [{ how }, n]));

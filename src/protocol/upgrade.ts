@@ -16,11 +16,15 @@ export function acceptKey(key: string): string {
   return createHash('sha1').update(key + WS_GUID).digest('base64');
 }
 
-/** The 101 response selecting tws2, for engines that write it themselves; `features` go in Tws-Features. */
-export function upgradeResponse(key: string, features: readonly string[] = []): string {
+/**
+ * The 101 response selecting tws2, for engines that write it themselves; `features` go in Tws-Features.
+ * `subprotocol` null: none selected (a tws-rust session, docs/legacy.md).
+ */
+export function upgradeResponse(key: string, features: readonly string[] = [], subprotocol: string | null = SUBPROTOCOL): string {
   const offered = features.length > 0 ? `Tws-Features: ${features.join(', ')}\r\n` : '';
+  const selected = subprotocol === null ? '' : `Sec-WebSocket-Protocol: ${subprotocol}\r\n`;
   return 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n${offered}\r\n`;
+    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n${selected}${offered}\r\n`;
 }
 
 /** What a server's 101 offers in Tws-Features (lower-cased; none from a server that predates it). */
@@ -30,21 +34,23 @@ export function offeredFeatures(headers: Record<string, string | string[] | unde
   return text.split(',').map((f) => f.trim().toLowerCase()).filter((f) => f !== '');
 }
 
-/** The headers of our upgrade request beyond the caller's. */
-export function upgradeHeaders(key: string): Record<string, string> {
+/** The headers of our upgrade request beyond the caller's; `subprotocol` null offers none (tws-rust). */
+export function upgradeHeaders(key: string, subprotocol: string | null = SUBPROTOCOL): Record<string, string> {
   return {
     Connection: 'Upgrade',
     Upgrade: 'websocket',
     'Sec-WebSocket-Key': key,
     'Sec-WebSocket-Version': '13',
-    'Sec-WebSocket-Protocol': SUBPROTOCOL,
+    ...(subprotocol === null ? {} : { 'Sec-WebSocket-Protocol': subprotocol }),
   };
 }
 
-/** What is wrong with a 101 answer to an upgrade sent with `key`; '' when nothing is. */
-export function upgradeProblem(headers: Record<string, string | string[] | undefined>, key: string): string {
+/** What is wrong with a 101 answer to an upgrade sent with `key` (offering `subprotocol`); '' when nothing is. */
+export function upgradeProblem(headers: Record<string, string | string[] | undefined>, key: string, subprotocol: string | null = SUBPROTOCOL): string {
   if (headers['sec-websocket-accept'] !== acceptKey(key)) return 'bad Sec-WebSocket-Accept from the server';
-  if (headers['sec-websocket-protocol'] !== SUBPROTOCOL) return `server did not select the ${SUBPROTOCOL} subprotocol`;
+  if (subprotocol === null) {
+    if (headers['sec-websocket-protocol'] !== undefined) return 'server selected a subprotocol we did not offer';
+  } else if (headers['sec-websocket-protocol'] !== subprotocol) return `server did not select the ${subprotocol} subprotocol`;
   if (headers['sec-websocket-extensions']) return 'server negotiated an extension we did not offer';
   return '';
 }

@@ -11,7 +11,7 @@ import { partyName, ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
-import { logSessionDown } from '../engine/session-close';
+import { logSessionDown, sessionName } from '../engine/session-close';
 import { AUTH_HEADER, CloseCode, FEATURE_REVERSE, ResetCode, StreamKind } from '../protocol/constants';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
@@ -23,7 +23,8 @@ import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
 import type { UserLookups } from './lookups';
 import { upgradeResponse } from '../protocol/upgrade';
 import { ReverseListeners } from './reverse-listeners';
-import { checkUpgradeRequest, peerName, respond404 } from './upgrade-check';
+import { checkUpgradeRequest, isLegacyUpgrade, peerName, respond404 } from './upgrade-check';
+import { LEGACY_AUTH_WARNING, LEGACY_NO_PASSWORD } from './legacy-notes';
 import { TLS_SUITES } from '../util/tls-suites';
 
 export interface TwsServerOptions {
@@ -65,6 +66,12 @@ export interface TwsServerOptions {
   fdPlan?: FdPlan;
   /** Serve wss:// directly (PEM certificate chain and key): TLS in the engine when it runs TLS itself (native), else in Node. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Also serve tws-rust 0.2 clients (docs/legacy.md): an upgrade without the
+   * tws2 subprotocol and without Tws-Auth becomes a tws-rust session, signed
+   * with the shared password. Default false: such an upgrade gets 404.
+   */
+  legacy?: boolean;
 }
 
 export class TwsServer extends EventEmitter {
@@ -104,6 +111,8 @@ export class TwsServer extends EventEmitter {
   private readonly reverse: ReverseListeners;
   /** What the 101 offers (Tws-Features). */
   private readonly features: string[];
+  /** tws-rust sessions upgraded and still in their handshake (bounded like connections before their upgrade). */
+  private legacyHandshakes = 0;
 
   constructor(private readonly opts: TwsServerOptions) {
     super();
@@ -215,6 +224,7 @@ export class TwsServer extends EventEmitter {
         if (!allow) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
         else if (allow.empty) this.opts.logger.warn('the allow-list is empty: every stream will be refused');
         else this.opts.logger.info(`allow-list: ${allow.rules.map((r) => r.text).join(', ')}; everything else is denied`);
+        if (this.opts.legacy) this.opts.logger.warn(this.opts.passwd === undefined ? LEGACY_NO_PASSWORD : LEGACY_AUTH_WARNING);
         const reverse = this.opts.allowReverse;
         if (reverse && !reverse.empty) this.opts.logger.info(`reverse tunnels allowed on: ${reverse.rules.map((r) => r.text).join(', ')}`);
         const plan = this.fdPlan;
@@ -276,20 +286,17 @@ export class TwsServer extends EventEmitter {
       respond404(socket);
     };
     if (this.stopping) return refuse('server is shutting down', 'info');
-    const bad = checkUpgradeRequest(req, this.path);
+    const legacy = this.opts.legacy === true && isLegacyUpgrade(req);
+    const bad = checkUpgradeRequest(req, this.path, legacy);
     if (bad) return refuse(bad, 'info');
+    if (legacy) return this.onLegacyUpgrade(req, socket as Socket, head, who, refuse);
     const auth = verifyAuthHeader(req.headers[AUTH_HEADER], (user) => (user === undefined ? this.opts.passwd : this.users?.get(user)?.passwd), this.replayWindow);
     if (!auth.ok) return refuse(auth.reason, 'warn');
     // Every authenticated nonce is remembered, even for an upgrade refused below: else its header could be replayed into a session later.
     const party = this.partyOf(auth.user);
     const fresh = this.replay.accept(auth.nonce, party);
     if (!fresh.ok) return refuse(fresh.reason, 'warn');
-    const max = this.maxSessions;
-    const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
-    const held = party === undefined ? 0 : this.parties.get(party)?.sessions ?? 0;
-    let full: string | undefined;
-    if (this.sessions.size >= max) full = `${max} sessions already (${why})`;
-    else if (party !== undefined && held >= Math.ceil(max / 2)) full = `${partyName(party)} holds ${held} sessions, its share (half of ${max}, ${why})`;
+    const full = this.sessionLimit(party);
     if (full) {
       // The peer proved it holds the password: tell it why, so its log says so.
       this.refusedRequests.line('warn', `refused upgrade from ${who}: ${full} (answered 503)`);
@@ -300,6 +307,52 @@ export class TwsServer extends EventEmitter {
     const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string, this.features), 'latin1');
     // An HTTP(S) server's upgrade socket is a net.Socket (a TLSSocket for https, which adoptsTlsSockets covers).
     this.track(this.opts.engine.adopt(socket as Socket, head, preamble, this.sessionOpts), who, auth.user);
+  }
+
+  /** Why one more session of `party` would pass the session limit or the party's share of it; undefined when it would not. */
+  private sessionLimit(party: string | undefined): string | undefined {
+    const max = this.maxSessions;
+    const why = max < (this.opts.maxSessions ?? 1024) ? 'the file descriptor limit' : '--max-sessions';
+    const held = party === undefined ? 0 : this.parties.get(party)?.sessions ?? 0;
+    if (this.sessions.size >= max) return `${max} sessions already (${why})`;
+    if (party !== undefined && held >= Math.ceil(max / 2)) return `${partyName(party)} holds ${held} sessions, its share (half of ${max}, ${why})`;
+    return undefined;
+  }
+
+  /**
+   * A tws-rust client (--legacy, docs/legacy.md): it authenticates inside
+   * the WebSocket, so the upgrade is answered first (without a subprotocol)
+   * and the session counts only once its handshake proved the shared
+   * password. It has no user name: with only --users there is no password
+   * to check it against, and it is refused.
+   */
+  private onLegacyUpgrade(req: IncomingMessage, socket: Socket, head: Buffer, who: string, refuse: (why: string, level: 'info' | 'warn') => void): void {
+    const passwd = this.opts.passwd;
+    if (passwd === undefined) return refuse('a tws-rust client (no user name) on a server with only --users', 'warn');
+    // The handshake is not checked yet, so these refusals are the 404 any prober gets.
+    const full = this.sessionLimit(this.partyOf(undefined));
+    if (full) return refuse(`tws-rust client: ${full}`, 'warn');
+    if (this.legacyHandshakes >= this.maxPending) return refuse(`tws-rust client: ${this.maxPending} tws-rust handshakes under way already`, 'warn');
+    const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string, [], null), 'latin1');
+    const session = this.opts.engine.adoptLegacy(socket, head, preamble, this.sessionOpts, { passwd });
+    this.legacyHandshakes++;
+    session.once('authenticated', () => {
+      this.legacyHandshakes--;
+      if (this.stopping) return session.close(CloseCode.GOING_AWAY, 'server shutting down');
+      // Sessions came up while this one shook hands: the limit holds all the same.
+      const over = this.sessionLimit(this.partyOf(undefined));
+      if (over) {
+        this.refusedRequests.line('warn', `refused tws-rust session from ${who}: ${over}`);
+        session.close(CloseCode.POLICY, 'session limit');
+        return;
+      }
+      this.track(session, who, undefined, ` (tws-rust → ${peerText(session.target)})`);
+    });
+    session.once('close', (code: number, reason: string) => {
+      if (session.authenticated) return;
+      this.legacyHandshakes--;
+      this.refusedRequests.line('warn', `refused tws-rust session from ${who}: ${peerText(reason, 200)} (closed ${code})`);
+    });
   }
 
   /** Whose share a session of `userName` counts against: with --users its user, or '' (the shared password); without, none. */
@@ -313,8 +366,8 @@ export class TwsServer extends EventEmitter {
     return share;
   }
 
-  private track(session: EngineSession, who: string, userName: string | undefined): void {
-    const log = this.opts.logger.child(`session#${session.id}`);
+  private track(session: EngineSession, who: string, userName: string | undefined, how = ''): void {
+    const log = this.opts.logger.child(sessionName(session));
     const started = Date.now();
     this.sessions.add(session);
     const user = userName === undefined ? undefined : this.users?.get(userName);
@@ -322,7 +375,7 @@ export class TwsServer extends EventEmitter {
     const party = this.partyOf(userName);
     const share = party === undefined ? undefined : this.share(party);
     if (share) share.sessions++;
-    log.info(`up from ${who}${user ? ` as ${user.name}` : ''}`);
+    log.info(`up from ${who}${user ? ` as ${user.name}` : ''}${how}`);
     // Refusals a peer can provoke by the thousand are rate-limited, per session; so are open lines.
     const refusals = new RateLimitedLog(log, 'refused streams');
     const opens = new RateLimitedLog(log, 'streams opened', STREAM_LINES);

@@ -8,8 +8,24 @@ import type { Duplex } from 'node:stream';
 import { AUTH_HEADER, SUBPROTOCOL } from '../protocol/constants';
 import { formatPeer } from '../util/address';
 
-/** Checks method, path and the RFC 6455 headers; returns why it is refused, or undefined. */
-export function checkUpgradeRequest(req: IncomingMessage, path: string): string | undefined {
+/**
+ * Whether a request looks like a tws-rust client's (docs/legacy.md): no tws2
+ * subprotocol offered and no Tws-Auth header. Only a server with --legacy
+ * takes it as one; to others it is refused like any prober.
+ */
+export function isLegacyUpgrade(req: IncomingMessage): boolean {
+  return !offered(req).includes(SUBPROTOCOL) && req.headers[AUTH_HEADER] === undefined;
+}
+
+function offered(req: IncomingMessage): string[] {
+  return (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+}
+
+/**
+ * Checks method, path and the RFC 6455 headers (and, unless `legacy`, the
+ * tws2 subprotocol and Tws-Auth); returns why it is refused, or undefined.
+ */
+export function checkUpgradeRequest(req: IncomingMessage, path: string, legacy = false): string | undefined {
   if (req.method !== 'GET') return `method ${req.method}`;
   const url = req.url ?? '';
   const pathname = url.split('?', 1)[0];
@@ -18,8 +34,8 @@ export function checkUpgradeRequest(req: IncomingMessage, path: string): string 
   const key = req.headers['sec-websocket-key'];
   if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key)) return 'bad Sec-WebSocket-Key';
   if (req.headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version';
-  const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-  if (!protocols.includes(SUBPROTOCOL)) return `subprotocol ${SUBPROTOCOL} not offered`;
+  if (legacy) return undefined;
+  if (!offered(req).includes(SUBPROTOCOL)) return `subprotocol ${SUBPROTOCOL} not offered`;
   if (req.headers[AUTH_HEADER] === undefined) return 'no Tws-Auth header';
   return undefined;
 }

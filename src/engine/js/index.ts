@@ -3,6 +3,7 @@ import { validateSessionOptions } from '../options';
 import type { Engine } from '../types';
 import { jsEngineStats, JsSession } from './session';
 import { upgradedWebSocket } from './websocket';
+import { adoptLegacy } from '../legacy/adopt';
 
 export const jsEngine: Engine = {
   name: 'js',
@@ -15,5 +16,6 @@ export const jsEngine: Engine = {
     socket.once('error', (err: NodeJS.ErrnoException) => session.connectionFailed(err.code ?? err.message));
     return session;
   },
+  adoptLegacy,
   stats: () => ({ ...jsEngineStats }),
 };

@@ -46,10 +46,11 @@ const RECEIVE = {
 /**
  * A WebSocket over `socket` whose handshake is complete: `preamble` (a
  * server's 101) is written first, `head` (bytes read past the HTTP head) read
- * first. A client masks what it sends and expects unmasked frames. A socket
+ * first. A client masks what it sends and expects unmasked frames; a message
+ * longer than `maxPayload` (default the TWS2 maximum) closes it with 1009. A socket
  * already closed gives a WebSocket that closes (1006) on the next turn.
  */
-export function upgradedWebSocket(socket: Socket, head: Buffer, preamble: Buffer, role: Role): WebSocket {
+export function upgradedWebSocket(socket: Socket, head: Buffer, preamble: Buffer, role: Role, maxPayload = MAX_MESSAGE): WebSocket {
   // No address: ws makes no connection of its own (its type declarations only know the client form).
   const ws = new WebSocket(null as unknown as string, undefined, CONSTRUCT);
   const settable = ws as unknown as Settable;
@@ -64,7 +65,7 @@ export function upgradedWebSocket(socket: Socket, head: Buffer, preamble: Buffer
     return ws;
   }
   if (preamble.length > 0) socket.write(preamble);
-  settable.setSocket(socket, head, RECEIVE);
+  settable.setSocket(socket, head, { ...RECEIVE, maxPayload });
   gatherFragments(settable._receiver);
   return ws;
 }
