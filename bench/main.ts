@@ -192,9 +192,11 @@ function measurements(o: Options, tls: { ca: string; cert: string; key: string; 
           return { run: { scenario: 'connect_rate_socks', conns_per_s: await connectRateSocks(port, echoTarget, Math.max(1, D / 2)) } };
         },
       };
-      // Memory per stream: peak RSS of the tws processes with this many streams open and idle.
+      // Memory per stream: peak RSS of the tws processes with this many streams open and idle. Over -c 4: a
+      // server gives one session at most a quarter of the streams its fd limit allows (src/server/fd-budget.ts),
+      // so with a hard limit of 20000 fds two sessions hold about 7400 streams, four about 14800.
       case 'idle_streams': return {
-        label: `${o.idleStreams} idle streams`, target: 'echo', clientArgs: [],
+        label: `${o.idleStreams} idle streams`, target: 'echo', clientArgs: ['-c', '4'],
         body: async (port) => ({ run: { scenario: 'idle_streams', streams: await idleStreams(port, o.idleStreams, () => sleep(1000)) } }),
       };
       case 'plain_ws': return { label: `plain ws ${d}`, target: 'iperf', clientArgs: ['-c', '1'], body: bulk('plain_ws', d) };
