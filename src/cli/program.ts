@@ -37,7 +37,9 @@ function versionLine(env: NodeJS.ProcessEnv): string {
   const wanted = env.TWS_ENGINE || 'auto';
   const choice = ENGINE_CHOICES.find((c) => c === wanted);
   const engine = choice ? engineSummary(choice) : `${engineSummary('auto')}; TWS_ENGINE must be auto, js or native`;
-  return `tws-native ${VERSION} (${engine}, ${process.platform}-${process.arch})`;
+  const platform = `${process.platform}-${process.arch}`;
+  // A prebuild's name already says the platform.
+  return `tws-native ${VERSION} (${engine.endsWith(`prebuild ${platform}`) ? engine : `${engine}, ${platform}`})`;
 }
 
 function describe(mode: Mode, cmd: Command): void {
