@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { fail } from '../util/errors';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
+import { parseBindIp } from '../util/ip';
 
 /** One local listener and the target each of its connections (or UDP peers) is carried to. */
 export interface TunnelSpec {
@@ -135,10 +136,10 @@ export function parseBindPort(text: string, where: string): HostPort {
  * spelling), localhost. Proxy listeners elsewhere are open relays.
  */
 export function isLoopbackBind(host: string): boolean {
-  const h = host.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
-  if (h === 'localhost') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return isIP(h) === 6 && /^(0{0,4}:){2,7}0{0,3}1$/.test(h);
+  if (host.toLowerCase() === 'localhost') return true;
+  const ip = parseBindIp(host);
+  if (typeof ip !== 'object') return false;
+  return ip.family === 'ipv4' ? ip.address.startsWith('127.') : ip.address === '::1';
 }
 
 /** A reverse tunnel (-R): the server listens on `bind`, the client connects each stream to `remote`. */

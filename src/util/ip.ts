@@ -72,6 +72,15 @@ export function sourceKey(remote: string): string {
   return `${formatIpv6([...g.slice(0, 4), 0, 0, 0, 0])}/64`;
 }
 
+/**
+ * A socket's address in plain form: an IPv4 address as a dual-stack socket
+ * spells it (`::ffff:127.0.0.1`) becomes `127.0.0.1`; anything else is kept.
+ */
+export function unmappedAddress(addr: string): string {
+  const ip = addr.includes(':') ? parseIp(addr) : undefined;
+  return typeof ip === 'object' && ip.family === 'ipv4' ? ip.address : addr;
+}
+
 /** The text to connect to: the address, with `%zone` if it has one. */
 export function ipText(ip: IpAddress): string {
   return ip.zone === undefined ? ip.address : `${ip.address}%${ip.zone}`;

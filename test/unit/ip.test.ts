@@ -1,7 +1,7 @@
 import t from 'tap';
 import { lookup } from 'node:dns/promises';
 import { randomInt } from 'node:crypto';
-import { IpAddress, ipText, parseBindIp, parseIp, sourceKey } from '../../src/util/ip';
+import { IpAddress, ipText, parseBindIp, parseIp, sourceKey, unmappedAddress } from '../../src/util/ip';
 import { AllowList, parseAllowRules } from '../../src/policy/allow-list';
 
 t.test('IPv4 in every form getaddrinfo reads is its dotted-decimal address', async (t) => {
@@ -137,4 +137,14 @@ t.test('a bind on every interface matches * or a rule naming it, not a network c
   t.notOk(list.matchBind(any6, 4), '0.0.0.0 is not [::]');
   t.ok(list.matchBind(any6, 5), '[::]');
   t.ok(list.matchBind(parseBindIp('10.1.2.3') as IpAddress, 1), 'a network still covers its own addresses');
+});
+
+t.test('unmappedAddress: a dual-stack socket\'s IPv4 address in plain form, anything else as it is', (t) => {
+  t.equal(unmappedAddress('::ffff:127.0.0.1'), '127.0.0.1');
+  t.equal(unmappedAddress('::FFFF:7f00:1'), '127.0.0.1', 'hex spelling too');
+  t.equal(unmappedAddress('127.0.0.1'), '127.0.0.1');
+  t.equal(unmappedAddress('::1'), '::1');
+  t.equal(unmappedAddress('2001:db8::1'), '2001:db8::1');
+  t.equal(unmappedAddress(''), '');
+  t.end();
 });

@@ -11,7 +11,7 @@
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
-import { sourceKey } from '../../util/ip';
+import { sourceKey, unmappedAddress } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
@@ -39,11 +39,6 @@ export interface SocksOptions {
   /** Carries `socket` (paused) to `target` as a `socks` stream; the engine writes `reply` when the server answers. */
   carry(socket: Socket, peer: string, target: string, reply: StreamReply): void;
   pick(): EngineSession | undefined;
-}
-
-/** An IPv4 address as a dual-stack socket spells it (`::ffff:127.0.0.1`) in plain form. */
-function unmapped(addr: string): string {
-  return addr.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
 }
 
 type Phase = 'greeting' | 'auth' | 'request';
@@ -195,8 +190,8 @@ export class SocksListener {
     const log = this.opts.logger;
     socket.on('error', () => socket.destroy());
     const assoc = new UdpAssociation({
-      localAddress: unmapped(socket.localAddress ?? '127.0.0.1'),
-      clientAddress: unmapped(socket.remoteAddress ?? ''),
+      localAddress: unmappedAddress(socket.localAddress ?? '127.0.0.1'),
+      clientAddress: unmappedAddress(socket.remoteAddress ?? ''),
       clientPort: req.port,
       udpTimeout: this.opts.udpTimeout,
       budget: this.udpBudget,
