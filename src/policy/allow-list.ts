@@ -42,6 +42,10 @@ function parseHost(text: string): HostMatch | string {
     const max = family === 4 ? 32 : 128;
     const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
     if (!(prefix >= 0 && prefix <= max)) return `"/${prefixText}" is not a prefix length for IPv${family}`;
+    // Targets in ::ffff:0:0/96 are IPv4 addresses (src/util/ip.ts) and are checked as such: a rule
+    // inside that range is its IPv4 rule (else it could never match).
+    const mapped = family === 6 && prefix >= 96 ? parseIp(addr) : undefined;
+    if (typeof mapped === 'object' && mapped.family === 'ipv4') return parseHost(`${mapped.address}/${prefix - 96}`);
     const list = new BlockList();
     list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
     return { kind: 'net', list, family: family === 4 ? 'ipv4' : 'ipv6', prefix };

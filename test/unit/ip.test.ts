@@ -91,6 +91,17 @@ t.test('the allow-list checks what a resolver answers in the same canonical form
   t.match(await v4.decide({ host: '0x7f.1', port: 22 }), { ok: true, address: '127.0.0.1' }, 'a numeric target is its IPv4 address, not resolved');
 });
 
+t.test('a rule inside ::ffff:0:0/96 is the IPv4 rule it spells: mapped targets are checked as IPv4', async (t) => {
+  const mapped = new AllowList(parseAllowRules(['[::ffff:10.0.0.0/104]:22', '[::ffff:7f00:1]:80'], 'test'));
+  t.match(await mapped.decide({ host: '10.9.8.7', port: 22 }), { ok: true, address: '10.9.8.7' }, '/104 is 10.0.0.0/8');
+  t.match(await mapped.decide({ host: '::ffff:10.9.8.7', port: 22 }), { ok: true, address: '10.9.8.7' }, 'in either spelling');
+  t.match(await mapped.decide({ host: '11.0.0.1', port: 22 }), { ok: false }, 'and no wider');
+  t.match(await mapped.decide({ host: '127.0.0.1', port: 80 }), { ok: true }, 'a single mapped address is that IPv4 address');
+  t.match(await mapped.decide({ host: '::1', port: 80 }), { ok: false });
+  const wide = new AllowList(parseAllowRules(['[::/0]:*'], 'test'));
+  t.match(await wide.decide({ host: '10.0.0.1', port: 22 }), { ok: false }, 'a wider IPv6 rule still covers IPv6 only');
+});
+
 t.test('a target no rule could allow is refused without a lookup', async (t) => {
   const rules = new AllowList(parseAllowRules(['10.0.0.0/8:22', 'db.internal:5432-5433'], 'test'));
   let lookups = 0;
