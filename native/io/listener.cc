@@ -65,9 +65,16 @@ void Listener::close() {
 void Listener::on_events(uint32_t) { accept_ready(); }
 
 WsSession* Listener::session() {
-  WsSession* s = left_ > 0 ? loop_.find_session(session_) : nullptr;
+  if (left_ == 0) {
+    if (!asked_empty_) ask(0);
+    return nullptr;
+  }
+  WsSession* s = loop_.find_session(session_);
   if (s && s->takes_new_streams()) return s;
-  if (!asked_empty_) ask(0);
+  // Gone or going (closing, draining) before JavaScript knew: the grant is
+  // dropped, and JavaScript is told, lest it grant the same session again at once.
+  left_ = 0;
+  ask(0, true);
   return nullptr;
 }
 
@@ -142,11 +149,12 @@ bool Listener::turn_one_away() {
   return took;
 }
 
-void Listener::ask(uint32_t left) {
+void Listener::ask(uint32_t left, bool refused) {
   (left > 0 ? asked_low_ : asked_empty_) = true;
   Event e(Event::kListener);
   e.session = id_;
   e.bytes_in = left;
+  e.stream = refused ? 2 : 0;
   loop_.events().emit(std::move(e));
 }
 

@@ -61,8 +61,9 @@ class Listener final : public Pollable {
   // Out of fds: the spare fd makes room to accept one waiting connection and
   // reset it, so connections are turned away instead of hanging in the backlog.
   bool turn_one_away();
-  // Asks JavaScript for a grant: `left` ids are left of this one (0: none, or its session is gone).
-  void ask(uint32_t left);
+  // Asks JavaScript for a grant: `left` ids are left of this one (0: none);
+  // `refused`: the granted session takes no new streams (gone, closing, draining).
+  void ask(uint32_t left, bool refused = false);
   void report(uint32_t err, const std::string& peer);
 
   Loop& loop_;
