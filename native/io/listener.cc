@@ -81,15 +81,17 @@ WsSession* Listener::session() {
 void Listener::tick(double now) {
   if (!fd_) return;
   // Oldest first: connections that waited out the timeout are reset, as JavaScript would close them.
+  const bool was_full = waiting_.size() >= kMaxWaiting;
   while (!waiting_.empty() && now - waiting_.front().since >= timeout_ms_) {
     report(0, waiting_.front().peer);
     waiting_.front().fd.reset_abortive();
     waiting_.pop_front();
   }
-  if (retry_at_ != 0 && now >= retry_at_) {
-    retry_at_ = 0;
-    accept_ready();
-  }
+  if (retry_at_ != 0 && now >= retry_at_) retry_at_ = 0;
+  else if (!was_full || waiting_.size() >= kMaxWaiting) return;
+  // Accepting stopped for want of room (or memory): no edge comes for what
+  // is already in the backlog, so accept it now (to wait its turn, or time out).
+  accept_ready();
 }
 
 // Edge-triggered: accepts until the backlog is empty or accept fails (or, with

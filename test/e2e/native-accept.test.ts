@@ -101,3 +101,26 @@ for (const engine of engines()) {
     t.ok(used < 0.3, `the client used ${used.toFixed(2)} of a core while the connection waited`);
   });
 }
+
+for (const engine of engines()) {
+  t.test(`[${engine}] with no session, connections beyond the 1024 the engine holds also time out, none hangs`, async (t) => {
+    // A server port with nothing on it: no session ever comes up.
+    const tmp = await tcpServer(() => undefined);
+    const port = tmp.port;
+    await tmp.close();
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine,
+      '-c', '1', '-t', '1000', '--retry-timeout', '100']);
+    const local: Socket[] = [];
+    t.teardown(async () => { for (const s of local) s.destroy(); await client.stop('SIGKILL'); });
+    // 1100 connections: 1024 wait in the engine, the rest in the kernel's backlog (Node listens with 511).
+    const ended = await Promise.all(Array.from({ length: 1100 }, () => new Promise<boolean>((resolve) => {
+      const s = connect(client.port, '127.0.0.1');
+      local.push(s);
+      const timer = setTimeout(() => resolve(false), 15_000);
+      s.on('error', () => undefined);
+      s.on('close', () => { clearTimeout(timer); resolve(true); });
+      s.resume();
+    })));
+    t.equal(ended.filter((e) => e).length, 1100, 'every connection was closed within 15 s (the timeout is 1 s)');
+  });
+}
