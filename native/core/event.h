@@ -16,7 +16,7 @@ struct Event {
     kLocalOpened,  // a native listener (io/listener.h) opened stream `stream` of `session`: `code` the listener, `text` the peer
     kListener,     // listener `session` needs a grant (`code` 0; `bytes_in` ids left; `stream` 2: its granted session
                    // takes no new streams), could not accept (`code` the errno),
-                   // or (`stream` 1) reset a connection from `text` that waited out the timeout
+                   // or (`stream` 1) closed a connection from `text` that waited out the timeout
   };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;

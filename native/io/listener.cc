@@ -80,11 +80,10 @@ WsSession* Listener::session() {
 
 void Listener::tick(double now) {
   if (!fd_) return;
-  // Oldest first: connections that waited out the timeout are reset, as JavaScript would close them.
+  // Oldest first: connections that waited out the timeout are closed, as JavaScript closes those it holds (a FIN).
   const bool was_full = waiting_.size() >= kMaxWaiting;
   while (!waiting_.empty() && now - waiting_.front().since >= timeout_ms_) {
     report(0, waiting_.front().peer);
-    waiting_.front().fd.reset_abortive();
     waiting_.pop_front();
   }
   if (retry_at_ != 0 && now >= retry_at_) retry_at_ = 0;

@@ -6,7 +6,7 @@
 // opened (Event::kLocalOpened, for its logs and counts), and is asked for a
 // new grant (Event::kListener) as the block runs low or when its session
 // goes. A connection accepted with no grant waits, up to the timeout, as one
-// accepted by JavaScript would; past it, it is reset and reported.
+// accepted by JavaScript would; past it, it is closed (a FIN, as JavaScript closes it) and reported.
 // [I/O thread only]
 #pragma once
 

@@ -308,7 +308,7 @@ export interface LocalAcceptEvents {
   wantsSession(left: number, refused: boolean): void;
   /** Connection from `peer` became `stream` of `session`. */
   opened(session: EngineSession, stream: number, peer: string): void;
-  /** A connection from `peer` waited `timeoutMs` for a session and was reset. */
+  /** A connection from `peer` waited `timeoutMs` for a session and was closed. */
   timedOut(peer: string): void;
   /** Accepting failed (`code`: EMFILE, say); it tries again shortly. */
   acceptFailed(code: string): void;

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { upgradeResponse } from '../../src/protocol/upgrade';
-import { connect, echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
+import { connect, echoServer, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 
 // The native engine accepts a plain tunnel's connections itself, on sessions
@@ -122,5 +122,19 @@ for (const engine of engines()) {
       s.resume();
     })));
     t.equal(ended.filter((e) => e).length, 1100, 'every connection was closed within 15 s (the timeout is 1 s)');
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] a connection that waits out --timeout with no session is closed (FIN) and said, as the JS path always did`, async (t) => {
+    const tmp = await tcpServer(() => undefined);
+    const port = tmp.port;
+    await tmp.close();
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine,
+      '-c', '1', '-t', '500', '--retry-timeout', '100']);
+    t.teardown(() => client.stop('SIGKILL'));
+    const s = connect(client.port, '127.0.0.1');
+    t.equal((await howItEnds(s)).how, 'end', 'the local client sees an orderly close');
+    await client.waitLog(/no session to the server within 500 ms; closing connection from 127\.0\.0\.1:\d+/);
   });
 }
