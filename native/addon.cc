@@ -28,7 +28,7 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 6;
+constexpr uint32_t kAbiVersion = 7;
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),

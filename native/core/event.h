@@ -14,8 +14,9 @@ struct Event {
     kRefused,  // an OPEN the engine refused itself (limits, draining): `code` the RESET code, `text` the target, `note` why
     kControl,  // a reverse-tunnel frame (tws2::control_type): `code` its type, `text` its body (at most 279 bytes)
     kLocalOpened,  // a native listener (io/listener.h) opened stream `stream` of `session`: `code` the listener, `text` the peer
-    kListener,     // listener `session` needs a grant (`code` 0; `bytes_in` ids left), could not accept (`code` the errno),
-                   // or (`stream` 1) reset a connection from `text` that waited out the timeout
+    kListener,     // listener `session` needs a grant (`code` 0; `bytes_in` ids left; `stream` 2: its granted session
+                   // takes no new streams), could not accept (`code` the errno),
+                   // or (`stream` 1) closed a connection from `text` that waited out the timeout
   };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;

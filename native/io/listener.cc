@@ -65,24 +65,32 @@ void Listener::close() {
 void Listener::on_events(uint32_t) { accept_ready(); }
 
 WsSession* Listener::session() {
-  WsSession* s = left_ > 0 ? loop_.find_session(session_) : nullptr;
+  if (left_ == 0) {
+    if (!asked_empty_) ask(0);
+    return nullptr;
+  }
+  WsSession* s = loop_.find_session(session_);
   if (s && s->takes_new_streams()) return s;
-  if (!asked_empty_) ask(0);
+  // Gone or going (closing, draining) before JavaScript knew: the grant is
+  // dropped, and JavaScript is told, lest it grant the same session again at once.
+  left_ = 0;
+  ask(0, true);
   return nullptr;
 }
 
 void Listener::tick(double now) {
   if (!fd_) return;
-  // Oldest first: connections that waited out the timeout are reset, as JavaScript would close them.
+  // Oldest first: connections that waited out the timeout are closed, as JavaScript closes those it holds (a FIN).
+  const bool was_full = waiting_.size() >= kMaxWaiting;
   while (!waiting_.empty() && now - waiting_.front().since >= timeout_ms_) {
     report(0, waiting_.front().peer);
-    waiting_.front().fd.reset_abortive();
     waiting_.pop_front();
   }
-  if (retry_at_ != 0 && now >= retry_at_) {
-    retry_at_ = 0;
-    accept_ready();
-  }
+  if (retry_at_ != 0 && now >= retry_at_) retry_at_ = 0;
+  else if (!was_full || waiting_.size() >= kMaxWaiting) return;
+  // Accepting stopped for want of room (or memory): no edge comes for what
+  // is already in the backlog, so accept it now (to wait its turn, or time out).
+  accept_ready();
 }
 
 // Edge-triggered: accepts until the backlog is empty or accept fails (or, with
@@ -142,11 +150,12 @@ bool Listener::turn_one_away() {
   return took;
 }
 
-void Listener::ask(uint32_t left) {
+void Listener::ask(uint32_t left, bool refused) {
   (left > 0 ? asked_low_ : asked_empty_) = true;
   Event e(Event::kListener);
   e.session = id_;
   e.bytes_in = left;
+  e.stream = refused ? 2 : 0;
   loop_.events().emit(std::move(e));
 }
 

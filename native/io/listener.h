@@ -6,7 +6,7 @@
 // opened (Event::kLocalOpened, for its logs and counts), and is asked for a
 // new grant (Event::kListener) as the block runs low or when its session
 // goes. A connection accepted with no grant waits, up to the timeout, as one
-// accepted by JavaScript would; past it, it is reset and reported.
+// accepted by JavaScript would; past it, it is closed (a FIN, as JavaScript closes it) and reported.
 // [I/O thread only]
 #pragma once
 
@@ -61,8 +61,9 @@ class Listener final : public Pollable {
   // Out of fds: the spare fd makes room to accept one waiting connection and
   // reset it, so connections are turned away instead of hanging in the backlog.
   bool turn_one_away();
-  // Asks JavaScript for a grant: `left` ids are left of this one (0: none, or its session is gone).
-  void ask(uint32_t left);
+  // Asks JavaScript for a grant: `left` ids are left of this one (0: none);
+  // `refused`: the granted session takes no new streams (gone, closing, draining).
+  void ask(uint32_t left, bool refused = false);
   void report(uint32_t err, const std::string& peer);
 
   Loop& loop_;

@@ -278,8 +278,8 @@ export class TwsClient extends EventEmitter {
 
   /** A plain tunnel's connections go straight to the engine where it can take them (see engine-accept.ts). */
   private acceptInEngine(t: LocalTunnel, listener: Server, addr: AddressInfo): void {
-    // Proxy listeners (HTTP CONNECT, SOCKS5) read their client first, and tws-rust sessions run in
-    // TypeScript (src/engine/legacy/): JavaScript keeps those.
+    // Proxy listeners (HTTP CONNECT, SOCKS5) read their client first: JavaScript keeps them.
+    // So does --legacy: tws-rust sessions run in TypeScript (engine/legacy/), never on the I/O thread.
     if (t.proxy || t.socks || this.opts.legacy) return;
     t.native = EngineAccept.start(this.opts.engine, listener, {
       remote: t.remote, label: t.label, tunnel: t.label ? t.name : undefined, pick: () => this.pick(), timeoutMs: this.timeout, logger: this.opts.logger,

@@ -11,7 +11,7 @@ import type { Server } from 'node:net';
 import type { Engine, EngineSession, LocalAcceptor } from '../engine/types';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 
-/** A session picked but unable to take the grant (it drains itself) is asked again after this long. */
+/** A session picked but unable to take the grant (it drains or closes itself) is asked again after this long. */
 const REGRANT_MS = 50;
 
 export interface EngineAcceptOptions {
@@ -30,6 +30,8 @@ export class EngineAccept {
   private acceptor: LocalAcceptor | undefined;
   /** The engine has no session for new connections and waits for grant(). */
   private wanting = false;
+  /** The session last granted. */
+  private granted: EngineSession | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly failures: RateLimitedLog;
 
@@ -42,16 +44,17 @@ export class EngineAccept {
     if (!engine.acceptLocal) return undefined;
     const self = new EngineAccept(o);
     self.acceptor = engine.acceptLocal(server, o.remote, o.tunnel, o.timeoutMs, {
-      wantsSession: (left) => {
+      wantsSession: (left, refused) => {
         if (left === 0) {
           self.wanting = true;
-          self.grant();
+          // A refused session (closing before its close reached us) is not granted again at once: that would spin.
+          self.grant(refused ? self.granted : undefined);
           return;
         }
         // Running low: the next block now, where that costs nothing (ids that
         // would drain a session wait until none is left).
         const session = o.pick();
-        if (session) self.acceptor?.grant(session, true);
+        if (session && self.acceptor?.grant(session, true)) self.granted = session;
       },
       opened: (session, stream, peer) => {
         o.logger.info(`session#${session.id} stream#${stream} open from ${peer} → ${peerText(o.remote)}${o.label}`);
@@ -74,17 +77,19 @@ export class EngineAccept {
     this.acceptor = undefined;
   }
 
-  private grant(): void {
+  /** Grants the session pick() gives, unless it is `refused` (then, as when it cannot take the grant, tries again shortly). */
+  private grant(refused?: EngineSession): void {
     if (!this.acceptor || !this.wanting || this.timer) return;
     const session = this.o.pick();
     if (!session) return;  // sessionUp() grants once one is up
-    if (!this.acceptor.grant(session)) {
+    if (session === refused || !this.acceptor.grant(session)) {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.grant();
       }, REGRANT_MS);
       return;
     }
+    this.granted = session;
     this.wanting = false;
   }
 }

@@ -14,7 +14,7 @@ import type { StreamReply } from './types';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 6;
+export const NATIVE_ABI = 7;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {

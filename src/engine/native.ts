@@ -382,9 +382,9 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
   const onListener = (e: NativeEvent): void => {
     const l = listeners.get(e.session);
     if (!l) return;
-    if (e.stream > 0) l.events.timedOut(e.text);
+    if (e.stream === 1) l.events.timedOut(e.text);
     else if (e.code !== 0) l.events.acceptFailed(errnoName(e.code));
-    else l.events.wantsSession(e.bytesIn);
+    else l.events.wantsSession(e.bytesIn, e.stream === 2);
   };
   const onEvents = (events: NativeEvent[]): void => {
     for (const e of events) {

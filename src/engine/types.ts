@@ -302,11 +302,13 @@ export interface LocalAcceptEvents {
   /**
    * It needs a grant(): it has no session to open streams on (`left` 0), or
    * only `left` ids remain of the last grant (grant ahead, if that is free).
+   * `refused`: the session last granted turned out to take no new streams
+   * (closing or draining before JavaScript heard), so its grant was dropped.
    */
-  wantsSession(left: number): void;
+  wantsSession(left: number, refused: boolean): void;
   /** Connection from `peer` became `stream` of `session`. */
   opened(session: EngineSession, stream: number, peer: string): void;
-  /** A connection from `peer` waited `timeoutMs` for a session and was reset. */
+  /** A connection from `peer` waited `timeoutMs` for a session and was closed. */
   timedOut(peer: string): void;
   /** Accepting failed (`code`: EMFILE, say); it tries again shortly. */
   acceptFailed(code: string): void;

@@ -1,6 +1,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { echoServer, roundTrip, sha256, tcpServer } from '../helpers/net';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { upgradeResponse } from '../../src/protocol/upgrade';
+import { connect, echoServer, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 
 // The native engine accepts a plain tunnel's connections itself, on sessions
@@ -42,5 +45,96 @@ for (const engine of engines()) {
     const back = await Promise.all(early);
     t.same(back.map(sha256), data.map(sha256), 'all five carried once the session came up');
     t.notMatch(client.logs(), /no session to the server within/, 'none gave up');
+  });
+}
+
+/** CPU seconds (user + system) the process has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;  // utime, stime (fields 14, 15) in clock ticks
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] a connection while the session is closing (our close frame unanswered) waits without spinning`, async (t) => {
+    // A server that upgrades, then breaks the protocol and never answers the
+    // client's close frame: the client's session is closing for its grace
+    // period, yet not closed (JavaScript still counts it live).
+    let closeSeen: () => void = () => undefined;
+    const sawClose = new Promise<void>((r) => { closeSeen = r; });
+    const conns: Socket[] = [];
+    const fake = await tcpServer((s) => {
+      conns.push(s);
+      let buf = Buffer.alloc(0);
+      let upgraded = false;
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (!upgraded) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const key = /sec-websocket-key: *(\S+)/i.exec(buf.subarray(0, end).toString())![1]!;
+          upgraded = true;
+          buf = buf.subarray(end + 4);
+          s.write(upgradeResponse(key));
+          return;
+        }
+        if (buf.includes(0x88)) {  // the client's close frame (FIN + close): from here on, read nothing
+          s.pause();
+          closeSeen();
+        }
+      });
+      s.on('error', () => undefined);
+    });
+    const echo = await echoServer();
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${fake.port}/`, '-r', echo.addr, '--engine', engine, '-c', '1']);
+    const local: Socket[] = [];
+    t.teardown(async () => { for (const s of local) s.destroy(); await client.stop('SIGKILL'); for (const s of conns) s.destroy(); await fake.close(); await echo.close(); });
+    await client.waitLog(/up → /);
+    conns[0]!.write(Buffer.from([0xc2, 0x00]));  // RSV1 set: a protocol error, the client closes with 1002
+    await sawClose;
+    const before = cpuSeconds(client.proc.pid!);
+    const started = Date.now();
+    local.push(connect(client.port, '127.0.0.1'));
+    local[0]!.on('error', () => undefined);
+    await sleep(1000);  // within the session's 2 s close grace: what the client burns meanwhile
+    const used = (cpuSeconds(client.proc.pid!) - before) / ((Date.now() - started) / 1000);
+    t.ok(used < 0.3, `the client used ${used.toFixed(2)} of a core while the connection waited`);
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] with no session, connections beyond the 1024 the engine holds also time out, none hangs`, async (t) => {
+    // A server port with nothing on it: no session ever comes up.
+    const tmp = await tcpServer(() => undefined);
+    const port = tmp.port;
+    await tmp.close();
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine,
+      '-c', '1', '-t', '1000', '--retry-timeout', '100']);
+    const local: Socket[] = [];
+    t.teardown(async () => { for (const s of local) s.destroy(); await client.stop('SIGKILL'); });
+    // 1100 connections: 1024 wait in the engine, the rest in the kernel's backlog (Node listens with 511).
+    const ended = await Promise.all(Array.from({ length: 1100 }, () => new Promise<boolean>((resolve) => {
+      const s = connect(client.port, '127.0.0.1');
+      local.push(s);
+      const timer = setTimeout(() => resolve(false), 15_000);
+      s.on('error', () => undefined);
+      s.on('close', () => { clearTimeout(timer); resolve(true); });
+      s.resume();
+    })));
+    t.equal(ended.filter((e) => e).length, 1100, 'every connection was closed within 15 s (the timeout is 1 s)');
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] a connection that waits out --timeout with no session is closed (FIN) and said, as the JS path always did`, async (t) => {
+    const tmp = await tcpServer(() => undefined);
+    const port = tmp.port;
+    await tmp.close();
+    const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine,
+      '-c', '1', '-t', '500', '--retry-timeout', '100']);
+    t.teardown(() => client.stop('SIGKILL'));
+    const s = connect(client.port, '127.0.0.1');
+    t.equal((await howItEnds(s)).how, 'end', 'the local client sees an orderly close');
+    await client.waitLog(/no session to the server within 500 ms; closing connection from 127\.0\.0\.1:\d+/);
   });
 }
