@@ -239,8 +239,11 @@ function hostile(): void {
         ['stale NOW', (p) => p.handshake(Date.now() - 6000), 1008, /NOW is 6 s behind our clock/],
         ['future NOW', (p) => p.handshake(Date.now() + 6000), 1008, /NOW is 6 s ahead of our clock/],
         ['data first', (p) => p.ws.send(Buffer.from('Pabcdefdata')), 1002, /data before the handshake/],
-        ['huge Text', (p) => p.ws.send(`AUTH ${'x'.repeat(100_000)}`), 1009, /text message of 100005 characters/],
+        // ws closes these itself, with no reason: the log says it (below).
+        ['huge Text', (p) => p.ws.send(`AUTH ${'x'.repeat(100_000)}`), 1009, /^$/],
         ['oversized message', (p) => p.ws.send(Buffer.alloc(2 * 1024 * 1024)), 1009, /.*/],
+        // Before its handshake a peer is held to the handshake's size: an unfinished long message is cut at once, not held until -t.
+        ['unfinished long message', (p) => p.ws.send(Buffer.alloc(1000, 0x41), { binary: false, fin: false }), 1009, /^$/],
         ['silence', () => undefined, 1008, /no handshake within 1000 ms/],
       ];
       for (const [name, act, code, why] of cases) {
@@ -253,7 +256,7 @@ function hostile(): void {
         t.notOk(p.texts.includes('hello'), `${name}: no hello`);
       }
       await server.waitLog(/refused tws-rust session from .*no handshake within 1000 ms/);
-      await server.waitLog(/refused tws-rust session from .*message over 1048583 bytes \(closed 1009\)/);
+      await server.waitLog(/refused tws-rust session from .*message over 512 bytes \(closed 1009\)/);
       t.notMatch(server.logs(), /\(tws-rust\) up from/, 'no session came up');
     });
 
@@ -278,6 +281,7 @@ function hostile(): void {
       const cases: [string, string, number, RegExp][] = [
         ['unsigned', authMessage('not-the-password', newConnectionBody('abcdef', false)), 1008, /bad MAC on a message/],
         ['bad id', authMessage(PASSWD, 'NEW CONNECTION ab\ncd'), 1002, /bad stream id|unknown authenticated/],
+        ['long Text', `CONNECTION ${'x'.repeat(600)}`, 1009, /text message of 611 characters/],
         ['unknown Text', 'FORGED\n2026-01-01T00:00:00.000Z INFO  session#1 up', 1002, /unknown message/],
       ];
       for (const [name, msg, code, why] of cases) {

@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import { CloseCode, ResetCode, StreamKind } from '../../protocol/constants';
+import { setMaxPayload } from '../js/websocket';
 import { answerLocal } from '../reply';
 import { StreamLog } from '../stream-log';
 import type { DatagramPort, LegacyOptions, LegacySessionHandle, OpenRequest, OpenStreamOptions, SessionOptions, SessionStats, StreamClosedInfo } from '../types';
@@ -125,7 +126,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       // ws closed the connection itself for a bad frame (and sent the peer its close code): say that, not 1006.
       if (err.code?.startsWith('WS_ERR_')) {
         const tooBig = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
-        this.closedWith ??= { code: tooBig ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: tooBig ? `message over ${wire.MAX_BINARY} bytes` : err.message };
+        this.closedWith ??= { code: tooBig ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: tooBig ? `message over ${this.authenticated ? wire.MAX_BINARY : wire.MAX_TEXT} bytes` : err.message };
       }
     });
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
@@ -209,6 +210,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
   private up(): void {
     clearTimeout(this.handshakeTimer);
     this.authenticated = true;
+    // Past the handshake, data messages (adopt.ts took only the handshake's size until now).
+    setMaxPayload(this.ws, wire.MAX_BINARY);
     this.emit('authenticated');
   }
 
