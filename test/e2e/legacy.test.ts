@@ -16,7 +16,8 @@ import { echoExactly, freePort, needsTwsRust, runRust, RustProc } from '../helpe
 import { exchange, udpEcho } from '../helpers/udp';
 import { metricsPort, scrapeWhen } from '../helpers/metrics';
 import { WebSocket } from 'ws';
-import { authMessage, handshakeBody, newConnectionBody } from '../../src/engine/legacy/wire';
+import { authMessage, handshakeBody, idFrom, newConnectionBody } from '../../src/engine/legacy/wire';
+import { clientFrame } from '../helpers/raw-ws';
 import { waitFor } from '../helpers/wait';
 
 const skip = needsTwsRust();
@@ -330,6 +331,35 @@ function hostile(): void {
       await p.text('CONNECTION idle01 OK');
       await p.text('CONNECTION idle01 CLOSED', 5000);
       await server.waitLog(/\(tws-rust\) stream#1 closed \(idle\)/);
+    });
+
+    t.test(`[${engine}] a tws-rust peer that never reads cannot pile up our answers: we stop reading it`, async (t) => {
+      // Every NEW UDP CONNECTION is answered CLOSED (--no-udp): small requests, small answers, which a peer that
+      // never reads would make us queue without end. Kernel buffers take some MB of each; past them we must stop.
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--no-udp']);
+      const socket = connect(server.port, '127.0.0.1');
+      t.teardown(async () => { socket.destroy(); await server.stop('SIGKILL'); });
+      socket.on('error', () => undefined);
+      socket.pause();
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      socket.write(clientFrame(1, Buffer.from(authMessage(PASSWD, handshakeBody(Date.now(), '127.0.0.1:9')))));
+      await server.waitLog(/\(tws-rust\) up from/);
+      const LIMIT = 60e6;
+      let sent = 0;
+      let n = 0;
+      let stopped = false;
+      while (sent < LIMIT && !stopped) {
+        const batch = Array.from({ length: 500 }, () => clientFrame(1, Buffer.from(authMessage(PASSWD, newConnectionBody(idFrom(Buffer.from([n, n >> 6, n >> 12, n >> 18, n++ >> 24, 7])), true))), true, true));
+        const b = Buffer.concat(batch);
+        sent += b.length;
+        if (!socket.write(b)) stopped = !await Promise.race([new Promise((r) => socket.once('drain', () => r(true))), new Promise((r) => setTimeout(() => r(false), 3000))]);
+      }
+      // About 20 MB here: the kernel's buffers both ways, and 4 MiB of answers weighed (UNSENT_LIMIT). Without the limit it read on.
+      t.ok(stopped && sent < 30e6, `the server stopped reading a peer that reads nothing after ${(sent / 1e6).toFixed(0)} MB of requests (at most 30 MB)`);
+      const rss = rssMiB(server.proc.pid!);
+      t.ok(rss < 400, `server RSS ${rss.toFixed(0)} MiB`);
     });
 
     t.test(`[${engine}] a tws-rust peer flooding a stream past PAUSE gets that stream closed; the session and memory stay`, async (t) => {

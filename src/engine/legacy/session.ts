@@ -34,6 +34,14 @@ const CLOSE_GRACE_MS = 2000;
 const LINGER_MS = 10_000;
 /** Pongs owed to a peer that does not read: past this many bytes unsent, its pings go unanswered. */
 const PONG_LIMIT = 4 * SEND_HIGH;
+/**
+ * What we may owe a peer that does not read before we stop reading it too
+ * (and start again at half): every message weighed with what ws keeps for
+ * it, so that our small answers (OK, CLOSED, PAUSE) to its small requests
+ * cannot pile up without bound. Data stops well below (SEND_HIGH).
+ */
+const UNSENT_LIMIT = 4 * SEND_HIGH;
+const MESSAGE_WEIGHT = 256;
 
 let nextSessionId = 1;
 
@@ -92,6 +100,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
   private readingWs = true;
   /** Bytes all streams' local sockets hold unflushed. */
   private queuedTotal = 0;
+  /** What we handed ws and it has not written yet, each message weighed (UNSENT_LIMIT). */
+  private unsent = 0;
   private bytesIn = 0;
   private bytesOut = 0;
   private rttMs: number | undefined;
@@ -440,9 +450,10 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     if (this.closed) return;
     const own = readsWebSocket(this.queuedTotal, this.opts.sessionBudget, this.readingWs);
     const all = readsWebSocket(processQueue.bytes, this.opts.processBudget, this.readingWs);
+    const heard = readsWebSocket(this.unsent, UNSENT_LIMIT, this.readingWs);
     if (all) processQueue.stalled.delete(this);
     else processQueue.stalled.add(this);
-    const read = own && all;
+    const read = own && all && heard;
     if (read === this.readingWs) return;
     this.readingWs = read;
     if (read) this.ws.resume();
@@ -459,7 +470,11 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
 
   private send(data: Buffer | string): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    const weight = data.length + MESSAGE_WEIGHT;
+    this.unsent += weight;
     this.ws.send(data, () => {
+      this.unsent -= weight;
+      if (!this.readingWs) this.checkWsReading();
       if (this.congested && this.ws.bufferedAmount < SEND_HIGH / 2) {
         this.congested = false;
         for (const s of this.streams.values()) this.applyReading(s);
@@ -469,6 +484,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       this.congested = true;
       for (const s of this.streams.values()) s.local?.pause();
     }
+    if (this.readingWs && this.unsent >= UNSENT_LIMIT) this.checkWsReading();
   }
 
   private sendText(text: string): void {
