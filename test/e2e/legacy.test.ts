@@ -15,6 +15,7 @@ import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { echoExactly, freePort, needsTwsRust, runRust, RustProc } from '../helpers/tws-rust';
 import { exchange, udpEcho } from '../helpers/udp';
 import { metricsPort, scrapeWhen } from '../helpers/metrics';
+import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { authMessage, handshakeBody, idFrom, newConnectionBody } from '../../src/engine/legacy/wire';
 import { clientFrame } from '../helpers/raw-ws';
@@ -230,6 +231,16 @@ async function upPeer(port: number, target: string): Promise<LegacyPeer> {
   return p;
 }
 
+/** A tws-rust client's upgrade on a plain socket that never reads (frames are written with clientFrame). */
+function rawLegacy(port: number): Socket {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.pause();
+  socket.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  return socket;
+}
+
 function hostile(): void {
   for (const engine of engines()) {
     t.test(`[${engine}] tws server --legacy refuses a bad MAC, a NOW outside ±5 s either way, data first, a huge Text, silence`, async (t) => {
@@ -337,13 +348,8 @@ function hostile(): void {
       // Every NEW UDP CONNECTION is answered CLOSED (--no-udp): small requests, small answers, which a peer that
       // never reads would make us queue without end. Kernel buffers take some MB of each; past them we must stop.
       const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--no-udp']);
-      const socket = connect(server.port, '127.0.0.1');
+      const socket = rawLegacy(server.port);
       t.teardown(async () => { socket.destroy(); await server.stop('SIGKILL'); });
-      socket.on('error', () => undefined);
-      socket.pause();
-      await new Promise((r) => socket.once('connect', r));
-      socket.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
       socket.write(clientFrame(1, Buffer.from(authMessage(PASSWD, handshakeBody(Date.now(), '127.0.0.1:9')))));
       await server.waitLog(/\(tws-rust\) up from/);
       const LIMIT = 60e6;
@@ -360,6 +366,23 @@ function hostile(): void {
       t.ok(stopped && sent < 30e6, `the server stopped reading a peer that reads nothing after ${(sent / 1e6).toFixed(0)} MB of requests (at most 30 MB)`);
       const rss = rssMiB(server.proc.pid!);
       t.ok(rss < 400, `server RSS ${rss.toFixed(0)} MiB`);
+    });
+
+    t.test(`[${engine}] a tws-rust peer that pings and never reads, before its handshake, cannot pile up our pongs`, async (t) => {
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '-t', '30000']);
+      const socket = rawLegacy(server.port);
+      t.teardown(async () => { socket.destroy(); await server.stop('SIGKILL'); });
+      const before = rssMiB(server.proc.pid!);
+      // 20 MB of empty pings (6 bytes each, masked with the key 0): each would be a pong of its own.
+      const pings = Buffer.concat(Array.from({ length: 10_000 }, () => clientFrame(9, Buffer.alloc(0), true, true)));
+      for (let sent = 0; sent < 20e6 && !socket.destroyed; sent += pings.length) {
+        if (!socket.write(pings)) await Promise.race([new Promise((r) => socket.once('drain', r)), new Promise((r) => setTimeout(r, 3000))]);
+      }
+      // ws answers the pings it has read; the last of them are read by now or soon.
+      await new Promise((r) => setImmediate(r));
+      t.notOk(socket.destroyed, 'the connection is still up (pings are allowed)');
+      const grown = rssMiB(server.proc.pid!) - before;
+      t.ok(grown < 60, `server RSS grew ${grown.toFixed(0)} MiB for 20 MB of pings (one pong queued at most)`);
     });
 
     t.test(`[${engine}] a tws-rust peer flooding a stream past PAUSE gets that stream closed; the session and memory stay`, async (t) => {

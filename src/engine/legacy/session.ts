@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import { CloseCode, ResetCode, StreamKind } from '../../protocol/constants';
+import { pongAnswerer } from '../js/pongs';
 import { setMaxPayload } from '../js/websocket';
 import { answerLocal } from '../reply';
 import { StreamLog } from '../stream-log';
@@ -32,8 +33,6 @@ export const LEGACY_PROTOCOL = 'tws-rust';
 const CLOSE_GRACE_MS = 2000;
 /** How long a stream's local socket may take to flush what it holds after the stream ended (ms). */
 const LINGER_MS = 10_000;
-/** Pongs owed to a peer that does not read: past this many bytes unsent, its pings go unanswered. */
-const PONG_LIMIT = 4 * SEND_HIGH;
 /**
  * What we may owe a peer that does not read before we stop reading it too
  * (and start again at half): every message weighed with what ws keeps for
@@ -126,7 +125,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
         this.close(CloseCode.INTERNAL, `internal error: ${(err as Error).message}`);
       }
     });
-    ws.on('ping', () => { if (ws.bufferedAmount < PONG_LIMIT) ws.pong(); });
+    // One pong in the send queue at most, the latest ping's: a peer that pings and never reads (before its handshake too) cannot pile them up.
+    ws.on('ping', pongAnswerer(ws, opts.role === 'client'));
     ws.on('pong', () => {
       this.awaitingPong = false;
       this.rttMs = Date.now() - this.pingSentAt;
