@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { needs } from '../helpers/tools';
 import { request } from 'node:http';
-import { connect, echoServer, howItEnds, rssMiB, sha256, tcpServer } from '../helpers/net';
+import { connect, echoServer, hangingTarget, howItEnds, rssMiB, sha256, tcpServer } from '../helpers/net';
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { echoExactly, freePort, needsTwsRust, runRust, RustProc } from '../helpers/tws-rust';
 import { exchange, udpEcho } from '../helpers/udp';
@@ -383,6 +383,31 @@ function hostile(): void {
       t.notOk(socket.destroyed, 'the connection is still up (pings are allowed)');
       const grown = rssMiB(server.proc.pid!) - before;
       t.ok(grown < 60, `server RSS grew ${grown.toFixed(0)} MiB for 20 MB of pings (one pong queued at most)`);
+    });
+
+    t.test(`[${engine}] early data on many streams counts against the session budget: we stop reading the peer`, async (t) => {
+      // Streams to a target that never accepts stay opening; each may hold 256 KiB early, 400 of them 100 MB:
+      // past the session's 64 MiB we must stop reading, as for data queued to open streams.
+      const hang = await hangingTarget();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--connect-timeout', '60000', '-t', '60000']);
+      const socket = rawLegacy(server.port);
+      t.teardown(async () => { socket.destroy(); await server.stop('SIGKILL'); await hang.close(); });
+      socket.write(clientFrame(1, Buffer.from(authMessage(PASSWD, handshakeBody(Date.now(), hang.addr)))));
+      await server.waitLog(/\(tws-rust\) up from/);
+      const ids = Array.from({ length: 400 }, (_, i) => `e${String(i).padStart(5, '0')}`);
+      socket.write(Buffer.concat(ids.map((id) => clientFrame(1, Buffer.from(authMessage(PASSWD, newConnectionBody(id, false)))))));
+      const early = Buffer.alloc(250 * 1024, 0x45);
+      let sent = 0;
+      let stopped = false;
+      for (const id of ids) {
+        const frame = clientFrame(2, Buffer.concat([Buffer.from(`P${id}`), early]), true, true);
+        sent += frame.length;
+        if (!socket.write(frame)) stopped = !await Promise.race([new Promise((r) => socket.once('drain', () => r(true))), new Promise((r) => setTimeout(() => r(false), 3000))]);
+        if (stopped) break;
+      }
+      t.ok(stopped, `the server stopped reading after ${(sent / 1e6).toFixed(0)} MB of early data on ${ids.length} opening streams`);
+      t.notOk(socket.destroyed, 'the session is up: the streams were opening, holding their early data');
+      t.notMatch(server.logs(), /stream#\d+ closed/, 'no stream ended');
     });
 
     t.test(`[${engine}] a tws-rust peer flooding a stream past PAUSE gets that stream closed; the session and memory stay`, async (t) => {

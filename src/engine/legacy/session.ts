@@ -62,7 +62,7 @@ interface Stream {
   /** Payload (or datagrams) that came before the stream was connected. */
   early: Buffer[];
   earlyBytes: number;
-  /** Bytes handed to the local socket and not yet flushed. */
+  /** Bytes handed to the local socket and not yet flushed, and early ones held (holdEarly). */
   queued: number;
   /** We sent PAUSE. */
   pausedByUs: boolean;
@@ -367,8 +367,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     });
     // tws-rust has no half-close: our side's EOF ends the stream both ways.
     local.on('end', () => this.finish(s, 'fin', 'info', { tellPeer: true, local: 'end' }));
+    this.releaseEarly(s);
     for (const chunk of s.early.splice(0)) this.writeLocal(s, chunk);
-    s.earlyBytes = 0;
     this.applyReading(s);
   }
 
@@ -383,6 +383,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       // A full link drops datagrams rather than queueing them: UDP may lose, memory may not grow.
       if (this.ws.bufferedAmount < SEND_HIGH) this.send(Buffer.concat([wire.dataHeader('U', s.id), payload]));
     };
+    this.releaseEarly(s);
     for (const d of s.early.splice(0)) port.send(d);
     this.armIdle(s);
   }
@@ -391,17 +392,33 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     s.lastActive = Date.now();
     if (s.port) return s.port.send(payload);
     // Before the server's udp socket is ready: a few are held, the rest dropped.
-    if (s.early.length < EARLY_DATAGRAMS) s.early.push(Buffer.from(payload));
+    if (s.early.length < EARLY_DATAGRAMS) this.holdEarly(s, payload);
+  }
+
+  /**
+   * Holds payload that came before the stream was connected (copied: it may
+   * be a view of a large read), counted as queued: many streams opening at
+   * once weigh on the session's and the process's budgets like open ones.
+   */
+  private holdEarly(s: Stream, payload: Buffer): void {
+    s.early.push(Buffer.from(payload));
+    s.earlyBytes += payload.length;
+    this.account(s, payload.length);
+    this.checkWsReading();
+  }
+
+  /** The early data goes out now (and is counted again as it is written): it is no longer held. */
+  private releaseEarly(s: Stream): void {
+    this.account(s, -s.earlyBytes);
+    s.earlyBytes = 0;
   }
 
   private payloadIn(s: Stream, payload: Buffer): void {
     s.lastActive = Date.now();
     if (s.state === 'opening') {
-      // tws-rust's client waits for OK; early data is bounded all the same (copied: it may be a view of a large read).
-      s.earlyBytes += payload.length;
-      if (s.earlyBytes > EARLY_BYTES) return this.finish(s, `protocol error: more than ${EARLY_BYTES} bytes before the stream was connected`, 'warn', { tellPeer: true, local: 'destroy' });
-      s.early.push(Buffer.from(payload));
-      return;
+      // tws-rust's client waits for OK; early data is bounded all the same.
+      if (s.earlyBytes + payload.length > EARLY_BYTES) return this.finish(s, `protocol error: more than ${EARLY_BYTES} bytes before the stream was connected`, 'warn', { tellPeer: true, local: 'destroy' });
+      return this.holdEarly(s, payload);
     }
     this.writeLocal(s, payload);
   }
