@@ -410,6 +410,32 @@ function hostile(): void {
       t.notMatch(server.logs(), /stream#\d+ closed/, 'no stream ended');
     });
 
+    t.test(`[${engine}] what a closed stream's socket still holds counts against the budget while it lingers`, async (t) => {
+      // A target that never reads; each stream gets 7.5 MiB (past PAUSE, below the 8 MiB flood limit), then the
+      // peer's CLOSED: the socket lingers (up to 10 s) with what it holds. 60 of them would be 450 MiB for one session.
+      const sink = await tcpServer((s) => s.pause());
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '-t', '60000']);
+      const p = await upPeer(server.port, sink.addr);
+      t.teardown(async () => { p.ws.terminate(); await server.stop('SIGKILL'); await sink.close(); });
+      const chunk = Buffer.alloc(256 * 1024, 0x4c);
+      let i = 0;
+      let stopped = false;
+      for (; i < 60 && !stopped; i++) {
+        const id = `L${String(i).padStart(5, '0')}`;
+        p.ws.send(authMessage(PASSWD, newConnectionBody(id, false)));
+        if (!await waitFor(() => p.texts.includes(`CONNECTION ${id} OK`), 3000)) stopped = true;
+        for (let k = 0; k < 30 && !stopped; k++) {
+          p.ws.send(Buffer.concat([Buffer.from(`P${id}`), chunk]));
+          if (p.ws.bufferedAmount > 4 * 1024 * 1024 && !await waitFor(() => p.ws.bufferedAmount < 1024 * 1024, 3000)) stopped = true;
+        }
+        p.ws.send(`CONNECTION ${id} CLOSED`);
+      }
+      t.ok(stopped, `the server stopped reading at stream ${i} of 60 (7.5 MiB each, closed by the peer, lingering)`);
+      t.notMatch(server.logs(), /flooded/, 'no stream was closed for flooding');
+      const rss = rssMiB(server.proc.pid!);
+      t.ok(rss < 300, `server RSS ${rss.toFixed(0)} MiB`);
+    });
+
     t.test(`[${engine}] a tws-rust peer flooding a stream past PAUSE gets that stream closed; the session and memory stay`, async (t) => {
       // A target that never reads: everything the peer sends piles up in front of it.
       const sink = await tcpServer((s) => s.pause());

@@ -429,10 +429,10 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     const n = payload.length;
     this.account(s, n);
     local.write(payload, () => {
-      // A stream that ended let go of all it held at once (finish).
-      if (this.streams.get(s.id) !== s) return;
+      // Held until written or dropped (Node calls back on destroy too), also after the stream ended: its socket
+      // may linger with what it holds (finish), which must weigh on the budgets as long as it does.
       this.account(s, -n);
-      this.checkQueue(s);
+      if (this.streams.get(s.id) === s) this.checkQueue(s);
       this.checkWsReading();
     });
     this.checkQueue(s);
@@ -541,7 +541,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     clearTimeout(s.idleTimer);
     s.request?.abort();
     if (o.tellPeer && !this.closed) this.sendText(wire.connectionMessage(s.id, 'CLOSED'));
-    this.account(s, -s.queued);
+    // What the local socket holds stays counted until it is written or dropped (writeLocal); early data was never handed to it.
+    this.releaseEarly(s);
     s.early.length = 0;
     const local = s.local;
     if (local) {
