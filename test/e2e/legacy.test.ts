@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
 import { needs } from '../helpers/tools';
@@ -323,6 +324,34 @@ function hostile(): void {
       t.equal(sha256(await echoExactly(client.port, data)), sha256(data), 'a stream through TLS intact');
       await server.waitLog(/\(tws-rust\) up from/);
     });
+
+    t.test(`[${engine}] tws-rust sessions up over --tls-cert stop counting as connections waiting for their upgrade`,
+      { skip: needs('openssl') || needs('prlimit') }, async (t) => {
+        // 256 fds: 10 connections may wait for their upgrade. A tws-rust session on the native engine's TLS front keeps
+        // its front open for its life; up, it must not hold one of those 10, or 10 sessions lock everyone out.
+        const dir = t.testdir({});
+        const ca = makeCa(dir, 'legacy-ca');
+        const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
+        const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--tls-cert', leaf.cert, '--tls-key', leaf.key],
+          {}, undefined, ['prlimit', '--nofile=256:256']);
+        const peers: WebSocket[] = [];
+        t.teardown(async () => { for (const ws of peers) ws.terminate(); await server.stop('SIGKILL'); });
+        await server.waitLog(/connections waiting for their upgrade/);
+        const m = /and (\d+) connections waiting for their upgrade/.exec(server.logs());
+        const pending = Number(m![1]);
+        const up: boolean[] = [];
+        for (let i = 0; i < pending + 5; i++) {
+          up.push(await new Promise<boolean>((resolve) => {
+            const ws = new WebSocket(`wss://localhost:${server.port}/`, { ca: readFileSync(ca.cert), perMessageDeflate: false });
+            peers.push(ws);
+            ws.on('error', () => resolve(false));
+            ws.on('open', () => ws.send(authMessage(PASSWD, handshakeBody(Date.now(), '127.0.0.1:9'))));
+            ws.on('message', (d) => { if (String(d) === 'hello') resolve(true); });
+          }));
+        }
+        t.same(up, up.map(() => true), `${pending + 5} tws-rust sessions up with ${pending} connections allowed to wait for their upgrade`);
+        t.notMatch(server.logs(), /dropped/, 'no connection dropped');
+      });
 
     t.test(`[${engine}] --legacy with only --users refuses tws-rust clients (no user name) with the prober's 404, and says so at start`, async (t) => {
       const dir = t.testdir({ 'users.yaml': `alice:\n  passwd: a-secret\n` });
