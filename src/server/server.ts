@@ -113,6 +113,15 @@ export class TwsServer extends EventEmitter {
   private readonly features: string[];
   /** tws-rust sessions upgraded and still in their handshake (bounded like connections before their upgrade). */
   private legacyHandshakes = 0;
+  /**
+   * Native TLS fronts by their decrypted socket: how one stops counting as a
+   * connection before its upgrade. A tws-rust session runs in JavaScript on
+   * its front's socket for its whole life, so the front stays open (and
+   * counted in the engine's `fronts`) after the handshake: up, it is a session.
+   */
+  private readonly frontUpgraded = new WeakMap<Duplex, () => void>();
+  /** tws-rust sessions up on a native TLS front (counted in the engine's `fronts`, but past their upgrade). */
+  private legacyOnFronts = 0;
 
   constructor(private readonly opts: TwsServerOptions) {
     super();
@@ -168,7 +177,7 @@ export class TwsServer extends EventEmitter {
         const peer = formatPeer(socket);
         // Connections before their upgrade hold fds (three each here) and need no password: they are capped.
         // The engine may hold a front a while after JavaScript let go of it (a client that will not read the answer).
-        if (Math.max(this.pending, engine.stats().fronts ?? 0) >= this.maxPending) {
+        if (Math.max(this.pending, (engine.stats().fronts ?? 0) - this.legacyOnFronts) >= this.maxPending) {
           this.droppedConnections.line('warn', `connection from ${peer} dropped: ${this.maxPending} connections wait for their upgrade already`);
           socket.destroy();
           return;
@@ -179,7 +188,18 @@ export class TwsServer extends EventEmitter {
           return;
         }
         this.pending++;
-        plain.once('close', () => { this.pending--; });
+        let waiting = true;
+        const upgraded = (): void => {
+          if (!waiting) return;
+          waiting = false;
+          this.pending--;
+        };
+        plain.once('close', upgraded);
+        this.frontUpgraded.set(plain, () => {
+          upgraded();
+          this.legacyOnFronts++;
+          plain.once('close', () => { this.legacyOnFronts--; });
+        });
         plain.on('error', () => undefined);
         this.http.emit('connection', plain);
       });
@@ -346,6 +366,8 @@ export class TwsServer extends EventEmitter {
         session.close(CloseCode.POLICY, 'session limit');
         return;
       }
+      // On a native TLS front, the connection stops counting as one before its upgrade: it is a session now.
+      this.frontUpgraded.get(socket)?.();
       this.track(session, who, undefined, ` (tws-rust → ${peerText(session.target)})`);
     });
     session.once('close', (code: number, reason: string) => {

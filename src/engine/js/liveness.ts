@@ -9,7 +9,8 @@ import type { WebSocket } from 'ws';
 import { CloseCode } from '../../protocol/constants';
 import type { Logger } from '../../util/log';
 import type { SessionOptions } from '../types';
-import { own, type JsStream } from './stream';
+import { pongAnswerer } from './pongs';
+import type { JsStream } from './stream';
 import type { StreamTable } from './stream-table';
 
 /** Round-trip samples kept for the base-RTT estimate (one per probe). */
@@ -59,9 +60,8 @@ export class Liveness {
   private readonly rtts: number[] = [];
   /** Their minimum once there are MIN_RTT_SAMPLES of them, else 0 (ms): kept, as every local write asks for it. */
   private baseRtt = 0;
-  /** A pong is in the WebSocket's send queue; `pongOwed` is the latest ping's payload to answer after it. */
-  private pongInFlight = false;
-  private pongOwed: Buffer | undefined;
+  /** Pongs are ours to send (the WebSocket is made with autoPong: false), one in the send queue at most (pongs.ts). */
+  private readonly answerPing: (ping: Buffer) => void;
   /** Since when we have not read from the peer because it does not read what we send (0: reading). */
   private pausedAt = 0;
   private readonly timer: NodeJS.Timeout;
@@ -73,6 +73,7 @@ export class Liveness {
     private readonly streams: StreamTable,
     private readonly hooks: LivenessHooks,
   ) {
+    this.answerPing = pongAnswerer(ws, opts.role === 'client');
     ws.on('ping', (data: Buffer) => {
       this.lastRecv = Date.now();
       this.answerPing(data);
@@ -114,28 +115,6 @@ export class Liveness {
       if (err || this.hooks.closed()) return;
       this.pausedAt = 0;
       this.ws.resume();
-    });
-  }
-
-  /**
-   * Pongs are ours to send (the WebSocket is made with autoPong: false): at
-   * most one is in the send queue, and of the pings that arrive meanwhile
-   * only the latest is answered (RFC 6455 §5.5.3 allows it), so a peer that
-   * pings and never reads cannot make pongs pile up.
-   */
-  private answerPing(data: Buffer): void {
-    if (this.ws.readyState !== 1) return;
-    // A ping's payload is a view into the socket read it came in (see own()): the pong may wait long in the send queue.
-    if (this.pongInFlight) {
-      this.pongOwed = own(data);
-      return;
-    }
-    this.pongInFlight = true;
-    this.ws.pong(own(data), this.opts.role === 'client', () => {
-      this.pongInFlight = false;
-      const next = this.pongOwed;
-      this.pongOwed = undefined;
-      if (next) this.answerPing(next);
     });
   }
 

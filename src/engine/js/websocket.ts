@@ -22,6 +22,8 @@ interface Settable {
 
 /** ws's Receiver, as far as gatherFragments() uses it. */
 interface Receiver {
+  /** The longest message taken (checked at each frame's header); 0: any. */
+  _maxPayload: number;
   /** The frame being parsed is its message's last. */
   _fin: boolean;
   /** The payloads of the message so far, kept until its last frame. */
@@ -68,6 +70,16 @@ export function upgradedWebSocket(socket: Socket, head: Buffer, preamble: Buffer
   settable.setSocket(socket, head, { ...RECEIVE, maxPayload });
   gatherFragments(settable._receiver);
   return ws;
+}
+
+/**
+ * Changes the longest message `ws` takes from its next frame on (a longer one
+ * closes it with 1009, as maxPayload does): a session that takes only a short
+ * handshake first keeps an unauthenticated peer from making it hold more.
+ */
+export function setMaxPayload(ws: WebSocket, maxPayload: number): void {
+  const receiver = (ws as unknown as Partial<Settable>)._receiver;
+  if (receiver) receiver._maxPayload = maxPayload;
 }
 
 /**

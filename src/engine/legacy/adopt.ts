@@ -10,12 +10,14 @@ import { validateSessionOptions } from '../options';
 import type { LegacyOptions, LegacySessionHandle, SessionOptions } from '../types';
 import { upgradedWebSocket } from '../js/websocket';
 import { LegacySession } from './session';
-import { MAX_BINARY } from './wire';
+import { MAX_TEXT } from './wire';
 
 /** Starts a tws-rust session on an upgraded connection (`preamble`: a server's 101, written first). */
 export function adoptLegacy(socket: Socket, head: Buffer, preamble: Buffer, options: SessionOptions, legacy: LegacyOptions): LegacySessionHandle {
   validateSessionOptions(options);
-  const session = new LegacySession(upgradedWebSocket(socket, head, preamble, options.role, MAX_BINARY), options, legacy);
+  // Until the handshake is done only its one short Text message is taken (the session raises the limit then):
+  // else every connection still shaking hands, unauthenticated, could make us hold a 1 MiB message.
+  const session = new LegacySession(upgradedWebSocket(socket, head, preamble, options.role, MAX_TEXT), options, legacy);
   // ws hears the socket fail before it closes (1006), and says nothing of why: the session is told, as the js engine's is.
   socket.once('error', (err: NodeJS.ErrnoException) => session.connectionFailed(err.code ?? err.message));
   return session;

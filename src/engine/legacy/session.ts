@@ -17,6 +17,8 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import { CloseCode, ResetCode, StreamKind } from '../../protocol/constants';
+import { pongAnswerer } from '../js/pongs';
+import { setMaxPayload } from '../js/websocket';
 import { answerLocal } from '../reply';
 import { StreamLog } from '../stream-log';
 import type { DatagramPort, LegacyOptions, LegacySessionHandle, OpenRequest, OpenStreamOptions, SessionOptions, SessionStats, StreamClosedInfo } from '../types';
@@ -31,8 +33,14 @@ export const LEGACY_PROTOCOL = 'tws-rust';
 const CLOSE_GRACE_MS = 2000;
 /** How long a stream's local socket may take to flush what it holds after the stream ended (ms). */
 const LINGER_MS = 10_000;
-/** Pongs owed to a peer that does not read: past this many bytes unsent, its pings go unanswered. */
-const PONG_LIMIT = 4 * SEND_HIGH;
+/**
+ * What we may owe a peer that does not read before we stop reading it too
+ * (and start again at half): every message weighed with what ws keeps for
+ * it, so that our small answers (OK, CLOSED, PAUSE) to its small requests
+ * cannot pile up without bound. Data stops well below (SEND_HIGH).
+ */
+const UNSENT_LIMIT = 4 * SEND_HIGH;
+const MESSAGE_WEIGHT = 256;
 
 let nextSessionId = 1;
 
@@ -54,7 +62,7 @@ interface Stream {
   /** Payload (or datagrams) that came before the stream was connected. */
   early: Buffer[];
   earlyBytes: number;
-  /** Bytes handed to the local socket and not yet flushed. */
+  /** Bytes handed to the local socket and not yet flushed, and early ones held (holdEarly). */
   queued: number;
   /** We sent PAUSE. */
   pausedByUs: boolean;
@@ -91,6 +99,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
   private readingWs = true;
   /** Bytes all streams' local sockets hold unflushed. */
   private queuedTotal = 0;
+  /** What we handed ws and it has not written yet, each message weighed (UNSENT_LIMIT). */
+  private unsent = 0;
   private bytesIn = 0;
   private bytesOut = 0;
   private rttMs: number | undefined;
@@ -115,7 +125,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
         this.close(CloseCode.INTERNAL, `internal error: ${(err as Error).message}`);
       }
     });
-    ws.on('ping', () => { if (ws.bufferedAmount < PONG_LIMIT) ws.pong(); });
+    // One pong in the send queue at most, the latest ping's: a peer that pings and never reads (before its handshake too) cannot pile them up.
+    ws.on('ping', pongAnswerer(ws, opts.role === 'client'));
     ws.on('pong', () => {
       this.awaitingPong = false;
       this.rttMs = Date.now() - this.pingSentAt;
@@ -125,7 +136,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       // ws closed the connection itself for a bad frame (and sent the peer its close code): say that, not 1006.
       if (err.code?.startsWith('WS_ERR_')) {
         const tooBig = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
-        this.closedWith ??= { code: tooBig ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: tooBig ? `message over ${wire.MAX_BINARY} bytes` : err.message };
+        this.closedWith ??= { code: tooBig ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: tooBig ? `message over ${this.authenticated ? wire.MAX_BINARY : wire.MAX_TEXT} bytes` : err.message };
       }
     });
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString('utf8')));
@@ -209,6 +220,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
   private up(): void {
     clearTimeout(this.handshakeTimer);
     this.authenticated = true;
+    // Past the handshake, data messages (adopt.ts took only the handshake's size until now).
+    setMaxPayload(this.ws, wire.MAX_BINARY);
     this.emit('authenticated');
   }
 
@@ -354,8 +367,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     });
     // tws-rust has no half-close: our side's EOF ends the stream both ways.
     local.on('end', () => this.finish(s, 'fin', 'info', { tellPeer: true, local: 'end' }));
+    this.releaseEarly(s);
     for (const chunk of s.early.splice(0)) this.writeLocal(s, chunk);
-    s.earlyBytes = 0;
     this.applyReading(s);
   }
 
@@ -370,6 +383,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       // A full link drops datagrams rather than queueing them: UDP may lose, memory may not grow.
       if (this.ws.bufferedAmount < SEND_HIGH) this.send(Buffer.concat([wire.dataHeader('U', s.id), payload]));
     };
+    this.releaseEarly(s);
     for (const d of s.early.splice(0)) port.send(d);
     this.armIdle(s);
   }
@@ -378,17 +392,33 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     s.lastActive = Date.now();
     if (s.port) return s.port.send(payload);
     // Before the server's udp socket is ready: a few are held, the rest dropped.
-    if (s.early.length < EARLY_DATAGRAMS) s.early.push(Buffer.from(payload));
+    if (s.early.length < EARLY_DATAGRAMS) this.holdEarly(s, payload);
+  }
+
+  /**
+   * Holds payload that came before the stream was connected (copied: it may
+   * be a view of a large read), counted as queued: many streams opening at
+   * once weigh on the session's and the process's budgets like open ones.
+   */
+  private holdEarly(s: Stream, payload: Buffer): void {
+    s.early.push(Buffer.from(payload));
+    s.earlyBytes += payload.length;
+    this.account(s, payload.length);
+    this.checkWsReading();
+  }
+
+  /** The early data goes out now (and is counted again as it is written): it is no longer held. */
+  private releaseEarly(s: Stream): void {
+    this.account(s, -s.earlyBytes);
+    s.earlyBytes = 0;
   }
 
   private payloadIn(s: Stream, payload: Buffer): void {
     s.lastActive = Date.now();
     if (s.state === 'opening') {
-      // tws-rust's client waits for OK; early data is bounded all the same (copied: it may be a view of a large read).
-      s.earlyBytes += payload.length;
-      if (s.earlyBytes > EARLY_BYTES) return this.finish(s, `protocol error: more than ${EARLY_BYTES} bytes before the stream was connected`, 'warn', { tellPeer: true, local: 'destroy' });
-      s.early.push(Buffer.from(payload));
-      return;
+      // tws-rust's client waits for OK; early data is bounded all the same.
+      if (s.earlyBytes + payload.length > EARLY_BYTES) return this.finish(s, `protocol error: more than ${EARLY_BYTES} bytes before the stream was connected`, 'warn', { tellPeer: true, local: 'destroy' });
+      return this.holdEarly(s, payload);
     }
     this.writeLocal(s, payload);
   }
@@ -399,10 +429,10 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     const n = payload.length;
     this.account(s, n);
     local.write(payload, () => {
-      // A stream that ended let go of all it held at once (finish).
-      if (this.streams.get(s.id) !== s) return;
+      // Held until written or dropped (Node calls back on destroy too), also after the stream ended: its socket
+      // may linger with what it holds (finish), which must weigh on the budgets as long as it does.
       this.account(s, -n);
-      this.checkQueue(s);
+      if (this.streams.get(s.id) === s) this.checkQueue(s);
       this.checkWsReading();
     });
     this.checkQueue(s);
@@ -437,9 +467,10 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     if (this.closed) return;
     const own = readsWebSocket(this.queuedTotal, this.opts.sessionBudget, this.readingWs);
     const all = readsWebSocket(processQueue.bytes, this.opts.processBudget, this.readingWs);
+    const heard = readsWebSocket(this.unsent, UNSENT_LIMIT, this.readingWs);
     if (all) processQueue.stalled.delete(this);
     else processQueue.stalled.add(this);
-    const read = own && all;
+    const read = own && all && heard;
     if (read === this.readingWs) return;
     this.readingWs = read;
     if (read) this.ws.resume();
@@ -456,7 +487,11 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
 
   private send(data: Buffer | string): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    const weight = data.length + MESSAGE_WEIGHT;
+    this.unsent += weight;
     this.ws.send(data, () => {
+      this.unsent -= weight;
+      if (!this.readingWs) this.checkWsReading();
       if (this.congested && this.ws.bufferedAmount < SEND_HIGH / 2) {
         this.congested = false;
         for (const s of this.streams.values()) this.applyReading(s);
@@ -466,6 +501,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
       this.congested = true;
       for (const s of this.streams.values()) s.local?.pause();
     }
+    if (this.readingWs && this.unsent >= UNSENT_LIMIT) this.checkWsReading();
   }
 
   private sendText(text: string): void {
@@ -505,7 +541,8 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     clearTimeout(s.idleTimer);
     s.request?.abort();
     if (o.tellPeer && !this.closed) this.sendText(wire.connectionMessage(s.id, 'CLOSED'));
-    this.account(s, -s.queued);
+    // What the local socket holds stays counted until it is written or dropped (writeLocal); early data was never handed to it.
+    this.releaseEarly(s);
     s.early.length = 0;
     const local = s.local;
     if (local) {
