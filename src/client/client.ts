@@ -281,14 +281,20 @@ export class TwsClient extends EventEmitter {
     // Proxy listeners (HTTP CONNECT, SOCKS5) read their client first: JavaScript keeps them.
     // So does --legacy: tws-rust sessions run in TypeScript (engine/legacy/), never on the I/O thread.
     if (t.proxy || t.socks || this.opts.legacy) return;
+    t.bound = addr;
     t.native = EngineAccept.start(this.opts.engine, listener, {
       remote: t.remote, label: t.label, tunnel: t.label ? t.name : undefined, pick: () => this.pick(), timeoutMs: this.timeout, logger: this.opts.logger,
+      // Until the engine says it watches its duplicate of the socket, both accept (either path carries a connection).
+      started: () => {
+        if (!t.native) return;
+        listener.close();
+        this.opts.logger.debug(`listener${t.label}: the engine accepts its connections`);
+      },
+      failed: (code) => {
+        t.native = undefined;
+        this.opts.logger.warn(`listener${t.label}: the engine cannot watch it (${code}); accepting in JavaScript instead`);
+      },
     });
-    if (!t.native) return;
-    // The engine holds its own duplicate of the listening socket: Node stops accepting on it.
-    t.bound = addr;
-    listener.close();
-    this.opts.logger.debug(`listener${t.label}: the engine accepts its connections`);
   }
 
   private closeListeners(): Promise<void> {

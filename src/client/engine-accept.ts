@@ -24,6 +24,10 @@ export interface EngineAcceptOptions {
   pick(): EngineSession | undefined;
   timeoutMs: number;
   logger: Logger;
+  /** The engine watches the listening socket now: Node's listener can stop. */
+  started(): void;
+  /** The engine could not watch it (`code`, e.g. ENOSPC for epoll's watch limit): JavaScript keeps accepting. */
+  failed(code: string): void;
 }
 
 export class EngineAccept {
@@ -43,8 +47,14 @@ export class EngineAccept {
   static start(engine: Engine, server: Server, o: EngineAcceptOptions): EngineAccept | undefined {
     if (!engine.acceptLocal) return undefined;
     const self = new EngineAccept(o);
+    // The engine's first word is that it watches the socket (a request for a session) or why it cannot.
+    let started = false;
     self.acceptor = engine.acceptLocal(server, o.remote, o.tunnel, o.timeoutMs, {
       wantsSession: (left, refused) => {
+        if (!started) {
+          started = true;
+          o.started();
+        }
         if (left === 0) {
           self.wanting = true;
           // A refused session (closing before its close reached us) is not granted again at once: that would spin.
@@ -60,7 +70,12 @@ export class EngineAccept {
         o.logger.info(`session#${session.id} stream#${stream} open from ${peer} → ${peerText(o.remote)}${o.label}`);
       },
       timedOut: (peer) => o.logger.warn(`no session to the server within ${o.timeoutMs} ms; closing connection from ${peer}${o.label}`),
-      acceptFailed: (code) => self.failures.line('warn', `listener${o.label}: cannot accept a connection: ${code}; turning connections away`),
+      acceptFailed: (code) => {
+        if (started) return self.failures.line('warn', `listener${o.label}: cannot accept a connection: ${code}; turning connections away`);
+        started = true;
+        self.close();
+        o.failed(code);
+      },
     });
     return self.acceptor ? self : undefined;
   }
