@@ -7,25 +7,12 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/tools';
+import { needsPeer, peerBin } from '../helpers/peer-bin';
 
 const BENCH = join(__dirname, '..', '..', 'dist', 'bench', 'main.js');
-
-/** A peer binary: from `env` first, then ../shared/peers/; undefined where neither is executable. */
-function peerBin(env: string, name: string): string | undefined {
-  for (const p of [process.env[env], join(__dirname, '..', '..', '..', 'shared', 'peers', name)]) {
-    if (!p) continue;
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not there: try the next
-    }
-  }
-  return undefined;
-}
 
 /** Processes whose environment holds `mark` (what a bench run started inherits it). */
 function marked(mark: string): string[] {
@@ -52,7 +39,7 @@ type R = { scenario: string; engine: string; direction?: string; round: number; 
 const wstunnel = peerBin('WSTUNNEL_BIN', 'wstunnel');
 const twsRust = peerBin('TWS_RUST_BIN', 'tws-rust');
 const name = 'peers join direct in every round: throughput, -P 8, CPU/GB, round trip, connect rate, idle streams; table, JSON and chart name them';
-const skip = needs('iperf3') || (!wstunnel && 'wstunnel not found (WSTUNNEL_BIN or ../shared/peers/wstunnel)');
+const skip = needs('iperf3') || needsPeer('WSTUNNEL_BIN', 'wstunnel');
 t.test(name, { skip }, async (t) => {
   const dir = t.testdir({});
   const json = join(dir, 'run.json');

@@ -5,22 +5,18 @@
  * tests skip with one line.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { AddressInfo, createServer } from 'node:net';
-import { join } from 'node:path';
 import { connect } from './net';
-
-const ROOT = join(__dirname, '..', '..');
+import { needsPeer, peerBin } from './peer-bin';
 
 /** The binary's path, or undefined. */
 export function twsRustBin(): string | undefined {
-  const candidates = [process.env.TWS_RUST_BIN, join(ROOT, '..', 'shared', 'peers', 'tws-rust'), '/work/shared/peers/tws-rust'];
-  return candidates.find((p): p is string => !!p && existsSync(p));
+  return peerBin('TWS_RUST_BIN', 'tws-rust');
 }
 
 /** Why tests that need tws-rust skip, or false when it is there. */
 export function needsTwsRust(): string | false {
-  return twsRustBin() ? false : 'tws-rust binary not found (TWS_RUST_BIN, ../shared/peers/tws-rust, /work/shared/peers/tws-rust)';
+  return needsPeer('TWS_RUST_BIN', 'tws-rust');
 }
 
 export interface RustProc {
