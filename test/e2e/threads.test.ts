@@ -72,6 +72,8 @@ t.test('--busy-poll keeps the I/O thread polling after traffic; without it the t
     await new Promise((r) => setTimeout(r, 50));
   }
   const spent = [ioCpuMs(spin.client.proc.pid!) - before[0]!, ioCpuMs(idle.client.proc.pid!) - before[1]!];
-  t.ok(spent[0]! >= 300, `with --busy-poll the I/O thread kept polling (${spent[0]} ms of CPU in 1.5 s)`);
+  // At least a tenth of a core: a polling thread takes all it gets, but on two cores shared with the
+  // suite's other test file (and the sanitizer build) that can be little; the idle one takes far less.
+  t.ok(spent[0]! >= 150, `with --busy-poll the I/O thread kept polling (${spent[0]} ms of CPU in 1.5 s)`);
   t.ok(spent[1]! < spent[0]! / 3, `without, it mostly slept (${spent[1]} ms)`);
 });
