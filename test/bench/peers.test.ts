@@ -5,33 +5,14 @@
  * already takes most of a file's time budget.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/tools';
 import { needsPeer, peerBin } from '../helpers/peer-bin';
+import { BenchRun, runBench } from '../helpers/bench-cli';
 
-const BENCH = join(__dirname, '..', '..', 'dist', 'bench', 'main.js');
 
-/** Processes whose environment holds `mark` (what a bench run started inherits it). */
-function marked(mark: string): string[] {
-  return readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && pid !== String(process.pid)).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(mark);
-    } catch {
-      return false; // gone, or not ours to read
-    }
-  });
-}
-
-function bench(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BENCH, ...args], { env, timeout: 150_000 }, (error, out, err) => {
-      resolve({ code: error ? Number((error as unknown as { code: number }).code) : 0, out, err });
-    });
-  });
-}
+const bench = (args: string[]): Promise<BenchRun> => runBench(args, 150_000);
 
 type R = { scenario: string; engine: string; direction?: string; round: number; failed?: string; gbps?: number; p50_us?: number; conns_per_s?: number;
   rss_mb?: number; cpu_s_per_gb?: number; loadgen_cpu?: number; target_cpu?: number; streams?: number };
@@ -44,11 +25,8 @@ t.test(name, { skip }, async (t) => {
   const dir = t.testdir({});
   const json = join(dir, 'run.json');
   const peers = [['wstunnel', wstunnel!], ...(twsRust ? [['tws-rust', twsRust]] : [])];
-  // Everything the run starts inherits this, so what it leaves running can be told from other work on the machine.
-  const mark = `TWS_BENCH_TEST=${randomUUID()}`;
   // No tws engine: direct and the peers only, to keep the run short.
-  const r = await bench(['--engines', '', '--duration', '1', '--rounds', '2', '--idle-streams', '200', '--json', json, ...peers.flatMap(([n, p]) => ['--peer', `${n}=${p}`])],
-    { ...process.env, [mark.split('=')[0]!]: mark.split('=')[1] });
+  const r = await bench(['--engines', '', '--duration', '1', '--rounds', '2', '--idle-streams', '200', '--json', json, ...peers.flatMap(([n, p]) => ['--peer', `${n}=${p}`])]);
   if (!t.equal(r.code, 0, 'exits 0')) t.comment(r.err);
   const report = JSON.parse(readFileSync(json, 'utf8')) as { runs: R[]; peers: { name: string; path: string; version: string; flags: string }[]; load_generator: string };
   t.match(report.peers[0], { name: 'wstunnel', path: wstunnel, version: /wstunnel/, flags: /--websocket-mask-frame/ }, 'the peer, its version and flags in the JSON');
@@ -82,7 +60,8 @@ t.test(name, { skip }, async (t) => {
   const svg = readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
   t.match(svg, /<title>throughput forward · wstunnel — Throughput: /, 'the chart has its bars');
   t.match(svg, />wstunnel \(wstunnel-cli [^<]+\)</, 'the legend names its version');
-  t.same(marked(mark), [], 'nothing the run started is left running');
+  // Told by an environment mark the run's children inherit, not by name: another bench test may run beside it.
+  t.same(r.leftovers(), [], 'nothing the run started is left running');
 });
 
 t.test('an unknown peer, or a binary that does not run, is one error line before anything starts', async (t) => {
