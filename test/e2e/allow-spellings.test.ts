@@ -97,6 +97,7 @@ for (const engine of engines()) {
     const ok = [`[${address}%${zone}]:${P}`, `[${address.toUpperCase()}%${zone}]:${P}`];
     const got = await answers(p, ok);
     for (const s of ok) t.equal(got.get(s), 'ok', `${s}: allowed and connected on ${zone}`);
-    t.equal(seen, ok.length, 'the link-local listener accepted each');
+    // The server's OPEN_OK can reach us before this process has taken the connection from its listener's queue.
+    t.ok(await waitFor(() => seen === ok.length), `the link-local listener accepted each (${seen})`);
   });
 }
