@@ -8,7 +8,19 @@ export interface IperfResult {
 }
 
 /** Runs an iperf3 client against `port` (paced to `rate`, e.g. '1G', if given); Gbit/s as measured at the receiver. */
-export function iperf(port: number, seconds: number, opts: { reverse?: boolean; parallel?: number; rate?: string } = {}): Promise<IperfResult> {
+export async function iperf(port: number, seconds: number, opts: { reverse?: boolean; parallel?: number; rate?: string } = {}): Promise<IperfResult> {
+  try {
+    return await iperfOnce(port, seconds, opts);
+  } catch (err) {
+    // A test that broke mid-run (tws-rust 0.2 drops its session under load) can leave iperf3's
+    // one-test-at-a-time server resetting the next control connection: one more try, a second later.
+    if (!/unable to (receive|send) control message|server is busy/.test((err as Error).message)) throw err;
+    await new Promise((r) => setTimeout(r, 1000));
+    return iperfOnce(port, seconds, opts);
+  }
+}
+
+function iperfOnce(port: number, seconds: number, opts: { reverse?: boolean; parallel?: number; rate?: string }): Promise<IperfResult> {
   // Long runs leave out the first second (slow start, JIT warm-up); short ones cannot afford it.
   const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J', '-O', seconds >= 5 ? '1' : '0'];
   if (opts.reverse) args.push('-R');
