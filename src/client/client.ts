@@ -77,7 +77,7 @@ interface LocalTunnel {
   /** ` (-L 2222:db:22)` for log lines; empty for -l/-r, whose lines stay as they were. */
   label: string;
   tcp?: Server;
-  /** When the engine accepts `tcp`'s connections itself (then `tcp` is closed, and `bound` is its address). */
+  /** When the engine accepts `tcp`'s connections itself (`tcp` closes once it does; `bound` is its address). */
   native?: EngineAccept;
   bound?: AddressInfo;
   udp?: UdpRelay;
@@ -284,6 +284,7 @@ export class TwsClient extends EventEmitter {
     t.bound = addr;
     t.native = EngineAccept.start(this.opts.engine, listener, {
       remote: t.remote, label: t.label, tunnel: t.label ? t.name : undefined, pick: () => this.pick(), timeoutMs: this.timeout, logger: this.opts.logger,
+      opened: (session, id, peer) => this.logOpened(session, id, peer, t.remote, t.label),
       // Until the engine says it watches its duplicate of the socket, both accept (either path carries a connection).
       started: () => {
         if (!t.native) return;
@@ -381,9 +382,14 @@ export class TwsClient extends EventEmitter {
       this.opts.logger.warn(`${sessionName(session)}: connection from ${c.peer}${c.label} not carried; ${c.reply ? 'answered' : 'reset'}`);
       return;
     }
-    // A proxy's target came from its local client: capped, and escaped by the sink.
-    this.opts.logger.info(`${sessionName(session)} stream#${id} open from ${c.peer} → ${peerText(c.remote)}${c.label}`);
+    this.logOpened(session, id, c.peer, c.remote, c.label);
     // Still paused (pauseOnConnect): the engine reads it when it has room.
+  }
+
+  /** A stream's open line, whichever side accepted its connection (here, or the engine: engine-accept.ts). */
+  private logOpened(session: EngineSession, id: number, peer: string, remote: string, label: string): void {
+    // A proxy's target came from its local client: capped, and escaped by the sink.
+    this.opts.logger.info(`${sessionName(session)} stream#${id} open from ${peer} → ${peerText(remote)}${label}`);
   }
 
   /**

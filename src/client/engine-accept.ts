@@ -9,7 +9,7 @@
  */
 import type { Server } from 'node:net';
 import type { Engine, EngineSession, LocalAcceptor } from '../engine/types';
-import { Logger, peerText, RateLimitedLog } from '../util/log';
+import { Logger, RateLimitedLog } from '../util/log';
 
 /** A session picked but unable to take the grant (it drains or closes itself) is asked again after this long. */
 const REGRANT_MS = 50;
@@ -24,6 +24,8 @@ export interface EngineAcceptOptions {
   pick(): EngineSession | undefined;
   timeoutMs: number;
   logger: Logger;
+  /** The engine opened `stream` of `session` for a connection from `peer` (for its log line). */
+  opened(session: EngineSession, stream: number, peer: string): void;
   /** The engine watches the listening socket now: Node's listener can stop. */
   started(): void;
   /** The engine could not watch it (`code`, e.g. ENOSPC for epoll's watch limit): JavaScript keeps accepting. */
@@ -66,9 +68,7 @@ export class EngineAccept {
         const session = o.pick();
         if (session && self.acceptor?.grant(session, true)) self.granted = session;
       },
-      opened: (session, stream, peer) => {
-        o.logger.info(`session#${session.id} stream#${stream} open from ${peer} → ${peerText(o.remote)}${o.label}`);
-      },
+      opened: (session, stream, peer) => o.opened(session, stream, peer),
       timedOut: (peer) => o.logger.warn(`no session to the server within ${o.timeoutMs} ms; closing connection from ${peer}${o.label}`),
       acceptFailed: (code) => {
         if (started) return self.failures.line('warn', `listener${o.label}: cannot accept a connection: ${code}; turning connections away`);
