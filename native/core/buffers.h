@@ -12,19 +12,81 @@
 
 namespace tws {
 
+// Blocks the size of a whole DATA frame, kept for reuse by the thread that
+// frees them. Freshly allocated, such a block is one glibc maps (above its
+// mmap threshold) or trims away and gets back as new pages: a page fault
+// per 4 KiB moved, 3-9% of a process in a bulk transfer. A thread keeps at
+// most kKeep (4 MiB); requests of kPooledMin bytes or less are left to
+// malloc, so small frames do not pin a large block each.
+namespace pool {
+constexpr size_t kBlock = 256 * 1024 + 64;  // a whole DATA frame with its headers (out_queue.h checks)
+constexpr size_t kPooledMin = 128 * 1024;  // above a turn of several streams (mux.h kTurnBytes)
+constexpr size_t kKeep = 16;
+
+// Trivially destructible, so it stays usable while the thread's destructors
+// run; Closer frees the kept blocks at thread exit and closes the pool.
+struct Slots {
+  uint8_t* blocks[kKeep];
+  size_t n;
+  bool registered;
+  bool closed;
+};
+inline thread_local Slots t_slots{};
+struct Closer {
+  ~Closer() {
+    while (t_slots.n > 0) delete[] t_slots.blocks[--t_slots.n];
+    t_slots.closed = true;
+  }
+};
+inline thread_local Closer t_closer;
+
+inline uint8_t* take() { return t_slots.n > 0 ? t_slots.blocks[--t_slots.n] : new uint8_t[kBlock]; }
+
+inline void give(uint8_t* p) {
+  Slots& s = t_slots;
+  if (!s.registered && !s.closed) {
+    s.registered = true;
+    (void)&t_closer;  // odr-use: registers its destructor for this thread
+  }
+  if (s.closed || s.n == kKeep) return delete[] p;
+  s.blocks[s.n++] = p;
+}
+}  // namespace pool
+
+// Frees a block the way it was allocated (pooled or from the heap).
+struct BlockDelete {
+  bool pooled = false;
+  void operator()(uint8_t* p) const {
+    if (pooled) pool::give(p);
+    else delete[] p;
+  }
+};
+using Block = std::unique_ptr<uint8_t[], BlockDelete>;
+
 // A byte range [off, len) of an owned buffer, queued for a write.
 struct Buf {
-  std::unique_ptr<uint8_t[]> data;
+  Block data;
   size_t off = 0;
   size_t len = 0;
   size_t cap = 0;  // bytes allocated; [len, cap) is room to append
   size_t size() const { return len - off; }
 };
 
-inline Buf copy_buf(const uint8_t* p, size_t n, size_t cap = 0) {
+// An empty Buf with room for at least `cap` bytes (a pooled block, if large).
+inline Buf alloc_buf(size_t cap) {
   Buf b;
-  b.cap = std::max(n, cap);
-  b.data.reset(new uint8_t[b.cap]);
+  if (cap > pool::kPooledMin && cap <= pool::kBlock) {
+    b.data = Block(pool::take(), BlockDelete{true});
+    b.cap = pool::kBlock;
+  } else {
+    b.data = Block(new uint8_t[cap], BlockDelete{false});
+    b.cap = cap;
+  }
+  return b;
+}
+
+inline Buf copy_buf(const uint8_t* p, size_t n, size_t cap = 0) {
+  Buf b = alloc_buf(std::max(n, cap));
   if (n) std::memcpy(b.data.get(), p, n);
   b.len = n;
   return b;

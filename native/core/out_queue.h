@@ -25,22 +25,17 @@ constexpr size_t kHeadroom = ws::kMaxHeader + tws2::kHeaderLen;
 
 // One whole WebSocket frame; `key` masks it (a client's) or is null (a server's).
 inline Buf make_ws_frame(uint8_t op, const uint8_t* p, size_t n, const uint8_t* key) {
-  Buf b;
-  b.data.reset(new uint8_t[ws::kMaxHeader + n]);
+  Buf b = alloc_buf(ws::kMaxHeader + n);
   const size_t h = ws::write_header(b.data.get(), op, true, n, key);
   if (n) std::memcpy(b.data.get() + h, p, n);
   if (key) apply_mask(b.data.get() + h, n, key, 0);
-  b.len = b.cap = h + n;
+  b.len = h + n;
   return b;
 }
 
 // A buffer for up to `max_payload` DATA bytes at kHeadroom; seal_data_frame adds the headers.
-inline Buf data_buffer(size_t max_payload) {
-  Buf b;
-  b.cap = kHeadroom + max_payload;
-  b.data.reset(new uint8_t[b.cap]);
-  return b;
-}
+inline Buf data_buffer(size_t max_payload) { return alloc_buf(kHeadroom + max_payload); }
+static_assert(kHeadroom + tws2::kMaxData <= pool::kBlock, "a whole DATA frame fits a pooled block");
 
 // Puts the TWS2 and WS headers right in front of `n` payload bytes at
 // kHeadroom, so header and payload go out in one contiguous write.
