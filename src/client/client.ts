@@ -12,6 +12,7 @@ import { answerLocal } from '../engine/reply';
 import type { Engine, EngineSession, StreamReply } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionName } from '../engine/session-close';
+import { openLines } from '../engine/stream-log';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
@@ -389,7 +390,7 @@ export class TwsClient extends EventEmitter {
   /** A stream's open line, whichever side accepted its connection (here, or the engine: engine-accept.ts). */
   private logOpened(session: EngineSession, id: number, peer: string, remote: string, label: string): void {
     // A proxy's target came from its local client: capped, and escaped by the sink.
-    this.opts.logger.info(`${sessionName(session)} stream#${id} open from ${peer} → ${peerText(remote)}${label}`);
+    openLines(session, this.opts.logger).line('info', `stream#${id} open from ${peer} → ${peerText(remote)}${label}`);
   }
 
   /**

@@ -6,7 +6,7 @@
 import { createSocket, RemoteInfo, Socket } from 'node:dgram';
 import { AddressInfo, isIP } from 'node:net';
 import type { EngineSession } from '../engine/types';
-import { sessionName } from '../engine/session-close';
+import { openLines } from '../engine/stream-log';
 import { formatHostPort } from '../util/address';
 import type { Logger } from '../util/log';
 import { UdpStreamBudget, UdpStreams } from './udp-streams';
@@ -80,7 +80,7 @@ export class UdpRelay {
       }
       const id = this.peers.open(key, session, (payload) => this.sock.send(payload, rinfo.port, rinfo.address), this.remote, this.tunnel || undefined);
       if (id === 0) return;
-      this.log.info(`${sessionName(session)} stream#${id} udp open from ${key} → ${this.remote}${this.label}`);
+      openLines(session, this.log).line('info', `stream#${id} udp open from ${key} → ${this.remote}${this.label}`);
       port = this.peers.get(key)!;
     }
     port.onDatagram?.(msg);

@@ -6,7 +6,8 @@
  */
 import { MAX_U32 } from '../protocol/constants';
 import { Logger, LogLevel, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
-import { Role, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo } from './types';
+import { sessionName } from './session-close';
+import { EngineSession, Role, STREAM_IDS_RESERVE, StreamClosedInfo, StreamRefusedInfo } from './types';
 
 /** The ids this side opens streams with: odd for a client, even for a server, never reused. */
 export class StreamIds {
@@ -89,4 +90,24 @@ export class StreamLog {
     this.refusals.flush();
     this.lines.flush();
   }
+}
+
+const openLinesOf = new WeakMap<EngineSession, RateLimitedLog>();
+
+/**
+ * Where the open lines of a session's streams go when something outside the
+ * engine opened them (a client's listeners and UDP relays, a server's
+ * reverse listeners): whoever can connect to a listener opens streams by the
+ * thousand, so a session writes at most STREAM_LINES of them per 10 s and
+ * sums up the rest. Lines come out prefixed with the session's name, through
+ * the first `log` given for it.
+ */
+export function openLines(session: EngineSession, log: Logger): RateLimitedLog {
+  let lines = openLinesOf.get(session);
+  if (!lines) {
+    const made = new RateLimitedLog(log.child(sessionName(session)), 'streams opened', STREAM_LINES);
+    session.on('close', () => made.flush());
+    openLinesOf.set(session, (lines = made));
+  }
+  return lines;
 }

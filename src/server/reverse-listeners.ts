@@ -15,6 +15,7 @@ import type { ControlFrame } from '../protocol/frames';
 import type { AllowList } from '../policy/allow-list';
 import { formatHostPort, formatPeer, parseHostPort } from '../util/address';
 import { IpAddress, ipText, parseBindIp } from '../util/ip';
+import { openLines } from '../engine/stream-log';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 
 /**
@@ -268,7 +269,7 @@ export class ReverseListeners {
       return;
     }
     slots?.take(id);
-    this.log.info(`session#${session.id} stream#${id} open from ${peer} → client (${l.name})`);
+    openLines(session, this.log).line('info', `stream#${id} open from ${peer} → client (${l.name})`);
   }
 
   /** After a reload: listeners the rules no longer allow are closed. */

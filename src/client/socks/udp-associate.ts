@@ -10,6 +10,7 @@ import { createSocket, RemoteInfo, Socket } from 'node:dgram';
 import { AddressInfo, isIP } from 'node:net';
 import type { EngineSession } from '../../engine/types';
 import { formatHostPort } from '../../util/address';
+import { openLines } from '../../engine/stream-log';
 import { Logger, peerText } from '../../util/log';
 import { UdpStreamBudget, UdpStreams } from '../udp-streams';
 import { encodeUdp, parseUdp, targetOf } from './messages';
@@ -111,7 +112,7 @@ export class UdpAssociation {
         this.sock.send(encodeUdp(host, port, payload), this.clientPort, this.opts.clientAddress);
       }, target, 'socks');
       if (id === 0) return;
-      this.opts.logger.info(`session#${session.id} stream#${id} udp open from ${from} → ${peerText(target)} (socks)`);
+      openLines(session, this.opts.logger).line('info', `stream#${id} udp open from ${from} → ${peerText(target)} (socks)`);
       dest = this.dests.get(target)!;
     }
     dest.onDatagram?.(d.value.data);
