@@ -14,7 +14,7 @@ import type { StreamReply } from './types';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 7;
+export const NATIVE_ABI = 8;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -62,6 +62,33 @@ export interface NativeEvent {
   text: string;
   note?: string;
   payload?: Buffer;
+}
+
+/**
+ * How the addon delivers a batch of events (cheaper than an object each):
+ * `nums` holds EVENT_NUMBERS per event (its kind's index in the addon's
+ * `eventKinds`, session, stream, code, bytesIn, bytesOut), `texts` each
+ * one's text or payload, `notes` each one's note (undefined: none has one).
+ */
+export type RawEvents = (nums: Float64Array, texts: (string | Buffer)[], notes: (string | undefined)[] | undefined) => void;
+
+export const EVENT_NUMBERS = 6;
+
+/** Turns the addon's flat batches back into NativeEvent objects for `onEvents`. */
+export function unpackEvents(kinds: readonly NativeEvent['type'][], onEvents: (events: NativeEvent[]) => void): RawEvents {
+  return (nums, texts, notes) => {
+    const events = new Array<NativeEvent>(texts.length);
+    for (let i = 0; i < texts.length; i++) {
+      const o = i * EVENT_NUMBERS;
+      const t = texts[i]!;
+      const text = typeof t === 'string';
+      events[i] = {
+        type: kinds[nums[o]!]!, session: nums[o + 1]!, stream: nums[o + 2]!, code: nums[o + 3]!, bytesIn: nums[o + 4]!, bytesOut: nums[o + 5]!,
+        text: text ? t : '', payload: text ? undefined : t, note: notes?.[i],
+      };
+    }
+    onEvents(events);
+  };
 }
 
 /** What the addon's NativeEngine counts (`stats()`): drops, and TLS connections held before their upgrade. */
@@ -132,8 +159,10 @@ export interface NativeAddon {
   /** Must equal NATIVE_ABI; the loader checks it. */
   abiVersion: number;
   napiVersion: number;
-  /** `new NativeEngine(onEvents, { busyPollUs })`: starts one I/O thread. */
-  NativeEngine: new (onEvents: (events: NativeEvent[]) => void, o?: { busyPollUs: number }) => NativeCore;
+  /** `new NativeEngine(unpackEvents(eventKinds, onEvents), { busyPollUs })`: starts one I/O thread. */
+  NativeEngine: new (onEvents: RawEvents, o?: { busyPollUs: number }) => NativeCore;
+  /** The event kinds' names, indexed as RawEvents numbers them. */
+  eventKinds: NativeEvent['type'][];
   /** Trusted roots and TLS settings for adoptTls, built once, or why the roots are unusable. */
   tlsClientContext(caPem: string, insecure: boolean): NativeTlsContext | string;
   /** A server certificate chain and key for frontTls, or why they cannot be used. */

@@ -14,6 +14,7 @@ import { HEADER_LEN, ResetCode } from '../protocol/constants';
 import { ControlFrame, decodeFrame, encodeControl } from '../protocol/frames';
 import { TwsError } from '../util/errors';
 import { Logger, peerText } from '../util/log';
+import { unpackEvents } from './native-addon';
 import type { NativeAddon, NativeCore, NativeEvent, NativeSessionOptions } from './native-addon';
 import { validateSessionOptions } from './options';
 import {
@@ -423,7 +424,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
   };
   // Server-side TLS connections before their upgrade: the pair socket JavaScript reads → where the TLS runs.
   const fronts = new WeakMap<Socket, { front: number; core: number }>();
-  const coreAt = (index: number): NativeCore => (cores[index] ??= new addon.NativeEngine(onEvents, { busyPollUs }));
+  const coreAt = (index: number): NativeCore => (cores[index] ??= new addon.NativeEngine(unpackEvents(addon.eventKinds, onEvents), { busyPollUs }));
   /** A new session on the next core (round-robin) or on `at`; `register` once the core owns it. */
   const newSession = (options: SessionOptions, at?: number): { session: NativeSession; core: NativeCore; register(): void } => {
     const id = nextId++;
