@@ -117,12 +117,16 @@ for (const engine of engines()) {
       [`127.0.0.1:65536`, 'reset 2'],
       [`[fe80::1%lo]:${echo.port}`, 'reset 2'],
       [echo.addr, 'ok'],
+      ['127.0.0.1:1', 'reset 2'],  // canonical, refused by the target
+      [`[::1]:${echo.port}`, 'reset 2'],
     ];
     let id = 1;
     for (const [target, expected] of spellings) {
       t.equal(await open(p, id, target), expected, `${target}: ${expected}`);
       id += 2;
     }
+    const refused = p.frames.find((f) => f.stream === id - 4 && f.type === 'reset') as { reason: string };
+    t.equal(refused.reason, 'connect failed: ECONNREFUSED', 'a failed connect is answered as before');
     p.ws.close();
   });
 
