@@ -28,12 +28,13 @@ namespace {
 // The binding's version, exported as abiVersion: src/engine/native-addon.ts
 // (NATIVE_ABI) refuses an addon with another. Raise both together whenever a
 // command, an argument, an option or an event shape changes.
-constexpr uint32_t kAbiVersion = 8;
+constexpr uint32_t kAbiVersion = 9;
 // Numbers per event in Deliver's flat array, and the names of Event::Kind in its order.
 constexpr size_t kEventNumbers = 6;
 const char* const kEventKinds[] = {"open-request", "stream-closed", "session-closed", "goaway", "idle", "window", "datagram", "rtt",
-                                   "upgrade-head", "tls-failed", "refused", "control", "local-opened", "listener"};
-static_assert(sizeof kEventKinds / sizeof kEventKinds[0] == tws::Event::kListener + 1, "a name for every Event::Kind");
+                                   "upgrade-head", "tls-failed", "refused", "control", "local-opened", "listener", "opened-ahead",
+                                   "ahead-returned"};
+static_assert(sizeof kEventKinds / sizeof kEventKinds[0] == tws::Event::kAheadReturned + 1, "a name for every Event::Kind");
 
 // Collects what the core decodes from one byte stream, for decodeStream():
 // a DATA message as one item once it is complete (as ws delivers messages),
@@ -195,6 +196,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       InstanceMethod<&NativeEngine::AcceptStream>("acceptStream"),
       InstanceMethod<&NativeEngine::DialStream>("dialStream"),
       InstanceMethod<&NativeEngine::RejectStream>("rejectStream"),
+      InstanceMethod<&NativeEngine::GrantAhead>("grantAhead"),
+      InstanceMethod<&NativeEngine::RevokeAhead>("revokeAhead"),
       InstanceMethod<&NativeEngine::CloseStream>("closeStream"),
       InstanceMethod<&NativeEngine::Goaway>("goaway"),
       InstanceMethod<&NativeEngine::CloseSession>("closeSession"),
@@ -426,6 +429,13 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     engine_->dial_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), info[2].ToString().Utf8Value(),
                          static_cast<uint16_t>(info[3].ToNumber().Uint32Value()), info[4].ToNumber().Uint32Value());
   }
+
+  void GrantAhead(const Napi::CallbackInfo& info) {
+    // grantAhead(session, slots, timeoutMs)
+    engine_->grant_ahead(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(), info[2].ToNumber().Uint32Value());
+  }
+
+  void RevokeAhead(const Napi::CallbackInfo& info) { engine_->revoke_ahead(info[0].ToNumber().Uint32Value()); }
 
   void RejectStream(const Napi::CallbackInfo& info) {
     engine_->reject_stream(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(),

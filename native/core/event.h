@@ -17,6 +17,9 @@ struct Event {
     kListener,     // listener `session` needs a grant (`code` 0; `bytes_in` ids left; `stream` 2: its granted session
                    // takes no new streams), could not accept (`code` the errno),
                    // or (`stream` 1) closed a connection from `text` that waited out the timeout
+    kOpenedAhead,    // a server session dialled OPEN `stream` (tcp, target `text`) itself, on a reserve slot JavaScript
+                     // granted (WsSession::grant_ahead): in place of kOpenRequest; its end comes as kStreamClosed
+    kAheadReturned,  // the session's grant was revoked: `code` reserve slots it had not used
   };
   explicit Event(Kind k) : kind(k) {}
   Kind kind;

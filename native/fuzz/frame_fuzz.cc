@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/ahead_target.h"
 #include "../core/tws2.h"
 #include "../core/ws_frame.h"
 
@@ -74,6 +75,25 @@ Outcome parse(const uint8_t* data, size_t size, bool server, const std::vector<s
   return out;
 }
 
+// Every OPEN's target through the server's answer-ahead check
+// (core/ahead_target.h): what it takes must be its own canonical spelling,
+// an address the kernel reads back the same, and a port in range.
+void check_ahead_targets(const std::vector<Event>& events) {
+  for (const Event& e : events) {
+    if (e.kind != 'F' || e.type != tws::tws2::kOpen || e.bytes.size() < 5) continue;
+    const std::string target = e.bytes.substr(5);
+    tws::AheadTarget t;
+    if (!tws::parse_ahead_target(target, &t)) continue;
+    const bool v6 = t.host.find(':') != std::string::npos;
+    const std::string again = (v6 ? "[" + t.host + "]" : t.host) + ":" + std::to_string(t.port);
+    uint8_t addr[16];
+    if (again != target || t.port == 0 || ::inet_pton(v6 ? AF_INET6 : AF_INET, t.host.c_str(), addr) != 1) {
+      std::fprintf(stderr, "answer ahead took a target it must not: %s\n", target.c_str());
+      std::abort();
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -97,6 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "chunking changed the events\n");
     std::abort();
   }
+  check_ahead_targets(whole.events);
   return 0;
 }
 

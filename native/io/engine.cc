@@ -119,6 +119,14 @@ void Engine::goaway(uint32_t session, uint16_t code, std::string reason) {
   post_to_session(loop_.get(), session, [code, reason = std::move(reason)](WsSession& s) { s.goaway(code, reason); });
 }
 
+void Engine::grant_ahead(uint32_t session, uint32_t slots, uint32_t timeout_ms) {
+  post_to_session(loop_.get(), session, [slots, timeout_ms](WsSession& s) { s.grant_ahead(slots, timeout_ms); });
+}
+
+void Engine::revoke_ahead(uint32_t session) {
+  post_to_session(loop_.get(), session, [](WsSession& s) { s.revoke_ahead(); });
+}
+
 void Engine::close_session(uint32_t session, uint16_t code, std::string reason, std::string how) {
   post_to_session(loop_.get(), session,
                   [code, reason = std::move(reason), how = std::move(how)](WsSession& s) { s.close(code, reason, how); });

@@ -72,6 +72,12 @@ class Engine {
   // then accepts the stream; RESET 2 or 3 (after timeout_ms) when it cannot.
   void dial_stream(uint32_t session, uint32_t stream, std::string address, uint16_t port, uint32_t timeout_ms);
   void reject_stream(uint32_t session, uint32_t stream, uint16_t code, std::string reason);
+  // Answer ahead (WsSession::grant_ahead): `slots` more tcp OPENs to IP
+  // literals the server session dials without asking; revoke_ahead() ends
+  // it (Event::kAheadReturned says how many slots were left). A session
+  // gone meanwhile holds nothing: JavaScript frees its slots at its close.
+  void grant_ahead(uint32_t session, uint32_t slots, uint32_t timeout_ms);
+  void revoke_ahead(uint32_t session);
   void goaway(uint32_t session, uint16_t code, std::string reason);
   // Closes with `code` and `reason`; streams still open end as `how` (their stream-closed text).
   void close_session(uint32_t session, uint16_t code, std::string reason, std::string how);

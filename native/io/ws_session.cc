@@ -135,6 +135,37 @@ void WsSession::dial(uint32_t sid, const std::string& address, uint16_t port, ui
   if (!locals_.dial(*s, address, port, timeout_ms, now, &why)) reject(sid, 2, why);
 }
 
+void WsSession::grant_ahead(uint32_t slots, uint32_t timeout_ms) {
+  ahead_slots_ += slots;
+  ahead_timeout_ms_ = timeout_ms;
+}
+
+void WsSession::revoke_ahead() {
+  Event e(Event::kAheadReturned);
+  e.session = id_;
+  e.code = ahead_slots_;
+  ahead_slots_ = 0;
+  emit(std::move(e));
+}
+
+bool WsSession::take_ahead(Event& e) {
+  if (ahead_slots_ == 0 || e.code != 1 || !o_.server) return false;
+  AheadTarget t;
+  if (!parse_ahead_target(e.text, &t)) return false;
+  ahead_slots_--;
+  e.kind = Event::kOpenedAhead;
+  ahead_dials_.emplace_back(e.stream, std::move(t));
+  return true;
+}
+
+// After the parser returned: dialling inside the mux's OPEN (a failure
+// answers at once) would re-enter it mid-frame.
+void WsSession::dial_ahead() {
+  std::vector<std::pair<uint32_t, AheadTarget>> dials;
+  dials.swap(ahead_dials_);
+  for (const auto& d : dials) dial(d.first, d.second.host, d.second.port, ahead_timeout_ms_);
+}
+
 void WsSession::goaway(uint16_t code, const std::string& reason) {
   if (mux_.draining() || closing_ || dead_ || upgrade_.pending()) return;
   sync_time();
@@ -336,7 +367,11 @@ void WsSession::feed(uint8_t* p, size_t n) {
   parser_.feed(p, n, *reader_, &err);
   if (!err && reader_->error()) err = reader_->error();
   if (!err && mux_.error()) err = ws::ParseError{1002, mux_.error()};
-  if (!err) return;
+  if (!err) {
+    if (!ahead_dials_.empty()) dial_ahead();
+    return;
+  }
+  ahead_dials_.clear();  // the streams end below, undialled, as JavaScript's answer would come too late
   error_ = true;
   close_code_ = err.close_code;
   close_reason_ = err.reason;
@@ -455,7 +490,10 @@ void WsSession::watch(mux::Stream& s) {
   if (!s.done && !locals_.watch(s)) mux_.local_error(s, errno);
 }
 
-void WsSession::emit(Event e) { loop_.events().emit(std::move(e)); }
+void WsSession::emit(Event e) {
+  if (e.kind == Event::kOpenRequest) take_ahead(e);
+  loop_.events().emit(std::move(e));
+}
 
 void WsSession::emit_datagram(uint32_t stream, const uint8_t* p, size_t n) { loop_.events().emit_datagram(id_, stream, p, n); }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/ahead_target.h"
 #include "../core/client_upgrade.h"
 #include "../core/liveness.h"
 #include "../core/mux.h"
@@ -69,6 +70,14 @@ class WsSession final : public Pollable, private mux::MuxHost {
   // Closes with `code` and `reason`; the streams still open end as `how`.
   void close(uint16_t code, const std::string& reason, const std::string& how);
   void upgraded();
+  // Answer ahead (server): `slots` more OPENs of tcp streams to a canonical IP
+  // literal (core/ahead_target.h) are dialled here without asking JavaScript
+  // (Event::kOpenedAhead instead of kOpenRequest), within timeout_ms each.
+  // JavaScript grants only while the session's policy has no allow-list.
+  void grant_ahead(uint32_t slots, uint32_t timeout_ms);
+  // The policy may have changed: no more dials ahead; the slots not used go
+  // back (Event::kAheadReturned).
+  void revoke_ahead();
 
   // ---- the loop ----
   void on_events(uint32_t events) override;
@@ -114,6 +123,9 @@ class WsSession final : public Pollable, private mux::MuxHost {
   void ping(double now);
   void lost(uint16_t code, const std::string& reason);  // the connection failed: streams reset, session closed
   void teardown();
+  // An OPEN the mux reports: taken ahead (true) when the grant covers it.
+  bool take_ahead(Event& e);
+  void dial_ahead();  // the OPENs taken ahead while parsing, dialled once the parser is done
 
   Loop& loop_;
   uint32_t id_;
@@ -137,6 +149,9 @@ class WsSession final : public Pollable, private mux::MuxHost {
   uint16_t close_code_ = 0;
   std::string close_reason_;
   double close_deadline_ = 0;
+  uint32_t ahead_slots_ = 0;  // reserve slots JavaScript granted and no OPEN used yet
+  uint32_t ahead_timeout_ms_ = 0;
+  std::vector<std::pair<uint32_t, AheadTarget>> ahead_dials_;
 };
 
 }  // namespace tws

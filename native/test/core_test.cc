@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/ahead_target.h"
 #include "../core/client_upgrade.h"
 #include "../core/intrusive_list.h"
 #include "../core/liveness.h"
@@ -468,6 +469,70 @@ void test_idle_pings() {
   CHECK(pings == 2 * tws::Liveness::kQuietProbes, "DATA moving again renews the probes, and only that");
 }
 
+// Answer ahead dials only targets spelled exactly as JavaScript would
+// connect to them (src/util/ip.ts); every other spelling goes to JavaScript.
+void test_ahead_target() {
+  struct Case {
+    const char* target;
+    const char* host;  // null: not taken ahead
+    uint16_t port;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:80", "127.0.0.1", 80},
+      {"10.1.2.3:65535", "10.1.2.3", 65535},
+      {"255.255.255.255:1", "255.255.255.255", 1},
+      {"0.0.0.1:7", "0.0.0.1", 7},
+      {"[::1]:22", "::1", 22},
+      {"[2001:db8::1]:443", "2001:db8::1", 443},
+      {"[fe80::1]:9", "fe80::1", 9},
+      {"[2001:db8:0:1:1:1:1:1]:5", "2001:db8:0:1:1:1:1:1", 5},
+      // Other spellings JavaScript reads (or refuses) itself.
+      {"127.000.000.001:80", nullptr, 0},
+      {"127.0.0.01:80", nullptr, 0},
+      {"127.1:80", nullptr, 0},
+      {"0x7f.0.0.1:80", nullptr, 0},
+      {"2130706433:80", nullptr, 0},
+      {"127.0.0.1.:80", nullptr, 0},
+      {"256.0.0.1:80", nullptr, 0},
+      {"1.2.3.4.5:80", nullptr, 0},
+      {"1..2.3:80", nullptr, 0},
+      {"1234.0.0.1:80", nullptr, 0},
+      {"0.0.0.0:80", nullptr, 0},
+      {"127.0.0.1:0", nullptr, 0},
+      {"127.0.0.1:080", nullptr, 0},
+      {"127.0.0.1:65536", nullptr, 0},
+      {"127.0.0.1:99999", nullptr, 0},
+      {"127.0.0.1:+80", nullptr, 0},
+      {"127.0.0.1:", nullptr, 0},
+      {"127.0.0.1", nullptr, 0},
+      {":80", nullptr, 0},
+      {"", nullptr, 0},
+      {"localhost:80", nullptr, 0},
+      {"::1:80", nullptr, 0},
+      {"[::FFFF:127.0.0.1]:80", nullptr, 0},
+      {"[::ffff:127.0.0.1]:80", nullptr, 0},
+      {"[::ffff:7f00:1]:80", nullptr, 0},
+      {"[::1.2.3.4]:80", nullptr, 0},
+      {"[::]:80", nullptr, 0},
+      {"[0:0::1]:80", nullptr, 0},
+      {"[0::1]:80", nullptr, 0},
+      {"[2001:DB8::1]:80", nullptr, 0},
+      {"[2001:0db8::1]:80", nullptr, 0},
+      {"[2001:db8:0:0:1:0:0:1]:80", nullptr, 0},
+      {"[fe80::1%lo]:80", nullptr, 0},
+      {"[::1]80", nullptr, 0},
+      {"[::1]:", nullptr, 0},
+      {"[::1:80", nullptr, 0},
+      {"[]:80", nullptr, 0},
+  };
+  for (const Case& c : cases) {
+    tws::AheadTarget t;
+    const bool took = tws::parse_ahead_target(c.target, &t);
+    CHECK(took == (c.host != nullptr), std::string("taken ahead or not: ") + c.target);
+    if (took && c.host) CHECK(t.host == c.host && t.port == c.port, std::string("host and port of ") + c.target);
+  }
+}
+
 int main() {
   test_mask();
   test_splits();
@@ -481,5 +546,6 @@ int main() {
   test_out_queue();
   test_liveness();
   test_idle_pings();
+  test_ahead_target();
   return tws::test::report();
 }

@@ -14,7 +14,7 @@ import type { StreamReply } from './types';
  * `abiVersion`. Raise both together whenever a command, an argument, an
  * option or an event shape below changes.
  */
-export const NATIVE_ABI = 8;
+export const NATIVE_ABI = 9;
 
 /** SessionOptions as the addon reads them (`adopt`, `adoptTls`, `adoptFront`); a bad value throws a TypeError naming it. */
 export interface NativeSessionOptions {
@@ -51,9 +51,12 @@ export interface NativeEvent {
    * local-opened: listener `code` accepted a connection from `text` and opened it as `stream` of `session`.
    * listener: listener `session` needs a grant (`code` 0, `stream` 0; `bytesIn` ids left of the last one),
    *   reset a connection from `text` that waited out its timeout (`stream` 1), or could not accept (`code` an errno).
+   * opened-ahead: in place of open-request, a tcp OPEN to `text` (a canonical IP literal) that the engine dials itself
+   *   on a reserve slot grantAhead gave; its end comes as stream-closed.
+   * ahead-returned: revokeAhead took effect; `code` reserve slots were left unused.
    */
   type: 'open-request' | 'stream-closed' | 'session-closed' | 'goaway' | 'idle' | 'window' | 'datagram' | 'rtt' | 'upgrade-head'
-    | 'tls-failed' | 'refused' | 'control' | 'local-opened' | 'listener';
+    | 'tls-failed' | 'refused' | 'control' | 'local-opened' | 'listener' | 'opened-ahead' | 'ahead-returned';
   session: number;
   stream: number;
   code: number;
@@ -124,6 +127,10 @@ export interface NativeCore {
   acceptStream(session: number, stream: number, fd: number, initial: Buffer): number;
   dialStream(session: number, stream: number, address: string, port: number, timeoutMs: number): void;
   rejectStream(session: number, stream: number, code: number, reason: string): void;
+  /** Server: `slots` more tcp OPENs to canonical IP literals the session dials without asking (opened-ahead), within `timeoutMs`. */
+  grantAhead(session: number, slots: number, timeoutMs: number): void;
+  /** Ends the grant at once; `ahead-returned` says how many slots were left. */
+  revokeAhead(session: number): void;
   goaway(session: number, code: number, reason: string): void;
   /** Closes with `code` and `reason`; streams still open end with `how` as their stream-closed text. */
   closeSession(session: number, code: number, reason: string, how: string): void;

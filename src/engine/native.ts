@@ -211,6 +211,14 @@ class NativeSession extends EventEmitter implements EngineSession {
     if (!this.closed) this.core.goaway(this.coreId, code, reason);
   }
 
+  grantAhead(slots: number, timeoutMs: number): void {
+    if (!this.closed) this.core.grantAhead(this.coreId, slots, timeoutMs);
+  }
+
+  revokeAhead(): void {
+    if (!this.closed) this.core.revokeAhead(this.coreId);
+  }
+
   close(code: number, reason: string, how = reason): void {
     if (!this.closed) this.core.closeSession(this.coreId, code, reason, how);
   }
@@ -224,6 +232,13 @@ class NativeSession extends EventEmitter implements EngineSession {
         this.streams.set(e.stream, { target: l?.target ?? '', tunnel: l?.tunnel, openedAt: Date.now() });
         return;
       }
+      case 'opened-ahead':
+        this.streams.set(e.stream, { target: e.text, openedAt: Date.now() });
+        this.emit('opened-ahead', { stream: e.stream, target: e.text });
+        return;
+      case 'ahead-returned':
+        this.emit('ahead-returned', e.code);
+        return;
       case 'stream-closed': return this.onStreamClosed(e);
       case 'refused': {
         const info: StreamRefusedInfo = { stream: e.stream, target: e.text, code: e.code, reason: e.note ?? '' };

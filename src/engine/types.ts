@@ -217,7 +217,20 @@ export interface EngineSession extends EventEmitter {
    */
   close(code: number, reason: string, how?: string): void;
   stats(): SessionStats;
+  /**
+   * Answer ahead (a server's session, on engines that dial themselves:
+   * native): `slots` more tcp OPENs whose target is an IP literal in its
+   * canonical spelling are dialled within `timeoutMs` with no
+   * 'open-request'; each is told afterwards ('opened-ahead'). Only for a
+   * policy without an allow-list (src/server/answer-ahead.ts).
+   */
+  grantAhead?(slots: number, timeoutMs: number): void;
+  /** Ends the grant at once; 'ahead-returned' says how many slots went unused. */
+  revokeAhead?(): void;
   on(event: 'open-request', listener: (req: OpenRequest) => void): this;
+  /** The engine opened and is dialling `stream` to `target` on a slot grantAhead gave; it ends with 'stream-closed'. */
+  on(event: 'opened-ahead', listener: (info: { stream: number; target: string }) => void): this;
+  on(event: 'ahead-returned', listener: (slots: number) => void): this;
   on(event: 'stream-closed', listener: (info: StreamClosedInfo) => void): this;
   on(event: 'stream-refused', listener: (info: StreamRefusedInfo) => void): this;
   /** A reverse-tunnel frame from the peer (its direction and layout already checked). */

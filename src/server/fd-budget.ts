@@ -57,6 +57,8 @@ export function currentFdPlan(maxSessions: number): FdPlan | undefined {
 export class StreamSlots<S> {
   private used = 0;
   private readonly held = new Map<S, Set<number>>();
+  /** Slots taken ahead for a session's engine to open streams on (answer ahead), not yet bound to a stream. */
+  private readonly reserved = new Map<S, number>();
   /** Slots held per user, and whose sessions they are. */
   private readonly byUser = new Map<string, number>();
   private readonly userOf = new Map<S, string>();
@@ -70,7 +72,7 @@ export class StreamSlots<S> {
   /** Which limit would refuse one more stream of `session` (of `user`, with --users), or undefined when none would. */
   full(session: S, user?: string): string | undefined {
     if (this.used >= this.plan.streams) return `server at its stream limit (${this.plan.streams}, from the file descriptor limit)`;
-    if ((this.held.get(session)?.size ?? 0) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
+    if (this.heldBy(session) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
     if (user !== undefined && (this.byUser.get(user) ?? 0) >= this.plan.perUser) {
       return `user at its share of streams (${this.plan.perUser}, half the server's)`;
     }
@@ -93,20 +95,70 @@ export class StreamSlots<S> {
     return undefined;
   }
 
+  /**
+   * Takes up to `n` slots ahead for `session` (answer ahead), as many as the
+   * limits give, and never more than a sixteenth of what the server has
+   * free: idle sessions must not hoard what others need. Returns how many.
+   */
+  reserve(session: S, n: number, user?: string): number {
+    const want = Math.min(n, Math.floor((this.plan.streams - this.used) / 16));
+    let got = 0;
+    while (got < want && this.full(session, user) === undefined) {
+      got++;
+      this.used++;
+      this.reserved.set(session, (this.reserved.get(session) ?? 0) + 1);
+      if (user !== undefined) {
+        this.userOf.set(session, user);
+        this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
+      }
+    }
+    return got;
+  }
+
+  /** A slot taken ahead now holds `stream` (released with release()). */
+  bindReserved(session: S, stream: number): void {
+    const left = this.reserved.get(session) ?? 0;
+    if (left === 0) return;
+    this.setReserved(session, left - 1);
+    let mine = this.held.get(session);
+    if (!mine) this.held.set(session, (mine = new Set()));
+    if (mine.has(stream)) return this.returnSlots(session, 1);
+    mine.add(stream);
+  }
+
+  /** `n` slots taken ahead went unused: they are free. */
+  unreserve(session: S, n: number): void {
+    const k = Math.min(n, this.reserved.get(session) ?? 0);
+    this.setReserved(session, (this.reserved.get(session) ?? 0) - k);
+    this.returnSlots(session, k);
+  }
+
+  private setReserved(session: S, n: number): void {
+    if (n > 0) this.reserved.set(session, n);
+    else this.reserved.delete(session);
+  }
+
+  private returnSlots(session: S, n: number): void {
+    this.used -= n;
+    this.userRelease(session, n);
+  }
+
+  private heldBy(session: S): number {
+    return (this.held.get(session)?.size ?? 0) + (this.reserved.get(session) ?? 0);
+  }
+
   release(session: S, stream: number): void {
     const mine = this.held.get(session);
     if (!mine?.delete(stream)) return;
-    this.used--;
-    this.userRelease(session, 1);
+    this.returnSlots(session, 1);
   }
 
   /** The session ended: whatever it still held is free. */
   releaseSession(session: S): void {
-    const mine = this.held.get(session);
-    if (!mine) return;
-    this.used -= mine.size;
-    this.userRelease(session, mine.size);
+    const n = this.heldBy(session);
+    if (n > 0) this.returnSlots(session, n);
     this.held.delete(session);
+    this.reserved.delete(session);
     this.userOf.delete(session);
   }
 

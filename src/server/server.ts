@@ -8,7 +8,7 @@ import { createServer as createTlsServer } from 'node:https';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { partyName, ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
-import type { Engine, EngineSession } from '../engine/types';
+import type { Engine, EngineSession, OpenRequest } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { logSessionDown, sessionName } from '../engine/session-close';
@@ -20,6 +20,7 @@ import type { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
+import { AheadGrant, AheadGrants } from './answer-ahead';
 import type { UserLookups } from './lookups';
 import { upgradeResponse } from '../protocol/upgrade';
 import { ReverseListeners } from './reverse-listeners';
@@ -84,6 +85,8 @@ export class TwsServer extends EventEmitter {
   private readonly sessions = new Set<EngineSession>();
   /** Who each session authenticated as (users file), for per-user allow-lists and reloads. */
   private readonly sessionUser = new Map<EngineSession, User>();
+  /** Sessions whose engine may open streams ahead of JavaScript (answer-ahead.ts): revoked when the policy may change. */
+  private readonly ahead = new AheadGrants();
   /**
    * With --users, what each party (a user, or '' for the shared password)
    * holds of the process-wide pools: its shares are half of each. Entries are
@@ -290,6 +293,8 @@ export class TwsServer extends EventEmitter {
         closed++;
       }
     }
+    // Allow-lists may have changed: no engine dials ahead on the old ones (a grant follows where there still is none).
+    this.ahead.revokeAll();
     this.reverse.recheck();
     return { kept, closed };
   }
@@ -412,19 +417,41 @@ export class TwsServer extends EventEmitter {
       admitted: (req) => opens.line('info', `stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${peerText(req.target)}`),
       onDatagramDropped: () => { this.datagramsDropped++; },
     });
-    session.on('open-request', (req) => {
+    const connectTimeout = this.opts.connectTimeout ?? 10_000;
+    // Without an allow-list the policy admits every IP literal: the engine may dial those itself, on slots taken ahead.
+    const ahead = session.grantAhead ? new AheadGrant(session, this.slots, party, connectTimeout,
+      () => (this.sessionUser.get(session)?.allow ?? this.opts.allow) === undefined) : undefined;
+    const onOpen = (req: OpenRequest, retried: boolean): void => {
       const full = this.slots?.take(session, req.stream, party);
+      // Slots out as engines' reserves come back first: a reserve must not refuse what the budget would take.
+      if (full && !retried && this.ahead.reclaim(() => { if (!req.signal.aborted) onOpen(req, true); })) return;
       if (full) return refuse(req, refusals, ResetCode.TOO_MANY_STREAMS, full, 'warn');
-      if (req.kind === StreamKind.UDP) connectUdpTarget(req, this.opts.connectTimeout ?? 10_000, policy());
-      else connectTarget(req, this.opts.connectTimeout ?? 10_000, policy());
+      ahead?.streamMoved();
+      if (req.kind === StreamKind.UDP) connectUdpTarget(req, connectTimeout, policy());
+      else connectTarget(req, connectTimeout, policy());
+    };
+    session.on('open-request', (req: OpenRequest) => onOpen(req, false));
+    if (ahead) {
+      this.ahead.add(session, ahead);
+      // What connectTarget writes for a stream it admits and lets the engine dial.
+      session.on('opened-ahead', (info: { stream: number; target: string }) => {
+        ahead.opened(info.stream);
+        opens.line('info', `stream#${info.stream} open → ${peerText(info.target)}`);
+        log.debug(`stream#${info.stream} connecting ${peerText(info.target)} (in the engine)`);
+      });
+      session.on('ahead-returned', (n: number) => this.ahead.returned(ahead, n));
+    }
+    session.on('stream-closed', (info: { stream: number }) => {
+      this.slots?.release(session, info.stream);
+      ahead?.streamMoved();
     });
-    session.on('stream-closed', (info: { stream: number }) => this.slots?.release(session, info.stream));
     const slots = this.slots;
     if (this.features.includes(FEATURE_REVERSE)) {
       this.reverse.attach(session, user?.name, slots && { full: () => slots.full(session, party), take: (id) => { slots.take(session, id, party); } });
     }
     session.on('close', (code: number, reason: string) => {
       this.slots?.releaseSession(session);
+      this.ahead.delete(session);
       refusals.flush();
       opens.flush();
       this.sessions.delete(session);
@@ -433,6 +460,7 @@ export class TwsServer extends EventEmitter {
       logSessionDown(log, code, reason, started, session.stats());
       this.emit('session-closed', session);
     });
+    ahead?.topUp();
     this.emit('session', session);
   }
 

@@ -1,0 +1,134 @@
+/**
+ * Answer ahead: a server session whose policy has no allow-list at all lets
+ * its engine dial tcp streams to IP literals without asking JavaScript
+ * first (native engine only: EngineSession.grantAhead). Policy stays here:
+ * each such session's engine gets a reserve of fd-budget slots taken ahead
+ * (a block, topped up when few are left, like the client's stream-id
+ * blocks); each stream the engine opened is bound to one of them; a reload
+ * revokes every grant (the policy may have changed). A stream refused for
+ * want of slots while reserves are out waits until they are back, so a
+ * reserve never refuses what the budget would take: see AheadGrants.reclaim.
+ * docs/architecture.md, "Answer ahead".
+ */
+import type { EngineSession } from '../engine/types';
+import type { StreamSlots } from './fd-budget';
+
+/** Slots a session's engine gets at a time, and how few left make it ask for more. */
+export const AHEAD_BLOCK = 32;
+export const AHEAD_LOW = 8;
+
+/** One session's grant. */
+export class AheadGrant {
+  /** Slots granted to the engine and neither bound to a stream nor returned yet (JavaScript's view, one hop behind). */
+  private reserved = 0;
+  /** Revocations sent whose `ahead-returned` has not come back. */
+  private revoking = 0;
+  /** Taken back for another stream's sake: no new grant until this session opens or ends a stream. */
+  private held = false;
+
+  constructor(
+    private readonly session: EngineSession,
+    private readonly slots: StreamSlots<EngineSession> | undefined,
+    private readonly party: string | undefined,
+    private readonly timeoutMs: number,
+    /** Whether the session's policy now lets the engine decide (no allow-list at all). */
+    private readonly allowed: () => boolean,
+  ) {}
+
+  /** Slots are out with the engine, or on their way back. */
+  get holding(): boolean {
+    return this.reserved > 0 || this.revoking > 0;
+  }
+
+  /** Revoked, and its slots not back yet. */
+  get returning(): boolean {
+    return this.revoking > 0;
+  }
+
+  /** Grants more when few are left and the policy and the fd budget allow. */
+  topUp(): void {
+    const s = this.session;
+    if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.reserved > AHEAD_LOW || !this.allowed()) return;
+    const want = AHEAD_BLOCK - this.reserved;
+    const n = this.slots ? this.slots.reserve(s, want, this.party) : want;
+    if (n <= 0) return;
+    this.reserved += n;
+    s.grantAhead(n, this.timeoutMs);
+  }
+
+  /** The engine opened `stream` on a reserve slot: the slot is the stream's now (released at its stream-closed). */
+  opened(stream: number): void {
+    this.reserved = Math.max(0, this.reserved - 1);
+    this.slots?.bindReserved(this.session, stream);
+    this.streamMoved();
+  }
+
+  /** A stream of this session opened (the usual way) or ended: grants may resume. */
+  streamMoved(): void {
+    this.held = false;
+    this.topUp();
+  }
+
+  /** The engine stops dialling ahead; what it did not use comes back (returned()). `hold`: no new grant for now. */
+  revoke(hold: boolean): void {
+    if (hold) this.held = true;
+    if (this.reserved === 0) return;
+    this.revoking++;
+    this.session.revokeAhead?.();
+  }
+
+  /** The engine returned `n` unused slots; a grant follows if the policy still allows (and none is held back). */
+  returned(n: number): void {
+    this.revoking = Math.max(0, this.revoking - 1);
+    this.reserved = Math.max(0, this.reserved - n);
+    this.slots?.unreserve(this.session, n);
+    this.topUp();
+  }
+}
+
+/** Every session's grant, and the streams waiting for reserves to come back. */
+export class AheadGrants {
+  private readonly grants = new Map<EngineSession, AheadGrant>();
+  private waiting: (() => void)[] = [];
+
+  add(session: EngineSession, grant: AheadGrant): void {
+    this.grants.set(session, grant);
+  }
+
+  /** The session ended (its slots are free): streams waiting on its reserve may go on. */
+  delete(session: EngineSession): void {
+    this.grants.delete(session);
+    this.settle();
+  }
+
+  /** The policy may have changed: every engine stops dialling ahead (grants resume under the new policy). */
+  revokeAll(): void {
+    for (const g of this.grants.values()) g.revoke(false);
+  }
+
+  /**
+   * A stream was refused for want of slots while reserves are out: takes
+   * them all back and calls `retry` once they are (returned or their
+   * sessions gone); false, and nothing done, when no reserve is out.
+   */
+  reclaim(retry: () => void): boolean {
+    const out = [...this.grants.values()].filter((g) => g.holding);
+    if (out.length === 0) return false;
+    for (const g of out) g.revoke(true);
+    this.waiting.push(retry);
+    return true;
+  }
+
+  /** A grant's slots came back: if none is still out, the waiting streams go on. */
+  returned(grant: AheadGrant, n: number): void {
+    grant.returned(n);
+    this.settle();
+  }
+
+  private settle(): void {
+    if (this.waiting.length === 0 || [...this.grants.values()].some((g) => g.returning)) return;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const retry of waiting) retry();
+  }
+}
