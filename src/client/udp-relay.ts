@@ -9,6 +9,7 @@ import type { EngineSession } from '../engine/types';
 import { openLines } from '../engine/stream-log';
 import { formatHostPort } from '../util/address';
 import type { Logger } from '../util/log';
+import { boundedUdpSender } from '../net/udp-send';
 import { UdpStreamBudget, UdpStreams } from './udp-streams';
 
 /** Local peers carried at once; datagrams from more are dropped. */
@@ -16,6 +17,8 @@ const MAX_ASSOCIATIONS = 4096;
 
 export class UdpRelay {
   private readonly sock: Socket;
+  /** Sends on `sock` without letting its queue grow past MAX_PENDING_UDP_BYTES. */
+  private readonly send: ReturnType<typeof boundedUdpSender>;
   private readonly peers = new UdpStreams(new UdpStreamBudget(MAX_ASSOCIATIONS));
   /** ` (-L …)` after a log line's target, or empty. */
   private readonly label: string;
@@ -31,6 +34,7 @@ export class UdpRelay {
   ) {
     this.label = tunnel ? ` (${tunnel})` : '';
     this.sock = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
+    this.send = boundedUdpSender(this.sock);
     this.sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     // A failed bind is reported once, by bind()'s caller; later errors here.
     this.sock.on('error', (err) => { if (this.bound) this.log.warn(`udp: ${err.message}`); });
@@ -78,7 +82,7 @@ export class UdpRelay {
         this.log.debug(`udp: dropped a datagram from ${key}: ${session ? 'too many udp peers' : 'no session up'}`);
         return;
       }
-      const id = this.peers.open(key, session, (payload) => this.sock.send(payload, rinfo.port, rinfo.address), this.remote, this.tunnel || undefined);
+      const id = this.peers.open(key, session, (payload) => this.send(payload, rinfo.port, rinfo.address), this.remote, this.tunnel || undefined);
       if (id === 0) return;
       openLines(session, this.log).line('info', `stream#${id} udp open from ${key} → ${this.remote}${this.label}`);
       port = this.peers.get(key)!;

@@ -11,14 +11,12 @@ import { lookup } from 'node:dns/promises';
 import { ResetCode } from '../protocol/constants';
 import type { OpenRequest } from '../engine/types';
 import { dialRequest } from '../net/dial';
+import { boundedUdpSender } from '../net/udp-send';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
 import { ipText, parseIp } from '../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
 import { endLookup, LookupOwner, runLookup, takeLookup } from './lookups';
-
-/** Bytes of UDP sends to a target not yet taken by the kernel, per stream; more are dropped (UDP may lose, memory may not grow). */
-const MAX_PENDING_UDP_BYTES = 256 * 1024;
 
 /** Resolves `host` in a lookup slot taken for it, on a thread as soon as one is free (see lookups.ts). */
 function countedLookup<T>(policy: StreamPolicy, run: () => Promise<T>): Promise<T> {
@@ -161,7 +159,7 @@ function openUdp(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: Stre
     }
     let open = true;
     let answered = false;
-    let pending = 0;
+    const send = boundedUdpSender(sock, () => policy.onDatagramDropped?.());
     const close = (): void => {
       if (!open) return;
       open = false;
@@ -188,14 +186,7 @@ function openUdp(req: OpenRequest, hp: HostPort, timeoutMs: number, policy: Stre
       if (req.signal.aborted) return close();
       const port = {
         send: (payload: Buffer) => {
-          if (!open) return;
-          if (pending + payload.length > MAX_PENDING_UDP_BYTES) {
-            policy.onDatagramDropped?.();
-            return;
-          }
-          pending += payload.length;
-          // A callback keeps a failed send (EMSGSIZE, say) from becoming a socket error.
-          sock.send(payload, () => { pending -= payload.length; });
+          if (open) send(payload);
         },
         close,
         onDatagram: undefined as ((p: Buffer) => void) | undefined,

@@ -12,6 +12,7 @@ import type { EngineSession } from '../../engine/types';
 import { formatHostPort } from '../../util/address';
 import { openLines } from '../../engine/stream-log';
 import { Logger, peerText } from '../../util/log';
+import { boundedUdpSender } from '../../net/udp-send';
 import { UdpStreamBudget, UdpStreams } from '../udp-streams';
 import { encodeUdp, parseUdp, targetOf } from './messages';
 
@@ -36,6 +37,8 @@ export interface AssociationOptions {
 
 export class UdpAssociation {
   private readonly sock: Socket;
+  /** Sends on `sock` without letting its queue grow past MAX_PENDING_UDP_BYTES. */
+  private readonly send: ReturnType<typeof boundedUdpSender>;
   private readonly dests: UdpStreams;
   private clientPort: number;
   private timer: NodeJS.Timeout | undefined;
@@ -45,6 +48,7 @@ export class UdpAssociation {
     this.clientPort = opts.clientPort;
     this.dests = new UdpStreams(opts.budget);
     this.sock = createSocket(isIP(opts.localAddress) === 6 ? 'udp6' : 'udp4');
+    this.send = boundedUdpSender(this.sock);
     this.sock.on('message', (msg, rinfo) => this.onClient(msg, rinfo));
     this.sock.on('error', (err) => opts.logger.debug(`socks udp: ${err.message}`));
   }
@@ -109,7 +113,7 @@ export class UdpAssociation {
       const id = this.dests.open(target, session, (payload) => {
         if (this.ended) return;
         this.touch();
-        this.sock.send(encodeUdp(host, port, payload), this.clientPort, this.opts.clientAddress);
+        this.send(encodeUdp(host, port, payload), this.clientPort, this.opts.clientAddress);
       }, target, 'socks');
       if (id === 0) return;
       openLines(session, this.opts.logger).line('info', `stream#${id} udp open from ${from} → ${peerText(target)} (socks)`);
