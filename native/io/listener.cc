@@ -121,6 +121,8 @@ void Listener::accept_ready() {
       return;
     }
     failing_ = false;
+    // A spare that could not be reopened after the last shortage is taken back as soon as fds are free again.
+    if (!spare_) spare_ = open_spare();
     if (s) open(*s, std::move(c), peer_text(peer));
     else waiting_.push_back({std::move(c), peer_text(peer), now_ms()});
   }
