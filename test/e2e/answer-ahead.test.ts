@@ -16,7 +16,9 @@ import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
 import { echoServer, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 import { RawPeer, rawPeer } from '../helpers/raw-peer';
+import { afterHead, clientFrame, closePayload, rawWs } from '../helpers/raw-ws';
 import { needs } from '../helpers/tools';
+import { waitFor } from '../helpers/wait';
 
 const answered = (id: number) => (f: Frame): boolean => f.stream === id && (f.type === 'open-ok' || f.type === 'reset');
 
@@ -97,6 +99,36 @@ for (const engine of engines()) {
     await server.waitLog(/(?:SIGHUP: reloaded users[\s\S]*?){2}/);
     t.equal(await open(p, 47, hold.addr), 'ok', 'allowed again after the second reload');
     p.ws.close();
+  });
+
+  t.test(`[${engine}] a reload that removes a user: what its session sends after the close frame opens nothing`, async (t) => {
+    const target = await countingTarget();
+    const dir = t.testdir({});
+    const file = join(dir, 'users.yaml');
+    writeFileSync(file, 'bob:\n  passwd: bob-secret\nalice:\n  passwd: alice-secret\n');
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--users', file]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    const openFrame = (id: number): Buffer => clientFrame(2, codec.encodeOpen(id, 65536, StreamKind.TCP, target.addr));
+    // A peer at the byte level: `ws` would stop sending once the server's close frame came.
+    const bob = await rawWs(server.port, { auth: buildAuthHeader('bob-secret', 'bob') });
+    t.teardown(() => bob.close());
+    bob.socket.write(openFrame(1));
+    t.ok(await waitFor(() => target.connections() === 1), 'bob reaches the target');
+    writeFileSync(file, 'alice:\n  passwd: alice-secret\n');
+    server.proc.kill('SIGHUP');
+    t.match(await server.waitLog(/SIGHUP: reloaded users from .*/), /0 session\(s\) kept, 1 closed/);
+    await bob.until((got) => afterHead(got).frames.some((f) => f.opcode === 8), 10_000);
+    // Bob goes on as if nothing happened (his close frame, in the same read, would end the streams before any dial).
+    bob.socket.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => openFrame(3 + 2 * i))));
+    // A stream of another user's, opened after (a new connection, its handshake and all): by the time it
+    // reaches the target, any dial of bob's would have.
+    const alice = await rawPeer(server.port, { auth: buildAuthHeader('alice-secret', 'alice') });
+    t.equal(await open(alice, 1, target.addr), 'ok', 'a user still there opens streams');
+    t.ok(await waitFor(() => target.connections() >= 2), 'her connection arrived');
+    bob.socket.write(clientFrame(8, closePayload(1000)));
+    await bob.ended;
+    t.equal(target.connections(), 2, 'no OPEN of the removed user\'s reached the target after the close frame');
+    alice.ws.close();
   });
 
   t.test(`[${engine}] targets in other spellings go the usual way: the same answers on both engines`, async (t) => {
