@@ -6,7 +6,9 @@
  * gains an allow-list (a reload) is obeyed from the reload on.
  */
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { buildAuthHeader } from '../../src/auth/tws-auth';
 import { StreamKind } from '../../src/protocol/constants';
@@ -160,6 +162,33 @@ for (const engine of engines()) {
     const refused = p.frames.find((f) => f.stream === id - 4 && f.type === 'reset') as { reason: string };
     t.equal(refused.reason, 'connect failed: ECONNREFUSED', 'a failed connect is answered as before');
     p.ws.close();
+  });
+
+  t.test(`[${engine}] the fd budget: a reserve never refuses a reverse tunnel's connection the session's share would take`, { skip: needs('prlimit') }, async (t) => {
+    const echo = await echoServer();
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow-reverse', '127.0.0.1:*'], {}, undefined, ['prlimit', '--nofile=256:256']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+    const perSession = Number(/\((\d+) per session\)/.exec(await server.waitLog(/file descriptor limit 256: .*/))![1]);
+    const p = await rawPeer(server.port);
+    t.teardown(() => p.ws.close());
+    // All of the session's share but one slot, held by streams (taken ahead, on the native engine).
+    for (let i = 0; i < perSession - 1; i++) t.equal(await open(p, 1 + 2 * i, echo.addr), 'ok');
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    p.send(codec.encodeControl({ type: 'listen', stream: 0, request: 1, token: randomBytes(16), bind: `127.0.0.1:${port}` }));
+    t.match(await p.next((f) => f.type === 'listen-ok' || f.type === 'listen-err'), { type: 'listen-ok' }, 'the server listens');
+    const conn = connect(port, '127.0.0.1');
+    conn.on('error', () => undefined);
+    t.teardown(() => conn.destroy());
+    const how = await Promise.race([
+      p.next((f) => f.type === 'open', 10_000).then(() => 'carried'),
+      new Promise<string>((resolve) => conn.once('close', () => resolve('closed'))),
+    ]);
+    t.equal(how, 'carried', 'the last slot of the share carries the connection');
   });
 
   t.test(`[${engine}] the fd budget: no slot is lost across many sessions, reloads and streams`, { skip: needs('prlimit') }, async (t) => {
