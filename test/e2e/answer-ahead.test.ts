@@ -15,7 +15,7 @@ import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
 import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
-import { echoServer, tcpServer } from '../helpers/net';
+import { echoServer, hangingTarget, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 import { RawPeer, rawPeer } from '../helpers/raw-peer';
 import { afterHead, clientFrame, closePayload, rawWs } from '../helpers/raw-ws';
@@ -189,6 +189,34 @@ for (const engine of engines()) {
       new Promise<string>((resolve) => conn.once('close', () => resolve('closed'))),
     ]);
     t.equal(how, 'carried', 'the last slot of the share carries the connection');
+  });
+
+  t.test(`[${engine}] the fd budget: no slot is lost to OPENs reset at once, failed or timed-out connects, or reloads mid-dial`, { skip: needs('prlimit') }, async (t) => {
+    const echo = await echoServer();
+    const hang = await hangingTarget();
+    const dir = t.testdir({});
+    const file = join(dir, 'users.yaml');
+    writeFileSync(file, 'bob:\n  passwd: bob-secret\n');
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--users', file, '--connect-timeout', '300'], {}, undefined, ['prlimit', '--nofile=256:256']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); await hang.close(); });
+    const perSession = Number(/\((\d+) per session\)/.exec(await server.waitLog(/file descriptor limit 256: .*/))![1]);
+    for (let round = 0; round < 4; round++) {
+      const p = await rawPeer(server.port, { auth: buildAuthHeader('bob-secret', 'bob') });
+      // OPENs the peer resets before any answer, in the same read.
+      for (let i = 0; i < 30; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, echo.addr));
+      for (let i = 0; i < 30; i++) p.send(codec.encodeReset(1 + 2 * i, 6, 'cancelled'));
+      for (let i = 30; i < 50; i++) t.equal(await open(p, 1 + 2 * i, '127.0.0.1:1'), 'reset 2', 'a refused connect is RESET 2');
+      // Connects that never complete time out, some with a reload (revoking the grant) while they wait.
+      for (let i = 50; i < 60; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, hang.addr));
+      if (round % 2 === 0) server.proc.kill('SIGHUP');
+      for (let i = 50; i < 60; i++) t.match(await p.next(answered(1 + 2 * i), 5000), { type: 'reset', code: 3 }, 'a connect that hangs times out: RESET 3');
+      // Nothing is open now: the session's whole share is there, no more, no less.
+      let opened = 0;
+      while (await open(p, 121 + 2 * opened, echo.addr) === 'ok') opened++;
+      t.equal(opened, perSession, `round ${round}: the session holds exactly its share (${perSession} streams)`);
+      p.ws.close();
+      await p.closed;
+    }
   });
 
   t.test(`[${engine}] the fd budget: no slot is lost across many sessions, reloads and streams`, { skip: needs('prlimit') }, async (t) => {
