@@ -4,7 +4,8 @@
 // calls that return at once; control events come back in batches through one
 // ThreadSafeFunction. Payload bytes never cross. Every export, command and
 // event shape is typed in src/engine/native-addon.ts, which checks kAbiVersion
-// at load. testing.decodeStream() exposes the parser for differential tests.
+// at load. testing.decodeStream() exposes the parser, testing.aheadTarget() the
+// answer-ahead target check, for differential tests.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ahead_target.h"
 #include "core/mux.h"
 #include "core/tws2.h"
 #include "core/ws_frame.h"
@@ -98,6 +100,20 @@ Napi::Value DecodeStream(const Napi::CallbackInfo& info) {
   out.Set("closeCode", Napi::Number::New(env, err.close_code));
   out.Set("reason", Napi::String::New(env, err.reason));
   return out;
+}
+
+// aheadTarget(target: string) → "host port" | null: whether a server session
+// on an answer-ahead grant dials this OPEN target itself, and where
+// (core/ahead_target.h), for the differential test against src/util/ip.ts.
+Napi::Value AheadTargetOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "aheadTarget(target: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  tws::AheadTarget t;
+  if (!tws::parse_ahead_target(info[0].As<Napi::String>().Utf8Value(), &t)) return env.Null();
+  return Napi::String::New(env, t.host + " " + std::to_string(t.port));
 }
 
 // Duplicates a JS socket's fd (close-on-exec) so the engine owns its own
@@ -546,6 +562,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Test-only entry points, kept apart so the production surface is the above.
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("decodeStream", Napi::Function::New(env, DecodeStream, "decodeStream"));
+  testing.Set("aheadTarget", Napi::Function::New(env, AheadTargetOf, "aheadTarget"));
   exports.Set("testing", testing);
   return exports;
 }

@@ -88,11 +88,17 @@ class WsSession final : public Pollable, private mux::MuxHost {
 
   // ---- tws2::MessageReader's sink ----
   // After a protocol error nothing more is parsed; while we close normally
-  // parsing goes on, to see the peer's close frame.
+  // parsing goes on, to see the peer's close frame, but the peer's TWS2
+  // messages are ignored once our close frame is queued (as the js engine
+  // does): a session closed for policy (a removed user) must open nothing.
   bool wants_stop() const { return dead_ || error_ || mux_.error(); }
-  void on_data(uint32_t sid, uint8_t* p, size_t n) { mux_.on_data(sid, p, n); }
+  void on_data(uint32_t sid, uint8_t* p, size_t n) {
+    if (!closing_) mux_.on_data(sid, p, n);
+  }
   void on_data_end(uint32_t) {}
-  void on_frame(uint8_t type, uint32_t sid, uint8_t* body, size_t n) { mux_.on_frame(type, sid, body, n); }
+  void on_frame(uint8_t type, uint32_t sid, uint8_t* body, size_t n) {
+    if (!closing_) mux_.on_frame(type, sid, body, n);
+  }
   void on_control(uint8_t op, uint8_t* p, size_t n);
 
  private:

@@ -177,9 +177,12 @@ export interface NativeAddon {
   /**
    * For tests only (test/native/differential.test.ts); tws itself never calls these.
    * decodeStream parses WebSocket bytes as a server (masked) or client would, decoding TWS2 inside.
+   * aheadTarget: where a server session on an answer-ahead grant dials an OPEN's target itself
+   * (`host port`), or null when it asks JavaScript (native/core/ahead_target.h).
    */
   testing: {
     decodeStream(bytes: Buffer, server: boolean): DecodedStream;
+    aheadTarget(target: string): string | null;
   };
 }
 

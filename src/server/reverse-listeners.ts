@@ -43,6 +43,11 @@ export interface SessionSlots {
   /** Why one more stream would be refused, or undefined. */
   full(): string | undefined;
   take(stream: number): void;
+  /**
+   * Slots the engines hold ahead (answer ahead) are taken back, and `retry`
+   * called once they are; false, and nothing done, when none are out.
+   */
+  reclaim?(retry: () => void): boolean;
 }
 
 interface Waiting {
@@ -244,7 +249,11 @@ export class ReverseListeners {
     l.waiting.push(w);
   }
 
-  private carry(l: Listener, socket: Socket): void {
+  private carry(l: Listener, socket: Socket, retried = false): void {
+    if (this.listeners.get(l.key) !== l || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
     const peer = formatPeer(socket);
     const session = this.live(l);
     if (!session) {
@@ -258,6 +267,8 @@ export class ReverseListeners {
     }
     const slots = this.slots.get(session);
     const full = slots?.full();
+    // As for an OPEN: a reserve out with an engine must not refuse what the budget would take.
+    if (full && !retried && slots?.reclaim?.(() => this.carry(l, socket, true))) return;
     if (full) {
       this.refusals.line('warn', `session#${session.id}: connection from ${peer} (${l.name}) closed: ${full}`);
       socket.resetAndDestroy();

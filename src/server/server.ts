@@ -447,7 +447,11 @@ export class TwsServer extends EventEmitter {
     });
     const slots = this.slots;
     if (this.features.includes(FEATURE_REVERSE)) {
-      this.reverse.attach(session, user?.name, slots && { full: () => slots.full(session, party), take: (id) => { slots.take(session, id, party); } });
+      this.reverse.attach(session, user?.name, slots && {
+        full: () => slots.full(session, party),
+        take: (id) => { slots.take(session, id, party); },
+        reclaim: (retry) => this.ahead.reclaim(retry),
+      });
     }
     session.on('close', (code: number, reason: string) => {
       this.slots?.releaseSession(session);

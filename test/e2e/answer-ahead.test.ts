@@ -6,17 +6,21 @@
  * gains an allow-list (a reload) is obeyed from the reload on.
  */
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { buildAuthHeader } from '../../src/auth/tws-auth';
 import { StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
 import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
-import { echoServer, tcpServer } from '../helpers/net';
+import { echoServer, hangingTarget, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 import { RawPeer, rawPeer } from '../helpers/raw-peer';
+import { afterHead, clientFrame, closePayload, rawWs } from '../helpers/raw-ws';
 import { needs } from '../helpers/tools';
+import { waitFor } from '../helpers/wait';
 
 const answered = (id: number) => (f: Frame): boolean => f.stream === id && (f.type === 'open-ok' || f.type === 'reset');
 
@@ -99,6 +103,36 @@ for (const engine of engines()) {
     p.ws.close();
   });
 
+  t.test(`[${engine}] a reload that removes a user: what its session sends after the close frame opens nothing`, async (t) => {
+    const target = await countingTarget();
+    const dir = t.testdir({});
+    const file = join(dir, 'users.yaml');
+    writeFileSync(file, 'bob:\n  passwd: bob-secret\nalice:\n  passwd: alice-secret\n');
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--users', file]);
+    t.teardown(async () => { await server.stop('SIGKILL'); await target.close(); });
+    const openFrame = (id: number): Buffer => clientFrame(2, codec.encodeOpen(id, 65536, StreamKind.TCP, target.addr));
+    // A peer at the byte level: `ws` would stop sending once the server's close frame came.
+    const bob = await rawWs(server.port, { auth: buildAuthHeader('bob-secret', 'bob') });
+    t.teardown(() => bob.close());
+    bob.socket.write(openFrame(1));
+    t.ok(await waitFor(() => target.connections() === 1), 'bob reaches the target');
+    writeFileSync(file, 'alice:\n  passwd: alice-secret\n');
+    server.proc.kill('SIGHUP');
+    t.match(await server.waitLog(/SIGHUP: reloaded users from .*/), /0 session\(s\) kept, 1 closed/);
+    await bob.until((got) => afterHead(got).frames.some((f) => f.opcode === 8), 10_000);
+    // Bob goes on as if nothing happened (his close frame, in the same read, would end the streams before any dial).
+    bob.socket.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => openFrame(3 + 2 * i))));
+    // A stream of another user's, opened after (a new connection, its handshake and all): by the time it
+    // reaches the target, any dial of bob's would have.
+    const alice = await rawPeer(server.port, { auth: buildAuthHeader('alice-secret', 'alice') });
+    t.equal(await open(alice, 1, target.addr), 'ok', 'a user still there opens streams');
+    t.ok(await waitFor(() => target.connections() >= 2), 'her connection arrived');
+    bob.socket.write(clientFrame(8, closePayload(1000)));
+    await bob.ended;
+    t.equal(target.connections(), 2, 'no OPEN of the removed user\'s reached the target after the close frame');
+    alice.ws.close();
+  });
+
   t.test(`[${engine}] targets in other spellings go the usual way: the same answers on both engines`, async (t) => {
     const echo = await echoServer();
     const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
@@ -128,6 +162,61 @@ for (const engine of engines()) {
     const refused = p.frames.find((f) => f.stream === id - 4 && f.type === 'reset') as { reason: string };
     t.equal(refused.reason, 'connect failed: ECONNREFUSED', 'a failed connect is answered as before');
     p.ws.close();
+  });
+
+  t.test(`[${engine}] the fd budget: a reserve never refuses a reverse tunnel's connection the session's share would take`, { skip: needs('prlimit') }, async (t) => {
+    const echo = await echoServer();
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--allow-reverse', '127.0.0.1:*'], {}, undefined, ['prlimit', '--nofile=256:256']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+    const perSession = Number(/\((\d+) per session\)/.exec(await server.waitLog(/file descriptor limit 256: .*/))![1]);
+    const p = await rawPeer(server.port);
+    t.teardown(() => p.ws.close());
+    // All of the session's share but one slot, held by streams (taken ahead, on the native engine).
+    for (let i = 0; i < perSession - 1; i++) t.equal(await open(p, 1 + 2 * i, echo.addr), 'ok');
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    p.send(codec.encodeControl({ type: 'listen', stream: 0, request: 1, token: randomBytes(16), bind: `127.0.0.1:${port}` }));
+    t.match(await p.next((f) => f.type === 'listen-ok' || f.type === 'listen-err'), { type: 'listen-ok' }, 'the server listens');
+    const conn = connect(port, '127.0.0.1');
+    conn.on('error', () => undefined);
+    t.teardown(() => conn.destroy());
+    const how = await Promise.race([
+      p.next((f) => f.type === 'open', 10_000).then(() => 'carried'),
+      new Promise<string>((resolve) => conn.once('close', () => resolve('closed'))),
+    ]);
+    t.equal(how, 'carried', 'the last slot of the share carries the connection');
+  });
+
+  t.test(`[${engine}] the fd budget: no slot is lost to OPENs reset at once, failed or timed-out connects, or reloads mid-dial`, { skip: needs('prlimit') }, async (t) => {
+    const echo = await echoServer();
+    const hang = await hangingTarget();
+    const dir = t.testdir({});
+    const file = join(dir, 'users.yaml');
+    writeFileSync(file, 'bob:\n  passwd: bob-secret\n');
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--users', file, '--connect-timeout', '300'], {}, undefined, ['prlimit', '--nofile=256:256']);
+    t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); await hang.close(); });
+    const perSession = Number(/\((\d+) per session\)/.exec(await server.waitLog(/file descriptor limit 256: .*/))![1]);
+    for (let round = 0; round < 4; round++) {
+      const p = await rawPeer(server.port, { auth: buildAuthHeader('bob-secret', 'bob') });
+      // OPENs the peer resets before any answer, in the same read.
+      for (let i = 0; i < 30; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, echo.addr));
+      for (let i = 0; i < 30; i++) p.send(codec.encodeReset(1 + 2 * i, 6, 'cancelled'));
+      for (let i = 30; i < 50; i++) t.equal(await open(p, 1 + 2 * i, '127.0.0.1:1'), 'reset 2', 'a refused connect is RESET 2');
+      // Connects that never complete time out, some with a reload (revoking the grant) while they wait.
+      for (let i = 50; i < 60; i++) p.send(codec.encodeOpen(1 + 2 * i, 65536, StreamKind.TCP, hang.addr));
+      if (round % 2 === 0) server.proc.kill('SIGHUP');
+      for (let i = 50; i < 60; i++) t.match(await p.next(answered(1 + 2 * i), 5000), { type: 'reset', code: 3 }, 'a connect that hangs times out: RESET 3');
+      // Nothing is open now: the session's whole share is there, no more, no less.
+      let opened = 0;
+      while (await open(p, 121 + 2 * opened, echo.addr) === 'ok') opened++;
+      t.equal(opened, perSession, `round ${round}: the session holds exactly its share (${perSession} streams)`);
+      p.ws.close();
+      await p.closed;
+    }
   });
 
   t.test(`[${engine}] the fd budget: no slot is lost across many sessions, reloads and streams`, { skip: needs('prlimit') }, async (t) => {

@@ -4,6 +4,8 @@ import { MAX_MESSAGE, StreamKind } from '../../src/protocol/constants';
 import * as codec from '../../src/protocol/frames';
 import { ProtocolError } from '../../src/util/errors';
 import { loadNativeAddon } from '../../src/engine/native-addon';
+import { formatHostPort, parseHostPort } from '../../src/util/address';
+import { IpAddress, ipText, parseIp } from '../../src/util/ip';
 
 // ws's own parser, as the js engine runs it (server side: masked frames in).
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -254,4 +256,64 @@ t.test('the native parser rejects a text message and an unmasked client frame li
   t.equal(addon.testing.decodeStream(unmasked, true).closeCode, 1002);
   t.equal(addon.testing.decodeStream(unmasked, false).events.length, 1, 'a client accepts the same frame unmasked');
   t.equal(addon.testing.decodeStream(wsFrame(Buffer.alloc(262161)), true).closeCode, 1009);
+});
+
+// Answer ahead (native/core/ahead_target.h): a server session dials an OPEN's
+// target itself only when JavaScript, without an allow-list, would connect
+// exactly there (connect-target.ts: parseHostPort, then parseIp's canonical
+// text). Every spelling a peer can send is tried on both: where the engine
+// dials, JavaScript must name the same address and port, spelled as sent.
+t.test('answer ahead dials a target only where JavaScript would connect, spelled as it would', async (t) => {
+  if (!addon) throw new Error(`native addon did not load: ${error}`);
+  let seed = 0x2545f491;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+  const ports = ['80', '1', '65535', '0', '080', '+80', '-1', ' 80', '80 ', '65536', '99999', '', '8\u00000', '0x50', '١'];
+  const v4part = ['0', '1', '9', '10', '99', '127', '255', '256', '00', '01', '007', '0x7f', '0X1', '1e2', '', ' 1', '1 ', '+1', '4294967295'];
+  const v4 = (): string => rnd(2) === 0 ? Array.from({ length: 4 }, () => String(pick([0, 1, 127, 255, rnd(256)]))).join('.') : Array.from({ length: pick([1, 2, 3, 4, 4, 4, 4, 5]) }, () => pick(v4part)).join('.') + pick(['', '', '', '.', '\u0000', ' ']);
+  const group = (): string => {
+    const g = pick([0, 0, 1, 0xffff, 0xfe80, 0x2001, 0xdb8, 0x64, rnd(0x10000)]).toString(16);
+    return rnd(8) === 0 ? pick([g.toUpperCase(), g.padStart(4, '0'), `0${g}`]) : g;
+  };
+  const v6 = (): string => {
+    const gs = Array.from({ length: 8 }, group);
+    const a = rnd(9);
+    const b = a + rnd(9 - a);
+    let s = pick([gs.join(':'), `${gs.slice(0, a).join(':')}::${gs.slice(b).join(':')}`, `${gs.slice(0, a).join(':')}::${gs.slice(b).join(':')}`]);
+    if (rnd(10) === 0) s = pick(['::ffff:', '::', '::ffff:0:', '64:ff9b::', '1::', '::FFFF:']) + pick(['127.0.0.1', '1.2.3.4', '0.0.0.0', '01.2.3.4', '1.2.3']);
+    if (rnd(8) === 0) s = pick(['::', '::1', '0::1', '::0:1', '::2', '::ffff:7f00:1', '::ffff:0:0', '1::', 'fe80::1']);
+    if (rnd(10) === 0) s += pick(['%lo', '%eth0', '%', '%1']);
+    return s;
+  };
+  const targets: string[] = ['127.0.0.1:80', '[::1]:22', '[2001:db8::1]:443', '0.0.0.0:80', '[::]:80', ''];
+  for (let i = 0; i < 60_000; i++) {
+    const host = rnd(2) === 0 ? v4() : v6();
+    const bracket = host.includes(':') ? rnd(8) !== 0 : rnd(8) === 0;
+    targets.push(`${bracket ? `[${host}]` : host}${rnd(10) === 0 ? pick(['', '::']) : ':'}${rnd(2) === 0 ? String(1 + rnd(65535)) : pick(ports)}${rnd(20) === 0 ? pick(['\u0000', ' ', 'x', ']']) : ''}`);
+  }
+  let taken = 0;
+  let canonical = 0;
+  const wrong: string[] = [];
+  const missed: string[] = [];
+  for (const target of targets) {
+    const ahead = addon.testing.aheadTarget(target);
+    // What connect-target.ts does with it, without an allow-list.
+    const hp = parseHostPort(target);
+    const ip = typeof hp === 'object' ? parseIp(hp.host) : undefined;
+    const js = typeof hp === 'object' && typeof ip === 'object' && ip.zone === undefined ? `${ipText(ip)} ${hp.port}` : null;
+    const asSent = js !== null && typeof hp === 'object' && formatHostPort(ipText(ip as IpAddress), hp.port) === target;
+    if (asSent) canonical++;
+    if (ahead === null) {
+      if (asSent && missed.length < 5) missed.push(JSON.stringify(target));
+      continue;
+    }
+    taken++;
+    if ((ahead !== js || !asSent) && wrong.length < 10) wrong.push(`${JSON.stringify(target)}: engine ${ahead}, JavaScript ${js ?? 'refuses or resolves it'}`);
+  }
+  t.same(wrong, [], `the engine dials ${taken} of ${targets.length} targets, each where JavaScript would`);
+  t.same(missed, [], `and every one of the ${canonical} already in JavaScript's own spelling`);
+  t.ok(taken > 1000, 'enough of them are taken to mean something');
 });
