@@ -21,10 +21,13 @@ export const AHEAD_LOW = 8;
 export class AheadGrant {
   /** Slots granted to the engine and neither bound to a stream nor returned yet (JavaScript's view, one hop behind). */
   private reserved = 0;
-  /** Revocations sent whose `ahead-returned` has not come back. */
-  private revoking = 0;
+  /** Revocations sent, and their `ahead-returned` answers come back (in order). */
+  private sent = 0;
+  private back = 0;
   /** Taken back for another stream's sake: no new grant until this session opens or ends a stream. */
   private held = false;
+  /** Its session ended: nothing of it is coming back. */
+  ended = false;
 
   constructor(
     private readonly session: EngineSession,
@@ -37,12 +40,17 @@ export class AheadGrant {
 
   /** Slots are out with the engine, or on their way back. */
   get holding(): boolean {
-    return this.reserved > 0 || this.revoking > 0;
+    return this.reserved > 0 || this.sent > this.back;
   }
 
-  /** Revoked, and its slots not back yet. */
-  get returning(): boolean {
-    return this.revoking > 0;
+  /** Revocations sent so far: the answer to the last is back once answered(revocations) says so. */
+  get revocations(): number {
+    return this.sent;
+  }
+
+  /** The answers to the first `n` revocations are back. */
+  answered(n: number): boolean {
+    return this.back >= n;
   }
 
   /** Grants more when few are left and the policy and the fd budget allow. */
@@ -73,23 +81,29 @@ export class AheadGrant {
   revoke(hold: boolean): void {
     if (hold) this.held = true;
     if (this.reserved === 0) return;
-    this.revoking++;
+    this.sent++;
     this.session.revokeAhead?.();
   }
 
   /** The engine returned `n` unused slots; a grant follows if the policy still allows (and none is held back). */
   returned(n: number): void {
-    this.revoking = Math.max(0, this.revoking - 1);
+    this.back = Math.min(this.sent, this.back + 1);
     this.reserved = Math.max(0, this.reserved - n);
     this.slots?.unreserve(this.session, n);
     this.topUp();
   }
 }
 
+/** A stream waiting for the reserves taken back for it: which revocation of each grant it waits for. */
+interface Waiter {
+  retry: () => void;
+  awaits: Map<AheadGrant, number>;
+}
+
 /** Every session's grant, and the streams waiting for reserves to come back. */
 export class AheadGrants {
   private readonly grants = new Map<EngineSession, AheadGrant>();
-  private waiting: (() => void)[] = [];
+  private waiting: Waiter[] = [];
 
   add(session: EngineSession, grant: AheadGrant): void {
     this.grants.set(session, grant);
@@ -97,6 +111,8 @@ export class AheadGrants {
 
   /** The session ended (its slots are free): streams waiting on its reserve may go on. */
   delete(session: EngineSession): void {
+    const g = this.grants.get(session);
+    if (g) g.ended = true;
     this.grants.delete(session);
     this.settle();
   }
@@ -114,21 +130,32 @@ export class AheadGrants {
   reclaim(retry: () => void): boolean {
     const out = [...this.grants.values()].filter((g) => g.holding);
     if (out.length === 0) return false;
-    for (const g of out) g.revoke(true);
-    this.waiting.push(retry);
+    // Each waiter waits for the answers to the revocations sent for it (or
+    // sent already), not for every grant to be idle at once: revocations
+    // that keep overlapping (a peer at its limit reopening streams) must
+    // not hold it back for ever.
+    const awaits = new Map<AheadGrant, number>();
+    for (const g of out) {
+      g.revoke(true);
+      awaits.set(g, g.revocations);
+    }
+    this.waiting.push({ retry, awaits });
     return true;
   }
 
-  /** A grant's slots came back: if none is still out, the waiting streams go on. */
+  /** A grant's unused slots came back: the streams that waited for them may go on. */
   returned(grant: AheadGrant, n: number): void {
     grant.returned(n);
     this.settle();
   }
 
+  /** Streams whose reserves are all back (or their sessions gone) go on. */
   private settle(): void {
-    if (this.waiting.length === 0 || [...this.grants.values()].some((g) => g.returning)) return;
-    const waiting = this.waiting;
-    this.waiting = [];
-    for (const retry of waiting) retry();
+    if (this.waiting.length === 0) return;
+    const done = (w: Waiter): boolean => [...w.awaits].every(([g, n]) => g.ended || g.answered(n));
+    const ready = this.waiting.filter(done);
+    if (ready.length === 0) return;
+    this.waiting = this.waiting.filter((w) => !done(w));
+    for (const w of ready) w.retry();
   }
 }
