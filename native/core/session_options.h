@@ -10,7 +10,7 @@ namespace tws {
 struct SessionOptions {
   bool server = false;
   uint32_t timeout_ms = 5000;
-  uint32_t initial_window = 1024 * 1024;
+  uint32_t initial_window = 4 * 1024 * 1024;
   uint32_t max_window = 16 * 1024 * 1024;
   uint32_t max_streams = 16384;
   uint32_t udp_timeout_ms = 60000;

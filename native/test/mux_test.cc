@@ -20,9 +20,11 @@ namespace tws2 = tws::tws2;
 
 constexpr uint32_t kMiB = 1024 * 1024;
 
+// A server with 1 MiB initial windows: the figures below are worked out for it.
 SessionOptions server_options() {
   SessionOptions o;
   o.server = true;
+  o.initial_window = kMiB;
   return o;
 }
 

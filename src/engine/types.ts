@@ -59,7 +59,7 @@ export interface SessionOptions {
 
 export const DEFAULT_SESSION_OPTIONS = {
   timeoutMs: 5000,
-  initialWindow: 1024 * 1024,
+  initialWindow: 4 * 1024 * 1024,
   maxWindow: 16 * 1024 * 1024,
   maxStreams: 16384,
   udpTimeoutMs: 60000,

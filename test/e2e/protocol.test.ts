@@ -1,6 +1,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { StreamKind } from '../../src/protocol/constants';
+import { DEFAULT_SESSION_OPTIONS } from '../../src/engine/types';
 import * as codec from '../../src/protocol/frames';
 import type { Frame } from '../../src/protocol/frames';
 import { tcpServer } from '../helpers/net';
@@ -171,7 +172,7 @@ for (const engine of engines()) {
       p.send(codec.encodeOpen(id, 65536, StreamKind.TCP, hold.addr));
       windows.push((await p.next(is('open-ok', id)) as { window: number }).window);
     }
-    t.equal(windows[0], 1024 * 1024, 'the first stream gets the full 1 MiB');
+    t.equal(windows[0], DEFAULT_SESSION_OPTIONS.initialWindow, `the first stream gets the full initial window (${DEFAULT_SESSION_OPTIONS.initialWindow / 1048576} MiB)`);
     t.same(windows.slice(-5), [65536, 65536, 65536, 65536, 65536], 'past the budget: 64 KiB, the minimum');
     const total = windows.reduce((a, b) => a + b, 0);
     t.ok(total <= 64 * 1024 * 1024 + 70 * 65536, `credit granted in all: ${(total / 1048576).toFixed(1)} MiB`);
