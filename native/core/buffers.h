@@ -20,7 +20,7 @@ namespace tws {
 // malloc, so small frames do not pin a large block each.
 namespace pool {
 constexpr size_t kBlock = 256 * 1024 + 64;  // a whole DATA frame with its headers (out_queue.h checks)
-constexpr size_t kPooledMin = 128 * 1024;  // above a turn of several streams (mux.h kTurnBytes)
+constexpr size_t kPooledMin = 128 * 1024;
 constexpr size_t kKeep = 16;
 
 // Trivially destructible, so it stays usable while the thread's destructors

@@ -132,6 +132,14 @@ void Mux::read_local(Stream& s, size_t turn) {
   const LocalRead r = local_.local_read(s, b.data.get() + kHeadroom, want);
   switch (r.kind) {
     case LocalRead::kBytes:
+      // A short read waits in a buffer of its size: queued DATA is counted
+      // in payload bytes, so 100-byte reads in 256 KiB blocks would let the
+      // send queue hold thousands of times what it counts.
+      if (r.n < want / 4) {
+        Buf small = data_buffer(r.n);
+        std::memcpy(small.data.get() + kHeadroom, b.data.get() + kHeadroom, r.n);
+        b = std::move(small);
+      }
       sent_data(s, std::move(b), r.n);
       make_ready(s);  // edge-triggered: keep reading until it would block
       return;

@@ -29,24 +29,26 @@ const stream = (id: number): JsStream => new JsStream(id, 'target:1', StreamKind
 /** Stream id and payload length of each DATA frame. */
 const turns = (frames: Buffer[]): [number, number][] => frames.map((f) => [f.readUInt32BE(1), f.length - HEADER_LEN]);
 
-t.test('two streams with data take 64 KiB turns, round-robin, and each is told when it has nothing left', async (t) => {
-  const { ws, frames } = fakeWs();
+t.test('two streams with data take turns of a whole frame (256 KiB), round-robin, and each is told when it has nothing left', async (t) => {
+  const { ws, frames, flush } = fakeWs();
   const drained: number[] = [];
   const sched = new Scheduler(ws, { closed: () => false, sentData: () => undefined, drained: (s) => drained.push(s.id) });
   const a = stream(1);
   const b = stream(3);
   // Queued without credit: nothing goes out yet.
-  sched.enqueue(a, Buffer.alloc(200_000));
-  sched.enqueue(b, Buffer.alloc(100_000));
+  sched.enqueue(a, Buffer.alloc(600_000));
+  sched.enqueue(b, Buffer.alloc(300_000));
   t.equal(frames.length, 0, 'no credit, no DATA');
   a.sendCredit = b.sendCredit = 1 << 20;
   sched.markReady(a);
   sched.markReady(b);
   sched.pump();
-  const k = 64 * 1024;
-  t.same(turns(frames), [[1, k], [3, k], [1, k], [3, 100_000 - k], [1, 200_000 - 2 * k]], 'alone again, a sends the rest in one frame');
+  // Two whole frames fill the send buffer to its mark; each write lets the next turns go.
+  while (frames.length < 5 && ws.bufferedAmount > 0) flush();
+  const k = 256 * 1024;
+  t.same(turns(frames), [[1, k], [3, k], [1, k], [3, 300_000 - k], [1, 600_000 - 2 * k]], 'alone again, a sends the rest in one frame');
   t.same(drained, [3, 1], 'each stream drained once, in the order it ran out');
-  t.equal(a.sendCredit, (1 << 20) - 200_000, 'DATA consumed credit');
+  t.equal(a.sendCredit, (1 << 20) - 600_000, 'DATA consumed credit');
 });
 
 t.test('a stream alone sends up to a whole frame (256 KiB) per turn, and no more than its credit', async (t) => {

@@ -18,8 +18,11 @@ import { JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer (bytes), so pings never wait behind much DATA. */
 export const SEND_HIGH_WATER = 512 * 1024;
-/** When several streams have data, each turn sends at most this much (bytes). */
-const TURN_BYTES = 64 * 1024;
+/**
+ * When several streams have data, each turn sends at most this much (bytes):
+ * a whole frame, as native/core/mux.h's kTurnBytes (why there).
+ */
+const TURN_BYTES = 256 * 1024;
 
 /** What the scheduler tells the session. */
 export interface SchedulerHooks {
