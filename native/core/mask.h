@@ -10,8 +10,35 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define TWS_MASK_AVX2 1
+#endif
 
 namespace tws {
+
+#if defined(TWS_MASK_AVX2)
+// 32 bytes a step where the CPU has AVX2 (checked once at run time: the
+// build targets baseline x86-64). Masking was 16-18% of both processes'
+// CPU in a bulk client -> server transfer with SSE2 alone (perf).
+// `p` is 32-byte aligned, `kk` the key rotated for p[0]; returns the bytes done.
+__attribute__((target("avx2"), noinline)) inline size_t mask_avx2(uint8_t* p, size_t n, const uint8_t kk[32]) {
+  const __m256i vkey = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kk));
+  size_t i = 0;
+  for (; n - i >= 128; i += 128) {
+    for (size_t j = 0; j < 128; j += 32) {
+      __m256i* q = reinterpret_cast<__m256i*>(p + i + j);
+      _mm256_store_si256(q, _mm256_xor_si256(_mm256_load_si256(q), vkey));
+    }
+  }
+  return i;
+}
+
+inline bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
 
 // Masks (or unmasks: the operation is its own inverse) `n` bytes at `p` in
 // place. `offset` is how many bytes of this frame's payload came before `p`,
@@ -24,12 +51,26 @@ __attribute__((noinline)) inline void apply_mask(uint8_t* p, size_t n, const uin
   uint8_t k[4];
   for (int i = 0; i < 4; i++) k[i] = key[(offset + i) & 3];
   size_t i = 0;
-  // Head: byte by byte until p + i is 16-byte aligned (aligned SSE2 loads;
-  // the word loop uses memcpy, so it is well-defined at any alignment).
-  while (i < n && (reinterpret_cast<uintptr_t>(p + i) & 15) != 0) {
+  // Head: byte by byte until p + i is 16-byte aligned (32 with AVX2, for
+  // aligned vector loads; the word loop uses memcpy, so it is well-defined
+  // at any alignment).
+#if defined(TWS_MASK_AVX2)
+  const bool wide = n >= 256 && cpu_has_avx2();
+  const uintptr_t align = wide ? 31 : 15;
+#else
+  const uintptr_t align = 15;
+#endif
+  while (i < n && (reinterpret_cast<uintptr_t>(p + i) & align) != 0) {
     p[i] ^= k[i & 3];
     i++;
   }
+#if defined(TWS_MASK_AVX2)
+  if (wide) {
+    uint8_t kk32[32];
+    for (int j = 0; j < 32; j++) kk32[j] = k[(i + j) & 3];
+    i += mask_avx2(p + i, n - i, kk32);
+  }
+#endif
   if (n - i >= 8) {
     uint8_t kk[16];
     for (int j = 0; j < 16; j++) kk[j] = k[(i + j) & 3];
