@@ -56,7 +56,8 @@ export class AheadGrant {
   /** Grants more when few are left and the policy and the fd budget allow. */
   topUp(): void {
     const s = this.session;
-    if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.reserved > AHEAD_LOW || !this.allowed()) return;
+    // Not while a revocation is on its way either: what it brings back is for the streams waiting on it first.
+    if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.sent > this.back || this.reserved > AHEAD_LOW || !this.allowed()) return;
     const want = AHEAD_BLOCK - this.reserved;
     const n = this.slots ? this.slots.reserve(s, want, this.party) : want;
     if (n <= 0) return;
@@ -85,12 +86,11 @@ export class AheadGrant {
     this.session.revokeAhead?.();
   }
 
-  /** The engine returned `n` unused slots; a grant follows if the policy still allows (and none is held back). */
+  /** The engine returned `n` unused slots (AheadGrants.returned then lets waiting streams take them before a new grant). */
   returned(n: number): void {
     this.back = Math.min(this.sent, this.back + 1);
     this.reserved = Math.max(0, this.reserved - n);
     this.slots?.unreserve(this.session, n);
-    this.topUp();
   }
 }
 
@@ -146,7 +146,12 @@ export class AheadGrants {
   /** A grant's unused slots came back: the streams that waited for them may go on. */
   returned(grant: AheadGrant, n: number): void {
     grant.returned(n);
+    // The streams that waited for these slots take them first; only then
+    // may the session's engine get a new grant (if the policy still allows
+    // and none is held back): granting first would take them again, and the
+    // waiting stream would be refused after all.
     this.settle();
+    grant.topUp();
   }
 
   /** Streams whose reserves are all back (or their sessions gone) go on. */
