@@ -87,7 +87,11 @@ export class StreamSlots<S> {
     if (full) return full;
     if (!mine) this.held.set(session, (mine = new Set()));
     mine.add(stream);
-    this.occupy(session, user);
+    this.used++;
+    if (user !== undefined) {
+      this.userOf.set(session, user);
+      this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
+    }
     return undefined;
   }
 
@@ -101,8 +105,12 @@ export class StreamSlots<S> {
     let got = 0;
     while (got < want && this.full(session, user) === undefined) {
       got++;
+      this.used++;
       this.reserved.set(session, (this.reserved.get(session) ?? 0) + 1);
-      this.occupy(session, user);
+      if (user !== undefined) {
+        this.userOf.set(session, user);
+        this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
+      }
     }
     return got;
   }
@@ -128,14 +136,6 @@ export class StreamSlots<S> {
   private setReserved(session: S, n: number): void {
     if (n > 0) this.reserved.set(session, n);
     else this.reserved.delete(session);
-  }
-
-  /** One more slot in use, counted against `user`'s share too (the twin of returnSlots). */
-  private occupy(session: S, user: string | undefined): void {
-    this.used++;
-    if (user === undefined) return;
-    this.userOf.set(session, user);
-    this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
   }
 
   private returnSlots(session: S, n: number): void {
