@@ -129,6 +129,9 @@ struct LocalRead {
   enum Kind { kBytes, kEof, kWouldBlock, kInterrupted, kError } kind;
   size_t n = 0;
   int err = 0;  // kError: the errno
+  // kBytes: the read emptied the socket, and its edge-triggered readiness
+  // will say when more comes, so reading again now would only cost a call.
+  bool drained = false;
 };
 
 // The local sockets, as the mux sees them (io/local_sockets.h does the syscalls).

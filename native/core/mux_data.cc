@@ -141,7 +141,8 @@ void Mux::read_local(Stream& s, size_t turn) {
         b = std::move(small);
       }
       sent_data(s, std::move(b), r.n);
-      make_ready(s);  // edge-triggered: keep reading until it would block
+      if (r.drained) s.readable = false;  // local_readable() when more comes
+      else make_ready(s);  // edge-triggered: keep reading until it would block
       return;
     case LocalRead::kEof:
       s.local_eof = true;

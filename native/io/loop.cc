@@ -93,7 +93,9 @@ std::vector<Event> Loop::take_events() {
 
 bool Loop::watch(int fd, Pollable* p) {
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  // EPOLLPRI: TCP urgent data stops a read short of what is queued, so its
+  // reader must learn of it (see StreamSocket::read).
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   ev.data.ptr = p;
   return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
 }

@@ -84,6 +84,10 @@ class StreamSocket final : public mux::Port, public Pollable {
   std::unique_ptr<OutEnd> out_end_;
   bool registered_ = false;
   bool out_registered_ = false;
+  // The peer's FIN, an error or urgent data was announced: a short read no
+  // longer means the socket is dry (an EOF or the data past the urgent mark
+  // may wait behind it, with no edge to come), so reads go on until EAGAIN.
+  bool read_till_block_ = false;
   Loop* loop_ = nullptr;  // a split stream's loop, for closing its write fd at the FIN
 };
 

@@ -34,12 +34,16 @@ class Wire {
   virtual uint16_t error_code() const { return 1006; }
   // A TLS handshake is under way (a wss:// client's, before the upgrade).
   virtual bool handshaking() const { return false; }
+  // A recv that returned less than asked left nothing to read until the
+  // socket's next edge.
+  virtual bool short_read_drains() const { return false; }
 };
 
 class PlainWire final : public Wire {
  public:
   explicit PlainWire(int fd) : fd_(fd) {}
   ssize_t recv(uint8_t* buf, size_t len) override { return ::recv(fd_, buf, len, 0); }
+  bool short_read_drains() const override { return true; }
   ssize_t sendv(const iovec* iov, int cnt) override {
     if (cnt == 0) return 0;
     msghdr msg{};

@@ -200,7 +200,8 @@ void WsSession::upgraded() {
 
 void WsSession::on_events(uint32_t events) {
   if (dead_) return;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) readable_ = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) read_till_block_ = true;
   if (events & EPOLLOUT) writable_ = true;
   if (wire_->crosswise()) readable_ = writable_ = true;
   loop_.mark_dirty(this);
@@ -229,7 +230,7 @@ void WsSession::stream_event(uint32_t sid, uint32_t events) {
     flush();
     return;
   }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) mux_.local_readable(*s);
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) mux_.local_readable(*s);
   if (events & EPOLLOUT) mux_.local_writable(*s);
   loop_.mark_dirty(this);
 }
@@ -326,6 +327,9 @@ void WsSession::read_some() {
   const ssize_t n = wire_->recv(buf, Loop::kReadBuffer);
   const int err = errno;
   if (n > 0) {
+    // A short read of a plain socket emptied it; epoll speaks when more comes
+    // (a TLS wire may hold decrypted bytes back: it reads until EAGAIN).
+    if (static_cast<size_t>(n) < Loop::kReadBuffer && wire_->short_read_drains() && !read_till_block_) readable_ = false;
     liveness_.heard(sync_time());
     if (upgrade_.reading()) return read_upgrade_head(buf, static_cast<size_t>(n));
     feed(buf, static_cast<size_t>(n));

@@ -699,6 +699,48 @@ void test_datagrams_are_bounded() {
   ::close(peer.second);
 }
 
+// The engine takes a short read as the end of what a socket holds (its
+// next edge brings more), except where a short read is no such thing: TCP
+// urgent data stops a read at its mark with more queued behind it. The
+// local application sends "ab"; a 1-byte window lets the engine read only
+// "a"; the urgent byte and "de" queue behind "b"; the window opens, a read
+// stops short at the mark, and "de" must still reach the peer.
+void test_urgent_data_does_not_stall_a_stream() {
+  Harness h;
+  auto peer = unix_pair();
+  h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1, open_body(1, 1, "local:1")), true));
+  const tws::Event* e = h.wait_for([](const tws::Event& ev) { return ev.kind == tws::Event::kOpenRequest && ev.stream == 1; });
+  CHECK(e != nullptr, "urgent: the peer's OPEN reaches JavaScript");
+  if (!e) {
+    ::close(peer.second);
+    return;
+  }
+  auto local = tcp_pair();
+  h.engine.accept_stream(1, 1, tws::UniqueFd(local.first), "");
+  std::string sent;
+  const auto take_data = [&](int ms) {
+    for (const auto& m : decode(read_for(peer.second, ms)).msgs) {
+      if (m.op == tws::ws::kBinary && m.payload.size() > tws::tws2::kHeaderLen && m.payload[0] == tws::tws2::kData) {
+        sent.append(m.payload.begin() + tws::tws2::kHeaderLen, m.payload.end());
+      }
+    }
+  };
+  CHECK(::send(local.second, "ab", 2, 0) == 2, "urgent: the application sends");
+  for (auto until = Clock::now() + std::chrono::seconds(3); sent != "a" && Clock::now() < until;) take_data(20);
+  CHECK(sent == "a", "urgent: a 1-byte window carries one byte (got '" + sent + "')");
+  CHECK(::send(local.second, "c", 1, MSG_OOB) == 1 && ::send(local.second, "de", 2, 0) == 2, "urgent: urgent data and more follow");
+  h.pump(50);  // the engine hears of them while the window is shut
+  Bytes window(4);
+  tws::tws2::write_u32(window.data(), 1 << 20);
+  send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kWindow, 1, window), true));
+  for (auto until = Clock::now() + std::chrono::seconds(3); sent.find("de") == std::string::npos && Clock::now() < until;) take_data(20);
+  // The urgent byte itself leaves the stream (no SO_OOBINLINE): the tunnel carries none.
+  CHECK(sent == "abde", "urgent: what follows the urgent byte is not left behind (got '" + sent + "')");
+  ::close(local.second);
+  ::close(peer.second);
+}
+
 // Refusals the engine makes itself reach JavaScript (log, metrics).
 void test_refusals_are_reported() {
   Harness h;
@@ -811,6 +853,7 @@ int main() {
   test_pongs_do_not_pile_up();
   test_datagrams_are_bounded();
   test_refusals_are_reported();
+  test_urgent_data_does_not_stall_a_stream();
   test_masking_keys_do_not_repeat();
   test_invalid_options();
   test_event_bytes_are_bounded();

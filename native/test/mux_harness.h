@@ -30,6 +30,8 @@ struct Local {
   std::string to_send;             // bytes it sent, not yet read by the mux
   bool eof = false;                // it shut its side after to_send
   bool fail = false;               // its next read or write fails
+  bool drains = false;             // a read that takes all of to_send says so (a socket read short)
+  int reads = 0;                   // reads the mux made of it
   bool shut = false;               // the mux shut our side (FIN passed on)
   bool closed = false;
   bool abortive = false;
@@ -127,12 +129,13 @@ class MuxHarness final : public mux::MuxHost, public mux::LocalIo {
   }
   mux::LocalRead local_read(mux::Stream& s, uint8_t* into, size_t n) override {
     Local& l = *static_cast<FakePort&>(*s.port).local;
+    l.reads++;
     if (l.fail) return {mux::LocalRead::kError, 0, ECONNRESET};
     if (l.to_send.empty()) return {l.eof ? mux::LocalRead::kEof : mux::LocalRead::kWouldBlock};
     const size_t take = std::min(n, l.to_send.size());
     std::memcpy(into, l.to_send.data(), take);
     l.to_send.erase(0, take);
-    return {mux::LocalRead::kBytes, take};
+    return {mux::LocalRead::kBytes, take, 0, l.drains && take < n};
   }
   void local_shutdown(mux::Stream& s) override { static_cast<FakePort&>(*s.port).local->shut = true; }
   void local_close(mux::Stream& s, bool abortive) override {

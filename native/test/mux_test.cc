@@ -104,6 +104,37 @@ void test_slow_local_reader() {
   h.turn();
 }
 
+// A read that says it emptied the socket is the last until the socket is
+// readable again; one that does not is followed by another (edge-triggered).
+void test_a_drained_read_waits_for_readiness() {
+  MuxHarness h(server_options());
+  auto l = std::make_shared<Local>();
+  tws::mux::Stream* s = accept(h, 1, l);
+  h.read();
+  l->drains = true;
+  l->to_send = "first";
+  h.mux.local_readable(*s);
+  h.turn();
+  auto out = h.read();
+  CHECK(count_type(out, tws2::kData, 1) == 1 && out.back().body == "first", "a drained read's bytes go out");
+  CHECK(l->reads == 1, "no second read after a drained one (" + std::to_string(l->reads) + " reads)");
+  l->to_send = "second";
+  h.turn();
+  CHECK(count_type(h.read(), tws2::kData, 1) == 0 && l->reads == 1, "nothing is read before the socket says it is readable");
+  h.mux.local_readable(*s);
+  h.turn();
+  out = h.read();
+  CHECK(count_type(out, tws2::kData, 1) == 1 && out.back().body == "second", "readiness brings the next read");
+  l->drains = false;
+  l->to_send = "third";
+  const int before = l->reads;
+  h.mux.local_readable(*s);
+  h.turn();
+  CHECK(l->reads == before + 2, "without the hint it reads until it would block (" + std::to_string(l->reads - before) + " reads)");
+  h.mux.reset_all("done");
+  h.turn();
+}
+
 void test_half_close_both_ways() {
   MuxHarness h(server_options());
   auto l = std::make_shared<Local>();
@@ -528,6 +559,7 @@ int main() {
   test_window_exceeded_is_a_protocol_error();
   test_credit_returned_at_a_quarter();
   test_slow_local_reader();
+  test_a_drained_read_waits_for_readiness();
   test_half_close_both_ways();
   test_stalled_peer_while_streams_end();
   test_goaway();
