@@ -77,9 +77,21 @@ const PEER_PASSWD = 'bench-password';
  * Starts `peer`'s server and client on loopback, the client forwarding a
  * local port to `target`; `sessions`: WebSocket connections for peers that
  * multiplex (tws-rust's -c); wstunnel opens one per TCP connection.
+ * Peers take their ports on the command line, so a port found free can be
+ * taken (by any connection's ephemeral port) before the peer binds it: a
+ * start that fails is tried again, twice, on fresh ports.
  */
 export async function startPeer(peer: Peer, target: string, sessions: number): Promise<Tunnel> {
-  const [serverPort, localPort] = [await freePort(), await freePort()];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startPeerOn(peer, target, sessions, await freePort(), await freePort());
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
+}
+
+async function startPeerOn(peer: Peer, target: string, sessions: number, serverPort: number, localPort: number): Promise<Tunnel> {
   const ws = `ws://127.0.0.1:${serverPort}`;
   const rust = peer.name === 'tws-rust';
   const mask = peer.name === 'wstunnel' ? ['--websocket-mask-frame'] : [];
@@ -94,9 +106,9 @@ export async function startPeer(peer: Peer, target: string, sessions: number): P
       ? await start(peer.path, ['client', '-l', `127.0.0.1:${localPort}`, '-s', `${ws}/`, '-r', target, '-p', PEER_PASSWD, '-c', String(sessions), '--no_udp'], /Session up/)
       : await start(peer.path, ['client', ...mask, '-L', `tcp://127.0.0.1:${localPort}:${target}`, ws], /listening cnx on 127\.0\.0\.1/, env);
     const logs = c.logs;
-    if (rust) await waitFor(() => (logs().match(/Session up/g) ?? []).length >= sessions, 10_000);
+    if (rust) await waitFor(() => (logs().match(/Session up/g) ?? []).length >= sessions, 10_000, `${peer.name}'s sessions`);
     // wstunnel logs its listener before binding it; a test connection would reach the target, so look instead.
-    await waitFor(() => listening(localPort), 10_000);
+    await waitFor(() => listening(localPort), 5_000, `${peer.name}'s client to listen on 127.0.0.1:${localPort}`);
   } catch (e) {
     await Promise.all([c && stop(c.proc), stop(s.proc)]);
     throw e;

@@ -85,7 +85,7 @@ export async function startTunnel(engine: string, target: string, clientArgs: st
   const c = await start(process.execPath, [CLI, 'client', '-l', '127.0.0.1:0', '-s', url, '-r', target,
     '--engine', engine, '--no-udp', ...clientArgs, ...(f?.clientArgs ?? [])], /listening on 127\.0\.0\.1:(\d+)/, env);
   const n = sessionsOf(clientArgs);
-  await waitFor(() => (c.logs().match(/up → /g) ?? []).length >= n, 10_000);
+  await waitFor(() => (c.logs().match(/up → /g) ?? []).length >= n, 10_000, 'tunnel sessions');
   return {
     server: s.proc,
     client: c.proc,
@@ -104,10 +104,10 @@ export function sessionsOf(clientArgs: string[]): number {
   return Number(/-c\s+(\d+)/.exec(clientArgs.join(' '))?.[1] ?? 2);
 }
 
-export async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting for tunnel sessions');
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
