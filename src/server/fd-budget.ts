@@ -87,11 +87,7 @@ export class StreamSlots<S> {
     if (full) return full;
     if (!mine) this.held.set(session, (mine = new Set()));
     mine.add(stream);
-    this.used++;
-    if (user !== undefined) {
-      this.userOf.set(session, user);
-      this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
-    }
+    this.occupy(session, user);
     return undefined;
   }
 
@@ -105,12 +101,8 @@ export class StreamSlots<S> {
     let got = 0;
     while (got < want && this.full(session, user) === undefined) {
       got++;
-      this.used++;
       this.reserved.set(session, (this.reserved.get(session) ?? 0) + 1);
-      if (user !== undefined) {
-        this.userOf.set(session, user);
-        this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
-      }
+      this.occupy(session, user);
     }
     return got;
   }
@@ -136,6 +128,14 @@ export class StreamSlots<S> {
   private setReserved(session: S, n: number): void {
     if (n > 0) this.reserved.set(session, n);
     else this.reserved.delete(session);
+  }
+
+  /** One more slot in use, counted against `user`'s share too (the twin of returnSlots). */
+  private occupy(session: S, user: string | undefined): void {
+    this.used++;
+    if (user === undefined) return;
+    this.userOf.set(session, user);
+    this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
   }
 
   private returnSlots(session: S, n: number): void {
