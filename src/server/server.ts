@@ -11,11 +11,12 @@ import { partyName, ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession, OpenRequest } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
+import { openLines } from '../engine/stream-log';
 import { logSessionDown, sessionName } from '../engine/session-close';
 import { AUTH_HEADER, CloseCode, FEATURE_REVERSE, ResetCode, StreamKind } from '../protocol/constants';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import { Logger, peerText, RateLimitedLog, STREAM_LINES } from '../util/log';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
@@ -405,7 +406,9 @@ export class TwsServer extends EventEmitter {
     log.info(`up from ${who}${user ? ` as ${user.name}` : ''}${how}`);
     // Refusals a peer can provoke by the thousand are rate-limited, per session; so are open lines.
     const refusals = new RateLimitedLog(log, 'refused streams');
-    const opens = new RateLimitedLog(log, 'streams opened', STREAM_LINES);
+    // One limit for every open line of the session, the reverse listeners' included (stream-log.ts).
+    const opens = openLines(session, this.opts.logger);
+    const openLine = (stream: number, target: string, udp: boolean): void => opens.line('info', `stream#${stream} open → ${udp ? 'udp ' : ''}${peerText(target)}`);
     const lookups = { n: 0 };
     const policy = (): StreamPolicy => ({
       lookups,
@@ -414,7 +417,7 @@ export class TwsServer extends EventEmitter {
       allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
       log,
       refusals,
-      admitted: (req) => opens.line('info', `stream#${req.stream} open → ${req.kind === StreamKind.UDP ? 'udp ' : ''}${peerText(req.target)}`),
+      admitted: (req) => openLine(req.stream, req.target, req.kind === StreamKind.UDP),
       onDatagramDropped: () => { this.datagramsDropped++; },
     });
     const connectTimeout = this.opts.connectTimeout ?? 10_000;
@@ -436,7 +439,7 @@ export class TwsServer extends EventEmitter {
       // What connectTarget writes for a stream it admits and lets the engine dial.
       session.on('opened-ahead', (info: { stream: number; target: string }) => {
         ahead.opened(info.stream);
-        opens.line('info', `stream#${info.stream} open → ${peerText(info.target)}`);
+        openLine(info.stream, info.target, false);
         log.debug(`stream#${info.stream} connecting ${peerText(info.target)} (in the engine)`);
       });
       session.on('ahead-returned', (n: number) => this.ahead.returned(ahead, n));
@@ -456,8 +459,7 @@ export class TwsServer extends EventEmitter {
     session.on('close', (code: number, reason: string) => {
       this.slots?.releaseSession(session);
       this.ahead.delete(session);
-      refusals.flush();
-      opens.flush();
+      refusals.flush();  // (the open lines' summary goes out by itself: openLines)
       this.sessions.delete(session);
       this.sessionUser.delete(session);
       if (share) share.sessions--;
