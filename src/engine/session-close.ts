@@ -2,7 +2,7 @@
  * How a session's end reads in the logs: one formatter for both engines and
  * both sides, so `down (…)` says the same thing whichever engine saw it.
  */
-import { Logger, peerText } from '../util/log';
+import { Logger, LogLevel, peerText } from '../util/log';
 import type { SessionStats } from './types';
 
 /** How logs name a session: `session#3`, or `session#3 (tws-rust)` for a legacy one (docs/legacy.md). */
@@ -30,8 +30,14 @@ export function describeClose(code: number, reason: string): string {
 }
 
 /** A session's one `down` line, with how long it lived and its bytes: info for 1000/1001, warn otherwise. */
-export function logSessionDown(log: Logger, code: number, reason: string, startedAt: number, stats: SessionStats): void {
+export function sessionDownLine(code: number, reason: string, startedAt: number, stats: SessionStats): [LogLevel, string] {
   const secs = ((Date.now() - startedAt) / 1000).toFixed(1);
   const level = code === 1000 || code === 1001 ? 'info' : 'warn';
-  log[level](`down (${describeClose(code, reason)}) after ${secs}s in=${stats.bytesIn} out=${stats.bytesOut}`);
+  return [level, `down (${describeClose(code, reason)}) after ${secs}s in=${stats.bytesIn} out=${stats.bytesOut}`];
+}
+
+/** Writes a session's `down` line (sessionDownLine) to `log`. */
+export function logSessionDown(log: Logger, code: number, reason: string, startedAt: number, stats: SessionStats): void {
+  const [level, line] = sessionDownLine(code, reason, startedAt, stats);
+  log[level](line);
 }

@@ -12,11 +12,11 @@ import type { Engine, EngineSession, OpenRequest } from '../engine/types';
 import { drainSessions } from '../engine/drain';
 import { sessionOptions, validateSessionOptions } from '../engine/options';
 import { openLines } from '../engine/stream-log';
-import { logSessionDown, sessionName } from '../engine/session-close';
+import { sessionDownLine, sessionName } from '../engine/session-close';
 import { AUTH_HEADER, CloseCode, FEATURE_REVERSE, ResetCode, StreamKind } from '../protocol/constants';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import { Logger, peerText, RateLimitedLog } from '../util/log';
+import { Logger, peerText, RateLimitedLog, SESSION_LINES } from '../util/log';
 import type { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
@@ -112,6 +112,7 @@ export class TwsServer extends EventEmitter {
   private readonly maxPending: number;
   private readonly refusedRequests: RateLimitedLog;
   private readonly droppedConnections: RateLimitedLog;
+  private readonly sessionLines: RateLimitedLog;
   private readonly reverse: ReverseListeners;
   /** What the 101 offers (Tws-Features). */
   private readonly features: string[];
@@ -144,6 +145,7 @@ export class TwsServer extends EventEmitter {
     // Anyone can make the server log a refused request: those lines are rate-limited.
     this.refusedRequests = new RateLimitedLog(opts.logger, 'refused requests');
     this.droppedConnections = new RateLimitedLog(opts.logger, 'connections dropped');
+    this.sessionLines = new RateLimitedLog(opts.logger, 'session up/down lines', SESSION_LINES);
     this.reverse = new ReverseListeners({
       logger: opts.logger,
       // A user no longer in the users file may hold nothing (a reload closes its listeners at once).
@@ -403,7 +405,7 @@ export class TwsServer extends EventEmitter {
     const party = this.partyOf(userName);
     const share = party === undefined ? undefined : this.share(party);
     if (share) share.sessions++;
-    log.info(`up from ${who}${user ? ` as ${user.name}` : ''}${how}`);
+    this.sessionLines.line('info', `up from ${who}${user ? ` as ${user.name}` : ''}${how}`, log);
     // Refusals a peer can provoke by the thousand are rate-limited, per session; so are open lines.
     const refusals = new RateLimitedLog(log, 'refused streams');
     // One limit for every open line of the session, the reverse listeners' included (stream-log.ts).
@@ -463,7 +465,7 @@ export class TwsServer extends EventEmitter {
       this.sessions.delete(session);
       this.sessionUser.delete(session);
       if (share) share.sessions--;
-      logSessionDown(log, code, reason, started, session.stats());
+      this.sessionLines.line(...sessionDownLine(code, reason, started, session.stats()), log);
       this.emit('session-closed', session);
     });
     ahead?.topUp();
@@ -484,6 +486,8 @@ export class TwsServer extends EventEmitter {
       this.opts.logger.info(`shutting down: draining ${this.sessions.size} session(s) for up to ${drainMs} ms`);
     }
     await drainSessions([...this.sessions], drainMs, 'server shutting down');
+    // What the rate limits held back is summed up before the process goes.
+    for (const lines of [this.sessionLines, this.refusedRequests, this.droppedConnections]) lines.flush();
     this.http.closeAllConnections();
     await closed;
     await tcpClosed;

@@ -22,6 +22,12 @@ export const MAX_PEER_TEXT = 256;
  * (Refusals get 20: see RateLimitedLog's default.)
  */
 export const STREAM_LINES = 200;
+/**
+ * Session up/down lines the server writes per 10 s, over all sessions,
+ * before the rest are summed up: whoever holds a password can connect and
+ * disconnect as fast as handshakes go.
+ */
+export const SESSION_LINES = 200;
 
 export interface Logger {
   error(msg: string): void;
@@ -146,8 +152,9 @@ export class RateLimitedLog {
     private readonly windowMs = 10_000,
   ) {}
 
-  line(level: LogLevel, msg: string): void {
-    if (!this.log.enabled(level)) return;
+  /** Writes `msg` (through `via`, e.g. a session's child logger, when given) unless the window's lines are spent. */
+  line(level: LogLevel, msg: string, via: Logger = this.log): void {
+    if (!via.enabled(level)) return;
     const now = Date.now();
     if (now - this.windowStart >= this.windowMs) {
       this.flush();
@@ -156,7 +163,7 @@ export class RateLimitedLog {
     }
     if (this.written < this.burst) {
       this.written++;
-      this.log[level](msg);
+      via[level](msg);
       return;
     }
     this.suppressed++;

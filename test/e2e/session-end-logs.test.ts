@@ -2,7 +2,8 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
 import { connect, echoServer } from '../helpers/net';
-import { engines, Proc, startTunnel } from '../helpers/procs';
+import { engines, Proc, runCli, startTunnel } from '../helpers/procs';
+import { rawWs } from '../helpers/raw-ws';
 
 /** Sizes of the streams each test opens: each echoed whole before the session ends, so both sides know its bytes. */
 const SIZES = [1000, 20_000, 300_000];
@@ -100,4 +101,30 @@ for (const engine of engines()) {
       }
     });
   }
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] sessions churned as fast as handshakes go: the server writes a bounded number of up/down lines and sums up the rest`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine]);
+    t.teardown(() => server.stop('SIGKILL'));
+    const n = 300;
+    let upgraded = 0;
+    for (let i = 0; i < n; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, async () => {
+        const ws = await rawWs(server.port);
+        await ws.until((got) => got.includes('\r\n\r\n'));
+        if (/^HTTP\/1\.1 101 /.test(ws.received().toString('latin1'))) upgraded++;
+        ws.close();
+        await ws.ended;
+      }));
+    }
+    t.equal(upgraded, n, `all ${n} sessions came up`);
+    t.equal(await server.stop('SIGTERM'), 0, 'the server exits 0');
+    const logs = server.logs();
+    const lines = [...logs.matchAll(/session#\d+ (?:up from|down \()/g)].length;
+    const held = [...logs.matchAll(/… (\d+) more session up\/down lines in the last/g)].reduce((a, m) => a + Number(m[1]), 0);
+    t.ok(lines <= 200, `${lines} up/down lines for ${n} sessions`);
+    t.ok(held > 0, 'the lines held back are summed up, at the latest when the server stops');
+    t.equal(lines + held, 2 * n, 'each session\'s up and down is in a line or in a sum');
+  });
 }
