@@ -34,6 +34,8 @@ export class AheadGrant {
     private readonly slots: StreamSlots<EngineSession> | undefined,
     private readonly party: string | undefined,
     private readonly timeoutMs: number,
+    /** The session's --max-streams: the engine refuses OPENs past it, so slots beyond it would only sit idle. */
+    private readonly maxStreams: number,
     /** Whether the session's policy now lets the engine decide (no allow-list at all). */
     private readonly allowed: () => boolean,
   ) {}
@@ -58,7 +60,7 @@ export class AheadGrant {
     const s = this.session;
     // Not while a revocation is on its way either: what it brings back is for the streams waiting on it first.
     if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.sent > this.back || this.reserved > AHEAD_LOW || !this.allowed()) return;
-    const want = AHEAD_BLOCK - this.reserved;
+    const want = Math.min(AHEAD_BLOCK, this.maxStreams - s.streamCount) - this.reserved;
     const n = this.slots ? this.slots.reserve(s, want, this.party) : want;
     if (n <= 0) return;
     this.reserved += n;

@@ -424,7 +424,7 @@ export class TwsServer extends EventEmitter {
     });
     const connectTimeout = this.opts.connectTimeout ?? 10_000;
     // Without an allow-list the policy admits every IP literal: the engine may dial those itself, on slots taken ahead.
-    const ahead = session.grantAhead ? new AheadGrant(session, this.slots, party, connectTimeout,
+    const ahead = session.grantAhead ? new AheadGrant(session, this.slots, party, connectTimeout, this.sessionOpts.maxStreams,
       () => (this.sessionUser.get(session)?.allow ?? this.opts.allow) === undefined) : undefined;
     const onOpen = (req: OpenRequest, retried: boolean): void => {
       const full = this.slots?.take(session, req.stream, party);
