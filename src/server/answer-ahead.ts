@@ -30,9 +30,10 @@ export class AheadGrant {
   ended = false;
 
   constructor(
-    private readonly session: EngineSession,
+    readonly session: EngineSession,
     private readonly slots: StreamSlots<EngineSession> | undefined,
-    private readonly party: string | undefined,
+    /** Whose share the session counts against (with --users), as in StreamSlots. */
+    readonly party: string | undefined,
     private readonly timeoutMs: number,
     /** The session's --max-streams: the engine refuses OPENs past it, so slots beyond it would only sit idle. */
     private readonly maxStreams: number,
@@ -83,7 +84,10 @@ export class AheadGrant {
   /** The engine stops dialling ahead; what it did not use comes back (returned()). `hold`: no new grant for now. */
   revoke(hold: boolean): void {
     if (hold) this.held = true;
-    if (this.reserved === 0) return;
+    // One on its way already brings back everything unused (no grant is made
+    // while it is out): a peer refused again and again must not make the
+    // server send a revocation per refusal to every engine.
+    if (this.reserved === 0 || this.sent > this.back) return;
     this.sent++;
     this.session.revokeAhead?.();
   }
@@ -125,12 +129,17 @@ export class AheadGrants {
   }
 
   /**
-   * A stream was refused for want of slots while reserves are out: takes
-   * them all back and calls `retry` once they are (returned or their
-   * sessions gone); false, and nothing done, when no reserve is out.
+   * A stream of `session` (counted against `party`) was refused for want of
+   * slots under `limit`: takes back the reserves that count against that
+   * limit (every session's for the server's, the party's sessions' for a
+   * user's share, the session's own for its share) and calls `retry` once
+   * they are back (returned or their sessions gone); false, and nothing
+   * done, when none of them is out. A peer at its own share cannot make the
+   * server revoke every other session's reserve.
    */
-  reclaim(retry: () => void): boolean {
-    const out = [...this.grants.values()].filter((g) => g.holding);
+  reclaim(limit: 'server' | 'session' | 'user', session: EngineSession, party: string | undefined, retry: () => void): boolean {
+    const counts = (g: AheadGrant): boolean => limit === 'server' || (limit === 'user' ? g.party === party : g.session === session);
+    const out = [...this.grants.values()].filter((g) => g.holding && counts(g));
     if (out.length === 0) return false;
     // Each waiter waits for the answers to the revocations sent for it (or
     // sent already), not for every grant to be idle at once: revocations

@@ -70,13 +70,21 @@ export class StreamSlots<S> {
   }
 
   /** Which limit would refuse one more stream of `session` (of `user`, with --users), or undefined when none would. */
-  full(session: S, user?: string): string | undefined {
-    if (this.used >= this.plan.streams) return `server at its stream limit (${this.plan.streams}, from the file descriptor limit)`;
-    if (this.heldBy(session) >= this.plan.perSession) return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
-    if (user !== undefined && (this.byUser.get(user) ?? 0) >= this.plan.perUser) {
-      return `user at its share of streams (${this.plan.perUser}, half the server's)`;
-    }
+  limitHit(session: S, user?: string): 'server' | 'session' | 'user' | undefined {
+    if (this.used >= this.plan.streams) return 'server';
+    if (this.heldBy(session) >= this.plan.perSession) return 'session';
+    if (user !== undefined && (this.byUser.get(user) ?? 0) >= this.plan.perUser) return 'user';
     return undefined;
+  }
+
+  /** limitHit() in words for the refusal, or undefined when no limit would refuse. */
+  full(session: S, user?: string): string | undefined {
+    switch (this.limitHit(session, user)) {
+      case 'server': return `server at its stream limit (${this.plan.streams}, from the file descriptor limit)`;
+      case 'session': return `session at its share of streams (${this.plan.perSession}, a quarter of the server's)`;
+      case 'user': return `user at its share of streams (${this.plan.perUser}, half the server's)`;
+      default: return undefined;
+    }
   }
 
   /** Takes a slot for `stream` of `session` (of `user`, with --users), or says which limit refuses it. */

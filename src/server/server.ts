@@ -426,10 +426,14 @@ export class TwsServer extends EventEmitter {
     // Without an allow-list the policy admits every IP literal: the engine may dial those itself, on slots taken ahead.
     const ahead = session.grantAhead ? new AheadGrant(session, this.slots, party, connectTimeout, this.sessionOpts.maxStreams,
       () => (this.sessionUser.get(session)?.allow ?? this.opts.allow) === undefined) : undefined;
+    // Slots out as engines' reserves come back first: a reserve must not refuse what the budget would take.
+    const reclaim = (retry: () => void): boolean => {
+      const limit = this.slots?.limitHit(session, party);
+      return limit !== undefined && this.ahead.reclaim(limit, session, party, retry);
+    };
     const onOpen = (req: OpenRequest, retried: boolean): void => {
       const full = this.slots?.take(session, req.stream, party);
-      // Slots out as engines' reserves come back first: a reserve must not refuse what the budget would take.
-      if (full && !retried && this.ahead.reclaim(() => { if (!req.signal.aborted) onOpen(req, true); })) return;
+      if (full && !retried && reclaim(() => { if (!req.signal.aborted) onOpen(req, true); })) return;
       if (full) return refuse(req, refusals, ResetCode.TOO_MANY_STREAMS, full, 'warn');
       ahead?.streamMoved();
       if (req.kind === StreamKind.UDP) connectUdpTarget(req, connectTimeout, policy());
@@ -442,7 +446,7 @@ export class TwsServer extends EventEmitter {
       session.on('opened-ahead', (info: { stream: number; target: string }) => {
         ahead.opened(info.stream);
         openLine(info.stream, info.target, false);
-        log.debug(`stream#${info.stream} connecting ${peerText(info.target)} (in the engine)`);
+        log.debug(`stream#${info.stream} connecting ${peerText(info.target)} (in the engine, answered ahead)`);
       });
       session.on('ahead-returned', (n: number) => this.ahead.returned(ahead, n));
     }
@@ -455,7 +459,7 @@ export class TwsServer extends EventEmitter {
       this.reverse.attach(session, user?.name, slots && {
         full: () => slots.full(session, party),
         take: (id) => { slots.take(session, id, party); },
-        reclaim: (retry) => this.ahead.reclaim(retry),
+        reclaim,
       });
     }
     session.on('close', (code: number, reason: string) => {

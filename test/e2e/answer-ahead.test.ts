@@ -261,6 +261,35 @@ for (const engine of engines()) {
     a.ws.close();
     b.ws.close();
   });
+
+  // Only the native engine dials ahead (the js engine's sessions always ask).
+  if (engine === 'native') {
+    t.test(`[${engine}] a peer refused at its own share takes back only its own reserve, not other sessions'`, { skip: needs('prlimit') }, async (t) => {
+      const echo = await echoServer();
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '-v'], {}, undefined, ['prlimit', '--nofile=256:256']);
+      t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+      await server.waitLog(/file descriptor limit 256: .*/);
+      const b = await rawPeer(server.port);
+      t.teardown(() => b.ws.close());
+      // The first session up is session#1; the peer below that fills its share is session#2.
+      const inEngine = async (id: number): Promise<boolean> => {
+        t.equal(await open(b, id, echo.addr), 'ok', `the other session's stream#${id} opens`);
+        return (await server.waitLog(new RegExp(`session#1 stream#${id} connecting [^\\n]*`))).endsWith('(in the engine, answered ahead)');
+      };
+      // Its grant goes to the engine as the session comes up, so the very first OPEN may come before it.
+      let next = 1;
+      let ahead = false;
+      while (!ahead && next < 10) ahead = await inEngine((next += 2) - 2);
+      t.ok(ahead, `the other session dials ahead (stream#${next - 2})`);
+      // A fills its share; then OPENs past it, each refused.
+      const a = await rawPeer(server.port);
+      t.teardown(() => a.ws.close());
+      let id = 1;
+      while (await open(a, id, echo.addr) === 'ok') id += 2;
+      for (let i = 0; i < 20; i++) t.equal(await open(a, (id += 2), echo.addr), 'reset 5', 'past its share: RESET 5');
+      t.ok(await inEngine(next), 'the other session still dials ahead: its reserve was not taken back');
+    });
+  }
 }
 
 
