@@ -31,6 +31,15 @@ inline int socket_error(int fd) {
   return err;
 }
 
+// A TCP socket: only there does a read that returned less than asked
+// mean the receive queue ran dry. A unix socket's read also stops after a
+// message that carried fds, with more queued behind it.
+inline bool is_tcp(int fd) {
+  int protocol = 0;
+  socklen_t len = sizeof protocol;
+  return ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 && protocol == IPPROTO_TCP;
+}
+
 inline void set_nodelay_nonblock(int fd) {
   set_nodelay(fd);
   set_nonblock(fd);

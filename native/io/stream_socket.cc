@@ -47,9 +47,9 @@ ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
 mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
   const ssize_t r = !split_ ? ::recv(fd_.get(), into, n, 0) : in_socket_ ? ::recv(fd_.get(), into, n, MSG_DONTWAIT) : ::read(fd_.get(), into, n);
   if (r > 0) {
-    // A stream socket reads short only when its queue ran dry, and whatever
-    // arrives afterwards raises a fresh edge (see read_till_block_).
-    const bool drained = !split_ && !read_till_block_ && static_cast<size_t>(r) < n;
+    // A TCP socket reads short only when its queue ran dry (is_tcp), and
+    // whatever arrives afterwards raises a fresh edge (see read_till_block_).
+    const bool drained = tcp_ && !read_till_block_ && static_cast<size_t>(r) < n;
     return {mux::LocalRead::kBytes, static_cast<size_t>(r), 0, drained};
   }
   if (r == 0) return {mux::LocalRead::kEof};

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../core/errno_name.h"
+#include "sockets.h"
 
 namespace tws {
 
@@ -41,9 +42,9 @@ class Wire {
 
 class PlainWire final : public Wire {
  public:
-  explicit PlainWire(int fd) : fd_(fd) {}
+  explicit PlainWire(int fd) : fd_(fd), tcp_(is_tcp(fd)) {}
   ssize_t recv(uint8_t* buf, size_t len) override { return ::recv(fd_, buf, len, 0); }
-  bool short_read_drains() const override { return true; }
+  bool short_read_drains() const override { return tcp_; }
   ssize_t sendv(const iovec* iov, int cnt) override {
     if (cnt == 0) return 0;
     msghdr msg{};
@@ -54,6 +55,7 @@ class PlainWire final : public Wire {
 
  private:
   int fd_;
+  bool tcp_;
 };
 
 }  // namespace tws

@@ -700,23 +700,25 @@ void test_datagrams_are_bounded() {
 }
 
 // The engine takes a short read as the end of what a socket holds (its
-// next edge brings more), except where a short read is no such thing: TCP
-// urgent data stops a read at its mark with more queued behind it. The
-// local application sends "ab"; a 1-byte window lets the engine read only
-// "a"; the urgent byte and "de" queue behind "b"; the window opens, a read
-// stops short at the mark, and "de" must still reach the peer.
-void test_urgent_data_does_not_stall_a_stream() {
+// next edge brings more), except where a short read is no such thing. Each
+// case: stream 1 with a 1-byte window over `local` (the engine's end, the
+// application's end); the application sends `first`, of which the window
+// lets the engine read one byte; `more` then queues what stops a read short
+// with bytes behind it; the window opens, and `want` must reach the peer.
+void check_nothing_left_behind(const std::string& name, std::pair<int, int> local, const std::string& first,
+                               const std::function<bool(int)>& more, const std::string& want) {
   Harness h;
   auto peer = unix_pair();
   h.engine.adopt(1, tws::UniqueFd(peer.first), "", "", server_options());
   send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kOpen, 1, open_body(1, 1, "local:1")), true));
   const tws::Event* e = h.wait_for([](const tws::Event& ev) { return ev.kind == tws::Event::kOpenRequest && ev.stream == 1; });
-  CHECK(e != nullptr, "urgent: the peer's OPEN reaches JavaScript");
+  CHECK(e != nullptr, name + ": the peer's OPEN reaches JavaScript");
   if (!e) {
+    ::close(local.first);
+    ::close(local.second);
     ::close(peer.second);
     return;
   }
-  auto local = tcp_pair();
   h.engine.accept_stream(1, 1, tws::UniqueFd(local.first), "");
   std::string sent;
   const auto take_data = [&](int ms) {
@@ -726,19 +728,49 @@ void test_urgent_data_does_not_stall_a_stream() {
       }
     }
   };
-  CHECK(::send(local.second, "ab", 2, 0) == 2, "urgent: the application sends");
-  for (auto until = Clock::now() + std::chrono::seconds(3); sent != "a" && Clock::now() < until;) take_data(20);
-  CHECK(sent == "a", "urgent: a 1-byte window carries one byte (got '" + sent + "')");
-  CHECK(::send(local.second, "c", 1, MSG_OOB) == 1 && ::send(local.second, "de", 2, 0) == 2, "urgent: urgent data and more follow");
+  CHECK(::send(local.second, first.data(), first.size(), 0) == static_cast<ssize_t>(first.size()), name + ": the application sends");
+  for (auto until = Clock::now() + std::chrono::seconds(3); sent.empty() && Clock::now() < until;) take_data(20);
+  CHECK(sent == first.substr(0, 1), name + ": a 1-byte window carries one byte (got '" + sent + "')");
+  CHECK(more(local.second), name + ": what stops a read short, and more behind it, follow");
   h.pump(50);  // the engine hears of them while the window is shut
   Bytes window(4);
   tws::tws2::write_u32(window.data(), 1 << 20);
   send_all(peer.second, ws_frame(tws::ws::kBinary, tws2_frame(tws::tws2::kWindow, 1, window), true));
-  for (auto until = Clock::now() + std::chrono::seconds(3); sent.find("de") == std::string::npos && Clock::now() < until;) take_data(20);
-  // The urgent byte itself leaves the stream (no SO_OOBINLINE): the tunnel carries none.
-  CHECK(sent == "abde", "urgent: what follows the urgent byte is not left behind (got '" + sent + "')");
+  for (auto until = Clock::now() + std::chrono::seconds(3); sent.size() < want.size() && Clock::now() < until;) take_data(20);
+  CHECK(sent == want, name + ": nothing is left behind (got '" + sent + "')");
   ::close(local.second);
   ::close(peer.second);
+}
+
+// TCP urgent data stops a read at its mark. The urgent byte itself leaves
+// the stream (no SO_OOBINLINE): the tunnel carries none.
+void test_urgent_data_does_not_stall_a_stream() {
+  check_nothing_left_behind("urgent", tcp_pair(), "ab", [](int fd) {
+    return ::send(fd, "c", 1, MSG_OOB) == 1 && ::send(fd, "de", 2, 0) == 2;
+  }, "abde");
+}
+
+// A unix socket handed over as a stream's local socket (an API caller may):
+// its read stops after a message that carried fds.
+void test_a_unix_stream_passing_fds_does_not_stall() {
+  check_nothing_left_behind("fds", unix_pair(), "x", [](int fd) {
+    char buf[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{const_cast<char*>("ab"), 2};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = buf;
+    msg.msg_controllen = sizeof buf;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    const int passed = ::dup(fd);
+    std::memcpy(CMSG_DATA(c), &passed, sizeof passed);
+    const bool ok = ::sendmsg(fd, &msg, 0) == 2 && ::send(fd, "cd", 2, 0) == 2;
+    ::close(passed);
+    return ok;
+  }, "xabcd");
 }
 
 // Refusals the engine makes itself reach JavaScript (log, metrics).
@@ -854,6 +886,7 @@ int main() {
   test_datagrams_are_bounded();
   test_refusals_are_reported();
   test_urgent_data_does_not_stall_a_stream();
+  test_a_unix_stream_passing_fds_does_not_stall();
   test_masking_keys_do_not_repeat();
   test_invalid_options();
   test_event_bytes_are_bounded();
