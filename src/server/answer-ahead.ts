@@ -43,7 +43,12 @@ export class AheadGrant {
 
   /** Slots are out with the engine, or on their way back. */
   get holding(): boolean {
-    return this.reserved > 0 || this.sent > this.back;
+    return this.reserved > 0 || this.revoking;
+  }
+
+  /** A revocation is on its way: what it brings back is unknown until its answer. */
+  private get revoking(): boolean {
+    return this.sent > this.back;
   }
 
   /** Revocations sent so far: the answer to the last is back once answered(revocations) says so. */
@@ -60,7 +65,7 @@ export class AheadGrant {
   topUp(): void {
     const s = this.session;
     // Not while a revocation is on its way either: what it brings back is for the streams waiting on it first.
-    if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.sent > this.back || this.reserved > AHEAD_LOW || !this.allowed()) return;
+    if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.revoking || this.reserved > AHEAD_LOW || !this.allowed()) return;
     const want = Math.min(AHEAD_BLOCK, this.maxStreams - s.streamCount) - this.reserved;
     const n = this.slots ? this.slots.reserve(s, want, this.party) : want;
     if (n <= 0) return;
@@ -87,7 +92,7 @@ export class AheadGrant {
     // One on its way already brings back everything unused (no grant is made
     // while it is out): a peer refused again and again must not make the
     // server send a revocation per refusal to every engine.
-    if (this.reserved === 0 || this.sent > this.back) return;
+    if (this.reserved === 0 || this.revoking) return;
     this.sent++;
     this.session.revokeAhead?.();
   }
