@@ -14,7 +14,7 @@ namespace tws {
 
 // A split stream's read fd speaks only for reading (a socket as stdin is writable too: not ours to write).
 void StreamSocket::on_events(uint32_t events) {
-  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) read_till_block_ = true;
+  short_reads_.saw(events);
   session_->stream_event(stream_, split_ ? events & ~EPOLLOUT : events);
 }
 
@@ -46,12 +46,7 @@ ssize_t StreamSocket::write(const uint8_t* p, size_t n) {
 
 mux::LocalRead StreamSocket::read(uint8_t* into, size_t n) {
   const ssize_t r = !split_ ? ::recv(fd_.get(), into, n, 0) : in_socket_ ? ::recv(fd_.get(), into, n, MSG_DONTWAIT) : ::read(fd_.get(), into, n);
-  if (r > 0) {
-    // A TCP socket reads short only when its queue ran dry (is_tcp), and
-    // whatever arrives afterwards raises a fresh edge (see read_till_block_).
-    const bool drained = tcp_ && !read_till_block_ && static_cast<size_t>(r) < n;
-    return {mux::LocalRead::kBytes, static_cast<size_t>(r), 0, drained};
-  }
+  if (r > 0) return {mux::LocalRead::kBytes, static_cast<size_t>(r), 0, short_reads_.drained(static_cast<size_t>(r), n)};
   if (r == 0) return {mux::LocalRead::kEof};
   if (errno == EAGAIN || errno == EWOULDBLOCK) return {mux::LocalRead::kWouldBlock};
   if (errno == EINTR) return {mux::LocalRead::kInterrupted};

@@ -14,6 +14,7 @@
 #include "../core/mux.h"
 #include "fd.h"
 #include "pollable.h"
+#include "short_reads.h"
 #include "sockets.h"
 
 namespace tws {
@@ -39,7 +40,7 @@ class StreamSocket final : public mux::Port, public Pollable {
         split_(static_cast<bool>(out_fd_)),
         in_socket_(split_ && is_socket(fd_.get())),
         out_socket_(split_ && is_socket(out_fd_.get())),
-        tcp_(!split_ && is_tcp(fd_.get())),
+        short_reads_(!split_ && is_tcp(fd_.get())),
         out_end_(split_ ? new OutEnd(this) : nullptr) {}
 
   void on_events(uint32_t events) override;
@@ -79,7 +80,7 @@ class StreamSocket final : public mux::Port, public Pollable {
   const bool split_;
   const bool in_socket_;   // a split stream's read fd is a socket (else a pipe)
   const bool out_socket_;  // its write fd is
-  const bool tcp_;  // is_tcp(): an API caller may hand over any socket
+  ShortReads short_reads_;  // an API caller may hand over any socket, so is_tcp() decides
   // Only a split stream has one. Not a member of every stream: its (virtual)
   // destructor's first run is checked by UBSan's vptr check, which opens a
   // pipe, and in a process out of fds a stream ends with the pipe failing and
@@ -87,10 +88,6 @@ class StreamSocket final : public mux::Port, public Pollable {
   std::unique_ptr<OutEnd> out_end_;
   bool registered_ = false;
   bool out_registered_ = false;
-  // The peer's FIN, an error or urgent data was announced: a short read no
-  // longer means the socket is dry (an EOF or the data past the urgent mark
-  // may wait behind it, with no edge to come), so reads go on until EAGAIN.
-  bool read_till_block_ = false;
   Loop* loop_ = nullptr;  // a split stream's loop, for closing its write fd at the FIN
 };
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../core/errno_name.h"
+#include "short_reads.h"
 #include "sockets.h"
 
 namespace tws {
@@ -35,16 +36,19 @@ class Wire {
   virtual uint16_t error_code() const { return 1006; }
   // A TLS handshake is under way (a wss:// client's, before the upgrade).
   virtual bool handshaking() const { return false; }
-  // A recv that returned less than asked left nothing to read until the
-  // socket's next edge.
-  virtual bool short_read_drains() const { return false; }
+  // The socket's epoll events, and whether a recv that took `got` of
+  // `asked` bytes left nothing to read until its next edge (short_reads.h;
+  // never for TLS, which may hold decrypted bytes back).
+  virtual void saw(uint32_t) {}
+  virtual bool drained(size_t, size_t) const { return false; }
 };
 
 class PlainWire final : public Wire {
  public:
-  explicit PlainWire(int fd) : fd_(fd), tcp_(is_tcp(fd)) {}
+  explicit PlainWire(int fd) : fd_(fd), short_reads_(is_tcp(fd)) {}
   ssize_t recv(uint8_t* buf, size_t len) override { return ::recv(fd_, buf, len, 0); }
-  bool short_read_drains() const override { return tcp_; }
+  void saw(uint32_t events) override { short_reads_.saw(events); }
+  bool drained(size_t got, size_t asked) const override { return short_reads_.drained(got, asked); }
   ssize_t sendv(const iovec* iov, int cnt) override {
     if (cnt == 0) return 0;
     msghdr msg{};
@@ -55,7 +59,7 @@ class PlainWire final : public Wire {
 
  private:
   int fd_;
-  bool tcp_;
+  ShortReads short_reads_;
 };
 
 }  // namespace tws

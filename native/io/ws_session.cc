@@ -201,7 +201,7 @@ void WsSession::upgraded() {
 void WsSession::on_events(uint32_t events) {
   if (dead_) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) readable_ = true;
-  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) read_till_block_ = true;
+  wire_->saw(events);
   if (events & EPOLLOUT) writable_ = true;
   if (wire_->crosswise()) readable_ = writable_ = true;
   loop_.mark_dirty(this);
@@ -327,9 +327,7 @@ void WsSession::read_some() {
   const ssize_t n = wire_->recv(buf, Loop::kReadBuffer);
   const int err = errno;
   if (n > 0) {
-    // A short read of a plain socket emptied it; epoll speaks when more comes
-    // (a TLS wire may hold decrypted bytes back: it reads until EAGAIN).
-    if (static_cast<size_t>(n) < Loop::kReadBuffer && wire_->short_read_drains() && !read_till_block_) readable_ = false;
+    if (wire_->drained(static_cast<size_t>(n), Loop::kReadBuffer)) readable_ = false;  // epoll speaks when more comes
     liveness_.heard(sync_time());
     if (upgrade_.reading()) return read_upgrade_head(buf, static_cast<size_t>(n));
     feed(buf, static_cast<size_t>(n));

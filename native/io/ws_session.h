@@ -146,7 +146,6 @@ class WsSession final : public Pollable, private mux::MuxHost {
   Liveness liveness_;
   bool readable_ = true;
   bool writable_ = true;
-  bool read_till_block_ = false;  // as StreamSocket's: a short read is not the end
   double gated_since_ = 0;  // when reading from the peer stopped because it is not reading what we send (0: reading)
   ClientUpgrade upgrade_;  // the client's upgrade, when the engine does it (TLS)
   bool closing_ = false;
