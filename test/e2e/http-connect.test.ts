@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createClient, createServer } from '../../src/api';
-import { connect, echoServer, howItEnds, sha256, tcpServer } from '../helpers/net';
+import { connect, echoServer, freePort, howItEnds, sha256, tcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { fileNeeds, toolEnv } from '../helpers/tools';
 
@@ -73,9 +73,7 @@ async function bigBody(t: Test, proxy: string, target: number): Promise<void> {
 for (const engine of engines()) {
   t.test(`[${engine}] curl through --http-connect: a large body, and 403/502/405/400/408 as the issue maps them`, async (t) => {
     const target = await httpTarget(t);
-    const closed = await tcpServer(() => undefined);
-    const closedPort = closed.port;
-    await closed.close();
+    const closedPort = await freePort();  // nothing listens there
     const echo = await echoServer();
     t.teardown(() => echo.close());
     const { client, proxy } = await proxyPair(t, engine, engine,

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { connect, echoServer, howItEnds, roundTrip, sha256, tcpServer } from '../helpers/net';
+import { connect, echoServer, freePort, howItEnds, roundTrip, sha256 } from '../helpers/net';
 import { runCli } from '../helpers/procs';
 
 for (const [serverEngine, clientEngine] of [['js', 'native'], ['native', 'js']]) {
@@ -20,9 +20,7 @@ for (const [serverEngine, clientEngine] of [['js', 'native'], ['native', 'js']])
     t.same(results, sizes.map(() => true), 'every stream intact both ways');
 
     // Refused target: the stream is reset, the local socket closed.
-    const dead = await tcpServer(() => undefined);
-    const deadAddr = dead.addr;
-    await dead.close();
+    const deadAddr = `127.0.0.1:${await freePort()}`;  // nothing listens there
     const refusing = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${server.port}/`, '-r', deadAddr,
       '--engine', clientEngine!]);
     t.teardown(() => refusing.stop('SIGKILL'));

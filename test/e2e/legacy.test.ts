@@ -170,9 +170,7 @@ function run(): void {
       t.same(await exchange(udpClient.port, ['one', 'two']), ['echo:one', 'echo:two'], 'datagrams both ways');
 
       // A target the tws-rust server cannot reach: the local socket closes.
-      const dead = await tcpServer(() => undefined);
-      await dead.close();
-      const refusing = await legacyClient(engine, sport, dead.addr, ['-c', '1']);
+      const refusing = await legacyClient(engine, sport, `127.0.0.1:${await freePort()}`, ['-c', '1']);
       t.teardown(() => refusing.stop('SIGKILL'));
       await refusing.waitLog(/\(tws-rust\) up →/);
       const { data } = await howItEnds(connect({ port: refusing.port, host: '127.0.0.1' }));

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { upgradeResponse } from '../../src/protocol/upgrade';
-import { connect, echoServer, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
+import { connect, echoServer, freePort, howItEnds, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 
 // The native engine accepts a plain tunnel's connections itself, on sessions
@@ -47,9 +47,7 @@ for (const engine of engines()) {
   t.test(`[${engine}] connections made before any session is up wait for one, then are carried`, async (t) => {
     const echo = await echoServer();
     // A port with nothing on it yet; the server comes up there later.
-    const tmp = await tcpServer(() => undefined);
-    const port = tmp.port;
-    await tmp.close();
+    const port = await freePort();
     const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', echo.addr, '--engine', engine,
       '-c', '1', '-t', '8000', '--retry-timeout', '100']);
     let server: Awaited<ReturnType<typeof runCli>> | undefined;
@@ -121,9 +119,7 @@ for (const engine of engines()) {
 for (const engine of engines()) {
   t.test(`[${engine}] with no session, connections beyond the 1024 the engine holds also time out, none hangs`, async (t) => {
     // A server port with nothing on it: no session ever comes up.
-    const tmp = await tcpServer(() => undefined);
-    const port = tmp.port;
-    await tmp.close();
+    const port = await freePort();
     const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine,
       '-c', '1', '-t', '1000', '--retry-timeout', '100']);
     const local: Socket[] = [];
@@ -143,9 +139,7 @@ for (const engine of engines()) {
 
 for (const engine of engines()) {
   t.test(`[${engine}] a connection that waits out --timeout with no session is closed (FIN) and said, as the JS path always did`, async (t) => {
-    const tmp = await tcpServer(() => undefined);
-    const port = tmp.port;
-    await tmp.close();
+    const port = await freePort();
     const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', '127.0.0.1:9', '--engine', engine,
       '-c', '1', '-t', '500', '--retry-timeout', '100']);
     t.teardown(() => client.stop('SIGKILL'));

@@ -1,14 +1,12 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { echoServer, roundTrip, sha256, tcpServer } from '../helpers/net';
+import { echoServer, freePort, roundTrip, sha256 } from '../helpers/net';
 import { engines, runCli, startTunnel } from '../helpers/procs';
 
 for (const engine of engines()) {
   t.test(`[${engine}] a server that cannot be reached is said at info at growing intervals, and its return once`, async (t) => {
     const echo = await echoServer();
-    const tmp = await tcpServer(() => undefined);
-    const port = tmp.port;
-    await tmp.close();
+    const port = await freePort();
     const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${port}/`, '-r', echo.addr, '--engine', engine,
       '-c', '1', '-e', '10']);
     let server: Awaited<ReturnType<typeof runCli>> | undefined;

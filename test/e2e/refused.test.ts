@@ -1,5 +1,5 @@
 import t from 'tap';
-import { connect, hangingTarget, howItEnds, tcpServer } from '../helpers/net';
+import { connect, freePort, hangingTarget, howItEnds, tcpServer } from '../helpers/net';
 import { engines, startTunnel } from '../helpers/procs';
 
 for (const engine of engines()) {
@@ -40,9 +40,7 @@ for (const engine of engines()) {
 
   t.test(`[${engine}] with no session up a new connection waits for timeout, then is closed with a log line`, async (t) => {
     const target = await tcpServer((s) => s.end());
-    const tmp = await tcpServer(() => undefined);
-    const deadServer = tmp.port;
-    await tmp.close();
+    const deadServer = await freePort();
     const { runCli } = await import('../helpers/procs');
     const client = await runCli(['client', '-l', '127.0.0.1:0', '-s', `ws://127.0.0.1:${deadServer}/`, '-r', target.addr,
       '--engine', engine, '-t', '800']);

@@ -12,7 +12,7 @@ import { createServer as createHttpServer, Server as HttpServer } from 'node:htt
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createClient, createServer } from '../../src/api';
-import { hangingTarget, sha256, tcpServer } from '../helpers/net';
+import { freePort, hangingTarget, sha256 } from '../helpers/net';
 import { engines, Proc, runCli, runToExit as tws } from '../helpers/procs';
 import {
   closedWithin, dnsAnswer, dnsQuery, dnsResponder, openSocket, readBytes, socksAddress, socksRequest,
@@ -75,13 +75,6 @@ async function start(t: Test, serverEngine: string, clientEngine: string, server
   return { server, client };
 }
 
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const tmp = await tcpServer(() => undefined);
-  await tmp.close();
-  return tmp.port;
-}
-
 const CONNECT = 1;
 
 for (const engine of engines()) {
@@ -129,7 +122,7 @@ for (const engine of engines()) {
 
   t.test(`[${engine}] reply codes: denied by --allow 0x02, refused 0x05, no such name 0x04, timeout 0x06, BIND 0x07`, async (t) => {
     const http = await httpServer(t);
-    const closed = await closedPort();
+    const closed = await freePort();
     const hanging = await hangingTarget();
     t.teardown(() => hanging.close());
     const hangingPort = Number(hanging.addr.split(':')[1]);
@@ -272,7 +265,7 @@ for (const engine of engines()) {
   });
 
   t.test(`[${engine}] with no session up, a CONNECT waits for --timeout, then is answered 0x01`, async (t) => {
-    const dead = await closedPort();
+    const dead = await freePort();
     const client = await runCli(['client', '-s', `ws://127.0.0.1:${dead}/`, '--engine', engine, '-D', '0', '-t', '800']);
     t.teardown(() => client.stop('SIGKILL'));
     const began = Date.now();

@@ -7,26 +7,15 @@ import t from 'tap';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { AddressInfo, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { sha256 } from '../helpers/net';
+import { freePort, sha256 } from '../helpers/net';
 import { CLI, engines, PASSWD, runCli } from '../helpers/procs';
 import { fileNeeds } from '../helpers/tools';
 
 fileNeeds(t, 'sshd', 'ssh', 'ssh-keygen');
 
 const SSHD = '/usr/sbin/sshd';  // sshd re-executes itself: it wants an absolute path
-
-/** A port free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs a command to its exit, feeding `input`; its stdout hashed, its stderr kept. */
 function run(cmd: string, args: string[], input: Buffer | undefined, timeoutMs = 60_000): Promise<{ code: number | null; hash: string; bytes: number; text: string; err: string }> {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { echoServer, sha256, tcpServer } from '../helpers/net';
+import { echoServer, freePort, sha256, tcpServer } from '../helpers/net';
 import { CLI, engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { needs } from '../helpers/tools';
 import { waitFor } from '../helpers/wait';
@@ -261,9 +261,7 @@ for (const engine of engines()) {
   });
 
   t.test(`[${engine}] the server unreachable: exit 1 within the timeout, one line`, async (t) => {
-    const gone = await echoServer();  // a port nobody listens on once closed
-    const port = gone.port;
-    await gone.close();
+    const port = await freePort();  // nothing listens there
     const argv = [CLI, 'client', '--stdio', '127.0.0.1:9', '-s', `ws://127.0.0.1:${port}/`, '--engine', engine, '-t', '1500'];
     const r = await runToEnd(spawnClient(argv), Buffer.from('x'), 20_000);
     t.equal(r.code, 1, 'exit 1');

@@ -15,7 +15,7 @@ import { selectEngine } from '../../src/engine/select';
 import type { EngineSession, StreamReply } from '../../src/engine/types';
 import { ResetCode } from '../../src/protocol/constants';
 import { createLogger } from '../../src/util/log';
-import { connect, hangingTarget, howItEnds, tcpServer } from '../helpers/net';
+import { connect, freePort, hangingTarget, howItEnds, tcpServer } from '../helpers/net';
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
 
 const REPLY: StreamReply = {
@@ -55,9 +55,7 @@ for (const engine of engines()) {
   t.test(`[${engine}] the engine answers the local socket: ok before payload, a refusal's bytes, otherwise`, async (t) => {
     const hello = await tcpServer((s) => s.end('hello from the target'));
     t.teardown(() => hello.close());
-    const closed = await tcpServer(() => undefined);
-    const closedPort = closed.port;
-    await closed.close();
+    const closedPort = await freePort();  // nothing listens there
     const hanging = await hangingTarget();
     t.teardown(() => hanging.close());
     const hangPort = hanging.addr.split(':')[1];

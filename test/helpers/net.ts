@@ -1,5 +1,6 @@
 /** Real TCP servers and clients for tests, all on loopback. */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { AddressInfo, connect, createServer, Server, Socket } from 'node:net';
 
 export interface TcpServer {
@@ -34,6 +35,37 @@ export function tcpServer(onConn: (s: Socket) => void): Promise<TcpServer> {
       });
     });
   });
+}
+
+/** The kernel's ephemeral port range: where listen(0) and every outgoing connection take their ports. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low && high && low <= high) return [low, high];
+  } catch { /* not Linux: the usual range */ }
+  return [32768, 60999];
+}
+
+/**
+ * A loopback port nothing listens on now, for a process that must be told a
+ * fixed port. It is taken below the ephemeral range, so no listen(0) and no
+ * outgoing connection of a test running beside this one can take it before
+ * the caller binds it (ports from listen(0) can: CI saw it).
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const [low] = ephemeralRange();
+  const from = low > 12_000 ? 10_000 : 1024;
+  const to = low > 12_000 ? low - 1 : 9_999;
+  for (let tries = 0; tries < 50; tries++) {
+    const port = from + Math.floor(Math.random() * (to - from + 1));
+    const bound = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, host, () => s.close(() => resolve(true)));
+    });
+    if (bound) return port;
+  }
+  throw new Error(`no free port on ${host} between ${from} and ${to} in 50 tries`);
 }
 
 /**

@@ -5,7 +5,6 @@
  * tests skip with one line.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { AddressInfo, createServer } from 'node:net';
 import { connect } from './net';
 import { needsPeer, peerBin } from './peer-bin';
 
@@ -53,16 +52,8 @@ export async function runRust(args: string[], ready: RegExp): Promise<RustProc> 
   return p;
 }
 
-/** A loopback port free right now (tws-rust takes only a fixed port). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** tws-rust takes only a fixed port. */
+export { freePort } from './net';
 
 /**
  * Sends `data` to an echo behind `port` and reads as many bytes back, then
