@@ -105,16 +105,30 @@ export class AheadGrant {
   }
 }
 
-/** A stream waiting for the reserves taken back for it: which revocation of each grant it waits for. */
-interface Waiter {
-  retry: () => void;
+/**
+ * Streams waiting for the same revocations to be answered: which revocation
+ * of each grant they wait for, how many of those answers are still to come,
+ * and who goes on once they are all back.
+ */
+interface Round {
+  scope: unknown;
   awaits: Map<AheadGrant, number>;
+  pending: number;
+  retries: (() => void)[];
 }
 
 /** Every session's grant, and the streams waiting for reserves to come back. */
 export class AheadGrants {
   private readonly grants = new Map<EngineSession, AheadGrant>();
-  private waiting: Waiter[] = [];
+  /**
+   * Per grant, the rounds waiting on its revocations, oldest first (their
+   * revocation numbers never decrease): an answer touches only its own
+   * grant's rounds, so a flood of refused streams costs each answer nothing
+   * more than the rounds it ends.
+   */
+  private readonly waits = new Map<AheadGrant, { n: number; round: Round }[]>();
+  /** The newest round per scope: a reclaim waiting for the same revocations joins it rather than starting another. */
+  private readonly latest = new Map<unknown, Round>();
 
   add(session: EngineSession, grant: AheadGrant): void {
     this.grants.set(session, grant);
@@ -123,9 +137,10 @@ export class AheadGrants {
   /** The session ended (its slots are free): streams waiting on its reserve may go on. */
   delete(session: EngineSession): void {
     const g = this.grants.get(session);
-    if (g) g.ended = true;
+    if (!g) return;
+    g.ended = true;
     this.grants.delete(session);
-    this.settle();
+    this.advance(g);
   }
 
   /** The policy may have changed: every engine stops dialling ahead (grants resume under the new policy). */
@@ -135,27 +150,36 @@ export class AheadGrants {
 
   /**
    * A stream of `session` (counted against `party`) was refused for want of
-   * slots under `limit`: takes back the reserves that count against that
-   * limit (every session's for the server's, the party's sessions' for a
-   * user's share, the session's own for its share) and calls `retry` once
-   * they are back (returned or their sessions gone); false, and nothing
-   * done, when none of them is out. A peer at its own share cannot make the
-   * server revoke every other session's reserve.
+   * slots, and the reserves of `scope` are enough to admit it
+   * (StreamSlots.reclaimScope): takes them back (every session's, the
+   * party's sessions', or the session's own) and calls `retry` once they
+   * are back (returned or their sessions gone); false, and nothing done,
+   * when none of them is out.
    */
-  reclaim(limit: 'server' | 'session' | 'user', session: EngineSession, party: string | undefined, retry: () => void): boolean {
-    const counts = (g: AheadGrant): boolean => limit === 'server' || (limit === 'user' ? g.party === party : g.session === session);
+  reclaim(scope: 'server' | 'session' | 'user', session: EngineSession, party: string | undefined, retry: () => void): boolean {
+    const counts = (g: AheadGrant): boolean => scope === 'server' || (scope === 'user' ? g.party === party : g.session === session);
     const out = [...this.grants.values()].filter((g) => g.holding && counts(g));
     if (out.length === 0) return false;
-    // Each waiter waits for the answers to the revocations sent for it (or
+    // Each stream waits for the answers to the revocations sent for it (or
     // sent already), not for every grant to be idle at once: revocations
     // that keep overlapping (a peer at its limit reopening streams) must
     // not hold it back for ever.
-    const awaits = new Map<AheadGrant, number>();
-    for (const g of out) {
-      g.revoke(true);
-      awaits.set(g, g.revocations);
+    for (const g of out) g.revoke(true);
+    const key = scope === 'server' ? scope : scope === 'user' ? `user\n${party ?? ''}` : session;
+    const last = this.latest.get(key);
+    if (last && out.every((g) => last.awaits.get(g) === g.revocations)) {
+      last.retries.push(retry);
+      return true;
     }
-    this.waiting.push({ retry, awaits });
+    const round: Round = { scope: key, awaits: new Map(), pending: 0, retries: [retry] };
+    for (const g of out) {
+      round.awaits.set(g, g.revocations);
+      round.pending++;
+      let queue = this.waits.get(g);
+      if (!queue) this.waits.set(g, (queue = []));
+      queue.push({ n: g.revocations, round });
+    }
+    this.latest.set(key, round);
     return true;
   }
 
@@ -166,17 +190,24 @@ export class AheadGrants {
     // may the session's engine get a new grant (if the policy still allows
     // and none is held back): granting first would take them again, and the
     // waiting stream would be refused after all.
-    this.settle();
+    this.advance(grant);
     grant.topUp();
   }
 
-  /** Streams whose reserves are all back (or their sessions gone) go on. */
-  private settle(): void {
-    if (this.waiting.length === 0) return;
-    const done = (w: Waiter): boolean => [...w.awaits].every(([g, n]) => g.ended || g.answered(n));
-    const ready = this.waiting.filter(done);
-    if (ready.length === 0) return;
-    this.waiting = this.waiting.filter((w) => !done(w));
-    for (const w of ready) w.retry();
+  /** Rounds waiting on `g` whose answer is back (or whose session is gone) count it; those with nothing left go on. */
+  private advance(g: AheadGrant): void {
+    const queue = this.waits.get(g);
+    if (!queue) return;
+    let k = 0;
+    while (k < queue.length && (g.ended || g.answered(queue[k]!.n))) k++;
+    if (k === 0) return;
+    const done: Round[] = [];
+    for (const { round } of queue.splice(0, k)) {
+      if (--round.pending > 0) continue;
+      if (this.latest.get(round.scope) === round) this.latest.delete(round.scope);
+      done.push(round);
+    }
+    if (queue.length === 0) this.waits.delete(g);
+    for (const round of done) for (const retry of round.retries) retry();
   }
 }

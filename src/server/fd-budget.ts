@@ -77,6 +77,33 @@ export class StreamSlots<S> {
     return undefined;
   }
 
+  /**
+   * Which reserves (answer ahead) must come back for one more stream of
+   * `session` to fit: the narrowest scope whose reserves are enough (the
+   * session's own, its user's sessions', every session's), or undefined
+   * when it fits now or when not even all of them would do (its own streams
+   * fill a share): then nothing is taken back from anyone for nothing.
+   */
+  reclaimScope(session: S, user?: string): 'session' | 'user' | 'server' | undefined {
+    if (this.limitHit(session, user) === undefined) return undefined;
+    let all = 0;
+    let ofUser = 0;
+    for (const [s, n] of this.reserved) {
+      all += n;
+      if (user !== undefined && this.userOf.get(s) === user) ofUser += n;
+    }
+    const own = this.reserved.get(session) ?? 0;
+    const streams = this.held.get(session)?.size ?? 0;
+    const userCount = user === undefined ? 0 : (this.byUser.get(user) ?? 0);
+    // Every scope holds the session's own reserve, so its share counts its streams alone after any of them.
+    const fits = (back: number, userBack: number): boolean => this.used - back < this.plan.streams &&
+      streams < this.plan.perSession && (user === undefined || userCount - userBack < this.plan.perUser);
+    if (own > 0 && fits(own, own)) return 'session';
+    if (ofUser > 0 && fits(ofUser, ofUser)) return 'user';
+    if (all > 0 && fits(all, ofUser)) return 'server';
+    return undefined;
+  }
+
   /** limitHit() in words for the refusal, or undefined when no limit would refuse. */
   full(session: S, user?: string): string | undefined {
     switch (this.limitHit(session, user)) {

@@ -17,7 +17,7 @@ import { AUTH_HEADER, CloseCode, FEATURE_REVERSE, ResetCode, StreamKind } from '
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
 import { Logger, peerText, RateLimitedLog, SESSION_LINES } from '../util/log';
-import type { AllowList } from '../policy/allow-list';
+import { AllowList } from '../policy/allow-list';
 import type { User } from './users';
 import { connectTarget, connectUdpTarget, refuse, StreamPolicy } from './connect-target';
 import { currentFdPlan, FdPlan, StreamSlots } from './fd-budget';
@@ -28,6 +28,9 @@ import { ReverseListeners } from './reverse-listeners';
 import { checkUpgradeRequest, isLegacyUpgrade, peerName, respond404 } from './upgrade-check';
 import { LEGACY_AUTH_WARNING, LEGACY_NO_PASSWORD } from './legacy-notes';
 import { TLS_SUITES } from '../util/tls-suites';
+
+/** The rules of a session whose user was removed (or whose password changed) while it closes: nothing. */
+const NOTHING = new AllowList([]);
 
 export interface TwsServerOptions {
   listen: HostPort;
@@ -292,6 +295,8 @@ export class TwsServer extends EventEmitter {
         kept++;
       } else {
         this.opts.logger.info(`session#${session.id}: user ${old.name} ${now ? 'has a new password' : 'was removed'}; closing it`);
+        // Until it is gone, the old rules are void: nothing more is admitted on it, not even ahead.
+        this.sessionUser.set(session, { ...old, allow: NOTHING, allowReverse: NOTHING });
         session.close(CloseCode.POLICY, 'credentials no longer valid');
         closed++;
       }
@@ -428,8 +433,8 @@ export class TwsServer extends EventEmitter {
       () => (this.sessionUser.get(session)?.allow ?? this.opts.allow) === undefined) : undefined;
     // Slots out as engines' reserves come back first: a reserve must not refuse what the budget would take.
     const reclaim = (retry: () => void): boolean => {
-      const limit = this.slots?.limitHit(session, party);
-      return limit !== undefined && this.ahead.reclaim(limit, session, party, retry);
+      const scope = this.slots?.reclaimScope(session, party);
+      return scope !== undefined && this.ahead.reclaim(scope, session, party, retry);
     };
     const onOpen = (req: OpenRequest, retried: boolean): void => {
       const full = this.slots?.take(session, req.stream, party);

@@ -74,3 +74,26 @@ t.test('an IPv6 rule never lets an IPv4 target through, nor the reverse', async 
   const ten = new AllowList(parseAllowRules(['10.0.0.0/8:*'], 'test'));
   t.match(await ten.decide({ host: '::ffff:7f00:1', port: 22 }), { ok: false }, 'and a mapped address outside a v4 rule is denied');
 });
+
+t.test('reclaimScope: the narrowest reserves that would admit one more stream, none when its own streams fill a share', async (t) => {
+  const slots = new StreamSlots<string>({ streams: 160, perSession: 40, perUser: 80 });
+  t.equal(slots.reserve('a', 8), 8, "a's engine holds 8 slots ahead");
+  let id = 0;
+  let refused = 0;
+  for (const s of ['b', 'c', 'd']) for (let i = 0; i < 40; i++) if (slots.take(s, ++id) !== undefined) refused++;
+  t.equal(refused, 0, 'b, c and d take 40 streams each');
+  for (let i = 0; i < 32; i++) slots.take('e', ++id);
+  t.equal(slots.limitHit('e'), 'server', 'the server is full');
+  t.equal(slots.reclaimScope('a'), 'session', "a's own reserve is enough for a");
+  t.equal(slots.reclaimScope('e'), 'server', "e needs a's reserve");
+  t.equal(slots.reclaimScope('b'), undefined, 'b holds its whole share itself: taking reserves back would not admit it');
+  slots.unreserve('a', 8);
+  t.equal(slots.reclaimScope('e'), undefined, 'nothing to take back once it fits');
+
+  const users = new StreamSlots<string>({ streams: 1600, perSession: 400, perUser: 50 });
+  t.equal(users.reserve('u1', 20, 'u'), 20);
+  for (let i = 0; i < 30; i++) users.take('u2', ++id, 'u');
+  t.equal(users.limitHit('u2', 'u'), 'user', "u's share is full, 20 of it reserved by u1's engine");
+  t.equal(users.reclaimScope('u2', 'u'), 'user', "u1's reserve is enough, no one else's is needed");
+  t.equal(users.reclaimScope('v1', 'v'), undefined, 'another user is not at any limit');
+});
