@@ -25,7 +25,7 @@ import { AheadGrant, AheadGrants } from './answer-ahead';
 import type { UserLookups } from './lookups';
 import { upgradeResponse } from '../protocol/upgrade';
 import { ReverseListeners } from './reverse-listeners';
-import { checkUpgradeRequest, isLegacyUpgrade, peerName, respond404 } from './upgrade-check';
+import { checkUpgradeRequest, isLegacyUpgrade, peerName, respond404, respond503 } from './upgrade-check';
 import { LEGACY_AUTH_WARNING, LEGACY_NO_PASSWORD } from './legacy-notes';
 import { TLS_SUITES } from '../util/tls-suites';
 
@@ -333,8 +333,7 @@ export class TwsServer extends EventEmitter {
     if (full) {
       // The peer proved it holds the password: tell it why, so its log says so.
       this.refusedRequests.line('warn', `refused upgrade from ${who}: ${full} (answered 503)`);
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-      return;
+      return respond503(socket);
     }
     // The engine writes the 101 itself, first thing (the native engine from its own thread), then the session starts.
     const preamble = Buffer.from(upgradeResponse(req.headers['sec-websocket-key'] as string, this.features), 'latin1');

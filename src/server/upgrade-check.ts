@@ -44,9 +44,23 @@ const NOT_FOUND = 'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent
 
 /** Answers an upgrade attempt with a plain 404 and closes the connection. */
 export function respond404(socket: Duplex): void {
+  respondAndClose(socket, NOT_FOUND);
+}
+
+/** An answer to a client that holds the password but finds no room: why, then the socket goes. */
+export function respond503(socket: Duplex): void {
+  respondAndClose(socket, 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+}
+
+/**
+ * Writes `answer` and ends the socket, then destroys it a second later
+ * whatever the peer does: after an upgrade event Node times nothing out,
+ * and a peer that never reads, or reads and keeps its half open, would
+ * keep the fd (and its place under the connection limit) for good.
+ */
+function respondAndClose(socket: Duplex, answer: string): void {
   if (socket.destroyed) return;
-  socket.end(NOT_FOUND);
-  // A peer that never reads must not keep the socket forever.
+  socket.end(answer);
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 

@@ -1,7 +1,11 @@
 import t from 'tap';
 import { connect as netConnect } from 'node:net';
 import { connect, echoServer, howItEnds, sleep, tcpServer } from '../helpers/net';
-import { engines, runCli } from '../helpers/procs';
+import { randomBytes } from 'node:crypto';
+import { buildAuthHeader } from '../../src/auth/tws-auth';
+import { engines, PASSWD, runCli } from '../helpers/procs';
+import { rawPeer } from '../helpers/raw-peer';
+import { waitFor } from '../helpers/wait';
 
 for (const engine of engines()) {
   t.test(`[${engine}] --max-sessions: an authenticated upgrade beyond it gets 503, and the client says why`, async (t) => {
@@ -12,6 +16,25 @@ for (const engine of engines()) {
     t.match(await c.waitLog(/cannot connect .*HTTP 503.*/), /the server is at its session limit, --max-sessions/);
     t.match(await server.waitLog(/refused upgrade .*answered 503\)/), /2 sessions already \(--max-sessions\)/);
     t.equal((server.logs().match(/ up from /g) ?? []).length, 2, 'the server holds exactly 2 sessions');
+  });
+
+  t.test(`[${engine}] a 503'd upgrade's socket is closed even when the peer keeps its half open`, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--max-sessions', '1']);
+    t.teardown(() => server.stop('SIGKILL'));
+    const first = await rawPeer(server.port);
+    t.teardown(() => first.ws.terminate());
+    // A client with the password that reads the 503 and never closes its side.
+    const s = netConnect({ port: server.port, host: '127.0.0.1', allowHalfOpen: true });
+    const gone = { closed: false, got: '' };
+    s.on('error', () => undefined);
+    s.on('close', () => { gone.closed = true; });
+    s.on('data', (d: Buffer) => { gone.got += d.toString('latin1'); });
+    t.teardown(() => s.destroy());
+    s.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n` +
+      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tws2\r\nTws-Auth: ${buildAuthHeader(PASSWD)}\r\n\r\n`);
+    t.ok(await waitFor(() => gone.got.startsWith('HTTP/1.1 503 ')), 'answered 503');
+    // Once the server has let go of its end, what the peer writes is answered with a reset.
+    t.ok(await waitFor(() => { if (!gone.closed) s.write('x'); return gone.closed; }, 10_000), 'the server closed its socket');
   });
 
   t.test(`[${engine}] --max-streams: one stream more than allowed is refused with RESET 5`, async (t) => {
