@@ -6,8 +6,19 @@ import { TwsError } from '../util/errors';
 import type { Logger } from '../util/log';
 import type { Metrics } from './metrics';
 
+/**
+ * Connections the endpoint holds at once: a scraper needs one or two, and
+ * whoever can reach the port must not be able to hold the process's fds
+ * (the fd plan keeps these within FD_SPARE). More are closed as they come.
+ */
+export const METRICS_CONNECTIONS = 16;
+/** A request's headers must be in within this, and an idle keep-alive connection goes after KEEP_ALIVE_MS. */
+export const METRICS_REQUEST_MS = 5_000;
+const KEEP_ALIVE_MS = 2_000;
+
 export function serveMetrics(addr: HostPort, metrics: Metrics, log: Logger): Promise<Server> {
-  const http = createServer((req, res) => {
+  // Timeouts are checked every second (Node's default is every 30 s, which would triple the header timeout).
+  const http = createServer({ connectionsCheckingInterval: 1000, keepAliveTimeout: KEEP_ALIVE_MS }, (req, res) => {
     // Node's ServerResponse sends no body for HEAD: the same code answers both.
     if ((req.method === 'GET' || req.method === 'HEAD') && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
       let body: string;
@@ -27,8 +38,9 @@ export function serveMetrics(addr: HostPort, metrics: Metrics, log: Logger): Pro
     res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9 });
     res.end('Not Found');
   });
-  http.headersTimeout = 10_000;
-  http.requestTimeout = 10_000;
+  http.headersTimeout = METRICS_REQUEST_MS;
+  http.requestTimeout = METRICS_REQUEST_MS;
+  http.maxConnections = METRICS_CONNECTIONS;
   return new Promise((resolve, reject) => {
     http.once('error', (err: NodeJS.ErrnoException) =>
       reject(new TwsError('TWS_ERR_LISTEN', `cannot listen for metrics on ${formatHostPort(addr.host, addr.port)}: ${err.code ?? err.message}`)));

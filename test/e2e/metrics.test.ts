@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { echoServer, howItEnds, connect, roundTrip } from '../helpers/net';
 import { metricsPort, scrape, scrapeWhen, value } from '../helpers/metrics';
-import { engines, startTunnel } from '../helpers/procs';
+import type { Socket } from 'node:net';
+import { engines, runCli, startTunnel } from '../helpers/procs';
+import { waitFor } from '../helpers/wait';
 
 for (const engine of engines()) {
   t.test(`[${engine}] --metrics: Prometheus text on both sides that follows what happened`, async (t) => {
@@ -116,3 +118,23 @@ for (const engine of engines()) {
     t.match(body, /^# TYPE process_resident_memory_bytes gauge$/m);
   });
 }
+
+t.test('--metrics: whoever reaches the port holds at most 16 connections, and one that never finishes its request goes', async (t) => {
+  const server = await runCli(['server', '-l', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
+  t.teardown(() => server.stop('SIGKILL'));
+  const port = await metricsPort(server);
+  const socks: Socket[] = [];
+  t.teardown(() => { for (const s of socks) s.destroy(); });
+  let closed = 0;
+  for (let i = 0; i < 40; i++) {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.on('close', () => { closed++; });
+    s.resume();  // reads what comes (a 408), so its end is seen
+    s.write('GET /metrics HTTP/1.1\r\n');  // and never the rest
+    socks.push(s);
+  }
+  t.ok(await waitFor(() => closed >= 24, 4000), `those past 16 are closed as they come (${closed} closed)`);
+  t.ok(await waitFor(() => closed === 40, 15_000), `the others once their request is late (${closed} of 40 closed)`);
+  t.equal((await scrape(port)).status, 200, 'a scrape is answered again');
+});
