@@ -103,9 +103,11 @@ export class ReplayCache {
   }
 
   private expire(now: number): void {
-    // Map iterates in insertion order and expiry times only grow, so stop at the first live one.
+    // Map iterates in insertion order and expiry times only grow, so stop at the first live one. A header is
+    // accepted while its timestamp is within the window (both ends included): from one taken at ts - window,
+    // the earliest, it is good up to and including ts + window, 2 × window later; so is its nonce here.
     for (const [nonce, { expiry, party }] of this.seen) {
-      if (expiry > now) break;
+      if (expiry >= now) break;
       this.seen.delete(nonce);
       if (party === undefined) continue;
       const left = (this.held.get(party) ?? 0) - 1;

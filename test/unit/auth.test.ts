@@ -47,7 +47,20 @@ t.test('the replay cache refuses a nonce twice and forgets it after twice the wi
   const c = new ReplayCache(1000);
   t.equal(c.accept('n1', undefined, 0).ok, true);
   t.match(c.accept('n1', undefined, 1500), { ok: false, reason: /replayed/ });
+  t.match(c.accept('n1', undefined, 2000), { ok: false, reason: /replayed/ }, 'still refused at exactly 2 × window');
   t.equal(c.accept('n1', undefined, 2001).ok, true, 'expired after 2 × window');
+});
+
+t.test('a header taken at the early edge of the window cannot be replayed at its late edge', async (t) => {
+  const lookup = (): string => 'pw';
+  const header = buildAuthHeader('pw');
+  const ts = Number(/ts=(\d+)/.exec(header)![1]);
+  const c = new ReplayCache(30_000);
+  const first = verifyAuthHeader(header, lookup, 30_000, ts - 30_000);
+  t.equal(first.ok && c.accept(first.nonce, undefined, ts - 30_000).ok, true, 'accepted when its clock is a whole window ahead');
+  const again = verifyAuthHeader(header, lookup, 30_000, ts + 30_000);
+  t.equal(again.ok, true, 'the header itself is still within the window');
+  t.match(again.ok && c.accept(again.nonce, undefined, ts + 30_000), { ok: false, reason: /replayed/ }, 'but its nonce is remembered');
 });
 
 t.test('the replay cache is bounded and fails closed when full', async (t) => {
