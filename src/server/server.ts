@@ -115,6 +115,7 @@ export class TwsServer extends EventEmitter {
   private readonly maxPending: number;
   private readonly refusedRequests: RateLimitedLog;
   private readonly droppedConnections: RateLimitedLog;
+  private readonly tlsFailures: RateLimitedLog;
   private readonly sessionLines: RateLimitedLog;
   private readonly reverse: ReverseListeners;
   /** What the 101 offers (Tws-Features). */
@@ -148,6 +149,7 @@ export class TwsServer extends EventEmitter {
     // Anyone can make the server log a refused request: those lines are rate-limited.
     this.refusedRequests = new RateLimitedLog(opts.logger, 'refused requests');
     this.droppedConnections = new RateLimitedLog(opts.logger, 'connections dropped');
+    this.tlsFailures = new RateLimitedLog(opts.logger, 'failed TLS handshakes');
     this.sessionLines = new RateLimitedLog(opts.logger, 'session up/down lines', SESSION_LINES);
     this.reverse = new ReverseListeners({
       logger: opts.logger,
@@ -275,9 +277,9 @@ export class TwsServer extends EventEmitter {
     else (this.http as import('node:https').Server).setSecureContext({ ...TLS_SUITES, cert: tls.cert, key: tls.key });
   }
 
-  /** Debug level: on a public port most failed handshakes are scanners. */
+  /** Debug level, and rate-limited: on a public port most failed handshakes are scanners. */
   private tlsFailed(peer: string, why: string): void {
-    this.opts.logger.debug(`TLS handshake from ${peer} failed: ${why}`);
+    this.tlsFailures.line('debug', `TLS handshake from ${peer} failed: ${why}`);
   }
 
   /**
@@ -495,7 +497,7 @@ export class TwsServer extends EventEmitter {
     }
     await drainSessions([...this.sessions], drainMs, 'server shutting down');
     // What the rate limits held back is summed up before the process goes.
-    for (const lines of [this.sessionLines, this.refusedRequests, this.droppedConnections]) lines.flush();
+    for (const lines of [this.sessionLines, this.refusedRequests, this.droppedConnections, this.tlsFailures]) lines.flush();
     this.http.closeAllConnections();
     await closed;
     await tcpClosed;

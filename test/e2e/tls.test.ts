@@ -249,6 +249,17 @@ for (const engine of engines()) {
     s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     t.match(await server.waitLog(/TLS handshake from 127\.0\.0\.1:\d+ failed: .*/), /http.request/i);
     s.destroy();
+    // A scanner's flood: at most 20 lines in 10 s (the first is above), the rest summed up when the window ends.
+    for (let i = 0; i < 40; i++) {
+      const x = connect(server.port, '127.0.0.1');
+      x.on('error', () => undefined);
+      x.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      x.on('close', () => undefined);
+      t.teardown(() => x.destroy());
+    }
+    const summary = await server.waitLog(/… \d+ more failed TLS handshakes in the last [\d.]+ s \(lines held back\)/, 20_000);
+    t.equal((server.logs().match(/TLS handshake from /g) ?? []).length, 20, '20 lines in the window');
+    t.equal(Number(/… (\d+) more/.exec(summary)![1]), 21, 'the other 21 counted');
   });
 
   t.test(`[${engine}] a wrong password over TLS is the server's 404, named, and retried`, async (t) => {
