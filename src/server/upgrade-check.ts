@@ -64,10 +64,15 @@ function respondAndClose(socket: Duplex, answer: string): void {
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
-/** The peer as logs should show it: the proxy's X-Forwarded-For first hop when present. */
+/**
+ * The peer as logs show it: its own address first, always (what the socket
+ * proves), then the first hop of an X-Forwarded-For header, quoted, since
+ * anyone can send one: behind a proxy it names the client, otherwise it is
+ * only what the peer claims, and must not read as where it came from.
+ */
 export function peerName(req: IncomingMessage): string {
   const xff = req.headers['x-forwarded-for'];
   const addr = formatPeer(req.socket);
-  if (typeof xff === 'string' && xff.length > 0) return `${xff.split(',')[0]!.trim().slice(0, 64)} via ${addr}`;
-  return addr;
+  if (typeof xff !== 'string' || xff.length === 0) return addr;
+  return `${addr} (X-Forwarded-For ${JSON.stringify(xff.split(',')[0]!.trim().slice(0, 64))})`;
 }

@@ -34,6 +34,7 @@ for (const engine of engines()) {
       ['wrong path', upgrade('/other', good)],
       ['no auth header', upgrade('/tws', '')],
       ['wrong password', upgrade('/tws', `Tws-Auth: ${buildAuthHeader('wrong')}\r\n`)],
+      ['wrong password, claiming another address', upgrade('/tws', `Tws-Auth: ${buildAuthHeader('wrong')}\r\nX-Forwarded-For: 198.51.100.7 via 10.0.0.1:443\r\n`)],
       ['stale timestamp', upgrade('/tws', `Tws-Auth: ${buildAuthHeader(PASSWD, undefined, Date.now() - 60_000)}\r\n`)],
       ['garbage auth', upgrade('/tws', 'Tws-Auth: v1 hello\r\n')],
       ['no tws2 subprotocol', upgrade('/tws', good).replace('Sec-WebSocket-Protocol: tws2', 'Sec-WebSocket-Protocol: chat')],
@@ -51,6 +52,8 @@ for (const engine of engines()) {
     const logs = server.logs();
     t.match(logs, /refused upgrade from .*: bad mac \(wrong password\?\)/);
     t.match(logs, /refused upgrade from .*: path "\/other"/);
+    t.match(logs, /refused upgrade from 127\.0\.0\.1:\d+ \(X-Forwarded-For "198\.51\.100\.7 via 10\.0\.0\.1:443"\): bad mac/,
+      'the address the socket proves comes first; what the peer claims follows, quoted');
     t.match(logs, /timestamp off by/);
     t.notMatch(logs, new RegExp(PASSWD));
   });
