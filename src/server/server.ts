@@ -7,6 +7,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { createServer as createTlsServer } from 'node:https';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { shortPasswordNote } from '../auth/password-length';
 import { partyName, ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession, OpenRequest } from '../engine/types';
 import { drainSessions } from '../engine/drain';
@@ -255,6 +256,8 @@ export class TwsServer extends EventEmitter {
         if (!allow) this.opts.logger.warn('no allow-list: anyone holding the password can reach any address this server can');
         else if (allow.empty) this.opts.logger.warn('the allow-list is empty: every stream will be refused');
         else this.opts.logger.info(`allow-list: ${allow.rules.map((r) => r.text).join(', ')}; everything else is denied`);
+        const weak = shortPasswordNote(this.opts.passwd, this.users?.values());
+        if (weak) this.opts.logger.warn(weak);
         if (this.opts.legacy) this.opts.logger.warn(this.opts.passwd === undefined ? LEGACY_NO_PASSWORD : LEGACY_AUTH_WARNING);
         const reverse = this.opts.allowReverse;
         if (reverse && !reverse.empty) this.opts.logger.info(`reverse tunnels allowed on: ${reverse.rules.map((r) => r.text).join(', ')}`);

@@ -29,6 +29,10 @@ for (const engine of engines()) {
       procs.push(c);
       return c;
     };
+    t.match(await server.waitLog(/ WARN .*a password shorter than 16 characters.*/),
+      /users (alice, bob|bob, alice) have a password shorter than 16 characters: whoever sees a handshake over plain ws:\/\/ can test guesses offline/,
+      'the server warns about passwords short enough to guess');
+    t.notMatch(server.logs(), /alice-secret|bob-secret/, 'without saying them');
     const alice = await client(echo.addr, '--user', 'alice', '-p', 'alice-secret');
     const bob = await client(echo.addr, '--user', 'bob', '-p', 'bob-secret');
     const shared = await client(echo.addr);  // no user: the shared password (TWS_PASSWD)

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createHmac } from 'node:crypto';
+import { shortPasswordNote } from '../../src/auth/password-length';
 import { buildAuthHeader, ReplayCache, verifyAuthHeader } from '../../src/auth/tws-auth';
 
 const shared = (): string => 'pw';
@@ -79,4 +80,14 @@ t.test("a party's nonces (a user's, with --users) fill at most half the cache, a
   t.equal(c.accept('b1', 'bob', 10).ok, true);
   t.match(c.accept('b2', 'bob', 10), { ok: false, reason: /full/ }, 'the whole cache still bounds them all');
   t.equal(c.accept('a3', 'alice', 2001).ok, true, "alice's share frees as her nonces expire");
+});
+
+t.test('a password shorter than 16 characters is worth a warning, naming the users who have one', async (t) => {
+  t.equal(shortPasswordNote('0123456789abcdef'), undefined, '16 characters are enough');
+  t.match(shortPasswordNote('hunter2'), /^the password is 7 characters long: whoever sees a handshake over plain ws:\/\/ can test guesses offline; use 16 or more/);
+  t.equal(shortPasswordNote(undefined, [{ name: 'alice', passwd: 'a'.repeat(20) }]), undefined);
+  t.match(shortPasswordNote(undefined, [{ name: 'alice', passwd: 'a'.repeat(20) }, { name: 'bob', passwd: 'pw' }]), /^user bob has a password shorter than 16 characters:/);
+  const many = Array.from({ length: 7 }, (_, i) => ({ name: `u${i}`, passwd: 'x' }));
+  t.match(shortPasswordNote('ok-but-short', many), /^the password is 12 characters long; users u0, u1, u2, u3, u4 and 2 more have a password shorter than 16/);
+  t.equal(shortPasswordNote('ééééééééééééééé€'), undefined, 'characters, not bytes');
 });
