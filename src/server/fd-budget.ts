@@ -104,6 +104,22 @@ export class StreamSlots<S> {
     return undefined;
   }
 
+  /**
+   * A connection waiting at a reverse tunnel for its client to come back
+   * holds an fd and will be a stream: it takes a slot of the server's limit
+   * (no session's share: it has none yet) until releaseWaiting(). False,
+   * and nothing taken, when the server is at its limit.
+   */
+  holdWaiting(): boolean {
+    if (this.used >= this.plan.streams) return false;
+    this.used++;
+    return true;
+  }
+
+  releaseWaiting(): void {
+    this.used--;
+  }
+
   /** limitHit() in words for the refusal, or undefined when no limit would refuse. */
   full(session: S, user?: string): string | undefined {
     switch (this.limitHit(session, user)) {

@@ -25,8 +25,15 @@ import { Logger, peerText, RateLimitedLog } from '../util/log';
 export const MAX_LISTENERS_PER_CLIENT = 16;
 export const MAX_LISTENERS_PER_SESSION = 16;
 export const MAX_LISTENERS_PER_USER = 64;
-/** Connections a listener holds while none of its client's sessions is up; more are closed. */
-const MAX_WAITING = 64;
+/**
+ * Connections a listener holds while none of its client's sessions is up
+ * (more are closed), at most this many from one address, and at most this
+ * many in all (each also takes one of the server's stream slots, so waiting
+ * connections fit the fd plan: see ReverseOptions.waitingSlots).
+ */
+export const MAX_WAITING = 64;
+export const MAX_WAITING_PER_SOURCE = 16;
+export const MAX_WAITING_TOTAL = 1024;
 
 export interface ReverseOptions {
   logger: Logger;
@@ -36,6 +43,8 @@ export interface ReverseOptions {
   graceMs: number;
   /** Streams a session may carry; a connection beyond it is closed. */
   maxStreams: number;
+  /** The server's stream slots (the fd plan): a waiting connection holds one until it is carried or gone. */
+  waitingSlots?: { hold(): boolean; release(): void };
 }
 
 /** A session's share of the server's stream slots (the file descriptor plan), when it has one. */
@@ -52,7 +61,10 @@ export interface SessionSlots {
 
 interface Waiting {
   socket: Socket;
+  source: string;
   timer: NodeJS.Timeout;
+  /** Its 'readable' watch, until it has spoken. */
+  watch: () => void;
 }
 
 interface Listener {
@@ -84,6 +96,8 @@ export class ReverseListeners {
   private readonly refusals: RateLimitedLog;
   /** The server is stopping: no new listener. */
   private stopped = false;
+  /** Connections waiting for their client, over every listener. */
+  private waitingTotal = 0;
 
   constructor(private readonly opts: ReverseOptions) {
     this.log = opts.logger;
@@ -180,9 +194,8 @@ export class ReverseListeners {
       this.log.info(`${l.name}: its client is back (session#${session.id})`);
     }
     session.sendControl({ type: 'listen-ok', stream: 0, request, port: l.port });
-    for (const w of l.waiting.splice(0)) {
-      clearTimeout(w.timer);
-      w.socket.removeAllListeners('close');
+    for (const w of [...l.waiting]) {
+      this.unwait(l, w);
       this.carry(l, w.socket);
     }
   }
@@ -209,8 +222,8 @@ export class ReverseListeners {
     if (code !== undefined) {
       for (const [session, request] of l.sessions) session.sendControl({ type: 'listen-err', stream: 0, request, code, reason: `listener closed: ${why}` });
     }
-    for (const w of l.waiting.splice(0)) {
-      clearTimeout(w.timer);
+    for (const w of [...l.waiting]) {
+      this.unwait(l, w);
       w.socket.destroy();
     }
     l.server.close();
@@ -229,24 +242,59 @@ export class ReverseListeners {
   private onConnection(l: Listener, socket: Socket): void {
     socket.on('error', () => undefined);
     if (this.live(l)) return this.carry(l, socket);
-    if (l.waiting.length >= MAX_WAITING) {
-      this.refusals.line('warn', `${l.name}: connection from ${formatPeer(socket)} closed: ${MAX_WAITING} already wait for the client`);
+    // Anyone who reaches the port can make it wait: bounded per listener, per address and in all, and each
+    // holds a stream slot, so waiting connections cannot take the fds sessions need.
+    const source = socket.remoteAddress ?? '?';
+    const why = l.waiting.length >= MAX_WAITING ? `${MAX_WAITING} already wait for the client`
+      : l.waiting.filter((x) => x.source === source).length >= MAX_WAITING_PER_SOURCE ? `${MAX_WAITING_PER_SOURCE} from this address already wait for the client`
+        : this.waitingTotal >= MAX_WAITING_TOTAL ? `${MAX_WAITING_TOTAL} connections already wait at reverse tunnels`
+          : this.opts.waitingSlots && !this.opts.waitingSlots.hold() ? 'the server is at its stream limit' : undefined;
+    if (why) {
+      this.refusals.line('warn', `${l.name}: connection from ${formatPeer(socket)} closed: ${why}`);
       socket.destroy();
       return;
     }
+    this.waitingTotal++;
     const w: Waiting = {
       socket,
+      source,
       timer: setTimeout(() => {
-        l.waiting.splice(l.waiting.indexOf(w), 1);
+        this.unwait(l, w);
         socket.destroy();
       }, this.opts.graceMs),
+      watch: () => undefined,
     };
-    socket.once('close', () => {
-      const i = l.waiting.indexOf(w);
-      if (i >= 0) l.waiting.splice(i, 1);
-      clearTimeout(w.timer);
-    });
+    // Watched until its first bytes, so a peer that goes without a word is noticed (a socket nobody reads
+    // never sees its FIN or RST: it would keep its place, then be carried, dead, to the client's target).
+    // Once it has spoken, what it sent (one read at most) and any FIN after it wait in the socket for the stream.
+    const gone = (): void => {
+      if (!this.unwait(l, w)) return;
+      this.refusals.line('debug', `${l.name}: connection from ${formatPeer(socket)} went before its client came back`);
+      socket.destroy();
+    };
+    const onReadable = (): void => {
+      if (socket.readableLength > 0) return void socket.off('readable', onReadable);
+      socket.read();  // nothing buffered: at the end of the stream this makes 'end' come
+    };
+    w.watch = onReadable;
+    socket.on('readable', onReadable);
+    socket.once('end', gone);
+    socket.once('close', gone);
     l.waiting.push(w);
+  }
+
+  /** `w` stops waiting (carried, gone or timed out): its place, slot and listeners go; false if it was not waiting. */
+  private unwait(l: Listener, w: Waiting): boolean {
+    const i = l.waiting.indexOf(w);
+    if (i < 0) return false;
+    l.waiting.splice(i, 1);
+    this.waitingTotal--;
+    this.opts.waitingSlots?.release();
+    clearTimeout(w.timer);
+    w.socket.off('readable', w.watch);
+    w.socket.removeAllListeners('end');
+    w.socket.removeAllListeners('close');
+    return true;
   }
 
   private carry(l: Listener, socket: Socket, retried = false): void {

@@ -163,6 +163,7 @@ export class TwsServer extends EventEmitter {
       // A client's sessions may be gone briefly (a reconnect): its listeners wait this long for it.
       graceMs: 3 * this.sessionOpts.timeoutMs,
       maxStreams: this.sessionOpts.maxStreams,
+      waitingSlots: this.slots && { hold: () => this.slots!.holdWaiting(), release: () => this.slots!.releaseWaiting() },
     });
     // Test hook only (never documented): a server that predates reverse tunnels offers nothing.
     this.features = process.env.TWS_TEST_NO_FEATURES === '1' ? [] : [FEATURE_REVERSE];

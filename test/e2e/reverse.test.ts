@@ -297,6 +297,48 @@ for (const engine of engines()) {
     t.notOk(await accepts(port), 'and nothing listens any more');
   });
 
+  t.test(`[${engine}] while the client is away: a connection that goes is not kept nor carried; early data waits; at most 16 per address`, async (t) => {
+    let reached = 0;
+    const echo = await tcpServer((s) => { reached++; s.pipe(s); });
+    t.teardown(() => echo.close());
+    const port = await freePort();
+    const server = await startServer(t, engine, ['--allow-reverse', `127.0.0.1:${port}`, '-t', '2000', '-v']);
+    const relay = await cuttableRelay(server.port);
+    t.teardown(() => relay.close());
+    const client = await startClient(t, engine, relay.port, [`${port}:${echo.addr}`], ['-c', '1', '-t', '2000', '-e', '50']);
+    await client.waitLog(listening(port));
+    relay.setDown(true);
+    relay.cut();
+    await server.waitLog(new RegExp(`reverse 127\\.0\\.0\\.1:${port}: no session of its client is up`));
+    // 16 that connect and go at once (their FIN is all the server hears of them).
+    for (let i = 0; i < 16; i++) {
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      await new Promise((r) => s.once('connect', r));
+      s.end();
+    }
+    await server.waitLog(/(?:went before its client came back[\s\S]*?){16}/);
+    t.pass('each one that went is let go at once');
+    // One address holds at most 16 places.
+    const held: Socket[] = [];
+    t.teardown(() => { for (const s of held) s.destroy(); });
+    for (let i = 0; i < 17; i++) {
+      const s = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+      s.on('error', () => undefined);
+      held.push(s);
+    }
+    t.match(await server.waitLog(/connection from 127\.0\.0\.2:\d+ closed: .*/), /16 from this address already wait for the client/);
+    // Data sent while waiting is carried first once the client is back.
+    const early = roundTrip(port, Buffer.from('sent while the client was away'));
+    await client.waitLog(/cannot connect to /);
+    relay.setDown(false);
+    t.equal((await early).toString(), 'sent while the client was away', 'early data reached the target, echoed back');
+    t.ok(await waitFor(() => reached >= 17), `the 16 held and the one with data reached the target (${reached})`);
+    // All that waited were carried at once, as the client came back: one more connection made after them shows the count.
+    t.equal((await roundTrip(port, Buffer.from('after'))).toString(), 'after');
+    t.equal(reached, 18, 'none of those that went was carried');
+  });
+
   t.test(`[${engine}] --max-streams applies to reverse streams`, async (t) => {
     const held = await tcpServer(() => undefined);  // accepts and holds every connection
     t.teardown(() => held.close());

@@ -97,3 +97,15 @@ t.test('reclaimScope: the narrowest reserves that would admit one more stream, n
   t.equal(users.reclaimScope('u2', 'u'), 'user', "u1's reserve is enough, no one else's is needed");
   t.equal(users.reclaimScope('v1', 'v'), undefined, 'another user is not at any limit');
 });
+
+t.test('a connection waiting at a reverse tunnel holds a slot of the server limit until released', async (t) => {
+  const slots = new StreamSlots<string>({ streams: 3, perSession: 3, perUser: 3 });
+  t.equal(slots.take('a', 1), undefined);
+  t.equal(slots.holdWaiting(), true);
+  t.equal(slots.holdWaiting(), true);
+  t.equal(slots.holdWaiting(), false, 'none left: the next waiting connection is refused');
+  t.match(slots.take('a', 3), /server at its stream limit/, 'and the waiting ones count against streams too');
+  slots.releaseWaiting();
+  t.equal(slots.take('a', 3), undefined, 'a released slot is free again');
+  t.equal(slots.inUse, 3);
+});
