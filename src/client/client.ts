@@ -15,7 +15,7 @@ import { sessionName } from '../engine/session-close';
 import { openLines } from '../engine/stream-log';
 import { formatHostPort, formatPeer, HostPort } from '../util/address';
 import { TwsError } from '../util/errors';
-import { Logger, peerText } from '../util/log';
+import { Logger, peerText, RateLimitedLog } from '../util/log';
 import type { ConnectOptions } from './connect-options';
 import { EngineAccept } from './engine-accept';
 import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest, TOO_MANY_NEGOTIATING } from './http-connect';
@@ -105,6 +105,9 @@ interface Waiting extends Carried {
   timer: NodeJS.Timeout;
 }
 
+/** Connections held while no session is up (the native engine holds as many per listener); more are closed. */
+export const MAX_WAITING = 1024;
+
 export class TwsClient extends EventEmitter {
   private readonly tunnels: LocalTunnel[] = [];
   private readonly slots: SessionSlot[] = [];
@@ -113,6 +116,8 @@ export class TwsClient extends EventEmitter {
   /** Every session up and not yet closed (its 'close' not yet emitted), draining or not. */
   private readonly unclosed = new Set<EngineSession>();
   private readonly waiting: Waiting[] = [];
+  /** Lines anyone who reaches a local port can provoke, one per connection, while no session is up. */
+  private readonly waitLines: RateLimitedLog;
   private readonly timeout: number;
 
   constructor(private readonly opts: TwsClientOptions) {
@@ -136,6 +141,7 @@ export class TwsClient extends EventEmitter {
       ? new ReverseTunnels(opts.reverse, { logger: opts.logger, retryTimeout: opts.retryTimeout ?? 1000 })
       : undefined;
     this.timeout = opts.timeout ?? 5000;
+    this.waitLines = new RateLimitedLog(opts.logger, 'connections closed with no session up');
     const n = opts.connections ?? 2;
     for (let i = 1; i <= n; i++) {
       const slot = new SessionSlot(i, {
@@ -309,6 +315,7 @@ export class TwsClient extends EventEmitter {
       t.udp?.close();
       t.socks?.close();
     }
+    this.waitLines.flush();
     return Promise.all(closing).then(() => undefined);
   }
 
@@ -342,11 +349,18 @@ export class TwsClient extends EventEmitter {
       return;
     }
     const { socket, peer, label } = c;
+    // As many as the native engine holds per listener: the rest of a flood is turned away, not held.
+    if (this.waiting.length >= MAX_WAITING) {
+      this.waitLines.line('warn', `connection from ${peer}${label} closed: ${MAX_WAITING} connections already wait for a session`);
+      if (c.reply) answerLocal(socket, c.reply.otherwise);
+      else socket.destroy();
+      return;
+    }
     const w: Waiting = {
       ...c,
       timer: setTimeout(() => {
         this.unwait(w);
-        this.opts.logger.warn(`no session to the server within ${this.timeout} ms; closing connection from ${peer}${label}`);
+        this.waitLines.line('warn', `no session to the server within ${this.timeout} ms; closing connection from ${peer}${label}`);
         if (c.reply) answerLocal(socket, c.reply.otherwise);
         else socket.destroy();
       }, this.timeout),

@@ -40,9 +40,12 @@ export class EngineAccept {
   private granted: EngineSession | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly failures: RateLimitedLog;
+  /** Anyone who reaches the port while no session is up provokes one per connection. */
+  private readonly late: RateLimitedLog;
 
   private constructor(private readonly o: EngineAcceptOptions) {
     this.failures = new RateLimitedLog(o.logger, 'accept failures');
+    this.late = new RateLimitedLog(o.logger, 'connections closed with no session up');
   }
 
   /** Hands `server`'s connections to `engine`, or undefined when it cannot take them (the caller keeps accepting). */
@@ -69,7 +72,7 @@ export class EngineAccept {
         if (session && self.acceptor?.grant(session, true)) self.granted = session;
       },
       opened: (session, stream, peer) => o.opened(session, stream, peer),
-      timedOut: (peer) => o.logger.warn(`no session to the server within ${o.timeoutMs} ms; closing connection from ${peer}${o.label}`),
+      timedOut: (peer) => self.late.line('warn', `no session to the server within ${o.timeoutMs} ms; closing connection from ${peer}${o.label}`),
       acceptFailed: (code) => {
         if (started) return self.failures.line('warn', `listener${o.label}: cannot accept a connection: ${code}; turning connections away`);
         started = true;
@@ -90,6 +93,7 @@ export class EngineAccept {
     this.timer = undefined;
     this.acceptor?.close();
     this.acceptor = undefined;
+    this.late.flush();
   }
 
   /** Grants the session pick() gives, unless it is `refused` (then, as when it cannot take the grant, tries again shortly). */

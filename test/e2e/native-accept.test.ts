@@ -134,6 +134,12 @@ for (const engine of engines()) {
       s.resume();
     })));
     t.equal(ended.filter((e) => e).length, 1100, 'every connection was closed within 15 s (the timeout is 1 s)');
+    // Anyone who reaches the port provokes these: rate-limited, then counted.
+    const summary = await client.waitLog(/… \d+ more connections closed with no session up in the last [\d.]+ s \(lines held back\)/, 15_000);
+    t.ok(Number(/… (\d+) more/.exec(summary)![1]) > 1000, 'the rest are summed up');
+    t.ok((client.logs().match(/no session to the server within|already wait for a session/g) ?? []).length <= 40, 'at most 20 lines in each 10 s');
+    // The js path holds as many as the engine does, and turns the rest away.
+    if (engine === 'js') t.match(client.logs(), /connection from 127\.0\.0\.1:\d+ closed: 1024 connections already wait for a session/);
   });
 }
 
