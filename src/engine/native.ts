@@ -153,13 +153,13 @@ class NativeSession extends EventEmitter implements EngineSession {
     const taken = unavailable ? undefined : takeOver(local);
     const id = taken ? this.takeStreamId() : 0;
     if (!taken || id === 0) {
-      if (!unavailable) this.log.warn(`connection not carried: ${taken ? 'no stream id left' : 'not a plain TCP socket'}`);
+      if (!unavailable) this.streamLog.notOpened(`connection not carried: ${taken ? 'no stream id left' : 'not a plain TCP socket'}`);
       return refuse();
     }
     const err = this.core.openStream(this.coreId, id, taken.fd, target, taken.buffered, opts.reply);
     if (err !== 0) {
       // The engine could not take the socket (no fd left to dup it): nothing is left behind.
-      this.log.warn(`stream#${id} not opened: cannot hand the local socket to the engine (${errnoName(err)})`);
+      this.streamLog.notOpened(`stream#${id} not opened: cannot hand the local socket to the engine (${errnoName(err)})`);
       return refuse();
     }
     this.streams.set(id, { target, tunnel: opts.tunnel, openedAt: Date.now() });

@@ -76,6 +76,11 @@ export class StreamLog {
     this.refusals.line('info', `stream#${info.stream} refused → ${peerText(info.target) || '(pinned)'}: ${info.reason}`);
   }
 
+  /** A local connection this side could not open a stream for (whoever reaches a local port can provoke one each). */
+  notOpened(why: string): void {
+    this.refusals.line('warn', why);
+  }
+
   /** A stream's one close line, with bytes each way and how long it lived (`openedAt`: ms since the epoch). */
   closed(level: LogLevel, info: StreamClosedInfo, openedAt: number | undefined): void {
     const secs = openedAt === undefined ? '0.0' : ((Date.now() - openedAt) / 1000).toFixed(1);

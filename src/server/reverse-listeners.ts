@@ -324,7 +324,7 @@ export class ReverseListeners {
     }
     const id = session.openStream(socket, l.bind, { tunnel: l.name });
     if (id === 0) {
-      this.log.warn(`session#${session.id}: connection from ${peer} (${l.name}) not carried; reset`);
+      this.refusals.line('warn', `session#${session.id}: connection from ${peer} (${l.name}) not carried; reset`);
       return;
     }
     slots?.take(id);

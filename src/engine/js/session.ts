@@ -151,7 +151,7 @@ export class JsSession extends EventEmitter implements EngineSession {
   private newOutgoing(target: string, kind: StreamKindValue, tunnel: string | undefined): JsStream | undefined {
     if (this.closed || this.peerDraining || this.ids.exhausted) return undefined;
     if (kind === StreamKind.TCP && (this.flow.processFull() || this.flow.sessionFull())) {
-      this.log.warn(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
+      this.streamLog.notOpened(`stream to ${peerText(target)} not opened: memory budget reached (--buffer-budget)`);
       return undefined;
     }
     const id = this.ids.take();
