@@ -184,15 +184,17 @@ export class TwsClient extends EventEmitter {
     }
     if (proxyAt) {
       const limit = new NegotiationLimit(HTTP_CONNECT, opts.logger);
+      const answers = new RateLimitedLog(opts.logger, `${HTTP_CONNECT} requests answered`);
       const proxy = async (socket: Socket, peer: string): Promise<{ target: string; reply: StreamReply } | undefined> => {
         const release = limit.admit(socket, peer);
         if (!release) {
           answerLocal(socket, TOO_MANY_NEGOTIATING, 100);
           return undefined;
         }
-        const target = await readConnectRequest(socket, this.timeout, opts.logger, peer);
+        const target = await readConnectRequest(socket, this.timeout, answers, peer);
+        if (target === undefined) return undefined;  // answered: its place is held until the socket is gone (admit)
         release();
-        return target === undefined ? undefined : { target, reply: CONNECT_REPLY };
+        return { target, reply: CONNECT_REPLY };
       };
       this.addTunnel(proxyAt, '*', HTTP_CONNECT, ` (${HTTP_CONNECT})`, { tcp: true, udp: false, udpOptional: false }, proxy);
     }

@@ -11,7 +11,7 @@ import { answerLocal } from '../engine/reply';
 import type { StreamReply } from '../engine/types';
 import { ResetCode } from '../protocol/constants';
 import { formatHostPort, parseHostPort } from '../util/address';
-import { Logger, peerText } from '../util/log';
+import { peerText, RateLimitedLog } from '../util/log';
 
 /** How stream lines and logs name the listener. */
 export const HTTP_CONNECT = 'http-connect';
@@ -85,9 +85,10 @@ export function parseConnectHead(buf: Buffer): HeadVerdict {
  * Reads one request head from `socket` (paused, as the listener accepts it)
  * within `timeoutMs`: resolves with the CONNECT target, the bytes past the
  * head pushed back onto the socket (the stream carries them first); or
- * answers (400, 405, 408) or drops the connection and resolves undefined.
+ * answers (400, 405, 408; a line each through `lines`: anyone who reaches
+ * the port provokes them) or drops the connection and resolves undefined.
  */
-export function readConnectRequest(socket: Socket, timeoutMs: number, log: Logger, peer: string): Promise<string | undefined> {
+export function readConnectRequest(socket: Socket, timeoutMs: number, lines: RateLimitedLog, peer: string): Promise<string | undefined> {
   return new Promise((resolve) => {
     let buf: Buffer = Buffer.alloc(0);
     const finish = (target: string | undefined): void => {
@@ -100,7 +101,7 @@ export function readConnectRequest(socket: Socket, timeoutMs: number, log: Logge
     };
     const answer = (response: Buffer, why: string): void => {
       finish(undefined);
-      log.info(`${HTTP_CONNECT}: ${peerText(why, 64)} from ${peer}; answered ${response.subarray(9, 12).toString('latin1')}`);
+      lines.line('info', `${HTTP_CONNECT}: ${peerText(why, 64)} from ${peer}; answered ${response.subarray(9, 12).toString('latin1')}`);
       answerLocal(socket, response);
     };
     const onData = (chunk: Buffer): void => {

@@ -138,6 +138,22 @@ for (const engine of engines()) {
     for (const s of idle) s.destroy();
   });
 
+  t.test(`[${engine}] an answered HTTP request keeps its negotiating place until its socket is gone`, async (t) => {
+    const { client } = await start(t, engine, [], ['--http-connect', '127.0.0.1:0']);
+    const http = await portOf(client, '* (http-connect)');
+    // 64 requests the proxy answers (405) at once, from a peer that keeps its half open after the answer.
+    const answered = await Promise.all(Array.from({ length: 64 }, async () => {
+      const s = connect({ port: http, host: '127.0.0.1', allowHalfOpen: true });
+      t.teardown(() => s.destroy());
+      s.on('error', () => undefined);
+      s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      return (await readBytes(s, 12, 3000)).data.toString('latin1');
+    }));
+    t.ok(answered.every((a) => a.startsWith('HTTP/1.1 405')), 'each answered 405');
+    const late = await connectFrom(http, '127.0.0.1', t);
+    t.match((await readBytes(late, 12, 3000)).data.toString('latin1'), /^HTTP\/1\.1 503/, 'the 65th from the address is answered 503: the 64 still count');
+  });
+
   t.test(`[${engine}] early data in the same write as the CONNECT request (2000 bytes, 64 KiB) reaches the target intact`, async (t) => {
     const target = await echoServer();
     t.teardown(() => target.close());
