@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { sourceKey } from '../util/ip';
+import { formatPeer } from '../util/address';
 import { Logger, RateLimitedLog } from '../util/log';
 
 /** Connections one listener may have negotiating at once. */
@@ -18,6 +19,8 @@ export class NegotiationLimit {
   private total = 0;
   /** Sources with a connection negotiating: at most `max` entries. */
   private readonly bySource = new Map<string, number>();
+  /** Connections negotiating, oldest first, with their source and the function that gives their place back. */
+  private readonly held = new Map<Socket, { source: string; release: () => void }>();
   private readonly refusals: RateLimitedLog;
 
   constructor(
@@ -32,31 +35,53 @@ export class NegotiationLimit {
   /**
    * Takes a place for `socket` (from `peer`, as logs spell it): returns the
    * function that gives it back (idempotent; the socket's close does it
-   * too), or undefined when the listener is full, said in a warning: the
-   * caller closes the connection.
+   * too), or undefined when its address holds its share already, said in a
+   * warning: the caller closes the connection. When the listener is full
+   * and another address holds more places than this one, that address's
+   * oldest connection is closed to make room: a few addresses of idle
+   * connections cannot lock everyone else out (a client that negotiates
+   * takes milliseconds, so the oldest is the idlest).
    */
   admit(socket: Socket, peer: string): (() => void) | undefined {
     const source = sourceKey(socket.remoteAddress ?? '');
     const n = this.bySource.get(source) ?? 0;
-    const full = this.total >= this.max ? `${this.max} connections`
-      : n >= this.perSource ? `${this.perSource} connections from its address` : '';
+    let full = n >= this.perSource ? `${this.perSource} connections from its address` : '';
+    if (!full && this.total >= this.max && !this.evictFor(n)) full = `${this.max} connections`;
     if (full) {
       this.refusals.line('warn', `${this.name}: closed the connection from ${peer} at once: already ${full} negotiating`);
       return undefined;
     }
     this.total++;
     this.bySource.set(source, n + 1);
-    let held = true;
+    let isHeld = true;
     const release = (): void => {
-      if (!held) return;
-      held = false;
+      if (!isHeld) return;
+      isHeld = false;
       socket.off('close', release);
+      this.held.delete(socket);
       this.total--;
       const left = (this.bySource.get(source) ?? 1) - 1;
       if (left > 0) this.bySource.set(source, left);
       else this.bySource.delete(source);
     };
     socket.on('close', release);
+    this.held.set(socket, { source, release });
     return release;
+  }
+
+  /** Closes the oldest connection of the address holding the most places, if it holds more than `mine`; false if none does. */
+  private evictFor(mine: number): boolean {
+    let top: string | undefined;
+    let most = mine;
+    for (const [source, count] of this.bySource) if (count > most) [top, most] = [source, count];
+    if (top === undefined) return false;
+    for (const [socket, h] of this.held) {
+      if (h.source !== top) continue;
+      this.refusals.line('warn', `${this.name}: closed the oldest connection still negotiating from ${formatPeer(socket)} to make room (its address holds ${most})`);
+      h.release();
+      socket.destroy();
+      return true;
+    }
+    return false;
   }
 }
