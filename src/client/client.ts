@@ -105,7 +105,7 @@ interface Waiting extends Carried {
   timer: NodeJS.Timeout;
 }
 
-/** Connections held while no session is up (the native engine holds as many per listener); more are closed. */
+/** Connections a listener holds while no session is up (as the native engine does); more are closed. */
 export const MAX_WAITING = 1024;
 
 export class TwsClient extends EventEmitter {
@@ -118,6 +118,8 @@ export class TwsClient extends EventEmitter {
   private readonly waiting: Waiting[] = [];
   /** Lines anyone who reaches a local port can provoke, one per connection, while no session is up. */
   private readonly waitLines: RateLimitedLog;
+  /** The HTTP CONNECT proxy's answers to requests it refuses (400, 405, 408). */
+  private readonly proxyAnswers: RateLimitedLog;
   private readonly timeout: number;
 
   constructor(private readonly opts: TwsClientOptions) {
@@ -142,6 +144,7 @@ export class TwsClient extends EventEmitter {
       : undefined;
     this.timeout = opts.timeout ?? 5000;
     this.waitLines = new RateLimitedLog(opts.logger, 'connections closed with no session up');
+    this.proxyAnswers = new RateLimitedLog(opts.logger, `${HTTP_CONNECT} requests answered`);
     const n = opts.connections ?? 2;
     for (let i = 1; i <= n; i++) {
       const slot = new SessionSlot(i, {
@@ -184,14 +187,13 @@ export class TwsClient extends EventEmitter {
     }
     if (proxyAt) {
       const limit = new NegotiationLimit(HTTP_CONNECT, opts.logger);
-      const answers = new RateLimitedLog(opts.logger, `${HTTP_CONNECT} requests answered`);
       const proxy = async (socket: Socket, peer: string): Promise<{ target: string; reply: StreamReply } | undefined> => {
         const release = limit.admit(socket, peer);
         if (!release) {
           answerLocal(socket, TOO_MANY_NEGOTIATING, 100);
           return undefined;
         }
-        const target = await readConnectRequest(socket, this.timeout, answers, peer);
+        const target = await readConnectRequest(socket, this.timeout, this.proxyAnswers, peer);
         if (target === undefined) return undefined;  // answered: its place is held until the socket is gone (admit)
         release();
         return { target, reply: CONNECT_REPLY };
@@ -318,6 +320,7 @@ export class TwsClient extends EventEmitter {
       t.socks?.close();
     }
     this.waitLines.flush();
+    this.proxyAnswers.flush();
     return Promise.all(closing).then(() => undefined);
   }
 
@@ -351,9 +354,9 @@ export class TwsClient extends EventEmitter {
       return;
     }
     const { socket, peer, label } = c;
-    // As many as the native engine holds per listener: the rest of a flood is turned away, not held.
-    if (this.waiting.length >= MAX_WAITING) {
-      this.waitLines.line('warn', `connection from ${peer}${label} closed: ${MAX_WAITING} connections already wait for a session`);
+    // As many per listener as the native engine holds: the rest of a flood is turned away, not held.
+    if (this.waiting.reduce((n, x) => n + (x.label === label ? 1 : 0), 0) >= MAX_WAITING) {
+      this.waitLines.line('warn', `connection from ${peer}${label} closed: ${MAX_WAITING} connections of its listener already wait for a session`);
       if (c.reply) answerLocal(socket, c.reply.otherwise);
       else socket.destroy();
       return;

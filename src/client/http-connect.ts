@@ -96,6 +96,7 @@ export function readConnectRequest(socket: Socket, timeoutMs: number, lines: Rat
       socket.off('data', onData);
       socket.off('end', gone);
       socket.off('error', gone);
+      socket.off('close', gone);
       socket.pause();
       resolve(target);
     };
@@ -121,6 +122,7 @@ export function readConnectRequest(socket: Socket, timeoutMs: number, lines: Rat
     socket.on('data', onData);
     socket.once('end', gone);
     socket.once('error', gone);
+    socket.once('close', gone);  // destroyed here (a full negotiation limit makes room): no answer, no line
     socket.resume();
   });
 }

@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { MAX_REASON } from '../protocol/constants';
-import { startReading } from './js/local-reads';
+import { startReading } from '../net/local-reads';
 import type { StreamReply } from './types';
 
 /** At most this many bytes in `ok`, `otherwise` and each rule's bytes. */

@@ -62,6 +62,8 @@ export class StreamSlots<S> {
   /** Slots held per user, and whose sessions they are. */
   private readonly byUser = new Map<string, number>();
   private readonly userOf = new Map<S, string>();
+  /** Connections waiting at reverse tunnels (holdWaiting). */
+  private waiting = 0;
 
   constructor(readonly plan: Pick<FdPlan, 'streams' | 'perSession' | 'perUser'>) {}
 
@@ -107,17 +109,21 @@ export class StreamSlots<S> {
   /**
    * A connection waiting at a reverse tunnel for its client to come back
    * holds an fd and will be a stream: it takes a slot of the server's limit
-   * (no session's share: it has none yet) until releaseWaiting(). False,
-   * and nothing taken, when the server is at its limit.
+   * until releaseWaiting(), and such connections together take at most a
+   * session's share (anyone who reaches a reverse port can make one, so
+   * they must not fill the server's streams). False, and nothing taken,
+   * when either is full.
    */
   holdWaiting(): boolean {
-    if (this.used >= this.plan.streams) return false;
+    if (this.used >= this.plan.streams || this.waiting >= this.plan.perSession) return false;
     this.used++;
+    this.waiting++;
     return true;
   }
 
   releaseWaiting(): void {
     this.used--;
+    this.waiting--;
   }
 
   /** limitHit() in words for the refusal, or undefined when no limit would refuse. */

@@ -14,9 +14,10 @@ import { ListenError } from '../protocol/constants';
 import type { ControlFrame } from '../protocol/frames';
 import type { AllowList } from '../policy/allow-list';
 import { formatHostPort, formatPeer, parseHostPort } from '../util/address';
-import { IpAddress, ipText, parseBindIp } from '../util/ip';
+import { IpAddress, ipText, parseBindIp, sourceKey } from '../util/ip';
 import { openLines } from '../engine/stream-log';
 import { Logger, peerText, RateLimitedLog } from '../util/log';
+import { stopReading } from '../net/local-reads';
 
 /**
  * Listeners one client (token) may hold, one session (whatever tokens it
@@ -64,7 +65,7 @@ interface Waiting {
   source: string;
   timer: NodeJS.Timeout;
   /** Its 'readable' watch, until it has spoken. */
-  watch: () => void;
+  watch: (() => void) | undefined;
 }
 
 interface Listener {
@@ -196,7 +197,9 @@ export class ReverseListeners {
     session.sendControl({ type: 'listen-ok', stream: 0, request, port: l.port });
     for (const w of [...l.waiting]) {
       this.unwait(l, w);
-      this.carry(l, w.socket);
+      // Next tick: Node settles a socket's flowing mode a tick after its 'readable' watch goes (unwait), and
+      // would resume it behind the back of an engine that attached to it in between.
+      process.nextTick(() => this.carry(l, w.socket));
     }
   }
 
@@ -244,7 +247,7 @@ export class ReverseListeners {
     if (this.live(l)) return this.carry(l, socket);
     // Anyone who reaches the port can make it wait: bounded per listener, per address and in all, and each
     // holds a stream slot, so waiting connections cannot take the fds sessions need.
-    const source = socket.remoteAddress ?? '?';
+    const source = sourceKey(socket.remoteAddress ?? '');
     const why = l.waiting.length >= MAX_WAITING ? `${MAX_WAITING} already wait for the client`
       : l.waiting.filter((x) => x.source === source).length >= MAX_WAITING_PER_SOURCE ? `${MAX_WAITING_PER_SOURCE} from this address already wait for the client`
         : this.waitingTotal >= MAX_WAITING_TOTAL ? `${MAX_WAITING_TOTAL} connections already wait at reverse tunnels`
@@ -262,7 +265,7 @@ export class ReverseListeners {
         this.unwait(l, w);
         socket.destroy();
       }, this.opts.graceMs),
-      watch: () => undefined,
+      watch: undefined,
     };
     // Watched until its first bytes, so a peer that goes without a word is noticed (a socket nobody reads
     // never sees its FIN or RST: it would keep its place, then be carried, dead, to the client's target).
@@ -273,8 +276,11 @@ export class ReverseListeners {
       socket.destroy();
     };
     const onReadable = (): void => {
-      if (socket.readableLength > 0) return void socket.off('readable', onReadable);
-      socket.read();  // nothing buffered: at the end of the stream this makes 'end' come
+      if (socket.readableLength === 0) return void socket.read();  // nothing buffered: at the end of the stream this makes 'end' come
+      // It spoke: it reads no further until carried (what it sends next stays in the kernel).
+      socket.off('readable', onReadable);
+      w.watch = undefined;
+      stopReading(socket);
     };
     w.watch = onReadable;
     socket.on('readable', onReadable);
@@ -291,7 +297,7 @@ export class ReverseListeners {
     this.waitingTotal--;
     this.opts.waitingSlots?.release();
     clearTimeout(w.timer);
-    w.socket.off('readable', w.watch);
+    if (w.watch) w.socket.off('readable', w.watch);
     w.socket.removeAllListeners('end');
     w.socket.removeAllListeners('close');
     return true;

@@ -46,6 +46,11 @@ t.test('stream slots: the sessions of one user together hold at most the per-use
   slots.releaseSession('s1');
   t.equal(slots.take('s2', 3, 'mallory'), undefined, 'a closed session gives the user its slots back');
   t.equal(slots.inUse, 3);
+  const big = new StreamSlots<string>({ streams: 100, perSession: 25, perUser: 50 });
+  let held = 0;
+  while (big.holdWaiting()) held++;
+  t.equal(held, 25, 'waiting connections take a session\'s share at most');
+  t.equal(big.take('a', 1), undefined, 'the rest stays for sessions');
 });
 
 t.test('an empty allow-list allows nothing, without even resolving the name', async (t) => {

@@ -9,7 +9,7 @@ import * as codec from '../../protocol/frames';
 import { answerLocal } from '../reply';
 import type { DatagramPort } from '../types';
 import type { SessionFlow } from './flow';
-import { readOnlyWhenAsked } from './local-reads';
+import { readOnlyWhenAsked } from '../../net/local-reads';
 import type { Scheduler } from './scheduler';
 import { HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, own } from './stream';
 

@@ -4,7 +4,7 @@
  * send buffer has room. It also decides which local sockets read: each while
  * its stream has credit beyond what it holds and room in its queue, and the
  * session's queue has room; none once the session's is full, until it drained
- * (see local-reads.ts: a stopped socket reads nothing). Bytes read beyond a
+ * (see net/local-reads.ts: a stopped socket reads nothing). Bytes read beyond a
  * stream's credit (at most one read each) wait for the peer, not for us: they
  * do not count towards the session's queue, so streams the peer gives no
  * credit cannot stop those it does (as in the native engine, which reads a
@@ -13,7 +13,7 @@
 import type { WebSocket } from 'ws';
 import { HEADER_LEN, MAX_DATA } from '../../protocol/constants';
 import * as codec from '../../protocol/frames';
-import { startReading, stopReading } from './local-reads';
+import { startReading, stopReading } from '../../net/local-reads';
 import { JsStream, SESSION_QUEUE_LIMIT, STREAM_QUEUE_LIMIT } from './stream';
 
 /** Keep at most this much in the WebSocket's send buffer (bytes), so pings never wait behind much DATA. */
