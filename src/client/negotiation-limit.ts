@@ -16,7 +16,6 @@ export const MAX_NEGOTIATING = 256;
 export const MAX_NEGOTIATING_PER_SOURCE = 64;
 
 export class NegotiationLimit {
-  private total = 0;
   /** Sources with a connection negotiating: at most `max` entries. */
   private readonly bySource = new Map<string, number>();
   /** Connections negotiating, oldest first, with their source and the function that gives their place back. */
@@ -46,12 +45,11 @@ export class NegotiationLimit {
     const source = sourceKey(socket.remoteAddress ?? '');
     const n = this.bySource.get(source) ?? 0;
     let full = n >= this.perSource ? `${this.perSource} connections from its address` : '';
-    if (!full && this.total >= this.max && !this.evictFor(n)) full = `${this.max} connections`;
+    if (!full && this.held.size >= this.max && !this.evictFor(n)) full = `${this.max} connections`;
     if (full) {
       this.refusals.line('warn', `${this.name}: closed the connection from ${peer} at once: already ${full} negotiating`);
       return undefined;
     }
-    this.total++;
     this.bySource.set(source, n + 1);
     let isHeld = true;
     const release = (): void => {
@@ -59,7 +57,6 @@ export class NegotiationLimit {
       isHeld = false;
       socket.off('close', release);
       this.held.delete(socket);
-      this.total--;
       const left = (this.bySource.get(source) ?? 1) - 1;
       if (left > 0) this.bySource.set(source, left);
       else this.bySource.delete(source);
