@@ -28,6 +28,8 @@ export class AheadGrant {
   private held = false;
   /** Its session ended: nothing of it is coming back. */
   ended = false;
+  /** Set by AheadGrants.add: says when a top-up must wait (while streams that waited for slots retry). */
+  gate?: { mayTopUp(grant: AheadGrant): boolean };
 
   constructor(
     readonly session: EngineSession,
@@ -66,6 +68,7 @@ export class AheadGrant {
     const s = this.session;
     // Not while a revocation is on its way either: what it brings back is for the streams waiting on it first.
     if (!s.grantAhead || s.closed || s.peerDraining || this.held || this.revoking || this.reserved > AHEAD_LOW || !this.allowed()) return;
+    if (this.gate && !this.gate.mayTopUp(this)) return;
     const want = Math.min(AHEAD_BLOCK, this.maxStreams - s.streamCount) - this.reserved;
     const n = this.slots ? this.slots.reserve(s, want, this.party) : want;
     if (n <= 0) return;
@@ -129,9 +132,23 @@ export class AheadGrants {
   private readonly waits = new Map<AheadGrant, { n: number; round: Round }[]>();
   /** The newest round per scope: a reclaim waiting for the same revocations joins it rather than starting another. */
   private readonly latest = new Map<unknown, Round>();
+  /**
+   * Waiting streams are being retried: a grant that would top up now (a
+   * retried stream opened, so its session's grant resumes) waits until the
+   * last retry has run, or it would take the slots the next retry waited for.
+   */
+  private retrying = 0;
+  private readonly deferred = new Set<AheadGrant>();
 
   add(session: EngineSession, grant: AheadGrant): void {
+    grant.gate = this;
     this.grants.set(session, grant);
+  }
+
+  mayTopUp(grant: AheadGrant): boolean {
+    if (this.retrying === 0) return true;
+    this.deferred.add(grant);
+    return false;
   }
 
   /** The session ended (its slots are free): streams waiting on its reserve may go on. */
@@ -208,6 +225,15 @@ export class AheadGrants {
       done.push(round);
     }
     if (queue.length === 0) this.waits.delete(g);
-    for (const round of done) for (const retry of round.retries) retry();
+    this.retrying++;
+    try {
+      for (const round of done) for (const retry of round.retries) retry();
+    } finally {
+      this.retrying--;
+    }
+    if (this.retrying > 0) return;
+    const deferred = [...this.deferred];
+    this.deferred.clear();
+    for (const grant of deferred) if (!grant.ended) grant.topUp();
   }
 }

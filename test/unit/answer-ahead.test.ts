@@ -8,6 +8,7 @@
 import t from 'tap';
 import { AheadGrant, AheadGrants } from '../../src/server/answer-ahead';
 import type { EngineSession } from '../../src/engine/types';
+import { StreamSlots } from '../../src/server/fd-budget';
 
 /** A session as AheadGrant sees it: counts what it is sent. */
 function standIn(): EngineSession & { granted: number; revoked: number } {
@@ -93,4 +94,32 @@ t.test('a reclaim limited to one session or one user takes back only those reser
   t.same(s.map((x) => x.revoked), [1, 1, 0], "alice's sessions'");
   grants.reclaim('server', s[2]!, 'bob', () => undefined);
   t.same(s.map((x) => x.revoked), [1, 1, 1], "everyone's");
+});
+
+t.test("streams that waited for a reserve all get its slots before the engine's grant resumes", async (t) => {
+  // A session's share of 40: its engine's reserve takes 32 and 8 streams opened the usual way the rest.
+  const slots = new StreamSlots<EngineSession>({ streams: 1000, perSession: 40, perUser: 1000 });
+  const grants = new AheadGrants();
+  const session = standIn();
+  const grant = new AheadGrant(session, slots, undefined, 1000, 1024, () => true);
+  grants.add(session, grant);
+  grant.topUp();
+  t.equal(session.granted, 32);
+  // As the server does: a refused stream waits for the reserve, then retries once; one that opens lets the grant resume.
+  const outcome: string[] = [];
+  const open = (id: number, retried: boolean): void => {
+    const full = slots.take(session, id);
+    if (full && !retried && grants.reclaim(slots.reclaimScope(session)!, session, undefined, () => open(id, true))) return;
+    outcome.push(full ? `${id} refused` : `${id} open`);
+    if (!full) grant.streamMoved();
+  };
+  for (let id = 1; id <= 8; id++) open(id, false);
+  t.equal(outcome.length, 8, 'eight streams opened');
+  outcome.length = 0;
+  for (let id = 9; id <= 12; id++) open(id, false);
+  t.same(outcome, [], 'the next four wait for the reserve');
+  t.equal(session.revoked, 1);
+  grants.returned(grant, 32);
+  t.same(outcome, ['9 open', '10 open', '11 open', '12 open'], 'every waiting stream took a slot that came back');
+  t.equal(session.granted, 32 + 28, 'then the engine got what was left of the share as a new reserve');
 });
