@@ -30,6 +30,7 @@ const PACKAGES = {
   python3: 'python3',
   'qemu-aarch64-static': 'qemu-user-static',
   readelf: 'binutils',
+  'rsvg-convert': 'librsvg2-bin',
   ssh: 'openssh-client',
   'ssh-keygen': 'openssh-client',
   sshd: 'openssh-server',

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { renderSvg } from '../../bench/chart';
 import { aggregate, Run } from '../../bench/report';
 import { benchRuns } from '../helpers/bench-runs';
+import { needs } from '../helpers/tools';
 
 const runs = benchRuns();
 const svg = renderSvg(aggregate(runs), 'tws-native 0.1.0 · 2 × AMD EPYC · Linux 6.18 · Node v20.20.2 · 2026-11-30 · 10 s runs · 3 rounds');
@@ -77,7 +78,7 @@ t.test('bars stand at the median of the rounds and whiskers span them', async (t
   t.match(svg, /bar: median of 3 rounds, whisker: least to greatest/);
 });
 
-t.test('rsvg-convert renders the chart', { skip: spawnSync('rsvg-convert', ['--version']).status !== 0 && 'rsvg-convert not installed (librsvg2-bin)' }, async (t) => {
+t.test('rsvg-convert renders the chart', { skip: needs('rsvg-convert') }, async (t) => {
   const dir = t.testdir({});
   writeFileSync(join(dir, 'chart.svg'), svg);
   const r = spawnSync('rsvg-convert', [join(dir, 'chart.svg'), '-o', join(dir, 'chart.png')], { encoding: 'utf8', timeout: 20_000 });
