@@ -19,7 +19,7 @@ template <class F>
 void post_to_session(Loop* loop, uint32_t session, F f) {
   loop->post([loop, session, f = std::move(f)]() mutable {
     if (WsSession* s = loop->find_session(session)) f(*s);
-  });
+  }, session);
 }
 
 void emit_session_closed(Loop* loop, uint32_t session, const char* why) {
@@ -32,18 +32,37 @@ void emit_session_closed(Loop* loop, uint32_t session, const char* why) {
 
 }  // namespace
 
-Engine::Engine(std::function<void()> notify) : loop_(new Loop(std::move(notify))) {}
+Engine::Engine(std::function<void()> notify) : loop_(new Loop(notify)), fronts_loop_(new Loop(notify)) {}
 Engine::~Engine() { stop(); }
 bool Engine::start(std::string* error) { return loop_->start(error); }
 void Engine::set_busy_poll(uint32_t us) { loop_->set_busy_poll(us); }
-void Engine::stop() { loop_->stop(); }
-std::vector<Event> Engine::take_events() { return loop_->take_events(); }
+
+void Engine::stop() {
+  // Fronts first: a handoff it makes meanwhile is posted to a loop that still takes it (or closes it).
+  fronts_loop_->stop();
+  loop_->stop();
+}
+
+std::vector<Event> Engine::take_events() {
+  std::vector<Event> out = loop_->take_events();
+  std::vector<Event> fronts = fronts_loop_->take_events();
+  out.insert(out.end(), std::make_move_iterator(fronts.begin()), std::make_move_iterator(fronts.end()));
+  return out;
+}
 
 EngineStats Engine::stats() const {
   EngineStats st;
   st.datagrams_dropped = loop_->events().datagrams_dropped();
-  st.fronts = loop_->fronts_alive().load(std::memory_order_relaxed);
+  st.fronts = loop_->fronts_alive().load(std::memory_order_relaxed) + fronts_loop_->fronts_alive().load(std::memory_order_relaxed);
   return st;
+}
+
+Loop* Engine::front_loop() {
+  if (!front_loop_) {
+    std::string error;
+    front_loop_ = fronts_loop_->start(&error, "tws-tls") ? fronts_loop_.get() : loop_.get();
+  }
+  return front_loop_;
 }
 
 void Engine::adopt(uint32_t session, UniqueFd fd, std::string head, std::string preamble, SessionOptions options) {
@@ -61,7 +80,7 @@ void Engine::adopt_upgrading(uint32_t session, UniqueFd fd, std::unique_ptr<Wire
 }
 
 void Engine::front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire) {
-  Loop* loop = loop_.get();
+  Loop* loop = front_loop();
   loop->post([loop, front, tcp = std::move(tcp_fd), pair = std::move(pair_fd), wire = std::move(wire)]() mutable {
     auto f = std::make_unique<Front>(*loop, front, std::move(tcp), std::move(pair), std::move(wire));
     if (!f->start()) f->close();
@@ -70,14 +89,22 @@ void Engine::front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::u
 }
 
 void Engine::adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options) {
-  Loop* loop = loop_.get();
-  loop->post([loop, session, front, js = std::move(js_fd), head = std::move(head), preamble = std::move(preamble), options]() mutable {
-    auto it = loop->fronts().find(front);
-    if (it == loop->fronts().end() || it->second->dead()) {
-      return emit_session_closed(loop, session, "connection closed before the upgrade");  // js closes with the command
-    }
-    auto s = it->second->into_session(session, std::move(js), &head, &preamble, options);
-    loop->install(std::move(s), head, preamble, false);
+  Loop* from = front_loop();
+  Loop* to = loop_.get();
+  // Until the connection is there, the session's commands wait on `to` (posted before any of them).
+  if (from != to) to->post([to, session] { to->expect(session); });
+  from->post([from, to, session, front, js = std::move(js_fd), head = std::move(head), preamble = std::move(preamble), options]() mutable {
+    auto it = from->fronts().find(front);
+    Front::Handoff h;
+    if (it != from->fronts().end() && !it->second->dead()) h = it->second->hand_over(std::move(js), &head, &preamble);
+    // js (if not taken) closes with this command.
+    auto install = [to, session, h = std::move(h), head = std::move(head), preamble = std::move(preamble), options]() mutable {
+      if (!h.wire) emit_session_closed(to, session, "connection closed before the upgrade");
+      else to->install(std::make_unique<WsSession>(*to, session, std::move(h.tcp), options, std::move(h.wire)), head, preamble, false);
+      to->arrived(session);
+    };
+    if (from == to) install();
+    else to->post(std::move(install));
   });
 }
 
@@ -96,7 +123,7 @@ void Engine::open_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::st
     // JavaScript counts on a closed event for every stream it opened.
     refuse_unopened(std::move(fd), reply.get());
     loop->events().emit(stream_closed(session, stream, "session closed"));
-  });
+  }, session);
 }
 
 void Engine::accept_stream(uint32_t session, uint32_t stream, UniqueFd fd, std::string initial) {
@@ -157,7 +184,7 @@ void Engine::send_datagram(uint32_t session, uint32_t stream, std::string payloa
   loop->post([loop, session, stream, payload = std::move(payload)] {
     loop->events().outgoing_datagram_done(payload.size());
     if (WsSession* s = loop->find_session(session)) s->send_datagram(stream, payload);
-  });
+  }, session);
 }
 
 void Engine::listen(uint32_t listener, UniqueFd fd, std::string target, uint32_t timeout_ms) {

@@ -1,5 +1,6 @@
 // The event-loop-free data plane: one I/O thread with its own epoll loop that
-// owns every adopted fd, speaks WebSocket + TWS2, and relays stream bytes.
+// owns every adopted fd, speaks WebSocket + TWS2, and relays stream bytes
+// (and a second one for a server's TLS handshakes, see front_tls).
 // This is its facade, the only part the binding (addon.cc) sees; behind it:
 // io/loop.h (the thread), io/ws_session.h (a WebSocket), core/mux.h (TWS2),
 // io/stream_socket.h, io/dialer.h, io/tls_front.h.
@@ -60,7 +61,10 @@ class Engine {
   // relayed to and from pair_fd, one end of a socketpair whose other end
   // JavaScript's HTTP server reads, until adopt_front() turns it into a
   // WsSession: js_fd is JavaScript's end (bytes it never read are taken from
-  // it), head what it read past the request, preamble the 101.
+  // it), head what it read past the request, preamble the 101. Fronts run on
+  // a second thread ("tws-tls", started with the first), so that handshakes
+  // anyone can ask for do not take the sessions' thread; the session then
+  // moves to the sessions' thread, and commands for it wait until it is there.
   void front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire);
   void adopt_front(uint32_t session, uint32_t front, UniqueFd js_fd, std::string head, std::string preamble, SessionOptions options);
   // `reply` (may be null): what the engine answers the local socket with (mux::Reply).
@@ -101,7 +105,12 @@ class Engine {
   EngineStats stats() const;
 
  private:
+  // Where fronts run: fronts_loop_ once started, else (it could not start) loop_. [JS thread]
+  Loop* front_loop();
+
   std::unique_ptr<Loop> loop_;
+  std::unique_ptr<Loop> fronts_loop_;
+  Loop* front_loop_ = nullptr;  // [JS thread] chosen at the first front
 };
 
 }  // namespace tws

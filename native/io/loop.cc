@@ -23,7 +23,7 @@ double now_ms() {
 Loop::Loop(std::function<void()> notify) : events_(std::move(notify)) {}
 Loop::~Loop() { stop(); }
 
-bool Loop::start(std::string* error) {
+bool Loop::start(std::string* error, const char* name) {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!epoll_ || !wake_) {
@@ -42,12 +42,12 @@ bool Loop::start(std::string* error) {
   thread_ = std::thread([this] { run(); });
   // Named here, not inside the thread, so the name is set before start() returns
   // (visible in /proc/PID/task/*/comm and top -H).
-  ::pthread_setname_np(thread_.native_handle(), "tws-io");
+  ::pthread_setname_np(thread_.native_handle(), name);
   return true;
 }
 
 void Loop::stop() {
-  std::vector<Task> left;
+  std::vector<Command> left;
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
     accepting_ = false;
@@ -63,6 +63,7 @@ void Loop::stop() {
     left.swap(commands_);
   }
   left.clear();
+  expected_.clear();
   listeners_.clear();
   sessions_.clear();  // closes every fd
   fronts_.clear();
@@ -75,11 +76,11 @@ void Loop::wake() {
   (void)!::write(wake_.get(), &one, sizeof one);
 }
 
-void Loop::post(Task command) {
+void Loop::post(Task command, uint32_t session) {
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
     if (!accepting_) return;  // `command` goes out of scope here, closing what it owns
-    commands_.push_back(std::move(command));
+    commands_.push_back(Command{std::move(command), session});
   }
   wake();
 }
@@ -119,15 +120,32 @@ void Loop::install(std::unique_ptr<WsSession> s, const std::string& head, const 
   if (!sp->start(head, preamble, await_upgrade)) sp->close(1011, "cannot watch the socket", "session lost");
 }
 
+void Loop::arrived(uint32_t session) {
+  auto it = expected_.find(session);
+  if (it == expected_.end()) return;
+  std::vector<Task> waited = std::move(it->second);
+  expected_.erase(it);
+  for (auto& t : waited) t();
+}
+
 void Loop::run_commands() {
   uint64_t drained;
   (void)!::read(wake_.get(), &drained, sizeof drained);
-  std::vector<Task> cmds;
+  std::vector<Command> cmds;
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
     cmds.swap(commands_);
   }
-  for (auto& c : cmds) c();
+  for (auto& c : cmds) {
+    if (c.session != 0 && !expected_.empty()) {
+      auto it = expected_.find(c.session);
+      if (it != expected_.end()) {
+        it->second.push_back(std::move(c.task));
+        continue;
+      }
+    }
+    c.task();
+  }
   if (events_.take_caught_up()) {
     // Sessions left data unread while JavaScript was behind: edge-triggered
     // epoll will not say so again, so each gets a turn to read it.

@@ -40,11 +40,12 @@ class Loop {
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
 
-  bool start(std::string* error);  // [JS thread]
-  void stop();                     // [JS thread] every session dropped, every fd closed
+  bool start(std::string* error, const char* name = "tws-io");  // [JS thread] `name`: the thread's
+  void stop();  // [JS thread] every session dropped, every fd closed
   // Queues a command for the I/O thread; after stop() it is destroyed at
-  // once instead (closing whatever it owns). [any thread]
-  void post(Task command);
+  // once instead (closing whatever it owns). A command for a `session`
+  // (non-zero) that is expected() waits until it has arrived(). [any thread]
+  void post(Task command, uint32_t session = 0);
   void set_busy_poll(uint32_t us) { busy_poll_ms_ = us / 1000.0; }  // before start()
   EventQueue& events() { return events_; }
   std::vector<Event> take_events();  // [JS thread]
@@ -62,6 +63,12 @@ class Loop {
   WsSession* find_session(uint32_t id);
   // Starts a session the loop now owns; one that cannot watch its socket closes at once.
   void install(std::unique_ptr<WsSession> s, const std::string& head, const std::string& preamble, bool await_upgrade);
+  // A session whose connection is on its way from another loop (a TLS
+  // front's, Engine::adopt_front): JavaScript's commands for it, posted
+  // after the handoff, wait for it rather than find no session.
+  void expect(uint32_t session) { expected_[session]; }
+  // It is installed (or will never be): the commands that waited run, in order.
+  void arrived(uint32_t session);
   std::unordered_map<uint32_t, std::unique_ptr<Front>>& fronts() { return fronts_; }
   std::atomic<uint32_t>& fronts_alive() { return fronts_alive_; }
   std::unordered_map<uint32_t, std::unique_ptr<Listener>>& listeners() { return listeners_; }
@@ -79,7 +86,12 @@ class Loop {
   std::atomic<bool> running_{false};
   std::mutex commands_mu_;
   bool accepting_ = false;  // under commands_mu_: post() queues only while true
-  std::vector<Task> commands_;
+  struct Command {
+    Task task;
+    uint32_t session;
+  };
+  std::vector<Command> commands_;
+  std::unordered_map<uint32_t, std::vector<Task>> expected_;  // sessions on their way, and their commands
   std::atomic<uint32_t> fronts_alive_{0};  // Front objects that exist (they may outlive JavaScript's end of the pair)
   std::unordered_map<uint32_t, std::unique_ptr<WsSession>> sessions_;
   std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;

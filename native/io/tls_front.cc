@@ -60,6 +60,7 @@ bool Front::pull_js(uint8_t* buf) {
 }
 
 void Front::relay() {
+  if (dead_) return;  // closed or handed over (wire_ gone) earlier in this epoll batch
   uint8_t* buf = loop_.read_buffer();
   for (bool progress = true; progress && !dead_;) {
     progress = false;
@@ -90,8 +91,7 @@ void Front::relay() {
   if (js_done_ && to_tls_.empty() && !wire_->holding()) return close();
 }
 
-std::unique_ptr<WsSession> Front::into_session(uint32_t session, UniqueFd js, std::string* head, std::string* preamble,
-                                               const SessionOptions& o) {
+Front::Handoff Front::hand_over(UniqueFd js, std::string* head, std::string* preamble) {
   set_nonblock(js.get());
   // Decrypted bytes, in order: what JavaScript read (head), what it left in
   // its end of the pair, what we had not yet passed on.
@@ -105,7 +105,7 @@ std::unique_ptr<WsSession> Front::into_session(uint32_t session, UniqueFd js, st
   loop_.unwatch(pair_.get());
   pair_.reset();
   dead_ = true;
-  return std::make_unique<WsSession>(loop_, session, std::move(tcp_), o, std::move(wire_));
+  return Handoff{std::move(tcp_), std::move(wire_)};
 }
 
 void Front::close() {

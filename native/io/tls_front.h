@@ -1,16 +1,18 @@
 // A server's TLS connection before its upgrade. The engine runs TLS and
 // relays the plaintext through a socketpair to JavaScript's HTTP server,
 // which reads the request (and answers probes) as for any connection; on
-// upgrade, into_session() turns the TLS connection into a WsSession and the
-// socketpair goes away. Only the handshake and the upgrade pass through
-// here, so the relay favours simplicity over speed. [I/O thread only]
+// upgrade, hand_over() gives up the TLS connection, which becomes a
+// WsSession, and the socketpair goes away. Only the handshake and the
+// upgrade pass through here, so the relay favours simplicity over speed.
+// Fronts run on a loop of their own (Engine::front_tls): a handshake costs
+// a signature, which anyone can make the server do, and that must not
+// take the data plane's thread. [its loop's thread only]
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "../core/session_options.h"
 #include "fd.h"
 #include "pollable.h"
 #include "wire.h"
@@ -18,7 +20,6 @@
 namespace tws {
 
 class Loop;
-class WsSession;
 
 class Front {
  public:
@@ -30,12 +31,16 @@ class Front {
   bool start();
   // Moves bytes both ways until neither side can make progress.
   void relay();
-  // The upgrade: the session (to start) that carries on where JavaScript
-  // stopped. `js_end` is JavaScript's end of the pair: bytes it never read
-  // are still there and join `head`; what it wrote and we had not sent yet
-  // goes in front of `preamble`.
-  std::unique_ptr<WsSession> into_session(uint32_t session, UniqueFd js_end, std::string* head, std::string* preamble,
-                                          const SessionOptions& o);
+  // The upgrade: the TLS connection, for the session that carries on where
+  // JavaScript stopped (its loop need not be this one). `js_end` is
+  // JavaScript's end of the pair: bytes it never read are still there and
+  // join `head`; what it wrote and we had not sent yet goes in front of
+  // `preamble`. The front is dead after it.
+  struct Handoff {
+    UniqueFd tcp;
+    std::unique_ptr<Wire> wire;
+  };
+  Handoff hand_over(UniqueFd js_end, std::string* head, std::string* preamble);
   void close();
   bool dead() const { return dead_; }
   // JavaScript is done with it (answered and closed), but the client is not

@@ -367,6 +367,29 @@ for (const engine of engines()) {
   });
 }
 
+t.test('[native] TLS handshakes run on a thread of their own; each session then moves to the I/O thread with every command sent it meanwhile', { skip: engines().includes('native') ? false : 'the native engine did not load' }, async (t) => {
+  const echo = await echoServer();
+  // No allow-list: the server answers ahead, granting each session slots the moment it is up.
+  const { server } = await tlsServer('native', leaf, ['-v']);
+  t.teardown(async () => { await server.stop('SIGKILL'); await echo.close(); });
+  // Sessions one after another: each grant is sent before its connection has left the handshake thread.
+  for (let n = 1; n <= 5; n++) {
+    const c = await client('native', `wss://localhost:${server.port}/`, echo.addr, ['--ca', ca.cert]);
+    try {
+      await c.waitLog(/up → wss:/);
+      const datas = Array.from({ length: 4 }, (_, i) => randomBytes(100_000 + i));
+      const backs = await Promise.all(datas.map((d) => roundTrip(c.port, d)));
+      t.same(backs.map(sha256), datas.map(sha256), `session ${n}: 4 streams echoed intact`);
+      const ahead = new RegExp(`session#${n} stream#\\d+ connecting .*answered ahead`);
+      t.match(await server.waitLog(ahead), ahead, `session ${n}: its streams were dialled on the slots granted as it started`);
+    } finally {
+      await c.stop('SIGKILL');
+    }
+  }
+  t.equal(ioThreads(server.proc.pid!, 'tws-tls'), 1, 'one thread ran the handshakes');
+  t.equal(ioThreads(server.proc.pid!), 1, 'another the sessions');
+});
+
 t.test('--tls-cert without --tls-key is a config error', async (t) => {
   const r = await runCli(['server', '-l', '127.0.0.1:0', '--tls-cert', leaf.cert]).then(
     () => 'started', (err: Error) => err.message);

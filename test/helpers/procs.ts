@@ -141,10 +141,10 @@ export async function startTunnel(opts: {
 }
 
 /** How many of the process's threads are native I/O threads (named tws-io). */
-export function ioThreads(pid: number): number {
+export function ioThreads(pid: number, name = 'tws-io'): number {
   return readdirSync(`/proc/${pid}/task`).filter((tid) => {
     try {
-      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'tws-io';
+      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === name;
     } catch {
       return false;
     }
