@@ -94,6 +94,14 @@ class TlsWire final : public Wire {
   ssize_t give(uint8_t* dst, size_t len) {
     if (in_off_ == in_len_) {
       if (in_eof_) return 0;
+      // What we read can make OpenSSL answer (a KeyUpdate, an alert): a peer
+      // that sends such records and never reads would grow out_ without
+      // bound. So no more is read while out_ is full and the socket takes
+      // none of it; the socket's EPOLLOUT brings the reader back (crosswise).
+      if (pending() >= kOutHighWater && (push_out() < 0 || pending() >= kOutHighWater)) {
+        errno = EAGAIN;
+        return -1;
+      }
       if (!in_) in_.reset(new uint8_t[in_cap_]);
       ssize_t n;
       do {
@@ -205,7 +213,10 @@ class TlsWire final : public Wire {
       }
     }
     if (push_out() < 0 && taken == 0) return -1;
-    if (taken == 0 && cnt > 0) {
+    // Nothing taken and ciphertext still held (cnt 0 only pushes it): the
+    // socket is full, which the caller must hear as EAGAIN, or it would
+    // take 0 for progress and call again at once.
+    if (taken == 0 && (cnt > 0 || pending() > 0)) {
       errno = EAGAIN;
       return -1;
     }
@@ -377,6 +388,7 @@ std::shared_ptr<TlsContext> TlsContext::server(const std::string& cert_pem, cons
   std::unique_ptr<BIO, BioFree> certs(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
   X509* leaf = certs ? PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr) : nullptr;
   if (!leaf || SSL_CTX_use_certificate(ctx.get(), leaf) != 1) {
+    ERR_clear_error();
     X509_free(leaf);
     *error = "no usable certificate";
     return nullptr;
@@ -429,6 +441,7 @@ std::unique_ptr<Wire> make_tls_client(int fd, const TlsContext& context, const s
     int ok = is_ip(verify_name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), verify_name.c_str())
                                 : SSL_set1_host(ssl, verify_name.c_str());
     if (ok != 1) {
+      ERR_clear_error();  // the JS thread's queue, which Node's crypto shares
       *error = "cannot verify against the name " + verify_name;
       return nullptr;
     }

@@ -18,6 +18,11 @@ export function engineSources(): string[] {
   return addonSources().filter((s) => !/addon\.cc$|tls_wire\.cc$/.test(s)).map((s) => join(root, s));
 }
 
+/** The engine with its TLS (absolute paths), for a test built against the system's OpenSSL (libssl-dev). */
+export function tlsEngineSources(): string[] {
+  return addonSources().filter((s) => !/addon\.cc$/.test(s)).map((s) => join(root, s));
+}
+
 /** The sans-I/O mux core alone (absolute paths), for its unit tests and fuzzer. */
 export function muxSources(): string[] {
   return addonSources().filter((s) => s.startsWith('native/core/')).map((s) => join(root, s));
