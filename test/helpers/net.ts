@@ -77,6 +77,25 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 /**
+ * The most one direction of a loopback TCP connection can hold in the
+ * kernel: the receiver's buffer (autotuned up to tcp_rmem's maximum) and the
+ * sender's (tcp_wmem's). Machines differ (4 to 32 MiB and more for the
+ * first): a test that a peer stops being read must send more than this
+ * beyond the point where reading stops. 10 MiB where /proc says nothing.
+ */
+export function loopbackBuffering(): number {
+  const max = (name: string): number => {
+    try {
+      return Number(readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim().split(/\s+/)[2]) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  const total = max('tcp_rmem') + max('tcp_wmem');
+  return total > 0 ? total : 10 * 2 ** 20;
+}
+
+/**
  * A loopback address where connecting never completes: a listener in a
  * stopped child process (so it never accepts) whose one-deep backlog is
  * already full, so the kernel drops further SYNs. close() kills it.
