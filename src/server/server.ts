@@ -7,6 +7,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { createServer as createTlsServer } from 'node:https';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { shortPasswordNote } from '../auth/password-length';
 import { partyName, ReplayCache, verifyAuthHeader } from '../auth/tws-auth';
 import type { Engine, EngineSession, OpenRequest } from '../engine/types';
@@ -29,6 +30,7 @@ import { ReverseListeners } from './reverse-listeners';
 import { checkUpgradeRequest, isLegacyUpgrade, peerName, respond404, respond503 } from './upgrade-check';
 import { LEGACY_AUTH_WARNING, LEGACY_NO_PASSWORD } from './legacy-notes';
 import { TLS_SUITES } from '../util/tls-suites';
+import { boundTlsBacklog } from '../net/tls-backlog';
 
 /** The rules of a session whose user was removed (or whose password changed) while it closes: nothing. */
 const NOTHING = new AllowList([]);
@@ -222,6 +224,9 @@ export class TwsServer extends EventEmitter {
       this.http = opts.tls ? createTlsServer({ ...tlsOpts, ...TLS_SUITES, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
       this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string; remotePort?: number }) =>
         this.tlsFailed(formatPeer(socket), err.code ?? err.message));
+      // What OpenSSL answers a peer on its own (KeyUpdate) must not pile up for one that never reads.
+      this.http.on('secureConnection', (socket: TLSSocket) => boundTlsBacklog(socket, (bytes) =>
+        this.droppedConnections.line('warn', `TLS connection from ${formatPeer(socket)} dropped: ${bytes} bytes of TLS answers it does not read`)));
     }
     // A stalled or trickling upgrade request is cut off (slowloris): checked
     // each second, so 9 s here means gone within 10 s.

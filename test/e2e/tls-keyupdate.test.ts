@@ -1,0 +1,67 @@
+/**
+ * A TLS 1.3 peer that sends KeyUpdate(update_requested) records and never
+ * reads makes OpenSSL write an answer for each, below anything a WebSocket
+ * or HTTP layer can see, before any password is checked. The server must
+ * not hold those answers without bound: the native engine stops reading
+ * the peer (native/io/tls_wire.cc), the js engine's server (Node's TLS)
+ * drops it (src/net/tls-backlog.ts). The peer is a small program built
+ * against the system's OpenSSL (native/test/keyupdate_peer.cc).
+ */
+import t from 'tap';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeCa, makeCert } from '../../bench/certs';
+import { rssMiB } from '../helpers/net';
+import { engines, runCli } from '../helpers/procs';
+import { fileNeeds, skipLine } from '../helpers/tools';
+
+fileNeeds(t, 'openssl');
+const noHeaders = !existsSync('/usr/include/openssl/ssl.h') && skipLine('OpenSSL headers', 'libssl-dev');
+const dir = t.testdir({});
+const ca = makeCa(dir, 'ku-ca');
+const leaf = makeCert(dir, ca, 'leaf', ['localhost', '127.0.0.1']);
+
+function peerProgram(): string {
+  const bin = join(dir, 'keyupdate_peer');
+  if (!existsSync(bin)) {
+    execFileSync('g++', ['-std=c++17', '-O2', join(__dirname, '..', '..', 'native', 'test', 'keyupdate_peer.cc'), '-o', bin, '-lssl', '-lcrypto'], { stdio: 'pipe' });
+  }
+  return bin;
+}
+
+/** Runs the peer against `port` for up to `seconds`: how it ended and how many KeyUpdates it got out. */
+function flood(port: number, seconds: number): Promise<{ updates: number; ended: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(peerProgram(), [String(port), String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 10) * 1000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(out) as { updates: number; ended: string });
+      } catch {
+        reject(new Error(`keyupdate_peer exited ${code}: ${out}`));
+      }
+    });
+  });
+}
+
+for (const engine of engines()) {
+  t.test(`[${engine}] a TLS peer flooding KeyUpdates and never reading, before its upgrade: its answers do not pile up`, { skip: noHeaders }, async (t) => {
+    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
+    t.teardown(() => server.stop('SIGKILL'));
+    const before = rssMiB(server.proc.pid!);
+    // Well inside the 10 s a connection may wait for its request: that timeout must not be what ends it.
+    const result = await flood(server.port, 8);
+    const grown = rssMiB(server.proc.pid!) - before;
+    if (engine === 'native') {
+      t.equal(result.ended, 'stalled', `the engine stopped reading the peer (after ${result.updates} KeyUpdates)`);
+    } else {
+      t.equal(result.ended, 'closed', `the server dropped the peer (after ${result.updates} KeyUpdates)`);
+      t.match(server.logs(), /dropped: \d+ bytes of TLS answers it does not read/, 'and said why');
+    }
+    t.ok(grown < 40, `server RSS grew ${grown.toFixed(0)} MiB`);
+  });
+}
