@@ -59,6 +59,9 @@ export class StreamSlots<S> {
   private readonly held = new Map<S, Set<number>>();
   /** Slots taken ahead for a session's engine to open streams on (answer ahead), not yet bound to a stream. */
   private readonly reserved = new Map<S, number>();
+  /** Their sums, over every session and per user (kept as they change: a refused stream asks for them). */
+  private reservedAll = 0;
+  private readonly reservedOfUser = new Map<string, number>();
   /** Slots held per user, and whose sessions they are. */
   private readonly byUser = new Map<string, number>();
   private readonly userOf = new Map<S, string>();
@@ -88,12 +91,8 @@ export class StreamSlots<S> {
    */
   reclaimScope(session: S, user?: string): 'session' | 'user' | 'server' | undefined {
     if (this.limitHit(session, user) === undefined) return undefined;
-    let all = 0;
-    let ofUser = 0;
-    for (const [s, n] of this.reserved) {
-      all += n;
-      if (user !== undefined && this.userOf.get(s) === user) ofUser += n;
-    }
+    const all = this.reservedAll;
+    const ofUser = user === undefined ? 0 : (this.reservedOfUser.get(user) ?? 0);
     const own = this.reserved.get(session) ?? 0;
     const streams = this.held.get(session)?.size ?? 0;
     const userCount = user === undefined ? 0 : (this.byUser.get(user) ?? 0);
@@ -158,8 +157,8 @@ export class StreamSlots<S> {
     let got = 0;
     while (got < want && this.full(session, user) === undefined) {
       got++;
-      this.reserved.set(session, (this.reserved.get(session) ?? 0) + 1);
       this.occupy(session, user);
+      this.setReserved(session, (this.reserved.get(session) ?? 0) + 1);
     }
     return got;
   }
@@ -183,8 +182,15 @@ export class StreamSlots<S> {
   }
 
   private setReserved(session: S, n: number): void {
+    const delta = n - (this.reserved.get(session) ?? 0);
     if (n > 0) this.reserved.set(session, n);
     else this.reserved.delete(session);
+    this.reservedAll += delta;
+    const user = this.userOf.get(session);
+    if (user === undefined || delta === 0) return;
+    const left = (this.reservedOfUser.get(user) ?? 0) + delta;
+    if (left > 0) this.reservedOfUser.set(user, left);
+    else this.reservedOfUser.delete(user);
   }
 
   /** One more slot in use, counted against `user`'s share too (the twin of returnSlots). */
@@ -215,7 +221,7 @@ export class StreamSlots<S> {
     const n = this.heldBy(session);
     if (n > 0) this.returnSlots(session, n);
     this.held.delete(session);
-    this.reserved.delete(session);
+    this.setReserved(session, 0);
     this.userOf.delete(session);
   }
 

@@ -101,6 +101,16 @@ t.test('reclaimScope: the narrowest reserves that would admit one more stream, n
   t.equal(users.limitHit('u2', 'u'), 'user', "u's share is full, 20 of it reserved by u1's engine");
   t.equal(users.reclaimScope('u2', 'u'), 'user', "u1's reserve is enough, no one else's is needed");
   t.equal(users.reclaimScope('v1', 'v'), undefined, 'another user is not at any limit');
+  // The sums behind the answer follow every change of a reserve: bound to streams, returned, or its session gone.
+  for (let i = 0; i < 19; i++) users.bindReserved('u1', 1000 + i);
+  t.equal(users.reclaimScope('u2', 'u'), 'user', "one slot of u1's reserve is left: enough for one more");
+  users.unreserve('u1', 1);
+  users.take('u2', ++id, 'u');
+  t.equal(users.limitHit('u2', 'u'), 'user', 'full again, with no reserve left');
+  t.equal(users.reclaimScope('u2', 'u'), undefined, 'nothing to take back');
+  t.equal(users.reserve('u3', 8, 'v'), 8, "v's engine holds 8");
+  users.releaseSession('u3');
+  t.equal(users.reclaimScope('u2', 'u'), undefined, "a reserve of a session gone is not counted for anyone");
 });
 
 t.test('a connection waiting at a reverse tunnel holds a slot of the server limit until released', async (t) => {
