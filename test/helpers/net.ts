@@ -1,6 +1,6 @@
 /** Real TCP servers and clients for tests, all on loopback. */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { AddressInfo, connect, createServer, Server, Socket } from 'node:net';
 
 export interface TcpServer {
@@ -171,6 +171,30 @@ export function howItEnds(s: Socket, timeoutMs = 15_000): Promise<{ how: string;
 export function rssMiB(pid: number): number {
   const status = require('node:fs').readFileSync(`/proc/${pid}/status`, 'utf8') as string;
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+/**
+ * How many TCP sockets process `pid` holds open (as fds) to loopback port
+ * `port`, whatever their state (a FIN-WAIT-2 one too), from /proc (Linux):
+ * what `ss -tnp` would list for it.
+ */
+export function socketsTo(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch { /* closed since it was listed */ }
+  }
+  let n = 0;
+  for (const table of ['tcp', 'tcp6']) {
+    // Fields: sl, local address:port, remote address:port (hex), state, queues, timers, retransmits, uid, timeout, inode.
+    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && parseInt(f[2]!.split(':')[1]!, 16) === port && inodes.has(f[9]!)) n++;
+    }
+  }
+  return n;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

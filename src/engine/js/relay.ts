@@ -10,6 +10,7 @@ import { answerLocal } from '../reply';
 import type { DatagramPort } from '../types';
 import type { SessionFlow } from './flow';
 import { readOnlyWhenAsked } from '../../net/local-reads';
+import { resetOrClose } from '../../net/reset';
 import type { Scheduler } from './scheduler';
 import { HELD_DATAGRAM_BYTES, HELD_DATAGRAMS, JsStream, own } from './stream';
 
@@ -124,14 +125,15 @@ export class LocalRelay {
   }
 
   /**
-   * The stream ended: its socket is closed (reset when `abortive`; answered
-   * and closed with a FIN when it never opened and has a reply), its port
-   * closed and unhooked.
+   * The stream ended: its socket is closed (reset when `abortive`, unless
+   * the peer's FIN already ended it: see net/reset.ts; answered and closed
+   * with a FIN when it never opened and has a reply), its port closed and
+   * unhooked.
    */
   release(s: JsStream, abortive: boolean): void {
     if (s.local && !s.local.destroyed) {
       if (s.reply && s.state === 'opening') answerLocal(s.local, s.answer ?? s.reply.otherwise);
-      else if (abortive) s.local.resetAndDestroy();
+      else if (abortive) resetOrClose(s.local);
       else s.local.destroy();
     }
     if (s.port) {
