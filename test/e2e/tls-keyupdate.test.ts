@@ -2,10 +2,13 @@
  * A TLS 1.3 peer that sends KeyUpdate(update_requested) records and never
  * reads makes OpenSSL write an answer for each, below anything a WebSocket
  * or HTTP layer can see, before any password is checked. The server must
- * not hold those answers without bound: the native engine stops reading
- * the peer (native/io/tls_wire.cc), the js engine's server (Node's TLS)
- * drops it (src/net/tls-backlog.ts). The peer is a small program built
- * against the system's OpenSSL (native/test/keyupdate_peer.cc).
+ * not hold those answers without bound. With Node's TLS (the js engine)
+ * the connection is dropped (src/net/tls-backlog.ts), tested here with a
+ * small program built against the system's OpenSSL
+ * (native/test/keyupdate_peer.cc). The native engine stops reading such a
+ * peer, which only shows once the kernel's buffers both ways are full (tens
+ * of MB on some machines): that is tested over small socketpairs in
+ * test/native/tls.test.ts.
  */
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
@@ -48,20 +51,15 @@ function flood(port: number, seconds: number): Promise<{ updates: number; ended:
   });
 }
 
-for (const engine of engines()) {
-  t.test(`[${engine}] a TLS peer flooding KeyUpdates and never reading, before its upgrade: its answers do not pile up`, { skip: noHeaders }, async (t) => {
-    const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
-    t.teardown(() => server.stop('SIGKILL'));
-    const before = rssMiB(server.proc.pid!);
-    // Well inside the 10 s a connection may wait for its request: that timeout must not be what ends it.
-    const result = await flood(server.port, 8);
-    const grown = rssMiB(server.proc.pid!) - before;
-    if (engine === 'native') {
-      t.equal(result.ended, 'stalled', `the engine stopped reading the peer (after ${result.updates} KeyUpdates)`);
-    } else {
-      t.equal(result.ended, 'closed', `the server dropped the peer (after ${result.updates} KeyUpdates)`);
-      t.match(server.logs(), /dropped: \d+ bytes of TLS answers it does not read/, 'and said why');
-    }
-    t.ok(grown < 40, `server RSS grew ${grown.toFixed(0)} MiB`);
-  });
-}
+const js = engines().includes('js') ? false : 'the js engine is not tested in this pass';
+t.test('[js] a TLS peer flooding KeyUpdates and never reading, before its upgrade, is dropped', { skip: noHeaders || js }, async (t) => {
+  const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', 'js', '--tls-cert', leaf.cert, '--tls-key', leaf.key]);
+  t.teardown(() => server.stop('SIGKILL'));
+  const before = rssMiB(server.proc.pid!);
+  // Well inside the 10 s a connection may wait for its request: that timeout must not be what ends it.
+  const result = await flood(server.port, 8);
+  const grown = rssMiB(server.proc.pid!) - before;
+  t.equal(result.ended, 'closed', `the server dropped the peer (after ${result.updates} KeyUpdates)`);
+  t.match(server.logs(), /dropped: \d+ bytes of TLS answers it does not read/, 'and said why');
+  t.ok(grown < 40, `server RSS grew ${grown.toFixed(0)} MiB`);
+});
