@@ -96,11 +96,17 @@ class TlsWire final : public Wire {
       if (in_eof_) return 0;
       // What we read can make OpenSSL answer (a KeyUpdate, an alert): a peer
       // that sends such records and never reads would grow out_ without
-      // bound. So no more is read while out_ is full and the socket takes
-      // none of it; the socket's EPOLLOUT brings the reader back (crosswise).
-      if (pending() >= kOutHighWater && (push_out() < 0 || pending() >= kOutHighWater)) {
-        errno = EAGAIN;
-        return -1;
+      // bound. So no more is read while out_ holds more than sendv() ever
+      // puts there (only such answers take it past kReadHold) and the socket
+      // takes none of it; its EPOLLOUT brings the reader back (crosswise).
+      // Below that, reading never waits for writing: two ends that both
+      // send more than the other reads must both keep reading.
+      if (pending() >= kReadHold) {
+        if (push_out() < 0) return -1;  // errno says why
+        if (pending() >= kReadHold) {
+          errno = EAGAIN;
+          return -1;
+        }
       }
       if (!in_) in_.reset(new uint8_t[in_cap_]);
       ssize_t n;
@@ -230,8 +236,10 @@ class TlsWire final : public Wire {
   bool handshaking() const override { return !SSL_is_init_finished(ssl_.get()); }
 
  private:
-  // Ciphertext waiting for the socket, beyond which no more is encrypted.
+  // Ciphertext waiting for the socket, beyond which sendv() encrypts no more
+  // (it may pass it by one record), and beyond which nothing more is read.
   static constexpr size_t kOutHighWater = 256 * 1024;
+  static constexpr size_t kReadHold = 2 * kOutHighWater;
 
   size_t pending() const { return out_.size() - out_off_; }
 

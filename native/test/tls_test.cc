@@ -191,19 +191,15 @@ void test_a_full_socket_does_not_keep_the_thread_busy() {
   std::memset(payload, 'p', sizeof payload);
   const size_t h = tws::ws::write_header(frame, tws::ws::kPing, true, sizeof payload, nullptr);
   std::memcpy(frame + h, payload, sizeof payload);
+  // Each ping makes a pong (coalesced while one waits): a second of them fills 16 KiB buffers many times over.
   size_t sent = 0;
-  bool stalled = false;
-  for (auto until = Clock::now() + ms(5000); Clock::now() < until && !stalled;) {
+  for (auto until = Clock::now() + ms(1000); Clock::now() < until;) {
     const int r = SSL_write(peer->ssl, frame, static_cast<int>(h + sizeof payload));
-    if (r > 0) {
-      sent += static_cast<size_t>(r);
-    } else if (SSL_get_error(peer->ssl, r) == SSL_ERROR_WANT_WRITE) {
-      stalled = !wait_writable(peer->fd, 500);
-    } else {
-      break;
-    }
+    if (r > 0) sent += static_cast<size_t>(r);
+    else if (SSL_get_error(peer->ssl, r) == SSL_ERROR_WANT_WRITE) wait_writable(peer->fd, 50);
+    else break;
   }
-  CHECK(stalled, "our pings stopped going out (the socket is full both ways) after " + std::to_string(sent >> 10) + " KiB");
+  CHECK(sent > (256u << 10), "pings sent: " + std::to_string(sent >> 10) + " KiB");
   w.engine.take_events();
   w.engine.close_session(1, 1000, "bye", "test");
   std::string text;

@@ -74,6 +74,34 @@ for (const engine of engines()) {
     t.same(backs.map(sha256), datas.map(sha256), '8 streams, 0.5-4 MB each, echoed intact');
   });
 
+  t.test(`[${engine}] wss:// bulk both ways at once, each side sending more than the other reads: all of it arrives`, async (t) => {
+    // Both ends' sockets fill at once: neither end may stop reading until its writes drain, or each waits for the other.
+    const total = 32 * 2 ** 20;
+    const blob = randomBytes(1 << 20);
+    const pump = (s: Socket): Promise<number> => new Promise((resolve) => {
+      let sent = 0;
+      let got = 0;
+      const more = (): void => {
+        while (sent < total && s.write(blob)) sent += blob.length;
+        if (sent >= total) s.end();
+      };
+      s.on('drain', () => { sent += blob.length; more(); });
+      s.on('data', (c: Buffer) => { got += c.length; });
+      s.on('end', () => resolve(got));
+      s.on('error', () => resolve(got));
+      more();
+    });
+    const target = await tcpServer((c) => { void pump(c); });
+    const { server } = await tlsServer(engine, leaf);
+    const c = await client(engine, `wss://localhost:${server.port}/`, target.addr, ['--ca', ca.cert]);
+    t.teardown(async () => { await c.stop('SIGKILL'); await server.stop('SIGKILL'); await target.close(); });
+    await c.waitLog(/up → wss:/);
+    const locals = Array.from({ length: 4 }, () => connect({ port: c.port, host: '127.0.0.1', allowHalfOpen: true }));
+    const got = await Promise.all(locals.map(pump));
+    t.same(got, got.map(() => total), `4 streams: ${total / 2 ** 20} MiB each way each, all of it`);
+    t.notMatch(server.logs(), /peer silent/, 'no session was taken for silent');
+  });
+
   t.test(`[${engine}] TLS records split across reads at odd places: handshake, upgrade and data intact`, async (t) => {
     const echo = await echoServer();
     const { server } = await tlsServer(engine, leaf);
