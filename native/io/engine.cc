@@ -33,14 +33,23 @@ void emit_session_closed(Loop* loop, uint32_t session, const char* why) {
 }  // namespace
 
 Engine::Engine(std::function<void()> notify) : loop_(new Loop(notify)), fronts_loop_(new Loop(notify)) {}
-Engine::~Engine() { stop(); }
+Engine::~Engine() {
+  stop();
+  if (stuck_) {
+    // A thread still runs on them: freeing them would pull its memory from under it.
+    (void)loop_.release();
+    (void)fronts_loop_.release();
+  }
+}
 bool Engine::start(std::string* error) { return loop_->start(error); }
 void Engine::set_busy_poll(uint32_t us) { loop_->set_busy_poll(us); }
 
-void Engine::stop() {
+bool Engine::stop() {
   // Fronts first: a handoff it makes meanwhile is posted to a loop that still takes it (or closes it).
-  fronts_loop_->stop();
-  loop_->stop();
+  const bool fronts = fronts_loop_->stop();
+  const bool io = loop_->stop();
+  stuck_ = stuck_ || !fronts || !io;
+  return !stuck_;
 }
 
 std::vector<Event> Engine::take_events() {

@@ -45,8 +45,10 @@ class Engine {
   void set_busy_poll(uint32_t us);
   // Starts the I/O thread. [JS thread]
   bool start(std::string* error);
-  // Stops it: every session is dropped, every fd closed. [JS thread]
-  void stop();
+  // Stops it: every session is dropped, every fd closed. False when a
+  // thread did not stop (Loop::stop): it is left running, with its loop,
+  // which is never freed. [JS thread]
+  bool stop();
 
   // Commands: each returns at once; the I/O thread carries it out. Fds passed
   // in become the engine's: a command owns them until it runs, and one that
@@ -110,6 +112,7 @@ class Engine {
 
   std::unique_ptr<Loop> loop_;
   std::unique_ptr<Loop> fronts_loop_;
+  bool stuck_ = false;  // [JS thread] a loop's thread did not stop: the loops are leaked, not freed
   Loop* front_loop_ = nullptr;  // [JS thread] chosen at the first front
 };
 

@@ -11,7 +11,7 @@ void EventQueue::emit(Event e) {
     events_.push_back(std::move(e));
     if (events_.size() >= kBacklog || pending_bytes_ >= kBacklogBytes) backlogged_ = true;
   }
-  if (was_empty) notify_();
+  if (was_empty && !muted_.load(std::memory_order_acquire)) notify_();
 }
 
 void EventQueue::emit_datagram(uint32_t session, uint32_t stream, const uint8_t* p, size_t n) {

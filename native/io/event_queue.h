@@ -44,6 +44,9 @@ class EventQueue {
 
   // ---- any thread ----
   uint64_t datagrams_dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  // No more notifications, for good: a loop left running at exit must not
+  // call into a JavaScript environment that is going away.
+  void mute() { muted_.store(true, std::memory_order_release); }
 
  private:
   std::function<void()> notify_;
@@ -53,6 +56,7 @@ class EventQueue {
   size_t pending_bytes_ = 0;           // under mu_: all text in events_
   bool backlogged_ = false;          // [I/O thread] set when events_ passed kBacklog
   std::atomic<bool> caught_up_{false};
+  std::atomic<bool> muted_{false};
   std::atomic<uint64_t> dropped_{0};
   std::atomic<size_t> outgoing_bytes_{0};
 };

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "listener.h"
@@ -39,14 +40,20 @@ bool Loop::start(std::string* error, const char* name) {
     accepting_ = true;
   }
   running_ = true;
-  thread_ = std::thread([this] { run(); });
+  name_ = name;
+  thread_ = std::thread([this] {
+    run();
+    std::lock_guard<std::mutex> lock(finished_mu_);
+    finished_ = true;
+    finished_cv_.notify_all();
+  });
   // Named here, not inside the thread, so the name is set before start() returns
   // (visible in /proc/PID/task/*/comm and top -H).
   ::pthread_setname_np(thread_.native_handle(), name);
   return true;
 }
 
-void Loop::stop() {
+bool Loop::stop() {
   std::vector<Command> left;
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
@@ -54,8 +61,20 @@ void Loop::stop() {
     left.swap(commands_);
   }
   left.clear();  // commands that will never run close the fds they own
-  if (!running_.exchange(false)) return;
+  if (!running_.exchange(false)) return true;
   wake();
+  {
+    std::unique_lock<std::mutex> lock(finished_mu_);
+    if (!finished_cv_.wait_for(lock, std::chrono::milliseconds(kStopWaitMs), [this] { return finished_; })) {
+      events_.mute();
+      static const char* const phases[] = {"epoll_wait", "a command", "a socket event", "a session's turn", "the ticks", "freeing what closed"};
+      const uint8_t p = phase_.load(std::memory_order_relaxed);
+      std::fprintf(stderr, "tws-native: the %s thread did not stop within %d ms: stuck in %s (session %u); leaving it running\n",
+                   name_, kStopWaitMs, p < 6 ? phases[p] : "?", phase_session_.load(std::memory_order_relaxed));
+      thread_.detach();
+      return false;
+    }
+  }
   if (thread_.joinable()) thread_.join();
   {
     // Posted while the thread was finishing its last turn.
@@ -69,6 +88,7 @@ void Loop::stop() {
   fronts_.clear();
   graveyard_streams_.clear();
   graveyard_sockets_.clear();
+  return true;
 }
 
 void Loop::wake() {
@@ -167,13 +187,16 @@ void Loop::run() {
       // so the next packet does not pay for a thread (and vCPU) wake-up.
       if (now - last_busy < busy_poll_ms_) timeout = 0;
     }
+    enter(Phase::kPolling);
     const int n = ::epoll_wait(epoll_.get(), events, 256, timeout);
     if (n > 0 && busy_poll_ms_ > 0) last_busy = now_ms();
     for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == nullptr) {
+        enter(Phase::kCommands);
         run_commands();
         continue;
       }
+      enter(Phase::kEvents);
       static_cast<Pollable*>(events[i].data.ptr)->on_events(events[i].events);
     }
     // One turn for each session with something to do, then back to epoll
@@ -183,15 +206,23 @@ void Loop::run() {
     if (!dirty_.empty()) {
       std::vector<WsSession*> todo;
       todo.swap(dirty_);
-      for (WsSession* s : todo) s->work();
+      for (WsSession* s : todo) {
+        enter(Phase::kWork, s->id());
+        s->work();
+      }
     }
     const double now = now_ms();
     if (now >= next_tick) {
-      for (auto& kv : sessions_) kv.second->tick(now);
+      for (auto& kv : sessions_) {
+        enter(Phase::kTicks, kv.first);
+        kv.second->tick(now);
+      }
+      enter(Phase::kTicks);
       for (auto& kv : fronts_) kv.second->tick(now);
       for (auto& kv : listeners_) kv.second->tick(now);
       next_tick = now + kTickMs;
     }
+    enter(Phase::kEndTurn);
     end_turn();
   }
 }

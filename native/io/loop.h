@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -41,7 +42,13 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
 
   bool start(std::string* error, const char* name = "tws-io");  // [JS thread] `name`: the thread's
-  void stop();  // [JS thread] every session dropped, every fd closed
+  // [JS thread] Every session dropped, every fd closed; true. A thread that
+  // has not finished its turn within kStopWaitMs is a bug (a turn that never
+  // ends): then it says on stderr where it is, and is left running with
+  // everything it uses (the caller must not free the loop) and no way to
+  // call JavaScript: false. An exit then still exits.
+  bool stop();
+  static constexpr int kStopWaitMs = 5000;
   // Queues a command for the I/O thread; after stop() it is destroyed at
   // once instead (closing whatever it owns). A command for a `session`
   // (non-zero) that is expected() waits until it has arrived(). [any thread]
@@ -74,6 +81,12 @@ class Loop {
   std::unordered_map<uint32_t, std::unique_ptr<Listener>>& listeners() { return listeners_; }
 
  private:
+  // What the thread is doing, for stop() to say where a turn got stuck.
+  enum class Phase : uint8_t { kPolling, kCommands, kEvents, kWork, kTicks, kEndTurn };
+  void enter(Phase p, uint32_t session = 0) {
+    phase_.store(static_cast<uint8_t>(p), std::memory_order_relaxed);
+    phase_session_.store(session, std::memory_order_relaxed);
+  }
   void run();
   void run_commands();
   void end_turn();
@@ -83,7 +96,13 @@ class Loop {
   UniqueFd epoll_;
   UniqueFd wake_;
   std::thread thread_;
+  const char* name_ = "tws-io";
   std::atomic<bool> running_{false};
+  std::atomic<uint8_t> phase_{0};
+  std::atomic<uint32_t> phase_session_{0};
+  std::mutex finished_mu_;
+  std::condition_variable finished_cv_;
+  bool finished_ = false;  // under finished_mu_: run() returned
   std::mutex commands_mu_;
   bool accepting_ = false;  // under commands_mu_: post() queues only while true
   struct Command {

@@ -34,6 +34,7 @@
 #include "../core/ws_frame.h"
 #include "../io/engine.h"
 #include "../io/event_queue.h"
+#include "../io/loop.h"
 #include "watched_engine.h"
 
 namespace {
@@ -871,6 +872,48 @@ void test_invalid_options() {
 
 }  // namespace
 
+// A turn that never ends is a bug, but it must not make the process hang
+// at exit: stop() gives up after a while, says where the thread is, and
+// leaves it running with its loop (never freed) and without notifications.
+void test_a_stuck_thread_does_not_hang_stop() {
+  // Static: the thread outlives this function, and the loop is never freed (a global keeps it reachable).
+  static std::atomic<int> notified{0};
+  static std::atomic<bool> release{false};
+  static std::atomic<bool> running{false};
+  static tws::Loop* loop = new tws::Loop([] { notified++; });
+  std::string err;
+  if (!loop->start(&err, "tws-test")) std::abort();
+  loop->post([] {
+    running = true;
+    while (!release) sleep_ms(5);
+  });
+  while (!running) sleep_ms(1);
+  // Catch what stop() says on stderr.
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) std::abort();
+  const int saved = ::dup(2);
+  ::dup2(pipefd[1], 2);
+  const auto t0 = Clock::now();
+  const bool stopped = loop->stop();
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(pipefd[1]);
+  char buf[512] = {0};
+  const ssize_t n = ::read(pipefd[0], buf, sizeof buf - 1);
+  ::close(pipefd[0]);
+  const std::string said(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  CHECK(!stopped, "stop() gave up on a thread stuck in a command");
+  CHECK(waited >= tws::Loop::kStopWaitMs && waited < tws::Loop::kStopWaitMs + 2000, "after " + std::to_string(waited) + " ms");
+  CHECK(said.find("the tws-test thread did not stop within") != std::string::npos && said.find("stuck in a command") != std::string::npos,
+        "and said where it was stuck: " + said);
+  // Events it still emits reach no one.
+  const int before = notified;
+  loop->events().emit(tws::Event(tws::Event::kIdle));
+  CHECK(notified == before, "a muted loop notifies no one");
+  release = true;  // let the thread end (the process does not wait for it); the loop stays allocated
+}
+
 int main() {
   test_streams_ending_while_the_writer_is_backed_up();
   test_the_101_goes_first();
@@ -890,5 +933,6 @@ int main() {
   test_masking_keys_do_not_repeat();
   test_invalid_options();
   test_event_bytes_are_bounded();
+  test_a_stuck_thread_does_not_hang_stop();
   return tws::test::report();
 }
