@@ -29,7 +29,7 @@ export function processRows(): Row[] {
   const mem = memory();
   const rows: Row[] = [
     ['process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds (all threads).', (cpu.user + cpu.system) / 1e6],
-    ['process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch, in seconds.', Math.round(startedAt)],
+    ['process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch, in seconds.', Math.floor(startedAt)],
     ['nodejs_heap_size_total_bytes', 'gauge', 'Size of the JavaScript heap in bytes.', mem.heapTotal],
     ['nodejs_heap_size_used_bytes', 'gauge', 'JavaScript heap in use, in bytes.', mem.heapUsed],
   ];
