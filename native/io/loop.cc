@@ -35,22 +35,34 @@ bool Loop::start(std::string* error, const char* name) {
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+  running_ = true;
+  name_ = name;
+  // pthread_create, not std::thread: without exceptions, a thread that cannot
+  // be made (a process or thread limit) would end the process, not fail here.
+  const int rc = ::pthread_create(&thread_, nullptr, &Loop::thread_main, this);
+  if (rc != 0) {
+    running_ = false;
+    *error = std::string("cannot start the I/O thread: ") + std::strerror(rc);
+    return false;
+  }
+  has_thread_ = true;
   {
     std::lock_guard<std::mutex> lock(commands_mu_);
     accepting_ = true;
   }
-  running_ = true;
-  name_ = name;
-  thread_ = std::thread([this] {
-    run();
-    std::lock_guard<std::mutex> lock(finished_mu_);
-    finished_ = true;
-    finished_cv_.notify_all();
-  });
   // Named here, not inside the thread, so the name is set before start() returns
   // (visible in /proc/PID/task/*/comm and top -H).
-  ::pthread_setname_np(thread_.native_handle(), name);
+  ::pthread_setname_np(thread_, name);
   return true;
+}
+
+void* Loop::thread_main(void* self) {
+  auto* loop = static_cast<Loop*>(self);
+  loop->run();
+  std::lock_guard<std::mutex> lock(loop->finished_mu_);
+  loop->finished_ = true;
+  loop->finished_cv_.notify_all();
+  return nullptr;
 }
 
 bool Loop::stop() {
@@ -71,11 +83,15 @@ bool Loop::stop() {
       const uint8_t p = phase_.load(std::memory_order_relaxed);
       std::fprintf(stderr, "tws-native: the %s thread did not stop within %d ms: stuck in %s (session %u); leaving it running\n",
                    name_, kStopWaitMs, p < 6 ? phases[p] : "?", phase_session_.load(std::memory_order_relaxed));
-      thread_.detach();
+      ::pthread_detach(thread_);
+      has_thread_ = false;
       return false;
     }
   }
-  if (thread_.joinable()) thread_.join();
+  if (has_thread_) {
+    ::pthread_join(thread_, nullptr);
+    has_thread_ = false;
+  }
   {
     // Posted while the thread was finishing its last turn.
     std::lock_guard<std::mutex> lock(commands_mu_);

@@ -5,6 +5,7 @@
 // when no pointer to them can be left.
 #pragma once
 
+#include <pthread.h>
 #include <sys/epoll.h>
 
 #include <atomic>
@@ -13,7 +14,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -95,7 +95,9 @@ class Loop {
   EventQueue events_;
   UniqueFd epoll_;
   UniqueFd wake_;
-  std::thread thread_;
+  static void* thread_main(void* self);
+  pthread_t thread_{};
+  bool has_thread_ = false;  // [JS thread] thread_ is to be joined
   const char* name_ = "tws-io";
   std::atomic<bool> running_{false};
   std::atomic<uint8_t> phase_{0};

@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -914,6 +916,27 @@ void test_a_stuck_thread_does_not_hang_stop() {
   release = true;  // let the thread end (the process does not wait for it); the loop stays allocated
 }
 
+// A thread that cannot be made (a process or thread limit) is an error
+// start() returns, which the engine can report or work around (the TLS
+// thread falls back to the sessions' thread), not the end of the process.
+void test_a_thread_that_cannot_start_is_an_error() {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // Root is exempt from RLIMIT_NPROC: become nobody first. One task allowed, and this process is it.
+    if (::getuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    const rlimit one{1, 1};
+    if (::setrlimit(RLIMIT_NPROC, &one) != 0) ::_exit(3);
+    tws::Loop loop([] {});
+    std::string err;
+    const bool started = loop.start(&err);
+    ::_exit(!started && err.find("cannot start the I/O thread") == 0 ? 0 : started ? 1 : 2);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CHECK(code == 0, "start() said it could not start a thread (child exit " + std::to_string(code) + ": 1 started anyway, 2 another error, 3 could not set the limit)");
+}
+
 int main() {
   test_streams_ending_while_the_writer_is_backed_up();
   test_the_101_goes_first();
@@ -934,5 +957,6 @@ int main() {
   test_invalid_options();
   test_event_bytes_are_bounded();
   test_a_stuck_thread_does_not_hang_stop();
+  test_a_thread_that_cannot_start_is_an_error();
   return tws::test::report();
 }
