@@ -45,6 +45,7 @@ bool Engine::start(std::string* error) { return loop_->start(error); }
 void Engine::set_busy_poll(uint32_t us) { loop_->set_busy_poll(us); }
 
 bool Engine::stop() {
+  stopped_ = true;
   // Fronts first: a handoff it makes meanwhile is posted to a loop that still takes it (or closes it).
   const bool fronts = fronts_loop_->stop();
   const bool io = loop_->stop();
@@ -67,6 +68,8 @@ EngineStats Engine::stats() const {
 }
 
 Loop* Engine::front_loop() {
+  // Stopped: no thread is started any more; what is posted to a stopped loop is closed at once.
+  if (stopped_) return loop_.get();
   if (!front_loop_) {
     std::string error;
     front_loop_ = fronts_loop_->start(&error, "tws-tls") ? fronts_loop_.get() : loop_.get();

@@ -113,6 +113,7 @@ class Engine {
   std::unique_ptr<Loop> loop_;
   std::unique_ptr<Loop> fronts_loop_;
   bool stuck_ = false;  // [JS thread] a loop's thread did not stop: the loops are leaked, not freed
+  bool stopped_ = false;  // [JS thread] stop() was called
   Loop* front_loop_ = nullptr;  // [JS thread] chosen at the first front
 };
 

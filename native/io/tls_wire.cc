@@ -101,9 +101,11 @@ class TlsWire final : public Wire {
       // takes none of it; its EPOLLOUT brings the reader back (crosswise).
       // Below that, reading never waits for writing: two ends that both
       // send more than the other reads must both keep reading.
-      if (pending() >= kReadHold) {
+      held_ = pending() >= kReadHold;
+      if (held_) {
         if (push_out() < 0) return -1;  // errno says why
-        if (pending() >= kReadHold) {
+        held_ = pending() >= kReadHold;
+        if (held_) {
           errno = EAGAIN;
           return -1;
         }
@@ -234,6 +236,7 @@ class TlsWire final : public Wire {
   std::string error_text(int err) const override { return error_.empty() ? errno_name(err) : error_; }
   uint16_t error_code() const override { return error_.empty() ? 1006 : 1015; }
   bool handshaking() const override { return !SSL_is_init_finished(ssl_.get()); }
+  bool reading_held() const override { return held_; }
 
  private:
   // Ciphertext waiting for the socket, beyond which sendv() encrypts no more
@@ -291,6 +294,7 @@ class TlsWire final : public Wire {
   size_t in_off_ = 0;
   size_t in_len_ = 0;
   bool in_eof_ = false;
+  bool held_ = false;  // give() refused to read (kReadHold)
   uint8_t stage_[kRecord];
 };
 

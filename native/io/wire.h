@@ -36,6 +36,10 @@ class Wire {
   virtual uint16_t error_code() const { return 1006; }
   // A TLS handshake is under way (a wss:// client's, before the upgrade).
   virtual bool handshaking() const { return false; }
+  // recv() stopped reading because what reading made us answer (TLS
+  // KeyUpdates, say) waits for a peer that does not read: as long as that
+  // lasts, the peer is not reading rather than silent.
+  virtual bool reading_held() const { return false; }
   // The socket's epoll events, and whether a recv that took `got` of
   // `asked` bytes left nothing to read until its next edge (short_reads.h;
   // never for TLS, which may hold decrypted bytes back).

@@ -270,14 +270,16 @@ void WsSession::tick(double now) {
     }
     return;
   }
-  if (gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) {
+  // The wire held reading back (TLS answers the peer does not read) as long: the same.
+  const bool held = held_since_ != 0 && wire_->reading_held();
+  if ((gated_since_ != 0 && now - gated_since_ > o_.timeout_ms) || (held && now - held_since_ > o_.timeout_ms)) {
     // It sends and never reads: it gets a close frame (which it will not
     // read either) and the connection goes after the close grace.
     return close(1008, "peer is not reading", "peer is not reading");
   }
   const double quiet = liveness_.silent_for(now);
   // While we hold off reading, its silence is ours, not the peer's.
-  if (quiet > o_.timeout_ms && gated_since_ == 0 && !loop_.events().backlogged()) {
+  if (quiet > o_.timeout_ms && gated_since_ == 0 && !held && !loop_.events().backlogged()) {
     close_code_ = 1006;
     close_reason_ = "peer silent for " + std::to_string(static_cast<int64_t>(quiet)) + " ms";
     mux_.reset_all("session timed out");
@@ -327,6 +329,7 @@ void WsSession::read_some() {
   const ssize_t n = wire_->recv(buf, Loop::kReadBuffer);
   const int err = errno;
   if (n > 0) {
+    held_since_ = 0;
     if (wire_->drained(static_cast<size_t>(n), Loop::kReadBuffer)) readable_ = false;  // epoll speaks when more comes
     liveness_.heard(sync_time());
     if (upgrade_.reading()) return read_upgrade_head(buf, static_cast<size_t>(n));
@@ -335,6 +338,8 @@ void WsSession::read_some() {
   }
   if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
     readable_ = false;
+    if (!wire_->reading_held()) held_since_ = 0;
+    else if (held_since_ == 0) held_since_ = now_ms();
     return;
   }
   if (n < 0 && err == EINTR) return;

@@ -147,6 +147,7 @@ class WsSession final : public Pollable, private mux::MuxHost {
   bool readable_ = true;
   bool writable_ = true;
   double gated_since_ = 0;  // when reading from the peer stopped because it is not reading what we send (0: reading)
+  double held_since_ = 0;   // when the wire first held reading back (Wire::reading_held), 0 since a read
   ClientUpgrade upgrade_;  // the client's upgrade, when the engine does it (TLS)
   bool closing_ = false;
   bool close_received_ = false;
