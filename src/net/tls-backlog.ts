@@ -6,12 +6,13 @@
  * and never reads, the answers pile up in libuv's write queue, about 2 MB a
  * second per connection, before any password is checked. The native engine
  * stops reading such a peer (native/io/tls_wire.cc); here the connection is
- * dropped once the queue passes a bound no honest peer comes near (what a
- * session queues for its peer is gated far below it).
+ * dropped once the queue passes a bound no honest peer comes near: what a
+ * session queues for its peer is gated at 512 KiB (js engine) and 1 MiB
+ * (tws-rust sessions), and an honest reader drains it.
  */
 import type { TLSSocket } from 'node:tls';
 
-export const TLS_BACKLOG_LIMIT = 4 * 1024 * 1024;
+export const TLS_BACKLOG_LIMIT = 2 * 1024 * 1024;
 const CHECK_MS = 250;
 
 /** Bytes written to the TLS connection's socket that the kernel has not taken yet (libuv's queue). */
