@@ -93,7 +93,9 @@ for (const engine of engines()) {
     }
     const took = sent - flood.socket.writableLength;
     t.ok(took > 100e6, `the server took ${(took / 1e6).toFixed(0)} MB of OPENs`);
-    t.ok(peak - rss0 < 100, `server RSS grew at most ${(peak - rss0).toFixed(0)} MiB`);
+    // Gigabytes go through: targets kept whole would be that much. What the js engine has not collected
+    // yet (garbage, refused at once) reached 117 MiB on a loaded 2-core machine; the native engine's ~20.
+    t.ok(peak - rss0 < 200, `server RSS grew at most ${(peak - rss0).toFixed(0)} MiB for ${(took / 1e6).toFixed(0)} MB taken`);
     flood.close();
     const line = await server.waitLog(/stream#5 .*refused.*/);
     t.ok(line.length < 1024, `the refusal line is short (${line.length} chars)`);
