@@ -80,9 +80,9 @@ bool Loop::stop() {
     if (!finished_cv_.wait_for(lock, std::chrono::milliseconds(kStopWaitMs), [this] { return finished_; })) {
       events_.mute();
       static const char* const phases[] = {"epoll_wait", "a command", "a socket event", "a session's turn", "the ticks", "freeing what closed"};
-      const uint8_t p = phase_.load(std::memory_order_relaxed);
+      const size_t p = phase_.load(std::memory_order_relaxed);
       std::fprintf(stderr, "tws-native: the %s thread did not stop within %d ms: stuck in %s (session %u); leaving it running\n",
-                   name_, kStopWaitMs, p < 6 ? phases[p] : "?", phase_session_.load(std::memory_order_relaxed));
+                   name_, kStopWaitMs, p < sizeof phases / sizeof *phases ? phases[p] : "?", phase_session_.load(std::memory_order_relaxed));
       ::pthread_detach(thread_);
       has_thread_ = false;
       return false;

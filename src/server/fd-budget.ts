@@ -188,9 +188,7 @@ export class StreamSlots<S> {
     this.reservedAll += delta;
     const user = this.userOf.get(session);
     if (user === undefined || delta === 0) return;
-    const left = (this.reservedOfUser.get(user) ?? 0) + delta;
-    if (left > 0) this.reservedOfUser.set(user, left);
-    else this.reservedOfUser.delete(user);
+    addTo(this.reservedOfUser, user, delta);
   }
 
   /** One more slot in use, counted against `user`'s share too (the twin of returnSlots). */
@@ -198,7 +196,7 @@ export class StreamSlots<S> {
     this.used++;
     if (user === undefined) return;
     this.userOf.set(session, user);
-    this.byUser.set(user, (this.byUser.get(user) ?? 0) + 1);
+    addTo(this.byUser, user, 1);
   }
 
   private returnSlots(session: S, n: number): void {
@@ -228,8 +226,13 @@ export class StreamSlots<S> {
   private userRelease(session: S, n: number): void {
     const user = this.userOf.get(session);
     if (user === undefined) return;
-    const left = (this.byUser.get(user) ?? 0) - n;
-    if (left > 0) this.byUser.set(user, left);
-    else this.byUser.delete(user);
+    addTo(this.byUser, user, -n);
   }
+}
+
+/** Adds `delta` to `key`'s count, dropping the entry once it reaches 0 (a map of counts holds no zeros). */
+function addTo(counts: Map<string, number>, key: string, delta: number): void {
+  const n = (counts.get(key) ?? 0) + delta;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
 }
