@@ -15,7 +15,7 @@ import { makeCa, makeCert } from './certs';
 import { exampleLocation, hasNginx, startNginx } from './nginx';
 import { Peer, printable, resolvePeers, startPeer } from './peers';
 import { schedule, Step } from './plan';
-import { cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, sessionsOf, start, startEcho, startTunnel, stop, Tunnel } from './procs';
+import { contextSwitches, cpuSeconds, freePort, Front, hasIperf3, peakRssMiB, sessionsOf, start, startEcho, startTunnel, stop, Tunnel } from './procs';
 import { aggregate, EngineName, machine, Report, Run, table } from './report';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -95,12 +95,16 @@ async function throughTunnel(engine: EngineName, startIt: () => Promise<Tunnel>,
     const pids = [t.server.pid!, t.client.pid!];
     const frontPids = t.frontPids();
     const cpuOf = (list: number[]): number => list.reduce((n, p) => n + cpuSeconds(p), 0);
+    const switchesOf = (list: number[]): number => list.reduce((n, p) => n + contextSwitches(p), 0);
     const cpu0 = cpuOf(pids);
+    const switches0 = switchesOf(pids);
     const frontCpu0 = cpuOf(frontPids);
     const { run, bytes } = await body(t);
     const cpu = cpuOf(pids) - cpu0;
+    const switches = switchesOf(pids) - switches0;
     const out: Run = { ...run, engine, rss_mb: pids.reduce((n, p) => n + peakRssMiB(p), 0) };
     if (bytes) out.cpu_s_per_gb = cpu / (bytes / 1e9);
+    if (bytes) out.switches_per_gb = switches / (bytes / 1e9);
     if (bytes && frontPids.length) out.front_cpu_s_per_gb = (cpuOf(frontPids) - frontCpu0) / (bytes / 1e9);
     return out;
   } finally {

@@ -18,6 +18,8 @@ export interface Run {
   streams?: number;
   rss_mb?: number;
   cpu_s_per_gb?: number;
+  /** Context switches (every thread of the server and client processes) per GB moved: how often they slept and were woken. */
+  switches_per_gb?: number;
   /** Scenarios through nginx: CPU seconds per GB of the nginx processes (not in cpu_s_per_gb). */
   front_cpu_s_per_gb?: number;
   /** Which round of the benchmark measured it (every scenario runs once per round; see plan.ts). */
@@ -48,7 +50,7 @@ export function machine(): Report['machine'] {
 }
 
 /** The figures a run may have, each reported as the median over its rounds with their range. */
-export const FIGURES = ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'front_cpu_s_per_gb', 'loadgen_cpu', 'target_cpu'] as const;
+export const FIGURES = ['gbps', 'p50_us', 'p99_us', 'conns_per_s', 'rss_mb', 'cpu_s_per_gb', 'switches_per_gb', 'front_cpu_s_per_gb', 'loadgen_cpu', 'target_cpu'] as const;
 export type Figure = (typeof FIGURES)[number];
 
 /** One figure over the rounds that measured it. */
@@ -164,12 +166,12 @@ function ratioNotes(runs: Run[]): string[] {
  */
 export function table(all: Run[]): string {
   const rows = aggregate(all);
-  const head = ['scenario', 'engine', 'Gbit/s', 'x direct', 'p50 µs', 'p99 µs', 'conn/s', 'peak RSS MB', 'CPU s/GB', 'nginx s/GB'];
+  const head = ['scenario', 'engine', 'Gbit/s', 'x direct', 'p50 µs', 'p99 µs', 'conn/s', 'peak RSS MB', 'CPU s/GB', 'switches/GB', 'nginx s/GB'];
   const cells = rows.map((r) => {
     const f = r.figures;
     return [
       rowName(r), r.failed ? `${r.engine} (failed ${r.failed.length}/${r.rounds})` : r.engine, formatSpread(f.gbps, 2), formatSpread(r.vsDirect, 2, 'x'), formatSpread(f.p50_us, 0), formatSpread(f.p99_us, 0),
-      formatSpread(f.conns_per_s, 0), formatSpread(f.rss_mb, 0), formatSpread(f.cpu_s_per_gb, 2), formatSpread(f.front_cpu_s_per_gb, 2),
+      formatSpread(f.conns_per_s, 0), formatSpread(f.rss_mb, 0), formatSpread(f.cpu_s_per_gb, 2), formatSpread(f.switches_per_gb, 0), formatSpread(f.front_cpu_s_per_gb, 2),
     ];
   });
   const lines = [head, ...cells];
@@ -185,6 +187,7 @@ export function table(all: Run[]): string {
 const VERSUS: [Scenario, Run['direction'], Figure, string][] = [
   ['throughput', 'forward', 'gbps', 'Gbit/s →'], ['throughput', 'reverse', 'gbps', 'Gbit/s ←'], ['parallel', undefined, 'gbps', 'Gbit/s -P 8'],
   ['throughput', 'forward', 'cpu_s_per_gb', 'CPU s/GB →'], ['throughput', 'reverse', 'cpu_s_per_gb', 'CPU s/GB ←'], ['parallel', undefined, 'cpu_s_per_gb', 'CPU s/GB -P 8'],
+  ['throughput', 'forward', 'switches_per_gb', 'switches/GB →'], ['throughput', 'reverse', 'switches_per_gb', 'switches/GB ←'],
   ['latency', undefined, 'p50_us', 'p50'], ['latency', undefined, 'p99_us', 'p99'],
   ['connect_rate', undefined, 'conns_per_s', 'conn/s'], ['idle_streams', undefined, 'rss_mb', 'idle-streams RSS'],
 ];

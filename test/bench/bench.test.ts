@@ -31,6 +31,8 @@ if (!missing) {
       if (engine !== 'direct') {
         t.match(of('idle_streams')[0], { streams: 300, rss_mb: Number }, `${engine}: RSS with 300 idle streams`);
         t.ok(of('throughput').every((x: { rss_mb: number; cpu_s_per_gb: number }) => x.rss_mb > 0 && x.cpu_s_per_gb > 0), `${engine}: RSS and CPU/GB`);
+        // A GB through two processes cannot pass without their threads sleeping and waking at all.
+        t.ok(of('throughput').every((x: { switches_per_gb: number }) => x.switches_per_gb > 0), `${engine}: context switches per GB`);
       }
     }
     const viaNginx = report.runs.filter((x: { scenario: string }) => x.scenario === 'tls' || x.scenario === 'nginx_ws');

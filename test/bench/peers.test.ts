@@ -15,7 +15,7 @@ import { BenchRun, runBench } from '../helpers/bench-cli';
 const bench = (args: string[]): Promise<BenchRun> => runBench(args, 150_000);
 
 type R = { scenario: string; engine: string; direction?: string; round: number; failed?: string; gbps?: number; p50_us?: number; conns_per_s?: number;
-  rss_mb?: number; cpu_s_per_gb?: number; loadgen_cpu?: number; target_cpu?: number; streams?: number };
+  rss_mb?: number; cpu_s_per_gb?: number; switches_per_gb?: number; loadgen_cpu?: number; target_cpu?: number; streams?: number };
 
 const wstunnel = peerBin('WSTUNNEL_BIN', 'wstunnel');
 const twsRust = peerBin('TWS_RUST_BIN', 'tws-rust');
@@ -35,7 +35,7 @@ t.test(name, { skip }, async (t) => {
   t.same([...new Set(ws.map(key))], ['throughput forward', 'throughput reverse', 'parallel', 'latency', 'connect_rate', 'idle_streams'], 'wstunnel in every row it can be compared in');
   t.same(ws.filter((x) => x.failed).map((x) => `${key(x)}: ${x.failed}`), [], 'no wstunnel measurement failed');
   for (const x of ws.filter((w) => w.scenario === 'throughput' || w.scenario === 'parallel')) {
-    t.ok(x.gbps! > 0 && x.cpu_s_per_gb! > 0 && x.rss_mb! > 0, `${key(x)} round ${x.round}: Gbit/s, CPU/GB and RSS of both wstunnel processes`);
+    t.ok(x.gbps! > 0 && x.cpu_s_per_gb! > 0 && x.switches_per_gb! > 0 && x.rss_mb! > 0, `${key(x)} round ${x.round}: Gbit/s, CPU/GB, switches/GB and RSS of both wstunnel processes`);
   }
   t.ok(ws.filter((x) => x.scenario === 'latency').every((x) => x.p50_us! > 0), 'round trips');
   t.match(ws.find((x) => x.scenario === 'idle_streams'), { streams: 200, rss_mb: Number }, 'RSS with idle streams');
