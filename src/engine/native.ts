@@ -21,7 +21,7 @@ import {
   DatagramPort, Engine, EngineSession, EngineTls, LocalAcceptEvents, LocalAcceptor, OpenRequest, OpenStreamOptions, PendingUpgrade, SessionOptions, SessionStats,
   StreamClosedInfo, StreamRefusedInfo, TlsClientSettings,
 } from './types';
-import { adoptLegacy } from './legacy/adopt';
+import { adoptLegacy, legacyStats } from './legacy/adopt';
 import { answerLocal, checkReply } from './reply';
 import { describeClose } from './session-close';
 import { StreamIds, StreamLog } from './stream-log';
@@ -523,7 +523,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
     // tws-rust sessions run on ws in TypeScript, as on the js engine (engine/legacy/adopt.ts says why).
     adoptLegacy,
     stats: () => {
-      let datagramsDropped = 0;
+      let datagramsDropped = legacyStats.datagramsDropped;  // tws-rust sessions run in TypeScript
       let fronts = 0;
       for (const core of cores) {
         const st = core?.stats();

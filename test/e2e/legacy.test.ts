@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, makeCert } from '../../bench/certs';
@@ -15,10 +16,10 @@ import { connect, echoServer, hangingTarget, howItEnds, loopbackBuffering, rssMi
 import { engines, PASSWD, Proc, runCli } from '../helpers/procs';
 import { echoExactly, freePort, needsTwsRust, runRust, RustProc } from '../helpers/tws-rust';
 import { exchange, udpEcho } from '../helpers/udp';
-import { metricsPort, scrapeWhen } from '../helpers/metrics';
+import { metricsPort, scrapeWhen, value } from '../helpers/metrics';
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { authMessage, handshakeBody, idFrom, newConnectionBody } from '../../src/engine/legacy/wire';
+import { authMessage, dataHeader, handshakeBody, idFrom, newConnectionBody } from '../../src/engine/legacy/wire';
 import { clientFrame } from '../helpers/raw-ws';
 import { waitFor } from '../helpers/wait';
 
@@ -493,6 +494,36 @@ function hostile(): void {
       const rss = rssMiB(server.proc.pid!);
       t.ok(rss < 400, `server RSS ${rss.toFixed(0)} MiB after a 40 MiB flood`);
       t.equal(p.ws.readyState, WebSocket.OPEN, 'the session stays up');
+    });
+
+    t.test(`[${engine}] datagrams a tws-rust session drops for a peer that does not read are counted in tws_datagrams_dropped_total`, async (t) => {
+      // The UDP target answers our one datagram with a flood, from a process of its own.
+      const flooder = spawn(process.execPath, ['-e', `
+        const s = require('dgram').createSocket('udp4');
+        const payload = Buffer.alloc(1200, 7);
+        s.once('message', (m, r) => {
+          const until = Date.now() + 20000;
+          const burst = () => {
+            for (let i = 0; i < 200; i++) s.send(payload, r.port, r.address);
+            if (Date.now() < until) setImmediate(burst);
+          };
+          burst();
+        });
+        s.bind(0, '127.0.0.1', () => console.log(s.address().port));
+      `], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const udpPort = await new Promise<number>((resolve) => flooder.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+      const server = await runCli(['server', '-l', '127.0.0.1:0', '--engine', engine, '--legacy', '--metrics', '127.0.0.1:0']);
+      const socket = rawLegacy(server.port);  // paused: it never reads what the server sends
+      t.teardown(async () => { flooder.kill('SIGKILL'); socket.destroy(); await server.stop('SIGKILL'); });
+      socket.write(clientFrame(1, Buffer.from(authMessage(PASSWD, handshakeBody(Date.now(), `127.0.0.1:${udpPort}`)))));
+      await server.waitLog(/\(tws-rust\) up from/);
+      const id = idFrom(randomBytes(6));
+      socket.write(clientFrame(1, Buffer.from(authMessage(PASSWD, newConnectionBody(id, true)))));
+      await server.waitLog(/\(tws-rust\) stream#\d+ open → udp /);
+      socket.write(clientFrame(2, Buffer.concat([dataHeader('U', id), Buffer.from('go')])));
+      // The kernel's buffers fill, then 1 MiB waits in ws (SEND_HIGH): every datagram after that is dropped, and counted.
+      const m = await scrapeWhen(await metricsPort(server), (b) => (value(b, 'tws_datagrams_dropped_total') ?? 0) > 1000, 20_000);
+      t.ok(value(m.body, 'tws_datagrams_dropped_total')! > 1000, `tws_datagrams_dropped_total ${value(m.body, 'tws_datagrams_dropped_total')}`);
     });
   }
 }

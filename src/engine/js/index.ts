@@ -3,7 +3,7 @@ import { validateSessionOptions } from '../options';
 import type { Engine } from '../types';
 import { jsEngineStats, JsSession } from './session';
 import { upgradedWebSocket } from './websocket';
-import { adoptLegacy } from '../legacy/adopt';
+import { adoptLegacy, legacyStats } from '../legacy/adopt';
 
 export const jsEngine: Engine = {
   name: 'js',
@@ -17,5 +17,5 @@ export const jsEngine: Engine = {
     return session;
   },
   adoptLegacy,
-  stats: () => ({ ...jsEngineStats }),
+  stats: () => ({ datagramsDropped: jsEngineStats.datagramsDropped + legacyStats.datagramsDropped }),
 };

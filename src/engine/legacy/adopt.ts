@@ -10,6 +10,7 @@ import { validateSessionOptions } from '../options';
 import type { LegacyOptions, LegacySessionHandle, SessionOptions } from '../types';
 import { upgradedWebSocket } from '../js/websocket';
 import { LegacySession } from './session';
+export { legacyStats } from './session';
 import { MAX_TEXT } from './wire';
 
 /** Starts a tws-rust session on an upgraded connection (`preamble`: a server's 101, written first). */

@@ -29,6 +29,9 @@ import * as wire from './wire';
 
 /** The protocol label of these sessions in logs and metrics. */
 export const LEGACY_PROTOCOL = 'tws-rust';
+
+/** What tws-rust sessions (on either engine) dropped rather than queue without bound: each engine's stats() adds it. */
+export const legacyStats = { datagramsDropped: 0 };
 /** How long we wait for the peer's close frame before dropping the connection (ms). */
 const CLOSE_GRACE_MS = 2000;
 /** How long a stream's local socket may take to flush what it holds after the stream ended (ms). */
@@ -376,12 +379,14 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     s.state = 'open';
     s.port = port;
     port.onDatagram = (payload: Buffer) => {
-      if (!this.streams.has(s.id) || payload.length > wire.MAX_DATAGRAM) return;
+      if (!this.streams.has(s.id)) return;
+      if (payload.length > wire.MAX_DATAGRAM) return void legacyStats.datagramsDropped++;
+      // A full link drops datagrams rather than queueing them: UDP may lose, memory may not grow.
+      if (this.ws.bufferedAmount >= SEND_HIGH) return void legacyStats.datagramsDropped++;
       s.bytesOut += payload.length;
       this.bytesOut += payload.length;
       s.lastActive = Date.now();
-      // A full link drops datagrams rather than queueing them: UDP may lose, memory may not grow.
-      if (this.ws.bufferedAmount < SEND_HIGH) this.send(Buffer.concat([wire.dataHeader('U', s.id), payload]));
+      this.send(Buffer.concat([wire.dataHeader('U', s.id), payload]));
     };
     this.releaseEarly(s);
     for (const d of s.early.splice(0)) port.send(d);
@@ -393,6 +398,7 @@ export class LegacySession extends EventEmitter implements LegacySessionHandle {
     if (s.port) return s.port.send(payload);
     // Before the server's udp socket is ready: a few are held, the rest dropped.
     if (s.early.length < EARLY_DATAGRAMS) this.holdEarly(s, payload);
+    else legacyStats.datagramsDropped++;
   }
 
   /**
