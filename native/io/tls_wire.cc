@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <utility>
 #include <vector>
 
 namespace tws {
@@ -119,6 +120,7 @@ class TlsWire final : public Wire {
         if (n == 0) in_eof_ = true;
         return n;
       }
+      heard_ = true;
       if (static_cast<size_t>(n) == in_cap_ && in_cap_ < kInMax) {
         // Filled: a stream is flowing, read it in larger pieces from now on.
         in_cap_ = kInMax;
@@ -237,6 +239,7 @@ class TlsWire final : public Wire {
   uint16_t error_code() const override { return error_.empty() ? 1006 : 1015; }
   bool handshaking() const override { return !SSL_is_init_finished(ssl_.get()); }
   bool reading_held() const override { return held_; }
+  bool heard_below() override { return std::exchange(heard_, false); }
 
  private:
   // Ciphertext waiting for the socket, beyond which sendv() encrypts no more
@@ -295,6 +298,7 @@ class TlsWire final : public Wire {
   size_t in_len_ = 0;
   bool in_eof_ = false;
   bool held_ = false;  // give() refused to read (kReadHold)
+  bool heard_ = false;  // give() read from the socket since heard_below() last asked
   uint8_t stage_[kRecord];
 };
 

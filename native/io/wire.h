@@ -40,6 +40,10 @@ class Wire {
   // KeyUpdates, say) waits for a peer that does not read: as long as that
   // lasts, the peer is not reading rather than silent.
   virtual bool reading_held() const { return false; }
+  // Whether the socket gave bytes since the last call, though recv() may
+  // have given none (TLS records of its own, KeyUpdates say): a peer that
+  // sends only those is not silent, whatever it means by them.
+  virtual bool heard_below() { return false; }
   // The socket's epoll events, and whether a recv that took `got` of
   // `asked` bytes left nothing to read until its next edge (short_reads.h;
   // never for TLS, which may hold decrypted bytes back).

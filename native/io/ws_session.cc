@@ -338,6 +338,8 @@ void WsSession::read_some() {
   }
   if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
     readable_ = false;
+    // Records with no payload for us (a flood of TLS KeyUpdates) are the peer speaking, not silence.
+    if (wire_->heard_below()) liveness_.heard(sync_time());
     if (!wire_->reading_held()) held_since_ = 0;
     else if (held_since_ == 0) held_since_ = now_ms();
     return;

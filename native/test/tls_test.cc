@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -166,8 +167,11 @@ bool wait_writable(int fd, int timeout_ms) {
   return ::poll(&p, 1, timeout_ms) == 1;
 }
 
-bool session_closed(tws::test::WatchedEngine& w, uint32_t session, int timeout_ms, std::string* text = nullptr, int* code = nullptr) {
+// Waits for the session's close; `meanwhile` (if any) runs between waits of 50 ms.
+bool session_closed(tws::test::WatchedEngine& w, uint32_t session, int timeout_ms, std::string* text = nullptr, int* code = nullptr,
+                    const std::function<void()>& meanwhile = nullptr) {
   for (auto until = Clock::now() + ms(timeout_ms); Clock::now() < until;) {
+    if (meanwhile) meanwhile();
     for (const auto& e : w.wait_events(50)) {
       if (e.kind == tws::Event::kSessionClosed && e.session == session) {
         if (text) *text = e.text;
@@ -246,11 +250,48 @@ void test_key_updates_from_a_peer_that_never_reads_are_bounded() {
   CHECK(stalled || failed, "the engine stopped reading a peer whose KeyUpdates it cannot answer (" + std::to_string(updates) + " sent)");
   // 256 KiB of answers held, what one read of 256 KiB makes it answer, and the socket buffers: ~30 bytes a record.
   CHECK(updates < 40000, "after at most 40000 of them: " + std::to_string(updates));
-  // Held back that long, the peer is not reading (not "silent": it sent all along): 1008 after the timeout and close grace.
+  // Held back that long, the peer is not reading (not "silent": it sends all along): 1008 after the timeout and close
+  // grace. It goes on sending whenever the engine takes any: a peer that stopped, its last updates read once the
+  // engine's answers found room, would be silent (1006), which is right for it but not what this test is about.
+  const auto keep_sending = [&] {
+    if (!wait_writable(peer->fd, 0)) return;
+    if (SSL_do_handshake(peer->ssl) == 1 && SSL_key_update(peer->ssl, SSL_KEY_UPDATE_REQUESTED) == 1) SSL_do_handshake(peer->ssl);
+    ERR_clear_error();
+  };
   std::string text;
   int code = 0;
-  const bool closed = session_closed(w, 1, 6000, &text, &code);
+  const bool closed = session_closed(w, 1, 6000, &text, &code, keep_sending);
   CHECK(closed && code == 1008, "closed as not reading: " + std::to_string(code) + " " + text);
+  w.engine.stop();
+}
+
+// A peer whose only traffic is TLS records of its own (KeyUpdates; it reads
+// what comes, pings included, and never answers them) is heard, not silent:
+// the engine reads them though they give it no bytes. Once they stop, the
+// session times out as silent.
+void test_tls_records_alone_keep_a_peer_heard() {
+  tws::test::WatchedEngine w;
+  std::string err;
+  if (!w.engine.start(&err)) std::abort();
+  auto peer = upgraded_client(w, 1, 1000);
+  const auto drain = [&] {
+    char buf[4096];
+    while (SSL_read(peer->ssl, buf, sizeof buf) > 0) {
+    }
+    ERR_clear_error();
+  };
+  bool closed_early = false;
+  for (auto until = Clock::now() + ms(3000); Clock::now() < until && !closed_early;) {
+    drain();
+    if (SSL_do_handshake(peer->ssl) == 1 && SSL_key_update(peer->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1) SSL_do_handshake(peer->ssl);
+    ERR_clear_error();
+    for (const auto& e : w.wait_events(100)) closed_early |= e.kind == tws::Event::kSessionClosed && e.session == 1;
+  }
+  CHECK(!closed_early, "3 s of nothing but a KeyUpdate every 100 ms, with a 1 s timeout: still open");
+  std::string text;
+  int code = 0;
+  const bool closed = session_closed(w, 1, 5000, &text, &code, drain);
+  CHECK(closed && code == 1006 && text.find("silent") != std::string::npos, "then silent, timed out: " + std::to_string(code) + " " + text);
   w.engine.stop();
 }
 
@@ -314,6 +355,7 @@ int main(int argc, char** argv) {
   } tests[] = {
       {"full_socket", test_a_full_socket_does_not_keep_the_thread_busy},
       {"key_updates", test_key_updates_from_a_peer_that_never_reads_are_bounded},
+      {"heard", test_tls_records_alone_keep_a_peer_heard},
       {"front_hand_over", test_a_front_hands_over_with_the_commands_sent_meanwhile},
   };
   for (const auto& t : tests) {
