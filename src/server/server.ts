@@ -34,6 +34,8 @@ import { boundTlsBacklog } from '../net/tls-backlog';
 
 /** The rules of a session whose user was removed (or whose password changed) while it closes: nothing. */
 const NOTHING = new AllowList([]);
+/** A TLS handshake and an upgrade request must come within this (a stalled or trickling one is cut: slowloris). */
+const PRE_UPGRADE_MS = 9_000;
 
 export interface TwsServerOptions {
   listen: HostPort;
@@ -176,6 +178,9 @@ export class TwsServer extends EventEmitter {
     };
     // Timeouts are only checked every connectionsCheckingInterval (30 s by default): check each second.
     const httpOpts = { connectionsCheckingInterval: 1000 };
+    // How long a connection may take for its TLS handshake and upgrade request. Test hook only (never documented):
+    // a test of another bound lifts it, so that only the bound under test can end the connection.
+    const preUpgradeMs = Number(process.env.TWS_TEST_PRE_UPGRADE_MS) || PRE_UPGRADE_MS;
     const engine = opts.engine;
     const engineTls = opts.tls ? engine.tls : undefined;
     if (opts.tls && !engineTls && !engine.adoptsTlsSockets) {
@@ -220,7 +225,7 @@ export class TwsServer extends EventEmitter {
       });
     } else {
       // A TLS handshake that never comes is cut like a stalled request (Node's default waits 120 s).
-      const tlsOpts = { ...httpOpts, handshakeTimeout: 9_000 };
+      const tlsOpts = { ...httpOpts, handshakeTimeout: preUpgradeMs };
       this.http = opts.tls ? createTlsServer({ ...tlsOpts, ...TLS_SUITES, cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(httpOpts, notFound);
       this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string; remotePort?: number }) =>
         this.tlsFailed(formatPeer(socket), err.code ?? err.message));
@@ -230,8 +235,8 @@ export class TwsServer extends EventEmitter {
     }
     // A stalled or trickling upgrade request is cut off (slowloris): checked
     // each second, so 9 s here means gone within 10 s.
-    this.http.headersTimeout = 9_000;
-    this.http.requestTimeout = 9_000;
+    this.http.headersTimeout = preUpgradeMs;
+    this.http.requestTimeout = preUpgradeMs;
     // Plain connections before their upgrade (and the js engine's sessions) are capped by Node itself.
     if (!this.tcp) this.http.maxConnections = this.maxSessions + this.maxPending;
     this.http.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) =>
