@@ -10,6 +10,8 @@ import { needsZig } from '../helpers/tools';
 const root = join(__dirname, '..', '..');
 const npm = process.env.npm_execpath;
 const noZig = needsZig();
+// The file's own timeout (package.json's tap.timeout) would cut the prebuild below where Zig's cache is cold (see prebuild.test.ts).
+t.setTimeout(1_800_000);
 
 t.test('npm pack ships what users need, and installs without scripts or a compiler', { timeout: 1_200_000, skip: noZig }, async (t) => {
   const dir = t.testdir({ pack: {}, prefix: {}, tree: {} });
