@@ -21,7 +21,7 @@ import { EngineAccept } from './engine-accept';
 import { CONNECT_REPLY, HTTP_CONNECT, readConnectRequest, TOO_MANY_NEGOTIATING } from './http-connect';
 import { NegotiationLimit } from './negotiation-limit';
 import { ReverseTunnels } from './reverse';
-import { SessionSlot } from './session-slot';
+import { CLIENT_MAX_STREAMS, SessionSlot } from './session-slot';
 import type { SocksLogins } from './socks/auth';
 import { SocksListener } from './socks/listener';
 import { UdpRelay } from './udp-relay';
@@ -140,7 +140,7 @@ export class TwsClient extends EventEmitter {
       throw new TwsError('TWS_ERR_CONFIG', 'legacy: a tws-rust session carries one tunnel, listen with remote; no tunnels, httpConnect, socks, reverse or user');
     }
     const reverse = opts.reverse?.length
-      ? new ReverseTunnels(opts.reverse, { logger: opts.logger, retryTimeout: opts.retryTimeout ?? 1000 })
+      ? new ReverseTunnels(opts.reverse, { logger: opts.logger, retryTimeout: opts.retryTimeout ?? 1000, maxStreams: opts.maxStreams ?? CLIENT_MAX_STREAMS })
       : undefined;
     this.timeout = opts.timeout ?? 5000;
     this.waitLines = new RateLimitedLog(opts.logger, 'connections closed with no session up');

@@ -4,12 +4,16 @@
  * feature), retried with backoff while the server refuses; and the streams
  * the server then opens, each connected to the tunnel's own HOST:PORT. A
  * server-opened stream whose target is none of our tunnels' binds is
- * refused (RESET 1): the server cannot make us connect anywhere else.
+ * refused (RESET 1): the server cannot make us connect anywhere else. Nor
+ * can it make us connect without end: a session whose server sent GOAWAY
+ * gets no more (RESET 9), and all sessions together hold at most
+ * `maxStreams` of them (RESET 5), however many sessions the server drains
+ * and we bring up again.
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { ReverseSpec } from '../config/tunnels';
-import type { EngineSession, OpenRequest } from '../engine/types';
+import type { EngineSession, OpenRequest, StreamClosedInfo, StreamRefusedInfo } from '../engine/types';
 import { dialRequest } from '../net/dial';
 import { FEATURE_REVERSE, LISTEN_ERROR_NAMES, LISTEN_TOKEN_LEN, ResetCode, StreamKind } from '../protocol/constants';
 import type { ControlFrame } from '../protocol/frames';
@@ -24,6 +28,8 @@ export interface ReverseOptions {
   logger: Logger;
   /** Base delay before a refused LISTEN is sent again (doubles per refusal, full jitter). */
   retryTimeout: number;
+  /** Server-opened streams all sessions together may hold; more are refused with RESET 5. */
+  maxStreams: number;
 }
 
 export class ReverseTunnels {
@@ -35,6 +41,8 @@ export class ReverseTunnels {
   private readonly announced = new Set<ReverseSpec>();
   /** The last refusal of each tunnel, so a repeat is not another warning. */
   private readonly refusedWith = new Map<ReverseSpec, string>();
+  /** Server-opened streams taken and not yet ended, of every session. */
+  private held = 0;
 
   constructor(private readonly specs: readonly ReverseSpec[], private readonly opts: ReverseOptions) {}
 
@@ -42,7 +50,23 @@ export class ReverseTunnels {
   attach(session: EngineSession, features: readonly string[]): void {
     const log = this.opts.logger.child(`session#${session.id}`);
     const opens = new RateLimitedLog(log, 'reverse streams', STREAM_LINES);
-    session.on('open-request', (req: OpenRequest) => this.onOpen(req, opens));
+    // This session's share of `held`: a stream leaves it when it ends, is refused (a failed dial) or is cancelled.
+    const taken = new Set<number>();
+    const release = (stream: number): void => {
+      if (taken.delete(stream)) this.held--;
+    };
+    session.on('open-request', (req: OpenRequest) => this.onOpen(session, req, opens, () => {
+      if (taken.has(req.stream)) return;
+      taken.add(req.stream);
+      this.held++;
+      req.signal.addEventListener('abort', () => release(req.stream), { once: true });
+    }));
+    session.on('stream-closed', (info: StreamClosedInfo) => release(info.stream));
+    session.on('stream-refused', (info: StreamRefusedInfo) => release(info.stream));
+    session.on('close', () => {
+      this.held -= taken.size;
+      taken.clear();
+    });
     if (!features.includes(FEATURE_REVERSE)) {
       if (!this.warned) {
         this.warned = true;
@@ -94,12 +118,26 @@ export class ReverseTunnels {
     for (const spec of this.specs) send(spec, new Backoff(this.opts.retryTimeout));
   }
 
-  /** A stream the server opened: connected to its tunnel's target, or refused when it names none of ours. */
-  private onOpen(req: OpenRequest, opens: RateLimitedLog): void {
+  /**
+   * A stream the server opened: connected to its tunnel's target (counted
+   * by `admit` first), or refused when it names none of ours, comes after
+   * the server's GOAWAY, or would pass `maxStreams`.
+   */
+  private onOpen(session: EngineSession, req: OpenRequest, opens: RateLimitedLog, admit: () => void): void {
     const spec = req.kind === StreamKind.TCP ? this.specs.find((s) => s.bind === req.target) : undefined;
     if (!spec) {
       opens.line('warn', `stream#${req.stream} refused: the server asked for ${peerText(req.target) || '(empty)'}, which is no reverse tunnel of this client`);
       req.reject(ResetCode.DENIED, 'no such reverse tunnel');
+      return;
+    }
+    if (session.peerDraining) {
+      opens.line('warn', `stream#${req.stream} refused: the server opened it after its GOAWAY`);
+      req.reject(ResetCode.GOING_AWAY, 'you sent GOAWAY');
+      return;
+    }
+    if (this.held >= this.opts.maxStreams) {
+      opens.line('warn', `stream#${req.stream} refused: this client holds ${this.held} streams the server opened (--max-streams)`);
+      req.reject(ResetCode.TOO_MANY_STREAMS, 'too many reverse streams');
       return;
     }
     const hp = parseHostPort(spec.remote);
@@ -107,10 +145,11 @@ export class ReverseTunnels {
       req.reject(ResetCode.CONNECT_FAILED, `bad target: ${hp}`);
       return;
     }
+    admit();
     req.nameTunnel(spec.name);
     opens.line('info', `stream#${req.stream} open → ${spec.remote} (${spec.name})`);
     // An IP address the engine can connect itself; a name resolves here.
-    if (isIP(hp.host) !== 0 && !hp.host.includes('%') && req.dial) return req.dial(hp.host, hp.port, CONNECT_TIMEOUT_MS);
-    dialRequest(req, hp, CONNECT_TIMEOUT_MS);
+    if (isIP(hp.host) !== 0 && !hp.host.includes('%') && req.dial) req.dial(hp.host, hp.port, CONNECT_TIMEOUT_MS);
+    else dialRequest(req, hp, CONNECT_TIMEOUT_MS);
   }
 }

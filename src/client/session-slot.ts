@@ -44,8 +44,10 @@ const REPORT_EVERY_MS = 10 * 60_000;
  * Streams a session may hold before one the server opens (reverse tunnels)
  * is refused with RESET 5: each costs this process a connection, and a
  * hostile server could otherwise make it dial 16384 per session (--max-streams).
+ * The same number caps the server-opened streams of all sessions together
+ * (reverse.ts), as a server can bring up session after session (GOAWAY).
  */
-const CLIENT_MAX_STREAMS = 1024;
+export const CLIENT_MAX_STREAMS = 1024;
 
 /** Redacts anything secret-looking from a URL before it is logged. */
 function showUrl(url: URL): string {

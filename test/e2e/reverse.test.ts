@@ -16,8 +16,8 @@ import { sessionOptions } from '../../src/engine/options';
 import { selectEngine } from '../../src/engine/select';
 import type { EngineSession, StreamClosedInfo } from '../../src/engine/types';
 import { dialRequest } from '../../src/net/dial';
-import { FEATURE_REVERSE, ListenError } from '../../src/protocol/constants';
-import { ControlFrame, encodeControl, Frame } from '../../src/protocol/frames';
+import { FEATURE_REVERSE, ListenError, StreamKind } from '../../src/protocol/constants';
+import { ControlFrame, decodeFrame, encodeControl, encodeGoaway, encodeOpen, encodeReset, Frame } from '../../src/protocol/frames';
 import { upgradeResponse } from '../../src/protocol/upgrade';
 import { createLogger } from '../../src/util/log';
 import { connect, echoServer, freePort, howItEnds, roundTrip, sha256, tcpServer, TcpServer } from '../helpers/net';
@@ -27,6 +27,7 @@ import { RawPeer, rawPeer } from '../helpers/raw-peer';
 import { needs } from '../helpers/tools';
 import { waitFor } from '../helpers/wait';
 import { makeCa, makeCert } from '../../bench/certs';
+import { WebSocket, WebSocketServer } from 'ws';
 
 /** Whether something accepts connections on `host`:`port`. */
 function accepts(port: number, host = '127.0.0.1'): Promise<boolean> {
@@ -527,4 +528,81 @@ for (const engine of engines() as ('js' | 'native')[]) {
       t.equal((await roundTrip(client.port, Buffer.from('still'), 5000)).toString(), 'still', 'the -L tunnel still works');
     });
   }
+}
+
+/**
+ * A hostile server at the byte level: each session that sends LISTEN gets
+ * LISTEN_OK; `onSession(i, ws, bind)` then plays it. What each session got
+ * back (decoded frames) is kept.
+ */
+async function byteServer(t: Test, onSession: (i: number, ws: WebSocket, bind: string) => void): Promise<{ port: number; got: Frame[][]; sockets: WebSocket[] }> {
+  const wss = new WebSocketServer({ noServer: true, handleProtocols: () => 'tws2', perMessageDeflate: false });
+  wss.on('headers', (h) => h.push(`Tws-Features: ${FEATURE_REVERSE}`));
+  const got: Frame[][] = [];
+  const sockets: WebSocket[] = [];
+  const http = createHttpServer();
+  http.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => {
+    const i = got.length;
+    const frames: Frame[] = [];
+    got.push(frames);
+    sockets.push(ws);
+    ws.on('error', () => undefined);
+    ws.on('message', (data: Buffer) => {
+      const f = decodeFrame(data);
+      frames.push(f);
+      if (f.type !== 'listen') return;
+      ws.send(encodeControl({ type: 'listen-ok', stream: 0, request: f.request, port: 9000 }));
+      onSession(i, ws, f.bind);
+    });
+  }));
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => {
+    for (const ws of wss.clients) ws.terminate();
+    http.close();
+  });
+  return { port: (http.address() as AddressInfo).port, got, sockets };
+}
+
+for (const engine of engines() as ('js' | 'native')[]) {
+  t.test(`[${engine}] a server cannot dial the client's target past --max-streams by draining session after session: OPENs after its GOAWAY are RESET 9, and the cap counts every session`, async (t) => {
+    const cap = 8;
+    const sink = await tcpServer(() => undefined);
+    t.teardown(() => sink.close());
+    const port = await freePort();
+    const opens = (ws: WebSocket, bind: string, ids: number[]): void => {
+      for (const id of ids) ws.send(encodeOpen(id, 1 << 20, StreamKind.TCP, bind));
+    };
+    const evil = await byteServer(t, (i, ws, bind) => {
+      if (i === 0) {
+        // Six (of the eight a session may hold), then GOAWAY, then two more: refused as after a GOAWAY.
+        opens(ws, bind, [2, 4, 6, 8, 10, 12]);
+        ws.send(encodeGoaway(9, 'draining'));
+        opens(ws, bind, [100, 102]);
+      } else {
+        // The client's next session: with the first session's six still open, two more make the cap.
+        opens(ws, bind, [200, 202, 204]);
+      }
+    });
+    const client = await runCli(['client', '-s', `ws://127.0.0.1:${evil.port}/`, '--engine', engine, '-c', '1',
+      '-L', `0:${sink.addr}`, '-R', `${port}:${sink.addr}`, '--max-streams', String(cap)]);
+    t.teardown(() => client.stop('SIGKILL'));
+    const resets = (i: number): Map<number, number> =>
+      new Map((evil.got[i] ?? []).flatMap((f) => (f.type === 'reset' ? [[f.stream, f.code] as [number, number]] : [])));
+    const openOks = (i: number): number => (evil.got[i] ?? []).filter((f) => f.type === 'open-ok').length;
+    await waitFor(() => openOks(0) + resets(0).size >= 8 && openOks(1) + resets(1).size >= 3, 20_000);
+    t.equal(openOks(0), 6, "the first session's six streams are carried");
+    t.same([...resets(0)].sort(), [[100, 9], [102, 9]], 'the OPENs after its GOAWAY are refused with RESET 9');
+    t.ok(evil.got.length >= 2, 'the client brought up another session after the GOAWAY');
+    t.equal(openOks(1), 2, 'the next session gets two, which make the cap with the first one\'s six');
+    t.same([...resets(1)], [[204, 5]], `and the third is refused with RESET 5: ${cap} held in all`);
+    t.equal(sink.sockets.size, cap, `the target got ${cap} connections, no more`);
+    t.match(client.logs(), /refused: the server opened it after its GOAWAY/);
+    t.match(client.logs(), /refused: this client holds 8 streams the server opened \(--max-streams\)/);
+    // One of the first session's streams ends: the next session may open one more.
+    evil.sockets[0]!.send(encodeReset(2, 6, 'done'));
+    await waitFor(() => sink.sockets.size < cap);
+    evil.sockets[1]!.send(encodeOpen(206, 1 << 20, StreamKind.TCP, `127.0.0.1:${port}`));
+    await waitFor(() => openOks(1) + resets(1).size > 3);
+    t.equal(openOks(1), 3, 'once one of them ends, the next is carried');
+  });
 }
