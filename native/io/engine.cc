@@ -94,6 +94,7 @@ void Engine::adopt_upgrading(uint32_t session, UniqueFd fd, std::unique_ptr<Wire
 void Engine::front_tls(uint32_t front, UniqueFd tcp_fd, UniqueFd pair_fd, std::unique_ptr<Wire> wire) {
   Loop* loop = front_loop();
   loop->post([loop, front, tcp = std::move(tcp_fd), pair = std::move(pair_fd), wire = std::move(wire)]() mutable {
+    if (loop->fronts().count(front) != 0) return;  // an id in use (see Loop::install): the sockets close
     auto f = std::make_unique<Front>(*loop, front, std::move(tcp), std::move(pair), std::move(wire));
     if (!f->start()) f->close();
     loop->fronts()[front] = std::move(f);
@@ -202,6 +203,7 @@ void Engine::send_datagram(uint32_t session, uint32_t stream, std::string payloa
 void Engine::listen(uint32_t listener, UniqueFd fd, std::string target, uint32_t timeout_ms) {
   Loop* loop = loop_.get();
   loop->post([loop, listener, fd = std::move(fd), target = std::move(target), timeout_ms]() mutable {
+    if (loop->listeners().count(listener) != 0) return;  // an id in use (see Loop::install): the fd closes
     auto l = std::make_unique<Listener>(*loop, listener, std::move(fd), std::move(target), timeout_ms);
     if (!l->start()) {
       Event e(Event::kListener);

@@ -152,6 +152,10 @@ WsSession* Loop::find_session(uint32_t id) {
 
 void Loop::install(std::unique_ptr<WsSession> s, const std::string& head, const std::string& preamble, bool await_upgrade) {
   WsSession* sp = s.get();
+  // JavaScript never gives an id that is still in use (native.ts); should one
+  // come anyway, the live session keeps it and this one, never started, goes
+  // (its socket closes): replacing the live one here would free it mid-turn.
+  if (sessions_.count(sp->id()) != 0) return;
   sessions_[sp->id()] = std::move(s);
   if (!sp->start(head, preamble, await_upgrade)) sp->close(1011, "cannot watch the socket", "session lost");
 }

@@ -388,13 +388,27 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
     }
     return context;
   };
-  // The addon's ids (sessions and fronts) and, apart, the numbers sessions are known by.
-  let nextId = 1;
+  // The addon's ids (sessions, fronts and listeners: one space) and, apart, the numbers sessions are known by.
+  let lastId = 0;
+  // Test hook only (never documented): a low ceiling, to see the ids come round.
+  const idCeiling = Number(process.env.TWS_TEST_ADDON_ID_CEILING) || 0xffff_ffff;
   let nextSessionNumber = 1;
   // Who hears why a front's TLS failed, by front id (fronts share the id space with sessions).
   const tlsFailureHandlers = new Map<number, (reason: string) => void>();
   // Native listeners (acceptLocal) by id: the same id space as sessions and fronts.
   const listeners = new Map<number, { target: string; tunnel?: string; events: LocalAcceptEvents }>();
+  /**
+   * The next addon id: a uint32 as the addon reads it, never 0, never one
+   * still in use. A wss:// server spends one per TCP connection, so a long
+   * run does come round (2^32 connections), and a live session must not
+   * share its id with a new one.
+   */
+  const takeId = (): number => {
+    for (;;) {
+      lastId = lastId >= idCeiling ? 1 : lastId + 1;
+      if (!sessions.has(lastId) && !listeners.has(lastId) && !tlsFailureHandlers.has(lastId)) return lastId;
+    }
+  };
   const onListener = (e: NativeEvent): void => {
     const l = listeners.get(e.session);
     if (!l) return;
@@ -442,7 +456,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
   const coreAt = (index: number): NativeCore => (cores[index] ??= new addon.NativeEngine(unpackEvents(addon.eventKinds, onEvents), { busyPollUs }));
   /** A new session on the next core (round-robin) or on `at`; `register` once the core owns it. */
   const newSession = (options: SessionOptions, at?: number): { session: NativeSession; core: NativeCore; register(): void } => {
-    const id = nextId++;
+    const id = takeId();
     const index = at ?? id % cores.length;
     const core = coreAt(index);
     const session = new NativeSession(id, core, options);
@@ -464,7 +478,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       return addon.tlsServerContext(cert.toString(), key.toString());
     },
     frontTls(socket, context, onTlsFailure) {
-      const id = nextId++;
+      const id = takeId();
       const index = id % cores.length;
       const taken = takeOver(socket);
       if (!taken || taken.buffered.length > 0) {
@@ -562,7 +576,7 @@ export function createNativeEngine(addon: NativeAddon, threads = 1, busyPollUs =
       if (cores.length !== 1) return undefined;
       const fd = fdOf(server);
       if (fd === undefined) return undefined;
-      const id = nextId++;
+      const id = takeId();
       const core = coreAt(0);
       listeners.set(id, { target, tunnel, events });
       if (core.listen(id, fd, target, timeoutMs) !== 0) {

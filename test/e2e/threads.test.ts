@@ -2,7 +2,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { echoServer, roundTrip, sha256 } from '../helpers/net';
-import { ioThreads, startTunnel } from '../helpers/procs';
+import { ioThreads, runCli, startTunnel } from '../helpers/procs';
 
 /**
  * The I/O thread count once it has reached `want` (threads start with the first
@@ -28,6 +28,25 @@ t.test('--threads spreads native sessions over that many I/O threads, data intac
   const datas = Array.from({ length: 12 }, (_, i) => randomBytes(200_000 + i * 50_000));
   const backs = await Promise.all(datas.map((d) => roundTrip(tun.port, d)));
   t.same(backs.map((b) => sha256(b)), datas.map((d) => sha256(d)), '12 concurrent streams intact');
+});
+
+t.test('addon ids come round to 1 (never 0) and skip those still in use: sessions that come and go never take a live one', async (t) => {
+  const echo = await echoServer();
+  // Ids 1 to 6 only: the long-lived client's two sessions hold two of them while eight more clients come and go.
+  const env = { TWS_TEST_ADDON_ID_CEILING: '6' };
+  const tun = await startTunnel({ engine: 'native', target: echo.addr, clientArgs: ['-c', '2'], env });
+  t.teardown(async () => { await tun.stop(); await echo.close(); });
+  const url = `ws://127.0.0.1:${tun.server.port}/`;
+  for (let i = 0; i < 8; i++) {
+    const other = await runCli(['client', '-l', '127.0.0.1:0', '-s', url, '-r', echo.addr, '--engine', 'native', '-c', '1'], env);
+    const data = randomBytes(50_000);
+    const back = await roundTrip(other.port, data).finally(() => other.stop());
+    t.equal(sha256(back), sha256(data), `client ${i + 1} of 8: data intact`, { diagnostic: false });
+    t.notMatch(other.logs(), /cannot connect|cannot reach|failed attempts?/, 'its first connection came up', { diagnostic: false });
+  }
+  const data = randomBytes(200_000);
+  t.equal(sha256(await roundTrip(tun.port, data)), sha256(data), 'the long-lived client still carries data');
+  t.equal(tun.client.logs().match(/ session#\d+ up → /g)?.length, 2, 'over the two sessions it started with');
 });
 
 t.test('the native engine runs one I/O thread by default', async (t) => {
