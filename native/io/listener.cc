@@ -59,6 +59,7 @@ void Listener::close() {
   if (!fd_) return;
   loop_.unwatch(fd_.get());
   fd_.reset();
+  loop_.reap_soon();
   waiting_.clear();
 }
 

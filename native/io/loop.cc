@@ -140,7 +140,10 @@ bool Loop::watch(int fd, Pollable* p) {
 void Loop::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
 void Loop::mark_dirty(WsSession* s) {
-  if (std::find(dirty_.begin(), dirty_.end(), s) == dirty_.end()) dirty_.push_back(s);
+  // A flag, not a search of dirty_: with thousands of busy sessions a search per socket event adds up.
+  if (s->queued()) return;
+  s->set_queued(true);
+  dirty_.push_back(s);
 }
 
 void Loop::retire(std::unique_ptr<StreamSocket> s) { graveyard_sockets_.push_back(std::move(s)); }
@@ -228,6 +231,7 @@ void Loop::run() {
       todo.swap(dirty_);
       for (WsSession* s : todo) {
         enter(Phase::kWork, s->id());
+        s->set_queued(false);  // before work(), which may queue it for the next turn
         s->work();
       }
     }
@@ -251,6 +255,8 @@ void Loop::run() {
 void Loop::end_turn() {
   graveyard_streams_.clear();
   graveyard_sockets_.clear();
+  if (!reap_) return;
+  reap_ = false;
   std::vector<std::unique_ptr<WsSession>> dead_sessions;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     if (it->second->dead()) {

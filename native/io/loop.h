@@ -62,6 +62,9 @@ class Loop {
   void unwatch(int fd);
   // The session has work for its next turn (read, pump, write).
   void mark_dirty(WsSession* s);
+  // A session, front or listener died this turn: end_turn() frees the dead
+  // (it looks through them only then, not on every turn).
+  void reap_soon() { reap_ = true; }
   // Frees the stream, or a stream's closed socket, after this loop turn.
   void retire(std::unique_ptr<mux::Stream> s) { graveyard_streams_.push_back(std::move(s)); }
   void retire(std::unique_ptr<StreamSocket> s);
@@ -117,7 +120,8 @@ class Loop {
   std::unordered_map<uint32_t, std::unique_ptr<WsSession>> sessions_;
   std::unordered_map<uint32_t, std::unique_ptr<Front>> fronts_;
   std::unordered_map<uint32_t, std::unique_ptr<Listener>> listeners_;
-  std::vector<WsSession*> dirty_;
+  std::vector<WsSession*> dirty_;  // each at most once (WsSession::queued)
+  bool reap_ = false;
   std::vector<std::unique_ptr<mux::Stream>> graveyard_streams_;
   std::vector<std::unique_ptr<StreamSocket>> graveyard_sockets_;
   std::unique_ptr<uint8_t[]> read_buf_{new uint8_t[kReadBuffer]};

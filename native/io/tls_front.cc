@@ -105,12 +105,14 @@ Front::Handoff Front::hand_over(UniqueFd js, std::string* head, std::string* pre
   loop_.unwatch(pair_.get());
   pair_.reset();
   dead_ = true;
+  loop_.reap_soon();
   return Handoff{std::move(tcp_), std::move(wire_)};
 }
 
 void Front::close() {
   if (dead_) return;
   dead_ = true;
+  loop_.reap_soon();
   loop_.unwatch(tcp_.get());
   loop_.unwatch(pair_.get());
   tcp_.reset();

@@ -481,6 +481,7 @@ void WsSession::teardown() {
   if (dead_) return;
   mux_.reset_all("session lost");
   dead_ = true;
+  loop_.reap_soon();
   loop_.unwatch(fd_.get());
   fd_.reset();
   Event e{Event::kSessionClosed};

@@ -51,6 +51,9 @@ class WsSession final : public Pollable, private mux::MuxHost {
   bool start(const std::string& head, const std::string& preamble, bool await_upgrade);
   uint32_t id() const { return id_; }
   bool dead() const { return dead_; }
+  // In the loop's list of sessions with work for the next turn (Loop::mark_dirty).
+  bool queued() const { return queued_; }
+  void set_queued(bool q) { queued_ = q; }
   // New streams may open: up, not closing, and neither side going away.
   bool takes_new_streams() const { return !closing_ && !dead_ && !upgrade_.pending() && !mux_.draining() && !mux_.peer_draining(); }
 
@@ -152,6 +155,7 @@ class WsSession final : public Pollable, private mux::MuxHost {
   bool closing_ = false;
   bool close_received_ = false;
   bool dead_ = false;
+  bool queued_ = false;
   bool error_ = false;
   uint16_t close_code_ = 0;
   std::string close_reason_;
