@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { fail, TwsError } from '../util/errors';
+import { peerText } from '../util/log';
 import { proxyFor } from './proxy';
 
 export interface ConnectOptions {
@@ -108,7 +109,8 @@ export function describeConnectError(err: NodeJS.ErrnoException): string {
   // Node gives OpenSSL's whole error string (EPROTO) here: its reason is what the native engine says.
   const notTls = NOT_TLS.exec(err.message)?.[0];
   if (notTls) return `TLS: ${notTls.toLowerCase()} (${code || 'ERR_SSL'})`;
-  if (TLS_CODES.test(code)) return `TLS: ${err.message} (${code}); ${TLS_HINT}`;
+  // Node's message can quote the server's certificate (a name mismatch lists all its names): the server's words, capped.
+  if (TLS_CODES.test(code)) return `TLS: ${peerText(err.message)} (${code}); ${TLS_HINT}`;
   return code || err.message;
 }
 

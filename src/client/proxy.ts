@@ -8,6 +8,7 @@
 import { connect as netConnect, Socket } from 'node:net';
 import { connect as tlsConnect, ConnectionOptions } from 'node:tls';
 import { TwsError } from '../util/errors';
+import { peerText } from '../util/log';
 import { parseProxyUrl, showProxy } from '../util/proxy-url';
 
 /** The proxy to use for `server`, or undefined for a direct connection. */
@@ -71,7 +72,7 @@ export function viaProxy(proxy: URL, timeoutMs: number, tls?: ConnectionOptions)
       sock.off('data', onData);
       const status = /^HTTP\/1\.[01] (\d{3})([^\r\n]*)/.exec(buf.subarray(0, end).toString('latin1'));
       if (!status || status[1] !== '200') {
-        finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)} refused CONNECT ${authority}: ${status ? `HTTP ${status[1]}${status[2]}` : 'not an HTTP answer'}`));
+        finish(new TwsError('TWS_ERR_CONNECT', `proxy ${showProxy(proxy)} refused CONNECT ${authority}: ${status ? `HTTP ${status[1]}${peerText(status[2]!, 120)}` : 'not an HTTP answer'}`));
         return;
       }
       const rest = buf.subarray(end + 4);

@@ -2,7 +2,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { makeCa, makeCert } from '../../bench/certs';
 import { connectProxy } from '../helpers/connect-proxy';
-import { echoServer, roundTrip, sha256, sleep } from '../helpers/net';
+import { echoServer, roundTrip, sha256, sleep, tcpServer } from '../helpers/net';
 import { engines, runCli } from '../helpers/procs';
 import { needs } from '../helpers/tools';
 
@@ -64,4 +64,14 @@ t.test('--proxy must be http://, and its error never shows the URL', async (t) =
     async (p) => { await p.stop('SIGKILL'); return 'started'; }, (err: Error) => err.message);
   t.match(r, /flag --proxy: only http:\/\/ proxies are supported/);
   t.notMatch(r, /topsecret/);
+});
+
+t.test("a proxy's reason phrase reaches the log capped, however long", async (t) => {
+  const long = 'x'.repeat(12_000);
+  const proxy = await tcpServer((s) => s.once('data', () => s.end(`HTTP/1.1 403 ${long}\r\n\r\n`)));
+  const c = await client('js', 'ws://127.0.0.1:9/', '127.0.0.1:9', ['--proxy', `http://127.0.0.1:${proxy.port}`]);
+  t.teardown(async () => { await c.stop('SIGKILL'); await proxy.close(); });
+  const line = await c.waitLog(/cannot connect to .*retrying in \d+ ms/);
+  t.match(line, /refused CONNECT 127\.0\.0\.1:9: HTTP 403 x+…\(\+\d+ bytes cut\)/, 'cut, and says so');
+  t.ok(line.length < 1000, `one short line (${line.length} characters)`);
 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { acceptKey, parseResponseHead, upgradeProblem, upgradeRequest } from '../../src/protocol/upgrade';
-import { describeTlsFailure } from '../../src/client/connect-options';
+import { describeConnectError, describeTlsFailure } from '../../src/client/connect-options';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -44,4 +44,13 @@ t.test('native TLS failures get the same advice as the js engine\'s', async (t) 
   t.match(describeTlsFailure('TLS: unable to get local issuer certificate (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)'), /; trust its CA with --ca FILE/);
   t.match(describeTlsFailure('TLS: Hostname mismatch (ERR_TLS_CERT_ALTNAME_INVALID)'), /--sni/);
   t.equal(describeTlsFailure('TLS: wrong version number (ERR_SSL)'), 'TLS: wrong version number (ERR_SSL)', 'not a certificate problem: no advice');
+});
+
+t.test("a TLS failure's words from the server (a name mismatch quotes its certificate's names) are capped", async (t) => {
+  const names = Array.from({ length: 2000 }, (_, i) => `DNS:host${i}.example`).join(', ');
+  const err = Object.assign(new Error(`Hostname/IP does not match certificate's altnames: Host: localhost. is not in the cert's altnames: ${names}`),
+    { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+  const line = describeConnectError(err);
+  t.match(line, /^TLS: Hostname\/IP does not match certificate's altnames: .*…\(\+\d+ bytes cut\) \(ERR_TLS_CERT_ALTNAME_INVALID\); trust its CA/);
+  t.ok(line.length < 500, `${line.length} characters`);
 });
