@@ -112,7 +112,7 @@ export const SETTINGS: readonly Setting[] = [
     default: { server: 16384, client: 1024 },
     help: {
       server: 'open streams per session; one more is refused with RESET 5 (too many streams)',
-      client: 'open streams per session beyond which a stream the server opens (a reverse tunnel, -R) is refused with RESET 5; each one costs this client a connection (a file descriptor)',
+      client: 'open streams per session, and streams the server opened on all sessions together, beyond which a stream the server opens (a reverse tunnel, -R) is refused with RESET 5; each one costs this client a connection (a file descriptor)',
     } },
   { name: 'bufferBudget', key: 'buffer_budget', flag: '--buffer-budget <mib>', kind: { type: 'int', min: 0, max: 1_048_576, unit: 'MiB' },
     modes: both, default: 0,
