@@ -27,6 +27,8 @@ function countedLookup<T>(policy: StreamPolicy, run: () => Promise<T>): Promise<
 export interface StreamPolicy extends LookupOwner {
   /** undefined: every target; an empty list: none. */
   allow: AllowList | undefined;
+  /** The rules now: a reload may have replaced `allow` while a name was looked up. */
+  current(): AllowList | undefined;
   log: Logger;
   /** Where per-stream refusals go: a peer can provoke them by the thousand. */
   refusals: RateLimitedLog;
@@ -71,6 +73,9 @@ function targetOf(req: OpenRequest, policy: StreamPolicy): HostPort | undefined 
  */
 function admitted(req: OpenRequest, hp: HostPort, policy: StreamPolicy, timeoutMs: number, go: (hp: HostPort) => void): void {
   const pass = (to: HostPort): void => {
+    // The rules changed (a reload) while the name was looked up: decided again under the rules now, never the old ones.
+    const now = policy.current();
+    if (now !== policy.allow) return admitted(req, hp, { ...policy, allow: now }, timeoutMs, go);
     policy.admitted(req);
     go(to);
   };

@@ -437,6 +437,7 @@ export class TwsServer extends EventEmitter {
       userLookups: share?.lookups,
       // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
       allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
+      current: () => this.sessionUser.get(session)?.allow ?? this.opts.allow,
       log,
       refusals,
       admitted: (req) => openLine(req.stream, req.target, req.kind === StreamKind.UDP),
