@@ -14,7 +14,29 @@ import { lookup } from 'node:dns/promises';
 import { HostPort, splitHostPort } from '../util/address';
 import { IpAddress, ipText, parseIp } from '../util/ip';
 
-type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6'; prefix: number } | { kind: 'name'; name: string };
+type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6'; addr: string; prefix: number } | { kind: 'name'; name: string };
+
+/**
+ * IPv6 prefixes whose addresses a translator on the way turns into IPv4
+ * ones: NAT64's well-known and local-use prefixes (RFC 6052, RFC 8215) and
+ * IPv4-translated addresses (::ffff:0:a.b.c.d, RFC 2765). A target in one
+ * of them reaches an IPv4 host, so a broad IPv6 rule (`[::/0]`) must not
+ * let it through: only a rule within the prefix (`[64:ff9b::/96]:443`), or
+ * `*`, does. (6to4 and Teredo addresses reach IPv6 hosts, through IPv4.)
+ */
+const TRANSLATED: readonly { prefix: number; list: BlockList }[] = ([['64:ff9b::', 96], ['64:ff9b:1::', 48], ['::ffff:0:0:0', 96]] as const)
+  .map(([net, prefix]) => {
+    const list = new BlockList();
+    list.addSubnet(net, prefix, 'ipv6');
+    return { prefix, list };
+  });
+
+/** Whether rule `host` may match `ip`: anything outside the translated prefixes; inside one, only a rule within it. */
+function coversTranslated(host: { addr: string; prefix: number }, ip: IpAddress): boolean {
+  if (ip.family !== 'ipv6') return true;
+  const via = TRANSLATED.find((t) => t.list.check(ip.address, 'ipv6'));
+  return !via || (host.prefix >= via.prefix && via.list.check(host.addr, 'ipv6'));
+}
 
 export interface AllowRule {
   text: string;
@@ -48,7 +70,7 @@ function parseHost(text: string): HostMatch | string {
     if (typeof mapped === 'object' && mapped.family === 'ipv4') return parseHost(`${mapped.address}/${prefix - 96}`);
     const list = new BlockList();
     list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
-    return { kind: 'net', list, family: family === 4 ? 'ipv4' : 'ipv6', prefix };
+    return { kind: 'net', list, family: family === 4 ? 'ipv4' : 'ipv6', addr, prefix };
   }
   if (prefixText !== undefined) return `"${addr}" is not an IP address`;
   if (!NAME.test(text)) return `"${text}" is not an IP, CIDR, host name or *`;
@@ -93,10 +115,11 @@ export class AllowList {
   match(name: string, ip: IpAddress, port: number): AllowRule | undefined {
     const n = name.toLowerCase().replace(/\.$/, '');
     // An IPv6 rule never matches an IPv4 address (Node's BlockList would match
-    // it through ::ffff:, so [::/0] would let every IPv4 target through).
+    // it through ::ffff:, so [::/0] would let every IPv4 target through), nor
+    // an IPv6 address a translator turns into one (TRANSLATED), unless it names that prefix.
     return this.rules.find((r) => port >= r.ports[0] && port <= r.ports[1] && (
       r.host.kind === 'any' || (r.host.kind === 'name' && r.host.name === n) ||
-      (r.host.kind === 'net' && r.host.family === ip.family && r.host.list.check(ip.address, ip.family))));
+      (r.host.kind === 'net' && r.host.family === ip.family && r.host.list.check(ip.address, ip.family) && coversTranslated(r.host, ip))));
   }
 
   /**

@@ -102,6 +102,21 @@ t.test('a rule inside ::ffff:0:0/96 is the IPv4 rule it spells: mapped targets a
   t.match(await wide.decide({ host: '10.0.0.1', port: 22 }), { ok: false }, 'a wider IPv6 rule still covers IPv6 only');
 });
 
+t.test('an IPv6 address a translator turns into IPv4 (NAT64, IPv4-translated) passes only * or a rule within its prefix', async (t) => {
+  const wide = new AllowList(parseAllowRules(['[::/0]:*'], 'test'));
+  for (const host of ['64:ff9b::127.0.0.1', '64:ff9b::7f00:1', '64:ff9b:1::7f00:1', '::ffff:0:127.0.0.1', '::ffff:0:a00:1']) {
+    t.match(await wide.decide({ host, port: 22 }), { ok: false }, `[::/0] does not allow ${host}`);
+  }
+  t.match(await wide.decide({ host: '2001:db8::1', port: 22 }), { ok: true }, 'it still allows other IPv6 targets');
+  t.match(await wide.decide({ host: '2002:7f00:1::1', port: 22 }), { ok: true }, 'and 6to4 ones, which reach IPv6 hosts');
+  const nat64 = new AllowList(parseAllowRules(['[64:ff9b::/96]:443', '[64:ff9b::a00:0/104]:22', '*:8080'], 'test'));
+  t.match(await nat64.decide({ host: '64:ff9b::7f00:1', port: 443 }, async () => []), { ok: true, address: '64:ff9b::7f00:1' }, 'a rule naming the prefix allows it');
+  t.match(await nat64.decide({ host: '64:ff9b::a01:203', port: 22 }), { ok: true }, 'as does one inside it');
+  t.match(await nat64.decide({ host: '64:ff9b::b00:1', port: 22 }), { ok: false }, 'for its own addresses only');
+  t.match(await nat64.decide({ host: '64:ff9b:1::7f00:1', port: 443 }), { ok: false }, 'the local-use prefix is another prefix');
+  t.match(await nat64.decide({ host: '::ffff:0:127.0.0.1', port: 8080 }), { ok: true }, '* allows anything');
+});
+
 t.test('a target no rule could allow is refused without a lookup', async (t) => {
   const rules = new AllowList(parseAllowRules(['10.0.0.0/8:22', 'db.internal:5432-5433'], 'test'));
   let lookups = 0;
