@@ -21,7 +21,7 @@ t.test('an OPEN whose UDP socket cannot be made (the process is out of fds) is a
         stream: 1, kind: 2, target: '127.0.0.1:53', signal: new AbortController().signal,
         accept: () => answer('accept'), acceptDatagrams: () => answer('datagrams'), reject: (code, reason) => answer('reject', code, reason), nameTunnel: () => undefined,
       };
-      connectUdpTarget(req, 2000, { allow: undefined, log, refusals: new RateLimitedLog(log, 'x'), admitted: () => {}, lookups: { n: 0 } });
+      connectUdpTarget(req, 2000, { allow: undefined, current: () => undefined, log, refusals: new RateLimitedLog(log, 'x'), admitted: () => {}, lookups: { n: 0 } });
       setTimeout(() => answer('none'), 3000);
     `], { encoding: 'utf8', timeout: 20_000 });
     const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { kind?: string; code?: number; reason?: string; held?: number };
