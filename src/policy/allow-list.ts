@@ -12,7 +12,7 @@ import { BlockList, isIP } from 'node:net';
 import { TwsError } from '../util/errors';
 import { lookup } from 'node:dns/promises';
 import { HostPort, splitHostPort } from '../util/address';
-import { IpAddress, ipText, parseIp } from '../util/ip';
+import { IpAddress, ipText, parseBindIp, parseIp } from '../util/ip';
 
 type HostMatch = { kind: 'any' } | { kind: 'net'; list: BlockList; family: 'ipv4' | 'ipv6'; addr: string; prefix: number } | { kind: 'name'; name: string };
 
@@ -66,7 +66,8 @@ function parseHost(text: string): HostMatch | string {
     if (!(prefix >= 0 && prefix <= max)) return `"/${prefixText}" is not a prefix length for IPv${family}`;
     // Targets in ::ffff:0:0/96 are IPv4 addresses (src/util/ip.ts) and are checked as such: a rule
     // inside that range is its IPv4 rule (else it could never match).
-    const mapped = family === 6 && prefix >= 96 ? parseIp(addr) : undefined;
+    // (parseBindIp: ::ffff:0:0 itself, the unspecified address mapped, starts the range.)
+    const mapped = family === 6 && prefix >= 96 ? parseBindIp(addr) : undefined;
     if (typeof mapped === 'object' && mapped.family === 'ipv4') return parseHost(`${mapped.address}/${prefix - 96}`);
     const list = new BlockList();
     list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
@@ -74,6 +75,11 @@ function parseHost(text: string): HostMatch | string {
   }
   if (prefixText !== undefined) return `"${addr}" is not an IP address`;
   if (!NAME.test(text)) return `"${text}" is not an IP, CIDR, host name or *`;
+  // A numeric host in another spelling (127.1, 0x7f.0.0.1, 2130706433) would be a name rule no target ever matches:
+  // targets are checked in canonical form.
+  const numeric = parseIp(text);
+  if (typeof numeric === 'string') return `"${text}": ${numeric}`;
+  if (numeric) return `"${text}" is the IP address ${ipText(numeric)}: write it so`;
   return { kind: 'name', name: text.toLowerCase().replace(/\.$/, '') };
 }
 
@@ -157,7 +163,8 @@ export class AllowList {
     if (typeof literal === 'string') return { ok: false, why: literal };
     let answers: string[];
     try {
-      answers = literal ? [ipText(literal)] : await resolve(target.host);
+      // Without the trailing dot a name rule ignores: `localhost.` would skip /etc/hosts, which pins `localhost`.
+      answers = literal ? [ipText(literal)] : await resolve(target.host.replace(/\.$/, ''));
     } catch (err) {
       return { ok: false, why: `resolve failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, resolveFailed: true };
     }

@@ -117,6 +117,23 @@ t.test('an IPv6 address a translator turns into IPv4 (NAT64, IPv4-translated) pa
   t.match(await nat64.decide({ host: '::ffff:0:127.0.0.1', port: 8080 }), { ok: true }, '* allows anything');
 });
 
+t.test('a rule whose host is an IP in another spelling is a config error, not a name rule that never matches', async (t) => {
+  for (const [rule, ip] of [['127.2:80', '127.0.0.2'], ['0x7f.0.0.1:80', '127.0.0.1'], ['2130706434:80', '127.0.0.2'], ['127.0.0.010:80', '127.0.0.8']]) {
+    t.throws(() => parseAllowRules([rule!], 'test'), new RegExp(`is the IP address ${ip!.replace(/\./g, '\\.')}: write it so`), rule);
+  }
+  t.throws(() => parseAllowRules(['08.1:80'], 'test'), /"08\.1": /, 'a numeric host that is no address');
+  t.doesNotThrow(() => parseAllowRules(['db1.internal:5432', '1password.example:443', '127.0.0.1:80'], 'test'), 'names with digits, and the canonical form, are fine');
+  const all = new AllowList(parseAllowRules(['[::ffff:0:0/96]:22'], 'test'));
+  t.match(await all.decide({ host: '10.1.2.3', port: 22 }), { ok: true }, '[::ffff:0:0/96] is every IPv4 address, as it spells');
+});
+
+t.test('a name with a trailing dot is looked up without it, as the name rule it matches', async (t) => {
+  const rules = new AllowList(parseAllowRules(['localhost:80'], 'test'));
+  const asked: string[] = [];
+  t.match(await rules.decide({ host: 'LOCALHOST.', port: 80 }, async (h) => { asked.push(h); return ['127.0.0.1']; }), { ok: true });
+  t.same(asked, ['LOCALHOST'], 'the resolver is asked for the name without its dot');
+});
+
 t.test('a target no rule could allow is refused without a lookup', async (t) => {
   const rules = new AllowList(parseAllowRules(['10.0.0.0/8:22', 'db.internal:5432-5433'], 'test'));
   let lookups = 0;
