@@ -203,6 +203,40 @@ for (const engine of engines()) {
     t.ok(await waitFor(() => { send(Buffer.concat([header, dnsQuery(1, 'late.test')])); return refused; }, 10_000), 'the relay port closed with its control connection');
   });
 
+  t.test(`[${engine}] another local user cannot take over a UDP association before its client's first datagram`, {
+    skip: process.getuid?.() !== 0 ? 'needs root (a second user to play the other local user)' : false,
+  }, async (t) => {
+    const dns = await dnsResponder('192.0.2.8');
+    t.teardown(() => dns.sock.close());
+    const { client } = await start(t, engine, engine, [], ['-v']);
+    const assoc = await socksRequest(client.port, 3, '0.0.0.0', 0);
+    t.teardown(() => assoc.socket.destroy());
+    t.equal(assoc.reply, 0, 'associated, the client\'s port not known (0)');
+    const relay = assoc.bound!.port;
+    const header = Buffer.concat([Buffer.from([0, 0, 0]), socksAddress('127.0.0.1', dns.port)]);
+    // nobody sends first, from a socket of its own, and waits for an answer.
+    const other = spawn(process.execPath, ['-e', `
+      const u = require('node:dgram').createSocket('udp4');
+      u.on('message', () => { console.log('answered'); process.exit(0); });
+      u.bind(0, '127.0.0.1', () => u.send(Buffer.from(process.argv[1], 'hex'), ${relay}, '127.0.0.1'));
+      setTimeout(() => { console.log('no answer'); process.exit(0); }, 3000);
+    `, Buffer.concat([header, dnsQuery(0x6666, 'other.test')]).toString('hex')], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+    let said = '';
+    other.stdout.on('data', (d: Buffer) => { said += d; });
+    await new Promise((r) => other.once('exit', r));
+    t.equal(said.trim(), 'no answer', 'the other user got nothing back');
+    t.match(client.logs(), /socks udp: dropped a datagram from 127\.0\.0\.1:\d+: not a socket of the user who asked for the association/, 'and the client says why');
+    // The user who asked still has the association.
+    const u = createSocket('udp4');
+    t.teardown(() => u.close());
+    const got: Buffer[] = [];
+    u.on('message', (m) => got.push(m));
+    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+    u.send(Buffer.concat([header, dnsQuery(0x7777, 'mine.test')]), relay, '127.0.0.1');
+    t.ok(await waitFor(() => got.length >= 1, 10_000), 'its own first datagram is carried and answered');
+    t.equal(dnsAnswer(got[0]!.subarray(10)).id, 0x7777);
+  });
+
   t.test(`[${engine}] a UDP association ends after --udp-timeout without datagrams, and its control connection with it`, async (t) => {
     const dns = await dnsResponder('192.0.2.8');
     t.teardown(() => dns.sock.close());

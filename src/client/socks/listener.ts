@@ -23,6 +23,7 @@ import { NegotiationLimit } from '../negotiation-limit';
 import { UdpStreamBudget } from '../udp-streams';
 import { FAILED_LOGIN_DELAY_MS, LoginThrottle } from './login-throttle';
 import { UdpAssociation } from './udp-associate';
+import { isLoopbackAddress, tcpPeerUid } from '../../net/socket-owner';
 
 /** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
 const MAX_ASSOCIATIONS = 1024;
@@ -189,10 +190,16 @@ export class SocksListener {
   private async associate(socket: Socket, peer: string, req: Request): Promise<void> {
     const log = this.opts.logger;
     socket.on('error', () => socket.destroy());
+    const localAddress = unmappedAddress(socket.localAddress ?? '127.0.0.1');
+    const clientAddress = unmappedAddress(socket.remoteAddress ?? '');
+    // A client on this machine: whose process asked (src/net/socket-owner.ts).
+    const clientUid = isLoopbackAddress(clientAddress)
+      ? tcpPeerUid({ address: localAddress, port: socket.localPort ?? 0 }, { address: clientAddress, port: socket.remotePort ?? 0 }) : undefined;
     const assoc = new UdpAssociation({
-      localAddress: unmappedAddress(socket.localAddress ?? '127.0.0.1'),
-      clientAddress: unmappedAddress(socket.remoteAddress ?? ''),
+      localAddress,
+      clientAddress,
       clientPort: req.port,
+      clientUid,
       udpTimeout: this.opts.udpTimeout,
       budget: this.udpBudget,
       pick: () => this.opts.pick(),

@@ -12,6 +12,7 @@ import type { EngineSession } from '../../engine/types';
 import { formatHostPort } from '../../util/address';
 import { openLines } from '../../engine/stream-log';
 import { Logger, peerText } from '../../util/log';
+import { udpSocketUid } from '../../net/socket-owner';
 import { boundedUdpSender } from '../../net/udp-send';
 import { UdpStreamBudget, UdpStreams } from '../udp-streams';
 import { encodeUdp, parseUdp, targetOf } from './messages';
@@ -26,6 +27,13 @@ export interface AssociationOptions {
   clientAddress: string;
   /** The port the client said it sends from (0 = not known yet: the first datagram's). */
   clientPort: number;
+  /**
+   * On loopback, the uid of the process that asked (its control connection's
+   * socket): until a datagram is taken, one from a socket of another user is
+   * not. Else another local user could send first and take the association
+   * over, its answers included (RFC 1928 lets the client say port 0).
+   */
+  clientUid?: number;
   udpTimeout: number;
   /** The listener's cap on udp streams over all its associations. */
   budget: UdpStreamBudget;
@@ -41,6 +49,10 @@ export class UdpAssociation {
   private readonly send: ReturnType<typeof boundedUdpSender>;
   private readonly dests: UdpStreams;
   private clientPort: number;
+  /** A datagram was taken: the client's port is known (and its user checked). */
+  private confirmed = false;
+  /** Source ports already found to be another user's (bounded): not looked up again. */
+  private readonly strangers = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   private ended = false;
 
@@ -87,6 +99,15 @@ export class UdpAssociation {
     }, this.opts.udpTimeout);
   }
 
+  /** Whether `rinfo`'s socket is the asking user's (always, where that user is not known). */
+  private sameUser(rinfo: RemoteInfo): boolean {
+    if (this.opts.clientUid === undefined) return true;
+    if (this.strangers.has(rinfo.port)) return false;
+    if (udpSocketUid(rinfo.address, rinfo.port) === this.opts.clientUid) return true;
+    if (this.strangers.size < 256) this.strangers.add(rinfo.port);
+    return false;
+  }
+
   private onClient(msg: Buffer, rinfo: RemoteInfo): void {
     const from = formatHostPort(rinfo.address, rinfo.port);
     if (rinfo.address !== this.opts.clientAddress || (this.clientPort !== 0 && rinfo.port !== this.clientPort)) {
@@ -98,6 +119,11 @@ export class UdpAssociation {
       this.opts.logger.debug(`socks udp: dropped a datagram from ${from}: ${d.kind === 'bad' ? d.why : 'incomplete'}`);
       return;
     }
+    if (!this.confirmed && !this.sameUser(rinfo)) {
+      this.opts.logger.debug(`socks udp: dropped a datagram from ${from}: not a socket of the user who asked for the association`);
+      return;
+    }
+    this.confirmed = true;
     this.clientPort = rinfo.port;
     this.touch();
     const { host, port } = d.value;
