@@ -34,15 +34,17 @@ export class NegotiationLimit {
   /**
    * Takes a place for `socket` (from `peer`, as logs spell it): returns the
    * function that gives it back (idempotent; the socket's close does it
-   * too), or undefined when its address holds its share already, said in a
-   * warning: the caller closes the connection. When the listener is full
-   * and another address holds more places than this one, that address's
-   * oldest connection is closed to make room: a few addresses of idle
-   * connections cannot lock everyone else out (a client that negotiates
-   * takes milliseconds, so the oldest is the idlest).
+   * too), or undefined when there is no room, said in a warning: the caller
+   * closes the connection. A client that negotiates takes milliseconds, so
+   * the oldest connection is the idlest: when its address holds its share
+   * already, the address's oldest connection is closed to make room (on
+   * loopback every local user shares one address, and idle connections of
+   * one must not lock the others out); when the listener is full and
+   * another address holds more places than this one, that address's oldest.
    */
   admit(socket: Socket, peer: string): (() => void) | undefined {
     const source = sourceKey(socket.remoteAddress ?? '');
+    if ((this.bySource.get(source) ?? 0) >= this.perSource) this.evictOldest(source, this.perSource);
     const n = this.bySource.get(source) ?? 0;
     let full = n >= this.perSource ? `${this.perSource} connections from its address` : '';
     if (!full && this.held.size >= this.max && !this.evictFor(n)) full = `${this.max} connections`;
@@ -71,10 +73,14 @@ export class NegotiationLimit {
     let top: string | undefined;
     let most = mine;
     for (const [source, count] of this.bySource) if (count > most) [top, most] = [source, count];
-    if (top === undefined) return false;
+    return top !== undefined && this.evictOldest(top, most);
+  }
+
+  /** Closes the oldest connection negotiating from `source` (which holds `count`); false if it has none. */
+  private evictOldest(source: string, count: number): boolean {
     for (const [socket, h] of this.held) {
-      if (h.source !== top) continue;
-      this.refusals.line('warn', `${this.name}: closed the oldest connection still negotiating from ${formatPeer(socket)} to make room (its address holds ${most})`);
+      if (h.source !== source) continue;
+      this.refusals.line('warn', `${this.name}: closed the oldest connection still negotiating from ${formatPeer(socket)} to make room (its address holds ${count})`);
       h.release();
       socket.destroy();
       return true;
