@@ -56,9 +56,9 @@ const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^\s]+) HTTP\/1\.[01]$/;
 
 /** Judges the bytes read so far from a local client (a pure function: tested on its own). */
 export function parseConnectHead(buf: Buffer): HeadVerdict {
-  const crlf = buf.indexOf('\r\n\r\n');
-  const lf = buf.indexOf('\n\n');
-  const end = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 4 : lf >= 0 ? lf + 2 : -1;
+  // The head ends at its first empty line, CRLF or bare LF either side (\r\n\r\n, \n\n, \n\r\n).
+  const blank = /\n\r?\n/.exec(buf.subarray(0, MAX_HEAD + 3).toString('latin1'));
+  const end = blank ? blank.index + blank[0].length : -1;
   if (end < 0 || end > MAX_HEAD) {
     if (buf.length <= MAX_HEAD) return { kind: 'incomplete' };
     return { kind: 'answer', response: httpResponse(400, 'Bad Request', `tws: request head larger than ${MAX_HEAD} bytes\n`), why: 'head too large' };

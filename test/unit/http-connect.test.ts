@@ -11,6 +11,8 @@ t.test('a CONNECT head gives its target and the bytes past it', async (t) => {
   t.same(v.kind === 'connect' && [v.target, v.rest.toString()], ['example.org:443', 'PIPELINED']);
   const v6 = parseConnectHead(head('CONNECT [::1]:22 HTTP/1.0\n\n'));
   t.same(v6.kind === 'connect' && [v6.target, v6.rest.length], ['[::1]:22', 0], 'IPv6 in brackets, bare LF line ends, HTTP/1.0');
+  const mixed = parseConnectHead(head('CONNECT a:1 HTTP/1.1\n\r\nREST'));
+  t.same(mixed.kind === 'connect' && [mixed.target, mixed.rest.toString()], ['a:1', 'REST'], 'a bare LF, then a CRLF empty line, ends the head too');
 });
 
 t.test('an unfinished head waits for more, up to the bound', async (t) => {
