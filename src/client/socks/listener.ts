@@ -11,7 +11,7 @@
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
-import { sourceKey, unmappedAddress } from '../../util/ip';
+import { unmappedAddress } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
@@ -21,7 +21,7 @@ import {
 import { CONNECT_REPLY } from './reply';
 import { NegotiationLimit } from '../negotiation-limit';
 import { UdpStreamBudget } from '../udp-streams';
-import { FAILED_LOGIN_DELAY_MS, LoginThrottle } from './login-throttle';
+import { FAILED_LOGIN_DELAY_MS, LoginThrottle, throttleKey } from './login-throttle';
 import { UdpAssociation } from './udp-associate';
 import { isLoopbackAddress, tcpPeerUid } from '../../net/socket-owner';
 
@@ -135,7 +135,7 @@ export class SocksListener {
         } else if (phase === 'auth') {
           const a = step(parseAuth(buf), () => encodeAuthStatus(false));
           if (!a) return;
-          const source = sourceKey(socket.remoteAddress ?? '');
+          const source = throttleKey(socket.remoteAddress ?? '', a.user);
           const locked = this.throttle.locked(source);
           if (locked || !this.opts.logins!.check(a.user, a.pass)) {
             if (!locked) {
@@ -145,7 +145,7 @@ export class SocksListener {
             // Answered late (this connection waits, nothing else does): guessing goes slowly.
             socket.off('data', onData);
             socket.on('data', () => undefined);
-            tarpit = setTimeout(() => refuse(locked ? 'login refused: too many failed logins from its address' : 'wrong login',
+            tarpit = setTimeout(() => refuse(locked ? 'login refused: too many failed logins for this user from its address' : 'wrong login',
               encodeAuthStatus(false)), FAILED_LOGIN_DELAY_MS);
             return;
           }
