@@ -90,7 +90,7 @@ for (const engine of engines()) {
       }
     }));
     t.ok(answers > 0 && answers <= 40, `${answers} wrong logins answered in 2.5 s by 8 connections`);
-    await client.waitLog(/failed logins for user "alice" from loopback within 60 s; refusing its logins from there for 300 s/);
+    await client.waitLog(/failed logins from user "alice" from loopback within 60 s; refusing its logins for 300 s/);
     const locked = await login('127.0.0.1', 'open-sesame');
     t.equal(locked.status, 1, 'the locked-out user is refused even with the right password');
     t.equal((await login('127.0.0.2', 'open-sesame')).status, 1, 'from any loopback address: another 127.x is no way round');

@@ -145,7 +145,7 @@ export class SocksListener {
             // Answered late (this connection waits, nothing else does): guessing goes slowly.
             socket.off('data', onData);
             socket.on('data', () => undefined);
-            tarpit = setTimeout(() => refuse(locked ? 'login refused: too many failed logins for this user from its address' : 'wrong login',
+            tarpit = setTimeout(() => refuse(locked ? 'login refused: too many failed logins' : 'wrong login',
               encodeAuthStatus(false)), FAILED_LOGIN_DELAY_MS);
             return;
           }

@@ -1,14 +1,14 @@
 /**
  * Slows down password guessing on a SOCKS listener with logins: a failed
  * login is answered only after FAILED_LOGIN_DELAY_MS (the connection waits,
- * not the event loop), and a user name with MAX_FAILURES failures from one
- * source within FAILURE_WINDOW_MS has its logins from there refused for
- * LOCKOUT_MS, right or wrong. A source is an address as sourceKey spells it
- * (an IPv6 /64 as one), and all of loopback is one: any local user can send
- * from any 127.x address, so counting those apart would give a local
- * guesser millions of tries, and counting them together per address only
- * would let one local guesser lock every local user out. The memory is
- * bounded: at most MAX_SOURCES entries, the oldest forgotten first.
+ * not the event loop), and a source with MAX_FAILURES failures within
+ * FAILURE_WINDOW_MS has its logins refused for LOCKOUT_MS, right or wrong.
+ * A source is an address as sourceKey spells it (an IPv6 /64 as one), but
+ * on loopback a user name: any local user can send from any 127.x address,
+ * so counting addresses there would give a local guesser millions of tries,
+ * and counting all of loopback as one would let one local guesser lock
+ * every local user out. The memory is bounded: at most MAX_SOURCES
+ * entries, the oldest forgotten first.
  */
 import { isLoopbackAddress } from '../../net/socket-owner';
 import { sourceKey, unmappedAddress } from '../../util/ip';
@@ -28,11 +28,10 @@ interface Record {
   lockedUntil: number;
 }
 
-/** What failures are counted under: the source (loopback as one) and the user name tried. */
+/** What failures are counted under: the address, or on loopback the user name tried. */
 export function throttleKey(address: string, user: Buffer): string {
   const plain = unmappedAddress(address);
-  const source = isLoopbackAddress(plain) ? 'loopback' : sourceKey(plain);
-  return `${JSON.stringify(peerText(user.toString('utf8'), 64))} from ${source}`;
+  return isLoopbackAddress(plain) ? `user ${JSON.stringify(peerText(user.toString('utf8'), 64))} from loopback` : sourceKey(plain);
 }
 
 export class LoginThrottle {
@@ -61,8 +60,8 @@ export class LoginThrottle {
     r.failures++;
     if (r.failures >= MAX_FAILURES && r.lockedUntil === 0) {
       r.lockedUntil = now + LOCKOUT_MS;
-      this.lockouts.line('warn', `socks: ${r.failures} failed logins for user ${source} within ${FAILURE_WINDOW_MS / 1000} s; `
-        + `refusing its logins from there for ${LOCKOUT_MS / 1000} s`);
+      this.lockouts.line('warn', `socks: ${r.failures} failed logins from ${source} within ${FAILURE_WINDOW_MS / 1000} s; `
+        + `refusing its logins for ${LOCKOUT_MS / 1000} s`);
     }
     if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!);
   }
