@@ -118,8 +118,9 @@ t.test('an IPv6 address a translator turns into IPv4 (NAT64, IPv4-translated) pa
 });
 
 t.test('a rule whose host is an IP in another spelling is a config error, not a name rule that never matches', async (t) => {
-  for (const [rule, ip] of [['127.2:80', '127.0.0.2'], ['0x7f.0.0.1:80', '127.0.0.1'], ['2130706434:80', '127.0.0.2'], ['127.0.0.010:80', '127.0.0.8']]) {
-    t.throws(() => parseAllowRules([rule!], 'test'), new RegExp(`is the IP address ${ip!.replace(/\./g, '\\.')}: write it so`), rule);
+  const spelled: [string, string][] = [['127.2:80', '127.0.0.2'], ['0x7f.0.0.1:80', '127.0.0.1'], ['2130706434:80', '127.0.0.2'], ['127.0.0.010:80', '127.0.0.8']];
+  for (const [rule, ip] of spelled) {
+    t.throws(() => parseAllowRules([rule], 'test'), new RegExp(`is the IP address ${ip.replace(/\./g, '\\.')}: write it so`), rule);
   }
   t.throws(() => parseAllowRules(['08.1:80'], 'test'), /"08\.1": /, 'a numeric host that is no address');
   t.doesNotThrow(() => parseAllowRules(['db1.internal:5432', '1password.example:443', '127.0.0.1:80'], 'test'), 'names with digits, and the canonical form, are fine');
