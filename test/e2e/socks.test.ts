@@ -237,6 +237,40 @@ for (const engine of engines()) {
     t.equal(dnsAnswer(got[0]!.subarray(10)).id, 0x7777);
   });
 
+  t.test(`[${engine}] one local user holds at most 256 UDP associations; another user still gets one`, {
+    skip: process.getuid?.() !== 0 ? 'needs root (a second user to play the other local user)' : false,
+  }, async (t) => {
+    const { client } = await start(t, engine, engine, [], ['-v']);
+    const held: { socket: { destroy(): void } }[] = [];
+    t.teardown(() => { for (const a of held) a.socket.destroy(); });
+    for (let i = 0; i < 256; i++) {
+      const a = await socksRequest(client.port, 3, '0.0.0.0', 0);
+      held.push(a);
+      if (a.reply !== 0) return t.fail(`association ${i + 1} refused (${a.reply})`);
+    }
+    t.pass('256 associations for this user');
+    const over = await socksRequest(client.port, 3, '0.0.0.0', 0);
+    held.push(over);
+    t.equal(over.reply, 1, 'the 257th is refused (general failure)');
+    t.match(client.logs(), /its user 0 holds 256 udp associations already/, 'saying why');
+    // nobody, another local user, asks for one.
+    const other = spawn(process.execPath, ['-e', `
+      const s = require('node:net').connect(${client.port}, '127.0.0.1');
+      let got = Buffer.alloc(0);
+      s.on('data', (d) => {
+        got = Buffer.concat([got, d]);
+        if (got.length === 2) s.write(Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0]));
+        if (got.length >= 4) { console.log('reply', got[3]); process.exit(0); }
+      });
+      s.write(Buffer.from([5, 1, 0]));
+      setTimeout(() => { console.log('no reply'); process.exit(0); }, 5000);
+    `], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+    let said = '';
+    other.stdout.on('data', (d: Buffer) => { said += d; });
+    await new Promise((r) => other.once('exit', r));
+    t.equal(said.trim(), 'reply 0', "another local user's association succeeds");
+  });
+
   t.test(`[${engine}] a UDP association ends after --udp-timeout without datagrams, and its control connection with it`, async (t) => {
     const dns = await dnsResponder('192.0.2.8');
     t.teardown(() => dns.sock.close());

@@ -11,7 +11,7 @@
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
-import { unmappedAddress } from '../../util/ip';
+import { sourceKey, unmappedAddress } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
@@ -27,6 +27,8 @@ import { isLoopbackAddress, tcpPeerUid } from '../../net/socket-owner';
 
 /** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
 const MAX_ASSOCIATIONS = 1024;
+/** Of those, one owner's: a local user (on loopback, by uid) or an address (sourceKey). */
+const MAX_ASSOCIATIONS_PER_OWNER = MAX_ASSOCIATIONS / 4;
 
 /** Udp streams all of a listener's associations may have open at once; datagrams to more destinations are dropped. */
 export const MAX_SOCKS_UDP_STREAMS = 4096;
@@ -44,10 +46,25 @@ export interface SocksOptions {
 
 type Phase = 'greeting' | 'auth' | 'request';
 
+/**
+ * Who holds a UDP association, for the per-owner cap and the datagram check:
+ * on loopback the local user whose process asked (its uid, from
+ * /proc/net: src/net/socket-owner.ts), elsewhere the address.
+ */
+function ownerOf(socket: Socket): { key: string; uid?: number } {
+  const local = unmappedAddress(socket.localAddress ?? '127.0.0.1');
+  const client = unmappedAddress(socket.remoteAddress ?? '');
+  if (!isLoopbackAddress(client)) return { key: `address ${sourceKey(client)}` };
+  const uid = tcpPeerUid({ address: local, port: socket.localPort ?? 0 }, { address: client, port: socket.remotePort ?? 0 });
+  return uid === undefined ? { key: 'loopback' } : { key: `user ${uid}`, uid };
+}
+
 export class SocksListener {
   readonly server: Server;
   private readonly negotiating = new Set<Socket>();
   private readonly associations = new Set<UdpAssociation>();
+  /** Associations by owner (ownerOf), so one local user or address cannot take them all. */
+  private readonly byOwner = new Map<string, number>();
   private readonly udpBudget = new UdpStreamBudget(MAX_SOCKS_UDP_STREAMS);
   /** A client can provoke these by the thousand. */
   private readonly loginRefusals: RateLimitedLog;
@@ -154,11 +171,12 @@ export class SocksListener {
         } else {
           const r = step(parseRequest(buf), (rep) => (rep === undefined ? undefined : encodeReply(rep)));
           if (!r) return;
-          const no = this.unanswerable(r);
+          const owner = r.cmd === Command.UDP_ASSOCIATE ? ownerOf(socket) : undefined;
+          const no = this.unanswerable(r, owner?.key);
           if (no) return refuse(no.why, encodeReply(no.reply));
           done();
           socket.off('error', onError);
-          this.request(socket, peer, r, buf);
+          this.request(socket, peer, r, buf, owner);
           return;
         }
         if (phase === before || buf.length === 0) return;
@@ -169,37 +187,45 @@ export class SocksListener {
   }
 
   /** Why a well-formed request is refused here, before any stream: a command other than CONNECT and UDP ASSOCIATE, and so on. */
-  private unanswerable(req: Request): { why: string; reply: number } | undefined {
+  private unanswerable(req: Request, owner?: string): { why: string; reply: number } | undefined {
     if (req.cmd === Command.CONNECT) return req.port === 0 ? { why: 'CONNECT to port 0', reply: Reply.GENERAL_FAILURE } : undefined;
     if (req.cmd !== Command.UDP_ASSOCIATE) return { why: `command ${req.cmd} not supported`, reply: Reply.COMMAND_NOT_SUPPORTED };
     if (this.associations.size >= MAX_ASSOCIATIONS) return { why: `already ${MAX_ASSOCIATIONS} udp associations`, reply: Reply.GENERAL_FAILURE };
+    if ((this.byOwner.get(owner ?? '') ?? 0) >= MAX_ASSOCIATIONS_PER_OWNER) {
+      return { why: `its ${owner} holds ${MAX_ASSOCIATIONS_PER_OWNER} udp associations already`, reply: Reply.GENERAL_FAILURE };
+    }
     return undefined;
   }
 
-  private request(socket: Socket, peer: string, req: Request, early: Buffer): void {
+  private request(socket: Socket, peer: string, req: Request, early: Buffer, owner?: { key: string; uid?: number }): void {
     if (req.cmd === Command.CONNECT) {
       socket.pause();
       // Data the client sent before its answer (optimistic clients) is the stream's first payload.
       if (early.length > 0) socket.unshift(early);
       this.opts.carry(socket, peer, targetOf(req), CONNECT_REPLY);
     } else {
-      void this.associate(socket, peer, req);
+      void this.associate(socket, peer, req, owner ?? ownerOf(socket));
     }
   }
 
-  private async associate(socket: Socket, peer: string, req: Request): Promise<void> {
+  private async associate(socket: Socket, peer: string, req: Request, owner: { key: string; uid?: number }): Promise<void> {
     const log = this.opts.logger;
     socket.on('error', () => socket.destroy());
-    const localAddress = unmappedAddress(socket.localAddress ?? '127.0.0.1');
-    const clientAddress = unmappedAddress(socket.remoteAddress ?? '');
-    // A client on this machine: whose process asked (src/net/socket-owner.ts).
-    const clientUid = isLoopbackAddress(clientAddress)
-      ? tcpPeerUid({ address: localAddress, port: socket.localPort ?? 0 }, { address: clientAddress, port: socket.remotePort ?? 0 }) : undefined;
+    this.byOwner.set(owner.key, (this.byOwner.get(owner.key) ?? 0) + 1);
+    let counted = true;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      const left = (this.byOwner.get(owner.key) ?? 1) - 1;
+      if (left > 0) this.byOwner.set(owner.key, left);
+      else this.byOwner.delete(owner.key);
+    };
+    socket.once('close', uncount);
     const assoc = new UdpAssociation({
-      localAddress,
-      clientAddress,
+      localAddress: unmappedAddress(socket.localAddress ?? '127.0.0.1'),
+      clientAddress: unmappedAddress(socket.remoteAddress ?? ''),
       clientPort: req.port,
-      clientUid,
+      clientUid: owner.uid,
       udpTimeout: this.opts.udpTimeout,
       budget: this.udpBudget,
       pick: () => this.opts.pick(),
