@@ -4,6 +4,7 @@
  * mac = HMAC-SHA256(password, "tws2-auth\n" + ts + "\n" + nonce + "\n" + user).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { addTo } from '../util/counts';
 
 const HEADER_RE = /^v1 ts=(0|[1-9]\d{0,15}) nonce=([A-Za-z0-9_-]{22}) mac=([A-Za-z0-9_-]{43})(?: user=([^\s\x00-\x1f\x7f]{1,128}))?$/;
 
@@ -110,9 +111,7 @@ export class ReplayCache {
       if (expiry >= now) break;
       this.seen.delete(nonce);
       if (party === undefined) continue;
-      const left = (this.held.get(party) ?? 0) - 1;
-      if (left > 0) this.held.set(party, left);
-      else this.held.delete(party);
+      addTo(this.held, party, -1);
     }
   }
 }

@@ -6,6 +6,7 @@
  * the caller to close at once; why is logged, rate-limited.
  */
 import type { Socket } from 'node:net';
+import { addTo } from '../util/counts';
 import { sourceKey } from '../util/ip';
 import { formatPeer } from '../util/address';
 import { Logger, RateLimitedLog } from '../util/log';
@@ -44,24 +45,22 @@ export class NegotiationLimit {
    */
   admit(socket: Socket, peer: string): (() => void) | undefined {
     const source = sourceKey(socket.remoteAddress ?? '');
-    if ((this.bySource.get(source) ?? 0) >= this.perSource) this.evictOldest(source, this.perSource);
+    let full = (this.bySource.get(source) ?? 0) >= this.perSource && !this.evictOldest(source, this.perSource)
+      ? `${this.perSource} connections from its address` : '';
     const n = this.bySource.get(source) ?? 0;
-    let full = n >= this.perSource ? `${this.perSource} connections from its address` : '';
     if (!full && this.held.size >= this.max && !this.evictFor(n)) full = `${this.max} connections`;
     if (full) {
       this.refusals.line('warn', `${this.name}: closed the connection from ${peer} at once: already ${full} negotiating`);
       return undefined;
     }
-    this.bySource.set(source, n + 1);
+    addTo(this.bySource, source, 1);
     let isHeld = true;
     const release = (): void => {
       if (!isHeld) return;
       isHeld = false;
       socket.off('close', release);
       this.held.delete(socket);
-      const left = (this.bySource.get(source) ?? 1) - 1;
-      if (left > 0) this.bySource.set(source, left);
-      else this.bySource.delete(source);
+      addTo(this.bySource, source, -1);
     };
     socket.on('close', release);
     this.held.set(socket, { source, release });

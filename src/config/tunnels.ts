@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { fail } from '../util/errors';
 import { formatHostPort, HostPort, parseHostPort } from '../util/address';
-import { parseBindIp } from '../util/ip';
+import { isLoopbackAddress } from '../util/ip';
 
 /** One local listener and the target each of its connections (or UDP peers) is carried to. */
 export interface TunnelSpec {
@@ -136,10 +136,7 @@ export function parseBindPort(text: string, where: string): HostPort {
  * spelling), localhost. Proxy listeners elsewhere are open relays.
  */
 export function isLoopbackBind(host: string): boolean {
-  if (host.toLowerCase() === 'localhost') return true;
-  const ip = parseBindIp(host);
-  if (typeof ip !== 'object') return false;
-  return ip.family === 'ipv4' ? ip.address.startsWith('127.') : ip.address === '::1';
+  return host.toLowerCase() === 'localhost' || isLoopbackAddress(host);
 }
 
 /** A reverse tunnel (-R): the server listens on `bind`, the client connects each stream to `remote`. */

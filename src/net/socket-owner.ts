@@ -51,11 +51,6 @@ function uidIn(table: string, locals: string[], remote?: string): number | undef
   return undefined;
 }
 
-/** A peer on this machine's loopback (127.0.0.0/8, ::1), in Node's text for it. */
-export function isLoopbackAddress(address: string): boolean {
-  return (isIP(address) === 4 && address.startsWith('127.')) || address === '::1';
-}
-
 /** The uid of the local process whose TCP socket is the far end of our connection `local` ↔ `remote`. */
 export function tcpPeerUid(local: { address: string; port: number }, remote: { address: string; port: number }): number | undefined {
   const far = spellings(remote.address, remote.port);

@@ -10,6 +10,7 @@
  * connections before their upgrade and the brief duplicate a handoff makes.
  */
 import { maxFds, openFds } from '../util/fds';
+import { addTo } from '../util/counts';
 
 /** Fds kept aside for the listeners, accepts and handshakes in progress, DNS, logs. */
 export const FD_SPARE = 64;
@@ -228,11 +229,4 @@ export class StreamSlots<S> {
     if (user === undefined) return;
     addTo(this.byUser, user, -n);
   }
-}
-
-/** Adds `delta` to `key`'s count, dropping the entry once it reaches 0 (a map of counts holds no zeros). */
-function addTo(counts: Map<string, number>, key: string, delta: number): void {
-  const n = (counts.get(key) ?? 0) + delta;
-  if (n > 0) counts.set(key, n);
-  else counts.delete(key);
 }

@@ -50,6 +50,13 @@ export function parseBindIp(host: string): IpAddress | string | undefined {
   return parse(host, true);
 }
 
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1) in any spelling, IPv4-mapped included. */
+export function isLoopbackAddress(host: string): boolean {
+  const ip = parseBindIp(host);
+  if (typeof ip !== 'object') return false;
+  return ip.family === 'ipv4' ? ip.address.startsWith('127.') : ip.address === '::1';
+}
+
 function parse(host: string, bind: boolean): IpAddress | string | undefined {
   if (host.includes(':') || host.includes('%')) return parseIpv6(host, bind);
   if (!NUMERIC_HOST.test(host)) return undefined;

@@ -11,7 +11,8 @@
 import { createServer, Server, Socket } from 'node:net';
 import type { EngineSession, StreamReply } from '../../engine/types';
 import { formatHostPort, formatPeer } from '../../util/address';
-import { sourceKey, unmappedAddress } from '../../util/ip';
+import { addTo } from '../../util/counts';
+import { isLoopbackAddress, sourceKey, unmappedAddress } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 import type { SocksLogins } from './auth';
 import {
@@ -23,7 +24,7 @@ import { NegotiationLimit } from '../negotiation-limit';
 import { UdpStreamBudget } from '../udp-streams';
 import { FAILED_LOGIN_DELAY_MS, LoginThrottle, throttleKey } from './login-throttle';
 import { UdpAssociation } from './udp-associate';
-import { isLoopbackAddress, tcpPeerUid } from '../../net/socket-owner';
+import { tcpPeerUid } from '../../net/socket-owner';
 
 /** UDP associations at once (each holds a TCP connection and a UDP socket); more are refused. */
 const MAX_ASSOCIATIONS = 1024;
@@ -197,6 +198,7 @@ export class SocksListener {
     return undefined;
   }
 
+  /** `owner`: who asks, for a UDP ASSOCIATE (ownerOf, read once for the cap and the association). */
   private request(socket: Socket, peer: string, req: Request, early: Buffer, owner?: { key: string; uid?: number }): void {
     if (req.cmd === Command.CONNECT) {
       socket.pause();
@@ -204,23 +206,15 @@ export class SocksListener {
       if (early.length > 0) socket.unshift(early);
       this.opts.carry(socket, peer, targetOf(req), CONNECT_REPLY);
     } else {
-      void this.associate(socket, peer, req, owner ?? ownerOf(socket));
+      void this.associate(socket, peer, req, owner!);
     }
   }
 
   private async associate(socket: Socket, peer: string, req: Request, owner: { key: string; uid?: number }): Promise<void> {
     const log = this.opts.logger;
     socket.on('error', () => socket.destroy());
-    this.byOwner.set(owner.key, (this.byOwner.get(owner.key) ?? 0) + 1);
-    let counted = true;
-    const uncount = (): void => {
-      if (!counted) return;
-      counted = false;
-      const left = (this.byOwner.get(owner.key) ?? 1) - 1;
-      if (left > 0) this.byOwner.set(owner.key, left);
-      else this.byOwner.delete(owner.key);
-    };
-    socket.once('close', uncount);
+    addTo(this.byOwner, owner.key, 1);
+    socket.once('close', () => addTo(this.byOwner, owner.key, -1));
     const assoc = new UdpAssociation({
       localAddress: unmappedAddress(socket.localAddress ?? '127.0.0.1'),
       clientAddress: unmappedAddress(socket.remoteAddress ?? ''),

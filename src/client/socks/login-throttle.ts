@@ -10,8 +10,7 @@
  * every local user out. The memory is bounded: at most MAX_SOURCES
  * entries, the oldest forgotten first.
  */
-import { isLoopbackAddress } from '../../net/socket-owner';
-import { sourceKey, unmappedAddress } from '../../util/ip';
+import { isLoopbackAddress, sourceKey, unmappedAddress } from '../../util/ip';
 import { Logger, peerText, RateLimitedLog } from '../../util/log';
 
 export const FAILED_LOGIN_DELAY_MS = 1000;
