@@ -432,12 +432,13 @@ export class TwsServer extends EventEmitter {
     const opens = openLines(session, this.opts.logger);
     const openLine = (stream: number, target: string, udp: boolean): void => opens.line('info', `stream#${stream} open → ${udp ? 'udp ' : ''}${peerText(target)}`);
     const lookups = { n: 0 };
+    // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
+    const rules = (): AllowList | undefined => this.sessionUser.get(session)?.allow ?? this.opts.allow;
     const policy = (): StreamPolicy => ({
       lookups,
       userLookups: share?.lookups,
-      // A user's own rules (even an empty list) replace the server's; looked up per stream, so a reload applies at once.
-      allow: this.sessionUser.get(session)?.allow ?? this.opts.allow,
-      current: () => this.sessionUser.get(session)?.allow ?? this.opts.allow,
+      allow: rules(),
+      current: rules,
       log,
       refusals,
       admitted: (req) => openLine(req.stream, req.target, req.kind === StreamKind.UDP),
@@ -446,7 +447,7 @@ export class TwsServer extends EventEmitter {
     const connectTimeout = this.opts.connectTimeout ?? 10_000;
     // Without an allow-list the policy admits every IP literal: the engine may dial those itself, on slots taken ahead.
     const ahead = session.grantAhead ? new AheadGrant(session, this.slots, party, connectTimeout, this.sessionOpts.maxStreams,
-      () => (this.sessionUser.get(session)?.allow ?? this.opts.allow) === undefined) : undefined;
+      () => rules() === undefined) : undefined;
     // Slots out as engines' reserves come back first: a reserve must not refuse what the budget would take.
     const reclaim = (retry: () => void): boolean => {
       const scope = this.slots?.reclaimScope(session, party);
