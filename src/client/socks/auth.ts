@@ -47,6 +47,11 @@ export class SocksLogins {
     return new SocksLogins(users);
   }
 
+  /** Whether `user` is one of the file's (for the login throttle's bookkeeping only, never for an answer). */
+  has(user: Buffer): boolean {
+    return this.users.has(user.toString('utf8'));
+  }
+
   /** Whether `user` exists and `pass` is its password; as slow for an unknown user as for a wrong password. */
   check(user: Buffer, pass: Buffer): boolean {
     const want = this.users.get(user.toString('utf8'));

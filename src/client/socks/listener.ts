@@ -153,7 +153,7 @@ export class SocksListener {
         } else if (phase === 'auth') {
           const a = step(parseAuth(buf), () => encodeAuthStatus(false));
           if (!a) return;
-          const source = throttleKey(socket.remoteAddress ?? '', a.user);
+          const source = throttleKey(socket.remoteAddress ?? '', a.user, this.opts.logins!.has(a.user));
           const locked = this.throttle.locked(source);
           if (locked || !this.opts.logins!.check(a.user, a.pass)) {
             if (!locked) {

@@ -27,10 +27,16 @@ interface Record {
   lockedUntil: number;
 }
 
-/** What failures are counted under: the address, or on loopback the user name tried. */
-export function throttleKey(address: string, user: Buffer): string {
+/**
+ * What failures are counted under: the address, or on loopback the user name
+ * tried (`known`: one of the file's). Unknown names share one count, so a
+ * guesser cannot make up names by the thousand to push a real user's count
+ * out of the bounded memory.
+ */
+export function throttleKey(address: string, user: Buffer, known: boolean): string {
   const plain = unmappedAddress(address);
-  return isLoopbackAddress(plain) ? `user ${JSON.stringify(peerText(user.toString('utf8'), 64))} from loopback` : sourceKey(plain);
+  if (!isLoopbackAddress(plain)) return sourceKey(plain);
+  return known ? `user ${JSON.stringify(peerText(user.toString('utf8'), 64))} from loopback` : 'unknown users from loopback';
 }
 
 export class LoginThrottle {
